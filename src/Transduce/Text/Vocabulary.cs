@@ -1,0 +1,392 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace Transduce.Text;
+
+/// <summary>
+/// A token ↔ id mapping. Ids 0–3 are always the reserved tokens <see cref="PadToken"/>,
+/// <see cref="BosToken"/>, <see cref="EosToken"/> and <see cref="UnkToken"/>, in that order; the
+/// remaining ids are assigned by <see cref="Build"/> in descending frequency order.
+/// Instances are immutable.
+/// </summary>
+public sealed class Vocabulary
+{
+    /// <summary>The padding token; always id 0.</summary>
+    public const string PadToken = "<pad>";
+
+    /// <summary>The beginning-of-sequence token; always id 1.</summary>
+    public const string BosToken = "<bos>";
+
+    /// <summary>The end-of-sequence token; always id 2.</summary>
+    public const string EosToken = "<eos>";
+
+    /// <summary>The unknown-token token; always id 3.</summary>
+    public const string UnkToken = "<unk>";
+
+    /// <summary>The <c>format</c> tag written into and required in vocabulary JSON files.</summary>
+    public const string FormatTag = "transduce-vocab";
+
+    /// <summary>The vocabulary file format version written by <see cref="Save"/> and accepted by <see cref="Load"/>.</summary>
+    public const int FormatVersion = 1;
+
+    private static readonly string[] ReservedTokens = [PadToken, BosToken, EosToken, UnkToken];
+
+    private readonly string[] _tokens;
+    private readonly Dictionary<string, int> _ids;
+
+    private Vocabulary(string[] tokens, Dictionary<string, int> ids)
+    {
+        _tokens = tokens;
+        _ids = ids;
+        Tokens = Array.AsReadOnly(tokens);
+    }
+
+    /// <summary>Id of <see cref="PadToken"/> (0).</summary>
+    public int PadId => 0;
+
+    /// <summary>Id of <see cref="BosToken"/> (1).</summary>
+    public int BosId => 1;
+
+    /// <summary>Id of <see cref="EosToken"/> (2).</summary>
+    public int EosId => 2;
+
+    /// <summary>Id of <see cref="UnkToken"/> (3).</summary>
+    public int UnkId => 3;
+
+    /// <summary>Number of tokens, including the four reserved ones.</summary>
+    public int Count => _tokens.Length;
+
+    /// <summary>All tokens, indexed by id.</summary>
+    public IReadOnlyList<string> Tokens { get; }
+
+    /// <summary>Gets the id of <paramref name="token"/>, or <see cref="UnkId"/> if it is not in the vocabulary.</summary>
+    /// <param name="token">The token to look up.</param>
+    public int this[string token]
+    {
+        get
+        {
+            ArgumentNullException.ThrowIfNull(token);
+            return _ids.TryGetValue(token, out int id) ? id : UnkId;
+        }
+    }
+
+    /// <summary>Gets the token with id <paramref name="id"/>.</summary>
+    /// <param name="id">An id in <c>[0, Count)</c>.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="id"/> is outside <c>[0, Count)</c>.</exception>
+    public string this[int id]
+    {
+        get
+        {
+            if ((uint)id >= (uint)_tokens.Length)
+            {
+                throw new ArgumentOutOfRangeException(
+                    nameof(id), id, $"Token id must be in [0, {_tokens.Length}).");
+            }
+            return _tokens[id];
+        }
+    }
+
+    /// <summary>
+    /// Builds a vocabulary from tokenized sentences. After the reserved tokens, every token occurring at
+    /// least <paramref name="minFrequency"/> times is added, ordered by descending count, ties broken by
+    /// ordinal string order, so the result is deterministic. Occurrences of reserved tokens in the text are
+    /// counted but never produce a second entry.
+    /// </summary>
+    /// <param name="sentences">Tokenized sentences.</param>
+    /// <param name="minFrequency">Minimum count for a token to be included (values below 1 act like 1).</param>
+    /// <returns>The new vocabulary.</returns>
+    /// <exception cref="ArgumentException">A sentence or token is null, or a token is empty.</exception>
+    public static Vocabulary Build(IEnumerable<IEnumerable<string>> sentences, int minFrequency = 1)
+    {
+        ArgumentNullException.ThrowIfNull(sentences);
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (IEnumerable<string>? sentence in sentences)
+        {
+            if (sentence is null)
+            {
+                throw new ArgumentException("A sentence is null.", nameof(sentences));
+            }
+            foreach (string? token in sentence)
+            {
+                if (string.IsNullOrEmpty(token))
+                {
+                    throw new ArgumentException("Tokens must be non-empty strings.", nameof(sentences));
+                }
+                counts[token] = counts.TryGetValue(token, out int c) ? c + 1 : 1;
+            }
+        }
+
+        var entries = new List<KeyValuePair<string, int>>(counts.Count);
+        foreach (KeyValuePair<string, int> kv in counts)
+        {
+            if (kv.Value >= minFrequency && Array.IndexOf(ReservedTokens, kv.Key) < 0)
+            {
+                entries.Add(kv);
+            }
+        }
+        entries.Sort(static (a, b) =>
+        {
+            int byCount = b.Value.CompareTo(a.Value);
+            return byCount != 0 ? byCount : string.CompareOrdinal(a.Key, b.Key);
+        });
+
+        var tokens = new string[ReservedTokens.Length + entries.Count];
+        ReservedTokens.CopyTo(tokens, 0);
+        for (int i = 0; i < entries.Count; i++)
+        {
+            tokens[ReservedTokens.Length + i] = entries[i].Key;
+        }
+        return new Vocabulary(tokens, IndexTokens(tokens));
+    }
+
+    /// <summary>Maps tokens to ids; tokens not in the vocabulary map to <see cref="UnkId"/>.</summary>
+    /// <param name="tokens">The tokens to encode.</param>
+    /// <returns>The ids, one per token. No <see cref="BosToken"/>/<see cref="EosToken"/> is added.</returns>
+    public int[] Encode(IEnumerable<string> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        var ids = new List<int>(tokens is ICollection<string> col ? col.Count : 16);
+        foreach (string token in tokens)
+        {
+            ids.Add(this[token]);
+        }
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// Maps ids back to tokens. The result is computed eagerly, so an invalid id throws immediately.
+    /// </summary>
+    /// <param name="ids">The ids to decode.</param>
+    /// <param name="stopAtEos">Stop at the first <see cref="EosId"/> (which is not emitted).</param>
+    /// <param name="skipSpecial">
+    /// Omit <see cref="PadToken"/>, <see cref="BosToken"/> and <see cref="EosToken"/>.
+    /// <see cref="UnkToken"/> is always kept because it stands for a real (unknown) word.
+    /// </param>
+    /// <returns>The decoded tokens.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">An id is outside <c>[0, Count)</c>.</exception>
+    public IEnumerable<string> Decode(IEnumerable<int> ids, bool stopAtEos = true, bool skipSpecial = true)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var result = new List<string>();
+        foreach (int id in ids)
+        {
+            string token = this[id];
+            if (stopAtEos && id == EosId)
+            {
+                break;
+            }
+            if (skipSpecial && (id == PadId || id == BosId || id == EosId))
+            {
+                continue;
+            }
+            result.Add(token);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Serialises the vocabulary as JSON: <c>{"format":"transduce-vocab","version":1,"tokens":[...]}</c>.
+    /// </summary>
+    /// <returns>The JSON text (indented, non-ASCII characters written as-is).</returns>
+    public string ToJson()
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions
+        {
+            Indented = true,
+            Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        }))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("format", FormatTag);
+            writer.WriteNumber("version", FormatVersion);
+            writer.WriteStartArray("tokens");
+            foreach (string token in _tokens)
+            {
+                writer.WriteStringValue(token);
+            }
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(stream.GetBuffer(), 0, (int)stream.Length);
+    }
+
+    /// <summary>
+    /// Writes the vocabulary to <paramref name="path"/> as UTF-8 JSON (see <see cref="ToJson"/>), atomically:
+    /// the data goes to a temporary file next to it which then replaces <paramref name="path"/>.
+    /// The parent directory is created if needed.
+    /// </summary>
+    /// <param name="path">Destination file path.</param>
+    public void Save(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string full = Path.GetFullPath(path);
+        string? dir = Path.GetDirectoryName(full);
+        if (!string.IsNullOrEmpty(dir))
+        {
+            Directory.CreateDirectory(dir);
+        }
+        string tmp = full + ".tmp-" + Guid.NewGuid().ToString("N");
+        try
+        {
+            File.WriteAllText(tmp, ToJson(), new UTF8Encoding(encoderShouldEmitUTF8Identifier: false));
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(tmp);
+            throw;
+        }
+    }
+
+    /// <summary>Reads a vocabulary written by <see cref="Save"/>.</summary>
+    /// <param name="path">The vocabulary file.</param>
+    /// <returns>The vocabulary.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid vocabulary file; the message names the file and the problem.</exception>
+    public static Vocabulary Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Vocabulary file not found: {path}", path);
+        }
+        byte[] bytes = File.ReadAllBytes(path);
+        ReadOnlySpan<byte> span = bytes;
+        if (span.StartsWith("\uFEFF"u8))
+        {
+            span = span[3..];
+        }
+        string json;
+        try
+        {
+            json = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(span);
+        }
+        catch (DecoderFallbackException ex)
+        {
+            throw new InvalidDataException($"{path}: vocabulary file is not valid UTF-8.", ex);
+        }
+        return FromJson(json, path);
+    }
+
+    /// <summary>Parses vocabulary JSON as produced by <see cref="ToJson"/>.</summary>
+    /// <param name="json">The JSON text.</param>
+    /// <param name="sourceName">Name of where the JSON came from (usually a file path), used in error messages.</param>
+    /// <returns>The vocabulary.</returns>
+    /// <exception cref="InvalidDataException">
+    /// The text is not JSON or is truncated, the format tag or version is wrong, the token list is missing
+    /// or malformed, the reserved tokens are not at ids 0–3, or a token occurs twice.
+    /// </exception>
+    public static Vocabulary FromJson(string json, string sourceName)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ArgumentNullException.ThrowIfNull(sourceName);
+
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json);
+        }
+        catch (JsonException ex)
+        {
+            throw Bad(sourceName, $"not valid JSON or truncated ({ex.Message})", ex);
+        }
+
+        using (doc)
+        {
+            JsonElement root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw Bad(sourceName, $"expected a JSON object at top level but found {root.ValueKind}");
+            }
+
+            if (!root.TryGetProperty("format", out JsonElement format)
+                || format.ValueKind != JsonValueKind.String
+                || format.GetString() != FormatTag)
+            {
+                string found = format.ValueKind == JsonValueKind.Undefined ? "none" : format.GetRawText();
+                throw Bad(sourceName, $"wrong format tag: expected \"format\": \"{FormatTag}\" but found {found}");
+            }
+
+            if (!root.TryGetProperty("version", out JsonElement version)
+                || version.ValueKind != JsonValueKind.Number
+                || !version.TryGetInt32(out int v)
+                || v != FormatVersion)
+            {
+                string found = version.ValueKind == JsonValueKind.Undefined ? "none" : version.GetRawText();
+                throw Bad(sourceName, $"unsupported version: expected {FormatVersion} but found {found}");
+            }
+
+            if (!root.TryGetProperty("tokens", out JsonElement tokensElement))
+            {
+                throw Bad(sourceName, "missing \"tokens\" array");
+            }
+            if (tokensElement.ValueKind != JsonValueKind.Array)
+            {
+                throw Bad(sourceName, $"\"tokens\" must be an array but is {tokensElement.ValueKind}");
+            }
+
+            var tokens = new string[tokensElement.GetArrayLength()];
+            int i = 0;
+            foreach (JsonElement element in tokensElement.EnumerateArray())
+            {
+                string? token = element.ValueKind == JsonValueKind.String ? element.GetString() : null;
+                if (string.IsNullOrEmpty(token))
+                {
+                    throw Bad(sourceName, $"token at id {i} must be a non-empty string but is {element.GetRawText()}");
+                }
+                tokens[i++] = token;
+            }
+
+            for (int r = 0; r < ReservedTokens.Length; r++)
+            {
+                if (r >= tokens.Length || tokens[r] != ReservedTokens[r])
+                {
+                    string found = r < tokens.Length ? $"\"{tokens[r]}\"" : "nothing";
+                    throw Bad(sourceName,
+                        $"reserved tokens must be {string.Join(", ", ReservedTokens)} at ids 0-3, "
+                        + $"but id {r} is {found}");
+                }
+            }
+
+            var ids = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+            for (int id = 0; id < tokens.Length; id++)
+            {
+                if (!ids.TryAdd(tokens[id], id))
+                {
+                    throw Bad(sourceName,
+                        $"duplicate token \"{tokens[id]}\" at ids {ids[tokens[id]]} and {id}");
+                }
+            }
+            return new Vocabulary(tokens, ids);
+        }
+    }
+
+    private static Dictionary<string, int> IndexTokens(string[] tokens)
+    {
+        var ids = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            ids.Add(tokens[i], i);
+        }
+        return ids;
+    }
+
+    private static InvalidDataException Bad(string source, string problem, Exception? inner = null) =>
+        new($"{source}: invalid vocabulary file: {problem}.", inner);
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}
