@@ -1,0 +1,280 @@
+using System.Buffers;
+using System.Text.Unicode;
+
+namespace Transduce.Data;
+
+/// <summary>Options for reading a parallel corpus.</summary>
+public sealed record CorpusReadOptions
+{
+    /// <summary>
+    /// When true, malformed lines are skipped and counted in <see cref="CorpusReadResult.SkippedLines"/>;
+    /// when false (the default), the first malformed line throws <see cref="CorpusFormatException"/>.
+    /// </summary>
+    public bool SkipInvalid { get; init; }
+
+    /// <summary>
+    /// When set, reading stops after this many valid pairs (d2l uses the first N pairs). Must not be negative.
+    /// </summary>
+    public int? MaxPairs { get; init; }
+}
+
+/// <summary>The outcome of reading a parallel corpus.</summary>
+/// <param name="Pairs">The valid sentence pairs, in file order.</param>
+/// <param name="SkippedLines">Number of malformed lines skipped (only non-zero with <see cref="CorpusReadOptions.SkipInvalid"/>).</param>
+/// <param name="SkipReasons">The first (at most <see cref="ParallelCorpus.MaxSkipReasons"/>) skip reasons, each <c>"file:line: reason"</c>.</param>
+public sealed record CorpusReadResult(IReadOnlyList<SentencePair> Pairs, int SkippedLines, IReadOnlyList<string> SkipReasons);
+
+/// <summary>
+/// Readers for sentence-aligned parallel corpora. Input must be strict UTF-8: invalid byte sequences are
+/// reported with the file and 1-based line number. A UTF-8 byte-order mark at the start of a file and
+/// '\r' before '\n' are accepted. Source and target sentences are trimmed of surrounding whitespace.
+/// </summary>
+public static class ParallelCorpus
+{
+    /// <summary>The maximum number of reasons kept in <see cref="CorpusReadResult.SkipReasons"/>.</summary>
+    public const int MaxSkipReasons = 20;
+
+    /// <summary>The file looked for first by <see cref="Read"/> when given a directory.</summary>
+    public const string DefaultTsvName = "fra.txt";
+
+    /// <summary>The file looked for second by <see cref="Read"/> when given a directory.</summary>
+    public const string FallbackTsvName = "train.tsv";
+
+    /// <summary>
+    /// Reads a corpus from a file (as <see cref="ReadTsv"/>) or from a directory, in which case
+    /// <c>fra.txt</c> is read if present, otherwise <c>train.tsv</c>.
+    /// </summary>
+    /// <param name="path">A tab-separated corpus file, or a directory containing one.</param>
+    /// <param name="options">Read options; defaults if null.</param>
+    /// <returns>The pairs read.</returns>
+    /// <exception cref="FileNotFoundException">The path does not exist, or the directory has neither file.</exception>
+    /// <exception cref="CorpusFormatException">A line is malformed and <see cref="CorpusReadOptions.SkipInvalid"/> is off.</exception>
+    public static CorpusReadResult Read(string path, CorpusReadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+        {
+            foreach (string name in new[] { DefaultTsvName, FallbackTsvName })
+            {
+                string candidate = Path.Combine(path, name);
+                if (File.Exists(candidate))
+                {
+                    return ReadTsv(candidate, options);
+                }
+            }
+            throw new FileNotFoundException(
+                $"No corpus file in directory {path}: looked for {DefaultTsvName} and {FallbackTsvName}.");
+        }
+        return ReadTsv(path, options);
+    }
+
+    /// <summary>
+    /// Reads a tab-separated corpus in the Tatoeba/manythings <c>fra.txt</c> style: one pair per line,
+    /// <c>source&lt;TAB&gt;target</c>, optionally followed by more tab-separated columns (such as an
+    /// attribution), which are ignored. An empty piece after the final newline is not a line; any other
+    /// empty line is an error.
+    /// </summary>
+    /// <param name="path">The corpus file.</param>
+    /// <param name="options">Read options; defaults if null.</param>
+    /// <returns>The pairs read.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="CorpusFormatException">
+    /// A line is empty, has no tab, has an empty source or target, or is not valid UTF-8, and
+    /// <see cref="CorpusReadOptions.SkipInvalid"/> is off.
+    /// </exception>
+    public static CorpusReadResult ReadTsv(string path, CorpusReadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var collector = new Collector(options);
+        EnsureFileExists(path);
+
+        using var reader = new Utf8LineReader(path);
+        while (!collector.IsFull && reader.TryReadLine(out ReadOnlySpan<byte> bytes))
+        {
+            int lineNumber = reader.LineNumber;
+            if (!collector.TryDecode(path, lineNumber, bytes, 0, out ReadOnlySpan<char> line))
+            {
+                continue;
+            }
+            if (line.IsWhiteSpace())
+            {
+                collector.Fail(path, lineNumber, "empty line");
+                continue;
+            }
+            int tab = line.IndexOf('\t');
+            if (tab < 0)
+            {
+                collector.Fail(path, lineNumber, "missing tab between source and target");
+                continue;
+            }
+            ReadOnlySpan<char> source = line[..tab].Trim();
+            ReadOnlySpan<char> rest = line[(tab + 1)..];
+            int nextTab = rest.IndexOf('\t');
+            ReadOnlySpan<char> target = (nextTab < 0 ? rest : rest[..nextTab]).Trim();
+            if (source.IsEmpty)
+            {
+                collector.Fail(path, lineNumber, "empty source sentence");
+                continue;
+            }
+            if (target.IsEmpty)
+            {
+                collector.Fail(path, lineNumber, "empty target sentence");
+                continue;
+            }
+            collector.Add(new SentencePair(new string(source), new string(target), lineNumber));
+        }
+        return collector.ToResult();
+    }
+
+    /// <summary>
+    /// Reads a corpus stored as two line-aligned plain-text files, one sentence per line. Both files must
+    /// have the same number of lines; this is checked even when <see cref="CorpusReadOptions.MaxPairs"/>
+    /// stops reading pairs early.
+    /// </summary>
+    /// <param name="sourcePath">The source-language file.</param>
+    /// <param name="targetPath">The target-language file.</param>
+    /// <param name="options">Read options; defaults if null.</param>
+    /// <returns>The pairs read; <see cref="SentencePair.LineNumber"/> is the line number in both files.</returns>
+    /// <exception cref="FileNotFoundException">A file does not exist.</exception>
+    /// <exception cref="CorpusFormatException">
+    /// The files have different line counts (always thrown), or a line is empty or not valid UTF-8 and
+    /// <see cref="CorpusReadOptions.SkipInvalid"/> is off; the message names the offending file.
+    /// </exception>
+    public static CorpusReadResult ReadAligned(string sourcePath, string targetPath, CorpusReadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sourcePath);
+        ArgumentException.ThrowIfNullOrEmpty(targetPath);
+        var collector = new Collector(options);
+        EnsureFileExists(sourcePath);
+        EnsureFileExists(targetPath);
+
+        using var sourceReader = new Utf8LineReader(sourcePath);
+        using var targetReader = new Utf8LineReader(targetPath);
+        while (true)
+        {
+            bool hasSource = sourceReader.TryReadLine(out ReadOnlySpan<byte> sourceBytes);
+            bool hasTarget = targetReader.TryReadLine(out ReadOnlySpan<byte> targetBytes);
+            if (!hasSource && !hasTarget)
+            {
+                break;
+            }
+            if (hasSource != hasTarget)
+            {
+                throw LineCountMismatch(sourcePath, sourceReader, targetPath, targetReader, hasSource);
+            }
+            if (collector.IsFull)
+            {
+                continue; // keep counting lines so a length mismatch is still detected
+            }
+
+            int lineNumber = sourceReader.LineNumber;
+            if (!collector.TryDecode(sourcePath, lineNumber, sourceBytes, 0, out ReadOnlySpan<char> source)
+                || !collector.TryDecode(targetPath, lineNumber, targetBytes, 1, out ReadOnlySpan<char> target))
+            {
+                continue;
+            }
+            source = source.Trim();
+            target = target.Trim();
+            if (source.IsEmpty)
+            {
+                collector.Fail(sourcePath, lineNumber, "empty sentence");
+                continue;
+            }
+            if (target.IsEmpty)
+            {
+                collector.Fail(targetPath, lineNumber, "empty sentence");
+                continue;
+            }
+            collector.Add(new SentencePair(new string(source), new string(target), lineNumber));
+        }
+        return collector.ToResult();
+    }
+
+    private static CorpusFormatException LineCountMismatch(
+        string sourcePath, Utf8LineReader sourceReader, string targetPath, Utf8LineReader targetReader, bool sourceIsLonger)
+    {
+        Utf8LineReader longer = sourceIsLonger ? sourceReader : targetReader;
+        int firstExtraLine = longer.LineNumber;
+        while (longer.TryReadLine(out _))
+        {
+        }
+        int sourceLines = sourceIsLonger ? longer.LineNumber : firstExtraLine - 1;
+        int targetLines = sourceIsLonger ? firstExtraLine - 1 : longer.LineNumber;
+        return new CorpusFormatException(
+            sourceIsLonger ? sourcePath : targetPath,
+            firstExtraLine,
+            $"aligned files have different line counts: {sourcePath} has {sourceLines} lines "
+            + $"but {targetPath} has {targetLines} lines");
+    }
+
+    private static void EnsureFileExists(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Corpus file not found: {path}", path);
+        }
+    }
+
+    /// <summary>Accumulates pairs and skip information, and turns line errors into exceptions or skips.</summary>
+    private sealed class Collector
+    {
+        private readonly bool _skipInvalid;
+        private readonly int? _maxPairs;
+        private readonly List<SentencePair> _pairs = [];
+        private readonly List<string> _reasons = [];
+        private readonly char[][] _charBuffers = [new char[256], new char[256]];
+        private int _skipped;
+
+        public Collector(CorpusReadOptions? options)
+        {
+            options ??= new CorpusReadOptions();
+            if (options.MaxPairs is < 0)
+            {
+                throw new ArgumentOutOfRangeException(
+                    nameof(options), options.MaxPairs, "MaxPairs must not be negative.");
+            }
+            _skipInvalid = options.SkipInvalid;
+            _maxPairs = options.MaxPairs;
+        }
+
+        public bool IsFull => _maxPairs is int max && _pairs.Count >= max;
+
+        public void Add(SentencePair pair) => _pairs.Add(pair);
+
+        public void Fail(string path, int lineNumber, string reason)
+        {
+            if (!_skipInvalid)
+            {
+                throw new CorpusFormatException(path, lineNumber, reason);
+            }
+            _skipped++;
+            if (_reasons.Count < MaxSkipReasons)
+            {
+                _reasons.Add($"{path}:{lineNumber}: {reason}");
+            }
+        }
+
+        /// <summary>Strictly decodes UTF-8 into char buffer <paramref name="slot"/>; reports a line error if invalid.</summary>
+        public bool TryDecode(string path, int lineNumber, ReadOnlySpan<byte> bytes, int slot, out ReadOnlySpan<char> text)
+        {
+            char[] buffer = _charBuffers[slot];
+            if (buffer.Length < bytes.Length)
+            {
+                buffer = _charBuffers[slot] = new char[Math.Max(bytes.Length, buffer.Length * 2)];
+            }
+            OperationStatus status = Utf8.ToUtf16(bytes, buffer, out int bytesRead, out int charsWritten,
+                replaceInvalidSequences: false, isFinalBlock: true);
+            if (status != OperationStatus.Done)
+            {
+                Fail(path, lineNumber,
+                    $"invalid UTF-8 (byte 0x{bytes[bytesRead]:X2} at byte offset {bytesRead} of the line)");
+                text = default;
+                return false;
+            }
+            text = buffer.AsSpan(0, charsWritten);
+            return true;
+        }
+
+        public CorpusReadResult ToResult() => new(_pairs.AsReadOnly(), _skipped, _reasons.AsReadOnly());
+    }
+}
