@@ -1,1 +1,10 @@
-return 0;
+using System.CommandLine;
+using Transduce.Cli.Commands;
+
+var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate).")
+{
+    TrainCommand.Create(),
+    TranslateCommand.Create(),
+    EvaluateCommand.Create(),
+};
+return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

@@ -1,0 +1,25 @@
+using System.Text.Json;
+using Transduce.Data;
+
+namespace Transduce.Cli.Commands;
+
+/// <summary>Turns the errors a user can cause (bad files, bad flags) into one clear line and exit code 1, never a stack trace.</summary>
+internal static class CliErrors
+{
+    public static int Run(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static bool IsUserError(Exception e) => e is CorpusFormatException or InvalidDataException or FileNotFoundException
+        or DirectoryNotFoundException or ArgumentException or JsonException or UnauthorizedAccessException
+        or HttpRequestException or OperationCanceledException or IOException;
+}

@@ -1,0 +1,63 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Transduce.Checkpoints;
+using Transduce.Data;
+using Transduce.Evaluation;
+using Transduce.Inference;
+using Transduce.Text;
+
+namespace Transduce.Cli.Commands;
+
+internal static class EvaluateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Checkpoint directory.", Required = true };
+        var test = new Option<string>("--test") { Description = "Test corpus (tab-separated source and reference).", Required = true };
+        var maxPairs = new Option<int?>("--max-pairs") { Description = "Evaluate on the first N pairs only." };
+        var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together.", DefaultValueFactory = _ => 64 };
+        var report = new Option<string?>("--report") { Description = "Also write the figures as JSON to this file." };
+        var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };
+        var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed test lines (and count them)." };
+        var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
+        {
+            model, test, maxPairs, batch, report, hypotheses, json, skipInvalid,
+        };
+        command.SetAction(r =>
+        {
+            string testPath = r.GetValue(test)!;
+            var read = ParallelCorpus.Read(testPath, new CorpusReadOptions { MaxPairs = r.GetValue(maxPairs), SkipInvalid = r.GetValue(skipInvalid) });
+            using var translator = Translator.Load(r.GetValue(model)!);
+            var pipeline = new TextPipeline(translator.Checkpoint.TextConfig);
+            var started = DateTime.UtcNow;
+            var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = r.GetValue(batch) });
+            double seconds = (DateTime.UtcNow - started).TotalSeconds;
+            // The model writes normalised, space-separated tokens; references go through the same normaliser and
+            // tokenizer, and BLEU is computed on those tokens (sacreBLEU's tokenizer 'none').
+            var refs = read.Pairs.Select(p => pipeline.Detokenize(pipeline.Tokenize(p.Target))).ToList();
+            var bleu = SacreBleu.CorpusScore(outputs, [refs], new BleuOptions { Tokenize = "none" });
+            if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
+            var figures = new Dictionary<string, object>
+            {
+                ["test"] = testPath, ["sentences"] = outputs.Count, ["skipped_lines"] = read.SkippedLines,
+                ["bleu"] = Math.Round(bleu.Score, 2), ["signature"] = bleu.Signature, ["detail"] = bleu.ToString(),
+                ["normalizer"] = pipeline.Config.Normalizer, ["seconds"] = Math.Round(seconds, 2),
+                ["sentences_per_second"] = Math.Round(outputs.Count / Math.Max(1e-9, seconds), 1),
+            };
+            string jsonText = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
+            if (r.GetValue(report) is { } reportPath) AtomicFile.WriteAllText(reportPath, jsonText + "\n");
+            if (r.GetValue(json)) Console.WriteLine(jsonText);
+            else
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} (normalised tokens: {pipeline.Config.Normalizer})"));
+                Console.WriteLine(bleu.ToString());
+                Console.WriteLine($"signature: {bleu.Signature}");
+            }
+            return 0;
+        });
+        return command;
+    }
+}

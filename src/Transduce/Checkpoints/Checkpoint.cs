@@ -1,0 +1,191 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Transduce.Architecture;
+using Transduce.Models;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Checkpoints;
+
+/// <summary>
+/// A trained model on disk: one directory holding <c>config.json</c> (model and text configuration),
+/// <c>model.safetensors</c> (weights) and the two vocabularies. Loading needs nothing else.
+/// </summary>
+public sealed class Checkpoint : IDisposable
+{
+    /// <summary>The <c>format</c> tag of <c>config.json</c>.</summary>
+    public const string FormatTag = "transduce-checkpoint";
+
+    /// <summary>File names inside a checkpoint directory.</summary>
+    public const string ConfigFile = "config.json", WeightsFile = "model.safetensors",
+        SourceVocabularyFile = "source.vocab.json", TargetVocabularyFile = "target.vocab.json";
+
+    /// <summary>The model, in eval mode after loading.</summary>
+    public required EncoderDecoder Model { get; init; }
+
+    /// <summary>The model configuration.</summary>
+    public required ModelConfig ModelConfig { get; init; }
+
+    /// <summary>Text preprocessing used in training.</summary>
+    public required TextConfig TextConfig { get; init; }
+
+    /// <summary>Source vocabulary.</summary>
+    public required Vocabulary SourceVocabulary { get; init; }
+
+    /// <summary>Target vocabulary.</summary>
+    public required Vocabulary TargetVocabulary { get; init; }
+
+    /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
+    public IReadOnlyDictionary<string, string> TrainingInfo { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// Writes the checkpoint to <paramref name="directory"/>. Everything is written into a sibling temporary
+    /// directory first and then renamed into place, so a crash never leaves a half-written checkpoint under that name.
+    /// </summary>
+    public void Save(string directory)
+    {
+        string target = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
+        string parent = Path.GetDirectoryName(target) ?? ".";
+        Directory.CreateDirectory(parent);
+        string tmp = Path.Combine(parent, $".{Path.GetFileName(target)}.tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(tmp);
+        try
+        {
+            var config = new JsonObject
+            {
+                ["format"] = FormatTag,
+                ["version"] = 1,
+                ["model"] = JsonSerializer.SerializeToNode(ModelConfig, ModelConfig.Json),
+                ["text"] = JsonSerializer.SerializeToNode(TextConfig, ModelConfig.Json),
+                ["training"] = JsonSerializer.SerializeToNode(TrainingInfo.ToDictionary(), ModelConfig.Json),
+            };
+            var weights = Model.state_dict();
+            Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
+            SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
+            TargetVocabulary.Save(Path.Combine(tmp, TargetVocabularyFile));
+            AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(ModelConfig.Json));
+
+            string? old = null;
+            if (Directory.Exists(target))
+            {
+                old = Path.Combine(parent, $".{Path.GetFileName(target)}.old-{Guid.NewGuid():N}");
+                Directory.Move(target, old);
+            }
+            Directory.Move(tmp, target);
+            if (old is not null) Directory.Delete(old, recursive: true);
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint directory. A missing, truncated or foreign file throws <see cref="InvalidDataException"/>
+    /// (or <see cref="FileNotFoundException"/>) naming the file and the problem.
+    /// </summary>
+    public static Checkpoint Load(string directory)
+    {
+        if (!Directory.Exists(directory))
+            throw new DirectoryNotFoundException($"{directory}: checkpoint directory not found");
+        string configPath = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(configPath))
+            throw new FileNotFoundException($"{configPath}: not found — is '{directory}' a Transduce checkpoint?", configPath);
+
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject()
+                ?? throw new InvalidDataException($"{configPath}: empty");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message})", e);
+        }
+        string? format = root["format"] is JsonValue fv && fv.TryGetValue<string>(out var f) ? f : null;
+        if (format != FormatTag)
+            throw new InvalidDataException($"{configPath}: not a Transduce checkpoint (format is '{format ?? "missing"}', expected '{FormatTag}')");
+        int version = root["version"] is JsonValue vv && vv.TryGetValue<int>(out var v) ? v : -1;
+        if (version != 1)
+            throw new InvalidDataException($"{configPath}: unsupported checkpoint version {version} (this build reads version 1)");
+
+        ModelConfig modelConfig;
+        TextConfig textConfig;
+        Dictionary<string, string> training;
+        try
+        {
+            modelConfig = root["model"]?.Deserialize<ModelConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'model'");
+            textConfig = root["text"]?.Deserialize<TextConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'text'");
+            training = root["training"]?.Deserialize<Dictionary<string, string>>(ModelConfig.Json) ?? [];
+            modelConfig.Validate();
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            throw new InvalidDataException($"{configPath}: {e.Message}", e);
+        }
+
+        var src = Vocabulary.Load(Path.Combine(directory, SourceVocabularyFile));
+        var tgt = Vocabulary.Load(Path.Combine(directory, TargetVocabularyFile));
+        if (src.Count != modelConfig.SourceVocabSize || tgt.Count != modelConfig.TargetVocabSize)
+            throw new InvalidDataException(
+                $"{directory}: vocabulary sizes ({src.Count}, {tgt.Count}) differ from the model config ({modelConfig.SourceVocabSize}, {modelConfig.TargetVocabSize})");
+
+        EncoderDecoder model;
+        try
+        {
+            model = ModelFactory.Create(modelConfig);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{configPath}: {e.Message}", e);
+        }
+        try
+        {
+            LoadWeights(model, Path.Combine(directory, WeightsFile));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+        return new Checkpoint
+        {
+            Model = model, ModelConfig = modelConfig, TextConfig = textConfig,
+            SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training,
+        };
+    }
+
+    /// <summary>
+    /// Copies the tensors of a safetensors file into <paramref name="model"/>'s parameters and buffers.
+    /// Missing or unexpected tensors and shape mismatches are reported together, by name.
+    /// </summary>
+    public static void LoadWeights(nn.Module model, string path)
+    {
+        var loaded = Safetensors.Load(path, out _);
+        try
+        {
+            var expected = model.state_dict();
+            var problems = new List<string>();
+            foreach (var (name, t) in expected)
+            {
+                if (!loaded.TryGetValue(name, out var src)) problems.Add($"missing tensor '{name}'");
+                else if (!src.shape.SequenceEqual(t.shape))
+                    problems.Add($"tensor '{name}' has shape [{string.Join(", ", src.shape)}], the model needs [{string.Join(", ", t.shape)}]");
+            }
+            foreach (var name in loaded.Keys.Where(k => !expected.ContainsKey(k)))
+                problems.Add($"unexpected tensor '{name}'");
+            if (problems.Count > 0)
+                throw new InvalidDataException($"{path}: weights do not fit the model: {string.Join("; ", problems)}");
+            using var _ = no_grad();
+            foreach (var (name, t) in expected) t.copy_(loaded[name]);
+        }
+        finally
+        {
+            foreach (var t in loaded.Values) t.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,147 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using static TorchSharp.torch;
+
+namespace Transduce.Checkpoints;
+
+/// <summary>
+/// Reads and writes the safetensors format (an 8-byte little-endian header length, a JSON header
+/// naming each tensor's dtype, shape and byte range, then the raw little-endian data), the format
+/// Hugging Face and Marian checkpoints are published in.
+/// </summary>
+public static class Safetensors
+{
+    private static readonly Dictionary<ScalarType, string> DTypeNames = new()
+    {
+        [ScalarType.Float32] = "F32", [ScalarType.Float64] = "F64", [ScalarType.Float16] = "F16",
+        [ScalarType.BFloat16] = "BF16", [ScalarType.Int64] = "I64", [ScalarType.Int32] = "I32",
+        [ScalarType.Int16] = "I16", [ScalarType.Int8] = "I8", [ScalarType.Byte] = "U8", [ScalarType.Bool] = "BOOL",
+    };
+
+    private const long MaxHeaderBytes = 100L * 1024 * 1024;
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically (temporary file, then rename).
+    /// </summary>
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var header = new JsonObject();
+        if (metadata is { Count: > 0 })
+        {
+            var meta = new JsonObject();
+            foreach (var (k, v) in metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) meta[k] = v;
+            header["__metadata__"] = meta;
+        }
+        var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
+        var blobs = new List<byte[]>(names.Count);
+        long offset = 0;
+        foreach (var name in names)
+        {
+            var t = tensors[name];
+            if (!DTypeNames.TryGetValue(t.dtype, out var dtype))
+                throw new NotSupportedException($"safetensors: tensor '{name}' has unsupported dtype {t.dtype}");
+            using var cpuTensor = t.detach().cpu().contiguous();
+            byte[] bytes = cpuTensor.bytes.ToArray();
+            blobs.Add(bytes);
+            header[name] = new JsonObject
+            {
+                ["dtype"] = dtype,
+                ["shape"] = new JsonArray(t.shape.Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + bytes.Length),
+            };
+            offset += bytes.Length;
+        }
+        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        int padded = (headerBytes.Length + 7) / 8 * 8;   // keep the data 8-byte aligned, padded with spaces as the spec allows
+        var headerPadded = new byte[padded];
+        Array.Fill(headerPadded, (byte)' ');
+        headerBytes.CopyTo(headerPadded, 0);
+
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
+            stream.Write(len);
+            stream.Write(headerPadded);
+            foreach (var blob in blobs) stream.Write(blob);
+        });
+    }
+
+    /// <summary>
+    /// Reads every tensor of a safetensors file. Errors (truncated file, bad header, out-of-range
+    /// offsets, unknown dtype) throw <see cref="InvalidDataException"/> naming the file.
+    /// </summary>
+    public static Dictionary<string, Tensor> Load(string path, out IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: weights file not found", path);
+        using var stream = File.OpenRead(path);
+        long fileLength = stream.Length;
+        Span<byte> lenBytes = stackalloc byte[8];
+        if (stream.ReadAtLeast(lenBytes, 8, throwOnEndOfStream: false) != 8)
+            throw new InvalidDataException($"{path}: not a safetensors file (shorter than its 8-byte header length)");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
+        if (headerLength == 0 || headerLength > (ulong)Math.Min(MaxHeaderBytes, fileLength - 8))
+            throw new InvalidDataException($"{path}: not a safetensors file (header length {headerLength} does not fit a {fileLength}-byte file)");
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
+        JsonObject header;
+        try
+        {
+            header = JsonNode.Parse(headerBytes)?.AsObject() ?? throw new InvalidDataException($"{path}: empty safetensors header");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{path}: safetensors header is not valid JSON ({e.Message})", e);
+        }
+
+        long dataStart = 8 + (long)headerLength;
+        long dataLength = fileLength - dataStart;
+        var meta = new Dictionary<string, string>();
+        var result = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (name, node) in header)
+            {
+                if (name == "__metadata__")
+                {
+                    if (node is JsonObject m)
+                        foreach (var (k, v) in m) meta[k] = v?.GetValue<string>() ?? "";
+                    continue;
+                }
+                var entry = node as JsonObject ?? throw new InvalidDataException($"{path}: tensor '{name}' has no descriptor");
+                string dtypeName = entry["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{path}: tensor '{name}' has no dtype");
+                var dtype = DTypeNames.FirstOrDefault(kv => kv.Value == dtypeName);
+                if (dtype.Value is null) throw new InvalidDataException($"{path}: tensor '{name}' has unsupported dtype '{dtypeName}'");
+                long[] shape = entry["shape"]?.AsArray().Select(x => x!.GetValue<long>()).ToArray()
+                    ?? throw new InvalidDataException($"{path}: tensor '{name}' has no shape");
+                var offsets = entry["data_offsets"]?.AsArray().Select(x => x!.GetValue<long>()).ToArray();
+                if (offsets is not { Length: 2 } || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
+                    throw new InvalidDataException($"{path}: tensor '{name}' has data offsets outside the file (truncated?)");
+                using var probe = empty(shape, dtype.Key);
+                long expected = probe.NumberOfElements * probe.ElementSize;
+                if (offsets[1] - offsets[0] != expected)
+                    throw new InvalidDataException($"{path}: tensor '{name}' holds {offsets[1] - offsets[0]} bytes, its shape needs {expected}");
+                var data = new byte[expected];
+                stream.Position = dataStart + offsets[0];
+                stream.ReadExactly(data);
+                var t = empty(shape, dtype.Key);
+                if (expected > 0) t.bytes = data;
+                result[name] = t;
+            }
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException)
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw new InvalidDataException($"{path}: malformed safetensors header ({e.Message})", e);
+        }
+        catch
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
+        metadata = meta;
+        return result;
+    }
+}

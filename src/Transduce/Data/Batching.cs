@@ -1,0 +1,157 @@
+using static TorchSharp.torch;
+
+namespace Transduce.Data;
+
+/// <summary>A sentence pair as token ids, without special tokens.</summary>
+/// <param name="Source">Source token ids.</param>
+/// <param name="Target">Target token ids.</param>
+public sealed record EncodedPair(int[] Source, int[] Target);
+
+/// <summary>The ids of the special tokens that batching inserts.</summary>
+/// <param name="Pad">Padding id.</param>
+/// <param name="Bos">Beginning-of-sequence id (first decoder input).</param>
+/// <param name="Eos">End-of-sequence id (appended to source and target).</param>
+public readonly record struct SpecialIds(int Pad, int Bos, int Eos);
+
+/// <summary>
+/// One mini-batch as tensors (d2l §10.5): sources with <c>&lt;eos&gt;</c> appended, truncated and padded;
+/// decoder inputs that start with <c>&lt;bos&gt;</c> (teacher forcing); labels shifted by one.
+/// </summary>
+public sealed class Seq2SeqBatch : IDisposable
+{
+    /// <summary>Source ids, (batch, source steps), int64.</summary>
+    public required Tensor Source { get; init; }
+
+    /// <summary>Number of non-pad source positions per row, (batch), int64.</summary>
+    public required Tensor SourceValidLengths { get; init; }
+
+    /// <summary>Decoder inputs: <c>&lt;bos&gt;</c> followed by the labels but the last, (batch, target steps).</summary>
+    public required Tensor TargetInput { get; init; }
+
+    /// <summary>Labels: target ids with <c>&lt;eos&gt;</c>, padded, (batch, target steps).</summary>
+    public required Tensor TargetOutput { get; init; }
+
+    /// <summary>Rows in the batch.</summary>
+    public required int Size { get; init; }
+
+    /// <summary>Non-pad label tokens (what the loss averages over).</summary>
+    public required int TargetTokens { get; init; }
+
+    /// <summary>Padded label positions (batch × steps).</summary>
+    public required int TargetPositions { get; init; }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Source.Dispose();
+        SourceValidLengths.Dispose();
+        TargetInput.Dispose();
+        TargetOutput.Dispose();
+    }
+}
+
+/// <summary>Builds padded batches and shuffled mini-batch orders.</summary>
+public static class Batching
+{
+    /// <summary>
+    /// d2l's <c>pad_or_trim</c>: appends <c>&lt;eos&gt;</c>, then cuts to <paramref name="maxSteps"/> (when given).
+    /// A cut sequence loses its <c>&lt;eos&gt;</c>, exactly as in the book.
+    /// </summary>
+    public static int[] WithEos(int[] ids, int eos, int? maxSteps)
+    {
+        int length = maxSteps is int m ? Math.Min(ids.Length + 1, m) : ids.Length + 1;
+        var result = new int[length];
+        Array.Copy(ids, result, Math.Min(ids.Length, length));
+        if (length == ids.Length + 1) result[^1] = eos;
+        return result;
+    }
+
+    /// <summary>
+    /// Builds the tensors of one batch from <paramref name="pairs"/>. Rows are padded to the longest
+    /// row of the batch (after truncation to <paramref name="maxSteps"/>), which gives the same loss as
+    /// padding to <paramref name="maxSteps"/> with less work: padding is masked out of the loss and packed out of the encoder.
+    /// </summary>
+    public static Seq2SeqBatch Build(IReadOnlyList<EncodedPair> pairs, SpecialIds ids, int? maxSteps)
+    {
+        if (pairs.Count == 0) throw new ArgumentException("a batch needs at least one pair", nameof(pairs));
+        var sources = new int[pairs.Count][];
+        var labels = new int[pairs.Count][];
+        int srcSteps = 1, tgtSteps = 1, tokens = 0;
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            sources[i] = WithEos(pairs[i].Source, ids.Eos, maxSteps);
+            labels[i] = WithEos(pairs[i].Target, ids.Eos, maxSteps);
+            srcSteps = Math.Max(srcSteps, sources[i].Length);
+            tgtSteps = Math.Max(tgtSteps, labels[i].Length);
+            tokens += labels[i].Length;
+        }
+
+        var src = new long[pairs.Count * srcSteps];
+        var lengths = new long[pairs.Count];
+        var tgtIn = new long[pairs.Count * tgtSteps];
+        var tgtOut = new long[pairs.Count * tgtSteps];
+        Array.Fill(src, ids.Pad);
+        Array.Fill(tgtIn, ids.Pad);
+        Array.Fill(tgtOut, ids.Pad);
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            var s = sources[i];
+            for (int t = 0; t < s.Length; t++) src[i * srcSteps + t] = s[t];
+            lengths[i] = Math.Max(1, s.Length);
+            var y = labels[i];
+            tgtIn[i * tgtSteps] = ids.Bos;
+            for (int t = 0; t < y.Length; t++)
+            {
+                tgtOut[i * tgtSteps + t] = y[t];
+                if (t + 1 < tgtSteps) tgtIn[i * tgtSteps + t + 1] = y[t];
+            }
+        }
+
+        return new Seq2SeqBatch
+        {
+            Source = tensor(src, [pairs.Count, srcSteps]),
+            SourceValidLengths = tensor(lengths),
+            TargetInput = tensor(tgtIn, [pairs.Count, tgtSteps]),
+            TargetOutput = tensor(tgtOut, [pairs.Count, tgtSteps]),
+            Size = pairs.Count,
+            TargetTokens = tokens,
+            TargetPositions = pairs.Count * tgtSteps,
+        };
+    }
+
+    /// <summary>
+    /// Source tensors for inference: ids with <c>&lt;eos&gt;</c>, padded to the longest row.
+    /// </summary>
+    public static (Tensor Source, Tensor ValidLengths) BuildSources(IReadOnlyList<int[]> sources, SpecialIds ids, int? maxSteps)
+    {
+        var rows = sources.Select(s => WithEos(s, ids.Eos, maxSteps)).ToArray();
+        int steps = Math.Max(1, rows.Max(r => r.Length));
+        var src = new long[rows.Length * steps];
+        Array.Fill(src, ids.Pad);
+        var lengths = new long[rows.Length];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            for (int t = 0; t < rows[i].Length; t++) src[i * steps + t] = rows[i][t];
+            lengths[i] = Math.Max(1, rows[i].Length);
+        }
+        return (tensor(src, [rows.Length, steps]), tensor(lengths));
+    }
+
+    /// <summary>
+    /// The row order of one epoch: a permutation of <c>0..count-1</c> that depends only on
+    /// <paramref name="seed"/> and <paramref name="epoch"/>, so a resumed run sees the same batches.
+    /// </summary>
+    public static int[] EpochOrder(int count, int seed, int epoch, bool shuffle = true)
+    {
+        var order = Enumerable.Range(0, count).ToArray();
+        if (shuffle) new Random(unchecked(seed * 1_000_003 + epoch)).Shuffle(order);
+        return order;
+    }
+
+    /// <summary>Splits an epoch order into mini-batches of at most <paramref name="batchSize"/> rows (the last may be smaller).</summary>
+    public static IEnumerable<int[]> Chunk(int[] order, int batchSize)
+    {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), "batch size must be positive");
+        return order.Chunk(batchSize);
+    }
+}

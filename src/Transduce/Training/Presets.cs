@@ -1,0 +1,68 @@
+namespace Transduce.Training;
+
+/// <summary>A named, complete training setting (model sizes, optimisation and data selection).</summary>
+public sealed record TrainingPreset
+{
+    /// <summary>Preset name, e.g. <c>d2l-gru</c>.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>What it reproduces.</summary>
+    public required string Description { get; init; }
+
+    /// <summary>Architecture.</summary>
+    public string Architecture { get; init; } = "gru";
+
+    /// <summary>Embedding width.</summary>
+    public int EmbeddingSize { get; init; } = 256;
+
+    /// <summary>Hidden width.</summary>
+    public int HiddenSize { get; init; } = 256;
+
+    /// <summary>Layers.</summary>
+    public int Layers { get; init; } = 2;
+
+    /// <summary>Dropout.</summary>
+    public double Dropout { get; init; } = 0.2;
+
+    /// <summary>Training settings.</summary>
+    public TrainingOptions Training { get; init; } = new();
+
+    /// <summary>Truncation length (d2l's <c>num_steps</c>), or null for none.</summary>
+    public int? MaxSteps { get; init; }
+
+    /// <summary>Train on the first N pairs of the corpus, or all when null.</summary>
+    public int? TrainPairs { get; init; }
+
+    /// <summary>Build the vocabularies from the first N pairs (d2l uses train + validation), or from the training pairs when null.</summary>
+    public int? VocabularyPairs { get; init; }
+
+    /// <summary>Minimum token frequency for the vocabularies.</summary>
+    public int MinFrequency { get; init; } = 1;
+
+    /// <summary>Text normaliser name.</summary>
+    public string Normalizer { get; init; } = "d2l";
+
+    /// <summary>Sentences the book translates after training, with its references (empty for non-book presets).</summary>
+    public IReadOnlyList<(string Source, string Reference)> Examples { get; init; } = [];
+
+    /// <summary>The book's four example sentences and references (d2l §10.7).</summary>
+    public static IReadOnlyList<(string Source, string Reference)> BookExamples { get; } =
+    [
+        ("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."), ("i'm home .", "je suis chez moi ."),
+    ];
+
+    /// <summary>Every preset by name.</summary>
+    public static IReadOnlyDictionary<string, TrainingPreset> All { get; } = new Dictionary<string, TrainingPreset>
+    {
+        ["d2l-gru"] = new()
+        {
+            Name = "d2l-gru",
+            Description = "d2l §10.7: GRU seq2seq on the first 512 pairs of fra.txt (vocabularies from the first 640, min frequency 2), " +
+                          "num_steps 9, batch 128, embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1",
+            Architecture = "gru", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Dropout = 0.2,
+            Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.005, GradientClip = 1 },
+            MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
+            Examples = BookExamples,
+        },
+    };
+}

@@ -1,0 +1,161 @@
+using System.Text.Json.Nodes;
+using Transduce.Checkpoints;
+using Transduce.Inference;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Tests.Checkpoints;
+
+public sealed class CheckpointTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "transduce-ckpt-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+    }
+
+    private string SaveTrained(out IReadOnlyList<string> translations)
+    {
+        var (model, data, pipeline, config) = TinyModels.Trained(epochs: 40);
+        var checkpoint = new Checkpoint
+        {
+            Model = model, ModelConfig = config, TextConfig = pipeline.Config,
+            SourceVocabulary = data.SourceVocabulary, TargetVocabulary = data.TargetVocabulary,
+        };
+        using var translator = new Translator(checkpoint);
+        translations = translator.Translate(TinyModels.Pairs.Select(p => p.Source).ToList());
+        string path = Path.Combine(dir, "model");
+        checkpoint.Save(path);
+        return path;
+    }
+
+    [Fact]
+    public void ReloadedCheckpointTranslatesIdenticallyAndGivesIdenticalLogits()
+    {
+        string path = SaveTrained(out var before);
+        Assert.Equal(
+            new[] { Checkpoint.ConfigFile, Checkpoint.WeightsFile, Checkpoint.SourceVocabularyFile, Checkpoint.TargetVocabularyFile }.Order(),
+            Directory.GetFiles(path).Select(Path.GetFileName).Order());
+        Assert.DoesNotContain(Directory.GetDirectories(dir), d => Path.GetFileName(d).StartsWith('.'));
+
+        using var a = Translator.Load(path);
+        Assert.Equal(before, a.Translate(TinyModels.Pairs.Select(p => p.Source).ToList()));
+
+        // Saving over an existing checkpoint replaces it whole.
+        a.Checkpoint.Save(path);
+        using var b = Translator.Load(path);
+        using var x = tensor(new long[] { 4, 5, 2 }, [1, 3]);
+        using var len = tensor(new long[] { 3 });
+        using var y = tensor(new long[] { 1, 4 }, [1, 2]);
+        using var la = a.Checkpoint.Model.call(x, len, y);
+        using var lb = b.Checkpoint.Model.call(x, len, y);
+        Assert.True(la.allclose(lb, 0, 0));
+    }
+
+    [Fact]
+    public void MissingDirectoryAndMissingConfigAreNamed()
+    {
+        var e1 = Assert.Throws<DirectoryNotFoundException>(() => Checkpoint.Load(Path.Combine(dir, "nope")));
+        Assert.Contains("nope", e1.Message);
+        Directory.CreateDirectory(dir);
+        var e2 = Assert.Throws<FileNotFoundException>(() => Checkpoint.Load(dir));
+        Assert.Contains("config.json", e2.Message);
+    }
+
+    [Fact]
+    public void ForeignOrBrokenConfigIsRejectedWithTheFileName()
+    {
+        string path = SaveTrained(out _);
+        string config = Path.Combine(path, Checkpoint.ConfigFile);
+        string original = File.ReadAllText(config);
+
+        File.WriteAllText(config, "{\"model_type\": \"marian\"}");
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("config.json", e.Message);
+        Assert.Contains("not a Transduce checkpoint", e.Message);
+
+        File.WriteAllText(config, original[..(original.Length / 2)]);
+        e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("not valid JSON", e.Message);
+
+        var node = JsonNode.Parse(original)!;
+        node["model"]!["hidden_size"] = 48;
+        File.WriteAllText(config, node.ToJsonString());
+        e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("model.safetensors", e.Message);
+        Assert.Contains("shape", e.Message);
+
+        node["model"]!["hidden_size"] = 32;
+        node["model"]!["architecture"] = "lstm";
+        File.WriteAllText(config, node.ToJsonString());
+        e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("unknown architecture 'lstm'", e.Message);
+    }
+
+    [Fact]
+    public void TruncatedOrForeignWeightsAreRejectedWithTheFileName()
+    {
+        string path = SaveTrained(out _);
+        string weights = Path.Combine(path, Checkpoint.WeightsFile);
+        byte[] bytes = File.ReadAllBytes(weights);
+
+        File.WriteAllBytes(weights, bytes[..(bytes.Length - 100)]);
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("model.safetensors", e.Message);
+        Assert.Contains("truncated", e.Message);
+
+        File.WriteAllBytes(weights, bytes[..5]);
+        e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("not a safetensors file", e.Message);
+
+        File.WriteAllText(weights, "PK\u0003\u0004 this is a zip, not weights");
+        e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("model.safetensors", e.Message);
+    }
+
+    [Fact]
+    public void MissingOrUnexpectedTensorsAreListedByName()
+    {
+        string path = SaveTrained(out _);
+        string weights = Path.Combine(path, Checkpoint.WeightsFile);
+        var tensors = Safetensors.Load(weights, out _);
+        var first = tensors.Keys.Order(StringComparer.Ordinal).First();
+        tensors[first].Dispose();
+        tensors.Remove(first);
+        tensors["extra.weight"] = zeros(2);
+        Safetensors.Save(weights, tensors);
+        foreach (var t in tensors.Values) t.Dispose();
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains($"missing tensor '{first}'", e.Message);
+        Assert.Contains("unexpected tensor 'extra.weight'", e.Message);
+    }
+
+    [Fact]
+    public void VocabularyThatDoesNotFitTheModelIsRejected()
+    {
+        string path = SaveTrained(out _);
+        Vocabulary.Build([["a", "b"]]).Save(Path.Combine(path, Checkpoint.TargetVocabularyFile));
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("vocabulary sizes", e.Message);
+    }
+
+    [Fact]
+    public void SafetensorsRoundTripsDtypesShapesAndMetadata()
+    {
+        Directory.CreateDirectory(dir);
+        string file = Path.Combine(dir, "t.safetensors");
+        using var f = arange(6, ScalarType.Float32).reshape(2, 3);
+        using var l = tensor(new long[] { -1, 5 });
+        using var s = zeros(0);
+        Safetensors.Save(file, new Dictionary<string, Tensor> { ["f"] = f, ["l"] = l, ["empty"] = s }, new Dictionary<string, string> { ["k"] = "v" });
+        var back = Safetensors.Load(file, out var meta);
+        Assert.Equal("v", meta["k"]);
+        Assert.True(back["f"].allclose(f, 0, 0));
+        Assert.True(back["l"].allclose(l, 0, 0));
+        Assert.Equal(new long[] { 0 }, back["empty"].shape);
+        foreach (var t in back.Values) t.Dispose();
+        // Header length is a multiple of 8 (data stays aligned).
+        Assert.Equal(0, BitConverter.ToInt64(File.ReadAllBytes(file), 0) % 8);
+    }
+}

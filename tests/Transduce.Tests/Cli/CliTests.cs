@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+
+namespace Transduce.Tests.Cli;
+
+/// <summary>Runs the real <c>transduce</c> program as a child process, the way a user does.</summary>
+public sealed class CliTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "transduce-cli-" + Guid.NewGuid().ToString("N"));
+
+    public CliTests() => Directory.CreateDirectory(dir);
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    internal static (int Code, string Out, string Err) Run(string? stdin, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Transduce.Cli.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        if (stdin is not null) p.StandardInput.Write(stdin);
+        p.StandardInput.Close();
+        var err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output, err.Result);
+    }
+
+    private string Corpus(string name, string content)
+    {
+        string path = Path.Combine(dir, name);
+        File.WriteAllText(path, content);
+        return path;
+    }
+
+    private const string Pairs = "Go.\tVa !\nI lost.\tJ'ai perdu.\nI'm home.\tJe suis chez moi.\nThank you!\tMerci !\n";
+
+    [Fact]
+    public void TrainTranslateEvaluateEndToEnd()
+    {
+        string data = Corpus("pairs.tsv", Pairs);
+        string model = Path.Combine(dir, "model");
+        var train = Run(null, "train", "--data", data, "--out", model, "--embed", "16", "--hidden", "32", "--layers", "1",
+            "--dropout", "0", "--epochs", "120", "--batch-size", "2", "--lr", "0.01", "--seed", "3");
+        Assert.True(train.Code == 0, train.Err + train.Out);
+        Assert.True(File.Exists(Path.Combine(model, "model.safetensors")));
+
+        var args = Run(null, "translate", "--model", model, "Go.", "I'm home.");
+        Assert.Equal(0, args.Code);
+        Assert.Equal(["va !", "je suis chez moi ."], args.Out.TrimEnd('\n').Split('\n'));
+
+        // Standard input: one output line per input line, in order, blank lines included.
+        var stdin = Run("I lost.\n\nThank you!\n", "translate", "--model", model);
+        Assert.Equal(0, stdin.Code);
+        var lines = stdin.Out.TrimEnd('\n').Split('\n');
+        Assert.Equal(3, lines.Length);
+        Assert.Equal("j'ai perdu .", lines[0]);
+        Assert.Equal("merci !", lines[2]);
+
+        string report = Path.Combine(dir, "eval.json");
+        var eval = Run(null, "evaluate", "--model", model, "--test", data, "--report", report);
+        Assert.True(eval.Code == 0, eval.Err);
+        Assert.Contains("BLEU = 100.00", eval.Out);
+        var json = JsonNode.Parse(File.ReadAllText(report))!;
+        Assert.Equal(100.0, json["bleu"]!.GetValue<double>());
+        Assert.Equal(4, json["sentences"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void BadInputsEndWithOneClearLineAndExitCodeOne()
+    {
+        string bad = Corpus("bad.tsv", "Go.\tVa !\nno tab here\nHi.\tSalut !\n");
+        var r = Run(null, "train", "--data", bad, "--out", Path.Combine(dir, "m"), "--epochs", "1");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("bad.tsv:2", r.Err);
+        Assert.DoesNotContain("   at ", r.Err);
+
+        r = Run(null, "train", "--data", bad, "--out", Path.Combine(dir, "m"), "--epochs", "1", "--embed", "8", "--hidden", "8", "--skip-invalid");
+        Assert.Equal(0, r.Code);
+        Assert.Contains("skipped 1 malformed line", r.Err);
+
+        r = Run(null, "train", "--data", Path.Combine(dir, "missing.tsv"), "--out", Path.Combine(dir, "m2"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("missing.tsv", r.Err);
+        Assert.DoesNotContain("   at ", r.Err);
+
+        r = Run(null, "translate", "--model", Path.Combine(dir, "no-model"), "hello");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("no-model", r.Err);
+        Assert.DoesNotContain("   at ", r.Err);
+
+        r = Run(null, "train", "--data", bad, "--out", Path.Combine(dir, "m3"), "--model", "lstm", "--skip-invalid");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("unknown architecture 'lstm'", r.Err);
+    }
+
+    [Fact]
+    public void HelpIsAvailableForEveryCommand()
+    {
+        foreach (var command in new[] { "train", "translate", "evaluate" })
+        {
+            var r = Run(null, command, "--help");
+            Assert.Equal(0, r.Code);
+            Assert.Contains("--", r.Out);
+        }
+    }
+}

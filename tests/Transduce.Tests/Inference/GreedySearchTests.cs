@@ -1,0 +1,50 @@
+using Transduce.Data;
+using Transduce.Inference;
+using static TorchSharp.torch;
+
+namespace Transduce.Tests.Inference;
+
+public sealed class GreedySearchTests
+{
+    [Fact]
+    public void EachSentenceStopsAtItsOwnEosAndBatchingChangesNothing()
+    {
+        var (model, data, pipeline, _) = TinyModels.Trained(epochs: 60);
+        using var _m = model;
+        var src = data.SourceVocabulary;
+        var tgt = data.TargetVocabulary;
+        var srcIds = new SpecialIds(src.PadId, src.BosId, src.EosId);
+        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        var sources = TinyModels.Pairs.Select(p => src.Encode(pipeline.Tokenize(p.Source))).ToList();
+
+        var (x, len) = Batching.BuildSources(sources, srcIds, null);
+        int[][] batched;
+        using (x) using (len) batched = GreedySearch.Decode(model, x, len, ids, Enumerable.Repeat(12, sources.Count).ToArray());
+        for (int i = 0; i < sources.Count; i++)
+        {
+            var (xi, li) = Batching.BuildSources([sources[i]], srcIds, null);
+            using (xi) using (li)
+                Assert.Equal(GreedySearch.Decode(model, xi, li, ids, [12])[0], batched[i]);
+            Assert.DoesNotContain(ids.Eos, batched[i]);
+            Assert.DoesNotContain(ids.Bos, batched[i]);
+        }
+    }
+
+    [Fact]
+    public void MaxLengthCapsEveryRow()
+    {
+        manual_seed(1);
+        var pipeline = new Transduce.Text.TextPipeline(new Transduce.Text.TextConfig());
+        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline);
+        using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
+        model.eval();
+        var tgt = data.TargetVocabulary;
+        var (x, len) = Batching.BuildSources([[4, 5], [6]], new SpecialIds(0, 1, 2), null);
+        using (x) using (len)
+        {
+            var outputs = GreedySearch.Decode(model, x, len, new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId), [3, 1]);
+            Assert.True(outputs[0].Length <= 3);
+            Assert.True(outputs[1].Length <= 1);
+        }
+    }
+}

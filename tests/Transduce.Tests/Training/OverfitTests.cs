@@ -1,0 +1,48 @@
+using Transduce.Data;
+using Transduce.Inference;
+using Transduce.Training;
+using static TorchSharp.torch;
+
+namespace Transduce.Tests.Training;
+
+public sealed class OverfitTests
+{
+    [Fact]
+    public void TinyGruLearnsAHandfulOfPairsExactly()
+    {
+        var (model, data, pipeline, _) = TinyModels.Trained();
+        using var _m = model;
+        var src = data.SourceVocabulary;
+        var tgt = data.TargetVocabulary;
+        var sources = TinyModels.Pairs.Select(p => src.Encode(pipeline.Tokenize(p.Source))).ToList();
+        var (x, len) = Batching.BuildSources(sources, new SpecialIds(src.PadId, src.BosId, src.EosId), null);
+        using (x)
+        using (len)
+        {
+            var outputs = GreedySearch.Decode(model, x, len, new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId), Enumerable.Repeat(20, sources.Count).ToArray());
+            for (int i = 0; i < TinyModels.Pairs.Length; i++)
+            {
+                string expected = pipeline.Detokenize(pipeline.Tokenize(TinyModels.Pairs[i].Target));
+                Assert.Equal(expected, pipeline.Detokenize(tgt.Decode(outputs[i])));
+            }
+        }
+    }
+
+    [Fact]
+    public void TrainingLossFallsAndTheSameSeedGivesTheSameWeights()
+    {
+        var pipeline = new Transduce.Text.TextPipeline(new Transduce.Text.TextConfig());
+        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline);
+        var tgt = data.TargetVocabulary;
+        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        float[] Run()
+        {
+            manual_seed(21);
+            using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, tgt, dropout: 0.2));
+            var result = Trainer.Train(model, data.Pairs, ids, null, new TrainingOptions { Epochs = 30, BatchSize = 2, LearningRate = 0.01, Seed = 2 });
+            Assert.True(result.Epochs[^1].Loss < result.Epochs[0].Loss / 3, $"loss went {result.Epochs[0].Loss} → {result.Epochs[^1].Loss}");
+            return model.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray();
+        }
+        Assert.Equal(Run(), Run());
+    }
+}
