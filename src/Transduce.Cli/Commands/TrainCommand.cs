@@ -20,7 +20,14 @@ internal static class TrainCommand
         var preset = new Option<string?>("--preset") { Description = $"A complete book setting: {string.Join(", ", TrainingPreset.All.Keys)}. Other flags override it." };
         preset.AcceptOnlyFromAmong([.. TrainingPreset.All.Keys]);
         var output = new Option<string>("--out") { Description = "Checkpoint directory to write.", Required = true };
-        var arch = new Option<string?>("--model") { Description = "Architecture: gru." };
+        var arch = new Option<string?>("--model") { Description = "Architecture: gru, bahdanau or transformer." };
+        arch.AcceptOnlyFromAmong([.. ModelFactory.Architectures]);
+        var heads = new Option<int?>("--heads") { Description = "Transformer attention heads (default 4)." };
+        var ffn = new Option<int?>("--ffn") { Description = "Transformer feed-forward width (default 64)." };
+        var activation = new Option<string?>("--activation") { Description = "Transformer feed-forward activation: relu, gelu or swish (default relu)." };
+        var preNorm = new Option<bool>("--pre-norm") { Description = "Transformer: layer norm before each sub-layer (default: post-norm, as the book)." };
+        var tie = new Option<bool>("--tie-embeddings") { Description = "Transformer: output projection shares the target embedding." };
+        var share = new Option<bool>("--share-embeddings") { Description = "Transformer: encoder and decoder share one embedding (builds one joint vocabulary)." };
         var embed = new Option<int?>("--embed") { Description = "Embedding size (default 256)." };
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size (default 256)." };
         var layers = new Option<int?>("--layers") { Description = "Layers (default 2)." };
@@ -40,7 +47,7 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train a model and write a checkpoint directory.")
         {
-            data, preset, output, arch, embed, hidden, layers, dropout, epochs, batch, lr, clip, seed, maxSteps, maxPairs,
+            data, preset, output, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout, epochs, batch, lr, clip, seed, maxSteps, maxPairs,
             minFreq, normalize, timeLimit, threads, skipInvalid,
         };
         command.SetAction(r =>
@@ -64,6 +71,12 @@ internal static class TrainCommand
                 Embedding: r.GetValue(embed) ?? p.EmbeddingSize,
                 Hidden: r.GetValue(hidden) ?? p.HiddenSize,
                 Layers: r.GetValue(layers) ?? p.Layers,
+                Heads: r.GetValue(heads) ?? p.Heads,
+                Ffn: r.GetValue(ffn) ?? p.FfnSize,
+                Activation: r.GetValue(activation) ?? "relu",
+                PreNorm: r.GetValue(preNorm),
+                Tie: r.GetValue(tie),
+                Share: r.GetValue(share),
                 Dropout: r.GetValue(dropout) ?? p.Dropout,
                 MaxSteps: r.GetValue(maxSteps) ?? p.MaxSteps,
                 TrainPairs: r.GetValue(maxPairs) ?? p.TrainPairs,
@@ -78,7 +91,8 @@ internal static class TrainCommand
     }
 
     private sealed record TrainSettings(
-        string Data, string Out, TrainingPreset Preset, string Architecture, int Embedding, int Hidden, int Layers, double Dropout,
+        string Data, string Out, TrainingPreset Preset, string Architecture, int Embedding, int Hidden, int Layers,
+        int Heads, int Ffn, string Activation, bool PreNorm, bool Tie, bool Share, double Dropout,
         int? MaxSteps, int? TrainPairs, int MinFrequency, string Normalizer, int? Threads, bool SkipInvalid, TrainingOptions Options);
 
     private static int Run(TrainSettings s)
@@ -95,7 +109,7 @@ internal static class TrainCommand
 
         var textConfig = new TextConfig { Normalizer = s.Normalizer, Tokenizer = "word", MaxSteps = s.MaxSteps };
         var pipeline = new TextPipeline(textConfig);
-        var prepared = TranslationData.Prepare(train, pipeline, s.MinFrequency, vocabularyPairs: vocabPairs);
+        var prepared = TranslationData.Prepare(train, pipeline, s.MinFrequency, vocabularyPairs: vocabPairs, jointVocabulary: s.Share);
         var src = prepared.SourceVocabulary;
         var tgt = prepared.TargetVocabulary;
 
@@ -103,7 +117,9 @@ internal static class TrainCommand
         var config = new ModelConfig
         {
             Architecture = s.Architecture, SourceVocabSize = src.Count, TargetVocabSize = tgt.Count,
-            EmbeddingSize = s.Embedding, HiddenSize = s.Hidden, Layers = s.Layers, Dropout = s.Dropout, PadId = tgt.PadId,
+            EmbeddingSize = s.Architecture == "transformer" ? s.Hidden : s.Embedding, HiddenSize = s.Hidden, Layers = s.Layers,
+            Dropout = s.Dropout, PadId = tgt.PadId, Heads = s.Heads, FfnSize = s.Ffn, Activation = s.Activation,
+            PreNorm = s.PreNorm, TieEmbeddings = s.Tie, ShareEmbeddings = s.Share,
         };
         using var model = ModelFactory.Create(config);
         long parameterCount = model.parameters().Sum(p => p.numel());

@@ -10,7 +10,8 @@ public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabular
 {
     /// <summary>
     /// Tokenizes <paramref name="pairs"/> with <paramref name="pipeline"/> and encodes them. Vocabularies are built
-    /// from <paramref name="vocabularyPairs"/> (default: the same pairs) unless given.
+    /// from <paramref name="vocabularyPairs"/> (default: the same pairs) unless given; with <paramref name="jointVocabulary"/>
+    /// one vocabulary covers both sides.
     /// </summary>
     public static TranslationData Prepare(
         IReadOnlyList<SentencePair> pairs,
@@ -18,7 +19,8 @@ public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabular
         int minFrequency = 1,
         Vocabulary? sourceVocabulary = null,
         Vocabulary? targetVocabulary = null,
-        IReadOnlyList<SentencePair>? vocabularyPairs = null)
+        IReadOnlyList<SentencePair>? vocabularyPairs = null,
+        bool jointVocabulary = false)
     {
         var tokenized = pairs.Select(p => (Src: pipeline.Tokenize(p.Source), Tgt: pipeline.Tokenize(p.Target))).ToList();
         if (sourceVocabulary is null || targetVocabulary is null)
@@ -26,6 +28,12 @@ public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabular
             var vocabTokens = vocabularyPairs is null
                 ? tokenized
                 : vocabularyPairs.Select(p => (Src: pipeline.Tokenize(p.Source), Tgt: pipeline.Tokenize(p.Target))).ToList();
+            if (jointVocabulary)
+            {
+                var joint = Vocabulary.Build(vocabTokens.Select(t => t.Src).Concat(vocabTokens.Select(t => t.Tgt)), minFrequency);
+                sourceVocabulary ??= joint;
+                targetVocabulary ??= joint;
+            }
             sourceVocabulary ??= Vocabulary.Build(vocabTokens.Select(t => t.Src), minFrequency);
             targetVocabulary ??= Vocabulary.Build(vocabTokens.Select(t => t.Tgt), minFrequency);
         }

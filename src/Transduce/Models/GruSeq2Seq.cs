@@ -106,9 +106,16 @@ public sealed class GruSeq2Seq : EncoderDecoder<GruState>
             new GruEncoder(config.SourceVocabSize, config.EmbeddingSize, config.HiddenSize, config.Layers, config.Dropout),
             new GruDecoder(config.TargetVocabSize, config.EmbeddingSize, config.HiddenSize, config.Layers, config.Dropout))
     {
+        XavierInit(this);
+    }
+
+    /// <summary>
+    /// d2l's <c>init_seq2seq</c>: Xavier-uniform for every dense and recurrent weight matrix (embeddings keep their normal init).
+    /// </summary>
+    public static void XavierInit(nn.Module model)
+    {
         using var _ = no_grad();
-        // d2l's init_seq2seq: Xavier-uniform for dense and recurrent weight matrices.
-        foreach (var (name, p) in named_parameters())
+        foreach (var (name, p) in model.named_parameters())
         {
             bool isMatrix = p.dim() == 2 && !name.Contains("embedding", StringComparison.Ordinal);
             if (isMatrix) nn.init.xavier_uniform_(p);

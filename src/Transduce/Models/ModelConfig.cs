@@ -8,7 +8,7 @@ namespace Transduce.Models;
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary>Architecture name: <c>gru</c>.</summary>
+    /// <summary>Architecture name: <c>gru</c>, <c>bahdanau</c> or <c>transformer</c>.</summary>
     public string Architecture { get; init; } = "gru";
 
     /// <summary>Source vocabulary size.</summary>
@@ -32,6 +32,33 @@ public sealed record ModelConfig
     /// <summary>Id of the padding token in both vocabularies.</summary>
     public int PadId { get; init; }
 
+    /// <summary>Transformer: attention heads.</summary>
+    public int Heads { get; init; } = 4;
+
+    /// <summary>Transformer: inner width of the position-wise feed-forward network.</summary>
+    public int FfnSize { get; init; } = 64;
+
+    /// <summary>Transformer: feed-forward activation, <c>relu</c>, <c>gelu</c> or <c>swish</c>.</summary>
+    public string Activation { get; init; } = "relu";
+
+    /// <summary>Transformer: layer norm before each sub-layer (pre-norm) instead of after the residual sum (post-norm, the book's).</summary>
+    public bool PreNorm { get; init; }
+
+    /// <summary>Transformer: the output projection shares the target embedding matrix.</summary>
+    public bool TieEmbeddings { get; init; }
+
+    /// <summary>Transformer: encoder and decoder share one embedding (needs one joint vocabulary).</summary>
+    public bool ShareEmbeddings { get; init; }
+
+    /// <summary>Transformer: biases on the attention projections (d2l: none).</summary>
+    public bool AttentionBias { get; init; }
+
+    /// <summary>Transformer: embeddings are multiplied by √hidden before positions are added (d2l: yes).</summary>
+    public bool ScaleEmbedding { get; init; } = true;
+
+    /// <summary>Transformer: longest sequence the positional table covers.</summary>
+    public int MaxPositions { get; init; } = 1024;
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
@@ -52,5 +79,17 @@ public sealed record ModelConfig
         Positive(HiddenSize, "hidden_size");
         Positive(Layers, "layers");
         if (Dropout is < 0 or >= 1) throw new ArgumentException($"model config: 'dropout' must be in [0, 1) (got {Dropout})");
+        if (Architecture != "transformer") return;
+        Positive(Heads, "heads");
+        Positive(FfnSize, "ffn_size");
+        Positive(MaxPositions, "max_positions");
+        if (HiddenSize % Heads != 0)
+            throw new ArgumentException($"model config: 'hidden_size' {HiddenSize} must be divisible by 'heads' {Heads}");
+        if (EmbeddingSize != HiddenSize)
+            throw new ArgumentException($"model config: a transformer needs 'embedding_size' = 'hidden_size' (got {EmbeddingSize} and {HiddenSize})");
+        if (ShareEmbeddings && SourceVocabSize != TargetVocabSize)
+            throw new ArgumentException("model config: 'share_embeddings' needs one joint vocabulary (source and target sizes differ)");
+        if (Activation is not ("relu" or "gelu" or "swish"))
+            throw new ArgumentException($"model config: unknown 'activation' '{Activation}' (known: relu, gelu, swish)");
     }
 }

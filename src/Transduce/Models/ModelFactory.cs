@@ -6,7 +6,7 @@ namespace Transduce.Models;
 public static class ModelFactory
 {
     /// <summary>The architecture names <see cref="Create"/> accepts.</summary>
-    public static IReadOnlyList<string> Architectures { get; } = ["gru"];
+    public static IReadOnlyList<string> Architectures { get; } = ["gru", "bahdanau", "transformer"];
 
     /// <summary>Builds a freshly initialised model.</summary>
     public static EncoderDecoder Create(ModelConfig config)
@@ -15,6 +15,8 @@ public static class ModelFactory
         return config.Architecture switch
         {
             "gru" => new GruSeq2Seq(config),
+            "bahdanau" => new BahdanauSeq2Seq(config),
+            "transformer" => new TransformerSeq2Seq(config),
             _ => throw new ArgumentException(
                 $"model config: unknown architecture '{config.Architecture}' (known: {string.Join(", ", Architectures)})"),
         };

@@ -21,6 +21,12 @@ public sealed record TrainingPreset
     /// <summary>Layers.</summary>
     public int Layers { get; init; } = 2;
 
+    /// <summary>Transformer attention heads.</summary>
+    public int Heads { get; init; } = 4;
+
+    /// <summary>Transformer FFN width.</summary>
+    public int FfnSize { get; init; } = 64;
+
     /// <summary>Dropout.</summary>
     public double Dropout { get; init; } = 0.2;
 
@@ -61,6 +67,26 @@ public sealed record TrainingPreset
                           "num_steps 9, batch 128, embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1",
             Architecture = "gru", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Dropout = 0.2,
             Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.005, GradientClip = 1 },
+            MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
+            Examples = BookExamples,
+        },
+        ["d2l-bahdanau"] = new()
+        {
+            Name = "d2l-bahdanau",
+            Description = "d2l §11.4: GRU encoder + Bahdanau-attention GRU decoder, same data as d2l-gru, " +
+                          "embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1",
+            Architecture = "bahdanau", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Dropout = 0.2,
+            Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.005, GradientClip = 1 },
+            MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
+            Examples = BookExamples,
+        },
+        ["d2l-transformer"] = new()
+        {
+            Name = "d2l-transformer",
+            Description = "d2l §11.7: Transformer, same data as d2l-gru, 256 hidden, 2 blocks, 4 heads, FFN 64, dropout 0.2, " +
+                          "Adam lr 0.001, 30 epochs, clip 1",
+            Architecture = "transformer", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Heads = 4, FfnSize = 64, Dropout = 0.2,
+            Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.001, GradientClip = 1 },
             MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
             Examples = BookExamples,
         },
