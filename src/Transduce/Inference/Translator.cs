@@ -15,10 +15,16 @@ public sealed record TranslationOptions
 
     /// <summary>Constant part of the output length limit.</summary>
     public int MaxLengthB { get; init; } = 10;
+
+    /// <summary>Beam size: 1 (the default) decodes greedily, larger values use <see cref="BeamSearch"/>.</summary>
+    public int Beam { get; init; } = 1;
+
+    /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
+    public int NBest { get; init; } = 1;
 }
 
 /// <summary>
-/// Loads a checkpoint once and translates text with it (greedy decoding, batched). Calls are serialised,
+/// Loads a checkpoint once and translates text with it (greedy or beam search, batched). Calls are serialised,
 /// so one instance can be shared between threads.
 /// </summary>
 public sealed class Translator : IDisposable
@@ -45,16 +51,58 @@ public sealed class Translator : IDisposable
     public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
         TranslateTokens(sentences, options).Select(pipeline.Detokenize).ToList();
 
-    /// <summary>Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.</summary>
+    /// <summary>
+    /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.
+    /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
+    /// </summary>
     public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null)
     {
         options ??= new TranslationOptions();
+        if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
+        var tgtVocab = checkpoint.TargetVocabulary;
+        if (options.Beam == 1)
+            return Run(sentences, options, (src, lengths, ids, maxLengths) =>
+                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths)
+                    .Select(o => tgtVocab.Decode(o).ToArray()).ToArray());
+        var beam = new BeamSearchOptions { BeamSize = options.Beam };
+        return Run(sentences, options, (src, lengths, ids, maxLengths) =>
+            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
+                .Select(n => tgtVocab.Decode(n[0].Tokens).ToArray()).ToArray());
+    }
+
+    /// <summary>
+    /// Translates <paramref name="sentences"/> with beam search and returns, per sentence in input order, up to
+    /// <see cref="TranslationOptions.NBest"/> distinct translations with their normalised scores
+    /// (<see cref="Hypothesis.Score"/>), best first. The beam size is the larger of
+    /// <see cref="TranslationOptions.Beam"/> and <see cref="TranslationOptions.NBest"/>.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<(string Text, double Score)>> TranslateNBest(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    {
+        options ??= new TranslationOptions();
+        if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
+        if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
+        var tgtVocab = checkpoint.TargetVocabulary;
+        var beam = new BeamSearchOptions { BeamSize = Math.Max(options.Beam, options.NBest), NBest = options.NBest };
+        return Run(sentences, options, (src, lengths, ids, maxLengths) =>
+            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
+                .Select(n => (IReadOnlyList<(string, double)>)n
+                    .Select(h => (pipeline.Detokenize(tgtVocab.Decode(h.Tokens).ToArray()), h.Score)).ToArray())
+                .ToArray());
+    }
+
+    /// <summary>
+    /// Encodes <paramref name="sentences"/>, decodes them in length-sorted batches with <paramref name="decode"/>
+    /// (source ids, source lengths, target special ids, per-row maximum output lengths → one result per row),
+    /// and returns the results in input order.
+    /// </summary>
+    private T[] Run<T>(IReadOnlyList<string> sentences, TranslationOptions options, Func<Tensor, Tensor, SpecialIds, int[], IReadOnlyList<T>> decode)
+    {
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId);
         var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId);
         var encoded = sentences.Select(s => srcVocab.Encode(pipeline.Tokenize(s))).ToArray();
-        var results = new string[sentences.Count][];
+        var results = new T[sentences.Count];
         // Sort by length so each batch pads little; write results back by original index.
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
@@ -64,9 +112,9 @@ public sealed class Translator : IDisposable
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, checkpoint.TextConfig.MaxSteps);
                 var maxLengths = chunk.Select(i => (int)Math.Ceiling(options.MaxLengthA * (encoded[i].Length + 1)) + options.MaxLengthB).ToArray();
-                var outputs = GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths);
+                var outputs = decode(src, lengths, ids, maxLengths);
                 for (int k = 0; k < chunk.Length; k++)
-                    results[chunk[k]] = tgtVocab.Decode(outputs[k]).ToArray();
+                    results[chunk[k]] = outputs[k];
             }
         }
         return results;
