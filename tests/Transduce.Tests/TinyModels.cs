@@ -16,18 +16,21 @@ internal static class TinyModels
         new("He's calm.", "Il est calme.", 4), new("Thank you!", "Merci !", 5), new("We won.", "Nous avons gagné.", 6),
     ];
 
-    public static ModelConfig Config(Vocabulary src, Vocabulary tgt, double dropout = 0) => new()
+    public static ModelConfig Config(Vocabulary src, Vocabulary tgt, double dropout = 0, string architecture = "gru") => new()
     {
-        Architecture = "gru", SourceVocabSize = src.Count, TargetVocabSize = tgt.Count,
-        EmbeddingSize = 16, HiddenSize = 32, Layers = 2, Dropout = dropout, PadId = tgt.PadId,
+        Architecture = architecture, SourceVocabSize = src.Count, TargetVocabSize = tgt.Count,
+        EmbeddingSize = architecture == "transformer" ? 32 : 16, HiddenSize = 32, Layers = 2, Dropout = dropout, PadId = tgt.PadId,
+        Heads = 4, FfnSize = 64,
     };
 
-    public static (EncoderDecoder Model, TranslationData Data, TextPipeline Pipeline, ModelConfig Config) Trained(int epochs = 150, int seed = 3)
+    public static (EncoderDecoder Model, TranslationData Data, TextPipeline Pipeline, ModelConfig Config) Trained(
+        int epochs = 150, int seed = 3, string architecture = "gru", Func<ModelConfig, ModelConfig>? adjust = null)
     {
         var pipeline = new TextPipeline(new TextConfig { Normalizer = "d2l" });
-        var data = TranslationData.Prepare(Pairs, pipeline);
+        var data = TranslationData.Prepare(Pairs, pipeline, jointVocabulary: adjust is not null);
         manual_seed(seed);
-        var config = Config(data.SourceVocabulary, data.TargetVocabulary);
+        var config = Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture);
+        if (adjust is not null) config = adjust(config);
         var model = ModelFactory.Create(config);
         var tgt = data.TargetVocabulary;
         Trainer.Train(model, data.Pairs, new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId), null,

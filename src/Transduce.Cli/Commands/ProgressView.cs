@@ -6,12 +6,26 @@ namespace Transduce.Cli.Commands;
 /// <summary>Shows training progress: a live bar with loss, tokens/s and ETA on a terminal; one line per epoch otherwise.</summary>
 internal static class ProgressView
 {
+    private static string Eta(TrainingProgress p)
+    {
+        var byWork = TimeSpan.FromSeconds(p.Elapsed.TotalSeconds / Math.Max(1, p.Step) * (p.TotalSteps - p.Step));
+        return $"  eta {byWork:hh\\:mm\\:ss}";
+    }
+
     public static TrainingResult Run(TrainingOptions options, Func<Action<TrainingProgress>, Action<EpochResult>, TrainingResult> train)
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
+            // Not a terminal (a log file, CI): one line per epoch, and one every 30 s within long epochs.
             TrainingProgress? last = null;
-            return train(p => last = p, e => Console.WriteLine(
+            var nextLine = TimeSpan.FromSeconds(30);
+            return train(p =>
+            {
+                last = p;
+                if (p.Elapsed < nextLine) return;
+                nextLine = p.Elapsed + TimeSpan.FromSeconds(30);
+                Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  epoch {p.Epoch}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s  {p.Elapsed:hh\\:mm\\:ss}{Eta(p)}");
+            }, e => Console.WriteLine(
                 $"epoch {e.Epoch}/{options.Epochs}  loss {e.Loss:F4}  {last?.TokensPerSecond:N0} tok/s  {e.Elapsed:hh\\:mm\\:ss}"));
         }
         TrainingResult? result = null;

@@ -43,12 +43,14 @@ internal static class TrainCommand
         var normalize = new Option<string?>("--normalize") { Description = "Text normaliser: d2l (lower-case, space before punctuation) or none." };
         var timeLimit = new Option<double?>("--time-limit") { Description = "Stop after this many minutes (a checkpoint is written either way)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: all cores)." };
+        var bucketed = new Option<bool>("--bucketed") { Description = "Length-bucketed batches: similar lengths together, little padding (default for non-book runs is off)." };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Length-bucketed batches of at most N padded tokens (implies --bucketed)." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed corpus lines (and count them) instead of stopping." };
 
         var command = new Command("train", "Train a model and write a checkpoint directory.")
         {
             data, preset, output, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout, epochs, batch, lr, clip, seed, maxSteps, maxPairs,
-            minFreq, normalize, timeLimit, threads, skipInvalid,
+            minFreq, normalize, timeLimit, threads, bucketed, maxTokens, skipInvalid,
         };
         command.SetAction(r =>
         {
@@ -62,6 +64,8 @@ internal static class TrainCommand
                 GradientClip = r.GetValue(clip) ?? t.GradientClip,
                 Seed = r.GetValue(seed),
                 TimeLimit = r.GetValue(timeLimit) is double minutes ? TimeSpan.FromMinutes(minutes) : t.TimeLimit,
+                Bucketed = r.GetValue(bucketed) || r.GetValue(maxTokens) is not null || t.Bucketed,
+                MaxTokens = r.GetValue(maxTokens) ?? t.MaxTokens,
             };
             var settings = new TrainSettings(
                 Data: r.GetValue(data)!,
@@ -142,24 +146,47 @@ internal static class TrainCommand
                 ["train_loss"] = (last?.Loss ?? double.NaN).ToString("F4", CultureInfo.InvariantCulture),
                 ["train_seconds"] = (last?.Elapsed.TotalSeconds ?? 0).ToString("F1", CultureInfo.InvariantCulture),
                 ["tokens_per_second"] = result is null ? "" : result.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture),
+                ["padding_fraction"] = result is null ? "" : result.PaddingFraction.ToString("F3", CultureInfo.InvariantCulture),
             },
         };
 
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         EpochResult? lastEpoch = null;
+        // Loss curve: the mean loss of every ~1% of the run, at its fractional epoch.
+        var curve = new List<(double X, double Loss)>();
+        double window = 0;
+        int windowSteps = 0;
+        void Record(TrainingProgress p)
+        {
+            window += p.Loss;
+            windowSteps++;
+            if (windowSteps >= Math.Max(1, p.TotalSteps / 100) || p.Step == p.TotalSteps)
+            {
+                curve.Add((p.Step * s.Options.Epochs / (double)p.TotalSteps, window / windowSteps));
+                window = 0;
+                windowSteps = 0;
+            }
+        }
+        void SaveCurve()
+        {
+            if (curve.Count > 0) Plots.SaveLossCurve(Path.Combine(s.Out, "loss.png"), curve);
+        }
         var result = ProgressView.Run(s.Options, (onStep, onEpoch) => Trainer.Train(
-            model, prepared.Pairs, ids, s.MaxSteps, s.Options, onStep,
+            model, prepared.Pairs, ids, s.MaxSteps, s.Options, p => { Record(p); onStep(p); },
             epoch =>
             {
                 lastEpoch = epoch;
                 onEpoch(epoch);
                 MakeCheckpoint(null, epoch).Save(s.Out);   // every epoch: an interrupted run keeps its last finished epoch
+                SaveCurve();
             },
             cancel.Token));
         MakeCheckpoint(result, lastEpoch).Save(s.Out);
+        SaveCurve();
         AnsiConsole.MarkupLine(
             $"done: {result.Steps:N0} steps in {result.Elapsed.TotalSeconds:F1}s, {result.TokensPerSecond:N0} target tokens/s, " +
+            $"padding {result.PaddingFraction:P1}, " +
             $"final loss {lastEpoch?.Loss:F3}{(result.StoppedByTimeLimit ? " (time limit)" : "")}; checkpoint: {Markup.Escape(s.Out)}");
 
         if (s.Preset.Examples.Count > 0)

@@ -148,6 +148,50 @@ public static class Batching
         return order;
     }
 
+    /// <summary>
+    /// The mini-batches of one epoch, length-bucketed: the seeded epoch order is cut into pools of
+    /// ~100 batches, each pool is sorted by length and cut into batches of at most <paramref name="batchSize"/>
+    /// pairs and (when given) <paramref name="maxTokens"/> padded tokens on either side, and the batches are
+    /// shuffled again. Batches hold sentences of similar length, so little padding is computed, and the
+    /// result depends only on the seed and the epoch (a resumed run sees the same batches).
+    /// </summary>
+    /// <param name="sourceLengths">Per pair: source length in tokens (incl. <c>&lt;eos&gt;</c>).</param>
+    /// <param name="targetLengths">Per pair: target length in tokens (incl. <c>&lt;eos&gt;</c>).</param>
+    /// <param name="batchSize">Most pairs per batch.</param>
+    /// <param name="maxTokens">Most padded tokens per batch (rows × longest row), or null.</param>
+    /// <param name="seed">Run seed.</param>
+    /// <param name="epoch">1-based epoch.</param>
+    public static List<int[]> BucketedEpoch(IReadOnlyList<int> sourceLengths, IReadOnlyList<int> targetLengths, int batchSize, int? maxTokens, int seed, int epoch)
+    {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), "batch size must be positive");
+        var order = EpochOrder(sourceLengths.Count, seed, epoch);
+        int poolSize = Math.Max(batchSize * 100, 1);
+        var batches = new List<int[]>();
+        foreach (var pool in order.Chunk(poolSize))
+        {
+            var sorted = pool.OrderBy(i => Math.Max(sourceLengths[i], targetLengths[i])).ThenBy(i => i).ToArray();
+            var current = new List<int>();
+            int longest = 0;
+            foreach (int i in sorted)
+            {
+                int length = Math.Max(sourceLengths[i], targetLengths[i]);
+                int widest = Math.Max(longest, length);
+                bool full = current.Count == batchSize || (maxTokens is int cap && current.Count > 0 && widest * (current.Count + 1) > cap);
+                if (full)
+                {
+                    batches.Add([.. current]);
+                    current.Clear();
+                    widest = length;
+                }
+                current.Add(i);
+                longest = widest;
+            }
+            if (current.Count > 0) batches.Add([.. current]);
+        }
+        new Random(unchecked(seed * 7_919 + epoch * 104_729)).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batches));
+        return batches;
+    }
+
     /// <summary>Splits an epoch order into mini-batches of at most <paramref name="batchSize"/> rows (the last may be smaller).</summary>
     public static IEnumerable<int[]> Chunk(int[] order, int batchSize)
     {

@@ -120,6 +120,36 @@ public sealed class Translator : IDisposable
         return results;
     }
 
+    /// <summary>
+    /// Translates one sentence and returns the decoder's cross-attention over the source for that translation,
+    /// or null when the architecture has no attention (the plain GRU).
+    /// </summary>
+    public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
+    {
+        var tokens = TranslateTokens([sentence], options)[0];
+        var srcVocab = checkpoint.SourceVocabulary;
+        var tgtVocab = checkpoint.TargetVocabulary;
+        var sourceTokens = pipeline.Tokenize(sentence);
+        var sourceIds = srcVocab.Encode(sourceTokens);
+        var outputIds = tgtVocab.Encode(tokens);
+        lock (gate)
+        {
+            var (src, lengths) = Batching.BuildSources([sourceIds], new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId), checkpoint.TextConfig.MaxSteps);
+            using (src)
+            using (lengths)
+            {
+                var weights = AttentionProbe.CrossAttention(checkpoint.Model, src, lengths, outputIds, new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId));
+                string text = pipeline.Detokenize(tokens);
+                if (weights is null) return (text, null);
+                var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, checkpoint.TextConfig.MaxSteps).Select(id => srcVocab[id]).ToList();
+                // Unknown source words show as typed, not as <unk>.
+                for (int i = 0; i < Math.Min(sourceTokens.Length, shownSource.Count); i++) shownSource[i] = sourceTokens[i];
+                var shownTarget = tokens.Append(Text.Vocabulary.EosToken).ToList();
+                return (text, new AttentionMap(shownSource, shownTarget, weights));
+            }
+        }
+    }
+
     /// <inheritdoc />
     public void Dispose() => checkpoint.Dispose();
 }

@@ -26,6 +26,15 @@ public sealed record TrainingOptions
     /// <summary>Seed of the batch order (the model's initialisation is seeded by the caller through <c>torch.manual_seed</c>).</summary>
     public int Seed { get; init; }
 
+    /// <summary>
+    /// Build length-bucketed batches (similar lengths together, see <see cref="Batching.BucketedEpoch"/>)
+    /// instead of d2l's plain shuffled batches.
+    /// </summary>
+    public bool Bucketed { get; init; }
+
+    /// <summary>With <see cref="Bucketed"/>: at most this many padded tokens per batch (on either side).</summary>
+    public int? MaxTokens { get; init; }
+
     /// <summary>Stop after this much wall-clock time (checked after every step).</summary>
     public TimeSpan? TimeLimit { get; init; }
 }
@@ -51,8 +60,12 @@ public sealed record EpochResult(int Epoch, double Loss, TimeSpan Elapsed);
 /// <param name="TargetTokens">Non-pad target tokens processed.</param>
 /// <param name="Elapsed">Wall-clock time.</param>
 /// <param name="StoppedByTimeLimit">True when <see cref="TrainingOptions.TimeLimit"/> ended the run.</param>
-public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps, long TargetTokens, TimeSpan Elapsed, bool StoppedByTimeLimit)
+/// <param name="TargetPositions">Target positions computed, padding included.</param>
+public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps, long TargetTokens, TimeSpan Elapsed, bool StoppedByTimeLimit, long TargetPositions)
 {
+    /// <summary>Share of computed target positions that were padding.</summary>
+    public double PaddingFraction => TargetPositions == 0 ? 0 : 1 - TargetTokens / (double)TargetPositions;
+
     /// <summary>Target tokens per second over the whole run.</summary>
     public double TokensPerSecond => TargetTokens / Math.Max(1e-9, Elapsed.TotalSeconds);
 }
@@ -85,11 +98,16 @@ public static class Trainer
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
         using var optimizer = optim.Adam(model.parameters(), lr: options.LearningRate);
         var parameters = model.parameters().ToList();
-        int batchesPerEpoch = (data.Count + options.BatchSize - 1) / options.BatchSize;
+        var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
+        var targetLengths = data.Select(p => Batching.WithEos(p.Target, ids.Eos, maxSteps).Length).ToArray();
+        List<int[]> EpochBatches(int epoch) => options.Bucketed
+            ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch)
+            : Batching.Chunk(Batching.EpochOrder(data.Count, options.Seed, epoch), options.BatchSize).ToList();
+        int batchesPerEpoch = EpochBatches(1).Count;
         int totalSteps = batchesPerEpoch * options.Epochs;
         var clock = Stopwatch.StartNew();
         var epochs = new List<EpochResult>();
-        long tokens = 0;
+        long tokens = 0, positions = 0;
         int step = 0;
         bool timeUp = false;
         model.train();
@@ -99,8 +117,7 @@ public static class Trainer
             {
                 double lossSum = 0;
                 long epochTokens = 0;
-                var order = Batching.EpochOrder(data.Count, options.Seed, epoch);
-                foreach (var rows in Batching.Chunk(order, options.BatchSize))
+                foreach (var rows in EpochBatches(epoch))
                 {
                     double loss;
                     int batchTokens;
@@ -115,6 +132,7 @@ public static class Trainer
                         optimizer.step();
                         loss = l.item<float>();
                         batchTokens = batch.TargetTokens;
+                        positions += batch.TargetPositions;
                     }
                     step++;
                     tokens += batchTokens;
@@ -134,6 +152,6 @@ public static class Trainer
         {
             model.eval();
         }
-        return new TrainingResult(epochs, step, tokens, clock.Elapsed, timeUp);
+        return new TrainingResult(epochs, step, tokens, clock.Elapsed, timeUp, positions);
     }
 }

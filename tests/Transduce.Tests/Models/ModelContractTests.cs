@@ -1,0 +1,119 @@
+using Transduce.Architecture;
+using Transduce.Data;
+using Transduce.Inference;
+using Transduce.Models;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Tests.Models;
+
+/// <summary>Properties every architecture must have, checked for each of them.</summary>
+public sealed class ModelContractTests
+{
+    public static TheoryData<string, bool> Architectures => new()
+    {
+        { "gru", false }, { "bahdanau", false }, { "transformer", false }, { "transformer", true /* pre-norm, tied, shared */ },
+    };
+
+    private static EncoderDecoder Untrained(string architecture, bool variant, out SpecialIds ids, out int vocab)
+    {
+        var pipeline = new TextPipeline(new TextConfig());
+        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline, jointVocabulary: true);
+        manual_seed(7);
+        var config = TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture);
+        if (variant) config = config with { PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Activation = "gelu" };
+        var model = ModelFactory.Create(config);
+        model.eval();
+        var t = data.TargetVocabulary;
+        ids = new SpecialIds(t.PadId, t.BosId, t.EosId);
+        vocab = t.Count;
+        return model;
+    }
+
+    private sealed class StepByStep(Tensor source, Tensor lengths, Tensor target) : IEncoderDecoderFunc<Tensor>
+    {
+        public Tensor Invoke<TState>(EncoderDecoder<TState> model) where TState : IDecoderState
+        {
+            var encoded = model.Encoder.call(source, lengths);
+            var state = model.Decoder.InitState(encoded, lengths);
+            var steps = new List<Tensor>();
+            for (long t = 0; t < target.shape[1]; t++)
+            {
+                var (logits, next) = model.Decoder.call(target.narrow(1, t, 1), state);
+                steps.Add(logits);
+                state = next;
+            }
+            return cat(steps, 1);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void DecodingOneTokenAtATimeGivesTheLogitsOfTheWholePrefix(string architecture, bool variant)
+    {
+        using var model = Untrained(architecture, variant, out var ids, out int vocab);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var source = randint(4, vocab, [3, 6]);
+        var lengths = tensor(new long[] { 6, 4, 1 });
+        var target = cat([full(3, 1, ids.Bos, ScalarType.Int64), randint(4, vocab, [3, 5])], 1);
+        var whole = model.call(source, lengths, target);
+        var incremental = model.Apply(new StepByStep(source, lengths, target));
+        Assert.Equal(whole.shape, incremental.shape);
+        double diff = (whole - incremental).abs().max().item<float>();
+        Assert.True(diff < 1e-5, $"{architecture}: incremental logits differ by {diff}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void OutputAtStepTDoesNotDependOnLaterTargetInputs(string architecture, bool variant)
+    {
+        using var model = Untrained(architecture, variant, out var ids, out int vocab);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var source = randint(4, vocab, [2, 5]);
+        var lengths = tensor(new long[] { 5, 3 });
+        var target = randint(4, vocab, [2, 6]);
+        var changed = target.clone();
+        changed[.., TensorIndex.Slice(3, null)] = randint(4, vocab, [2, 3]);
+        var a = model.call(source, lengths, target);
+        var b = model.call(source, lengths, changed);
+        Assert.True(a[.., TensorIndex.Slice(0, 3)].allclose(b[.., TensorIndex.Slice(0, 3)], atol: 1e-6),
+            $"{architecture}: steps 0–2 changed when only steps 3+ of the target changed");
+        Assert.False(a[.., TensorIndex.Slice(3, null)].allclose(b[.., TensorIndex.Slice(3, null)], atol: 1e-6));
+    }
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void SourcePaddingIsInvisible(string architecture, bool variant)
+    {
+        using var model = Untrained(architecture, variant, out var ids, out int vocab);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var y = tensor(new long[] { ids.Bos, 5, 6 }, [1, 3]);
+        var len = tensor(new long[] { 3 });
+        var a = model.call(tensor(new long[] { 4, 5, 2 }, [1, 3]), len, y);
+        var b = model.call(tensor(new long[] { 4, 5, 2, 7, 9, 4 }, [1, 6]), len, y);
+        Assert.True(a.allclose(b, atol: 1e-5), $"{architecture}: padding changed the output");
+    }
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void EachArchitectureOverfitsAHandfulOfPairs(string architecture, bool variant)
+    {
+        Func<ModelConfig, ModelConfig>? adjust = variant
+            ? c => c with { PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Activation = "gelu" }
+            : null;
+        var (model, data, pipeline, _) = TinyModels.Trained(epochs: architecture == "gru" ? 150 : 100, architecture: architecture, adjust: adjust);
+        using var _m = model;
+        var checkpoint = new Transduce.Checkpoints.Checkpoint
+        {
+            Model = model, ModelConfig = TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture),
+            TextConfig = pipeline.Config, SourceVocabulary = data.SourceVocabulary, TargetVocabulary = data.TargetVocabulary,
+        };
+        var translator = new Translator(checkpoint);
+        var outputs = translator.Translate(TinyModels.Pairs.Select(p => p.Source).ToList());
+        var expected = TinyModels.Pairs.Select(p => pipeline.Detokenize(pipeline.Tokenize(p.Target)));
+        Assert.Equal(expected, outputs);
+    }
+}
