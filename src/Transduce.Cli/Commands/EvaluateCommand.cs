@@ -30,14 +30,15 @@ internal static class EvaluateCommand
             string testPath = r.GetValue(test)!;
             var read = ParallelCorpus.Read(testPath, new CorpusReadOptions { MaxPairs = r.GetValue(maxPairs), SkipInvalid = r.GetValue(skipInvalid) });
             using var translator = Translator.Load(r.GetValue(model)!);
-            var pipeline = new TextPipeline(translator.Checkpoint.TextConfig);
+            var pipeline = translator.Checkpoint.CreateTextPipeline();
             var started = DateTime.UtcNow;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = r.GetValue(batch) });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
-            // The model writes normalised, space-separated tokens; references go through the same normaliser and
-            // tokenizer, and BLEU is computed on those tokens (sacreBLEU's tokenizer 'none').
-            var refs = read.Pairs.Select(p => pipeline.Detokenize(pipeline.Tokenize(p.Target))).ToList();
-            var bleu = SacreBleu.CorpusScore(outputs, [refs], new BleuOptions { Tokenize = "none" });
+            // A natural-text model (BPE, no normaliser) is scored like sacreBLEU: raw references, 13a tokenisation.
+            // A word-level model writes normalised, space-separated tokens; its references go through the same
+            // normaliser and tokenizer, and BLEU is computed on those tokens (sacreBLEU's tokenizer 'none').
+            var refs = read.Pairs.Select(p => pipeline.Canonical(p.Target)).ToList();
+            var bleu = SacreBleu.CorpusScore(outputs, [refs], new BleuOptions { Tokenize = pipeline.ProducesNaturalText ? "13a" : "none" });
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
             var figures = new Dictionary<string, object>
             {
@@ -51,8 +52,8 @@ internal static class EvaluateCommand
             if (r.GetValue(json)) Console.WriteLine(jsonText);
             else
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} (normalised tokens: {pipeline.Config.Normalizer})"));
+                string how = pipeline.ProducesNaturalText ? "(detokenised, cased: sacreBLEU 13a)" : $"(normalised tokens: {pipeline.Config.Normalizer})";
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} {how}"));
                 Console.WriteLine(bleu.ToString());
                 Console.WriteLine($"signature: {bleu.Signature}");
             }

@@ -43,6 +43,9 @@ internal static class TrainCommand
         var normalize = new Option<string?>("--normalize") { Description = "Text normaliser: d2l (lower-case, space before punctuation) or none." };
         var timeLimit = new Option<double?>("--time-limit") { Description = "Stop after this many minutes (a checkpoint is written either way)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: all cores)." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "word (d2l: split on spaces) or bpe (joint subword vocabulary trained on the data; cased, natural output). Default: word." };
+        tokenizer.AcceptOnlyFromAmong("word", "bpe");
+        var bpeSize = new Option<int>("--bpe-vocab") { Description = "BPE vocabulary size (with --tokenizer bpe).", DefaultValueFactory = _ => 8000 };
         var bucketed = new Option<bool>("--bucketed") { Description = "Length-bucketed batches: similar lengths together, little padding (default for non-book runs is off)." };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Length-bucketed batches of at most N padded tokens (implies --bucketed)." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed corpus lines (and count them) instead of stopping." };
@@ -50,7 +53,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train a model and write a checkpoint directory.")
         {
             data, preset, output, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout, epochs, batch, lr, clip, seed, maxSteps, maxPairs,
-            minFreq, normalize, timeLimit, threads, bucketed, maxTokens, skipInvalid,
+            minFreq, normalize, tokenizer, bpeSize, timeLimit, threads, bucketed, maxTokens, skipInvalid,
         };
         command.SetAction(r =>
         {
@@ -85,7 +88,9 @@ internal static class TrainCommand
                 MaxSteps: r.GetValue(maxSteps) ?? p.MaxSteps,
                 TrainPairs: r.GetValue(maxPairs) ?? p.TrainPairs,
                 MinFrequency: r.GetValue(minFreq) ?? p.MinFrequency,
-                Normalizer: r.GetValue(normalize) ?? p.Normalizer,
+                Normalizer: r.GetValue(normalize) ?? (r.GetValue(tokenizer) == "bpe" ? "none" : p.Normalizer),
+                Tokenizer: r.GetValue(tokenizer) ?? "word",
+                BpeVocab: r.GetValue(bpeSize),
                 Threads: r.GetValue(threads),
                 SkipInvalid: r.GetValue(skipInvalid),
                 Options: options);
@@ -97,7 +102,7 @@ internal static class TrainCommand
     private sealed record TrainSettings(
         string Data, string Out, TrainingPreset Preset, string Architecture, int Embedding, int Hidden, int Layers,
         int Heads, int Ffn, string Activation, bool PreNorm, bool Tie, bool Share, double Dropout,
-        int? MaxSteps, int? TrainPairs, int MinFrequency, string Normalizer, int? Threads, bool SkipInvalid, TrainingOptions Options);
+        int? MaxSteps, int? TrainPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab, int? Threads, bool SkipInvalid, TrainingOptions Options);
 
     private static int Run(TrainSettings s)
     {
@@ -111,9 +116,20 @@ internal static class TrainCommand
         var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
         var vocabPairs = s.Preset.VocabularyPairs is int vp && s.TrainPairs is not null ? all.Take(vp).ToList() : null;
 
-        var textConfig = new TextConfig { Normalizer = s.Normalizer, Tokenizer = "word", MaxSteps = s.MaxSteps };
-        var pipeline = new TextPipeline(textConfig);
-        var prepared = TranslationData.Prepare(train, pipeline, s.MinFrequency, vocabularyPairs: vocabPairs, jointVocabulary: s.Share);
+        var textConfig = new TextConfig { Normalizer = s.Normalizer, Tokenizer = s.Tokenizer, MaxSteps = s.MaxSteps };
+        BpeTokenizer? subwords = null;
+        if (s.Tokenizer == "bpe")
+        {
+            var normalizer = TextNormalizers.FromName(s.Normalizer);
+            var started = DateTime.UtcNow;
+            subwords = BpeTokenizer.Train(train.SelectMany(p => new[] { normalizer.Normalize(p.Source), normalizer.Normalize(p.Target) }),
+                new BpeTrainingOptions { VocabSize = s.BpeVocab });
+            Console.WriteLine($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint) in {(DateTime.UtcNow - started).TotalSeconds:F1}s");
+        }
+        var pipeline = new TextPipeline(textConfig, subwords);
+        var prepared = subwords is null
+            ? TranslationData.Prepare(train, pipeline, s.MinFrequency, vocabularyPairs: vocabPairs, jointVocabulary: s.Share)
+            : TranslationData.Prepare(train, pipeline, sourceVocabulary: subwords.Vocabulary, targetVocabulary: subwords.Vocabulary);
         var src = prepared.SourceVocabulary;
         var tgt = prepared.TargetVocabulary;
 
@@ -139,7 +155,7 @@ internal static class TrainCommand
         };
         Checkpoint MakeCheckpoint(TrainingResult? result, EpochResult? last) => new()
         {
-            Model = model, ModelConfig = config, TextConfig = textConfig, SourceVocabulary = src, TargetVocabulary = tgt,
+            Model = model, ModelConfig = config, TextConfig = textConfig, SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
             TrainingInfo = new Dictionary<string, string>(info)
             {
                 ["epochs_done"] = (last?.Epoch ?? 0).ToString(CultureInfo.InvariantCulture),

@@ -18,7 +18,7 @@ public sealed class Checkpoint : IDisposable
 
     /// <summary>File names inside a checkpoint directory.</summary>
     public const string ConfigFile = "config.json", WeightsFile = "model.safetensors",
-        SourceVocabularyFile = "source.vocab.json", TargetVocabularyFile = "target.vocab.json";
+        SourceVocabularyFile = "source.vocab.json", TargetVocabularyFile = "target.vocab.json", SubwordsFile = "bpe.json";
 
     /// <summary>The model, in eval mode after loading.</summary>
     public required EncoderDecoder Model { get; init; }
@@ -34,6 +34,12 @@ public sealed class Checkpoint : IDisposable
 
     /// <summary>Target vocabulary.</summary>
     public required Vocabulary TargetVocabulary { get; init; }
+
+    /// <summary>The subword model when the text configuration uses the <c>bpe</c> tokenizer.</summary>
+    public BpeTokenizer? Subwords { get; init; }
+
+    /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
+    public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords);
 
     /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
     public IReadOnlyDictionary<string, string> TrainingInfo { get; init; } = new Dictionary<string, string>();
@@ -63,6 +69,7 @@ public sealed class Checkpoint : IDisposable
             Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
             SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
             TargetVocabulary.Save(Path.Combine(tmp, TargetVocabularyFile));
+            Subwords?.Save(Path.Combine(tmp, SubwordsFile));
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(ModelConfig.Json));
 
             string? old = null;
@@ -124,6 +131,7 @@ public sealed class Checkpoint : IDisposable
             throw new InvalidDataException($"{configPath}: {e.Message}", e);
         }
 
+        BpeTokenizer? subwords = textConfig.Tokenizer == "bpe" ? BpeTokenizer.Load(Path.Combine(directory, SubwordsFile)) : null;
         var src = Vocabulary.Load(Path.Combine(directory, SourceVocabularyFile));
         var tgt = Vocabulary.Load(Path.Combine(directory, TargetVocabularyFile));
         if (src.Count != modelConfig.SourceVocabSize || tgt.Count != modelConfig.TargetVocabSize)
@@ -152,7 +160,7 @@ public sealed class Checkpoint : IDisposable
         return new Checkpoint
         {
             Model = model, ModelConfig = modelConfig, TextConfig = textConfig,
-            SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training,
+            SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training, Subwords = subwords,
         };
     }
 

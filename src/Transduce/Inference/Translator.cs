@@ -37,7 +37,7 @@ public sealed class Translator : IDisposable
     public Translator(Checkpoint checkpoint)
     {
         this.checkpoint = checkpoint;
-        pipeline = new Text.TextPipeline(checkpoint.TextConfig);
+        pipeline = checkpoint.CreateTextPipeline();
         checkpoint.Model.eval();
     }
 
