@@ -6,5 +6,6 @@ var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence mo
     TrainCommand.Create(),
     TranslateCommand.Create(),
     EvaluateCommand.Create(),
+    ScoreCommand.Create(),
 };
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
