@@ -70,6 +70,31 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void SubwordTransformerKeepsCaseAndPunctuationAndShowsAttention()
+    {
+        string data = Corpus("pairs.tsv", Pairs);
+        string model = Path.Combine(dir, "bpe");
+        var train = Run(null, "train", "--data", data, "--out", model, "--tokenizer", "bpe", "--bpe-vocab", "300",
+            "--model", "transformer", "--hidden", "32", "--heads", "4", "--ffn", "64", "--layers", "2", "--pre-norm",
+            "--tie-embeddings", "--share-embeddings", "--dropout", "0", "--epochs", "80", "--batch-size", "2", "--lr", "0.005", "--seed", "2");
+        Assert.True(train.Code == 0, train.Err + train.Out);
+        Assert.True(File.Exists(Path.Combine(model, "bpe.json")));
+        Assert.True(File.Exists(Path.Combine(model, "loss.png")));
+
+        string png = Path.Combine(dir, "attention.png");
+        var r = Run(null, "translate", "--model", model, "--attention", png, "I'm home.", "Thank you!");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(["Je suis chez moi.", "Merci !"], r.Out.TrimEnd('\n').Split('\n'));
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(png)[..4]);
+
+        var eval = Run(null, "evaluate", "--model", model, "--test", data, "--json");
+        Assert.True(eval.Code == 0, eval.Err);
+        var json = JsonNode.Parse(eval.Out)!;
+        Assert.Equal(100.0, json["bleu"]!.GetValue<double>());
+        Assert.Contains("tok:13a", json["signature"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void BadInputsEndWithOneClearLineAndExitCodeOne()
     {
         string bad = Corpus("bad.tsv", "Go.\tVa !\nno tab here\nHi.\tSalut !\n");
