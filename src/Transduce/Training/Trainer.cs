@@ -35,9 +35,50 @@ public sealed record TrainingOptions
     /// <summary>With <see cref="Bucketed"/>: at most this many padded tokens per batch (on either side).</summary>
     public int? MaxTokens { get; init; }
 
+    /// <summary>Learning-rate schedule: <c>constant</c> (d2l's plain Adam) or <c>inverse-sqrt</c> (linear warm-up, then ∝ 1/√step).</summary>
+    public string Schedule { get; init; } = "constant";
+
+    /// <summary>Warm-up steps of the <c>inverse-sqrt</c> schedule.</summary>
+    public int WarmupSteps { get; init; } = 4000;
+
+    /// <summary>Mini-batches whose gradients are summed before each optimiser update.</summary>
+    public int AccumulateSteps { get; init; } = 1;
+
+    /// <summary>Also save (through the trainer's save callback) every this many updates; null: only at epoch ends.</summary>
+    public int? SaveEverySteps { get; init; }
+
     /// <summary>Stop after this much wall-clock time (checked after every step).</summary>
     public TimeSpan? TimeLimit { get; init; }
 }
+
+/// <summary>
+/// Where a run stands: enough, with the optimiser's and the random generator's state, to continue it exactly.
+/// </summary>
+/// <param name="Epoch">1-based epoch in progress.</param>
+/// <param name="BatchesDone">Mini-batches of that epoch already consumed.</param>
+/// <param name="Step">Optimiser updates so far.</param>
+/// <param name="Tokens">Target tokens so far.</param>
+/// <param name="Positions">Target positions (with padding) so far.</param>
+/// <param name="ElapsedSeconds">Training time so far.</param>
+/// <param name="EpochLossSum">Token-weighted loss sum of the epoch in progress.</param>
+/// <param name="EpochTokens">Target tokens of the epoch in progress.</param>
+/// <param name="Epochs">Finished epochs.</param>
+public sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long Tokens, long Positions, double ElapsedSeconds,
+    double EpochLossSum, long EpochTokens, IReadOnlyList<EpochResult> Epochs)
+{
+    /// <summary>The start of a fresh run.</summary>
+    public static TrainingPosition Start { get; } = new(1, 0, 0, 0, 0, 0, 0, 0, []);
+}
+
+/// <summary>What a save callback receives: the position and the live optimiser (to write its state).</summary>
+/// <param name="Position">Where the run stands.</param>
+/// <param name="Optimizer">The optimiser.</param>
+public sealed record TrainingSnapshot(TrainingPosition Position, optim.Optimizer Optimizer);
+
+/// <summary>How to continue a run: its position and a way to restore the optimiser's state.</summary>
+/// <param name="Position">Where the run stopped.</param>
+/// <param name="RestoreOptimizer">Loads the saved optimiser state into the new optimiser.</param>
+public sealed record TrainingResume(TrainingPosition Position, Action<optim.Optimizer> RestoreOptimizer);
 
 /// <summary>Reported after every optimisation step.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -71,11 +112,22 @@ public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps
 }
 
 /// <summary>
-/// Teacher-forced training of any <see cref="EncoderDecoder"/> with masked cross-entropy, Adam and
-/// gradient clipping (d2l §10.7). Each step runs in its own dispose scope, so memory stays flat.
+/// Teacher-forced training of any <see cref="EncoderDecoder"/> with masked cross-entropy, Adam, gradient
+/// clipping (d2l §10.7), label smoothing, warm-up schedules and gradient accumulation. Each step runs in
+/// its own dispose scope, so memory stays flat. Batches depend only on the seed and the epoch, so a run
+/// saved through <c>onSave</c> and continued with a <see cref="TrainingResume"/> (plus the saved random
+/// generator state) ends with the same weights as an uninterrupted one.
 /// </summary>
 public static class Trainer
 {
+    /// <summary>The learning rate of update <paramref name="step"/> (1-based) under <paramref name="options"/>.</summary>
+    public static double LearningRate(TrainingOptions options, int step) => options.Schedule switch
+    {
+        "constant" => options.LearningRate,
+        "inverse-sqrt" => options.LearningRate * Math.Min(step / (double)Math.Max(1, options.WarmupSteps), Math.Sqrt(Math.Max(1, options.WarmupSteps) / (double)Math.Max(1, step))),
+        _ => throw new ArgumentException($"unknown learning-rate schedule '{options.Schedule}' (known: constant, inverse-sqrt)"),
+    };
+
     /// <summary>Trains <paramref name="model"/> in place.</summary>
     /// <param name="model">The model.</param>
     /// <param name="data">Training pairs.</param>
@@ -83,8 +135,10 @@ public static class Trainer
     /// <param name="maxSteps">Truncation length (d2l's <c>num_steps</c>), or null.</param>
     /// <param name="options">Run settings.</param>
     /// <param name="onStep">Called after every step.</param>
-    /// <param name="onEpoch">Called after every epoch (e.g. to write a checkpoint).</param>
+    /// <param name="onEpoch">Called after every epoch.</param>
     /// <param name="cancellation">Stops the run after the current step.</param>
+    /// <param name="onSave">Called at every epoch end and every <see cref="TrainingOptions.SaveEverySteps"/> updates, to write a resumable checkpoint.</param>
+    /// <param name="resume">Continue a saved run instead of starting afresh.</param>
     public static TrainingResult Train(
         EncoderDecoder model,
         IReadOnlyList<EncodedPair> data,
@@ -93,10 +147,15 @@ public static class Trainer
         TrainingOptions options,
         Action<TrainingProgress>? onStep = null,
         Action<EpochResult>? onEpoch = null,
-        CancellationToken cancellation = default)
+        CancellationToken cancellation = default,
+        Action<TrainingSnapshot>? onSave = null,
+        TrainingResume? resume = null)
     {
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
+        if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
+        LearningRate(options, 1);
         using var optimizer = optim.Adam(model.parameters(), lr: options.LearningRate);
+        resume?.RestoreOptimizer(optimizer);
         var parameters = model.parameters().ToList();
         var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
         var targetLengths = data.Select(p => Batching.WithEos(p.Target, ids.Eos, maxSteps).Length).ToArray();
@@ -104,47 +163,75 @@ public static class Trainer
             ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch)
             : Batching.Chunk(Batching.EpochOrder(data.Count, options.Seed, epoch), options.BatchSize).ToList();
         int batchesPerEpoch = EpochBatches(1).Count;
-        int totalSteps = batchesPerEpoch * options.Epochs;
+        int totalSteps = batchesPerEpoch * options.Epochs / options.AccumulateSteps;
+
+        var at = resume?.Position ?? TrainingPosition.Start;
+        var epochs = new List<EpochResult>(at.Epochs);
+        long tokens = at.Tokens, positions = at.Positions;
+        int step = at.Step;
+        double lossSum = at.EpochLossSum;
+        long epochTokens = at.EpochTokens;
+        var startElapsed = TimeSpan.FromSeconds(at.ElapsedSeconds);
         var clock = Stopwatch.StartNew();
-        var epochs = new List<EpochResult>();
-        long tokens = 0, positions = 0;
-        int step = 0;
+        TimeSpan Elapsed() => startElapsed + clock.Elapsed;
         bool timeUp = false;
         model.train();
         try
         {
-            for (int epoch = 1; epoch <= options.Epochs && !timeUp && !cancellation.IsCancellationRequested; epoch++)
+            for (int epoch = at.Epoch; epoch <= options.Epochs && !timeUp && !cancellation.IsCancellationRequested; epoch++)
             {
-                double lossSum = 0;
-                long epochTokens = 0;
-                foreach (var rows in EpochBatches(epoch))
+                var batches = EpochBatches(epoch);
+                int first = epoch == at.Epoch ? at.BatchesDone : 0;
+                if (epoch != at.Epoch) { lossSum = 0; epochTokens = 0; }
+                int pending = 0;
+                double pendingLoss = 0;
+                for (int b = first; b < batches.Count; b++)
                 {
-                    double loss;
                     int batchTokens;
+                    double loss;
                     using (var scope = NewDisposeScope())
                     {
-                        using var batch = Batching.Build(rows.Select(i => data[i]).ToList(), ids, maxSteps);
-                        optimizer.zero_grad();
+                        using var batch = Batching.Build(batches[b].Select(i => data[i]).ToList(), ids, maxSteps);
+                        if (pending == 0) optimizer.zero_grad();
                         var logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
-                        var l = Training.Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing);
-                        l.backward();
-                        if (options.GradientClip > 0) nn.utils.clip_grad_norm_(parameters, options.GradientClip);
-                        optimizer.step();
+                        var l = Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing);
+                        (options.AccumulateSteps == 1 ? l : l / options.AccumulateSteps).backward();
                         loss = l.item<float>();
                         batchTokens = batch.TargetTokens;
                         positions += batch.TargetPositions;
                     }
-                    step++;
                     tokens += batchTokens;
                     epochTokens += batchTokens;
                     lossSum += loss * batchTokens;
-                    onStep?.Invoke(new TrainingProgress(epoch, step, totalSteps, loss, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), clock.Elapsed));
-                    if (options.TimeLimit is { } limit && clock.Elapsed >= limit) { timeUp = true; break; }
+                    pendingLoss += loss;
+                    if (++pending < options.AccumulateSteps && b + 1 < batches.Count) continue;
+
+                    step++;
+                    foreach (var group in optimizer.ParamGroups) group.LearningRate = LearningRate(options, step);
+                    using (var scope = NewDisposeScope())
+                    {
+                        if (options.GradientClip > 0) nn.utils.clip_grad_norm_(parameters, options.GradientClip);
+                        optimizer.step();
+                    }
+                    var elapsed = Elapsed();
+                    onStep?.Invoke(new TrainingProgress(epoch, step, totalSteps, pendingLoss / pending, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed));
+                    pending = 0;
+                    pendingLoss = 0;
+                    bool last = b + 1 == batches.Count;
+                    if (!last && options.SaveEverySteps is int every && step % every == 0)
+                        onSave?.Invoke(new TrainingSnapshot(new TrainingPosition(epoch, b + 1, step, tokens, positions, elapsed.TotalSeconds, lossSum, epochTokens, epochs.ToList()), optimizer));
+                    if (options.TimeLimit is { } limit && elapsed >= limit) { timeUp = true; break; }
                     if (cancellation.IsCancellationRequested) break;
                 }
-                var result = new EpochResult(epoch, lossSum / Math.Max(1, epochTokens), clock.Elapsed);
+                var result = new EpochResult(epoch, lossSum / Math.Max(1, epochTokens), Elapsed());
                 epochs.Add(result);
                 onEpoch?.Invoke(result);
+                bool finished = !timeUp && !cancellation.IsCancellationRequested;
+                // At an epoch's end the position is the start of the next one; a run cut short saves where it stopped.
+                var position = finished
+                    ? new TrainingPosition(epoch + 1, 0, step, tokens, positions, Elapsed().TotalSeconds, 0, 0, epochs.ToList())
+                    : new TrainingPosition(epoch, 0, step, tokens, positions, Elapsed().TotalSeconds, lossSum, epochTokens, epochs.ToList());
+                if (finished) onSave?.Invoke(new TrainingSnapshot(position, optimizer));
                 model.train();
             }
         }
@@ -152,6 +239,6 @@ public static class Trainer
         {
             model.eval();
         }
-        return new TrainingResult(epochs, step, tokens, clock.Elapsed, timeUp, positions);
+        return new TrainingResult(epochs, step, tokens, Elapsed(), timeUp, positions);
     }
 }
