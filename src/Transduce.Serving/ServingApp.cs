@@ -21,6 +21,9 @@ public static class ServingApp
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DictionaryKeyPolicy = null,
+        // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
+        // response is application/json with nosniff and is never inlined into HTML.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     private static readonly Dictionary<string, string> s_contentTypes = new(StringComparer.OrdinalIgnoreCase)
@@ -167,6 +170,11 @@ public static class ServingApp
             metrics.CountError("timeout");
             return Problem(new RequestProblem(StatusCodes.Status504GatewayTimeout, "Timed out",
                 $"the translation took longer than {options.Timeout.TotalSeconds:0.###} s", null));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            metrics.CountError("internal");
+            throw;   // the exception handler answers 500 with a problem body (no details leak to the client)
         }
     }
 

@@ -129,6 +129,23 @@ public sealed class BatchingTests(ServingFixture fixture)
     }
 
     [Fact]
+    public async Task BackendFailureIs500ProblemWithoutDetailsAndTheServiceGoesOn()
+    {
+        var backend = new GatedBackend { Fail = true };
+        await using var service = await TestService.StartAsync(new ServeOptions { BatchWindow = TimeSpan.Zero }, backend, GatedBackend.Info);
+        var failed = await service.TranslateAsync(new { text = new[] { "boom" } });
+        Assert.Equal(HttpStatusCode.InternalServerError, failed.StatusCode);
+        Assert.Equal("application/problem+json", failed.Content.Headers.ContentType?.MediaType);
+        Assert.DoesNotContain("backend failure", await failed.Content.ReadAsStringAsync());
+
+        backend.Fail = false;
+        Assert.Equal(HttpStatusCode.OK, (await service.TranslateAsync(new { text = new[] { "fine" } })).StatusCode);
+        string metrics = await service.MetricsAsync();
+        Assert.Contains("transduce_translate_errors_total{reason=\"internal\"} 1\n", metrics);
+        Assert.Contains("transduce_http_requests_total{endpoint=\"/v1/translate\",status=\"500\"} 1\n", metrics);
+    }
+
+    [Fact]
     public async Task ShutdownFinishesQueuedRequestsAndRefusesNewOnes()
     {
         var backend = new GatedBackend();

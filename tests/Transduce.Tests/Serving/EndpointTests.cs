@@ -48,6 +48,7 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var t = (await TestService.JsonAsync(response))["translations"]![0]!;
         Assert.Equal("nous avons gagné .", (string?)t["text"]);
+        Assert.Contains("gagné", await response.Content.ReadAsStringAsync());   // not \u00e9
         var nBest = t["n_best"]!.AsArray();
         Assert.Equal(3, nBest.Count);
         var scores = nBest.Select(h => (double)h!["score"]!).ToArray();

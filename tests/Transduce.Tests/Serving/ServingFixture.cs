@@ -122,6 +122,9 @@ internal sealed class GatedBackend : ITranslationBackend
 
     public int Entered => Volatile.Read(ref entered);
 
+    /// <summary>When set, <see cref="Translate"/> throws.</summary>
+    public bool Fail { get; set; }
+
     public void Close() => gate.Reset();
 
     public void Open() => gate.Set();
@@ -131,6 +134,7 @@ internal sealed class GatedBackend : ITranslationBackend
         lock (Calls) Calls.Add([.. sentences]);
         Interlocked.Increment(ref entered);
         if (!gate.Wait(TimeSpan.FromSeconds(20))) throw new TimeoutException("gate never opened");
+        if (Fail) throw new InvalidOperationException("backend failure (test)");
         return sentences.Select(s => (IReadOnlyList<ScoredTranslation>)[new ScoredTranslation(s.ToUpperInvariant(), -1)]).ToArray();
     }
 
