@@ -1,11 +1,12 @@
 using System.CommandLine;
 using Transduce.Cli.Commands;
 
-var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate).")
+var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate, score, serve).")
 {
     TrainCommand.Create(),
     TranslateCommand.Create(),
     EvaluateCommand.Create(),
     ScoreCommand.Create(),
+    ServeCommand.Create(),
 };
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

@@ -1,0 +1,75 @@
+using System.Security.Cryptography;
+using System.Text.Json.Serialization;
+using Transduce.Checkpoints;
+
+namespace Transduce.Serving;
+
+/// <summary>What <c>GET /v1/models</c> reports about the served checkpoint.</summary>
+public sealed record ModelInfo
+{
+    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of <c>model.safetensors</c>.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Architecture name (<c>gru</c>, <c>bahdanau</c>, <c>transformer</c>).</summary>
+    public required string Architecture { get; init; }
+
+    /// <summary>Embedding width.</summary>
+    public int EmbeddingSize { get; init; }
+
+    /// <summary>Hidden (model) width.</summary>
+    public int HiddenSize { get; init; }
+
+    /// <summary>Layers (or blocks) in encoder and decoder.</summary>
+    public int Layers { get; init; }
+
+    /// <summary>Transformer attention heads; null for recurrent models.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Heads { get; init; }
+
+    /// <summary>Trainable parameters.</summary>
+    public long Parameters { get; init; }
+
+    /// <summary>Source vocabulary size.</summary>
+    public int SourceVocabSize { get; init; }
+
+    /// <summary>Target vocabulary size.</summary>
+    public int TargetVocabSize { get; init; }
+
+    /// <summary>Source language, from the checkpoint's training info (<c>source_language</c>), else <c>"source"</c>.</summary>
+    public string SourceLanguage { get; init; } = "source";
+
+    /// <summary>Target language, from the checkpoint's training info (<c>target_language</c>), else <c>"target"</c>.</summary>
+    public string TargetLanguage { get; init; } = "target";
+
+    /// <summary>Free-form facts about the training run, as stored in the checkpoint.</summary>
+    public IReadOnlyDictionary<string, string> Training { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>.</summary>
+    public static ModelInfo From(Checkpoint checkpoint, string directory)
+    {
+        var config = checkpoint.ModelConfig;
+        string Language(string key, string fallback) =>
+            checkpoint.TrainingInfo.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v : fallback;
+        return new ModelInfo
+        {
+            Id = HashPrefix(Path.Combine(directory, Checkpoint.WeightsFile)),
+            Architecture = config.Architecture,
+            EmbeddingSize = config.EmbeddingSize,
+            HiddenSize = config.HiddenSize,
+            Layers = config.Layers,
+            Heads = config.Architecture == "transformer" ? config.Heads : null,
+            Parameters = checkpoint.Model.parameters().Sum(p => p.numel()),
+            SourceVocabSize = config.SourceVocabSize,
+            TargetVocabSize = config.TargetVocabSize,
+            SourceLanguage = Language("source_language", "source"),
+            TargetLanguage = Language("target_language", "target"),
+            Training = checkpoint.TrainingInfo,
+        };
+    }
+
+    private static string HashPrefix(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(stream))[..16];
+    }
+}

@@ -1,0 +1,151 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+
+namespace Transduce.Serving;
+
+/// <summary>A validated <c>POST /v1/translate</c> body.</summary>
+/// <param name="Text">Sentences to translate.</param>
+/// <param name="Beam">Beam size.</param>
+/// <param name="NBest">Translations wanted per sentence.</param>
+/// <param name="Attention">Whether attention weights were asked for.</param>
+public sealed record TranslateRequest(IReadOnlyList<string> Text, int Beam, int NBest, bool Attention);
+
+/// <summary>A client error found while reading a request: HTTP status, a message, and the offending field.</summary>
+/// <param name="Status">HTTP status code (4xx).</param>
+/// <param name="Title">Short summary.</param>
+/// <param name="Detail">What exactly is wrong.</param>
+/// <param name="Field">The JSON field (or header) at fault, e.g. <c>text[2]</c>; null when none applies.</param>
+public sealed record RequestProblem(int Status, string Title, string Detail, string? Field);
+
+/// <summary>Reads and validates <c>POST /v1/translate</c> bodies against <see cref="ServeOptions"/>.</summary>
+public static class TranslateRequestReader
+{
+    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention"];
+
+    /// <summary>Reads the body of <paramref name="request"/>; returns the request or the first problem found.</summary>
+    public static async Task<(TranslateRequest? Request, RequestProblem? Problem)> ReadAsync(HttpRequest request, ServeOptions options, CancellationToken cancellation)
+    {
+        if (!IsJson(request.ContentType))
+            return (null, new RequestProblem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
+                $"the body must be JSON (Content-Type: application/json), not '{request.ContentType ?? "none"}'", "Content-Type"));
+        if (request.ContentLength > options.MaxBodyBytes)
+            return (null, TooLarge(options));
+
+        byte[] body;
+        try
+        {
+            body = await ReadLimitedAsync(request.Body, options.MaxBodyBytes, cancellation);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, TooLarge(options));
+        }
+        if (body.Length > options.MaxBodyBytes) return (null, TooLarge(options));
+
+        try
+        {
+            using var doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 8 });
+            return Validate(doc.RootElement, options);
+        }
+        catch (JsonException e)
+        {
+            return (null, Invalid($"the body is not valid JSON: {e.Message}", e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : null));
+        }
+    }
+
+    /// <summary>Validates a parsed body.</summary>
+    public static (TranslateRequest? Request, RequestProblem? Problem) Validate(JsonElement root, ServeOptions options)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            return (null, Invalid($"the body must be a JSON object, not {Kind(root)}", null));
+        foreach (var property in root.EnumerateObject())
+            if (!s_fields.Contains(property.Name))
+                return (null, Invalid($"unknown field '{property.Name}' (known: text, beam, n_best, attention)", property.Name));
+
+        if (!root.TryGetProperty("text", out var text))
+            return (null, Invalid("'text' is required: an array of sentences", "text"));
+        if (text.ValueKind != JsonValueKind.Array)
+            return (null, Invalid($"'text' must be an array of strings, not {Kind(text)}", "text"));
+        int count = text.GetArrayLength();
+        if (count == 0)
+            return (null, Invalid("'text' must hold at least one sentence", "text"));
+        if (count > options.MaxSentences)
+            return (null, new RequestProblem(StatusCodes.Status413PayloadTooLarge, "Too many sentences",
+                $"'text' holds {count} sentences; the limit is {options.MaxSentences} per request", "text"));
+        var sentences = new List<string>(count);
+        int i = 0;
+        foreach (var item in text.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String)
+                return (null, Invalid($"'text[{i}]' must be a string, not {Kind(item)}", $"text[{i}]"));
+            string s = item.GetString()!;
+            if (s.Length > options.MaxChars)
+                return (null, new RequestProblem(StatusCodes.Status413PayloadTooLarge, "Sentence too long",
+                    $"'text[{i}]' has {s.Length} characters; the limit is {options.MaxChars}", $"text[{i}]"));
+            sentences.Add(s);
+            i++;
+        }
+
+        var (beam, beamProblem) = Integer(root, "beam", options.DefaultBeam, options.MaxBeam);
+        if (beamProblem is not null) return (null, beamProblem);
+        var (nBest, nBestProblem) = Integer(root, "n_best", 1, options.MaxBeam);
+        if (nBestProblem is not null) return (null, nBestProblem);
+
+        bool attention = false;
+        if (root.TryGetProperty("attention", out var att))
+        {
+            if (att.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                return (null, Invalid($"'attention' must be true or false, not {Kind(att)}", "attention"));
+            attention = att.GetBoolean();
+        }
+        return (new TranslateRequest(sentences, beam, nBest, attention), null);
+    }
+
+    private static (int, RequestProblem?) Integer(JsonElement root, string name, int fallback, int max)
+    {
+        if (!root.TryGetProperty(name, out var value)) return (fallback, null);
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int n))
+            return (0, Invalid($"'{name}' must be an integer, not {Kind(value)}", name));
+        if (n < 1 || n > max)
+            return (0, Invalid($"'{name}' must be between 1 and {max} (got {n})", name));
+        return (n, null);
+    }
+
+    private static bool IsJson(string? contentType)
+    {
+        if (contentType is null) return false;
+        string media = contentType.Split(';')[0].Trim();
+        return media.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+            || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static async Task<byte[]> ReadLimitedAsync(Stream body, long limit, CancellationToken cancellation)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await body.ReadAsync(chunk, cancellation)) > 0)
+        {
+            buffer.Write(chunk, 0, read);
+            if (buffer.Length > limit) break;
+        }
+        return buffer.ToArray();
+    }
+
+    private static RequestProblem TooLarge(ServeOptions options) =>
+        new(StatusCodes.Status413PayloadTooLarge, "Body too large", $"the request body exceeds {options.MaxBodyBytes} bytes", "body");
+
+    private static RequestProblem Invalid(string detail, string? field) =>
+        new(StatusCodes.Status400BadRequest, "Invalid request", detail, field);
+
+    private static string Kind(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => "nothing",
+    };
+}

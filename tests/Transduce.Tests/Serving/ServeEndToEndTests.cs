@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.RegularExpressions;
+using Microsoft.Playwright;
+
+namespace Transduce.Tests.Serving;
+
+/// <summary>
+/// Starts the real <c>transduce serve</c> on a free loopback port and uses its page in headless Chromium, as a person
+/// would: type a sentence, click Translate, read the translation. Needs Debian's <c>chromium</c> package.
+/// </summary>
+[Collection(ServingCollection.Name)]
+public sealed partial class ServeEndToEndTests(ServingFixture fixture)
+{
+    private const string ChromiumPath = "/usr/bin/chromium";
+
+    [Fact]
+    public async Task PageTranslatesASentenceInChromiumAndServerStopsCleanly()
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
+        using var server = StartServer(out string url);
+        try
+        {
+            using (var http = new HttpClient { BaseAddress = new Uri(url) })
+                Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
+
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+            {
+                ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
+                Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            });
+            var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 900, Height = 600 } });
+            var consoleErrors = new List<string>();
+            page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add(m.Text); };
+            await page.GotoAsync(url);
+
+            await Assertions.Expect(page.Locator("#direction")).ToHaveTextAsync("English → French");
+            await page.Locator("#source").FillAsync("I'm home.\nThank you!");
+            await page.Locator("#translate").ClickAsync();
+            var results = page.Locator("#result li");
+            await Assertions.Expect(results).ToHaveCountAsync(2);
+            Assert.Equal(["je suis chez moi .", "merci !"], await results.AllTextContentsAsync());
+            Assert.Contains("gru", await page.Locator("#model").TextContentAsync());
+
+            string shot = Path.Combine(AppContext.BaseDirectory, "artifacts", "serve-page.png");
+            Directory.CreateDirectory(Path.GetDirectoryName(shot)!);
+            await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
+            Assert.True(new FileInfo(shot).Length > 1000);
+            Assert.True(consoleErrors.Count == 0, string.Join("\n", consoleErrors));
+        }
+        finally
+        {
+            Terminate(server);
+        }
+        Assert.True(server.WaitForExit(20_000), "serve did not stop within 20 s of SIGTERM");
+        Assert.Equal(0, server.ExitCode);
+    }
+
+    private Process StartServer(out string url)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Transduce.Cli.dll"));
+        foreach (var a in new[] { "serve", "--model", fixture.CheckpointDirectory, "--urls", "http://127.0.0.1:0", "--threads", "1" })
+            psi.ArgumentList.Add(a);
+        var process = Process.Start(psi)!;
+        var stderr = new System.Text.StringBuilder();
+        process.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
+        process.BeginErrorReadLine();
+        // The server prints "serving … on http://127.0.0.1:PORT" once it listens (port 0: the OS picked a free one).
+        var output = new System.Text.StringBuilder();
+        string? found = null;
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (found is null && DateTime.UtcNow < deadline)
+        {
+            var read = process.StandardOutput.ReadLineAsync();
+            if (!read.Wait(deadline - DateTime.UtcNow) || read.Result is not { } text) break;
+            output.AppendLine(text);
+            if (ServingLine().Match(text) is { Success: true } m) found = m.Groups[1].Value;
+        }
+        if (found is null)
+        {
+            Terminate(process);
+            lock (stderr) throw new InvalidOperationException($"serve did not start:\n{output}\n{stderr}");
+        }
+        url = found;
+        _ = process.StandardOutput.ReadToEndAsync();   // keep the pipe drained
+        return process;
+    }
+
+    /// <summary>Asks the server to stop as Ctrl+C or a service manager would (SIGTERM); kills it if it ignores that.</summary>
+    private static void Terminate(Process process)
+    {
+        if (process.HasExited) return;
+        using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", process.Id.ToString() }, UseShellExecute = false })!)
+            kill.WaitForExit();
+        if (!process.WaitForExit(20_000)) process.Kill();
+    }
+
+    [GeneratedRegex(@" on (http://127\.0\.0\.1:\d+)$")]
+    private static partial Regex ServingLine();
+}

@@ -1,0 +1,144 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.TestHost;
+using Transduce.Checkpoints;
+using Transduce.Inference;
+using Transduce.Serving;
+
+namespace Transduce.Tests.Serving;
+
+/// <summary>A tiny English→French checkpoint, trained once (a few seconds) and saved, shared by the Serving tests.</summary>
+public sealed class ServingFixture : IDisposable
+{
+    public ServingFixture()
+    {
+        Directory = Path.Combine(Path.GetTempPath(), "transduce-serve-" + Guid.NewGuid().ToString("N"));
+        CheckpointDirectory = Path.Combine(Directory, "model");
+        var (model, data, pipeline, config) = TinyModels.Trained();
+        using (model)
+        {
+            new Checkpoint
+            {
+                Model = model, ModelConfig = config, TextConfig = pipeline.Config,
+                SourceVocabulary = data.SourceVocabulary, TargetVocabulary = data.TargetVocabulary,
+                TrainingInfo = new Dictionary<string, string> { ["source_language"] = "English", ["target_language"] = "French", ["seed"] = "3" },
+            }.Save(CheckpointDirectory);
+        }
+        Backend = new TranslatorBackend(Translator.Load(CheckpointDirectory));
+        Model = ModelInfo.From(Backend.Translator.Checkpoint, CheckpointDirectory);
+    }
+
+    /// <summary>Scratch directory; the checkpoint is in <see cref="CheckpointDirectory"/>.</summary>
+    public string Directory { get; }
+
+    public string CheckpointDirectory { get; }
+
+    public TranslatorBackend Backend { get; }
+
+    public ModelInfo Model { get; }
+
+    /// <summary>Source sentences and the translations the tiny model gives (it learned them by heart).</summary>
+    public static readonly (string Source, string Target)[] Known =
+    [
+        ("Go.", "va !"), ("I lost.", "j'ai perdu ."), ("I'm home.", "je suis chez moi ."),
+        ("He's calm.", "il est calme ."), ("Thank you!", "merci !"), ("We won.", "nous avons gagné ."),
+    ];
+
+    public void Dispose()
+    {
+        Backend.Dispose();
+        System.IO.Directory.Delete(Directory, recursive: true);
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServingCollection : ICollectionFixture<ServingFixture>
+{
+    public const string Name = "Serving";
+}
+
+/// <summary>An in-process service on a <see cref="TestServer"/>.</summary>
+internal sealed class TestService : IAsyncDisposable
+{
+    private TestService(WebApplication app)
+    {
+        App = app;
+        Client = app.GetTestClient();
+    }
+
+    public WebApplication App { get; }
+
+    public HttpClient Client { get; }
+
+    public BatchingQueue Queue => (BatchingQueue)App.Services.GetService(typeof(BatchingQueue))!;
+
+    public ServingMetrics Metrics => (ServingMetrics)App.Services.GetService(typeof(ServingMetrics))!;
+
+    public static async Task<TestService> StartAsync(ServeOptions options, ITranslationBackend backend, ModelInfo model)
+    {
+        var app = ServingApp.Build(options, backend, model, configure: b => b.WebHost.UseTestServer());
+        await app.StartAsync();
+        return new TestService(app);
+    }
+
+    public Task<HttpResponseMessage> TranslateAsync(object body, CancellationToken cancellation = default) =>
+        Client.PostAsJsonAsync("/v1/translate", body, cancellation);
+
+    public async Task<string> MetricsAsync() => await Client.GetStringAsync("/metrics");
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+
+    /// <summary>Polls <paramref name="condition"/> every 10 ms until it holds, failing after <paramref name="seconds"/>.</summary>
+    public static async Task WaitUntilAsync(Func<bool> condition, string what, double seconds = 10)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
+            await Task.Delay(10);
+        }
+    }
+
+    public static async Task<JsonObject> JsonAsync(HttpResponseMessage response) =>
+        JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject();
+}
+
+/// <summary>
+/// A backend that upper-cases sentences and, while <see cref="Gate"/> is closed, blocks inside <see cref="Translate"/>,
+/// so tests can hold the decoder busy and watch the queue.
+/// </summary>
+internal sealed class GatedBackend : ITranslationBackend
+{
+    private readonly ManualResetEventSlim gate = new(initialState: true);
+    private int entered;
+
+    public List<string[]> Calls { get; } = [];
+
+    public int Entered => Volatile.Read(ref entered);
+
+    /// <summary>When set, <see cref="Translate"/> throws.</summary>
+    public bool Fail { get; set; }
+
+    public void Close() => gate.Reset();
+
+    public void Open() => gate.Set();
+
+    public IReadOnlyList<IReadOnlyList<ScoredTranslation>> Translate(IReadOnlyList<string> sentences, int beam, int nBest, int batchSize)
+    {
+        lock (Calls) Calls.Add([.. sentences]);
+        Interlocked.Increment(ref entered);
+        if (!gate.Wait(TimeSpan.FromSeconds(20))) throw new TimeoutException("gate never opened");
+        if (Fail) throw new InvalidOperationException("backend failure (test)");
+        return sentences.Select(s => (IReadOnlyList<ScoredTranslation>)[new ScoredTranslation(s.ToUpperInvariant(), -1)]).ToArray();
+    }
+
+    public int CountTokens(string text) => text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
+
+    public static ModelInfo Info => new() { Id = "fake", Architecture = "fake" };
+}
