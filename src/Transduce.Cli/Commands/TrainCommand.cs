@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using Spectre.Console;
 using Transduce.Checkpoints;
 using Transduce.Data;
@@ -12,14 +13,31 @@ using static TorchSharp.torch;
 
 namespace Transduce.Cli.Commands;
 
+/// <summary>Everything a run needs besides the data itself; stored in the checkpoint so <c>--resume</c> needs nothing else.</summary>
+internal sealed record TrainSettings(
+    string Data, string? DataTarget, string Out, string Preset, string Architecture, int Embedding, int Hidden, int Layers,
+    int Heads, int Ffn, string Activation, bool PreNorm, bool Tie, bool Share, double Dropout,
+    int? MaxSteps, int? TrainPairs, int? VocabularyPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab,
+    int? Threads, bool SkipInvalid, TrainingOptions Options);
+
+/// <summary>What <c>trainer.json</c> holds: the position in the run and the loss curve so far.</summary>
+internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve);
+
 internal static class TrainCommand
 {
+    private const string SettingsFile = "train.json", TrainerStateFile = "trainer.json", OptimizerFile = "optimizer.bin",
+        RngFile = "rng.safetensors", LossCurveFile = "loss.png";
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
     public static Command Create()
     {
-        var data = new Option<string>("--data") { Description = "Corpus: a tab-separated file, a folder with fra.txt, or a known corpus name (fra-eng, downloaded into the cache).", DefaultValueFactory = _ => "fra-eng" };
+        var data = new Option<string>("--data") { Description = "Corpus: a tab-separated file, a folder with fra.txt, a source-side text file (with --data-target), or a known corpus name (fra-eng, downloaded into the cache).", DefaultValueFactory = _ => "fra-eng" };
+        var dataTarget = new Option<string?>("--data-target") { Description = "Target-side text file aligned line by line with the --data source file." };
         var preset = new Option<string?>("--preset") { Description = $"A complete book setting: {string.Join(", ", TrainingPreset.All.Keys)}. Other flags override it." };
         preset.AcceptOnlyFromAmong([.. TrainingPreset.All.Keys]);
-        var output = new Option<string>("--out") { Description = "Checkpoint directory to write.", Required = true };
+        var output = new Option<string?>("--out") { Description = "Checkpoint directory to write (required unless --resume)." };
+        var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint directory exactly where it stopped." };
         var arch = new Option<string?>("--model") { Description = "Architecture: gru, bahdanau or transformer." };
         arch.AcceptOnlyFromAmong([.. ModelFactory.Architectures]);
         var heads = new Option<int?>("--heads") { Description = "Transformer attention heads (default 4)." };
@@ -35,28 +53,37 @@ internal static class TrainCommand
         var epochs = new Option<int?>("--epochs") { Description = "Epochs (default 30)." };
         var batch = new Option<int?>("--batch-size") { Description = "Sentence pairs per batch (default 128)." };
         var lr = new Option<double?>("--lr") { Description = "Adam learning rate (default 0.005)." };
+        var schedule = new Option<string?>("--schedule") { Description = "Learning-rate schedule: constant (default) or inverse-sqrt (linear warm-up, then 1/√step)." };
+        schedule.AcceptOnlyFromAmong("constant", "inverse-sqrt");
+        var warmup = new Option<int?>("--warmup") { Description = "Warm-up updates of the inverse-sqrt schedule (default 4000)." };
+        var smoothing = new Option<double?>("--label-smoothing") { Description = "Label smoothing ε (default 0)." };
+        var accumulate = new Option<int?>("--accumulate") { Description = "Mini-batches per optimiser update (gradient accumulation, default 1)." };
         var clip = new Option<double?>("--clip") { Description = "Gradient-norm clip, 0 for none (default 1)." };
         var seed = new Option<int>("--seed") { Description = "Random seed (initialisation, dropout, batch order).", DefaultValueFactory = _ => 1 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Cut sentences to this many tokens incl. <eos> (d2l's num_steps); default: no cut." };
         var maxPairs = new Option<int?>("--max-pairs") { Description = "Train on the first N pairs only." };
         var minFreq = new Option<int?>("--min-freq") { Description = "Minimum token frequency for the vocabularies (default 1)." };
         var normalize = new Option<string?>("--normalize") { Description = "Text normaliser: d2l (lower-case, space before punctuation) or none." };
-        var timeLimit = new Option<double?>("--time-limit") { Description = "Stop after this many minutes (a checkpoint is written either way)." };
-        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: all cores)." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "word (d2l: split on spaces) or bpe (joint subword vocabulary trained on the data; cased, natural output). Default: word." };
         tokenizer.AcceptOnlyFromAmong("word", "bpe");
         var bpeSize = new Option<int>("--bpe-vocab") { Description = "BPE vocabulary size (with --tokenizer bpe).", DefaultValueFactory = _ => 8000 };
-        var bucketed = new Option<bool>("--bucketed") { Description = "Length-bucketed batches: similar lengths together, little padding (default for non-book runs is off)." };
+        var timeLimit = new Option<double?>("--time-limit") { Description = "Stop after this many minutes of training (a checkpoint is written either way)." };
+        var saveEvery = new Option<int?>("--save-every") { Description = "Also write a resumable checkpoint every N updates (default: every epoch)." };
+        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: all cores)." };
+        var bucketed = new Option<bool>("--bucketed") { Description = "Length-bucketed batches: similar lengths together, little padding." };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Length-bucketed batches of at most N padded tokens (implies --bucketed)." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed corpus lines (and count them) instead of stopping." };
 
-        var command = new Command("train", "Train a model and write a checkpoint directory.")
+        var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).")
         {
-            data, preset, output, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout, epochs, batch, lr, clip, seed, maxSteps, maxPairs,
-            minFreq, normalize, tokenizer, bpeSize, timeLimit, threads, bucketed, maxTokens, skipInvalid,
+            data, dataTarget, preset, output, resume, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
+            epochs, batch, lr, schedule, warmup, smoothing, accumulate, clip, seed, maxSteps, maxPairs, minFreq, normalize, tokenizer,
+            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid,
         };
         command.SetAction(r =>
         {
+            if (r.GetValue(resume) is { } resumeDir) return Resume(resumeDir, r.GetValue(threads));
+            string outDir = r.GetValue(output) ?? throw new ArgumentException("train: --out DIR is required (or --resume DIR)");
             var p = r.GetValue(preset) is { } name ? TrainingPreset.All[name] : new TrainingPreset { Name = "custom", Description = "flags" };
             var t = p.Training;
             var options = t with
@@ -64,57 +91,63 @@ internal static class TrainCommand
                 Epochs = r.GetValue(epochs) ?? t.Epochs,
                 BatchSize = r.GetValue(batch) ?? t.BatchSize,
                 LearningRate = r.GetValue(lr) ?? t.LearningRate,
+                Schedule = r.GetValue(schedule) ?? t.Schedule,
+                WarmupSteps = r.GetValue(warmup) ?? t.WarmupSteps,
+                LabelSmoothing = r.GetValue(smoothing) ?? t.LabelSmoothing,
+                AccumulateSteps = r.GetValue(accumulate) ?? t.AccumulateSteps,
                 GradientClip = r.GetValue(clip) ?? t.GradientClip,
                 Seed = r.GetValue(seed),
                 TimeLimit = r.GetValue(timeLimit) is double minutes ? TimeSpan.FromMinutes(minutes) : t.TimeLimit,
+                SaveEverySteps = r.GetValue(saveEvery) ?? t.SaveEverySteps,
                 Bucketed = r.GetValue(bucketed) || r.GetValue(maxTokens) is not null || t.Bucketed,
                 MaxTokens = r.GetValue(maxTokens) ?? t.MaxTokens,
             };
+            bool bpe = r.GetValue(tokenizer) == "bpe";
             var settings = new TrainSettings(
-                Data: r.GetValue(data)!,
-                Out: r.GetValue(output)!,
-                Preset: p,
+                Data: r.GetValue(data)!, DataTarget: r.GetValue(dataTarget), Out: outDir, Preset: p.Name,
                 Architecture: r.GetValue(arch) ?? p.Architecture,
-                Embedding: r.GetValue(embed) ?? p.EmbeddingSize,
-                Hidden: r.GetValue(hidden) ?? p.HiddenSize,
-                Layers: r.GetValue(layers) ?? p.Layers,
-                Heads: r.GetValue(heads) ?? p.Heads,
-                Ffn: r.GetValue(ffn) ?? p.FfnSize,
-                Activation: r.GetValue(activation) ?? "relu",
-                PreNorm: r.GetValue(preNorm),
-                Tie: r.GetValue(tie),
-                Share: r.GetValue(share),
+                Embedding: r.GetValue(embed) ?? p.EmbeddingSize, Hidden: r.GetValue(hidden) ?? p.HiddenSize, Layers: r.GetValue(layers) ?? p.Layers,
+                Heads: r.GetValue(heads) ?? p.Heads, Ffn: r.GetValue(ffn) ?? p.FfnSize, Activation: r.GetValue(activation) ?? "relu",
+                PreNorm: r.GetValue(preNorm), Tie: r.GetValue(tie), Share: r.GetValue(share),
                 Dropout: r.GetValue(dropout) ?? p.Dropout,
-                MaxSteps: r.GetValue(maxSteps) ?? p.MaxSteps,
-                TrainPairs: r.GetValue(maxPairs) ?? p.TrainPairs,
+                MaxSteps: r.GetValue(maxSteps) ?? p.MaxSteps, TrainPairs: r.GetValue(maxPairs) ?? p.TrainPairs,
+                VocabularyPairs: r.GetValue(maxPairs) is null ? p.VocabularyPairs : null,
                 MinFrequency: r.GetValue(minFreq) ?? p.MinFrequency,
-                Normalizer: r.GetValue(normalize) ?? (r.GetValue(tokenizer) == "bpe" ? "none" : p.Normalizer),
-                Tokenizer: r.GetValue(tokenizer) ?? "word",
-                BpeVocab: r.GetValue(bpeSize),
-                Threads: r.GetValue(threads),
-                SkipInvalid: r.GetValue(skipInvalid),
-                Options: options);
-            return Run(settings);
+                Normalizer: r.GetValue(normalize) ?? (bpe ? "none" : p.Normalizer),
+                Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize),
+                Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options);
+            return Start(settings);
         });
         return command;
     }
 
-    private sealed record TrainSettings(
-        string Data, string Out, TrainingPreset Preset, string Architecture, int Embedding, int Hidden, int Layers,
-        int Heads, int Ffn, string Activation, bool PreNorm, bool Tie, bool Share, double Dropout,
-        int? MaxSteps, int? TrainPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab, int? Threads, bool SkipInvalid, TrainingOptions Options);
+    private static IReadOnlyList<SentencePair> ReadCorpus(TrainSettings s, out string corpusName)
+    {
+        int? readPairs = s.TrainPairs is int tp ? Math.Max(tp, s.VocabularyPairs ?? 0) : null;
+        var options = new CorpusReadOptions { SkipInvalid = s.SkipInvalid, MaxPairs = readPairs };
+        CorpusReadResult read;
+        if (s.DataTarget is { } targetFile)
+        {
+            read = ParallelCorpus.ReadAligned(s.Data, targetFile, options);
+            corpusName = $"{Path.GetFileName(s.Data)} + {Path.GetFileName(targetFile)}";
+        }
+        else
+        {
+            string path = CorpusLocator.Resolve(s.Data);
+            read = ParallelCorpus.Read(path, options);
+            corpusName = path;
+        }
+        if (read.SkippedLines > 0)
+            Console.Error.WriteLine($"skipped {read.SkippedLines} malformed line(s) of {corpusName}; first: {read.SkipReasons.FirstOrDefault()}");
+        return read.Pairs;
+    }
 
-    private static int Run(TrainSettings s)
+    private static int Start(TrainSettings s)
     {
         if (s.Threads is int n) set_num_threads(n);
-        string corpusPath = CorpusLocator.Resolve(s.Data);
-        int? readPairs = s.TrainPairs is int tp ? Math.Max(tp, s.Preset.VocabularyPairs ?? 0) : null;
-        var read = ParallelCorpus.Read(corpusPath, new CorpusReadOptions { SkipInvalid = s.SkipInvalid, MaxPairs = readPairs });
-        if (read.SkippedLines > 0)
-            Console.Error.WriteLine($"skipped {read.SkippedLines} malformed line(s) of {corpusPath}; first: {read.SkipReasons.FirstOrDefault()}");
-        var all = read.Pairs;
+        var all = ReadCorpus(s, out string corpusName);
         var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
-        var vocabPairs = s.Preset.VocabularyPairs is int vp && s.TrainPairs is not null ? all.Take(vp).ToList() : null;
+        var vocabPairs = s.VocabularyPairs is int vp && s.TrainPairs is not null ? all.Take(vp).ToList() : null;
 
         var textConfig = new TextConfig { Normalizer = s.Normalizer, Tokenizer = s.Tokenizer, MaxSteps = s.MaxSteps };
         BpeTokenizer? subwords = null;
@@ -141,36 +174,71 @@ internal static class TrainCommand
             Dropout = s.Dropout, PadId = tgt.PadId, Heads = s.Heads, FfnSize = s.Ffn, Activation = s.Activation,
             PreNorm = s.PreNorm, TieEmbeddings = s.Tie, ShareEmbeddings = s.Share,
         };
-        using var model = ModelFactory.Create(config);
+        var checkpoint = new Checkpoint
+        {
+            Model = ModelFactory.Create(config), ModelConfig = config, TextConfig = textConfig,
+            SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
+        };
+        return Run(s, checkpoint, prepared.Pairs, corpusName, null, []);
+    }
+
+    private static int Resume(string directory, int? threads)
+    {
+        string settingsPath = Path.Combine(directory, SettingsFile);
+        Checkpoint.Recover(directory);
+        if (!File.Exists(settingsPath))
+            throw new FileNotFoundException($"{settingsPath}: not found — '{directory}' is not a resumable training checkpoint");
+        var s = ReadJson<TrainSettings>(settingsPath) with { Out = directory };
+        if (threads is not null) s = s with { Threads = threads };
+        if (s.Threads is int n) set_num_threads(n);
+        var state = ReadJson<TrainerFile>(Path.Combine(directory, TrainerStateFile));
+        var checkpoint = Checkpoint.Load(directory);
+        checkpoint.Model.train();
+
+        var all = ReadCorpus(s, out string corpusName);
+        var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
+        var prepared = TranslationData.Prepare(train, checkpoint.CreateTextPipeline(),
+            sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: checkpoint.TargetVocabulary);
+
+        var rng = Safetensors.Load(Path.Combine(directory, RngFile), out _);
+        using (var rngState = rng["rng"]) set_rng_state(rngState);
+        string optimizerPath = Path.Combine(directory, OptimizerFile);
+        var resume = new TrainingResume(state.Position, optimizer =>
+        {
+            using var reader = new BinaryReader(File.OpenRead(optimizerPath));
+            optimizer.load_state_dict(reader);
+        });
+        AnsiConsole.MarkupLine($"[bold]resume[/] {Markup.Escape(directory)} at epoch {state.Position.Epoch}, batch {state.Position.BatchesDone}, update {state.Position.Step}");
+        return Run(s, checkpoint, prepared.Pairs, corpusName, resume, state.Curve);
+    }
+
+    private static T ReadJson<T>(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found", path);
+        try
+        {
+            return JsonSerializer.Deserialize<T>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid ({e.Message})", e);
+        }
+    }
+
+    private static int Run(TrainSettings s, Checkpoint checkpoint, IReadOnlyList<EncodedPair> pairs, string corpusName,
+        TrainingResume? resume, List<double[]> curve)
+    {
+        var model = checkpoint.Model;
+        using var _ = model;
+        var config = checkpoint.ModelConfig;
+        var tgt = checkpoint.TargetVocabulary;
         long parameterCount = model.parameters().Sum(p => p.numel());
         AnsiConsole.MarkupLine(
-            $"[bold]train[/] {Markup.Escape(corpusPath)}: {train.Count:N0} pairs, vocab {src.Count:N0}/{tgt.Count:N0}, " +
-            $"{Markup.Escape(config.Architecture)} {parameterCount:N0} parameters, {get_num_threads()} threads, preset {Markup.Escape(s.Preset.Name)}");
+            $"[bold]train[/] {Markup.Escape(corpusName)}: {pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
+            $"{Markup.Escape(config.Architecture)} {parameterCount:N0} parameters, {get_num_threads()} threads, preset {Markup.Escape(s.Preset)}");
 
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        var info = new Dictionary<string, string>
-        {
-            ["corpus"] = Path.GetFileName(corpusPath), ["pairs"] = train.Count.ToString(CultureInfo.InvariantCulture),
-            ["preset"] = s.Preset.Name, ["seed"] = s.Options.Seed.ToString(CultureInfo.InvariantCulture),
-        };
-        Checkpoint MakeCheckpoint(TrainingResult? result, EpochResult? last) => new()
-        {
-            Model = model, ModelConfig = config, TextConfig = textConfig, SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
-            TrainingInfo = new Dictionary<string, string>(info)
-            {
-                ["epochs_done"] = (last?.Epoch ?? 0).ToString(CultureInfo.InvariantCulture),
-                ["train_loss"] = (last?.Loss ?? double.NaN).ToString("F4", CultureInfo.InvariantCulture),
-                ["train_seconds"] = (last?.Elapsed.TotalSeconds ?? 0).ToString("F1", CultureInfo.InvariantCulture),
-                ["tokens_per_second"] = result is null ? "" : result.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture),
-                ["padding_fraction"] = result is null ? "" : result.PaddingFraction.ToString("F3", CultureInfo.InvariantCulture),
-            },
-        };
-
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
-        EpochResult? lastEpoch = null;
         // Loss curve: the mean loss of every ~1% of the run, at its fractional epoch.
-        var curve = new List<(double X, double Loss)>();
         double window = 0;
         int windowSteps = 0;
         void Record(TrainingProgress p)
@@ -179,39 +247,69 @@ internal static class TrainCommand
             windowSteps++;
             if (windowSteps >= Math.Max(1, p.TotalSteps / 100) || p.Step == p.TotalSteps)
             {
-                curve.Add((p.Step * s.Options.Epochs / (double)p.TotalSteps, window / windowSteps));
+                curve.Add([p.Step * s.Options.Epochs / (double)p.TotalSteps, window / windowSteps]);
                 window = 0;
                 windowSteps = 0;
             }
         }
-        void SaveCurve()
-        {
-            if (curve.Count > 0) Plots.SaveLossCurve(Path.Combine(s.Out, "loss.png"), curve);
-        }
-        var result = ProgressView.Run(s.Options, (onStep, onEpoch) => Trainer.Train(
-            model, prepared.Pairs, ids, s.MaxSteps, s.Options, p => { Record(p); onStep(p); },
-            epoch =>
-            {
-                lastEpoch = epoch;
-                onEpoch(epoch);
-                MakeCheckpoint(null, epoch).Save(s.Out);   // every epoch: an interrupted run keeps its last finished epoch
-                SaveCurve();
-            },
-            cancel.Token));
-        MakeCheckpoint(result, lastEpoch).Save(s.Out);
-        SaveCurve();
-        AnsiConsole.MarkupLine(
-            $"done: {result.Steps:N0} steps in {result.Elapsed.TotalSeconds:F1}s, {result.TokensPerSecond:N0} target tokens/s, " +
-            $"padding {result.PaddingFraction:P1}, " +
-            $"final loss {lastEpoch?.Loss:F3}{(result.StoppedByTimeLimit ? " (time limit)" : "")}; checkpoint: {Markup.Escape(s.Out)}");
 
-        if (s.Preset.Examples.Count > 0)
+        TrainingResult? finalResult = null;
+        void Save(TrainingSnapshot snapshot)
+        {
+            var position = snapshot.Position;
+            var last = position.Epochs.LastOrDefault();
+            var info = new Dictionary<string, string>
+            {
+                ["corpus"] = Path.GetFileName(corpusName), ["pairs"] = pairs.Count.ToString(CultureInfo.InvariantCulture),
+                ["preset"] = s.Preset, ["seed"] = s.Options.Seed.ToString(CultureInfo.InvariantCulture),
+                ["epochs_done"] = position.Epochs.Count.ToString(CultureInfo.InvariantCulture),
+                ["updates"] = position.Step.ToString(CultureInfo.InvariantCulture),
+                ["train_loss"] = (last?.Loss ?? double.NaN).ToString("F4", CultureInfo.InvariantCulture),
+                ["train_seconds"] = position.ElapsedSeconds.ToString("F1", CultureInfo.InvariantCulture),
+                ["tokens_per_second"] = (position.Tokens / Math.Max(1e-9, position.ElapsedSeconds)).ToString("F0", CultureInfo.InvariantCulture),
+                ["padding_fraction"] = (position.Positions == 0 ? 0 : 1 - position.Tokens / (double)position.Positions).ToString("F3", CultureInfo.InvariantCulture),
+            };
+            var rngState = get_rng_state();
+            try
+            {
+                checkpoint.TrainingInfo = info;
+                checkpoint.Save(s.Out, dir =>
+                {
+                    AtomicFile.WriteAllText(Path.Combine(dir, SettingsFile), JsonSerializer.Serialize(s, Json));
+                    AtomicFile.WriteAllText(Path.Combine(dir, TrainerStateFile), JsonSerializer.Serialize(new TrainerFile(position, curve), Json));
+                    AtomicFile.Write(Path.Combine(dir, OptimizerFile), stream =>
+                    {
+                        using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+                        snapshot.Optimizer.save_state_dict(writer);
+                    });
+                    Safetensors.Save(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["rng"] = rngState });
+                    if (curve.Count > 0) Plots.SaveLossCurve(Path.Combine(dir, LossCurveFile), curve.Select(c => (c[0], c[1])).ToList());
+                });
+            }
+            finally
+            {
+                rngState.Dispose();
+            }
+        }
+
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        finalResult = ProgressView.Run(s.Options, (onStep, onEpoch) => Trainer.Train(
+            model, pairs, ids, checkpoint.TextConfig.MaxSteps, s.Options, p => { Record(p); onStep(p); }, onEpoch,
+            cancel.Token, Save, resume));
+        var lastEpoch = finalResult.Epochs.LastOrDefault();
+        AnsiConsole.MarkupLine(
+            $"done: {finalResult.Steps:N0} updates in {finalResult.Elapsed.TotalSeconds:F1}s, {finalResult.TokensPerSecond:N0} target tokens/s, " +
+            $"padding {finalResult.PaddingFraction:P1}, final loss {lastEpoch?.Loss:F3}" +
+            $"{(finalResult.StoppedByTimeLimit ? " (time limit)" : "")}; checkpoint: {Markup.Escape(s.Out)}");
+
+        if (TrainingPreset.All.TryGetValue(s.Preset, out var preset) && preset.Examples.Count > 0)
         {
             using var translator = new Translator(Checkpoint.Load(s.Out));
-            var outputs = translator.Translate(s.Preset.Examples.Select(e => e.Source).ToList());
+            var outputs = translator.Translate(preset.Examples.Select(e => e.Source).ToList());
             for (int i = 0; i < outputs.Count; i++)
             {
-                var (source, reference) = s.Preset.Examples[i];
+                var (source, reference) = preset.Examples[i];
                 Console.WriteLine($"{source} => {outputs[i]}, bleu,{D2lBleu.Score(outputs[i], reference, 2):F3}");
             }
         }

@@ -42,13 +42,16 @@ public sealed class Checkpoint : IDisposable
     public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords);
 
     /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
-    public IReadOnlyDictionary<string, string> TrainingInfo { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> TrainingInfo { get; set; } = new Dictionary<string, string>();
 
     /// <summary>
     /// Writes the checkpoint to <paramref name="directory"/>. Everything is written into a sibling temporary
-    /// directory first and then renamed into place, so a crash never leaves a half-written checkpoint under that name.
+    /// directory first and then renamed into place, so a crash never leaves a half-written checkpoint under that name
+    /// (and <see cref="Recover"/> puts back a complete one if the crash fell between the two renames).
     /// </summary>
-    public void Save(string directory)
+    /// <param name="directory">The checkpoint directory.</param>
+    /// <param name="writeExtras">Writes further files (training state, plots) into the new directory before it is renamed into place.</param>
+    public void Save(string directory, Action<string>? writeExtras = null)
     {
         string target = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
         string parent = Path.GetDirectoryName(target) ?? ".";
@@ -70,6 +73,8 @@ public sealed class Checkpoint : IDisposable
             SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
             TargetVocabulary.Save(Path.Combine(tmp, TargetVocabularyFile));
             Subwords?.Save(Path.Combine(tmp, SubwordsFile));
+            writeExtras?.Invoke(tmp);
+            // config.json last: a temporary directory that has it is complete.
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(ModelConfig.Json));
 
             string? old = null;
@@ -93,6 +98,7 @@ public sealed class Checkpoint : IDisposable
     /// </summary>
     public static Checkpoint Load(string directory)
     {
+        Recover(directory);
         if (!Directory.Exists(directory))
             throw new DirectoryNotFoundException($"{directory}: checkpoint directory not found");
         string configPath = Path.Combine(directory, ConfigFile);
@@ -192,6 +198,23 @@ public sealed class Checkpoint : IDisposable
         {
             foreach (var t in loaded.Values) t.Dispose();
         }
+    }
+
+    /// <summary>
+    /// If <paramref name="directory"/> is missing because a save was interrupted between its two renames, moves the
+    /// newest complete copy (the new one if it was finished, else the previous one) back into place.
+    /// </summary>
+    public static void Recover(string directory)
+    {
+        string target = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
+        string parent = Path.GetDirectoryName(target) ?? ".";
+        if (Directory.Exists(target) || !Directory.Exists(parent)) return;
+        string name = Path.GetFileName(target);
+        var complete = Directory.GetDirectories(parent, $".{name}.tmp-*").Concat(Directory.GetDirectories(parent, $".{name}.old-*"))
+            .Where(d => File.Exists(Path.Combine(d, ConfigFile)))
+            .OrderByDescending(d => File.GetLastWriteTimeUtc(Path.Combine(d, ConfigFile)))
+            .FirstOrDefault();
+        if (complete is not null) Directory.Move(complete, target);
     }
 
     /// <inheritdoc />

@@ -73,12 +73,12 @@ public sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long
 /// <summary>What a save callback receives: the position and the live optimiser (to write its state).</summary>
 /// <param name="Position">Where the run stands.</param>
 /// <param name="Optimizer">The optimiser.</param>
-public sealed record TrainingSnapshot(TrainingPosition Position, optim.Optimizer Optimizer);
+public sealed record TrainingSnapshot(TrainingPosition Position, TorchSharp.Modules.OptimizerHelper Optimizer);
 
 /// <summary>How to continue a run: its position and a way to restore the optimiser's state.</summary>
 /// <param name="Position">Where the run stopped.</param>
 /// <param name="RestoreOptimizer">Loads the saved optimiser state into the new optimiser.</param>
-public sealed record TrainingResume(TrainingPosition Position, Action<optim.Optimizer> RestoreOptimizer);
+public sealed record TrainingResume(TrainingPosition Position, Action<TorchSharp.Modules.OptimizerHelper> RestoreOptimizer);
 
 /// <summary>Reported after every optimisation step.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -183,10 +183,11 @@ public static class Trainer
                 var batches = EpochBatches(epoch);
                 int first = epoch == at.Epoch ? at.BatchesDone : 0;
                 if (epoch != at.Epoch) { lossSum = 0; epochTokens = 0; }
-                int pending = 0;
+                int pending = 0, done = first;
                 double pendingLoss = 0;
                 for (int b = first; b < batches.Count; b++)
                 {
+                    done = b + 1;
                     int batchTokens;
                     double loss;
                     using (var scope = NewDisposeScope())
@@ -226,12 +227,12 @@ public static class Trainer
                 var result = new EpochResult(epoch, lossSum / Math.Max(1, epochTokens), Elapsed());
                 epochs.Add(result);
                 onEpoch?.Invoke(result);
-                bool finished = !timeUp && !cancellation.IsCancellationRequested;
+                bool finished = done == batches.Count;
                 // At an epoch's end the position is the start of the next one; a run cut short saves where it stopped.
                 var position = finished
                     ? new TrainingPosition(epoch + 1, 0, step, tokens, positions, Elapsed().TotalSeconds, 0, 0, epochs.ToList())
-                    : new TrainingPosition(epoch, 0, step, tokens, positions, Elapsed().TotalSeconds, lossSum, epochTokens, epochs.ToList());
-                if (finished) onSave?.Invoke(new TrainingSnapshot(position, optimizer));
+                    : new TrainingPosition(epoch, done, step, tokens, positions, Elapsed().TotalSeconds, lossSum, epochTokens, epochs.SkipLast(1).ToList());
+                onSave?.Invoke(new TrainingSnapshot(position, optimizer));
                 model.train();
             }
         }
