@@ -20,6 +20,16 @@ public enum LengthNormalization
 
     /// <summary><c>lp(L) = ((5 + L) / 6)^α</c>: the GNMT length penalty (Wu et al., 2016).</summary>
     Gnmt,
+
+    /// <summary>
+    /// Hugging Face <c>generate</c> with <c>num_beams &gt; 1</c> and <c>early_stopping=True</c>: <c>lp(L) = L^α</c> with
+    /// transformers' length (generated tokens including <c>&lt;eos&gt;</c>, excluding the decoder start token —
+    /// the same <c>L</c> as <see cref="D2l"/>), any finite <c>α</c> (negative favours short outputs); a sentence stops
+    /// as soon as <see cref="BeamSearchOptions.BeamSize"/> hypotheses have finished, whatever <c>α</c> is; and an
+    /// <c>&lt;eos&gt;</c> forced at the maximum length gets log-probability 0, as transformers'
+    /// <c>ForcedEOSTokenLogitsProcessor</c> gives it (the other modes keep the model's own log-probability).
+    /// </summary>
+    HuggingFace,
 }
 
 /// <summary>Options for <see cref="BeamSearch"/>.</summary>
@@ -38,6 +48,12 @@ public sealed record BeamSearchOptions
     public LengthNormalization Normalization { get; init; } = LengthNormalization.Gnmt;
 
     /// <summary>
+    /// Token ids that are never generated (default none): their log-probabilities are set to −∞ after the softmax,
+    /// without renormalising the others — transformers' <c>bad_words_ids</c> for single tokens, e.g. Marian's <c>&lt;pad&gt;</c>.
+    /// </summary>
+    public IReadOnlyList<int> BannedTokens { get; init; } = [];
+
+    /// <summary>
     /// True when scores depend on length, i.e. <see cref="Normalization"/> is not <see cref="LengthNormalization.None"/>
     /// and <see cref="LengthPenalty"/> is not 0.
     /// </summary>
@@ -48,7 +64,7 @@ public sealed record BeamSearchOptions
     {
         _ when LengthPenalty == 0 => 1.0,
         LengthNormalization.None => 1.0,
-        LengthNormalization.D2l => Math.Pow(length, LengthPenalty),
+        LengthNormalization.D2l or LengthNormalization.HuggingFace => Math.Pow(length, LengthPenalty),
         LengthNormalization.Gnmt => Math.Pow((5.0 + length) / 6.0, LengthPenalty),
         _ => throw new ArgumentOutOfRangeException(nameof(Normalization), Normalization, "unknown length normalisation"),
     };
@@ -63,9 +79,13 @@ public sealed record BeamSearchOptions
     {
         if (BeamSize < 1) throw new ArgumentException("beam size must be at least 1", nameof(BeamSize));
         if (NBest < 1 || NBest > BeamSize) throw new ArgumentException("n-best must be between 1 and the beam size", nameof(NBest));
-        if (!(LengthPenalty >= 0) || double.IsInfinity(LengthPenalty))
+        if (Normalization == LengthNormalization.HuggingFace
+                ? !double.IsFinite(LengthPenalty)
+                : !(LengthPenalty >= 0) || double.IsInfinity(LengthPenalty))
             throw new ArgumentException("the length penalty exponent must be finite and non-negative", nameof(LengthPenalty));
         if (!Enum.IsDefined(Normalization)) throw new ArgumentException("unknown length normalisation", nameof(Normalization));
+        if (BannedTokens is null || BannedTokens.Any(t => t < 0))
+            throw new ArgumentException("banned token ids must be non-negative", nameof(BannedTokens));
     }
 }
 
@@ -98,6 +118,9 @@ public sealed record Hypothesis(int[] Tokens, double Score, double LogProbabilit
 /// or, only when lengths are normalised, (b) it has <see cref="BeamSearchOptions.BeamSize"/> finished
 /// hypotheses — the heuristic of fairseq and of Hugging Face's <c>early_stopping=True</c>, which may miss
 /// a longer hypothesis that normalisation would have preferred.</para>
+/// <para><b>Hugging Face.</b> With <see cref="LengthNormalization.HuggingFace"/> only (b) applies, for every <c>α</c>
+/// (transformers' <c>early_stopping=True</c>), and a forced <c>&lt;eos&gt;</c> scores log-probability 0. Banned tokens
+/// (<see cref="BeamSearchOptions.BannedTokens"/>) are removed after the log-softmax in every mode.</para>
 /// </remarks>
 public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList<Hypothesis>>>
 {
@@ -203,11 +226,15 @@ public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList
                 var (logits, decoded) = model.Decoder.call(input, state);
                 var logProbs = logits[.., -1].to_type(ScalarType.Float64).log_softmax(-1);
                 long vocab = logProbs.shape[1];
+                if (options.BannedTokens.Count > 0)
+                    logProbs = logProbs.index_fill(1, BannedIndex(options.BannedTokens, vocab, device), double.NegativeInfinity);
                 if (anyForced)
                 {
                     var rowMask = tensor(forced, device: device).unsqueeze(1);
                     var notEos = arange(vocab, ScalarType.Int64, device: device).ne(ids.Eos).unsqueeze(0);
                     logProbs = logProbs.masked_fill(rowMask.logical_and(notEos), double.NegativeInfinity);
+                    if (options.Normalization == LengthNormalization.HuggingFace)
+                        logProbs = logProbs.masked_fill(rowMask.logical_and(notEos.logical_not()), 0.0);
                 }
                 var candidates = (tensor(flatScores, device: device).unsqueeze(1) + logProbs).reshape(n, k * vocab);
                 int width = (int)Math.Min(2L * k, k * vocab);
@@ -275,9 +302,17 @@ public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList
         return results;
     }
 
-    /// <summary>The stopping rule described on the class: exact bound, or (normalised scores only) k finished.</summary>
+    /// <summary>The ids of <paramref name="banned"/> that lie inside a vocabulary of <paramref name="vocab"/> tokens, as an index tensor.</summary>
+    internal static Tensor BannedIndex(IReadOnlyCollection<int> banned, long vocab, Device device) =>
+        tensor(banned.Where(t => t < vocab).Select(t => (long)t).Distinct().ToArray(), device: device);
+
+    /// <summary>
+    /// The stopping rule described on the class: exact bound, or (normalised scores only) k finished;
+    /// <see cref="LengthNormalization.HuggingFace"/>: k finished, nothing else.
+    /// </summary>
     private bool IsDone(List<Hypothesis> finished, double bestAlive, int maxLength)
     {
+        if (options.Normalization == LengthNormalization.HuggingFace) return finished.Count >= options.BeamSize;
         if (options.NormalizesLength && finished.Count >= options.BeamSize) return true;
         if (finished.Count < options.NBest) return false;
         double nth = finished.Select(h => h.Score).OrderByDescending(x => x).ElementAt(options.NBest - 1);

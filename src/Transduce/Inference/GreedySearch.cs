@@ -15,13 +15,15 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
     private readonly Tensor validLengths;
     private readonly SpecialIds ids;
     private readonly int[] maxLengths;
+    private readonly IReadOnlyCollection<int> bannedTokens;
 
-    private GreedySearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths)
+    private GreedySearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, IReadOnlyCollection<int> bannedTokens)
     {
         this.source = source;
         this.validLengths = validLengths;
         this.ids = ids;
         this.maxLengths = maxLengths;
+        this.bannedTokens = bannedTokens;
     }
 
     /// <summary>
@@ -32,11 +34,15 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
     /// <param name="validLengths">(batch) source lengths.</param>
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
-    public static int[][] Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths)
+    /// <param name="bannedTokens">Token ids never chosen (default none), e.g. Marian's <c>&lt;pad&gt;</c>.</param>
+    public static int[][] Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
+        IReadOnlyCollection<int>? bannedTokens = null)
     {
         if (maxLengths.Length != source.shape[0])
             throw new ArgumentException("one maximum length per source row is required", nameof(maxLengths));
-        return model.Apply(new GreedySearch(source, validLengths, ids, maxLengths));
+        if (bannedTokens is not null && bannedTokens.Any(t => t < 0))
+            throw new ArgumentException("banned token ids must be non-negative", nameof(bannedTokens));
+        return model.Apply(new GreedySearch(source, validLengths, ids, maxLengths, bannedTokens ?? []));
     }
 
     /// <inheritdoc />
@@ -60,7 +66,10 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
             using (var stepScope = NewDisposeScope())
             {
                 var (logits, nextState) = model.Decoder.call(input, state);
-                best = logits[.., -1].argmax(-1).unsqueeze(1);
+                var last = logits[.., -1];
+                if (bannedTokens.Count > 0)
+                    last = last.index_fill(1, BeamSearch.BannedIndex(bannedTokens, last.shape[1], last.device), float.NegativeInfinity);
+                best = last.argmax(-1).unsqueeze(1);
                 next = nextState;
                 StepMemory.Keep(stepScope, next.Tensors.Append(best));
             }

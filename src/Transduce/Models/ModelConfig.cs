@@ -59,6 +59,23 @@ public sealed record ModelConfig
     /// <summary>Transformer: longest sequence the positional table covers.</summary>
     public int MaxPositions { get; init; } = 1024;
 
+    /// <summary>
+    /// Transformer: decoder blocks when they differ from the encoder's <see cref="Layers"/>; null (the default) means
+    /// the same number.
+    /// </summary>
+    public int? DecoderLayers { get; init; }
+
+    /// <summary>
+    /// Transformer: column layout of the sinusoidal position table. <c>interleaved</c> (d2l, the default):
+    /// sin and cos of each frequency in adjacent columns 2i, 2i+1; <c>halves</c> (Marian / Hugging Face
+    /// <c>MarianSinusoidalPositionalEmbedding</c>): all sines in the first half, all cosines in the second.
+    /// </summary>
+    public string PositionalLayout { get; init; } = "interleaved";
+
+    /// <summary>The number of decoder blocks: <see cref="DecoderLayers"/>, or <see cref="Layers"/> when that is null.</summary>
+    [JsonIgnore]
+    public int DecoderLayerCount => DecoderLayers ?? Layers;
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
@@ -83,6 +100,9 @@ public sealed record ModelConfig
         Positive(Heads, "heads");
         Positive(FfnSize, "ffn_size");
         Positive(MaxPositions, "max_positions");
+        if (DecoderLayers is int d) Positive(d, "decoder_layers");
+        if (PositionalLayout is not ("interleaved" or "halves"))
+            throw new ArgumentException($"model config: unknown 'positional_layout' '{PositionalLayout}' (known: interleaved, halves)");
         if (HiddenSize % Heads != 0)
             throw new ArgumentException($"model config: 'hidden_size' {HiddenSize} must be divisible by 'heads' {Heads}");
         if (EmbeddingSize != HiddenSize)

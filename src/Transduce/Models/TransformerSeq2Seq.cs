@@ -5,6 +5,13 @@ using static TorchSharp.torch;
 
 namespace Transduce.Models;
 
+/// <summary>Reads the Transformer options of a <see cref="ModelConfig"/>.</summary>
+internal static class TransformerOptions
+{
+    public static SinusoidLayout Layout(ModelConfig c) =>
+        c.PositionalLayout == "halves" ? SinusoidLayout.Halves : SinusoidLayout.Interleaved;
+}
+
 /// <summary>Position-wise feed-forward network (d2l §11.7.2): Linear → activation → Linear.</summary>
 internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
 {
@@ -103,7 +110,7 @@ public sealed class TransformerEncoder : Encoder
     public TransformerEncoder(ModelConfig c, Embedding embedding) : base(nameof(TransformerEncoder))
     {
         this.embedding = embedding;
-        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions);
+        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, TransformerOptions.Layout(c));
         blocks = nn.ModuleList(Enumerable.Range(0, c.Layers).Select(_ => new TransformerEncoderBlock(c)).ToArray());
         finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
         embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
@@ -206,13 +213,13 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
     public TransformerDecoder(ModelConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
     {
         this.embedding = embedding;
-        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions);
-        blocks = nn.ModuleList(Enumerable.Range(0, c.Layers).Select(_ => new TransformerDecoderBlock(c)).ToArray());
+        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, TransformerOptions.Layout(c));
+        blocks = nn.ModuleList(Enumerable.Range(0, c.DecoderLayerCount).Select(_ => new TransformerDecoderBlock(c)).ToArray());
         finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
         dense = nn.Linear(c.HiddenSize, c.TargetVocabSize);
         if (c.TieEmbeddings) dense.weight = embedding.weight!;
         embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
-        captured = Enumerable.Range(0, c.Layers).Select(_ => new List<Tensor>()).ToArray();
+        captured = Enumerable.Range(0, c.DecoderLayerCount).Select(_ => new List<Tensor>()).ToArray();
         RegisterComponents();
     }
 
@@ -288,7 +295,9 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
 
 /// <summary>
 /// The Transformer of d2l §11.7 (Vaswani et al. 2017), with options a real toolkit needs: pre-norm,
-/// tied target embedding / output projection, shared source–target embeddings, FFN activation, attention biases.
+/// tied target embedding / output projection, shared source–target embeddings, FFN activation, attention biases,
+/// separate decoder depth and Marian's sinusoid layout (enough to run Hugging Face MarianMT checkpoints, whose
+/// <c>final_logits_bias</c> is the output projection's bias).
 /// </summary>
 public sealed class TransformerSeq2Seq : EncoderDecoder<TransformerState>
 {
