@@ -1,12 +1,13 @@
 using System.CommandLine;
 using Transduce.Cli.Commands;
 
-var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate, score, serve).")
+var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate, score, serve, convert).")
 {
     TrainCommand.Create(),
     TranslateCommand.Create(),
     EvaluateCommand.Create(),
     ScoreCommand.Create(),
     ServeCommand.Create(),
+    ConvertCommand.Create(),
 };
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

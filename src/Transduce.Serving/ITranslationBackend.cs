@@ -33,7 +33,7 @@ public sealed class TranslatorBackend : ITranslationBackend, IDisposable
     public TranslatorBackend(Translator translator)
     {
         Translator = translator;
-        pipeline = new Text.TextPipeline(translator.Checkpoint.TextConfig);
+        pipeline = translator.Checkpoint.CreateTextPipeline();
     }
 
     /// <summary>The wrapped translator.</summary>
@@ -49,7 +49,7 @@ public sealed class TranslatorBackend : ITranslationBackend, IDisposable
     }
 
     /// <inheritdoc />
-    public int CountTokens(string text) => pipeline.Tokenize(text).Length;
+    public int CountTokens(string text) => pipeline.TokenizeTarget(text).Length;
 
     /// <inheritdoc />
     public void Dispose() => Translator.Dispose();

@@ -7,10 +7,11 @@ internal static class TranslateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Checkpoint directory.", Required = true };
+        var model = new Option<string>("--model") { Description = "Checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) folder.", Required = true };
         var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate; none: read one per line from standard input.", Arity = ArgumentArity.ZeroOrMore };
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together.", DefaultValueFactory = _ => 64 };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
+        var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens)." };
         var beam = new Option<int>("--beam") { Description = "Beam size (1 = greedy).", DefaultValueFactory = _ => 1 };
         var nbest = new Option<int>("--n-best") { Description = "Print this many translations per sentence, tab-separated with their scores.", DefaultValueFactory = _ => 1 };
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
@@ -18,13 +19,13 @@ internal static class TranslateCommand
         var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };
         var command = new Command("translate", "Translate sentences (arguments, or lines of standard input) to standard output, one per line.")
         {
-            model, sentences, batch, threads, beam, nbest, attention, layer, head,
+            model, sentences, batch, threads, maxNew, beam, nbest, attention, layer, head,
         };
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
             using var translator = Translator.Load(r.GetValue(model)!);
-            var options = new TranslationOptions { BatchSize = r.GetValue(batch), Beam = r.GetValue(beam), NBest = r.GetValue(nbest) };
+            var options = new TranslationOptions { BatchSize = r.GetValue(batch), Beam = r.GetValue(beam), NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) };
             var args = r.GetValue(sentences) ?? [];
             if (r.GetValue(attention) is { } png)
             {

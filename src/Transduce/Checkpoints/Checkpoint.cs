@@ -18,7 +18,8 @@ public sealed class Checkpoint : IDisposable
 
     /// <summary>File names inside a checkpoint directory.</summary>
     public const string ConfigFile = "config.json", WeightsFile = "model.safetensors",
-        SourceVocabularyFile = "source.vocab.json", TargetVocabularyFile = "target.vocab.json", SubwordsFile = "bpe.json";
+        SourceVocabularyFile = "source.vocab.json", TargetVocabularyFile = "target.vocab.json", SubwordsFile = "bpe.json",
+        SourceSpmFile = "source.spm", TargetSpmFile = "target.spm";
 
     /// <summary>The model, in eval mode after loading.</summary>
     public required EncoderDecoder Model { get; init; }
@@ -38,8 +39,14 @@ public sealed class Checkpoint : IDisposable
     /// <summary>The subword model when the text configuration uses the <c>bpe</c> tokenizer.</summary>
     public BpeTokenizer? Subwords { get; init; }
 
+    /// <summary>The SentencePiece models when the text configuration uses the <c>spm</c> tokenizer.</summary>
+    public SentencePiecePair? SentencePiece { get; init; }
+
+    /// <summary>Decoding defaults.</summary>
+    public Inference.GenerationSettings Generation { get; init; } = new();
+
     /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
-    public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords);
+    public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
 
     /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
     public IReadOnlyDictionary<string, string> TrainingInfo { get; set; } = new Dictionary<string, string>();
@@ -67,12 +74,18 @@ public sealed class Checkpoint : IDisposable
                 ["model"] = JsonSerializer.SerializeToNode(ModelConfig, ModelConfig.Json),
                 ["text"] = JsonSerializer.SerializeToNode(TextConfig, ModelConfig.Json),
                 ["training"] = JsonSerializer.SerializeToNode(TrainingInfo.ToDictionary(), ModelConfig.Json),
+                ["generation"] = JsonSerializer.SerializeToNode(Generation, GenerationJson),
             };
             var weights = Model.state_dict();
             Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
             SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
             TargetVocabulary.Save(Path.Combine(tmp, TargetVocabularyFile));
             Subwords?.Save(Path.Combine(tmp, SubwordsFile));
+            if (SentencePiece is { } spm)
+            {
+                AtomicFile.Write(Path.Combine(tmp, SourceSpmFile), stream => stream.Write(spm.SourceBytes));
+                AtomicFile.Write(Path.Combine(tmp, TargetSpmFile), stream => stream.Write(spm.TargetBytes));
+            }
             writeExtras?.Invoke(tmp);
             // config.json last: a temporary directory that has it is complete.
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(ModelConfig.Json));
@@ -125,11 +138,13 @@ public sealed class Checkpoint : IDisposable
         ModelConfig modelConfig;
         TextConfig textConfig;
         Dictionary<string, string> training;
+        Inference.GenerationSettings generation;
         try
         {
             modelConfig = root["model"]?.Deserialize<ModelConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'model'");
             textConfig = root["text"]?.Deserialize<TextConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'text'");
             training = root["training"]?.Deserialize<Dictionary<string, string>>(ModelConfig.Json) ?? [];
+            generation = root["generation"]?.Deserialize<Inference.GenerationSettings>(GenerationJson) ?? new();
             modelConfig.Validate();
         }
         catch (Exception e) when (e is JsonException or ArgumentException)
@@ -138,6 +153,9 @@ public sealed class Checkpoint : IDisposable
         }
 
         BpeTokenizer? subwords = textConfig.Tokenizer == "bpe" ? BpeTokenizer.Load(Path.Combine(directory, SubwordsFile)) : null;
+        SentencePiecePair? sentencePiece = textConfig.Tokenizer == "spm"
+            ? new SentencePiecePair(ReadRequired(directory, SourceSpmFile), ReadRequired(directory, TargetSpmFile))
+            : null;
         var src = Vocabulary.Load(Path.Combine(directory, SourceVocabularyFile));
         var tgt = Vocabulary.Load(Path.Combine(directory, TargetVocabularyFile));
         if (src.Count != modelConfig.SourceVocabSize || tgt.Count != modelConfig.TargetVocabSize)
@@ -167,6 +185,7 @@ public sealed class Checkpoint : IDisposable
         {
             Model = model, ModelConfig = modelConfig, TextConfig = textConfig,
             SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training, Subwords = subwords,
+            SentencePiece = sentencePiece, Generation = generation,
         };
     }
 
@@ -198,6 +217,18 @@ public sealed class Checkpoint : IDisposable
         {
             foreach (var t in loaded.Values) t.Dispose();
         }
+    }
+
+    private static readonly JsonSerializerOptions GenerationJson = new(ModelConfig.Json)
+    {
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    private static byte[] ReadRequired(string directory, string file)
+    {
+        string path = Path.Combine(directory, file);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found (the checkpoint's text configuration needs it)", path);
+        return File.ReadAllBytes(path);
     }
 
     /// <summary>

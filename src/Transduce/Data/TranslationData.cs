@@ -22,12 +22,12 @@ public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabular
         IReadOnlyList<SentencePair>? vocabularyPairs = null,
         bool jointVocabulary = false)
     {
-        var tokenized = pairs.Select(p => (Src: pipeline.Tokenize(p.Source), Tgt: pipeline.Tokenize(p.Target))).ToList();
+        var tokenized = pairs.Select(p => (Src: pipeline.TokenizeSource(p.Source), Tgt: pipeline.TokenizeTarget(p.Target))).ToList();
         if (sourceVocabulary is null || targetVocabulary is null)
         {
             var vocabTokens = vocabularyPairs is null
                 ? tokenized
-                : vocabularyPairs.Select(p => (Src: pipeline.Tokenize(p.Source), Tgt: pipeline.Tokenize(p.Target))).ToList();
+                : vocabularyPairs.Select(p => (Src: pipeline.TokenizeSource(p.Source), Tgt: pipeline.TokenizeTarget(p.Target))).ToList();
             if (jointVocabulary)
             {
                 var joint = Vocabulary.Build(vocabTokens.Select(t => t.Src).Concat(vocabTokens.Select(t => t.Tgt)), minFrequency);

@@ -19,6 +19,9 @@ public sealed record TranslationOptions
     /// <summary>Beam size: 1 (the default) decodes greedily, larger values use <see cref="BeamSearch"/>.</summary>
     public int Beam { get; init; } = 1;
 
+    /// <summary>When set, at most this many new tokens including <c>&lt;eos&gt;</c> (transformers' <c>max_new_tokens</c>), whatever the source length.</summary>
+    public int? MaxNewTokens { get; init; }
+
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
 }
@@ -41,8 +44,12 @@ public sealed class Translator : IDisposable
         checkpoint.Model.eval();
     }
 
-    /// <summary>Loads the checkpoint in <paramref name="directory"/>.</summary>
-    public static Translator Load(string directory) => new(Checkpoint.Load(directory));
+    /// <summary>
+    /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
+    /// folder, which is converted in memory (<see cref="Models.Marian.MarianConvert"/>).
+    /// </summary>
+    public static Translator Load(string directory) =>
+        new(Models.Marian.MarianConvert.IsMarianFolder(directory) ? Models.Marian.MarianConvert.ToCheckpoint(directory) : Checkpoint.Load(directory));
 
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;
@@ -62,9 +69,9 @@ public sealed class Translator : IDisposable
         var tgtVocab = checkpoint.TargetVocabulary;
         if (options.Beam == 1)
             return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths)
+                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, checkpoint.Generation.BannedTokens)
                     .Select(o => tgtVocab.Decode(o).ToArray()).ToArray());
-        var beam = new BeamSearchOptions { BeamSize = options.Beam };
+        var beam = BeamOptions(options.Beam, 1);
         return Run(sentences, options, (src, lengths, ids, maxLengths) =>
             BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
                 .Select(n => tgtVocab.Decode(n[0].Tokens).ToArray()).ToArray());
@@ -82,13 +89,21 @@ public sealed class Translator : IDisposable
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
         var tgtVocab = checkpoint.TargetVocabulary;
-        var beam = new BeamSearchOptions { BeamSize = Math.Max(options.Beam, options.NBest), NBest = options.NBest };
+        var beam = BeamOptions(Math.Max(options.Beam, options.NBest), options.NBest);
         return Run(sentences, options, (src, lengths, ids, maxLengths) =>
             BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
                 .Select(n => (IReadOnlyList<(string, double)>)n
                     .Select(h => (pipeline.Detokenize(tgtVocab.Decode(h.Tokens).ToArray()), h.Score)).ToArray())
                 .ToArray());
     }
+
+    private BeamSearchOptions BeamOptions(int beamSize, int nBest) => new()
+    {
+        BeamSize = beamSize, NBest = nBest,
+        Normalization = checkpoint.Generation.LengthNormalization,
+        LengthPenalty = checkpoint.Generation.LengthPenalty,
+        BannedTokens = checkpoint.Generation.BannedTokens,
+    };
 
     /// <summary>
     /// Encodes <paramref name="sentences"/>, decodes them in length-sorted batches with <paramref name="decode"/>
@@ -101,7 +116,7 @@ public sealed class Translator : IDisposable
         var tgtVocab = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId);
         var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId);
-        var encoded = sentences.Select(s => srcVocab.Encode(pipeline.Tokenize(s))).ToArray();
+        var encoded = sentences.Select(s => srcVocab.Encode(pipeline.TokenizeSource(s))).ToArray();
         var results = new T[sentences.Count];
         // Sort by length so each batch pads little; write results back by original index.
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
@@ -111,7 +126,10 @@ public sealed class Translator : IDisposable
             {
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, checkpoint.TextConfig.MaxSteps);
-                var maxLengths = chunk.Select(i => (int)Math.Ceiling(options.MaxLengthA * (encoded[i].Length + 1)) + options.MaxLengthB).ToArray();
+                int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
+                // Limits count output tokens before <eos>; max_new_tokens (transformers' meaning) counts <eos> too.
+                var maxLengths = chunk.Select(i => fixedLimit is int n ? Math.Max(0, n - 1)
+                    : (int)Math.Ceiling(options.MaxLengthA * (encoded[i].Length + 1)) + options.MaxLengthB).ToArray();
                 var outputs = decode(src, lengths, ids, maxLengths);
                 for (int k = 0; k < chunk.Length; k++)
                     results[chunk[k]] = outputs[k];
@@ -129,7 +147,7 @@ public sealed class Translator : IDisposable
         var tokens = TranslateTokens([sentence], options)[0];
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
-        var sourceTokens = pipeline.Tokenize(sentence);
+        var sourceTokens = pipeline.TokenizeSource(sentence);
         var sourceIds = srcVocab.Encode(sourceTokens);
         var outputIds = tgtVocab.Encode(tokens);
         lock (gate)

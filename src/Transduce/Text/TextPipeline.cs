@@ -6,17 +6,32 @@ public sealed record TextConfig
     /// <summary>Normaliser name (<c>d2l</c> or <c>none</c>).</summary>
     public string Normalizer { get; init; } = "d2l";
 
-    /// <summary>Tokenizer name: <c>word</c> (split on spaces, d2l) or <c>bpe</c> (subwords; the model travels in the checkpoint).</summary>
+    /// <summary>
+    /// Tokenizer name: <c>word</c> (split on spaces, d2l), <c>bpe</c> (our joint subwords) or <c>spm</c> (a SentencePiece
+    /// model per side, as OPUS-MT/Marian models ship them). Subword models travel in the checkpoint.
+    /// </summary>
     public string Tokenizer { get; init; } = "word";
 
     /// <summary>Sequences are cut to this many tokens including <c>&lt;eos&gt;</c> (d2l's <c>num_steps</c>); null keeps them whole.</summary>
     public int? MaxSteps { get; init; }
 }
 
+/// <summary>The two SentencePiece models of a Marian-style checkpoint, with the bytes they were read from (so they can be saved again).</summary>
+/// <param name="SourceBytes">The source <c>.spm</c> file.</param>
+/// <param name="TargetBytes">The target <c>.spm</c> file.</param>
+public sealed record SentencePiecePair(byte[] SourceBytes, byte[] TargetBytes)
+{
+    /// <summary>The source model.</summary>
+    public SentencePieceModel Source { get; } = SentencePieceModel.FromBytes(SourceBytes, "source.spm");
+
+    /// <summary>The target model.</summary>
+    public SentencePieceModel Target { get; } = SentencePieceModel.FromBytes(TargetBytes, "target.spm");
+}
+
 /// <summary>
-/// Normalise, then tokenize; and the way back from tokens to text. With the <c>word</c> tokenizer output is
-/// the normalised, space-separated tokens (d2l's <c>ils regardent .</c>); with <c>bpe</c> and no normaliser it is
-/// natural text (<c>Ils regardent.</c>).
+/// Normalise, then tokenize (per side); and the way back from target tokens to text. With the <c>word</c> tokenizer
+/// output is the normalised, space-separated tokens (d2l's <c>ils regardent .</c>); with subwords and no normaliser
+/// it is natural text (<c>Ils regardent.</c>).
 /// </summary>
 public sealed class TextPipeline
 {
@@ -29,34 +44,50 @@ public sealed class TextPipeline
     /// <summary>The subword model when <see cref="TextConfig.Tokenizer"/> is <c>bpe</c>.</summary>
     public BpeTokenizer? Subwords { get; }
 
-    /// <summary>Builds the pipeline named by <paramref name="config"/>; <paramref name="subwords"/> is required for <c>bpe</c>.</summary>
-    public TextPipeline(TextConfig config, BpeTokenizer? subwords = null)
+    /// <summary>The SentencePiece models when <see cref="TextConfig.Tokenizer"/> is <c>spm</c>.</summary>
+    public SentencePiecePair? SentencePiece { get; }
+
+    /// <summary>Builds the pipeline named by <paramref name="config"/>; the subword model it names must be given.</summary>
+    public TextPipeline(TextConfig config, BpeTokenizer? subwords = null, SentencePiecePair? sentencePiece = null)
     {
-        if (config.Tokenizer is not ("word" or "bpe"))
-            throw new ArgumentException($"text config: unknown tokenizer '{config.Tokenizer}' (known: word, bpe)");
+        if (config.Tokenizer is not ("word" or "bpe" or "spm"))
+            throw new ArgumentException($"text config: unknown tokenizer '{config.Tokenizer}' (known: word, bpe, spm)");
         if (config.Tokenizer == "bpe" && subwords is null)
             throw new ArgumentException("text config: the 'bpe' tokenizer needs its subword model");
+        if (config.Tokenizer == "spm" && sentencePiece is null)
+            throw new ArgumentException("text config: the 'spm' tokenizer needs its SentencePiece models");
         if (config.MaxSteps is <= 0)
             throw new ArgumentException($"text config: 'max_steps' must be positive (got {config.MaxSteps})");
         normalizer = TextNormalizers.FromName(config.Normalizer);
         Config = config;
         Subwords = config.Tokenizer == "bpe" ? subwords : null;
+        SentencePiece = config.Tokenizer == "spm" ? sentencePiece : null;
     }
 
     /// <summary>True when outputs are natural text that standard BLEU tokenisation (13a) should score against raw references.</summary>
-    public bool ProducesNaturalText => Subwords is not null && normalizer is IdentityNormalizer;
+    public bool ProducesNaturalText => Config.Tokenizer != "word" && normalizer is IdentityNormalizer;
 
-    /// <summary>Normalises and tokenizes one sentence.</summary>
-    public string[] Tokenize(string text)
+    /// <summary>Normalises and tokenizes a source sentence.</summary>
+    public string[] Tokenize(string text) => TokenizeSource(text);
+
+    /// <summary>Normalises and tokenizes a source sentence.</summary>
+    public string[] TokenizeSource(string text) => Split(text, SentencePiece?.Source);
+
+    /// <summary>Normalises and tokenizes a target sentence (a reference, or training target).</summary>
+    public string[] TokenizeTarget(string text) => Split(text, SentencePiece?.Target);
+
+    private string[] Split(string text, SentencePieceModel? spm)
     {
         string normalized = normalizer.Normalize(text);
+        if (spm is not null) return spm.EncodePieces(normalized);
         return Subwords is null ? words.Tokenize(normalized) : Subwords.EncodePieces(normalized);
     }
 
-    /// <summary>Joins output tokens back into text.</summary>
+    /// <summary>Joins output (target) tokens back into text.</summary>
     public string Detokenize(IEnumerable<string> tokens) =>
-        Subwords is null ? words.Detokenize(tokens) : Subwords.DecodePieces(tokens);
+        SentencePiece is { } spm ? spm.Target.DecodePieces(tokens)
+        : Subwords is null ? words.Detokenize(tokens) : Subwords.DecodePieces(tokens);
 
     /// <summary>A reference as the model is meant to reproduce it (normalised and re-joined for <c>word</c>; unchanged for natural text).</summary>
-    public string Canonical(string text) => ProducesNaturalText ? text : Detokenize(Tokenize(text));
+    public string Canonical(string text) => ProducesNaturalText ? text : Detokenize(TokenizeTarget(text));
 }

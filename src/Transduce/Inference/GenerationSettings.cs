@@ -1,0 +1,20 @@
+namespace Transduce.Inference;
+
+/// <summary>
+/// A checkpoint's decoding defaults (stored as <c>generation</c> in <c>config.json</c>); a converted Marian model
+/// carries the settings that reproduce transformers' <c>generate</c>.
+/// </summary>
+public sealed record GenerationSettings
+{
+    /// <summary>Beam-search length normalisation.</summary>
+    public LengthNormalization LengthNormalization { get; init; } = LengthNormalization.Gnmt;
+
+    /// <summary>Length penalty α.</summary>
+    public double LengthPenalty { get; init; } = 1.0;
+
+    /// <summary>Target ids never generated.</summary>
+    public IReadOnlyList<int> BannedTokens { get; init; } = [];
+
+    /// <summary>When set, the output limit is this many tokens (including <c>&lt;eos&gt;</c>) instead of a function of the source length.</summary>
+    public int? MaxNewTokens { get; init; }
+}

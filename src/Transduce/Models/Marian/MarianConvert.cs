@@ -1,0 +1,127 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Transduce.Checkpoints;
+using Transduce.Inference;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Models.Marian;
+
+/// <summary>
+/// Turns a Hugging Face MarianMT folder into a native Transduce <see cref="Checkpoint"/>: the same network with its
+/// vocabulary rows reordered into our layout (<c>&lt;pad&gt; &lt;bos&gt; &lt;eos&gt; &lt;unk&gt;</c> first, then Marian's pieces in
+/// Marian's order), the two SentencePiece models as the <c>spm</c> tokenizer, and decoding defaults that follow
+/// <c>generate</c> (Hugging Face length normalisation, banned tokens). Our <c>&lt;bos&gt;</c> row is Marian's decoder start
+/// token (<c>&lt;pad&gt;</c>), so decoding starts exactly as transformers does.
+/// </summary>
+public static class MarianConvert
+{
+    /// <summary>True when <paramref name="directory"/> looks like a MarianMT folder (<c>config.json</c> with <c>model_type: marian</c>).</summary>
+    public static bool IsMarianFolder(string directory)
+    {
+        string config = Path.Combine(directory, MarianImport.ConfigFile);
+        if (!File.Exists(config)) return false;
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(config)) is JsonObject o
+                && o["model_type"] is JsonValue v && v.TryGetValue<string>(out var type) && type == "marian";
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Loads and converts the MarianMT folder <paramref name="directory"/>.</summary>
+    public static Checkpoint ToCheckpoint(string directory)
+    {
+        using var marian = MarianImport.Load(directory);
+        var sentencePiece = new SentencePiecePair(ReadRequired(directory, "source.spm"), ReadRequired(directory, "target.spm"));
+        var gen = marian.Generation;
+        int unkSource = UnknownId(directory, marian.SourceVocabulary);
+        int unkTarget = UnknownId(directory, marian.TargetVocabulary);
+        var (source, sourceMap) = Remap(marian.SourceVocabulary, gen, unkSource);
+        var (target, targetMap) = ReferenceEquals(marian.SourceVocabulary, marian.TargetVocabulary)
+            ? (source, sourceMap)
+            : Remap(marian.TargetVocabulary, gen, unkTarget);
+
+        var config = marian.Config with { SourceVocabSize = source.Count, TargetVocabSize = target.Count, PadId = source.PadId };
+        var model = new TransformerSeq2Seq(config);
+        try
+        {
+            using var _ = no_grad();
+            using var sourceIndex = tensor(sourceMap.Select(i => (long)i).ToArray());
+            using var targetIndex = tensor(targetMap.Select(i => (long)i).ToArray());
+            var from = marian.Model.state_dict();
+            foreach (var (name, to) in model.state_dict())
+            {
+                var original = from[name];
+                Tensor? index = name switch
+                {
+                    "encoder.embedding.weight" => sourceIndex,
+                    "decoder.embedding.weight" or "decoder.dense.weight" or "decoder.dense.bias" => targetIndex,
+                    _ => null,
+                };
+                if (index is null) to.copy_(original);
+                else
+                {
+                    using var rows = original.index_select(0, index);
+                    to.copy_(rows);
+                }
+            }
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+
+        // Every row that is Marian's banned token (usually <pad>, which is also our <bos>) stays banned.
+        var bannedMarian = new HashSet<int>(gen.BannedTokens);
+        var banned = Enumerable.Range(0, targetMap.Length).Where(i => bannedMarian.Contains(targetMap[i])).ToArray();
+        return new Checkpoint
+        {
+            Model = model,
+            ModelConfig = config,
+            TextConfig = new TextConfig { Normalizer = "none", Tokenizer = "spm" },
+            SourceVocabulary = source,
+            TargetVocabulary = target,
+            SentencePiece = sentencePiece,
+            Generation = new GenerationSettings
+            {
+                LengthNormalization = LengthNormalization.HuggingFace,
+                LengthPenalty = gen.LengthPenalty,
+                BannedTokens = banned,
+            },
+            TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "marian", ["source_folder"] = Path.GetFileName(Path.GetFullPath(directory).TrimEnd('/')) },
+        };
+    }
+
+    private static byte[] ReadRequired(string directory, string file)
+    {
+        string path = Path.Combine(directory, file);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its SentencePiece model", path);
+        return File.ReadAllBytes(path);
+    }
+
+    private static int UnknownId(string directory, IReadOnlyDictionary<string, int> vocabulary) =>
+        vocabulary.TryGetValue("<unk>", out int unk) ? unk
+        : throw new InvalidDataException($"{Path.Combine(directory, MarianImport.VocabularyFile)}: has no '<unk>' piece");
+
+    /// <summary>Our vocabulary for a Marian piece → id map, and for each of our ids the Marian row it takes.</summary>
+    private static (Vocabulary Vocabulary, int[] OurToMarian) Remap(IReadOnlyDictionary<string, int> marian, MarianGenerationConfig gen, int unk)
+    {
+        var specials = new HashSet<string>(StringComparer.Ordinal) { "</s>", "<unk>", "<pad>" };
+        var pieces = marian.Where(kv => !specials.Contains(kv.Key)).OrderBy(kv => kv.Value).ToList();
+        var tokens = new List<string> { Vocabulary.PadToken, Vocabulary.BosToken, Vocabulary.EosToken, Vocabulary.UnkToken };
+        var map = new List<int> { gen.PadTokenId, gen.DecoderStartTokenId, gen.EosTokenId, unk };
+        foreach (var (piece, id) in pieces)
+        {
+            tokens.Add(piece);
+            map.Add(id);
+        }
+        var json = new JsonObject { ["format"] = Vocabulary.FormatTag, ["version"] = Vocabulary.FormatVersion, ["tokens"] = new JsonArray(tokens.Select(t => (JsonNode)t!).ToArray()) };
+        return (Vocabulary.FromJson(json.ToJsonString(), "vocab.json"), map.ToArray());
+    }
+}
