@@ -6,9 +6,10 @@ namespace Transduce.Cli.Commands;
 /// <summary>Shows training progress: a live bar with loss, tokens/s and ETA on a terminal; one line per epoch otherwise.</summary>
 internal static class ProgressView
 {
-    private static string Eta(TrainingProgress p)
+    private static string Eta(TrainingProgress p, TimeSpan? limit)
     {
         var byWork = TimeSpan.FromSeconds(p.Elapsed.TotalSeconds / Math.Max(1, p.Step) * (p.TotalSteps - p.Step));
+        if (limit is { } l && l - p.Elapsed < byWork) byWork = l > p.Elapsed ? l - p.Elapsed : TimeSpan.Zero;
         return $"  eta {byWork:hh\\:mm\\:ss}";
     }
 
@@ -24,7 +25,7 @@ internal static class ProgressView
                 last = p;
                 if (p.Elapsed < nextLine) return;
                 nextLine = p.Elapsed + TimeSpan.FromSeconds(30);
-                Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  epoch {p.Epoch}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s  {p.Elapsed:hh\\:mm\\:ss}{Eta(p)}");
+                Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  epoch {p.Epoch}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s  {p.Elapsed:hh\\:mm\\:ss}{Eta(p, options.TimeLimit)}");
             }, e => Console.WriteLine(
                 $"epoch {e.Epoch}/{options.Epochs}  loss {e.Loss:F4}  {last?.TokensPerSecond:N0} tok/s  {e.Elapsed:hh\\:mm\\:ss}"));
         }
@@ -34,12 +35,14 @@ internal static class ProgressView
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
-                var task = ctx.AddTask("training", maxValue: 1);
+                var task = ctx.AddTask("training", maxValue: 1000);
                 result = train(p =>
                 {
-                    task.MaxValue = p.TotalSteps;
-                    task.Value = p.Step;
-                    task.Description = $"epoch {p.Epoch}/{options.Epochs} loss {p.Loss:F3} {p.TokensPerSecond:N0} tok/s";
+                    // Progress is the larger of work done and time used, so a time-limited run fills the bar too.
+                    double fraction = p.Step / (double)Math.Max(1, p.TotalSteps);
+                    if (options.TimeLimit is { } limit) fraction = Math.Max(fraction, p.Elapsed / limit);
+                    task.Value = Math.Min(1, fraction) * 1000;
+                    task.Description = $"epoch {p.Epoch}/{options.Epochs} loss {p.Loss:F3} {p.TokensPerSecond:N0} tok/s{Eta(p, options.TimeLimit)}";
                 }, _ => { });
                 task.Value = task.MaxValue;
             });
