@@ -295,7 +295,7 @@ internal static class TrainCommand
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         finalResult = ProgressView.Run(s.Options, (onStep, onEpoch) => Trainer.Train(
-            model, pairs, ids, checkpoint.TextConfig.MaxSteps, s.Options, p => { Record(p); onStep(p); }, onEpoch,
+            model, pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, config.MaxSequenceLength), s.Options, p => { Record(p); onStep(p); }, onEpoch,
             cancel.Token, Save, resume));
         var lastEpoch = finalResult.Epochs.LastOrDefault();
         AnsiConsole.MarkupLine(

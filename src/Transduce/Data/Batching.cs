@@ -119,6 +119,9 @@ public static class Batching
         };
     }
 
+    /// <summary>The smaller of two optional length limits (null = no limit).</summary>
+    public static int? MinLimit(int? a, int? b) => a is null ? b : b is null ? a : Math.Min(a.Value, b.Value);
+
     /// <summary>
     /// Source tensors for inference: ids with <c>&lt;eos&gt;</c>, padded to the longest row.
     /// </summary>

@@ -97,6 +97,9 @@ public sealed class Translator : IDisposable
                 .ToArray());
     }
 
+    /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
+    private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
+
     private BeamSearchOptions BeamOptions(int beamSize, int nBest) => new()
     {
         BeamSize = beamSize, NBest = nBest,
@@ -125,11 +128,12 @@ public sealed class Translator : IDisposable
             foreach (var chunk in order.Chunk(Math.Max(1, options.BatchSize)))
             {
                 using var scope = NewDisposeScope();
-                var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, checkpoint.TextConfig.MaxSteps);
+                var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, MaxSourceSteps);
                 int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
                 // Limits count output tokens before <eos>; max_new_tokens (transformers' meaning) counts <eos> too.
-                var maxLengths = chunk.Select(i => fixedLimit is int n ? Math.Max(0, n - 1)
-                    : (int)Math.Ceiling(options.MaxLengthA * (encoded[i].Length + 1)) + options.MaxLengthB).ToArray();
+                int cap = checkpoint.ModelConfig.MaxSequenceLength is int positions ? positions - 1 : int.MaxValue;
+                var maxLengths = chunk.Select(i => Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1)
+                    : (int)Math.Ceiling(options.MaxLengthA * (encoded[i].Length + 1)) + options.MaxLengthB)).ToArray();
                 var outputs = decode(src, lengths, ids, maxLengths);
                 for (int k = 0; k < chunk.Length; k++)
                     results[chunk[k]] = outputs[k];
@@ -152,14 +156,14 @@ public sealed class Translator : IDisposable
         var outputIds = tgtVocab.Encode(tokens);
         lock (gate)
         {
-            var (src, lengths) = Batching.BuildSources([sourceIds], new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId), checkpoint.TextConfig.MaxSteps);
+            var (src, lengths) = Batching.BuildSources([sourceIds], new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId), MaxSourceSteps);
             using (src)
             using (lengths)
             {
                 var weights = AttentionProbe.CrossAttention(checkpoint.Model, src, lengths, outputIds, new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId));
                 string text = pipeline.Detokenize(tokens);
                 if (weights is null) return (text, null);
-                var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, checkpoint.TextConfig.MaxSteps).Select(id => srcVocab[id]).ToList();
+                var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
                 // Unknown source words show as typed, not as <unk>.
                 for (int i = 0; i < Math.Min(sourceTokens.Length, shownSource.Count); i++) shownSource[i] = sourceTokens[i];
                 var shownTarget = tokens.Append(Text.Vocabulary.EosToken).ToList();

@@ -76,6 +76,13 @@ public sealed record ModelConfig
     [JsonIgnore]
     public int DecoderLayerCount => DecoderLayers ?? Layers;
 
+    /// <summary>
+    /// The longest sequence (in tokens, <c>&lt;eos&gt;</c> included) the architecture can take on either side, or null when
+    /// unbounded (recurrent models). Training and translation cut longer inputs to it rather than fail.
+    /// </summary>
+    [JsonIgnore]
+    public int? MaxSequenceLength => Architecture == "transformer" ? MaxPositions : null;
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
