@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Transduce.Cli.Commands;
 
-var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate, score, serve, convert).")
+var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate, score, serve, convert, average).")
 {
     TrainCommand.Create(),
     TranslateCommand.Create(),
@@ -9,5 +9,6 @@ var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence mo
     ScoreCommand.Create(),
     ServeCommand.Create(),
     ConvertCommand.Create(),
+    AverageCommand.Create(),
 };
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

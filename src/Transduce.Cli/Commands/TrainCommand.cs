@@ -9,6 +9,7 @@ using Transduce.Inference;
 using Transduce.Models;
 using Transduce.Text;
 using Transduce.Training;
+using ValidationResult = Transduce.Training.ValidationResult;
 using static TorchSharp.torch;
 
 namespace Transduce.Cli.Commands;
@@ -18,10 +19,11 @@ internal sealed record TrainSettings(
     string Data, string? DataTarget, string Out, string Preset, string Architecture, int Embedding, int Hidden, int Layers,
     int Heads, int Ffn, string Activation, bool PreNorm, bool Tie, bool Share, double Dropout,
     int? MaxSteps, int? TrainPairs, int? VocabularyPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab,
-    int? Threads, bool SkipInvalid, TrainingOptions Options);
+    int? Threads, bool SkipInvalid, TrainingOptions Options,
+    string? Valid = null, int? ValidEvery = null, int? ValidMax = null, string KeepBest = "bleu", int? Patience = null, int? KeepLast = null);
 
 /// <summary>What <c>trainer.json</c> holds: the position in the run and the loss curve so far.</summary>
-internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve);
+internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve, List<ValidationResult>? Validations = null);
 
 internal static class TrainCommand
 {
@@ -73,12 +75,19 @@ internal static class TrainCommand
         var bucketed = new Option<bool>("--bucketed") { Description = "Length-bucketed batches: similar lengths together, little padding." };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Length-bucketed batches of at most N padded tokens (implies --bucketed)." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed corpus lines (and count them) instead of stopping." };
+        var valid = new Option<string?>("--valid") { Description = "Validation corpus (tab-separated): loss and greedy BLEU at every epoch end (or --valid-every)." };
+        var validEvery = new Option<int?>("--valid-every") { Description = "Validate every N updates instead of at epoch ends." };
+        var validMax = new Option<int?>("--valid-max") { Description = "Validate on the first N pairs only." };
+        var keepBest = new Option<string>("--keep-best") { Description = "Keep the best model so far in OUT/best by this validation metric: bleu or loss.", DefaultValueFactory = _ => "bleu" };
+        keepBest.AcceptOnlyFromAmong("bleu", "loss");
+        var patience = new Option<int?>("--patience") { Description = "Stop early after N validations without improvement." };
+        var keepLast = new Option<int?>("--keep-last") { Description = "Also keep the models of the last K saves in OUT/history (for transduce average)." };
 
         var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).")
         {
             data, dataTarget, preset, output, resume, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
             epochs, batch, lr, schedule, warmup, smoothing, accumulate, clip, seed, maxSteps, maxPairs, minFreq, normalize, tokenizer,
-            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid,
+            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast,
         };
         command.SetAction(r =>
         {
@@ -115,7 +124,10 @@ internal static class TrainCommand
                 MinFrequency: r.GetValue(minFreq) ?? p.MinFrequency,
                 Normalizer: r.GetValue(normalize) ?? (bpe ? "none" : p.Normalizer),
                 Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize),
-                Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options);
+                Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options,
+                Valid: r.GetValue(valid), ValidEvery: r.GetValue(validEvery), ValidMax: r.GetValue(validMax),
+                KeepBest: r.GetValue(keepBest)!, Patience: r.GetValue(patience), KeepLast: r.GetValue(keepLast));
+            if (settings.Patience is not null && settings.Valid is null) throw new ArgumentException("train: --patience needs --valid FILE");
             return Start(settings);
         });
         return command;
@@ -179,7 +191,7 @@ internal static class TrainCommand
             Model = ModelFactory.Create(config), ModelConfig = config, TextConfig = textConfig,
             SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
         };
-        return Run(s, checkpoint, prepared.Pairs, corpusName, null, []);
+        return Run(s, checkpoint, prepared.Pairs, corpusName, null, [], []);
     }
 
     private static int Resume(string directory, int? threads)
@@ -209,7 +221,7 @@ internal static class TrainCommand
             optimizer.load_state_dict(reader);
         });
         AnsiConsole.MarkupLine($"[bold]resume[/] {Markup.Escape(directory)} at epoch {state.Position.Epoch}, batch {state.Position.BatchesDone}, update {state.Position.Step}");
-        return Run(s, checkpoint, prepared.Pairs, corpusName, resume, state.Curve);
+        return Run(s, checkpoint, prepared.Pairs, corpusName, resume, state.Curve, state.Validations ?? []);
     }
 
     private static T ReadJson<T>(string path)
@@ -226,7 +238,7 @@ internal static class TrainCommand
     }
 
     private static int Run(TrainSettings s, Checkpoint checkpoint, IReadOnlyList<EncodedPair> pairs, string corpusName,
-        TrainingResume? resume, List<double[]> curve)
+        TrainingResume? resume, List<double[]> curve, List<ValidationResult> validations)
     {
         var model = checkpoint.Model;
         using var _ = model;
@@ -253,7 +265,53 @@ internal static class TrainCommand
             }
         }
 
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+
+        // Validation, best model, early stopping.
+        Validator? validator = null;
+        if (s.Valid is { } validPath)
+        {
+            var read = ParallelCorpus.Read(validPath, new CorpusReadOptions { MaxPairs = s.ValidMax, SkipInvalid = s.SkipInvalid });
+            validator = new Validator(read.Pairs);
+        }
+        bool lowerIsBetter = s.KeepBest == "loss";
+        double Metric(ValidationResult v) => lowerIsBetter ? v.Loss : v.Bleu;
+        bool earlyStopped = false;
+        void Validate(int step)
+        {
+            if (validator is null) return;
+            var result = validator.Run(checkpoint, step);
+            bool improved = validations.Count == 0 || (lowerIsBetter ? Metric(result) < validations.Min(Metric) : Metric(result) > validations.Max(Metric));
+            validations.Add(result);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  validation at update {step}: loss {result.Loss:F4}  BLEU {result.Bleu:F2}{(improved ? "  (best so far)" : "")}"));
+            if (improved)
+            {
+                checkpoint.TrainingInfo = new Dictionary<string, string>(checkpoint.TrainingInfo)
+                {
+                    ["best_update"] = step.ToString(CultureInfo.InvariantCulture),
+                    ["valid_loss"] = result.Loss.ToString("F4", CultureInfo.InvariantCulture),
+                    ["valid_bleu"] = result.Bleu.ToString("F2", CultureInfo.InvariantCulture),
+                };
+                checkpoint.Save(Path.Combine(s.Out, "best"));
+            }
+            if (s.Patience is int patience && validations.Count > patience)
+            {
+                var recent = validations.TakeLast(patience + 1).ToList();
+                bool stale = lowerIsBetter ? recent.Skip(1).Min(Metric) >= Metric(recent[0]) && recent[0] == validations.MinBy(Metric)
+                                           : recent.Skip(1).Max(Metric) <= Metric(recent[0]) && recent[0] == validations.MaxBy(Metric);
+                if (stale)
+                {
+                    earlyStopped = true;
+                    Console.WriteLine($"  early stop: no improvement in {patience} validations");
+                    cancel.Cancel();
+                }
+            }
+        }
+
         TrainingResult? finalResult = null;
+        int lastStep = resume?.Position.Step ?? 0;
         void Save(TrainingSnapshot snapshot)
         {
             var position = snapshot.Position;
@@ -276,7 +334,7 @@ internal static class TrainCommand
                 checkpoint.Save(s.Out, dir =>
                 {
                     AtomicFile.WriteAllText(Path.Combine(dir, SettingsFile), JsonSerializer.Serialize(s, Json));
-                    AtomicFile.WriteAllText(Path.Combine(dir, TrainerStateFile), JsonSerializer.Serialize(new TrainerFile(position, curve), Json));
+                    AtomicFile.WriteAllText(Path.Combine(dir, TrainerStateFile), JsonSerializer.Serialize(new TrainerFile(position, curve, validations), Json));
                     AtomicFile.Write(Path.Combine(dir, OptimizerFile), stream =>
                     {
                         using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -290,18 +348,36 @@ internal static class TrainCommand
             {
                 rngState.Dispose();
             }
+            if (s.KeepLast is int keep && keep > 0)
+            {
+                string history = Path.Combine(s.Out, "history");
+                checkpoint.Save(Path.Combine(history, $"update-{position.Step:D8}"));
+                foreach (var stale in Directory.GetDirectories(history, "update-*").Order(StringComparer.Ordinal).SkipLast(keep))
+                    Directory.Delete(stale, recursive: true);
+            }
         }
 
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         finalResult = ProgressView.Run(s.Options, (onStep, onEpoch) => Trainer.Train(
-            model, pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, config.MaxSequenceLength), s.Options, p => { Record(p); onStep(p); }, onEpoch,
+            model, pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, config.MaxSequenceLength), s.Options,
+            p =>
+            {
+                lastStep = p.Step;
+                Record(p);
+                onStep(p);
+                if (s.ValidEvery is int every && p.Step % every == 0) Validate(p.Step);
+            },
+            e =>
+            {
+                onEpoch(e);
+                if (s.ValidEvery is null) Validate(lastStep);
+            },
             cancel.Token, Save, resume));
         var lastEpoch = finalResult.Epochs.LastOrDefault();
         AnsiConsole.MarkupLine(
             $"done: {finalResult.Steps:N0} updates in {finalResult.Elapsed.TotalSeconds:F1}s, {finalResult.TokensPerSecond:N0} target tokens/s, " +
             $"padding {finalResult.PaddingFraction:P1}, final loss {lastEpoch?.Loss:F3}" +
-            $"{(finalResult.StoppedByTimeLimit ? " (time limit)" : "")}; checkpoint: {Markup.Escape(s.Out)}");
+            $"{(finalResult.StoppedByTimeLimit ? " (time limit)" : earlyStopped ? " (early stop)" : "")}; checkpoint: {Markup.Escape(s.Out)}" +
+            (validations.Count > 0 ? $", best model ({s.KeepBest}): {Markup.Escape(Path.Combine(s.Out, "best"))}" : ""));
 
         if (TrainingPreset.All.TryGetValue(s.Preset, out var preset) && preset.Examples.Count > 0)
         {

@@ -93,6 +93,12 @@ public sealed class Checkpoint : IDisposable
             string? old = null;
             if (Directory.Exists(target))
             {
+                // Sub-directories (best/, history/) are not part of this checkpoint's files; they move into the new one.
+                foreach (var sub in Directory.GetDirectories(target))
+                {
+                    string into = Path.Combine(tmp, Path.GetFileName(sub));
+                    if (!Directory.Exists(into)) Directory.Move(sub, into);
+                }
                 old = Path.Combine(parent, $".{Path.GetFileName(target)}.old-{Guid.NewGuid():N}");
                 Directory.Move(target, old);
             }
@@ -229,6 +235,56 @@ public sealed class Checkpoint : IDisposable
         string path = Path.Combine(directory, file);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found (the checkpoint's text configuration needs it)", path);
         return File.ReadAllBytes(path);
+    }
+
+    /// <summary>
+    /// Averages the weights of several checkpoints of one model (same configuration, vocabularies and tensor shapes),
+    /// as fairseq's and Marian's checkpoint averaging do; the text configuration and vocabularies are the first's.
+    /// </summary>
+    public static Checkpoint Average(IReadOnlyList<string> directories)
+    {
+        if (directories.Count == 0) throw new ArgumentException("average: no checkpoints given");
+        var first = Load(directories[0]);
+        try
+        {
+            var sum = first.Model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float64));
+            try
+            {
+                foreach (var directory in directories.Skip(1))
+                {
+                    using var other = Load(directory);
+                    if (other.ModelConfig != first.ModelConfig)
+                        throw new InvalidDataException($"{directory}: its model configuration differs from {directories[0]}'s; only checkpoints of one model can be averaged");
+                    if (!other.TargetVocabulary.Tokens.SequenceEqual(first.TargetVocabulary.Tokens) || !other.SourceVocabulary.Tokens.SequenceEqual(first.SourceVocabulary.Tokens))
+                        throw new InvalidDataException($"{directory}: its vocabularies differ from {directories[0]}'s");
+                    foreach (var (name, t) in other.Model.state_dict())
+                    {
+                        using var d = t.to(ScalarType.Float64);
+                        sum[name].add_(d);
+                    }
+                }
+                using var _ = no_grad();
+                foreach (var (name, t) in first.Model.state_dict())
+                {
+                    using var mean = sum[name].div(directories.Count);
+                    t.copy_(mean);
+                }
+            }
+            finally
+            {
+                foreach (var t in sum.Values) t.Dispose();
+            }
+            first.TrainingInfo = new Dictionary<string, string>(first.TrainingInfo)
+            {
+                ["averaged_from"] = string.Join(", ", directories.Select(d => Path.GetFileName(Path.GetFullPath(d).TrimEnd('/')))),
+            };
+            return first;
+        }
+        catch
+        {
+            first.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

@@ -35,11 +35,13 @@ public sealed class Translator : IDisposable
     private readonly Checkpoint checkpoint;
     private readonly Text.TextPipeline pipeline;
     private readonly object gate = new();
+    private readonly bool owns;
 
-    /// <summary>Wraps a loaded checkpoint; the translator owns and disposes it.</summary>
-    public Translator(Checkpoint checkpoint)
+    /// <summary>Wraps a loaded checkpoint; unless <paramref name="ownsCheckpoint"/> is false, the translator disposes it.</summary>
+    public Translator(Checkpoint checkpoint, bool ownsCheckpoint = true)
     {
         this.checkpoint = checkpoint;
+        owns = ownsCheckpoint;
         pipeline = checkpoint.CreateTextPipeline();
         checkpoint.Model.eval();
     }
@@ -173,5 +175,8 @@ public sealed class Translator : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => checkpoint.Dispose();
+    public void Dispose()
+    {
+        if (owns) checkpoint.Dispose();
+    }
 }

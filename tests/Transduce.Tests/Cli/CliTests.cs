@@ -95,6 +95,29 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ValidationKeepsTheBestModelStopsEarlyAndCheckpointsAverage()
+    {
+        string data = Corpus("pairs.tsv", Pairs);
+        string model = Path.Combine(dir, "v");
+        var train = Run(null, "train", "--data", data, "--valid", data, "--valid-every", "20", "--patience", "3", "--keep-last", "3",
+            "--save-every", "10", "--out", model, "--embed", "16", "--hidden", "32", "--layers", "1", "--dropout", "0",
+            "--epochs", "300", "--batch-size", "2", "--lr", "0.01", "--seed", "3");
+        Assert.True(train.Code == 0, train.Err + train.Out);
+        Assert.Contains("validation at update 20", train.Out);
+        Assert.Contains("early stop", train.Out);
+        var best = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "best", "config.json")))!["training"]!;
+        Assert.Equal("100.00", best["valid_bleu"]!.GetValue<string>());
+        var history = Directory.GetDirectories(Path.Combine(model, "history"));
+        Assert.Equal(3, history.Length);
+
+        string averaged = Path.Combine(dir, "avg");
+        var avg = Run(null, ["average", .. history, "--out", averaged]);
+        Assert.True(avg.Code == 0, avg.Err);
+        var t = Run(null, "translate", "--model", averaged, "Go.", "Thank you!");
+        Assert.Equal(["va !", "merci !"], t.Out.TrimEnd('\n').Split('\n'));
+    }
+
+    [Fact]
     public void BadInputsEndWithOneClearLineAndExitCodeOne()
     {
         string bad = Corpus("bad.tsv", "Go.\tVa !\nno tab here\nHi.\tSalut !\n");

@@ -1,0 +1,68 @@
+using Transduce.Checkpoints;
+using Transduce.Data;
+using Transduce.Evaluation;
+using Transduce.Inference;
+using static TorchSharp.torch;
+
+namespace Transduce.Training;
+
+/// <summary>One validation: teacher-forced loss and greedy corpus BLEU on the validation pairs.</summary>
+/// <param name="Step">Optimiser updates at the time.</param>
+/// <param name="Loss">Token-weighted mean masked cross-entropy.</param>
+/// <param name="Bleu">Corpus BLEU of greedy translations (13a on natural text, else on the normalised tokens).</param>
+public sealed record ValidationResult(int Step, double Loss, double Bleu);
+
+/// <summary>
+/// Scores a model during training on held-out pairs. The model is put in eval mode for the measurement and back
+/// in training mode afterwards; no random numbers are drawn, so validating does not change the training run.
+/// </summary>
+public sealed class Validator
+{
+    private readonly IReadOnlyList<SentencePair> pairs;
+    private readonly int batchSize;
+
+    /// <summary>Validates on <paramref name="pairs"/>, decoding <paramref name="batchSize"/> sentences at a time.</summary>
+    public Validator(IReadOnlyList<SentencePair> pairs, int batchSize = 64)
+    {
+        if (pairs.Count == 0) throw new ArgumentException("validation: no pairs", nameof(pairs));
+        this.pairs = pairs;
+        this.batchSize = batchSize;
+    }
+
+    /// <summary>Measures <paramref name="checkpoint"/>'s model as it is now.</summary>
+    public ValidationResult Run(Checkpoint checkpoint, int step)
+    {
+        var model = checkpoint.Model;
+        var pipeline = checkpoint.CreateTextPipeline();
+        var tgt = checkpoint.TargetVocabulary;
+        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        var encoded = TranslationData.Prepare(pairs, pipeline, sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: tgt).Pairs;
+        int? maxSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
+        model.eval();
+        try
+        {
+            double lossSum = 0;
+            long tokens = 0;
+            using (no_grad())
+            {
+                foreach (var chunk in encoded.Chunk(batchSize))
+                {
+                    using var scope = NewDisposeScope();
+                    using var batch = Batching.Build(chunk, ids, maxSteps);
+                    var logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
+                    lossSum += Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad).item<float>() * batch.TargetTokens;
+                    tokens += batch.TargetTokens;
+                }
+            }
+            using var translator = new Translator(checkpoint, ownsCheckpoint: false);
+            var outputs = translator.Translate(pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = batchSize });
+            var references = pairs.Select(p => pipeline.Canonical(p.Target)).ToList();
+            var bleu = SacreBleu.CorpusScore(outputs, [references], new BleuOptions { Tokenize = pipeline.ProducesNaturalText ? "13a" : "none" });
+            return new ValidationResult(step, lossSum / Math.Max(1, tokens), bleu.Score);
+        }
+        finally
+        {
+            model.train();
+        }
+    }
+}
