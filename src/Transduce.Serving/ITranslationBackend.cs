@@ -22,6 +22,12 @@ public interface ITranslationBackend
 
     /// <summary>Tokens the model's tokenizer makes of <paramref name="text"/> (for metrics).</summary>
     int CountTokens(string text);
+
+    /// <summary>
+    /// The cross-attention of the best translation of <paramref name="sentence"/> with beam size <paramref name="beam"/>,
+    /// or null when the model has none. May be called from any thread.
+    /// </summary>
+    AttentionMap? Attention(string sentence, int beam) => null;
 }
 
 /// <summary>The production backend: a loaded <see cref="Transduce.Inference.Translator"/>.</summary>
@@ -50,6 +56,10 @@ public sealed class TranslatorBackend : ITranslationBackend, IDisposable
 
     /// <inheritdoc />
     public int CountTokens(string text) => pipeline.TokenizeTarget(text).Length;
+
+    /// <inheritdoc />
+    public AttentionMap? Attention(string sentence, int beam) =>
+        Translator.TranslateWithAttention(sentence, new TranslationOptions { Beam = beam }).Attention;
 
     /// <inheritdoc />
     public void Dispose() => Translator.Dispose();

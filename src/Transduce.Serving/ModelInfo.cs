@@ -41,6 +41,9 @@ public sealed record ModelInfo
     /// <summary>Target language, from the checkpoint's training info (<c>target_language</c>), else <c>"target"</c>.</summary>
     public string TargetLanguage { get; init; } = "target";
 
+    /// <summary>Whether translations can come with cross-attention weights (<c>"attention": true</c>).</summary>
+    public bool Attention { get; init; }
+
     /// <summary>Free-form facts about the training run, as stored in the checkpoint.</summary>
     public IReadOnlyDictionary<string, string> Training { get; init; } = new Dictionary<string, string>();
 
@@ -64,6 +67,7 @@ public sealed record ModelInfo
             SourceLanguage = Language("source_language", "source"),
             TargetLanguage = Language("target_language", "target"),
             Training = checkpoint.TrainingInfo,
+            Attention = Inference.AttentionProbe.Supports(checkpoint.Model),
         };
     }
 

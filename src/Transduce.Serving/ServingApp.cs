@@ -91,7 +91,7 @@ public static class ServingApp
             await next(context);
         });
 
-        app.MapPost("/v1/translate", (HttpContext context, BatchingQueue queue) => TranslateAsync(context, queue, options, metrics, model));
+        app.MapPost("/v1/translate", (HttpContext context, BatchingQueue queue) => TranslateAsync(context, queue, options, metrics, model, backend));
         app.MapGet("/v1/models", () => Results.Json(new { models = new[] { model } }, s_json));
         app.MapGet("/healthz", (BatchingQueue queue, IHostApplicationLifetime lifetime) =>
             queue.IsStopping || lifetime.ApplicationStopping.IsCancellationRequested
@@ -125,7 +125,8 @@ public static class ServingApp
         return endpoints;
     }
 
-    private static async Task<IResult> TranslateAsync(HttpContext context, BatchingQueue queue, ServeOptions options, ServingMetrics metrics, ModelInfo model)
+    private static async Task<IResult> TranslateAsync(HttpContext context, BatchingQueue queue, ServeOptions options, ServingMetrics metrics, ModelInfo model,
+        ITranslationBackend backend)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         deadline.CancelAfter(options.Timeout);
@@ -137,11 +138,11 @@ public static class ServingApp
                 metrics.CountError(problem.Status == StatusCodes.Status413PayloadTooLarge ? "too_large" : "invalid");
                 return Problem(problem);
             }
-            if (request!.Attention)
+            if (request!.Attention && !model.Attention)
             {
                 metrics.CountError("invalid");
-                return Problem(new RequestProblem(StatusCodes.Status400BadRequest, "Not supported yet",
-                    "attention weights are not supported yet; send \"attention\": false or leave it out", "attention"));
+                return Problem(new RequestProblem(StatusCodes.Status400BadRequest, "No attention",
+                    $"the '{model.Architecture}' model has no cross-attention to show; send \"attention\": false or leave it out", "attention"));
             }
 
             switch (queue.TrySubmit(request.Text, request.Beam, request.NBest, deadline.Token, out var pending))
@@ -158,7 +159,22 @@ public static class ServingApp
             }
 
             var outputs = await pending.WaitAsync(deadline.Token);
-            return Results.Json(new TranslateResponse(model.Id, outputs.Select(ToResult).ToArray()), s_json);
+            var results = outputs.Select(ToResult).ToArray();
+            if (request.Attention)
+            {
+                // Per sentence: the decoder's last layer, averaged over heads, for the best translation.
+                for (int i = 0; i < results.Length; i++)
+                {
+                    deadline.Token.ThrowIfCancellationRequested();
+                    var map = await Task.Run(() => backend.Attention(request.Text[i], request.Beam), deadline.Token);
+                    if (map is null) continue;
+                    var mean = map.Select();
+                    var rows = Enumerable.Range(0, mean.GetLength(0))
+                        .Select(r => Enumerable.Range(0, mean.GetLength(1)).Select(c => MathF.Round(mean[r, c], 4)).ToArray()).ToArray();
+                    results[i] = results[i] with { Attention = new AttentionView(map.SourceTokens, map.TargetTokens, rows) };
+                }
+            }
+            return Results.Json(new TranslateResponse(model.Id, results), s_json);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -208,7 +224,9 @@ public static class ServingApp
 
     private sealed record TranslateResponse(string Model, TranslationResult[] Translations);
 
-    private sealed record TranslationResult(string Text, double? Score, Hypothesis[] NBest);
+    private sealed record TranslationResult(string Text, double? Score, Hypothesis[] NBest, AttentionView? Attention = null);
+
+    private sealed record AttentionView(IReadOnlyList<string> SourceTokens, IReadOnlyList<string> TargetTokens, float[][] Weights);
 
     private sealed record Hypothesis(string Text, double? Score);
 }

@@ -20,7 +20,8 @@ internal sealed record TrainSettings(
     int Heads, int Ffn, string Activation, bool PreNorm, bool Tie, bool Share, double Dropout,
     int? MaxSteps, int? TrainPairs, int? VocabularyPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab,
     int? Threads, bool SkipInvalid, TrainingOptions Options,
-    string? Valid = null, int? ValidEvery = null, int? ValidMax = null, string KeepBest = "bleu", int? Patience = null, int? KeepLast = null);
+    string? Valid = null, int? ValidEvery = null, int? ValidMax = null, string KeepBest = "bleu", int? Patience = null, int? KeepLast = null,
+    string? SourceLanguage = null, string? TargetLanguage = null);
 
 /// <summary>What <c>trainer.json</c> holds: the position in the run and the loss curve so far.</summary>
 internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve, List<ValidationResult>? Validations = null);
@@ -81,13 +82,15 @@ internal static class TrainCommand
         var keepBest = new Option<string>("--keep-best") { Description = "Keep the best model so far in OUT/best by this validation metric: bleu or loss.", DefaultValueFactory = _ => "bleu" };
         keepBest.AcceptOnlyFromAmong("bleu", "loss");
         var patience = new Option<int?>("--patience") { Description = "Stop early after N validations without improvement." };
+        var sourceLanguage = new Option<string?>("--source-language") { Description = "Name of the source language, shown by serve (e.g. English)." };
+        var targetLanguage = new Option<string?>("--target-language") { Description = "Name of the target language, shown by serve (e.g. French)." };
         var keepLast = new Option<int?>("--keep-last") { Description = "Also keep the models of the last K saves in OUT/history (for transduce average)." };
 
         var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).")
         {
             data, dataTarget, preset, output, resume, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
             epochs, batch, lr, schedule, warmup, smoothing, accumulate, clip, seed, maxSteps, maxPairs, minFreq, normalize, tokenizer,
-            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast,
+            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast, sourceLanguage, targetLanguage,
         };
         command.SetAction(r =>
         {
@@ -126,7 +129,8 @@ internal static class TrainCommand
                 Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize),
                 Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options,
                 Valid: r.GetValue(valid), ValidEvery: r.GetValue(validEvery), ValidMax: r.GetValue(validMax),
-                KeepBest: r.GetValue(keepBest)!, Patience: r.GetValue(patience), KeepLast: r.GetValue(keepLast));
+                KeepBest: r.GetValue(keepBest)!, Patience: r.GetValue(patience), KeepLast: r.GetValue(keepLast),
+                SourceLanguage: r.GetValue(sourceLanguage), TargetLanguage: r.GetValue(targetLanguage));
             if (settings.Patience is not null && settings.Valid is null) throw new ArgumentException("train: --patience needs --valid FILE");
             return Start(settings);
         });
@@ -327,6 +331,8 @@ internal static class TrainCommand
                 ["tokens_per_second"] = (position.Tokens / Math.Max(1e-9, position.ElapsedSeconds)).ToString("F0", CultureInfo.InvariantCulture),
                 ["padding_fraction"] = (position.Positions == 0 ? 0 : 1 - position.Tokens / (double)position.Positions).ToString("F3", CultureInfo.InvariantCulture),
             };
+            if (s.SourceLanguage is { } sl) info["source_language"] = sl;
+            if (s.TargetLanguage is { } tl) info["target_language"] = tl;
             var rngState = get_rng_state();
             try
             {

@@ -9,6 +9,55 @@
   const result = document.getElementById("result");
   const direction = document.getElementById("direction");
   const footer = document.getElementById("model");
+  const attention = document.getElementById("attention");
+  const attentionView = document.getElementById("attention-view");
+  const heatmap = document.getElementById("heatmap");
+
+  // Viridis-like ramp: dark blue (0) → green → yellow (1).
+  const ramp = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  function colour(w) {
+    const x = Math.max(0, Math.min(1, w)) * (ramp.length - 1);
+    const i = Math.min(ramp.length - 2, Math.floor(x));
+    const f = x - i;
+    const c = ramp[i].map(function (v, k) { return Math.round(v + f * (ramp[i + 1][k] - v)); });
+    return "rgb(" + c.join(",") + ")";
+  }
+
+  // Draws weights[target][source] as a grid with the tokens as labels (source on top, target on the left).
+  function drawHeatmap(att, title) {
+    const ctx = heatmap.getContext("2d");
+    const font = "13px system-ui, sans-serif";
+    ctx.font = font;
+    const width = function (t) { return ctx.measureText(t).width; };
+    const left = Math.ceil(Math.max.apply(null, att.target_tokens.map(width))) + 12;
+    const top = Math.ceil(Math.max.apply(null, att.source_tokens.map(width))) + 12;
+    const cell = 34;
+    heatmap.width = left + cell * att.source_tokens.length + 10;
+    heatmap.height = top + cell * att.target_tokens.length + 10;
+    heatmap.setAttribute("aria-label", "cross-attention of: " + title);
+    ctx.font = font;
+    ctx.fillStyle = getComputedStyle(document.body).color;
+    ctx.textBaseline = "middle";
+    att.target_tokens.forEach(function (t, r) {
+      ctx.textAlign = "right";
+      ctx.fillText(t, left - 6, top + r * cell + cell / 2);
+    });
+    att.source_tokens.forEach(function (t, c) {
+      ctx.save();
+      ctx.translate(left + c * cell + cell / 2, top - 6);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = "left";
+      ctx.fillText(t, 0, 0);
+      ctx.restore();
+    });
+    att.weights.forEach(function (row, r) {
+      row.forEach(function (w, c) {
+        ctx.fillStyle = colour(w);
+        ctx.fillRect(left + c * cell, top + r * cell, cell - 1, cell - 1);
+      });
+    });
+    attentionView.hidden = false;
+  }
 
   async function loadModel() {
     try {
@@ -16,6 +65,8 @@
       if (!response.ok) throw new Error("HTTP " + response.status);
       const model = (await response.json()).models[0];
       direction.textContent = model.source_language + " → " + model.target_language;
+      attention.disabled = !model.attention;
+      attention.checked = !!model.attention;
       document.getElementById("target-heading").textContent = "Translation (" + model.target_language + ")";
       footer.textContent = model.architecture + " · " + model.parameters.toLocaleString("en") + " parameters · vocabularies " +
         model.source_vocab_size + " / " + model.target_vocab_size + " · checkpoint " + model.id;
@@ -41,7 +92,7 @@
       const response = await fetch("/v1/translate", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text: lines, beam: Number(beam.value), n_best: 1 }),
+        body: JSON.stringify({ text: lines, beam: Number(beam.value), n_best: 1, attention: attention.checked }),
       });
       const body = await response.json();
       if (!response.ok) {
@@ -53,8 +104,17 @@
         item.className = "translation";
         item.textContent = t.text;
         if (typeof t.score === "number") item.title = "score " + t.score.toFixed(3);
+        if (t.attention) {
+          item.classList.add("has-attention");
+          item.tabIndex = 0;
+          item.addEventListener("click", function () { drawHeatmap(t.attention, t.text); });
+          item.addEventListener("keydown", function (e) { if (e.key === "Enter") drawHeatmap(t.attention, t.text); });
+        }
         return item;
       }));
+      attentionView.hidden = true;
+      const first = body.translations.find(function (t) { return t.attention; });
+      if (first) drawHeatmap(first.attention, first.text);
       status.textContent = "";
     } catch (e) {
       showError("Request failed: " + e.message);

@@ -70,6 +70,9 @@ public static class AttentionProbe
         }
     }
 
+    /// <summary>True when <paramref name="model"/>'s decoder exposes its cross-attention.</summary>
+    public static bool Supports(EncoderDecoder model) => model.Apply(new DecoderOf()) is IAttentionCapture;
+
     private sealed class DecoderOf : IEncoderDecoderFunc<object>
     {
         public object Invoke<TState>(EncoderDecoder<TState> model) where TState : IDecoderState => model.Decoder;

@@ -42,6 +42,30 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AttentionComesPerSentenceAsTargetBySourceWeights()
+    {
+        var response = await service.TranslateAsync(new { text = new[] { "I'm home.", "Go." }, attention = true });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var translations = (await TestService.JsonAsync(response))["translations"]!.AsArray();
+        Assert.Equal(["i'm", "home", ".", "<eos>"], translations[0]!["attention"]!["source_tokens"]!.AsArray().Select(t => (string)t!));
+        foreach (var t in translations)
+        {
+            var att = t!["attention"]!;
+            var target = att["target_tokens"]!.AsArray().Select(x => (string)x!).ToArray();
+            Assert.Equal(((string)t["text"]!).Split(' ').Append("<eos>"), target);
+            var weights = att["weights"]!.AsArray();
+            Assert.Equal(target.Length, weights.Count);
+            foreach (var row in weights)
+            {
+                var values = row!.AsArray().Select(v => (double)v!).ToArray();
+                Assert.Equal(att["source_tokens"]!.AsArray().Count, values.Length);
+                Assert.Equal(1.0, values.Sum(), 2);
+            }
+        }
+        Assert.True(fixture.Model.Attention);
+    }
+
+    [Fact]
     public async Task BeamAndNBestGiveDistinctHypothesesBestFirst()
     {
         var response = await service.TranslateAsync(new { text = new[] { "We won." }, beam = 4, n_best = 3, attention = false });
@@ -62,10 +86,12 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         var response = await service.Client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var m = (await TestService.JsonAsync(response))["models"]![0]!;
-        Assert.Equal("gru", (string?)m["architecture"]);
+        Assert.Equal("transformer", (string?)m["architecture"]);
         Assert.Equal(32, (int)m["hidden_size"]!);
-        Assert.Equal(16, (int)m["embedding_size"]!);
+        Assert.Equal(32, (int)m["embedding_size"]!);
         Assert.Equal(2, (int)m["layers"]!);
+        Assert.Equal(4, (int)m["heads"]!);
+        Assert.True((bool)m["attention"]!);
         Assert.Equal(fixture.Backend.Translator.Checkpoint.SourceVocabulary.Count, (int)m["source_vocab_size"]!);
         Assert.Equal(fixture.Backend.Translator.Checkpoint.TargetVocabulary.Count, (int)m["target_vocab_size"]!);
         Assert.True((long)m["parameters"]! > 1000);
@@ -166,7 +192,6 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         { "{\"text\": [\"Go.\"], \"n_best\": -1}", 400, "n_best", "between 1 and 16" },
         { "{\"text\": [\"Go.\"], \"attention\": \"yes\"}", 400, "attention", "true or false" },
         { "{\"text\": [\"Go.\"], \"nbest\": 2}", 400, "nbest", "unknown field 'nbest'" },
-        { "{\"text\": [\"Go.\"], \"attention\": true}", 400, "attention", "not supported yet" },
         { "{\"text\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", 413, "text", "5 sentences; the limit is 4" },
         { "{\"text\": [\"Go.\", \"" + new string('x', 41) + "\"]}", 413, "text[1]", "41 characters; the limit is 40" },
         { "{\"text\": [\"" + new string('x', 3000) + "\"]}", 413, "body", "exceeds 2048 bytes" },

@@ -41,7 +41,13 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             var results = page.Locator("#result li");
             await Assertions.Expect(results).ToHaveCountAsync(2);
             Assert.Equal(["je suis chez moi .", "merci !"], await results.AllTextContentsAsync());
-            Assert.Contains("gru", await page.Locator("#model").TextContentAsync());
+            Assert.Contains("transformer", await page.Locator("#model").TextContentAsync());
+            // The cross-attention of the first sentence is drawn in the page: a canvas of target × source cells.
+            await Assertions.Expect(page.Locator("#attention-view")).ToBeVisibleAsync();
+            var size = await page.Locator("#heatmap").EvaluateAsync<int[]>("c => [c.width, c.height]");
+            Assert.True(size[0] > 4 * 34 && size[1] > 5 * 34, $"heatmap canvas is {size[0]}×{size[1]}");
+            await results.Nth(1).ClickAsync();
+            await Assertions.Expect(page.Locator("#heatmap")).ToHaveAttributeAsync("aria-label", "cross-attention of: merci !");
 
             string shot = Path.Combine(AppContext.BaseDirectory, "artifacts", "serve-page.png");
             Directory.CreateDirectory(Path.GetDirectoryName(shot)!);

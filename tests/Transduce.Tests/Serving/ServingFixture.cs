@@ -8,14 +8,14 @@ using Transduce.Serving;
 
 namespace Transduce.Tests.Serving;
 
-/// <summary>A tiny English→French checkpoint, trained once (a few seconds) and saved, shared by the Serving tests.</summary>
+/// <summary>A tiny English→French Transformer checkpoint, trained once (a few seconds) and saved, shared by the Serving tests.</summary>
 public sealed class ServingFixture : IDisposable
 {
     public ServingFixture()
     {
         Directory = Path.Combine(Path.GetTempPath(), "transduce-serve-" + Guid.NewGuid().ToString("N"));
         CheckpointDirectory = Path.Combine(Directory, "model");
-        var (model, data, pipeline, config) = TinyModels.Trained();
+        var (model, data, pipeline, config) = TinyModels.Trained(epochs: 100, architecture: "transformer");
         using (model)
         {
             new Checkpoint
