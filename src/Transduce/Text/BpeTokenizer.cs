@@ -476,20 +476,7 @@ public sealed class BpeTokenizer
         {
             throw new InvalidDataException($"{path}: BPE model file not found.", new FileNotFoundException(null, path));
         }
-        ReadOnlySpan<byte> span = File.ReadAllBytes(path);
-        if (span.StartsWith("\uFEFF"u8))
-        {
-            span = span[3..];
-        }
-        string json;
-        try
-        {
-            json = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(span);
-        }
-        catch (DecoderFallbackException ex)
-        {
-            throw Bad(path, "not valid UTF-8", ex);
-        }
+        string json = StrictUtf8.ReadFile(path) ?? throw Bad(path, "not valid UTF-8");
         return FromJson(json, path);
     }
 

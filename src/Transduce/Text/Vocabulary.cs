@@ -252,21 +252,7 @@ public sealed class Vocabulary
         {
             throw new FileNotFoundException($"Vocabulary file not found: {path}", path);
         }
-        byte[] bytes = File.ReadAllBytes(path);
-        ReadOnlySpan<byte> span = bytes;
-        if (span.StartsWith("\uFEFF"u8))
-        {
-            span = span[3..];
-        }
-        string json;
-        try
-        {
-            json = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(span);
-        }
-        catch (DecoderFallbackException ex)
-        {
-            throw new InvalidDataException($"{path}: vocabulary file is not valid UTF-8.", ex);
-        }
+        string json = StrictUtf8.ReadFile(path) ?? throw new InvalidDataException($"{path}: vocabulary file is not valid UTF-8.");
         return FromJson(json, path);
     }
 
