@@ -212,17 +212,37 @@ public sealed class MarianParityTests
         var e = LoadFails(dir => File.Delete(Path.Combine(dir, "model.safetensors")));
         Assert.IsType<FileNotFoundException>(e);
         Assert.Contains("model.safetensors: not found", e.Message);
+        Assert.Contains("pytorch_model.bin", e.Message);
     }
 
     [Fact]
-    public void PyTorchOnlyFolderSaysSo()
+    public void PyTorchStateDictLoadsLikeSafetensors()
     {
-        var e = LoadFails(dir =>
+        // A folder with pytorch_model.bin only (a torch.save'd state dict, written here with PyBridge's pickler).
+        string dir = BrokenCopy(d =>
         {
-            File.Move(Path.Combine(dir, "model.safetensors"), Path.Combine(dir, "pytorch_model.bin"));
+            var tensors = Transduce.Checkpoints.Safetensors.Load(Path.Combine(d, "model.safetensors"), out _);
+            using (var stream = File.Create(Path.Combine(d, "pytorch_model.bin")))
+                TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(stream, tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
+            foreach (var t in tensors.Values) t.Dispose();
+            File.Delete(Path.Combine(d, "model.safetensors"));
         });
-        Assert.Contains("model.safetensors: not found", e.Message);
-        Assert.Contains("only pytorch_model.bin", e.Message);
+        try
+        {
+            using var fromBin = MarianImport.Load(dir);
+            using var fromSafetensors = MarianImport.Load(Folder);
+            foreach (var (name, t) in fromSafetensors.Model.state_dict())
+                Assert.True(t.allclose(fromBin.Model.state_dict()[name], 0, 0), name);
+
+            File.WriteAllText(Path.Combine(dir, "pytorch_model.bin"), "not a pickle");
+            var e = Assert.Throws<InvalidDataException>(() => MarianImport.Load(dir).Dispose());
+            Assert.Contains("pytorch_model.bin", e.Message);
+            Assert.Contains("not a PyTorch state dict", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

@@ -69,11 +69,35 @@ public static class MarianImport
     {
         string path = Path.Combine(directory, WeightsFile);
         if (File.Exists(path)) return path;
-        if (File.Exists(Path.Combine(directory, PyTorchWeightsFile)))
-            throw new FileNotFoundException(
-                $"{path}: not found — the folder has only {PyTorchWeightsFile} (a pickled PyTorch file), which Transduce does not read; " +
-                "convert it once with transformers: MarianMTModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)", path);
-        throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its weights as {WeightsFile}", path);
+        string pickled = Path.Combine(directory, PyTorchWeightsFile);
+        if (File.Exists(pickled)) return pickled;
+        throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its weights as {WeightsFile} or {PyTorchWeightsFile}", path);
+    }
+
+    /// <summary>
+    /// Reads a weights file: safetensors, or a PyTorch state dict saved with <c>torch.save</c> (<c>pytorch_model.bin</c>,
+    /// read with TorchSharp.PyBridge's restricted unpickler, which rebuilds tensors and plain containers only).
+    /// </summary>
+    public static Dictionary<string, Tensor> ReadWeights(string path)
+    {
+        if (!path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Safetensors.Load(path, out _);
+        using var stream = File.OpenRead(path);
+        System.Collections.IDictionary table;
+        try
+        {
+            table = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(stream);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InvalidDataException($"{path}: not a PyTorch state dict saved with torch.save ({e.GetType().Name}: {e.Message})", e);
+        }
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (System.Collections.DictionaryEntry entry in table)
+        {
+            if (entry.Key is string name && entry.Value is Tensor t) result[name] = t;
+            else throw new InvalidDataException($"{path}: entry '{entry.Key}' is not a tensor; expected a state dict of name → tensor");
+        }
+        return result;
     }
 
     /// <summary>Maps a MarianMT <c>config.json</c> onto the <see cref="ModelConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
@@ -297,12 +321,12 @@ public static class MarianImport
     }
 
     /// <summary>
-    /// Copies a MarianMT safetensors file into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
+    /// Copies a MarianMT weights file (safetensors or pytorch_model.bin) into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
     /// shared/tied tensors that differ are reported together, by their Hugging Face names, in one <see cref="InvalidDataException"/>.
     /// </summary>
     public static void LoadWeights(TransformerSeq2Seq model, ModelConfig config, string path)
     {
-        var loaded = Safetensors.Load(path, out _);
+        var loaded = ReadWeights(path);
         try
         {
             var expected = model.state_dict();
