@@ -228,6 +228,13 @@ internal static class TrainCommand
         return Run(s, checkpoint, prepared.Pairs, corpusName, resume, state.Curve, state.Validations ?? []);
     }
 
+    /// <summary>At most <paramref name="points"/> points, each the mean of a run of consecutive ones.</summary>
+    private static List<(double X, double Loss)> Downsample(List<double[]> curve, int points)
+    {
+        int group = Math.Max(1, (curve.Count + points - 1) / points);
+        return curve.Chunk(group).Select(g => (g.Average(c => c[0]), g.Average(c => c[1]))).ToList();
+    }
+
     private static T ReadJson<T>(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found", path);
@@ -254,14 +261,15 @@ internal static class TrainCommand
             $"{Markup.Escape(config.Architecture)} {parameterCount:N0} parameters, {get_num_threads()} threads, preset {Markup.Escape(s.Preset)}");
 
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        // Loss curve: the mean loss of every ~1% of the run, at its fractional epoch.
+        // Loss curve: the mean loss of every 10 updates, at its fractional epoch (plotted with at most 200 points).
+        const int Window = 10;
         double window = 0;
         int windowSteps = 0;
         void Record(TrainingProgress p)
         {
             window += p.Loss;
             windowSteps++;
-            if (windowSteps >= Math.Max(1, p.TotalSteps / 100) || p.Step == p.TotalSteps)
+            if (windowSteps >= Window || p.Step == p.TotalSteps)
             {
                 curve.Add([p.Step * s.Options.Epochs / (double)p.TotalSteps, window / windowSteps]);
                 window = 0;
@@ -347,7 +355,7 @@ internal static class TrainCommand
                         snapshot.Optimizer.save_state_dict(writer);
                     });
                     Safetensors.Save(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["rng"] = rngState });
-                    if (curve.Count > 0) Plots.SaveLossCurve(Path.Combine(dir, LossCurveFile), curve.Select(c => (c[0], c[1])).ToList());
+                    if (curve.Count > 0) Plots.SaveLossCurve(Path.Combine(dir, LossCurveFile), Downsample(curve, 200));
                 });
             }
             finally
