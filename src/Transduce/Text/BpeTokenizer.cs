@@ -494,34 +494,9 @@ public sealed class BpeTokenizer
     {
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(sourceName);
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json);
-        }
-        catch (JsonException ex)
-        {
-            throw Bad(sourceName, $"not valid JSON or truncated ({ex.Message})", ex);
-        }
-
-        using (doc)
+        using (JsonDocument doc = JsonModelFile.Open(json, sourceName, FormatTag, FormatVersion, Bad))
         {
             JsonElement root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                throw Bad(sourceName, $"expected a JSON object at top level but found {root.ValueKind}");
-            }
-            string format = RequireString(root, "format", sourceName);
-            if (format != FormatTag)
-            {
-                throw Bad(sourceName, $"wrong format tag: expected \"{FormatTag}\" but found \"{format}\"");
-            }
-            if (!root.TryGetProperty("version", out JsonElement version) || version.ValueKind != JsonValueKind.Number
-                || !version.TryGetInt32(out int v) || v != FormatVersion)
-            {
-                string found = version.ValueKind == JsonValueKind.Undefined ? "none" : version.GetRawText();
-                throw Bad(sourceName, $"unsupported version: expected {FormatVersion} but found {found}");
-            }
             string normalization = RequireString(root, "normalization", sourceName);
             if (normalization != NormalizationNone)
             {

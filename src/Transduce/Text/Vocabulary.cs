@@ -268,42 +268,9 @@ public sealed class Vocabulary
     {
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(sourceName);
-
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json);
-        }
-        catch (JsonException ex)
-        {
-            throw Bad(sourceName, $"not valid JSON or truncated ({ex.Message})", ex);
-        }
-
-        using (doc)
+        using (JsonDocument doc = JsonModelFile.Open(json, sourceName, FormatTag, FormatVersion, Bad))
         {
             JsonElement root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                throw Bad(sourceName, $"expected a JSON object at top level but found {root.ValueKind}");
-            }
-
-            if (!root.TryGetProperty("format", out JsonElement format)
-                || format.ValueKind != JsonValueKind.String
-                || format.GetString() != FormatTag)
-            {
-                string found = format.ValueKind == JsonValueKind.Undefined ? "none" : format.GetRawText();
-                throw Bad(sourceName, $"wrong format tag: expected \"format\": \"{FormatTag}\" but found {found}");
-            }
-
-            if (!root.TryGetProperty("version", out JsonElement version)
-                || version.ValueKind != JsonValueKind.Number
-                || !version.TryGetInt32(out int v)
-                || v != FormatVersion)
-            {
-                string found = version.ValueKind == JsonValueKind.Undefined ? "none" : version.GetRawText();
-                throw Bad(sourceName, $"unsupported version: expected {FormatVersion} but found {found}");
-            }
-
             if (!root.TryGetProperty("tokens", out JsonElement tokensElement))
             {
                 throw Bad(sourceName, "missing \"tokens\" array");
