@@ -146,6 +146,40 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void GarbageCorporaEndInOneClearLineOrASkipCount()
+    {
+        // Invalid UTF-8 on line 2, an empty line 4, and a 10,000-word line 5.
+        string path = Path.Combine(dir, "garbage.tsv");
+        var bytes = new List<byte>();
+        bytes.AddRange("Go.\tVa !\n"u8.ToArray());
+        bytes.AddRange("Hi"u8.ToArray());
+        bytes.Add(0xFF);
+        bytes.AddRange(".\tSalut !\n"u8.ToArray());
+        bytes.AddRange("Run!\tCours !\n\n"u8.ToArray());
+        bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(string.Join(' ', Enumerable.Repeat("word", 10_000)) + "\tmot\n"));
+        bytes.AddRange("I lost.\tJ'ai perdu.\n"u8.ToArray());
+        File.WriteAllBytes(path, bytes.ToArray());
+
+        string[] tiny = ["--embed", "8", "--hidden", "8", "--layers", "1", "--epochs", "1"];
+        var strict = Run(null, ["train", "--data", path, "--out", Path.Combine(dir, "g1"), .. tiny]);
+        Assert.Equal(1, strict.Code);
+        Assert.Contains("garbage.tsv:2", strict.Err);
+        Assert.Contains("UTF-8", strict.Err);
+        Assert.DoesNotContain("   at ", strict.Err);
+
+        // With --skip-invalid the two bad lines are counted, and the 10,000-word line trains (cut to the Transformer's positions).
+        var skip = Run(null, ["train", "--data", path, "--out", Path.Combine(dir, "g2"), "--skip-invalid", "--model", "transformer",
+            "--hidden", "16", "--heads", "2", "--ffn", "16", "--layers", "1", "--epochs", "1"]);
+        Assert.True(skip.Code == 0, skip.Err + skip.Out);
+        Assert.Contains("skipped 2 malformed line(s)", skip.Err);
+
+        var missing = Run(null, ["train", "--data", Path.Combine(dir, "nothing.tsv"), "--out", Path.Combine(dir, "g3"), .. tiny]);
+        Assert.Equal(1, missing.Code);
+        Assert.Contains("nothing.tsv", missing.Err);
+        Assert.DoesNotContain("   at ", missing.Err);
+    }
+
+    [Fact]
     public void HelpIsAvailableForEveryCommand()
     {
         foreach (var command in new[] { "train", "translate", "evaluate" })
