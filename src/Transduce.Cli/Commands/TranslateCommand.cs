@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Spectre.Console;
+using Transduce.Checkpoints;
 using Transduce.Inference;
 
 namespace Transduce.Cli.Commands;
@@ -8,8 +10,12 @@ internal static class TranslateCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) folder.", Required = true };
-        var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate; none: read one per line from standard input.", Arity = ArgumentArity.ZeroOrMore };
-        var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together.", DefaultValueFactory = _ => 64 };
+        var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate; none: read one per line from --input or standard input.", Arity = ArgumentArity.ZeroOrMore };
+        var input = new Option<string?>("--input") { Description = "Read sentences from this file (one per line) instead of standard input; shows a progress bar on stderr." };
+        var output = new Option<string?>("--output") { Description = "Write translations to this file (complete, or not at all: written aside and renamed) instead of standard output." };
+        var window = new Option<int>("--window") { Description = "Sentences read ahead and sorted by length before decoding; outputs keep input order.", DefaultValueFactory = _ => 4096 };
+        var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together at most.", DefaultValueFactory = _ => 64 };
+        var batchTokens = new Option<int?>("--batch-tokens") { Description = "Padded source tokens per batch at most (batches of short sentences get larger)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
         var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens)." };
         var beam = new Option<int>("--beam") { Description = "Beam size (1 = greedy).", DefaultValueFactory = _ => 1 };
@@ -17,15 +23,20 @@ internal static class TranslateCommand
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
         var layer = new Option<int>("--attention-layer") { Description = "Decoder layer to show (negative counts from the last).", DefaultValueFactory = _ => -1 };
         var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };
-        var command = new Command("translate", "Translate sentences (arguments, or lines of standard input) to standard output, one per line.")
+        var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {
-            model, sentences, batch, threads, maxNew, beam, nbest, attention, layer, head,
+            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head,
         };
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
+            if (r.GetValue(window) < 1) throw new ArgumentException("--window must be at least 1");
             using var translator = Translator.Load(r.GetValue(model)!);
-            var options = new TranslationOptions { BatchSize = r.GetValue(batch), Beam = r.GetValue(beam), NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) };
+            var options = new TranslationOptions
+            {
+                BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam),
+                NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew),
+            };
             var args = r.GetValue(sentences) ?? [];
             if (r.GetValue(attention) is { } png)
             {
@@ -37,39 +48,83 @@ internal static class TranslateCommand
                 Evaluation.Plots.SaveAttentionHeatmap(png, map.SourceTokens, map.TargetTokens, weights, $"cross-attention: {args[0]}");
                 Console.Error.WriteLine($"attention heatmap: {png}");
             }
-            if (args.Length > 0)
-            {
-                Write(args);
-                return 0;
-            }
-            // Standard input: translate in chunks so output starts before the input ends.
-            var chunk = new List<string>();
-            string? text;
-            while ((text = Console.In.ReadLine()) is not null)
-            {
-                chunk.Add(text);
-                if (chunk.Count == 1024) Flush();
-            }
-            Flush();
-            return 0;
 
-            void Flush()
+            string? outputPath = r.GetValue(output);
+            if (outputPath is null) return Translate(translator, options, args, r.GetValue(input), r.GetValue(window), Console.Out);
+            int code = 0;
+            AtomicFile.Write(outputPath, stream =>
             {
-                Write(chunk);
-                chunk.Clear();
-            }
-
-            void Write(IReadOnlyList<string> input)
-            {
-                if (options.NBest <= 1)
-                {
-                    foreach (var line in translator.Translate(input, options)) Console.WriteLine(line);
-                    return;
-                }
-                foreach (var list in translator.TranslateNBest(input, options))
-                    Console.WriteLine(string.Join('\t', list.Select(h => FormattableString.Invariant($"{h.Text}\t{h.Score:F4}"))));
-            }
+                using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false), 1 << 16, leaveOpen: true) { NewLine = "\n" };
+                code = Translate(translator, options, args, r.GetValue(input), r.GetValue(window), writer);
+                writer.Flush();
+            });
+            return code;
         });
         return command;
+    }
+
+    /// <summary>
+    /// Streams sentences through the translator a window at a time (each window sorted by length into batches inside
+    /// the translator), writing one line per input line in input order as soon as its window is done.
+    /// </summary>
+    private static int Translate(Translator translator, TranslationOptions options, string[] args, string? inputPath, int window, TextWriter output)
+    {
+        void Write(IReadOnlyList<string> chunk)
+        {
+            if (options.NBest <= 1)
+            {
+                foreach (var line in translator.Translate(chunk, options)) output.WriteLine(line);
+                return;
+            }
+            foreach (var list in translator.TranslateNBest(chunk, options))
+                output.WriteLine(string.Join('\t', list.Select(h => FormattableString.Invariant($"{h.Text}\t{h.Score:F4}"))));
+        }
+
+        if (args.Length > 0)
+        {
+            Write(args);
+            return 0;
+        }
+
+        if (inputPath is not null && !File.Exists(inputPath)) throw new FileNotFoundException($"{inputPath}: no such file", inputPath);
+        using var reader = inputPath is null ? Console.In : new StreamReader(inputPath, new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true));
+        long total = inputPath is null ? 0 : File.ReadLines(inputPath).LongCount();
+        bool showProgress = inputPath is not null && !Console.IsErrorRedirected;
+        var chunk = new List<string>(Math.Min(window, 1 << 16));
+
+        void Run(Action<long> advance)
+        {
+            string? line;
+            while ((line = reader.ReadLine()) is not null)
+            {
+                chunk.Add(line);
+                if (chunk.Count < window) continue;
+                Write(chunk);
+                output.Flush();
+                advance(chunk.Count);
+                chunk.Clear();
+            }
+            if (chunk.Count > 0)
+            {
+                Write(chunk);
+                advance(chunk.Count);
+            }
+            output.Flush();
+        }
+
+        if (!showProgress)
+        {
+            Run(_ => { });
+            return 0;
+        }
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        console.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("translating", maxValue: Math.Max(1, total));
+                Run(done => task.Increment(done));
+            });
+        return 0;
     }
 }

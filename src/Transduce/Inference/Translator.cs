@@ -7,8 +7,14 @@ namespace Transduce.Inference;
 /// <summary>Options for <see cref="Translator"/>.</summary>
 public sealed record TranslationOptions
 {
-    /// <summary>Sentences decoded together.</summary>
+    /// <summary>Sentences decoded together at most.</summary>
     public int BatchSize { get; init; } = 64;
+
+    /// <summary>
+    /// When set, a batch also holds at most this many padded source tokens (rows × longest row), so batches of short
+    /// sentences are large and batches of long ones small.
+    /// </summary>
+    public int? BatchTokens { get; init; }
 
     /// <summary>Output length limit: <c>MaxLengthA × source tokens + MaxLengthB</c>.</summary>
     public double MaxLengthA { get; init; } = 2.0;
@@ -99,6 +105,29 @@ public sealed class Translator : IDisposable
                 .ToArray());
     }
 
+    /// <summary>Cuts the length-sorted <paramref name="order"/> into batches by sentence count and, when asked, by padded tokens.</summary>
+    private static IEnumerable<int[]> Batches(int[] order, int[][] encoded, TranslationOptions options)
+    {
+        int maxRows = Math.Max(1, options.BatchSize);
+        var batch = new List<int>();
+        int longest = 0;
+        foreach (int i in order)
+        {
+            int length = encoded[i].Length + 1;
+            int widest = Math.Max(longest, length);
+            bool full = batch.Count == maxRows || (options.BatchTokens is int cap && batch.Count > 0 && widest * (batch.Count + 1) > cap);
+            if (full)
+            {
+                yield return [.. batch];
+                batch.Clear();
+                widest = length;
+            }
+            batch.Add(i);
+            longest = widest;
+        }
+        if (batch.Count > 0) yield return [.. batch];
+    }
+
     /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
 
@@ -127,7 +156,7 @@ public sealed class Translator : IDisposable
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
         {
-            foreach (var chunk in order.Chunk(Math.Max(1, options.BatchSize)))
+            foreach (var chunk in Batches(order, encoded, options))
             {
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, MaxSourceSteps);

@@ -60,6 +60,16 @@ public sealed class CliTests : IDisposable
         Assert.Equal("j'ai perdu .", lines[0]);
         Assert.Equal("merci !", lines[2]);
 
+        // A file streamed in windows of 2, batched by tokens: one output line per input line, in input order.
+        string[] inputLines = ["Thank you!", "", "I'm home.", "Go.", "I lost.", "", "I'm home.", "Go."];
+        string inputFile = Corpus("input.txt", string.Join('\n', inputLines) + "\n");
+        string outputFile = Path.Combine(dir, "output.txt");
+        var streamed = Run(null, "translate", "--model", model, "--input", inputFile, "--output", outputFile, "--window", "3", "--batch-tokens", "8");
+        Assert.True(streamed.Code == 0, streamed.Err);
+        var expectedLines = Run(null, ["translate", "--model", model, .. inputLines.Select(l => l.Length == 0 ? " " : l)]).Out.TrimEnd('\n').Split('\n');
+        Assert.Equal(expectedLines, File.ReadAllText(outputFile).TrimEnd('\n').Split('\n'));
+        Assert.Equal(["merci !", "je suis chez moi ."], new[] { expectedLines[0], expectedLines[2] });
+
         string report = Path.Combine(dir, "eval.json");
         var eval = Run(null, "evaluate", "--model", model, "--test", data, "--report", report);
         Assert.True(eval.Code == 0, eval.Err);
