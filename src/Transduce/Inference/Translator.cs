@@ -67,6 +67,17 @@ public sealed class Translator : IDisposable
         TranslateTokens(sentences, options).Select(pipeline.Detokenize).ToList();
 
     /// <summary>
+    /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling before
+    /// the work starts skips it; a decode already running finishes (its result is then dropped).
+    /// </summary>
+    public Task<IReadOnlyList<string>> TranslateAsync(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
+        Task.Run(() =>
+        {
+            cancellation.ThrowIfCancellationRequested();
+            return Translate(sentences, options);
+        }, cancellation);
+
+    /// <summary>
     /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.
     /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
     /// </summary>

@@ -31,7 +31,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void ReloadedCheckpointTranslatesIdenticallyAndGivesIdenticalLogits()
+    public async Task ReloadedCheckpointTranslatesIdenticallyAndGivesIdenticalLogits()
     {
         string path = SaveTrained(out var before);
         Assert.Equal(
@@ -41,6 +41,9 @@ public sealed class CheckpointTests : IDisposable
 
         using var a = Translator.Load(path);
         Assert.Equal(before, a.Translate(TinyModels.Pairs.Select(p => p.Source).ToList()));
+        // Many threads at once get the same answers (calls are serialised inside the translator).
+        var parallel = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => a.TranslateAsync(TinyModels.Pairs.Select(p => p.Source).ToList())));
+        Assert.All(parallel, r => Assert.Equal(before, r));
 
         // Saving over an existing checkpoint replaces it whole.
         a.Checkpoint.Save(path);
