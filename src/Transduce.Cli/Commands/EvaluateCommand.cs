@@ -34,11 +34,7 @@ internal static class EvaluateCommand
             var started = DateTime.UtcNow;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = r.GetValue(batch) });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
-            // A natural-text model (BPE, no normaliser) is scored like sacreBLEU: raw references, 13a tokenisation.
-            // A word-level model writes normalised, space-separated tokens; its references go through the same
-            // normaliser and tokenizer, and BLEU is computed on those tokens (sacreBLEU's tokenizer 'none').
-            var refs = read.Pairs.Select(p => pipeline.Canonical(p.Target)).ToList();
-            var bleu = SacreBleu.CorpusScore(outputs, [refs], new BleuOptions { Tokenize = pipeline.ProducesNaturalText ? "13a" : "none" });
+            var bleu = TranslationBleu.Score(pipeline, outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
             var figures = new Dictionary<string, object>
             {

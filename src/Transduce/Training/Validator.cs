@@ -20,8 +20,9 @@ public sealed class Validator
 {
     private readonly IReadOnlyList<SentencePair> pairs;
     private readonly int batchSize;
+    private IReadOnlyList<EncodedPair>? encoded;
 
-    /// <summary>Validates on <paramref name="pairs"/>, decoding <paramref name="batchSize"/> sentences at a time.</summary>
+    /// <summary>Validates on <paramref name="pairs"/>, decoding <paramref name="batchSize"/> sentences at a time (one run: its vocabularies must not change between calls).</summary>
     public Validator(IReadOnlyList<SentencePair> pairs, int batchSize = 64)
     {
         if (pairs.Count == 0) throw new ArgumentException("validation: no pairs", nameof(pairs));
@@ -36,7 +37,8 @@ public sealed class Validator
         var pipeline = checkpoint.CreateTextPipeline();
         var tgt = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        var encoded = TranslationData.Prepare(pairs, pipeline, sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: tgt).Pairs;
+        // The vocabularies of a run do not change: tokenise the validation pairs once.
+        encoded ??= TranslationData.Prepare(pairs, pipeline, sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: tgt).Pairs;
         int? maxSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
         model.eval();
         try
@@ -56,8 +58,7 @@ public sealed class Validator
             }
             using var translator = new Translator(checkpoint, ownsCheckpoint: false);
             var outputs = translator.Translate(pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = batchSize });
-            var references = pairs.Select(p => pipeline.Canonical(p.Target)).ToList();
-            var bleu = SacreBleu.CorpusScore(outputs, [references], new BleuOptions { Tokenize = pipeline.ProducesNaturalText ? "13a" : "none" });
+            var bleu = TranslationBleu.Score(pipeline, outputs, pairs.Select(p => p.Target));
             return new ValidationResult(step, lossSum / Math.Max(1, tokens), bleu.Score);
         }
         finally
