@@ -37,7 +37,7 @@ internal static class TrainCommand
     {
         var data = new Option<string>("--data") { Description = "Corpus: a tab-separated file, a folder with fra.txt, a source-side text file (with --data-target), or a known corpus name (fra-eng, downloaded into the cache).", DefaultValueFactory = _ => "fra-eng" };
         var dataTarget = new Option<string?>("--data-target") { Description = "Target-side text file aligned line by line with the --data source file." };
-        var preset = new Option<string?>("--preset") { Description = $"A complete book setting: {string.Join(", ", TrainingPreset.All.Keys)}. Other flags override it." };
+        var preset = new Option<string?>("--preset") { Description = $"A complete setting: {string.Join(", ", TrainingPreset.All.Keys)}. Other flags override it." };
         preset.AcceptOnlyFromAmong([.. TrainingPreset.All.Keys]);
         var output = new Option<string?>("--out") { Description = "Checkpoint directory to write (required unless --resume)." };
         var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint directory exactly where it stopped." };
@@ -69,7 +69,7 @@ internal static class TrainCommand
         var normalize = new Option<string?>("--normalize") { Description = "Text normaliser: d2l (lower-case, space before punctuation) or none." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "word (d2l: split on spaces) or bpe (joint subword vocabulary trained on the data; cased, natural output). Default: word." };
         tokenizer.AcceptOnlyFromAmong("word", "bpe");
-        var bpeSize = new Option<int>("--bpe-vocab") { Description = "BPE vocabulary size (with --tokenizer bpe).", DefaultValueFactory = _ => 8000 };
+        var bpeSize = new Option<int?>("--bpe-vocab") { Description = "BPE vocabulary size (with --tokenizer bpe; default 8000)." };
         var timeLimit = new Option<double?>("--time-limit") { Description = "Stop after this many minutes of training (a checkpoint is written either way)." };
         var saveEvery = new Option<int?>("--save-every") { Description = "Also write a resumable checkpoint every N updates (default: every epoch)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: all cores)." };
@@ -114,21 +114,29 @@ internal static class TrainCommand
                 Bucketed = r.GetValue(bucketed) || r.GetValue(maxTokens) is not null || t.Bucketed,
                 MaxTokens = r.GetValue(maxTokens) ?? t.MaxTokens,
             };
-            bool bpe = r.GetValue(tokenizer) == "bpe";
+            bool bpe = (r.GetValue(tokenizer) ?? p.Tokenizer) == "bpe";
+            // A folder holding the preset's split files (train.tsv, valid.tsv): train on the split, validate on the other.
+            string dataPath = r.GetValue(data)!;
+            string? validPath = r.GetValue(valid);
+            if (Directory.Exists(dataPath))
+            {
+                if (validPath is null && p.ValidFile is { } vf && File.Exists(Path.Combine(dataPath, vf))) validPath = Path.Combine(dataPath, vf);
+                if (p.TrainFile is { } tf && File.Exists(Path.Combine(dataPath, tf))) dataPath = Path.Combine(dataPath, tf);
+            }
             var settings = new TrainSettings(
-                Data: r.GetValue(data)!, DataTarget: r.GetValue(dataTarget), Out: outDir, Preset: p.Name,
+                Data: dataPath, DataTarget: r.GetValue(dataTarget), Out: outDir, Preset: p.Name,
                 Architecture: r.GetValue(arch) ?? p.Architecture,
                 Embedding: r.GetValue(embed) ?? p.EmbeddingSize, Hidden: r.GetValue(hidden) ?? p.HiddenSize, Layers: r.GetValue(layers) ?? p.Layers,
                 Heads: r.GetValue(heads) ?? p.Heads, Ffn: r.GetValue(ffn) ?? p.FfnSize, Activation: r.GetValue(activation) ?? "relu",
-                PreNorm: r.GetValue(preNorm), Tie: r.GetValue(tie), Share: r.GetValue(share),
+                PreNorm: r.GetValue(preNorm) || p.PreNorm, Tie: r.GetValue(tie) || p.TieEmbeddings, Share: r.GetValue(share) || p.ShareEmbeddings,
                 Dropout: r.GetValue(dropout) ?? p.Dropout,
                 MaxSteps: r.GetValue(maxSteps) ?? p.MaxSteps, TrainPairs: r.GetValue(maxPairs) ?? p.TrainPairs,
                 VocabularyPairs: r.GetValue(maxPairs) is null ? p.VocabularyPairs : null,
                 MinFrequency: r.GetValue(minFreq) ?? p.MinFrequency,
                 Normalizer: r.GetValue(normalize) ?? (bpe ? "none" : p.Normalizer),
-                Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize),
+                Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize) ?? p.BpeVocabSize,
                 Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options,
-                Valid: r.GetValue(valid), ValidEvery: r.GetValue(validEvery), ValidMax: r.GetValue(validMax),
+                Valid: validPath, ValidEvery: r.GetValue(validEvery) ?? (validPath is null ? null : p.ValidEvery), ValidMax: r.GetValue(validMax),
                 KeepBest: r.GetValue(keepBest)!, Patience: r.GetValue(patience), KeepLast: r.GetValue(keepLast),
                 SourceLanguage: r.GetValue(sourceLanguage), TargetLanguage: r.GetValue(targetLanguage));
             if (settings.Patience is not null && settings.Valid is null) throw new ArgumentException("train: --patience needs --valid FILE");
