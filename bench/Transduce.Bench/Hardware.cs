@@ -1,0 +1,55 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace Transduce.Bench;
+
+/// <summary>What the machine can do: the fp32 matmul peak on the benchmark's threads, and the process's peak memory.</summary>
+internal static class Hardware
+{
+    /// <summary>
+    /// The best fp32 GFLOP/s of square matmuls (n = 512 … 2048) on the current libtorch threads: the ceiling that
+    /// model FLOPs utilisation is measured against. Each size runs for about <paramref name="secondsPerSize"/>.
+    /// </summary>
+    public static (double GFlops, int Size) MatmulPeak(double secondsPerSize = 2)
+    {
+        double best = 0;
+        int bestSize = 0;
+        using var _ = no_grad();
+        foreach (int n in new[] { 512, 1024, 1536, 2048 })
+        {
+            using var a = randn(n, n);
+            using var b = randn(n, n);
+            using var c = empty(n, n);
+            mm(a, b, out: c); // warm-up
+            long calls = 0;
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalSeconds < secondsPerSize)
+            {
+                mm(a, b, out: c);
+                calls++;
+            }
+            double gflops = 2.0 * n * n * n * calls / clock.Elapsed.TotalSeconds / 1e9;
+            if (gflops > best) (best, bestSize) = (gflops, n);
+        }
+        return (best, bestSize);
+    }
+
+    /// <summary>Peak resident set size of this process so far (VmHWM), in bytes; 0 where /proc is absent.</summary>
+    public static long PeakRss()
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status)) return 0;
+        foreach (string line in File.ReadLines(status))
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return 0;
+    }
+
+    /// <summary>Resets the peak RSS counter (writes 5 to /proc/self/clear_refs, Linux ≥ 4.0), so a phase can be measured alone.</summary>
+    public static void ResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+}

@@ -1,0 +1,21 @@
+using System.CommandLine;
+
+namespace Transduce.Bench;
+
+/// <summary>
+/// <c>Transduce.Bench train|infer</c>: throughput of training and of decoding, each measured side by side with a
+/// PyTorch twin (bench/pytorch, Debian's python3-torch) in the same run, with the model FLOPs utilisation against the
+/// matmul peak measured on the same threads.
+/// </summary>
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        var root = new RootCommand("Transduce throughput benchmarks, side by side with a PyTorch twin.")
+        {
+            TrainBench.Create(),
+            InferBench.Create(),
+        };
+        return root.Parse(args).Invoke();
+    }
+}
