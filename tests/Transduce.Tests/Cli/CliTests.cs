@@ -105,6 +105,37 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void BaseCpuPresetTrainsOnTheSplitOfAFolderValidatesAndKeepsCase()
+    {
+        // A corpus folder as ../shared/data/fra-eng: the full fra.txt (test sentences included) beside the fixed splits.
+        string folder = Path.Combine(dir, "fra-eng");
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "fra.txt"), Pairs + "Held out.\tMis de côté.\n");
+        File.WriteAllText(Path.Combine(folder, "train.tsv"), Pairs);
+        File.WriteAllText(Path.Combine(folder, "valid.tsv"), "Go.\tVa !\n");
+        string model = Path.Combine(dir, "base");
+        // The preset's sizes shrunk by flags; everything else (BPE, pre-norm, sharing, schedule…) comes from the preset.
+        var train = Run(null, "train", "--preset", "transformer-base-cpu", "--data", folder, "--out", model,
+            "--hidden", "16", "--ffn", "32", "--layers", "1", "--heads", "2", "--bpe-vocab", "300", "--epochs", "2", "--valid-every", "1");
+        Assert.True(train.Code == 0, train.Err + train.Out);
+        Assert.Contains("validation at update 1", train.Out);
+        Assert.True(File.Exists(Path.Combine(model, "best", "model.safetensors")));
+
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
+        Assert.True(config["model"]!["pre_norm"]!.GetValue<bool>());
+        Assert.True(config["model"]!["tie_embeddings"]!.GetValue<bool>());
+        Assert.True(config["model"]!["share_embeddings"]!.GetValue<bool>());
+        Assert.Equal("bpe", config["text"]!["tokenizer"]!.GetValue<string>());
+        Assert.Equal("none", config["text"]!["normalizer"]!.GetValue<string>());
+        var settings = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "train.json")))!;
+        Assert.Equal(0.1, settings["options"]!["label_smoothing"]!.GetValue<double>());
+        Assert.Equal("inverse-sqrt", settings["options"]!["schedule"]!.GetValue<string>());
+        Assert.Equal(Path.Combine(folder, "train.tsv"), settings["data"]!.GetValue<string>());
+        Assert.Equal("4", config["training"]!["pairs"]!.GetValue<string>());
+        Assert.Equal(Path.Combine(folder, "valid.tsv"), settings["valid"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void ValidationKeepsTheBestModelStopsEarlyAndCheckpointsAverage()
     {
         string data = Corpus("pairs.tsv", Pairs);
