@@ -31,23 +31,24 @@ internal static class TrainBench
         var threads = new Option<int>("--threads") { Description = "Intra-op threads for both sides and for the matmul peak.", DefaultValueFactory = _ => 2 };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Batch size in padded tokens (default: the preset's)." };
         var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only." };
+        var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "TrainingOptions.KeepFreedMemory (reuse freed native memory).", DefaultValueFactory = _ => true };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
         var command = new Command("train", "Training throughput of a preset's Transformer, side by side with the PyTorch twin, and its MFU.")
         {
-            data, preset, steps, warmup, threads, maxTokens, noTwin, output,
+            data, preset, steps, warmup, threads, maxTokens, noTwin, keepFreed, output,
         };
         command.SetAction(r => Run(r.GetValue(data)!, r.GetValue(preset)!, r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads),
-            r.GetValue(maxTokens), r.GetValue(noTwin), r.GetValue(output)));
+            r.GetValue(maxTokens), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output)));
         return command;
     }
 
-    private static int Run(string dataPath, string presetName, int steps, int warmup, int threads, int? maxTokens, bool noTwin, string? reportPath)
+    private static int Run(string dataPath, string presetName, int steps, int warmup, int threads, int? maxTokens, bool noTwin, bool keepFreed, string? reportPath)
     {
         set_num_threads(threads);
         var preset = TrainingPreset.All.TryGetValue(presetName, out var p) ? p
             : throw new ArgumentException($"--preset: unknown '{presetName}' (known: {string.Join(", ", TrainingPreset.All.Keys)})");
         if (preset.Architecture != "transformer") throw new ArgumentException($"--preset {presetName}: only Transformer presets are counted (FLOPs)");
-        var options = preset.Training with { MaxTokens = maxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1 };
+        var options = preset.Training with { MaxTokens = maxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1, KeepFreedMemory = keepFreed };
 
         // Data exactly as `transduce train --preset` prepares it.
         var pairs = ParallelCorpus.Read(dataPath).Pairs;
@@ -162,7 +163,8 @@ internal static class TrainBench
         var s = new StringBuilder();
         s.AppendLine(Inv, $"Training throughput, preset `{preset}`: Transformer {c.Layers}+{c.DecoderLayerCount} layers, {c.HiddenSize} wide, " +
                           $"FFN {c.FfnSize}, vocabulary {c.TargetVocabSize:N0}, {parameters:N0} parameters; batches of ≤ {o.MaxTokens:N0} padded tokens " +
-                          $"(padding {1 - tokens / (double)positions:P1}); {steps} updates timed after {warmup} of warm-up; {threads} threads.");
+                          $"(padding {1 - tokens / (double)positions:P1}); {steps} updates timed after {warmup} of warm-up; {threads} threads; " +
+                          $"freed native memory {(o.KeepFreedMemory ? "kept for reuse" : "returned to the system")}.");
         s.AppendLine();
         s.AppendLine("| | target tokens/s | seconds | model GFLOP/s | MFU |");
         s.AppendLine("| --- | ---: | ---: | ---: | ---: |");
