@@ -25,7 +25,7 @@ internal static class InferReport
             md.AppendLine(Inv, $"{run.Label}: `{run.Directory}` ({Describe(run.Config)}).");
         md.AppendLine();
         md.AppendLine("*incremental*: the decoder carries its state (Transformer: key/value cache; GRU: hidden state). " +
-            "*recompute*: d2l's way, every step re-runs the decoder over the whole prefix from a fresh state. " +
+            "*recompute*: every step re-runs the decoder over the whole prefix from a fresh state (`RecomputePrefix`, the issue's \"d2l way\"). " +
             "tok/s counts emitted target tokens, `<eos>` included; ms/token is batch-1 wall time per emitted token; " +
             "MFU (Transformer, greedy, large batch) is the FLOPs of cached decoding (`Flops.TransformerDecode`, per sentence, " +
             "padding excluded) over wall time and the matmul peak — for *recompute* rows it shows how much of the machine the " +

@@ -7,8 +7,8 @@ SOURCES.jsonl: one line per test sentence, {"ids": [source token ids, without <e
 N is the output limit Transduce used (it is recomputed here by the same rule and must agree); batch-1 modes decode
 only the sentences marked "batch1" (they are slow).
 Modes: {greedy|beamK}-{incremental|recompute}-b{B}. "incremental" carries the decoder state (key/value cache,
-GRU hidden state); "recompute" is d2l's way: every step re-runs the decoder over the whole prefix from a fresh state
-(Transduce's RecomputePrefix).
+GRU hidden state); "recompute" (issue 5's "d2l way") re-runs the decoder over the whole prefix from a fresh state at
+every step, as Transduce's RecomputePrefix does.
 Searches mirror src/Transduce/Inference/GreedySearch.cs and BeamSearch.cs step for step, so the tokens can be compared.
 RESULT.json: {"torch", "threads", "blas", "modes": {mode: {"seconds", "sentences", "peak_rss_bytes", "outputs"}}}, outputs in
 input order (of the batch-1 sentences for batch-1 modes), without <bos>/<eos>.
