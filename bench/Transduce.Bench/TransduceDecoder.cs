@@ -61,7 +61,11 @@ internal sealed class TransduceDecoder
         var model = mode.Recompute ? RecomputePrefix.Of(checkpoint.Model) : checkpoint.Model;
         model.eval();
         Decode(model, mode, rows[..Math.Clamp(warmup, 1, rows.Length)]);
+        // Without a trim the high-water mark would start from whatever heap earlier modes left behind (glibc keeps freed
+        // memory), and a cheap mode would inherit an expensive one's peak.
         GC.Collect();
+        GC.WaitForPendingFinalizers();
+        NativeHeap.Trim();
         Hardware.ResetPeakRss();
         var clock = Stopwatch.StartNew();
         var outputs = Decode(model, mode, rows);

@@ -15,6 +15,8 @@ input order (of the batch-1 sentences for batch-1 modes), without <bos>/<eos>.
 """
 
 import argparse
+import ctypes
+import gc
 import json
 import math
 import os
@@ -253,6 +255,13 @@ def decode_all(model, search, sentences, batch_size, limits, banned, scoring):
 
 
 def reset_peak_rss():
+    """Starts a new high-water mark from what is live: freed heap goes back to the system first (glibc keeps it),
+    so a cheap mode does not inherit an expensive one's peak."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
