@@ -1,0 +1,66 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Transduce.Bench;
+
+/// <summary>
+/// Runs bench/pytorch/infer_twin.py on the same source ids as Transduce: writes them as JSON lines
+/// (<c>{"ids": [...], "max_len": N}</c>), runs every mode in one python process and reads back its timings and outputs.
+/// </summary>
+internal static class TwinDecoder
+{
+    /// <summary>The twin's results per mode name, the PyTorch version and the BLAS library it ran with.</summary>
+    public sealed record Result(string TorchVersion, string Blas, IReadOnlyDictionary<string, ModeResult> Modes);
+
+    public static Result Run(string checkpoint, TransduceDecoder tokens, IReadOnlyList<DecodeMode> modes, int threads, int[] batch1Rows)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"transduce-infer-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            string sources = Path.Combine(folder, "sources.jsonl"), output = Path.Combine(folder, "result.json");
+            var lines = new StringBuilder();
+            var batch1 = batch1Rows.ToHashSet();
+            for (int i = 0; i < tokens.Sources.Length; i++)
+            {
+                var row = new JsonObject
+                {
+                    ["ids"] = new JsonArray(tokens.Sources[i].Select(id => (JsonNode)id).ToArray()),
+                    ["max_len"] = tokens.MaxLengths[i],
+                    ["batch1"] = batch1.Contains(i),
+                };
+                lines.Append(row.ToJsonString()).Append('\n');
+            }
+            File.WriteAllText(sources, lines.ToString());
+            PythonTwin.Run("infer_twin.py", "--checkpoint", checkpoint, "--sources", sources, "--out", output,
+                "--threads", threads.ToString(CultureInfo.InvariantCulture), "--modes", string.Join(',', modes.Select(m => m.Name)));
+            return Parse(File.ReadAllText(output), modes, batch1Rows, tokens.Sources.Length);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static Result Parse(string json, IReadOnlyList<DecodeMode> modes, int[] batch1Rows, int count)
+    {
+        var root = JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException("infer_twin.py wrote an empty result");
+        var byName = root["modes"]?.AsObject() ?? throw new InvalidDataException("infer_twin.py: result has no 'modes'");
+        var results = new Dictionary<string, ModeResult>();
+        foreach (var mode in modes)
+        {
+            var m = byName[mode.Name]?.AsObject() ?? throw new InvalidDataException($"infer_twin.py: no result for mode {mode.Name}");
+            var outputs = m["outputs"]!.AsArray().Select(o => o!.AsArray().Select(t => t!.GetValue<int>()).ToArray()).ToArray();
+            var rows = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, count).ToArray();
+            if (outputs.Length != rows.Length)
+                throw new InvalidDataException($"infer_twin.py: mode {mode.Name} decoded {outputs.Length} sentences, expected {rows.Length}");
+            results[mode.Name] = new ModeResult(mode, m["seconds"]!.GetValue<double>(), m["peak_rss_bytes"]!.GetValue<long>(), rows, outputs);
+        }
+        return new Result(root["torch"]?.GetValue<string>() ?? "?", root["blas"]?.GetValue<string>() ?? "?", results);
+    }
+
+    /// <summary>How many sentences got exactly the same tokens in <paramref name="a"/> and <paramref name="b"/>.</summary>
+    public static int Identical(ModeResult a, ModeResult b) =>
+        a.Outputs.Zip(b.Outputs).Count(p => p.First.AsSpan().SequenceEqual(p.Second));
+}
