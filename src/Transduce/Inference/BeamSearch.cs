@@ -182,7 +182,7 @@ public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList
         // Sentences still in the decoder batch, in row-block order: rows p·k … p·k+k−1 belong to active[p].
         var active = Enumerable.Range(0, batch).ToList();
 
-        using var grad = no_grad();
+        using var grad = inference_mode(); // no autograd bookkeeping at all (no version counters, no views tracked)
         using var scope = NewDisposeScope();
         TState state;
         using (var initScope = NewDisposeScope())

@@ -54,7 +54,7 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
         var done = new bool[batch];
         int limit = maxLengths.Max();
 
-        using var grad = no_grad();
+        using var grad = inference_mode(); // no autograd bookkeeping at all (no version counters, no views tracked)
         using var scope = NewDisposeScope();
         var encoded = model.Encoder.call(source, validLengths);
         var state = model.Decoder.InitState(encoded, validLengths);

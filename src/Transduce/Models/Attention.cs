@@ -145,7 +145,7 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
             LastWeights?.Dispose();
             LastWeights = weights.detach().clone().DetachFromDisposeScope();
         }
-        var context = dropout.call(weights).matmul(v);              // (b, h, q, d)
+        var context = (training ? dropout.call(weights) : weights).matmul(v);   // (b, h, q, d)
         var merged = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], heads * headSize);
         return W_o.call(merged).MoveToOuterDisposeScope();
     }
@@ -236,7 +236,8 @@ public sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         if (offset + steps > table.shape[1])
             throw new ArgumentException($"sequence of {offset + steps} positions exceeds the positional table ({table.shape[1]}); raise max_positions");
         using var slice = table.narrow(1, offset, steps);
-        using var sum = x + slice;
-        return dropout.call(sum);
+        var sum = x + slice;
+        if (!training) return sum;
+        using (sum) return dropout.call(sum);
     }
 }

@@ -60,15 +60,17 @@ internal sealed class Residual : nn.Module<Tensor, Func<Tensor, Tensor>, Tensor>
 
     public override Tensor forward(Tensor x, Func<Tensor, Tensor> sublayer)
     {
+        // Dropout is skipped outright in eval mode: at decoding time every op saved is a native call saved per step.
         if (preNorm)
         {
             using var normed = norm.call(x);
             using var y = sublayer(normed);
+            if (!training) return x + y;
             using var dropped = dropout.call(y);
             return x + dropped;
         }
         using (var y = sublayer(x))
-        using (var dropped = dropout.call(y))
+        using (var dropped = training ? dropout.call(y) : y.alias())
         using (var sum = x + dropped)
             return norm.call(sum);
     }
@@ -162,7 +164,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
     }
 
     /// <summary>Runs the block on new positions <paramref name="x"/>; returns the output and the grown self-attention cache.</summary>
-    public (Tensor Output, Tensor Keys, Tensor Values) Forward(Tensor x, Tensor? pastKeys, Tensor? pastValues, Tensor causalMask,
+    public (Tensor Output, Tensor Keys, Tensor Values) Forward(Tensor x, Tensor? pastKeys, Tensor? pastValues, Tensor? causalMask,
         Tensor crossKeys, Tensor crossValues, Tensor sourceMask)
     {
         Tensor keys = null!, values = null!;
@@ -274,7 +276,8 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
     {
         using var scope = NewDisposeScope();
         long steps = target.shape[1];
-        var causal = AttentionMasks.Causal(steps, state.Steps, target.device);
+        // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
+        Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
         var x = positions.call(embedding.call(target).mul_(embeddingScale), state.Steps);
         var selfKeys = new Tensor?[blocks.Count];
         var selfValues = new Tensor?[blocks.Count];
