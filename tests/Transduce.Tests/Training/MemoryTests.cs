@@ -5,6 +5,14 @@ using static TorchSharp.torch;
 
 namespace Transduce.Tests.Training;
 
+/// <summary>Counts live tensors process-wide, so it must not overlap other tests that create or dispose tensors.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class LiveTensorCountCollection
+{
+    public const string Name = "live tensor count";
+}
+
+[Collection(LiveTensorCountCollection.Name)]
 public sealed class MemoryTests
 {
     [Fact]
