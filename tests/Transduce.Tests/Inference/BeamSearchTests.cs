@@ -36,6 +36,8 @@ public sealed class TrainedGruFixture : IDisposable
     public void Dispose() => Translator.Dispose();
 }
 
+// One test here counts live tensors process-wide, so the class runs apart from the parallel ones.
+[Collection(Transduce.Tests.Training.LiveTensorCountCollection.Name)]
 public sealed class BeamSearchTests(TrainedGruFixture f) : IClassFixture<TrainedGruFixture>
 {
     private static readonly BeamSearchOptions[] Normalisations =
