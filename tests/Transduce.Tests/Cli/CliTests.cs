@@ -102,6 +102,13 @@ public sealed class CliTests : IDisposable
         var json = JsonNode.Parse(eval.Out)!;
         Assert.Equal(100.0, json["bleu"]!.GetValue<double>());
         Assert.Contains("tok:13a", json["signature"]!.GetValue<string>());
+
+        // Beam search scores the same memorised corpus just as well, and the report says which search ran.
+        var beam = Run(null, "evaluate", "--model", model, "--test", data, "--beam", "3", "--json");
+        Assert.True(beam.Code == 0, beam.Err);
+        var beamJson = JsonNode.Parse(beam.Out)!;
+        Assert.Equal(3, beamJson["beam"]!.GetValue<int>());
+        Assert.Equal(100.0, beamJson["bleu"]!.GetValue<double>());
     }
 
     [Fact]
