@@ -52,14 +52,9 @@ internal static class TrainBench
 
         // Data exactly as `transduce train --preset` prepares it.
         var pairs = ParallelCorpus.Read(dataPath).Pairs;
-        var normalizer = TextNormalizers.FromName(preset.Normalizer);
-        BpeTokenizer? bpe = preset.Tokenizer == "bpe"
-            ? BpeTokenizer.Train(pairs.SelectMany(x => new[] { normalizer.Normalize(x.Source), normalizer.Normalize(x.Target) }), new BpeTrainingOptions { VocabSize = preset.BpeVocabSize })
-            : null;
-        var pipeline = new TextPipeline(new TextConfig { Normalizer = preset.Normalizer, Tokenizer = preset.Tokenizer, MaxSteps = preset.MaxSteps }, bpe);
-        var prepared = bpe is null
-            ? TranslationData.Prepare(pairs, pipeline, preset.MinFrequency, jointVocabulary: preset.ShareEmbeddings)
-            : TranslationData.Prepare(pairs, pipeline, sourceVocabulary: bpe.Vocabulary, targetVocabulary: bpe.Vocabulary);
+        var (prepared, _) = TranslationData.ForTraining(pairs,
+            new TextConfig { Normalizer = preset.Normalizer, Tokenizer = preset.Tokenizer, MaxSteps = preset.MaxSteps },
+            preset.BpeVocabSize, preset.MinFrequency, preset.ShareEmbeddings);
         var tgt = prepared.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         var config = new ModelConfig

@@ -14,10 +14,6 @@ namespace Transduce.Bench;
 /// </summary>
 internal sealed class TransduceDecoder
 {
-    // Translator's defaults (TranslationOptions): at most ⌈2 × (source tokens + <eos>)⌉ + 10 output tokens.
-    private const double MaxLengthA = 2.0;
-    private const int MaxLengthB = 10;
-
     private readonly Checkpoint checkpoint;
     private readonly SpecialIds sourceIds, targetIds;
     private readonly int? maxSourceSteps;
@@ -33,7 +29,8 @@ internal sealed class TransduceDecoder
         targetIds = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         maxSourceSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
         Sources = sentences.Select(s => src.Encode(pipeline.TokenizeSource(s))).ToArray();
-        MaxLengths = Sources.Select(MaxLength).ToArray();
+        using var translator = new Translator(checkpoint, ownsCheckpoint: false);
+        MaxLengths = Sources.Select(source => translator.MaxOutputLength(source.Length)).ToArray();
     }
 
     /// <summary>Source ids per sentence, without &lt;eos&gt; (what the PyTorch twin is given).</summary>
@@ -44,13 +41,6 @@ internal sealed class TransduceDecoder
 
     /// <summary>Source positions the encoder sees for sentence <paramref name="i"/>: its ids, &lt;eos&gt;, the cut.</summary>
     public int SourceSteps(int i) => Batching.WithEos(Sources[i], sourceIds.Eos, maxSourceSteps).Length;
-
-    private int MaxLength(int[] source)
-    {
-        int cap = checkpoint.ModelConfig.MaxSequenceLength is int positions ? positions - 1 : int.MaxValue;
-        int? fixedLimit = checkpoint.Generation.MaxNewTokens;
-        return Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1) : (int)Math.Ceiling(MaxLengthA * (source.Length + 1)) + MaxLengthB);
-    }
 
     /// <summary>
     /// Decodes the sentences <paramref name="rows"/> in <paramref name="mode"/>: one untimed warm-up pass over the
@@ -65,7 +55,7 @@ internal sealed class TransduceDecoder
         // memory), and a cheap mode would inherit an expensive one's peak.
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        NativeHeap.Trim();
+        Transduce.Training.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
         var clock = Stopwatch.StartNew();
         var outputs = Decode(model, mode, rows);

@@ -174,19 +174,10 @@ internal static class TrainCommand
         var vocabPairs = s.VocabularyPairs is int vp && s.TrainPairs is not null ? all.Take(vp).ToList() : null;
 
         var textConfig = new TextConfig { Normalizer = s.Normalizer, Tokenizer = s.Tokenizer, MaxSteps = s.MaxSteps };
-        BpeTokenizer? subwords = null;
-        if (s.Tokenizer == "bpe")
-        {
-            var normalizer = TextNormalizers.FromName(s.Normalizer);
-            var started = DateTime.UtcNow;
-            subwords = BpeTokenizer.Train(train.SelectMany(p => new[] { normalizer.Normalize(p.Source), normalizer.Normalize(p.Target) }),
-                new BpeTrainingOptions { VocabSize = s.BpeVocab });
-            Console.WriteLine($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint) in {(DateTime.UtcNow - started).TotalSeconds:F1}s");
-        }
-        var pipeline = new TextPipeline(textConfig, subwords);
-        var prepared = subwords is null
-            ? TranslationData.Prepare(train, pipeline, s.MinFrequency, vocabularyPairs: vocabPairs, jointVocabulary: s.Share)
-            : TranslationData.Prepare(train, pipeline, sourceVocabulary: subwords.Vocabulary, targetVocabulary: subwords.Vocabulary);
+        var started = DateTime.UtcNow;
+        var (prepared, subwords) = TranslationData.ForTraining(train, textConfig, s.BpeVocab, s.MinFrequency, s.Share, vocabPairs);
+        if (subwords is not null)
+            Console.WriteLine($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {(DateTime.UtcNow - started).TotalSeconds:F1}s");
         var src = prepared.SourceVocabulary;
         var tgt = prepared.TargetVocabulary;
 

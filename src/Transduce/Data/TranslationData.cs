@@ -42,4 +42,29 @@ public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabular
             .ToList();
         return new TranslationData(encoded, sourceVocabulary, targetVocabulary);
     }
+
+    /// <summary>
+    /// Everything text-side a training run needs, learnt from its training pairs: with <see cref="TextConfig.Tokenizer"/>
+    /// <c>bpe</c>, a joint BPE model of <paramref name="bpeVocabSize"/> pieces trained on the normalised sentences of both
+    /// sides (its vocabulary serves both); otherwise word vocabularies with <paramref name="minFrequency"/>, joint when
+    /// <paramref name="jointVocabulary"/>, built from <paramref name="vocabularyPairs"/> if given.
+    /// </summary>
+    /// <returns>The encoded pairs with their vocabularies, and the BPE model, if any.</returns>
+    public static (TranslationData Data, BpeTokenizer? Subwords) ForTraining(
+        IReadOnlyList<SentencePair> pairs, TextConfig text, int bpeVocabSize = 8000, int minFrequency = 1,
+        bool jointVocabulary = false, IReadOnlyList<SentencePair>? vocabularyPairs = null)
+    {
+        BpeTokenizer? subwords = null;
+        if (text.Tokenizer == "bpe")
+        {
+            var normalizer = TextNormalizers.FromName(text.Normalizer);
+            subwords = BpeTokenizer.Train(pairs.SelectMany(p => new[] { normalizer.Normalize(p.Source), normalizer.Normalize(p.Target) }),
+                new BpeTrainingOptions { VocabSize = bpeVocabSize });
+        }
+        var pipeline = new TextPipeline(text, subwords);
+        var data = subwords is null
+            ? Prepare(pairs, pipeline, minFrequency, vocabularyPairs: vocabularyPairs, jointVocabulary: jointVocabulary)
+            : Prepare(pairs, pipeline, sourceVocabulary: subwords.Vocabulary, targetVocabulary: subwords.Vocabulary);
+        return (data, subwords);
+    }
 }

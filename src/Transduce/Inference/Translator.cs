@@ -140,6 +140,21 @@ public sealed class Translator : IDisposable
     }
 
     /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
+    /// <summary>
+    /// The most output tokens (before <c>&lt;eos&gt;</c>) a source of <paramref name="sourceTokens"/> ids may get:
+    /// <c>max_new_tokens</c> when set (the options', else the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
+    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>;
+    /// never more than the model's positions allow.
+    /// </summary>
+    public int MaxOutputLength(int sourceTokens, TranslationOptions? options = null)
+    {
+        options ??= new TranslationOptions();
+        int cap = checkpoint.ModelConfig.MaxSequenceLength is int positions ? positions - 1 : int.MaxValue;
+        int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
+        return Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1)
+            : (int)Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB);
+    }
+
     private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
 
     private BeamSearchOptions BeamOptions(int beamSize, int nBest) => new()
@@ -171,11 +186,7 @@ public sealed class Translator : IDisposable
             {
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, MaxSourceSteps);
-                int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
-                // Limits count output tokens before <eos>; max_new_tokens (transformers' meaning) counts <eos> too.
-                int cap = checkpoint.ModelConfig.MaxSequenceLength is int positions ? positions - 1 : int.MaxValue;
-                var maxLengths = chunk.Select(i => Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1)
-                    : (int)Math.Ceiling(options.MaxLengthA * (encoded[i].Length + 1)) + options.MaxLengthB)).ToArray();
+                var maxLengths = chunk.Select(i => MaxOutputLength(encoded[i].Length, options)).ToArray();
                 var outputs = decode(src, lengths, ids, maxLengths);
                 for (int k = 0; k < chunk.Length; k++)
                     results[chunk[k]] = outputs[k];
