@@ -28,7 +28,7 @@ internal sealed class TransduceDecoder
         sourceIds = new SpecialIds(src.PadId, src.BosId, src.EosId);
         targetIds = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         maxSourceSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
-        Sources = sentences.Select(s => src.Encode(pipeline.TokenizeSource(s))).ToArray();
+        Sources = sentences.Select(pipeline.EncodeSource).ToArray();
         using var translator = new Translator(checkpoint, ownsCheckpoint: false);
         MaxLengths = Sources.Select(source => translator.MaxOutputLength(source.Length)).ToArray();
     }

@@ -55,7 +55,7 @@ public sealed class TranslatorBackend : ITranslationBackend, IDisposable
     }
 
     /// <inheritdoc />
-    public int CountTokens(string text) => pipeline.TokenizeTarget(text).Length;
+    public int CountTokens(string text) => pipeline.CountTargetTokens(text);
 
     /// <inheritdoc />
     public AttentionMap? Attention(string sentence, int beam) =>

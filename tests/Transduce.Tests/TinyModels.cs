@@ -26,8 +26,8 @@ internal static class TinyModels
     public static (EncoderDecoder Model, TranslationData Data, TextPipeline Pipeline, ModelConfig Config) Trained(
         int epochs = 150, int seed = 3, string architecture = "gru", Func<ModelConfig, ModelConfig>? adjust = null)
     {
-        var pipeline = new TextPipeline(new TextConfig { Normalizer = "d2l" });
-        var data = TranslationData.Prepare(Pairs, pipeline, jointVocabulary: adjust is not null);
+        var data = TranslationData.Prepare(Pairs, new TextConfig { Normalizer = "d2l" }, jointVocabulary: adjust is not null);
+        var pipeline = data.Text;
         manual_seed(seed);
         var config = Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture);
         if (adjust is not null) config = adjust(config);

@@ -212,8 +212,7 @@ internal static class TrainCommand
 
         var all = ReadCorpus(s, out string corpusName);
         var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
-        var prepared = TranslationData.Prepare(train, checkpoint.CreateTextPipeline(),
-            sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: checkpoint.TargetVocabulary);
+        var prepared = TranslationData.Encode(train, checkpoint.CreateTextPipeline());
 
         var rng = Safetensors.Load(Path.Combine(directory, RngFile), out _);
         using (var rngState = rng["rng"]) set_rng_state(rngState);

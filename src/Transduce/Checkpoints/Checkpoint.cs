@@ -45,8 +45,8 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     public Inference.GenerationSettings Generation { get; init; } = new();
 
-    /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
-    public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
+    /// <summary>The text pipeline (normaliser, tokenizers over the vocabularies) of this checkpoint.</summary>
+    public TextPipeline CreateTextPipeline() => TextPipeline.Create(TextConfig, SourceVocabulary, TargetVocabulary, Subwords, SentencePiece);
 
     /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
     public IReadOnlyDictionary<string, string> TrainingInfo { get; set; } = new Dictionary<string, string>();
@@ -167,6 +167,15 @@ public sealed class Checkpoint : IDisposable
         if (src.Count != modelConfig.SourceVocabSize || tgt.Count != modelConfig.TargetVocabSize)
             throw new InvalidDataException(
                 $"{directory}: vocabulary sizes ({src.Count}, {tgt.Count}) differ from the model config ({modelConfig.SourceVocabSize}, {modelConfig.TargetVocabSize})");
+
+        try
+        {
+            TextPipeline.Create(textConfig, src, tgt, subwords, sentencePiece);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{configPath}: {e.Message}", e);
+        }
 
         EncoderDecoder model;
         try

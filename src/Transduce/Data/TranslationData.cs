@@ -2,45 +2,50 @@ using Transduce.Text;
 
 namespace Transduce.Data;
 
-/// <summary>A corpus turned into ids, with the vocabularies that did it.</summary>
+/// <summary>A corpus turned into ids, with the text pipeline that did it.</summary>
 /// <param name="Pairs">Encoded pairs, in corpus order.</param>
-/// <param name="SourceVocabulary">Source vocabulary.</param>
-/// <param name="TargetVocabulary">Target vocabulary.</param>
-public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabulary SourceVocabulary, Vocabulary TargetVocabulary)
+/// <param name="Text">The pipeline (normaliser and tokenizers) the pairs were encoded with.</param>
+public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPipeline Text)
 {
+    /// <summary>Source vocabulary.</summary>
+    public Vocabulary SourceVocabulary => Text.Source.Vocabulary;
+
+    /// <summary>Target vocabulary.</summary>
+    public Vocabulary TargetVocabulary => Text.Target.Vocabulary;
+
+    /// <summary>Encodes <paramref name="pairs"/> with a pipeline whose vocabularies already exist (resuming, validating).</summary>
+    public static TranslationData Encode(IReadOnlyList<SentencePair> pairs, TextPipeline text) =>
+        new(pairs.Select(p => new EncodedPair(text.EncodeSource(p.Source), text.EncodeTarget(p.Target))).ToList(), text);
+
     /// <summary>
-    /// Tokenizes <paramref name="pairs"/> with <paramref name="pipeline"/> and encodes them. Vocabularies are built
-    /// from <paramref name="vocabularyPairs"/> (default: the same pairs) unless given; with <paramref name="jointVocabulary"/>
-    /// one vocabulary covers both sides.
+    /// Word-level data: normalises and splits <paramref name="pairs"/> into words, builds word vocabularies from
+    /// <paramref name="vocabularyPairs"/> (default: the same pairs) with <paramref name="minFrequency"/> — one joint
+    /// vocabulary for both sides with <paramref name="jointVocabulary"/> — and encodes the pairs with them.
     /// </summary>
     public static TranslationData Prepare(
         IReadOnlyList<SentencePair> pairs,
-        TextPipeline pipeline,
+        TextConfig config,
         int minFrequency = 1,
-        Vocabulary? sourceVocabulary = null,
-        Vocabulary? targetVocabulary = null,
         IReadOnlyList<SentencePair>? vocabularyPairs = null,
         bool jointVocabulary = false)
     {
-        var tokenized = pairs.Select(p => (Src: pipeline.TokenizeSource(p.Source), Tgt: pipeline.TokenizeTarget(p.Target))).ToList();
-        if (sourceVocabulary is null || targetVocabulary is null)
+        if (config.Tokenizer != "word")
+            throw new ArgumentException($"text config: vocabularies are built from words here; the '{config.Tokenizer}' tokenizer brings its own");
+        var normalizer = TextNormalizers.FromName(config.Normalizer);
+        (string[] Src, string[] Tgt) Words(SentencePair p) =>
+            (WordTokenizer.Split(normalizer.Normalize(p.Source)), WordTokenizer.Split(normalizer.Normalize(p.Target)));
+        var words = pairs.Select(Words).ToList();
+        var vocabWords = vocabularyPairs is null ? words : vocabularyPairs.Select(Words).ToList();
+        Vocabulary source, target;
+        if (jointVocabulary)
+            source = target = Vocabulary.Build(vocabWords.Select(t => t.Src).Concat(vocabWords.Select(t => t.Tgt)), minFrequency);
+        else
         {
-            var vocabTokens = vocabularyPairs is null
-                ? tokenized
-                : vocabularyPairs.Select(p => (Src: pipeline.TokenizeSource(p.Source), Tgt: pipeline.TokenizeTarget(p.Target))).ToList();
-            if (jointVocabulary)
-            {
-                var joint = Vocabulary.Build(vocabTokens.Select(t => t.Src).Concat(vocabTokens.Select(t => t.Tgt)), minFrequency);
-                sourceVocabulary ??= joint;
-                targetVocabulary ??= joint;
-            }
-            sourceVocabulary ??= Vocabulary.Build(vocabTokens.Select(t => t.Src), minFrequency);
-            targetVocabulary ??= Vocabulary.Build(vocabTokens.Select(t => t.Tgt), minFrequency);
+            source = Vocabulary.Build(vocabWords.Select(t => t.Src), minFrequency);
+            target = Vocabulary.Build(vocabWords.Select(t => t.Tgt), minFrequency);
         }
-        var encoded = tokenized
-            .Select(t => new EncodedPair(sourceVocabulary.Encode(t.Src), targetVocabulary.Encode(t.Tgt)))
-            .ToList();
-        return new TranslationData(encoded, sourceVocabulary, targetVocabulary);
+        var encoded = words.Select(t => new EncodedPair(source.Encode(t.Src), target.Encode(t.Tgt))).ToList();
+        return new TranslationData(encoded, TextPipeline.Create(config, source, target));
     }
 
     /// <summary>
@@ -49,22 +54,16 @@ public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabular
     /// sides (its vocabulary serves both); otherwise word vocabularies with <paramref name="minFrequency"/>, joint when
     /// <paramref name="jointVocabulary"/>, built from <paramref name="vocabularyPairs"/> if given.
     /// </summary>
-    /// <returns>The encoded pairs with their vocabularies, and the BPE model, if any.</returns>
+    /// <returns>The encoded pairs with their pipeline, and the BPE model, if any.</returns>
     public static (TranslationData Data, BpeTokenizer? Subwords) ForTraining(
         IReadOnlyList<SentencePair> pairs, TextConfig text, int bpeVocabSize = 8000, int minFrequency = 1,
         bool jointVocabulary = false, IReadOnlyList<SentencePair>? vocabularyPairs = null)
     {
-        BpeTokenizer? subwords = null;
-        if (text.Tokenizer == "bpe")
-        {
-            var normalizer = TextNormalizers.FromName(text.Normalizer);
-            subwords = BpeTokenizer.Train(pairs.SelectMany(p => new[] { normalizer.Normalize(p.Source), normalizer.Normalize(p.Target) }),
-                new BpeTrainingOptions { VocabSize = bpeVocabSize });
-        }
-        var pipeline = new TextPipeline(text, subwords);
-        var data = subwords is null
-            ? Prepare(pairs, pipeline, minFrequency, vocabularyPairs: vocabularyPairs, jointVocabulary: jointVocabulary)
-            : Prepare(pairs, pipeline, sourceVocabulary: subwords.Vocabulary, targetVocabulary: subwords.Vocabulary);
-        return (data, subwords);
+        if (text.Tokenizer != "bpe")
+            return (Prepare(pairs, text, minFrequency, vocabularyPairs, jointVocabulary), null);
+        var normalizer = TextNormalizers.FromName(text.Normalizer);
+        var subwords = BpeTokenizer.Train(pairs.SelectMany(p => new[] { normalizer.Normalize(p.Source), normalizer.Normalize(p.Target) }),
+            new BpeTrainingOptions { VocabSize = bpeVocabSize });
+        return (Encode(pairs, TextPipeline.Create(text, subwords.Vocabulary, subwords.Vocabulary, subwords)), subwords);
     }
 }

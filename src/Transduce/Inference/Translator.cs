@@ -64,7 +64,7 @@ public sealed class Translator : IDisposable
 
     /// <summary>Translates <paramref name="sentences"/>; results come back in input order.</summary>
     public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
-        TranslateTokens(sentences, options).Select(pipeline.Detokenize).ToList();
+        TranslateIds(sentences, options).Select(pipeline.Decode).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling before
@@ -81,19 +81,23 @@ public sealed class Translator : IDisposable
     /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.
     /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
     /// </summary>
-    public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
+        TranslateIds(sentences, options).Select(ids => checkpoint.TargetVocabulary.Decode(ids).ToArray()).ToList();
+
+    /// <summary>
+    /// Translates <paramref name="sentences"/> and returns the output ids (without <c>&lt;bos&gt;</c> and <c>&lt;eos&gt;</c>)
+    /// in input order: greedy search when <see cref="TranslationOptions.Beam"/> is 1, otherwise the best hypothesis of beam search.
+    /// </summary>
+    public IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null)
     {
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
-        var tgtVocab = checkpoint.TargetVocabulary;
         if (options.Beam == 1)
             return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, checkpoint.Generation.BannedTokens)
-                    .Select(o => tgtVocab.Decode(o).ToArray()).ToArray());
+                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, checkpoint.Generation.BannedTokens));
         var beam = BeamOptions(options.Beam, 1);
         return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
-                .Select(n => tgtVocab.Decode(n[0].Tokens).ToArray()).ToArray());
+            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam).Select(n => n[0].Tokens).ToArray());
     }
 
     /// <summary>
@@ -107,12 +111,10 @@ public sealed class Translator : IDisposable
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
-        var tgtVocab = checkpoint.TargetVocabulary;
         var beam = BeamOptions(Math.Max(options.Beam, options.NBest), options.NBest);
         return Run(sentences, options, (src, lengths, ids, maxLengths) =>
             BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
-                .Select(n => (IReadOnlyList<(string, double)>)n
-                    .Select(h => (pipeline.Detokenize(tgtVocab.Decode(h.Tokens).ToArray()), h.Score)).ToArray())
+                .Select(n => (IReadOnlyList<(string, double)>)n.Select(h => (pipeline.Decode(h.Tokens), h.Score)).ToArray())
                 .ToArray());
     }
 
@@ -176,7 +178,7 @@ public sealed class Translator : IDisposable
         var tgtVocab = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId);
         var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId);
-        var encoded = sentences.Select(s => srcVocab.Encode(pipeline.TokenizeSource(s))).ToArray();
+        var encoded = sentences.Select(pipeline.EncodeSource).ToArray();
         var results = new T[sentences.Count];
         // Sort by length so each batch pads little; write results back by original index.
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
@@ -201,12 +203,11 @@ public sealed class Translator : IDisposable
     /// </summary>
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
-        var tokens = TranslateTokens([sentence], options)[0];
+        var outputIds = TranslateIds([sentence], options)[0];
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
-        var sourceTokens = pipeline.TokenizeSource(sentence);
-        var sourceIds = srcVocab.Encode(sourceTokens);
-        var outputIds = tgtVocab.Encode(tokens);
+        var sourceTokens = pipeline.SourceTokens(sentence);
+        var sourceIds = sourceTokens.Select(t => t.Id).ToArray();
         lock (gate)
         {
             var (src, lengths) = Batching.BuildSources([sourceIds], new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId), MaxSourceSteps);
@@ -214,12 +215,12 @@ public sealed class Translator : IDisposable
             using (lengths)
             {
                 var weights = AttentionProbe.CrossAttention(checkpoint.Model, src, lengths, outputIds, new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId));
-                string text = pipeline.Detokenize(tokens);
+                string text = pipeline.Decode(outputIds);
                 if (weights is null) return (text, null);
                 var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
                 // Unknown source words show as typed, not as <unk>.
-                for (int i = 0; i < Math.Min(sourceTokens.Length, shownSource.Count); i++) shownSource[i] = sourceTokens[i];
-                var shownTarget = tokens.Append(Text.Vocabulary.EosToken).ToList();
+                for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
+                var shownTarget = outputIds.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();
                 return (text, new AttentionMap(shownSource, shownTarget, weights));
             }
         }

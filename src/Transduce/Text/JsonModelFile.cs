@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace Transduce.Text;
@@ -44,5 +46,52 @@ internal static class JsonModelFile
             doc.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The array <paramref name="name"/> of <paramref name="root"/>; missing or not an array is an error naming the file.</summary>
+    public static JsonElement RequireArray(JsonElement root, string name, string sourceName, Func<string, string, Exception?, InvalidDataException> bad)
+    {
+        if (!root.TryGetProperty(name, out JsonElement element))
+            throw bad(sourceName, $"missing \"{name}\" array", null);
+        if (element.ValueKind != JsonValueKind.Array)
+            throw bad(sourceName, $"\"{name}\" must be an array but is {element.ValueKind}", null);
+        return element;
+    }
+
+    /// <summary>The string <paramref name="name"/> of <paramref name="root"/>; anything else is an error naming the file.</summary>
+    public static string RequireString(JsonElement root, string name, string sourceName, Func<string, string, Exception?, InvalidDataException> bad)
+    {
+        if (!root.TryGetProperty(name, out JsonElement element) || element.ValueKind != JsonValueKind.String)
+        {
+            string found = element.ValueKind == JsonValueKind.Undefined ? "nothing" : element.GetRawText();
+            throw bad(sourceName, $"\"{name}\" must be a string but is {found}", null);
+        }
+        return element.GetString()!;
+    }
+
+    /// <summary>
+    /// Writes a model file: an indented JSON object (non-ASCII characters as they are) with the <c>format</c> tag and
+    /// <c>version</c> first, then whatever <paramref name="body"/> writes.
+    /// </summary>
+    public static string Write(string formatTag, int formatVersion, Action<Utf8JsonWriter> body)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("format", formatTag);
+            writer.WriteNumber("version", formatVersion);
+            body(writer);
+            writer.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(stream.GetBuffer(), 0, (int)stream.Length);
+    }
+
+    /// <summary>Writes <paramref name="values"/> as the string array <paramref name="name"/>.</summary>
+    public static void WriteStrings(Utf8JsonWriter writer, string name, IEnumerable<string> values)
+    {
+        writer.WriteStartArray(name);
+        foreach (string value in values) writer.WriteStringValue(value);
+        writer.WriteEndArray();
     }
 }

@@ -14,80 +14,97 @@ public sealed record TextConfig
 
     /// <summary>Sequences are cut to this many tokens including <c>&lt;eos&gt;</c> (d2l's <c>num_steps</c>); null keeps them whole.</summary>
     public int? MaxSteps { get; init; }
-}
 
-/// <summary>The two SentencePiece models of a Marian-style checkpoint, with the bytes they were read from (so they can be saved again).</summary>
-/// <param name="SourceBytes">The source <c>.spm</c> file.</param>
-/// <param name="TargetBytes">The target <c>.spm</c> file.</param>
-public sealed record SentencePiecePair(byte[] SourceBytes, byte[] TargetBytes)
-{
-    /// <summary>The source model.</summary>
-    public SentencePieceModel Source { get; } = SentencePieceModel.FromBytes(SourceBytes, "source.spm");
-
-    /// <summary>The target model.</summary>
-    public SentencePieceModel Target { get; } = SentencePieceModel.FromBytes(TargetBytes, "target.spm");
+    /// <summary>The tokenizer names <see cref="TextPipeline.Create"/> knows.</summary>
+    public static IReadOnlyList<string> Tokenizers { get; } = ["word", "bpe", "spm"];
 }
 
 /// <summary>
-/// Normalise, then tokenize (per side); and the way back from target tokens to text. With the <c>word</c> tokenizer
-/// output is the normalised, space-separated tokens (d2l's <c>ils regardent .</c>); with subwords and no normaliser
-/// it is natural text (<c>Ils regardent.</c>).
+/// Text to ids and back for one model: a normaliser, then one <see cref="ITokenizer"/> per side (one instance for both
+/// when the vocabulary is joint). With the <c>word</c> tokenizer, output is the normalised, space-separated tokens
+/// (d2l's <c>ils regardent .</c>); with subwords and no normaliser it is natural text (<c>Ils regardent.</c>).
 /// </summary>
 public sealed class TextPipeline
 {
     private readonly ITextNormalizer normalizer;
-    private readonly WordTokenizer words = new();
 
-    /// <summary>The configuration this pipeline was built from.</summary>
-    public TextConfig Config { get; }
-
-    /// <summary>The subword model when <see cref="TextConfig.Tokenizer"/> is <c>bpe</c>.</summary>
-    public BpeTokenizer? Subwords { get; }
-
-    /// <summary>The SentencePiece models when <see cref="TextConfig.Tokenizer"/> is <c>spm</c>.</summary>
-    public SentencePiecePair? SentencePiece { get; }
-
-    /// <summary>Builds the pipeline named by <paramref name="config"/>; the subword model it names must be given.</summary>
-    public TextPipeline(TextConfig config, BpeTokenizer? subwords = null, SentencePiecePair? sentencePiece = null)
+    /// <summary>A pipeline of the normaliser named by <paramref name="config"/> and the given tokenizers.</summary>
+    /// <exception cref="ArgumentException">The normaliser is unknown or <see cref="TextConfig.MaxSteps"/> is not positive.</exception>
+    public TextPipeline(TextConfig config, ITokenizer source, ITokenizer target)
     {
-        if (config.Tokenizer is not ("word" or "bpe" or "spm"))
-            throw new ArgumentException($"text config: unknown tokenizer '{config.Tokenizer}' (known: word, bpe, spm)");
-        if (config.Tokenizer == "bpe" && subwords is null)
-            throw new ArgumentException("text config: the 'bpe' tokenizer needs its subword model");
-        if (config.Tokenizer == "spm" && sentencePiece is null)
-            throw new ArgumentException("text config: the 'spm' tokenizer needs its SentencePiece models");
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(target);
         if (config.MaxSteps is <= 0)
             throw new ArgumentException($"text config: 'max_steps' must be positive (got {config.MaxSteps})");
         normalizer = TextNormalizers.FromName(config.Normalizer);
         Config = config;
-        Subwords = config.Tokenizer == "bpe" ? subwords : null;
-        SentencePiece = config.Tokenizer == "spm" ? sentencePiece : null;
+        Source = source;
+        Target = target;
     }
+
+    /// <summary>
+    /// The pipeline <paramref name="config"/> names over a model's vocabularies: word tokenizers over them, the BPE model
+    /// (whose pieces must be both vocabularies), or a SentencePiece model per side numbered by the vocabularies.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tokenizer is unknown, its subword model is missing, or the BPE model's pieces are not the vocabularies.</exception>
+    public static TextPipeline Create(TextConfig config, Vocabulary sourceVocabulary, Vocabulary targetVocabulary,
+        BpeTokenizer? subwords = null, SentencePiecePair? sentencePiece = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        switch (config.Tokenizer)
+        {
+            case "word":
+                var words = new WordTokenizer(sourceVocabulary);
+                return new TextPipeline(config, words, ReferenceEquals(sourceVocabulary, targetVocabulary) ? words : new WordTokenizer(targetVocabulary));
+            case "bpe":
+                if (subwords is null) throw new ArgumentException("text config: the 'bpe' tokenizer needs its subword model");
+                if (!subwords.Vocabulary.Tokens.SequenceEqual(sourceVocabulary.Tokens) || !subwords.Vocabulary.Tokens.SequenceEqual(targetVocabulary.Tokens))
+                    throw new ArgumentException("text config: the vocabularies are not the pieces of the 'bpe' subword model");
+                return new TextPipeline(config, subwords, subwords);
+            case "spm":
+                if (sentencePiece is null) throw new ArgumentException("text config: the 'spm' tokenizer needs its SentencePiece models");
+                return new TextPipeline(config, new SentencePieceTokenizer(sentencePiece.Source, sourceVocabulary),
+                    new SentencePieceTokenizer(sentencePiece.Target, targetVocabulary));
+            default:
+                throw new ArgumentException($"text config: unknown tokenizer '{config.Tokenizer}' (known: {string.Join(", ", TextConfig.Tokenizers)})");
+        }
+    }
+
+    /// <summary>The configuration this pipeline was built from.</summary>
+    public TextConfig Config { get; }
+
+    /// <summary>The source side's tokenizer.</summary>
+    public ITokenizer Source { get; }
+
+    /// <summary>The target side's tokenizer (the same instance as <see cref="Source"/> for a joint subword model).</summary>
+    public ITokenizer Target { get; }
 
     /// <summary>True when outputs are natural text that standard BLEU tokenisation (13a) should score against raw references.</summary>
-    public bool ProducesNaturalText => Config.Tokenizer != "word" && normalizer is IdentityNormalizer;
+    public bool ProducesNaturalText => Target is not WordTokenizer && normalizer is IdentityNormalizer;
 
-    /// <summary>Normalises and tokenizes a source sentence.</summary>
-    public string[] Tokenize(string text) => TokenizeSource(text);
+    /// <summary>Normalises <paramref name="text"/> as both sides are normalised before tokenisation.</summary>
+    public string Normalize(string text) => normalizer.Normalize(text);
 
-    /// <summary>Normalises and tokenizes a source sentence.</summary>
-    public string[] TokenizeSource(string text) => Split(text, SentencePiece?.Source);
+    /// <summary>The source ids of a sentence (no <c>&lt;eos&gt;</c>).</summary>
+    public int[] EncodeSource(string text) => Source.EncodeToIds(normalizer.Normalize(text));
 
-    /// <summary>Normalises and tokenizes a target sentence (a reference, or training target).</summary>
-    public string[] TokenizeTarget(string text) => Split(text, SentencePiece?.Target);
+    /// <summary>The target ids of a sentence (a reference, or a training target; no <c>&lt;bos&gt;</c>/<c>&lt;eos&gt;</c>).</summary>
+    public int[] EncodeTarget(string text) => Target.EncodeToIds(normalizer.Normalize(text));
 
-    private string[] Split(string text, SentencePieceModel? spm)
-    {
-        string normalized = normalizer.Normalize(text);
-        if (spm is not null) return spm.EncodePieces(normalized);
-        return Subwords is null ? words.Tokenize(normalized) : Subwords.EncodePieces(normalized);
-    }
+    /// <summary>The source tokens of a sentence with their ids and surface forms (for display).</summary>
+    public IReadOnlyList<EncodedToken> SourceTokens(string text) => Source.EncodeToTokens(normalizer.Normalize(text));
 
-    /// <summary>Joins output (target) tokens back into text.</summary>
-    public string Detokenize(IEnumerable<string> tokens) =>
-        SentencePiece is { } spm ? spm.Target.DecodePieces(tokens)
-        : Subwords is null ? words.Detokenize(tokens) : Subwords.DecodePieces(tokens);
+    /// <summary>The text of output (target) ids.</summary>
+    public string Decode(IEnumerable<int> targetIds) => Target.Decode(targetIds);
 
-    /// <summary>A reference as the model is meant to reproduce it (normalised and re-joined for <c>word</c>; unchanged for natural text).</summary>
-    public string Canonical(string text) => ProducesNaturalText ? text : Detokenize(TokenizeTarget(text));
+    /// <summary>How many target tokens <paramref name="text"/> makes.</summary>
+    public int CountTargetTokens(string text) => Target.CountTokens(normalizer.Normalize(text));
+
+    /// <summary>
+    /// A reference as the model is meant to reproduce it: unchanged for natural text; otherwise normalised, tokenized and
+    /// joined again, with words the vocabulary lacks kept as written.
+    /// </summary>
+    public string Canonical(string text) =>
+        ProducesNaturalText ? text : Target.DecodeTokens(Target.EncodeToTokens(normalizer.Normalize(text)));
 }

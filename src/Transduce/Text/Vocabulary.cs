@@ -1,6 +1,5 @@
-using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
+using Transduce.Checkpoints;
 
 namespace Transduce.Text;
 
@@ -189,28 +188,7 @@ public sealed class Vocabulary
     /// Serialises the vocabulary as JSON: <c>{"format":"transduce-vocab","version":1,"tokens":[...]}</c>.
     /// </summary>
     /// <returns>The JSON text (indented, non-ASCII characters written as-is).</returns>
-    public string ToJson()
-    {
-        using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions
-        {
-            Indented = true,
-            Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        }))
-        {
-            writer.WriteStartObject();
-            writer.WriteString("format", FormatTag);
-            writer.WriteNumber("version", FormatVersion);
-            writer.WriteStartArray("tokens");
-            foreach (string token in _tokens)
-            {
-                writer.WriteStringValue(token);
-            }
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(stream.GetBuffer(), 0, (int)stream.Length);
-    }
+    public string ToJson() => JsonModelFile.Write(FormatTag, FormatVersion, writer => JsonModelFile.WriteStrings(writer, "tokens", _tokens));
 
     /// <summary>
     /// Writes the vocabulary to <paramref name="path"/> as UTF-8 JSON (see <see cref="ToJson"/>), atomically:
@@ -221,23 +199,7 @@ public sealed class Vocabulary
     public void Save(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = Path.GetFullPath(path);
-        string? dir = Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir))
-        {
-            Directory.CreateDirectory(dir);
-        }
-        string tmp = full + ".tmp-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            File.WriteAllText(tmp, ToJson(), new UTF8Encoding(encoderShouldEmitUTF8Identifier: false));
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
-        }
+        AtomicFile.WriteAllText(path, ToJson());
     }
 
     /// <summary>Reads a vocabulary written by <see cref="Save"/>.</summary>
@@ -268,52 +230,58 @@ public sealed class Vocabulary
     {
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(sourceName);
-        using (JsonDocument doc = JsonModelFile.Open(json, sourceName, FormatTag, FormatVersion, Bad))
+        using JsonDocument doc = JsonModelFile.Open(json, sourceName, FormatTag, FormatVersion, Bad);
+        JsonElement tokensElement = JsonModelFile.RequireArray(doc.RootElement, "tokens", sourceName, Bad);
+        var tokens = new string[tokensElement.GetArrayLength()];
+        int i = 0;
+        foreach (JsonElement element in tokensElement.EnumerateArray())
         {
-            JsonElement root = doc.RootElement;
-            if (!root.TryGetProperty("tokens", out JsonElement tokensElement))
+            string? token = element.ValueKind == JsonValueKind.String ? element.GetString() : null;
+            if (string.IsNullOrEmpty(token))
             {
-                throw Bad(sourceName, "missing \"tokens\" array");
+                throw Bad(sourceName, $"token at id {i} must be a non-empty string but is {element.GetRawText()}");
             }
-            if (tokensElement.ValueKind != JsonValueKind.Array)
-            {
-                throw Bad(sourceName, $"\"tokens\" must be an array but is {tokensElement.ValueKind}");
-            }
-
-            var tokens = new string[tokensElement.GetArrayLength()];
-            int i = 0;
-            foreach (JsonElement element in tokensElement.EnumerateArray())
-            {
-                string? token = element.ValueKind == JsonValueKind.String ? element.GetString() : null;
-                if (string.IsNullOrEmpty(token))
-                {
-                    throw Bad(sourceName, $"token at id {i} must be a non-empty string but is {element.GetRawText()}");
-                }
-                tokens[i++] = token;
-            }
-
-            for (int r = 0; r < ReservedTokens.Length; r++)
-            {
-                if (r >= tokens.Length || tokens[r] != ReservedTokens[r])
-                {
-                    string found = r < tokens.Length ? $"\"{tokens[r]}\"" : "nothing";
-                    throw Bad(sourceName,
-                        $"reserved tokens must be {string.Join(", ", ReservedTokens)} at ids 0-3, "
-                        + $"but id {r} is {found}");
-                }
-            }
-
-            var ids = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
-            for (int id = 0; id < tokens.Length; id++)
-            {
-                if (!ids.TryAdd(tokens[id], id))
-                {
-                    throw Bad(sourceName,
-                        $"duplicate token \"{tokens[id]}\" at ids {ids[tokens[id]]} and {id}");
-                }
-            }
-            return new Vocabulary(tokens, ids);
+            tokens[i++] = token;
         }
+        return FromTokens(tokens, sourceName);
+    }
+
+    /// <summary>
+    /// A vocabulary of <paramref name="tokens"/>, indexed by id: they must start with the reserved tokens at ids 0–3 and
+    /// hold no token twice (a subword model's pieces, a converted model's vocabulary).
+    /// </summary>
+    /// <param name="tokens">Every token, by id.</param>
+    /// <param name="sourceName">Where the tokens came from, used in error messages.</param>
+    /// <exception cref="InvalidDataException">A token is empty, a reserved token is missing or misplaced, or a token occurs twice.</exception>
+    public static Vocabulary FromTokens(IEnumerable<string> tokens, string sourceName)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        ArgumentNullException.ThrowIfNull(sourceName);
+        string[] list = tokens.ToArray();
+        for (int id = 0; id < list.Length; id++)
+        {
+            if (string.IsNullOrEmpty(list[id]))
+            {
+                throw Bad(sourceName, $"token at id {id} must be a non-empty string");
+            }
+        }
+        for (int r = 0; r < ReservedTokens.Length; r++)
+        {
+            if (r >= list.Length || list[r] != ReservedTokens[r])
+            {
+                string found = r < list.Length ? $"\"{list[r]}\"" : "nothing";
+                throw Bad(sourceName, $"reserved tokens must be {string.Join(", ", ReservedTokens)} at ids 0-3, but id {r} is {found}");
+            }
+        }
+        var ids = new Dictionary<string, int>(list.Length, StringComparer.Ordinal);
+        for (int id = 0; id < list.Length; id++)
+        {
+            if (!ids.TryAdd(list[id], id))
+            {
+                throw Bad(sourceName, $"duplicate token \"{list[id]}\" at ids {ids[list[id]]} and {id}");
+            }
+        }
+        return new Vocabulary(list, ids);
     }
 
     private static Dictionary<string, int> IndexTokens(string[] tokens)
@@ -328,18 +296,4 @@ public sealed class Vocabulary
 
     private static InvalidDataException Bad(string source, string problem, Exception? inner = null) =>
         new($"{source}: invalid vocabulary file: {problem}.", inner);
-
-    private static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-    }
 }

@@ -38,7 +38,7 @@ public sealed class Validator
         var tgt = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         // The vocabularies of a run do not change: tokenise the validation pairs once.
-        encoded ??= TranslationData.Prepare(pairs, pipeline, sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: tgt).Pairs;
+        encoded ??= TranslationData.Encode(pairs, pipeline).Pairs;
         int? maxSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
         model.eval();
         try

@@ -62,8 +62,8 @@ public sealed class EncoderDecoderTests
 
     private static (EncoderDecoder model, Vocabulary src, Vocabulary tgt) Gru()
     {
-        var pipeline = new TextPipeline(new TextConfig());
-        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline);
+        var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
+        var pipeline = data.Text;
         manual_seed(11);
         var model = ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();

@@ -55,12 +55,15 @@ public sealed class TextTests
     [Fact]
     public void TokenizerSplitsOnSpacesAndDropsEmpties()
     {
-        var tok = new WordTokenizer();
-        Assert.Equal(["go", "."], tok.Tokenize("go ."));
-        Assert.Equal(["a", "b", "c"], tok.Tokenize("  a  b c "));
-        Assert.Empty(tok.Tokenize("   "));
-        Assert.Equal(["a\tb"], tok.Tokenize("a\tb")); // only U+0020 separates, as in d2l
-        Assert.Equal("a b c", tok.Detokenize(["a", "b", "c"]));
-        Assert.Equal("", tok.Detokenize([]));
+        Assert.Equal(["go", "."], WordTokenizer.Split("go ."));
+        Assert.Equal(["a", "b", "c"], WordTokenizer.Split("  a  b c "));
+        Assert.Empty(WordTokenizer.Split("   "));
+        Assert.Equal(["a\tb"], WordTokenizer.Split("a\tb")); // only U+0020 separates, as in d2l
+        var tok = new WordTokenizer(Vocabulary.Build([["a", "b", "c"]]));
+        Assert.Equal([4, 5, 3, 6], tok.EncodeToIds(" a b  zz c"));   // unknown words are <unk> (3)
+        Assert.Equal("a b <unk> c", tok.Decode([4, 5, 3, 6, 2, 4])); // decoding stops at <eos> (2)
+        Assert.Equal("a b zz c", tok.DecodeTokens(tok.EncodeToTokens("a b zz c"))); // surface forms keep unknown words
+        Assert.Equal(4, tok.CountTokens(" a b  zz c"));
+        Assert.Equal("", tok.Decode([]));
     }
 }

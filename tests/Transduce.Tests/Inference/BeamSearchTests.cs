@@ -23,7 +23,7 @@ public sealed class TrainedGruFixture : IDisposable
         var tgt = data.TargetVocabulary;
         SourceIds = new SpecialIds(src.PadId, src.BosId, src.EosId);
         Ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        Sources = TinyModels.Pairs.Select(p => src.Encode(pipeline.Tokenize(p.Source))).ToList();
+        Sources = TinyModels.Pairs.Select(p => pipeline.EncodeSource(p.Source)).ToList();
     }
 
     public Translator Translator { get; }
@@ -170,8 +170,8 @@ public sealed class BeamSearchTests(TrainedGruFixture f) : IClassFixture<Trained
     {
         // An untrained model rarely picks <eos>, so the caps are what stops it.
         manual_seed(7);
-        var pipeline = new TextPipeline(new TextConfig());
-        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline);
+        var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
+        var pipeline = data.Text;
         using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();
         var tgt = data.TargetVocabulary;
@@ -209,15 +209,15 @@ public sealed class BeamSearchTests(TrainedGruFixture f) : IClassFixture<Trained
     public void TranslatorUsesBeamAndReturnsNBest()
     {
         var sentences = TinyModels.Pairs.Select(p => p.Source).ToList();
-        var greedy = f.Translator.TranslateTokens(sentences);
+        var greedy = f.Translator.TranslateIds(sentences);
         var beamOne = f.Translator.TranslateNBest(sentences, new TranslationOptions { BatchSize = 4 });
-        var beam = f.Translator.TranslateTokens(sentences, new TranslationOptions { Beam = 4, BatchSize = 4 });
+        var beam = f.Translator.TranslateIds(sentences, new TranslationOptions { Beam = 4, BatchSize = 4 });
         var nBest = f.Translator.TranslateNBest(sentences, new TranslationOptions { Beam = 4, NBest = 3, BatchSize = 4 });
         Assert.Equal(sentences.Count, beam.Count);
         for (int i = 0; i < sentences.Count; i++)
         {
-            Assert.Equal(f.Pipeline.Detokenize(greedy[i]), Assert.Single(beamOne[i]).Text);
-            Assert.Equal(f.Pipeline.Detokenize(beam[i]), nBest[i][0].Text);
+            Assert.Equal(f.Pipeline.Decode(greedy[i]), Assert.Single(beamOne[i]).Text);
+            Assert.Equal(f.Pipeline.Decode(beam[i]), nBest[i][0].Text);
             Assert.InRange(nBest[i].Count, 1, 3);
             for (int j = 1; j < nBest[i].Count; j++) Assert.True(nBest[i][j - 1].Score >= nBest[i][j].Score);
         }

@@ -15,7 +15,7 @@ public sealed class GreedySearchTests
         var tgt = data.TargetVocabulary;
         var srcIds = new SpecialIds(src.PadId, src.BosId, src.EosId);
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        var sources = TinyModels.Pairs.Select(p => src.Encode(pipeline.Tokenize(p.Source))).ToList();
+        var sources = TinyModels.Pairs.Select(p => pipeline.EncodeSource(p.Source)).ToList();
 
         var (x, len) = Batching.BuildSources(sources, srcIds, null);
         int[][] batched;
@@ -34,8 +34,8 @@ public sealed class GreedySearchTests
     public void MaxLengthCapsEveryRow()
     {
         manual_seed(1);
-        var pipeline = new Transduce.Text.TextPipeline(new Transduce.Text.TextConfig());
-        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline);
+        var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
+        var pipeline = data.Text;
         using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();
         var tgt = data.TargetVocabulary;

@@ -20,7 +20,7 @@ public sealed class IncrementalDecodingTests
         var src = data.SourceVocabulary;
         var tgt = data.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        var sources = TinyModels.Pairs.Select(p => src.Encode(pipeline.Tokenize(p.Source))).Append(src.Encode(["unseen", "words", "here"])).ToList();
+        var sources = TinyModels.Pairs.Select(p => pipeline.EncodeSource(p.Source)).Append(src.Encode(["unseen", "words", "here"])).ToList();
         var (x, len) = Batching.BuildSources(sources, new SpecialIds(src.PadId, src.BosId, src.EosId), null);
         using (x)
         using (len)

@@ -53,7 +53,7 @@ public sealed class MarianConvertTests : IDisposable
         for (int i = 0; i < sentences.Length; i++)
         {
             // Ours: pieces → our ids → the Marian rows they were taken from; transformers: the ids up to its padding.
-            var ours = checkpoint.SourceVocabulary.Encode(pipeline.TokenizeSource(sentences[i]))
+            var ours = pipeline.EncodeSource(sentences[i])
                 .Select(id => id == checkpoint.SourceVocabulary.UnkId ? marian["<unk>"] : marian[checkpoint.SourceVocabulary[id]])
                 .Append(marian["</s>"]).Select(x => (long)x);
             Assert.Equal(expected[i].TakeWhile(x => x != marian["<pad>"]), ours);

@@ -17,8 +17,8 @@ public sealed class ModelContractTests
 
     private static EncoderDecoder Untrained(string architecture, bool variant, out SpecialIds ids, out int vocab)
     {
-        var pipeline = new TextPipeline(new TextConfig());
-        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline, jointVocabulary: true);
+        var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig(), jointVocabulary: true);
+        var pipeline = data.Text;
         manual_seed(7);
         var config = TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture);
         if (variant) config = config with { PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Activation = "gelu" };
@@ -113,7 +113,7 @@ public sealed class ModelContractTests
         };
         var translator = new Translator(checkpoint);
         var outputs = translator.Translate(TinyModels.Pairs.Select(p => p.Source).ToList());
-        var expected = TinyModels.Pairs.Select(p => pipeline.Detokenize(pipeline.Tokenize(p.Target)));
+        var expected = TinyModels.Pairs.Select(p => pipeline.Canonical(p.Target));
         Assert.Equal(expected, outputs);
     }
 }

@@ -18,8 +18,8 @@ public sealed class MemoryTests
     [Fact]
     public void TrainingAndDecodingLeaveNoLiveTensorsBehind()
     {
-        var pipeline = new Transduce.Text.TextPipeline(new Transduce.Text.TextConfig());
-        var data = TranslationData.Prepare(TinyModels.Pairs, pipeline);
+        var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
+        var pipeline = data.Text;
         var tgt = data.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         manual_seed(1);

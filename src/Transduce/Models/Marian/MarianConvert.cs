@@ -121,7 +121,6 @@ public static class MarianConvert
             tokens.Add(piece);
             map.Add(id);
         }
-        var json = new JsonObject { ["format"] = Vocabulary.FormatTag, ["version"] = Vocabulary.FormatVersion, ["tokens"] = new JsonArray(tokens.Select(t => (JsonNode)t!).ToArray()) };
-        return (Vocabulary.FromJson(json.ToJsonString(), "vocab.json"), map.ToArray());
+        return (Vocabulary.FromTokens(tokens, "vocab.json"), map.ToArray());
     }
 }

@@ -1,0 +1,69 @@
+namespace Transduce.Text;
+
+/// <summary>
+/// A <see cref="SentencePieceModel"/> as the tokenizer of one side of a model whose <see cref="Vocabulary"/> is not the
+/// SentencePiece model's own id space (MarianMT: SentencePiece segments, <c>vocab.json</c> numbers the pieces, and our
+/// reserved tokens come first). Pieces map to vocabulary ids by their text, as transformers' <c>MarianTokenizer</c> maps
+/// them; the map is built once, so encoding and decoding look nothing up by string except a run of unknown characters,
+/// which keeps its own text and is looked up as such.
+/// </summary>
+public sealed class SentencePieceTokenizer : ITokenizer
+{
+    private readonly SentencePieceModel model;
+    private readonly int[] vocabularyIdOfPiece;
+    private readonly (string Piece, int Id)[] pieceOfVocabularyId;
+
+    /// <summary>Segments with <paramref name="model"/> and numbers the pieces by <paramref name="vocabulary"/>.</summary>
+    public SentencePieceTokenizer(SentencePieceModel model, Vocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        this.model = model;
+        Vocabulary = vocabulary;
+        vocabularyIdOfPiece = model.Pieces.Select(piece => vocabulary[piece]).ToArray();
+        pieceOfVocabularyId = vocabulary.Tokens.Select(token => (token, model.PieceToId(token))).ToArray();
+    }
+
+    /// <inheritdoc />
+    public Vocabulary Vocabulary { get; }
+
+    /// <summary>The SentencePiece model that segments.</summary>
+    public SentencePieceModel Model => model;
+
+    /// <inheritdoc />
+    public int[] EncodeToIds(string text) => model.Encode(text).Select(VocabularyId).ToArray();
+
+    /// <inheritdoc />
+    public IReadOnlyList<EncodedToken> EncodeToTokens(string text) =>
+        model.Encode(text).Select(p => new EncodedToken(VocabularyId(p), p.Piece)).ToArray();
+
+    /// <inheritdoc />
+    public int CountTokens(string text) => model.Encode(text).Count;
+
+    /// <inheritdoc />
+    public string Decode(IEnumerable<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var pieces = new List<(string Piece, int Id)>();
+        foreach (int id in ids)
+        {
+            if ((uint)id >= (uint)pieceOfVocabularyId.Length)
+                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id must be in [0, {pieceOfVocabularyId.Length}).");
+            if (id == Vocabulary.EosId) break;
+            if (id == Vocabulary.PadId || id == Vocabulary.BosId) continue;
+            pieces.Add(pieceOfVocabularyId[id]);
+        }
+        return model.Decode(pieces);
+    }
+
+    /// <inheritdoc />
+    public string DecodeTokens(IEnumerable<EncodedToken> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        return model.DecodePieces(tokens.Select(t => t.Value));
+    }
+
+    /// <summary>A piece's vocabulary id; a run of unknown characters (SentencePiece's unknown id) is looked up by its text.</summary>
+    private int VocabularyId((string Piece, int Id) piece) =>
+        piece.Id == model.UnkId ? Vocabulary[piece.Piece] : vocabularyIdOfPiece[piece.Id];
+}
