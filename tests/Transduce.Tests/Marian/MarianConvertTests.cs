@@ -112,6 +112,22 @@ public sealed class MarianConvertTests : IDisposable
         Assert.Equal((6, EarlyStopping.Never, 19), (never.DefaultOptions.Beam, never.Checkpoint.Generation.EarlyStopping, never.DefaultOptions.MaxNewTokens));
     }
 
+    [Fact]
+    public void AFolderWithOnlyPyTorchWeightsServes()
+    {
+        string copy = Path.Combine(dir, "bin-only");
+        Directory.CreateDirectory(copy);
+        foreach (var file in Directory.GetFiles(Folder))
+            if (Path.GetFileName(file) is not ("model.safetensors" or "expected.json")) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        using var translator = Translator.Load(copy);
+        var info = Transduce.Serving.ModelInfo.From(translator.Checkpoint, copy);
+        using var sha = System.Security.Cryptography.SHA256.Create();
+        Assert.Equal(Convert.ToHexStringLower(sha.ComputeHash(File.ReadAllBytes(Path.Combine(copy, "pytorch_model.bin"))))[..16], info.Id);
+        using var direct = Translator.Load(Folder);
+        var options = new TranslationOptions { MaxNewTokens = 12 };
+        Assert.Equal(direct.Translate(Sentences, options), translator.Translate(Sentences, options));
+    }
+
     [Theory]
     [InlineData(1, "greedy_ids")]
     [InlineData(4, "beam4_ids")]
