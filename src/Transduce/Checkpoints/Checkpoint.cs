@@ -177,6 +177,10 @@ public sealed class Checkpoint : IDisposable
             throw new InvalidDataException($"{configPath}: {e.Message}", e);
         }
 
+        // Sizes come from an untrusted file: check them against what the weights file really stores before building.
+        string weightsPath = Path.Combine(directory, WeightsFile);
+        modelConfig.CheckFits(WeightFiles.Describe(weightsPath), configPath);
+
         EncoderDecoder model;
         try
         {
@@ -188,7 +192,7 @@ public sealed class Checkpoint : IDisposable
         }
         try
         {
-            LoadWeights(model, Path.Combine(directory, WeightsFile));
+            LoadWeights(model, weightsPath);
         }
         catch
         {

@@ -5,7 +5,10 @@ namespace Transduce.Text;
 /// SentencePiece model's own id space (MarianMT: SentencePiece segments, <c>vocab.json</c> numbers the pieces, and our
 /// reserved tokens come first). Pieces map to vocabulary ids by their text, as transformers' <c>MarianTokenizer</c> maps
 /// them; the map is built once, so encoding and decoding look nothing up by string except a run of unknown characters,
-/// which keeps its own text and is looked up as such.
+/// which keeps its own text and is looked up as such. Text comes back as <c>MarianTokenizer.decode(ids,
+/// skip_special_tokens=True)</c> makes it: the reserved tokens (<c>&lt;unk&gt;</c> too) are dropped, the pieces are decoded
+/// by the SentencePiece model, every <c>▁</c> still left (pieces of a joint vocabulary that this side's model does not know,
+/// which SentencePiece copies as they are) becomes a space, and the ends are stripped.
 /// </summary>
 public sealed class SentencePieceTokenizer : ITokenizer
 {
@@ -50,18 +53,22 @@ public sealed class SentencePieceTokenizer : ITokenizer
             if ((uint)id >= (uint)pieceOfVocabularyId.Length)
                 throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id must be in [0, {pieceOfVocabularyId.Length}).");
             if (id == Vocabulary.EosId) break;
-            if (id == Vocabulary.PadId || id == Vocabulary.BosId) continue;
+            if (id == Vocabulary.PadId || id == Vocabulary.BosId || id == Vocabulary.UnkId) continue;
             pieces.Add(pieceOfVocabularyId[id]);
         }
-        return model.Decode(pieces);
+        return AsMarianText(model.Decode(pieces));
     }
 
     /// <inheritdoc />
     public string DecodeTokens(IEnumerable<EncodedToken> tokens)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        return model.DecodePieces(tokens.Select(t => t.Value));
+        var pieces = tokens.Select(t => t.Value)
+            .Where(t => t is not (Vocabulary.PadToken or Vocabulary.BosToken or Vocabulary.EosToken or Vocabulary.UnkToken));
+        return AsMarianText(model.DecodePieces(pieces));
     }
+
+    private static string AsMarianText(string decoded) => Evaluation.PyText.Strip(decoded.Replace('\u2581', ' '));
 
     /// <summary>A piece's vocabulary id; a run of unknown characters (SentencePiece's unknown id) is looked up by its text.</summary>
     private int VocabularyId((string Piece, int Id) piece) =>
