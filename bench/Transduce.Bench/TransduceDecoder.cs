@@ -65,13 +65,7 @@ internal sealed class TransduceDecoder
 
     private int[][] Decode(EncoderDecoder model, DecodeMode mode, int[] rows)
     {
-        var beam = new BeamSearchOptions
-        {
-            BeamSize = mode.Beam,
-            Normalization = checkpoint.Generation.LengthNormalization,
-            LengthPenalty = checkpoint.Generation.LengthPenalty,
-            BannedTokens = checkpoint.Generation.BannedTokens,
-        };
+        var beam = checkpoint.Generation.Beam(mode.Beam);
         var results = new int[rows.Length][];
         // Positions in rows, sorted by source length (a stable sort, as Translator's) so that each batch pads little.
         var order = Enumerable.Range(0, rows.Length).OrderBy(j => Sources[rows[j]].Length).ToArray();

@@ -67,7 +67,7 @@ public sealed record ModelInfo
             SourceLanguage = Language("source_language", "source"),
             TargetLanguage = Language("target_language", "target"),
             Training = checkpoint.TrainingInfo,
-            Attention = Inference.AttentionProbe.Supports(checkpoint.Model),
+            Attention = checkpoint.Model.HasCrossAttention,
         };
     }
 

@@ -43,27 +43,29 @@ public abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits
 }
 
 /// <summary>
-/// A computation over an encoder–decoder whose state type is not known to the caller
-/// (searches, trainers and the CLI use this to stay model-agnostic).
-/// </summary>
-/// <typeparam name="TResult">The result type.</typeparam>
-public interface IEncoderDecoderFunc<out TResult>
-{
-    /// <summary>Runs the computation on a model with a concrete state type.</summary>
-    TResult Invoke<TState>(EncoderDecoder<TState> model) where TState : IDecoderState;
-}
-
-/// <summary>
 /// Non-generic view of every encoder–decoder (d2l §10.6): <c>forward(source, sourceValidLengths, targetInput)</c>
-/// returns the decoder's logits, shape (batch, target steps, target vocabulary).
+/// returns the decoder's logits, shape (batch, target steps, target vocabulary); <see cref="BeginDecoding"/> decodes
+/// one token at a time. Searches, trainers and the CLI see only this.
 /// </summary>
 public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     /// <summary>Creates the module registered under <paramref name="name"/>.</summary>
     protected EncoderDecoder(string name) : base(name) { }
 
-    /// <summary>Calls <paramref name="func"/> with this model typed by its decoder state.</summary>
-    public abstract TResult Apply<TResult>(IEncoderDecoderFunc<TResult> func);
+    /// <summary>True when the decoder attends over the source, so that decoding can return cross-attention weights.</summary>
+    public abstract bool HasCrossAttention { get; }
+
+    /// <summary>
+    /// Encodes a source batch and starts decoding it one token per row at a time (dispose the result to free its state).
+    /// </summary>
+    /// <param name="source">(batch, steps) source ids.</param>
+    /// <param name="sourceValidLengths">(batch) source lengths; must outlive the decoding.</param>
+    /// <param name="recomputePrefix">
+    /// Carry nothing between steps and run the decoder over the whole target prefix at every step (d2l's way at prediction
+    /// time): the same logits at a cost that grows with the prefix, the baseline incremental decoding is checked and
+    /// measured against.
+    /// </param>
+    public abstract IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false);
 }
 
 /// <summary>
@@ -98,5 +100,11 @@ public class EncoderDecoder<TState> : EncoderDecoder
     }
 
     /// <inheritdoc />
-    public override TResult Apply<TResult>(IEncoderDecoderFunc<TResult> func) => func.Invoke(this);
+    public override bool HasCrossAttention => typeof(ICrossAttentionState).IsAssignableFrom(typeof(TState));
+
+    /// <inheritdoc />
+    public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+        recomputePrefix
+            ? new PrefixRecomputingDecoding<TState>(Encoder, Decoder, source, sourceValidLengths)
+            : new StateCarryingDecoding<TState>(Encoder, Decoder, source, sourceValidLengths);
 }

@@ -8,6 +8,22 @@ namespace Transduce.Architecture;
 /// </summary>
 public interface IDecoderState
 {
-    /// <summary>Every tensor the state holds.</summary>
+    /// <summary>Every tensor the state carries to the next step.</summary>
     IEnumerable<Tensor> Tensors { get; }
+}
+
+/// <summary>
+/// The state of a decoder that attends over the source: besides what it carries, it tells where the forward call that
+/// produced it looked. Decoding reads it to return each step's cross-attention with that step's logits, so an attention
+/// map comes from the very decoding that produced the translation.
+/// </summary>
+public interface ICrossAttentionState : IDecoderState
+{
+    /// <summary>
+    /// Per decoder layer, the cross-attention weights of the forward call that produced this state, shape
+    /// (batch, heads, target steps of that call, source steps); empty for a state no forward call produced
+    /// (<see cref="Decoder{TState}.InitState"/>, <see cref="Decoder{TState}.SelectRows"/>). Not part of <see cref="IDecoderState.Tensors"/>:
+    /// the weights belong to the call, not to what is carried forward.
+    /// </summary>
+    IReadOnlyList<Tensor> CrossAttention { get; }
 }

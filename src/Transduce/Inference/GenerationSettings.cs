@@ -23,4 +23,18 @@ public sealed record GenerationSettings
 
     /// <summary>The beam size used when the caller does not choose one (a MarianMT folder's <c>num_beams</c>); null means greedy.</summary>
     public int? NumBeams { get; init; }
+
+    /// <summary>Greedy-search options of these settings.</summary>
+    /// <param name="crossAttention">Also return each output's cross-attention.</param>
+    public SearchOptions Greedy(bool crossAttention = false) => new() { BannedTokens = BannedTokens, CrossAttention = crossAttention };
+
+    /// <summary>Beam-search options of these settings.</summary>
+    /// <param name="beamSize">Hypotheses kept per sentence.</param>
+    /// <param name="nBest">Hypotheses returned per sentence.</param>
+    /// <param name="crossAttention">Also return each output's cross-attention.</param>
+    public BeamSearchOptions Beam(int beamSize, int nBest = 1, bool crossAttention = false) => new()
+    {
+        BeamSize = beamSize, NBest = nBest, Normalization = LengthNormalization, LengthPenalty = LengthPenalty,
+        BannedTokens = BannedTokens, EarlyStopping = EarlyStopping, CrossAttention = crossAttention,
+    };
 }

@@ -6,26 +6,11 @@ namespace Transduce.Inference;
 
 /// <summary>
 /// Greedy decoding (d2l §10.7's <c>predict_step</c>): feed <c>&lt;bos&gt;</c>, then each step's arg-max,
-/// one token at a time through the decoder state; a sentence stops at its own <c>&lt;eos&gt;</c>.
-/// Works with any <see cref="EncoderDecoder{TState}"/>; knows nothing about the model's internals.
+/// one token at a time through <see cref="EncoderDecoder.BeginDecoding"/>; a sentence stops at its own <c>&lt;eos&gt;</c>
+/// or at its maximum length. Knows nothing about the model's internals.
 /// </summary>
-public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
+public static class GreedySearch
 {
-    private readonly Tensor source;
-    private readonly Tensor validLengths;
-    private readonly SpecialIds ids;
-    private readonly int[] maxLengths;
-    private readonly IReadOnlyCollection<int> bannedTokens;
-
-    private GreedySearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, IReadOnlyCollection<int> bannedTokens)
-    {
-        this.source = source;
-        this.validLengths = validLengths;
-        this.ids = ids;
-        this.maxLengths = maxLengths;
-        this.bannedTokens = bannedTokens;
-    }
-
     /// <summary>
     /// Decodes a batch. Returns, per row, the output ids without <c>&lt;bos&gt;</c>/<c>&lt;eos&gt;</c>.
     /// </summary>
@@ -36,58 +21,74 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
     /// <param name="bannedTokens">Token ids never chosen (default none), e.g. Marian's <c>&lt;pad&gt;</c>.</param>
     public static int[][] Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
-        IReadOnlyCollection<int>? bannedTokens = null)
+        IReadOnlyCollection<int>? bannedTokens = null) =>
+        Decode(model, source, validLengths, ids, maxLengths, new SearchOptions { BannedTokens = bannedTokens?.ToArray() ?? [] })
+            .Select(h => h.Tokens).ToArray();
+
+    /// <summary>
+    /// Decodes a batch under the logit rules of <paramref name="options"/>. Returns one unscored <see cref="Hypothesis"/>
+    /// per row, with its cross-attention when <see cref="SearchOptions.CrossAttention"/> asks for it.
+    /// </summary>
+    /// <param name="model">The model (put in eval mode by the caller).</param>
+    /// <param name="source">(batch, steps) source ids.</param>
+    /// <param name="validLengths">(batch) source lengths.</param>
+    /// <param name="ids">Special token ids of the target vocabulary.</param>
+    /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
+    /// <param name="options">Banned tokens, minimum length, attention.</param>
+    public static IReadOnlyList<Hypothesis> Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
+        SearchOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         if (maxLengths.Length != source.shape[0])
             throw new ArgumentException("one maximum length per source row is required", nameof(maxLengths));
-        if (bannedTokens is not null && bannedTokens.Any(t => t < 0))
-            throw new ArgumentException("banned token ids must be non-negative", nameof(bannedTokens));
-        return model.Apply(new GreedySearch(source, validLengths, ids, maxLengths, bannedTokens ?? []));
-    }
-
-    /// <inheritdoc />
-    public int[][] Invoke<TState>(EncoderDecoder<TState> model) where TState : IDecoderState
-    {
         int batch = (int)source.shape[0];
+        if (batch == 0) return [];
+        var rules = LogitsProcessors.Standard(options, ids, maxLengths);
         var outputs = new List<int>[batch];
         for (int i = 0; i < batch; i++) outputs[i] = [];
-        var done = new bool[batch];
+        var rowSentences = Enumerable.Range(0, batch).ToArray();   // −1 once a row is done
+        bool wantAttention = options.CrossAttention && model.HasCrossAttention;
+        var trails = new AttentionTrail?[batch];
+        StepAttention? shape = null;
         int limit = maxLengths.Max();
 
         using var grad = inference_mode(); // no autograd bookkeeping at all (no version counters, no views tracked)
         using var scope = NewDisposeScope();
-        var encoded = model.Encoder.call(source, validLengths);
-        var state = model.Decoder.InitState(encoded, validLengths);
-        var input = full(batch, 1, ids.Bos, ScalarType.Int64);
+        using var decoding = model.BeginDecoding(source, validLengths);
+        var input = full(batch, ids.Bos, ScalarType.Int64, device: source.device);
         for (int step = 0; step <= limit; step++)
         {
             Tensor best;
-            TState next;
             using (var stepScope = NewDisposeScope())
             {
-                var (logits, nextState) = model.Decoder.call(input, state);
-                var last = logits[.., -1];
-                if (bannedTokens.Count > 0)
-                    last = last.index_fill(1, BeamSearch.BannedIndex(bannedTokens, last.shape[1], last.device), float.NegativeInfinity);
-                best = last.argmax(-1).unsqueeze(1);
-                next = nextState;
-                StepMemory.Keep(stepScope, next.Tensors.Append(best));
+                var (logits, attention) = decoding.Step(input, wantAttention);
+                best = rules.Apply(logits, new SearchPosition(step, rowSentences)).argmax(-1);
+                shape = StepAttention.From(attention) ?? shape;
+                if (attention is not null)
+                    for (int i = 0; i < batch; i++)
+                        if (rowSentences[i] >= 0) trails[i] = new AttentionTrail(shape!.Row(i), trails[i]);
+                stepScope.MoveToOuter(best);
             }
-            StepMemory.Release(state.Tensors.Append(input), next.Tensors);
+            input.Dispose();
+            input = best;
             var tokens = best.data<long>().ToArray();
             bool all = true;
             for (int i = 0; i < batch; i++)
             {
-                if (done[i]) continue;
+                if (rowSentences[i] < 0) continue;
                 int token = (int)tokens[i];
-                if (token == ids.Eos || outputs[i].Count >= maxLengths[i]) done[i] = true;
+                if (token == ids.Eos || outputs[i].Count >= maxLengths[i]) rowSentences[i] = -1;
                 else outputs[i].Add(token);
-                all &= done[i];
+                all &= rowSentences[i] < 0;
             }
-            input = best;
-            state = next;
             if (all) break;
         }
-        return outputs.Select(o => o.ToArray()).ToArray();
+
+        var sourceLengths = wantAttention ? validLengths.to(ScalarType.Int64).cpu().data<long>().ToArray() : [];
+        return Enumerable.Range(0, batch).Select(i => new Hypothesis([.. outputs[i]], double.NaN, double.NaN)
+        {
+            CrossAttention = trails[i] is { } trail ? trail.ToWeights(shape!, (int)sourceLengths[i]) : null,
+        }).ToArray();
     }
 }

@@ -88,7 +88,7 @@ public sealed class Translator : IDisposable
         }, cancellation);
 
     /// <summary>
-    /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.
+    /// Translates <paramref name="sentences"/> and returns output tokens (for display); results come back in input order.
     /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
     /// </summary>
     public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
@@ -98,17 +98,8 @@ public sealed class Translator : IDisposable
     /// Translates <paramref name="sentences"/> and returns the output ids (without <c>&lt;bos&gt;</c> and <c>&lt;eos&gt;</c>)
     /// in input order: greedy search when <see cref="TranslationOptions.Beam"/> is 1, otherwise the best hypothesis of beam search.
     /// </summary>
-    public IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null)
-    {
-        options ??= new TranslationOptions();
-        if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
-        if (options.Beam == 1)
-            return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, checkpoint.Generation.BannedTokens));
-        var beam = BeamOptions(options.Beam, 1);
-        return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam).Select(n => n[0].Tokens).ToArray());
-    }
+    public IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
+        Search(Encode(sentences), options, nBest: null, crossAttention: false).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> with beam search and returns, per sentence in input order, up to
@@ -119,13 +110,30 @@ public sealed class Translator : IDisposable
     public IReadOnlyList<IReadOnlyList<(string Text, double Score)>> TranslateNBest(IReadOnlyList<string> sentences, TranslationOptions? options = null)
     {
         options ??= new TranslationOptions();
-        if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
-        var beam = BeamOptions(Math.Max(options.Beam, options.NBest), options.NBest);
-        return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
-                .Select(n => (IReadOnlyList<(string, double)>)n.Select(h => (pipeline.Decode(h.Tokens), h.Score)).ToArray())
-                .ToArray());
+        return Search(Encode(sentences), options, options.NBest, crossAttention: false)
+            .Select(n => (IReadOnlyList<(string, double)>)n.Select(h => (pipeline.Decode(h.Tokens), h.Score)).ToArray())
+            .ToList();
+    }
+
+    /// <summary>
+    /// Translates one sentence and returns, with the translation, the cross-attention the decoder paid while producing it
+    /// (from the search itself), or null when the architecture has no attention over the source (the plain GRU).
+    /// </summary>
+    public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
+    {
+        var sourceTokens = pipeline.SourceTokens(sentence);
+        var sourceIds = sourceTokens.Select(t => t.Id).ToArray();
+        var best = Search([sourceIds], options, nBest: null, crossAttention: true)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
+        string text = pipeline.Decode(best.Tokens);
+        if (best.CrossAttention is not { } weights) return (text, null);
+        var srcVocab = checkpoint.SourceVocabulary;
+        var tgtVocab = checkpoint.TargetVocabulary;
+        var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
+        // Unknown source words show as typed, not as <unk>.
+        for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
+        var shownTarget = best.Tokens.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();
+        return (text, new AttentionMap(shownSource, shownTarget, weights));
     }
 
     /// <summary>Cuts the length-sorted <paramref name="order"/> into batches by sentence count and, when asked, by padded tokens.</summary>
@@ -151,7 +159,6 @@ public sealed class Translator : IDisposable
         if (batch.Count > 0) yield return [.. batch];
     }
 
-    /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     /// <summary>
     /// The most output tokens (before <c>&lt;eos&gt;</c>) a source of <paramref name="sourceTokens"/> ids may get:
     /// <c>max_new_tokens</c> when set (the options', else the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
@@ -167,30 +174,29 @@ public sealed class Translator : IDisposable
             : (int)Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB);
     }
 
+    /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
 
-    private BeamSearchOptions BeamOptions(int beamSize, int nBest) => new()
-    {
-        BeamSize = beamSize, NBest = nBest,
-        Normalization = checkpoint.Generation.LengthNormalization,
-        LengthPenalty = checkpoint.Generation.LengthPenalty,
-        BannedTokens = checkpoint.Generation.BannedTokens,
-        EarlyStopping = checkpoint.Generation.EarlyStopping,
-    };
+    private int[][] Encode(IReadOnlyList<string> sentences) => sentences.Select(pipeline.EncodeSource).ToArray();
 
     /// <summary>
-    /// Encodes <paramref name="sentences"/>, decodes them in length-sorted batches with <paramref name="decode"/>
-    /// (source ids, source lengths, target special ids, per-row maximum output lengths → one result per row),
-    /// and returns the results in input order.
+    /// Decodes <paramref name="encoded"/> sources in length-sorted batches and returns, per source in input order, its
+    /// hypotheses best first: greedy search's one when the beam is 1 and no n-best list is asked for, else beam search's
+    /// (of the larger of the beam and <paramref name="nBest"/>).
     /// </summary>
-    private T[] Run<T>(IReadOnlyList<string> sentences, TranslationOptions options, Func<Tensor, Tensor, SpecialIds, int[], IReadOnlyList<T>> decode)
+    private IReadOnlyList<Hypothesis>[] Search(int[][] encoded, TranslationOptions? options, int? nBest, bool crossAttention)
     {
+        options ??= new TranslationOptions();
+        if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
+        var model = checkpoint.Model;
+        var generation = checkpoint.Generation;
+        var greedy = generation.Greedy(crossAttention);
+        var beam = generation.Beam(Math.Max(options.Beam, nBest ?? 1), nBest ?? 1, crossAttention);
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId);
         var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId);
-        var encoded = sentences.Select(pipeline.EncodeSource).ToArray();
-        var results = new T[sentences.Count];
+        var results = new IReadOnlyList<Hypothesis>[encoded.Length];
         // Sort by length so each batch pads little; write results back by original index.
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
@@ -200,41 +206,14 @@ public sealed class Translator : IDisposable
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, MaxSourceSteps);
                 var maxLengths = chunk.Select(i => MaxOutputLength(encoded[i].Length, options)).ToArray();
-                var outputs = decode(src, lengths, ids, maxLengths);
+                var outputs = nBest is null && options.Beam == 1
+                    ? GreedySearch.Decode(model, src, lengths, ids, maxLengths, greedy).Select(h => (IReadOnlyList<Hypothesis>)[h]).ToArray()
+                    : BeamSearch.Decode(model, src, lengths, ids, maxLengths, beam);
                 for (int k = 0; k < chunk.Length; k++)
                     results[chunk[k]] = outputs[k];
             }
         }
         return results;
-    }
-
-    /// <summary>
-    /// Translates one sentence and returns the decoder's cross-attention over the source for that translation,
-    /// or null when the architecture has no attention (the plain GRU).
-    /// </summary>
-    public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
-    {
-        var outputIds = TranslateIds([sentence], options)[0];
-        var srcVocab = checkpoint.SourceVocabulary;
-        var tgtVocab = checkpoint.TargetVocabulary;
-        var sourceTokens = pipeline.SourceTokens(sentence);
-        var sourceIds = sourceTokens.Select(t => t.Id).ToArray();
-        lock (gate)
-        {
-            var (src, lengths) = Batching.BuildSources([sourceIds], new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId), MaxSourceSteps);
-            using (src)
-            using (lengths)
-            {
-                var weights = AttentionProbe.CrossAttention(checkpoint.Model, src, lengths, outputIds, new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId));
-                string text = pipeline.Decode(outputIds);
-                if (weights is null) return (text, null);
-                var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
-                // Unknown source words show as typed, not as <unk>.
-                for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
-                var shownTarget = outputIds.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();
-                return (text, new AttentionMap(shownSource, shownTarget, weights));
-            }
-        }
     }
 
     /// <inheritdoc />

@@ -107,12 +107,6 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
         RegisterComponents();
     }
 
-    /// <summary>When true, <see cref="LastWeights"/> keeps the attention weights of the latest call.</summary>
-    public bool CaptureWeights { get; set; }
-
-    /// <summary>Attention weights (batch, heads, queries, keys) of the latest call while <see cref="CaptureWeights"/> is on.</summary>
-    public Tensor? LastWeights { get; private set; }
-
     private Tensor SplitHeads(Tensor x)
     {
         using var view = x.reshape(x.shape[0], x.shape[1], heads, headSize);
@@ -138,16 +132,23 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
     public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
         using var scope = NewDisposeScope();
+        return Attend(q, k, v, mask, out _).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Attention over already projected heads; returns the output projection, (batch, queries, hidden), and the attention
+    /// weights, (batch, heads, queries, keys) — before dropout, i.e. where each head looked.
+    /// </summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, out Tensor weights)
+    {
+        using var scope = NewDisposeScope();
         var scores = q.matmul(k.transpose(-2, -1)).div_(Math.Sqrt(headSize));
-        var weights = AttentionMasks.MaskedSoftmax(scores, mask);
-        if (CaptureWeights)
-        {
-            LastWeights?.Dispose();
-            LastWeights = weights.detach().clone().DetachFromDisposeScope();
-        }
+        weights = AttentionMasks.MaskedSoftmax(scores, mask);
         var context = (training ? dropout.call(weights) : weights).matmul(v);   // (b, h, q, d)
         var merged = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], heads * headSize);
-        return W_o.call(merged).MoveToOuterDisposeScope();
+        var output = W_o.call(merged);
+        scope.MoveToOuter(output, weights);
+        return output;
     }
 
     /// <summary>Full multi-head attention of <paramref name="queries"/> over <paramref name="keys"/>/<paramref name="values"/>.</summary>
@@ -158,13 +159,6 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
         using (k)
         using (v)
             return Attend(q, k, v, mask);
-    }
-
-    /// <summary>Releases the captured weights.</summary>
-    public void ClearCapturedWeights()
-    {
-        LastWeights?.Dispose();
-        LastWeights = null;
     }
 }
 

@@ -11,23 +11,25 @@ namespace Transduce.Models;
 /// <param name="Memory">Encoder outputs, (batch, source steps, hidden).</param>
 /// <param name="Mask">Key mask from the source valid lengths, (batch, 1, 1, source steps).</param>
 /// <param name="Hidden">GRU state, (layers, batch, hidden).</param>
-public sealed record BahdanauState(Tensor Memory, Tensor Mask, Tensor Hidden) : IDecoderState
+public sealed record BahdanauState(Tensor Memory, Tensor Mask, Tensor Hidden) : ICrossAttentionState
 {
     /// <inheritdoc />
     public IEnumerable<Tensor> Tensors => [Memory, Mask, Hidden];
+
+    /// <inheritdoc />
+    public IReadOnlyList<Tensor> CrossAttention { get; init; } = [];
 }
 
 /// <summary>
 /// GRU decoder with additive attention (d2l §11.4): at each step the query is the previous top-layer hidden
 /// state, the context is its attention over the encoder outputs, and the GRU input is [context; embedding].
 /// </summary>
-public sealed class BahdanauDecoder : Decoder<BahdanauState>, IAttentionCapture
+public sealed class BahdanauDecoder : Decoder<BahdanauState>
 {
     private readonly AdditiveAttention attention;
     private readonly Embedding embedding;
     private readonly GRU rnn;
     private readonly Linear dense;
-    private readonly List<Tensor> captured = [];
 
     /// <summary>Creates the decoder.</summary>
     public BahdanauDecoder(int vocabSize, int embeddingSize, int hiddenSize, int layers, double dropout) : base(nameof(BahdanauDecoder))
@@ -37,27 +39,6 @@ public sealed class BahdanauDecoder : Decoder<BahdanauState>, IAttentionCapture
         rnn = nn.GRU(embeddingSize + hiddenSize, hiddenSize, layers, batchFirst: true, dropout: dropout);
         dense = nn.Linear(hiddenSize, vocabSize);
         RegisterComponents();
-    }
-
-    /// <inheritdoc />
-    public bool CaptureAttention { get; set; }
-
-    /// <inheritdoc />
-    public IReadOnlyList<Tensor> CapturedCrossAttention
-    {
-        get
-        {
-            if (captured.Count == 0) return [];
-            // One layer, one head: (batch, 1, target steps, source steps).
-            return [cat(captured, 1).unsqueeze(1)];
-        }
-    }
-
-    /// <inheritdoc />
-    public void ClearCapturedAttention()
-    {
-        foreach (var t in captured) t.Dispose();
-        captured.Clear();
     }
 
     /// <inheritdoc />
@@ -80,19 +61,21 @@ public sealed class BahdanauDecoder : Decoder<BahdanauState>, IAttentionCapture
         var embedded = embedding.call(target);                  // (b, t, e)
         var hidden = state.Hidden;
         var outputs = new List<Tensor>();
+        var attended = new List<Tensor>();
         for (long t = 0; t < embedded.shape[1]; t++)
         {
             var query = hidden[-1].unsqueeze(1);                // (b, 1, h)
             var (context, weights) = attention.call(query, state.Memory, state.Memory, state.Mask);
-            if (CaptureAttention) captured.Add(weights.detach().clone().DetachFromDisposeScope());
+            attended.Add(weights);                              // (b, 1, source steps)
             var x = cat([context, embedded.narrow(1, t, 1)], -1);
             var (output, next) = rnn.call(x, hidden);
             outputs.Add(output);
             hidden = next;
         }
         var logits = dense.call(cat(outputs, 1));
-        scope.MoveToOuter(logits, hidden);
-        return (logits, state with { Hidden = hidden });
+        var crossAttention = cat(attended, 1).unsqueeze(1);    // one layer, one head: (b, 1, t, source steps)
+        scope.MoveToOuter(logits, hidden, crossAttention);
+        return (logits, state with { Hidden = hidden, CrossAttention = [crossAttention] });
     }
 }
 

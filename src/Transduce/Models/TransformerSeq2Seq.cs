@@ -147,11 +147,14 @@ public sealed class TransformerEncoder : Encoder
 /// have been consumed.
 /// </summary>
 public sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, Tensor[] CrossValues, Tensor?[] SelfKeys, Tensor?[] SelfValues, long Steps)
-    : IDecoderState
+    : ICrossAttentionState
 {
     /// <inheritdoc />
     public IEnumerable<Tensor> Tensors =>
         new[] { SourceMask }.Concat(CrossKeys).Concat(CrossValues).Concat(SelfKeys.OfType<Tensor>()).Concat(SelfValues.OfType<Tensor>());
+
+    /// <inheritdoc />
+    public IReadOnlyList<Tensor> CrossAttention { get; init; } = [];
 }
 
 /// <summary>One decoder block: causal self-attention, cross-attention over the encoder output, FFN.</summary>
@@ -172,8 +175,8 @@ internal sealed class TransformerDecoderBlock : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>Runs the block on new positions <paramref name="x"/>; returns the output and the grown self-attention cache.</summary>
-    public (Tensor Output, Tensor Keys, Tensor Values) Forward(Tensor x, Tensor? pastKeys, Tensor? pastValues, Tensor? causalMask,
+    /// <summary>Runs the block on new positions <paramref name="x"/>; returns the output, the grown self-attention cache and the cross-attention weights.</summary>
+    public (Tensor Output, Tensor Keys, Tensor Values, Tensor CrossWeights) Forward(Tensor x, Tensor? pastKeys, Tensor? pastValues, Tensor? causalMask,
         Tensor crossKeys, Tensor crossValues, Tensor sourceMask)
     {
         Tensor keys = null!, values = null!;
@@ -195,12 +198,13 @@ internal sealed class TransformerDecoderBlock : nn.Module
         });
         using (y)
         {
+            Tensor crossWeights = null!;
             using var z = addNorm2.call(y, h =>
             {
                 using var q = CrossAttention.ProjectQuery(h);
-                return CrossAttention.Attend(q, crossKeys, crossValues, sourceMask);
+                return CrossAttention.Attend(q, crossKeys, crossValues, sourceMask, out crossWeights);
             });
-            return (addNorm3.call(z, h => ffn.call(h)), keys, values);
+            return (addNorm3.call(z, h => ffn.call(h)), keys, values, crossWeights);
         }
     }
 }
@@ -210,7 +214,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
 /// causal mask; fed one token at a time it extends cached keys/values, so each step costs one position's
 /// work and gives the same logits as recomputing the prefix.
 /// </summary>
-public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCapture
+public sealed class TransformerDecoder : Decoder<TransformerState>
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -218,7 +222,6 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
     private readonly LayerNorm? finalNorm;
     private readonly Linear dense;
     private readonly double embeddingScale;
-    private readonly List<Tensor>[] captured;
 
     /// <summary>Creates the decoder; <paramref name="embedding"/> may be shared with the encoder and/or tied to the output projection.</summary>
     public TransformerDecoder(ModelConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
@@ -230,33 +233,7 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
         dense = nn.Linear(c.HiddenSize, c.TargetVocabSize);
         if (c.TieEmbeddings) dense.weight = embedding.weight!;
         embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
-        captured = Enumerable.Range(0, c.DecoderLayerCount).Select(_ => new List<Tensor>()).ToArray();
         RegisterComponents();
-    }
-
-    /// <inheritdoc />
-    public bool CaptureAttention
-    {
-        get => blocks[0].CrossAttention.CaptureWeights;
-        set
-        {
-            foreach (var b in blocks) b.CrossAttention.CaptureWeights = value;
-        }
-    }
-
-    /// <inheritdoc />
-    public IReadOnlyList<Tensor> CapturedCrossAttention =>
-        captured.Where(l => l.Count > 0).Select(l => cat(l, 2)).ToList();
-
-    /// <inheritdoc />
-    public void ClearCapturedAttention()
-    {
-        foreach (var list in captured)
-        {
-            foreach (var t in list) t.Dispose();
-            list.Clear();
-        }
-        foreach (var b in blocks) b.CrossAttention.ClearCapturedWeights();
     }
 
     /// <inheritdoc />
@@ -290,18 +267,18 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
         var x = positions.call(embedding.call(target).mul_(embeddingScale), state.Steps);
         var selfKeys = new Tensor?[blocks.Count];
         var selfValues = new Tensor?[blocks.Count];
+        var crossWeights = new Tensor[blocks.Count];
         for (int i = 0; i < blocks.Count; i++)
         {
-            (x, var k, var v) = blocks[i].Forward(x, state.SelfKeys[i], state.SelfValues[i], causal,
+            (x, var k, var v, var w) = blocks[i].Forward(x, state.SelfKeys[i], state.SelfValues[i], causal,
                 state.CrossKeys[i], state.CrossValues[i], state.SourceMask);
             selfKeys[i] = k.MoveToOuterDisposeScope();
             selfValues[i] = v.MoveToOuterDisposeScope();
-            if (CaptureAttention && blocks[i].CrossAttention.LastWeights is { } w)
-                captured[i].Add(w.clone().DetachFromDisposeScope());
+            crossWeights[i] = w.MoveToOuterDisposeScope();
         }
         if (finalNorm is not null) x = finalNorm.call(x);
         var logits = dense.call(x).MoveToOuterDisposeScope();
-        return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps });
+        return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps, CrossAttention = crossWeights });
     }
 }
 

@@ -30,21 +30,19 @@ public sealed class ModelContractTests
         return model;
     }
 
-    private sealed class StepByStep(Tensor source, Tensor lengths, Tensor target) : IEncoderDecoderFunc<Tensor>
+    /// <summary>Feeds <paramref name="target"/> one column at a time; per step the logits and, when the model has it, the cross-attention.</summary>
+    private static (Tensor Logits, Tensor? Attention) StepByStep(EncoderDecoder model, Tensor source, Tensor lengths, Tensor target, bool recomputePrefix = false)
     {
-        public Tensor Invoke<TState>(EncoderDecoder<TState> model) where TState : IDecoderState
+        using var decoding = model.BeginDecoding(source, lengths, recomputePrefix);
+        var logits = new List<Tensor>();
+        var attention = new List<Tensor>();
+        for (long t = 0; t < target.shape[1]; t++)
         {
-            var encoded = model.Encoder.call(source, lengths);
-            var state = model.Decoder.InitState(encoded, lengths);
-            var steps = new List<Tensor>();
-            for (long t = 0; t < target.shape[1]; t++)
-            {
-                var (logits, next) = model.Decoder.call(target.narrow(1, t, 1), state);
-                steps.Add(logits);
-                state = next;
-            }
-            return cat(steps, 1);
+            var step = decoding.Step(target[.., t], crossAttention: true);
+            logits.Add(step.Logits);
+            if (step.CrossAttention is { } w) attention.Add(w);
         }
+        return (stack(logits, 1), attention.Count > 0 ? stack(attention, 1) : null);
     }
 
     [Theory]
@@ -58,10 +56,34 @@ public sealed class ModelContractTests
         var lengths = tensor(new long[] { 6, 4, 1 });
         var target = cat([full(3, 1, ids.Bos, ScalarType.Int64), randint(4, vocab, [3, 5])], 1);
         var whole = model.call(source, lengths, target);
-        var incremental = model.Apply(new StepByStep(source, lengths, target));
+        var (incremental, attention) = StepByStep(model, source, lengths, target);
         Assert.Equal(whole.shape, incremental.shape);
         double diff = (whole - incremental).abs().max().item<float>();
         Assert.True(diff < 1e-5, $"{architecture}: incremental logits differ by {diff}");
+        Assert.Equal(model.HasCrossAttention, attention is not null);
+        Assert.Equal(architecture != "gru", model.HasCrossAttention);
+    }
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void EachStepsCrossAttentionIsWhatTheWholePrefixPassGives(string architecture, bool variant)
+    {
+        using var model = Untrained(architecture, variant, out var ids, out int vocab);
+        if (!model.HasCrossAttention) return;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var source = randint(4, vocab, [3, 6]);
+        var lengths = tensor(new long[] { 6, 4, 1 });
+        var target = cat([full(3, 1, ids.Bos, ScalarType.Int64), randint(4, vocab, [3, 5])], 1);
+        var (_, carried) = StepByStep(model, source, lengths, target);
+        var (_, recomputed) = StepByStep(model, source, lengths, target, recomputePrefix: true);
+        // (rows, steps, layers, heads, source): one distribution over the source per step, layer and head ...
+        Assert.Equal(new long[] { 3, 6, architecture == "bahdanau" ? 1 : 2, architecture == "bahdanau" ? 1 : 4, 6 }, carried!.shape);
+        Assert.True(carried.sum(-1).allclose(ones_like(carried.sum(-1)), atol: 1e-5));
+        // ... that gives padded source positions no weight, and is what teacher-forcing the whole prefix gives.
+        Assert.Equal(0f, carried[2, .., .., .., TensorIndex.Slice(1, null)].abs().max().item<float>());
+        double diff = (carried - recomputed!).abs().max().item<float>();
+        Assert.True(diff < 1e-5, $"{architecture}: step attention differs from the whole-prefix pass by {diff}");
     }
 
     [Theory]

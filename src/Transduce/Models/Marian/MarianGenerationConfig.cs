@@ -41,4 +41,18 @@ public sealed record MarianGenerationConfig
     /// <see cref="MaxNewTokens"/>, or <see cref="MaxLength"/> − 1.
     /// </summary>
     public int NewTokenLimit => MaxNewTokens ?? Math.Max(0, MaxLength - 1);
+
+    /// <summary>
+    /// The decoding settings that reproduce <c>generate</c> with this configuration (banned tokens in Marian's id space):
+    /// length normalisation and stopping rule, beam size and length limit.
+    /// </summary>
+    public Inference.GenerationSettings ToSettings() => new()
+    {
+        LengthNormalization = Inference.LengthNormalization.HuggingFace,
+        LengthPenalty = LengthPenalty,
+        BannedTokens = BannedTokens,
+        EarlyStopping = EarlyStopping,
+        NumBeams = NumBeams,
+        MaxNewTokens = NewTokenLimit,
+    };
 }

@@ -98,15 +98,7 @@ public sealed class MarianModel : IDisposable
     }
 
     /// <summary>The beam options that reproduce <c>generate</c> with this model's settings.</summary>
-    public BeamSearchOptions BeamOptions(int? numBeams = null, int nBest = 1) => new()
-    {
-        BeamSize = numBeams ?? Generation.NumBeams,
-        NBest = nBest,
-        LengthPenalty = Generation.LengthPenalty,
-        Normalization = LengthNormalization.HuggingFace,
-        BannedTokens = Generation.BannedTokens,
-        EarlyStopping = Generation.EarlyStopping,
-    };
+    public BeamSearchOptions BeamOptions(int? numBeams = null, int nBest = 1) => Generation.ToSettings().Beam(numBeams ?? Generation.NumBeams, nBest);
 
     /// <summary>
     /// Beam search as <c>generate(num_beams=k)</c> with the folder's <c>early_stopping</c> (or <paramref name="earlyStopping"/>);

@@ -3,7 +3,7 @@ using Transduce.Inference;
 
 namespace Transduce.Tests.Inference;
 
-public sealed class AttentionProbeTests
+public sealed class AttentionMapTests
 {
     [Theory]
     [InlineData("bahdanau", 1)]
@@ -16,6 +16,14 @@ public sealed class AttentionProbeTests
             Model = model, ModelConfig = config, TextConfig = pipeline.Config,
             SourceVocabulary = data.SourceVocabulary, TargetVocabulary = data.TargetVocabulary,
         });
+        foreach (int beam in new[] { 3, 1 })
+        {
+            var options = new TranslationOptions { Beam = beam };
+            var (beamText, beamMap) = translator.TranslateWithAttention("I'm home.", options);
+            Assert.Equal(translator.Translate(["I'm home."], options)[0], beamText);
+            Assert.Equal(beamText.Split(' ').Append("<eos>"), beamMap!.TargetTokens);
+            Assert.Equal(beamMap.TargetTokens.Count, beamMap.Weights[0].GetLength(1));
+        }
         var (text, map) = translator.TranslateWithAttention("I'm home.");
         Assert.Equal(translator.Translate(["I'm home."])[0], text);
         Assert.NotNull(map);

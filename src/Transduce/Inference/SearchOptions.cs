@@ -1,0 +1,156 @@
+namespace Transduce.Inference;
+
+/// <summary>What greedy and beam search share: the logit rules (see <see cref="LogitsProcessors"/>) and what to return besides tokens.</summary>
+public record SearchOptions
+{
+    /// <summary>
+    /// Token ids that are never generated (default none): their scores are set to −∞ — after the softmax in beam search,
+    /// without renormalising the others; transformers' <c>bad_words_ids</c> for single tokens, e.g. Marian's <c>&lt;pad&gt;</c>.
+    /// </summary>
+    public IReadOnlyList<int> BannedTokens { get; init; } = [];
+
+    /// <summary>No <c>&lt;eos&gt;</c> before an output holds this many tokens (default 0); the maximum length still ends it.</summary>
+    public int MinLength { get; init; }
+
+    /// <summary>
+    /// Also return, with every output, the cross-attention of the decoding steps that produced it
+    /// (<see cref="Hypothesis.CrossAttention"/>; stays null for a model without attention over the source).
+    /// </summary>
+    public bool CrossAttention { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> when the options are out of range.</summary>
+    public virtual void Validate()
+    {
+        if (BannedTokens is null || BannedTokens.Any(t => t < 0))
+            throw new ArgumentException("banned token ids must be non-negative", nameof(BannedTokens));
+        if (MinLength < 0) throw new ArgumentException("the minimum length must be non-negative", nameof(MinLength));
+    }
+}
+
+
+/// <summary>
+/// How a hypothesis's log-probability is divided by a length penalty <c>lp(L)</c> before hypotheses
+/// of different lengths are compared. <c>L</c> is the output length counting <c>&lt;eos&gt;</c>
+/// (but not <c>&lt;bos&gt;</c>), i.e. the number of log-probabilities summed; <c>α</c> is
+/// <see cref="BeamSearchOptions.LengthPenalty"/>.
+/// </summary>
+public enum LengthNormalization
+{
+    /// <summary><c>lp(L) = 1</c>: the score is the plain sum of log-probabilities.</summary>
+    None,
+
+    /// <summary><c>lp(L) = L^α</c>: d2l §10.8's <c>(1 / L^α) · log P(y₁…y_L | c)</c>.</summary>
+    D2l,
+
+    /// <summary><c>lp(L) = ((5 + L) / 6)^α</c>: the GNMT length penalty (Wu et al., 2016).</summary>
+    Gnmt,
+
+    /// <summary>
+    /// Hugging Face <c>generate</c> with <c>num_beams &gt; 1</c> and <c>early_stopping=True</c>: <c>lp(L) = L^α</c> with
+    /// transformers' length (generated tokens including <c>&lt;eos&gt;</c>, excluding the decoder start token —
+    /// the same <c>L</c> as <see cref="D2l"/>), any finite <c>α</c> (negative favours short outputs); a sentence stops
+    /// as soon as <see cref="BeamSearchOptions.BeamSize"/> hypotheses have finished, whatever <c>α</c> is; and an
+    /// <c>&lt;eos&gt;</c> forced at the maximum length gets log-probability 0, as transformers'
+    /// <c>ForcedEOSTokenLogitsProcessor</c> gives it (the other modes keep the model's own log-probability).
+    /// </summary>
+    HuggingFace,
+}
+
+/// <summary>
+/// When beam search stops working on a sentence under <see cref="LengthNormalization.HuggingFace"/> — transformers'
+/// <c>early_stopping</c>. Let <c>k</c> be the beam size, <c>s</c> the best running beam's log-probability after a step,
+/// <c>L</c> the number of tokens the running beams then hold, and <c>w</c> the worst score among the <c>k</c> best
+/// finished hypotheses.
+/// </summary>
+public enum EarlyStopping
+{
+    /// <summary><c>early_stopping=True</c>: a sentence stops as soon as <c>k</c> hypotheses have finished.</summary>
+    WhenFull,
+
+    /// <summary>
+    /// <c>early_stopping=False</c>, transformers' default (OPUS-MT folders do not set it): with <c>k</c> finished, a
+    /// sentence stops once <c>s / L^α ≤ w</c> — no running beam could win if it ended now — and searches on otherwise.
+    /// </summary>
+    Heuristic,
+
+    /// <summary>
+    /// <c>early_stopping="never"</c>: as <see cref="Heuristic"/>, but for <c>α &gt; 0</c> the running beams are judged at the
+    /// longest length they could reach (the length limit, <c>&lt;eos&gt;</c> included), so a sentence searches on while
+    /// a longer hypothesis could still win.
+    /// </summary>
+    Never,
+}
+
+/// <summary>Options for <see cref="BeamSearch"/>.</summary>
+public sealed record BeamSearchOptions : SearchOptions
+{
+    /// <summary>Hypotheses kept alive per sentence (<c>k</c>); must be at least 1. A beam of 1 decodes exactly as greedy search.</summary>
+    public int BeamSize { get; init; } = 4;
+
+    /// <summary>Hypotheses returned per sentence, best first; between 1 and <see cref="BeamSize"/>.</summary>
+    public int NBest { get; init; } = 1;
+
+    /// <summary>The exponent <c>α ≥ 0</c> of the length penalty; 0 turns normalisation off whatever <see cref="Normalization"/> says.</summary>
+    public double LengthPenalty { get; init; } = 1.0;
+
+    /// <summary>The length penalty's form.</summary>
+    public LengthNormalization Normalization { get; init; } = LengthNormalization.Gnmt;
+
+    /// <summary>
+    /// The stopping rule under <see cref="LengthNormalization.HuggingFace"/> (transformers' <c>early_stopping</c>); the other
+    /// normalisations have their own rule (see <see cref="BeamSearch"/>). Default <see cref="EarlyStopping.WhenFull"/>.
+    /// </summary>
+    public EarlyStopping EarlyStopping { get; init; } = EarlyStopping.WhenFull;
+
+    /// <summary>
+    /// True when scores depend on length, i.e. <see cref="Normalization"/> is not <see cref="LengthNormalization.None"/>
+    /// and <see cref="LengthPenalty"/> is not 0.
+    /// </summary>
+    public bool NormalizesLength => Normalization != LengthNormalization.None && LengthPenalty != 0;
+
+    /// <summary>The length penalty <c>lp(L)</c> for an output of <paramref name="length"/> log-probabilities (tokens plus <c>&lt;eos&gt;</c>).</summary>
+    public double Penalty(int length) => Normalization switch
+    {
+        _ when LengthPenalty == 0 => 1.0,
+        LengthNormalization.None => 1.0,
+        LengthNormalization.D2l or LengthNormalization.HuggingFace => Math.Pow(length, LengthPenalty),
+        LengthNormalization.Gnmt => Math.Pow((5.0 + length) / 6.0, LengthPenalty),
+        _ => throw new ArgumentOutOfRangeException(nameof(Normalization), Normalization, "unknown length normalisation"),
+    };
+
+    /// <summary>The normalised score <c>logProbability / lp(length)</c>.</summary>
+    /// <param name="logProbability">Sum of the output's log-probabilities, <c>&lt;eos&gt;</c> included.</param>
+    /// <param name="length">Output length counting <c>&lt;eos&gt;</c>.</param>
+    public double Score(double logProbability, int length) => logProbability / Penalty(length);
+
+    /// <inheritdoc />
+    public override void Validate()
+    {
+        base.Validate();
+        if (BeamSize < 1) throw new ArgumentException("beam size must be at least 1", nameof(BeamSize));
+        if (NBest < 1 || NBest > BeamSize) throw new ArgumentException("n-best must be between 1 and the beam size", nameof(NBest));
+        if (Normalization == LengthNormalization.HuggingFace
+                ? !double.IsFinite(LengthPenalty)
+                : !(LengthPenalty >= 0) || double.IsInfinity(LengthPenalty))
+            throw new ArgumentException("the length penalty exponent must be finite and non-negative", nameof(LengthPenalty));
+        if (!Enum.IsDefined(Normalization)) throw new ArgumentException("unknown length normalisation", nameof(Normalization));
+        if (!Enum.IsDefined(EarlyStopping)) throw new ArgumentException("unknown early-stopping rule", nameof(EarlyStopping));
+    }
+}
+
+/// <summary>One finished output of a search.</summary>
+/// <param name="Tokens">Output ids without <c>&lt;bos&gt;</c> and <c>&lt;eos&gt;</c>.</param>
+/// <param name="Score">
+/// Beam search: the normalised score <c>LogProbability / lp(Tokens.Length + 1)</c> (see <see cref="LengthNormalization"/>);
+/// hypotheses are ranked by it. Greedy search does not score its output: NaN.
+/// </param>
+/// <param name="LogProbability">Sum of the model's log-probabilities of the tokens and the final <c>&lt;eos&gt;</c> (greedy search: NaN).</param>
+public sealed record Hypothesis(int[] Tokens, double Score, double LogProbability)
+{
+    /// <summary>
+    /// When asked for (<see cref="SearchOptions.CrossAttention"/>), per decoder layer the weights [head, output step,
+    /// source position] of the steps that produced this output: one row per token and one for <c>&lt;eos&gt;</c>, one
+    /// column per source position the encoder saw (its tokens and <c>&lt;eos&gt;</c>); otherwise null.
+    /// </summary>
+    public IReadOnlyList<float[,,]>? CrossAttention { get; init; }
+}
