@@ -1,3 +1,4 @@
+using Transduce.Models.Transformer;
 using Transduce.Models;
 
 namespace Transduce.Bench;
@@ -12,7 +13,7 @@ internal static class Flops
 {
     /// <summary>Forward FLOPs of teacher-forced training on a batch of <paramref name="batch"/> rows, source length
     /// <paramref name="sourceSteps"/> and target length <paramref name="targetSteps"/> (padded shapes: what the step computes).</summary>
-    public static double TransformerForward(ModelConfig c, long batch, long sourceSteps, long targetSteps)
+    public static double TransformerForward(TransformerConfig c, long batch, long sourceSteps, long targetSteps)
     {
         double d = c.HiddenSize, f = c.FfnSize, v = c.TargetVocabSize, b = batch, s = sourceSteps, t = targetSteps;
         double encoderLayer = 2 * b * s * (4 * d * d + 2 * d * f) + 2 * b * (2 * s * s * d);
@@ -23,7 +24,7 @@ internal static class Flops
     }
 
     /// <summary>FLOPs of one training step (forward + backward ≈ 3× forward).</summary>
-    public static double TransformerTrainStep(ModelConfig c, long batch, long sourceSteps, long targetSteps) =>
+    public static double TransformerTrainStep(TransformerConfig c, long batch, long sourceSteps, long targetSteps) =>
         3 * TransformerForward(c, batch, sourceSteps, targetSteps);
 
     /// <summary>
@@ -31,7 +32,7 @@ internal static class Flops
     /// <paramref name="sourceSteps"/> tokens, the cross-attention keys/values once, and then one position per emitted
     /// token (<paramref name="outputSteps"/> including &lt;eos&gt;), each attending over the prefix and the source.
     /// </summary>
-    public static double TransformerDecode(ModelConfig c, long sourceSteps, long outputSteps)
+    public static double TransformerDecode(TransformerConfig c, long sourceSteps, long outputSteps)
     {
         double d = c.HiddenSize, f = c.FfnSize, v = c.TargetVocabSize, s = sourceSteps;
         double encoder = c.Layers * (2 * s * (4 * d * d + 2 * d * f) + 2 * (2 * s * s * d));

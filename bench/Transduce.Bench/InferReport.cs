@@ -64,7 +64,7 @@ internal static class InferReport
         {
             var ours = run.Ours.ToDictionary(r => r.Mode.Name);
             var twin = run.Twin?.Modes;
-            if (run.Config.Architecture == "transformer" && twin is not null)
+            if (run.Config is Models.Transformer.TransformerConfig && twin is not null)
             {
                 var fast = ours[$"greedy-incremental-{large}"];
                 double vsD2l = Speed(fast) / Speed(twin[$"greedy-recompute-{large}"]);
@@ -118,17 +118,17 @@ internal static class InferReport
     /// <summary>Model FLOPs utilisation of a greedy large-batch Transformer mode; null for the other rows.</summary>
     private static double? Mfu(InferBench.ModelRun run, ModeResult r, double peakGFlops)
     {
-        if (run.Config.Architecture != "transformer" || r.Mode.Beam != 1 || r.Mode.Batch == 1) return null;
+        if (run.Config is not Models.Transformer.TransformerConfig config || r.Mode.Beam != 1 || r.Mode.Batch == 1) return null;
         // Positions fed per sentence: <bos> and every output token (the last step emits <eos> or hits the limit).
-        double flops = r.Outputs.Select((o, j) => Flops.TransformerDecode(run.Config, run.SourceSteps[r.Rows[j]], o.Length + 1)).Sum();
+        double flops = r.Outputs.Select((o, j) => Flops.TransformerDecode(config, run.SourceSteps[r.Rows[j]], o.Length + 1)).Sum();
         return flops / r.Seconds / (peakGFlops * 1e9);
     }
 
-    private static string Describe(Models.ModelConfig c) => c.Architecture == "transformer"
+    private static string Describe(Models.ModelConfig config) => config is Models.Transformer.TransformerConfig c
         ? string.Create(Inv, $"Transformer {c.Layers}+{c.DecoderLayerCount} layers, width {c.HiddenSize}, FFN {c.FfnSize}, {c.Heads} heads, " +
             $"{(c.PreNorm ? "pre" : "post")}-norm, vocabularies {c.SourceVocabSize}/{c.TargetVocabSize}" +
             $"{(c.ShareEmbeddings ? ", shared" : "")}{(c.TieEmbeddings ? ", tied" : "")}")
-        : string.Create(Inv, $"{c.Architecture} {c.Layers} layers, hidden {c.HiddenSize}, embeddings {c.EmbeddingSize}, vocabularies {c.SourceVocabSize}/{c.TargetVocabSize}");
+        : string.Create(Inv, $"{config.Architecture} {config.Layers} layers, hidden {config.HiddenSize}, embeddings {config.EmbeddingSize}, vocabularies {config.SourceVocabSize}/{config.TargetVocabSize}");
 
     private static string CpuModel()
     {

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Models;
+using Transduce.Models.Transformer;
 using Transduce.Text;
 using Transduce.Training;
 using static TorchSharp.torch;
@@ -47,7 +48,7 @@ internal static class TrainBench
         set_num_threads(threads);
         var preset = TrainingPreset.All.TryGetValue(presetName, out var p) ? p
             : throw new ArgumentException($"--preset: unknown '{presetName}' (known: {string.Join(", ", TrainingPreset.All.Keys)})");
-        if (preset.Architecture != "transformer") throw new ArgumentException($"--preset {presetName}: only Transformer presets are counted (FLOPs)");
+        if (preset.Architecture != TransformerConfig.Name) throw new ArgumentException($"--preset {presetName}: only Transformer presets are counted (FLOPs)");
         var options = preset.Training with { MaxTokens = maxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1, KeepFreedMemory = keepFreed };
 
         // Data exactly as `transduce train --preset` prepares it.
@@ -57,13 +58,8 @@ internal static class TrainBench
             preset.BpeVocabSize, preset.MinFrequency, preset.ShareEmbeddings);
         var tgt = prepared.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        var config = new ModelConfig
-        {
-            Architecture = "transformer", SourceVocabSize = prepared.SourceVocabulary.Count, TargetVocabSize = tgt.Count,
-            EmbeddingSize = preset.HiddenSize, HiddenSize = preset.HiddenSize, Layers = preset.Layers, Heads = preset.Heads,
-            FfnSize = preset.FfnSize, Dropout = preset.Dropout, PadId = tgt.PadId, PreNorm = preset.PreNorm,
-            TieEmbeddings = preset.TieEmbeddings, ShareEmbeddings = preset.ShareEmbeddings,
-        };
+        var config = (TransformerConfig)ModelRegistry.Get(TransformerConfig.Name)
+            .Configure(preset.Model, prepared.SourceVocabulary.Count, tgt.Count, tgt.PadId);
         int? maxSteps = Batching.MinLimit(preset.MaxSteps, config.MaxSequenceLength);
 
         // The first warmup + steps batches of epoch 1, as the Trainer draws them: the twin gets the same tensors.
@@ -109,7 +105,7 @@ internal static class TrainBench
             // recomputed from the same lengths, seed and epoch, so it sees the batches written above.
             Console.Error.WriteLine($"Transduce: {warmup} + {steps} updates…");
             manual_seed(options.Seed);
-            using var model = ModelFactory.Create(config);
+            using var model = ModelRegistry.Create(config);
             using var stop = new CancellationTokenSource();
             var marks = new List<(int Step, double Seconds)>();
             var clock = Stopwatch.StartNew();
@@ -150,7 +146,7 @@ internal static class TrainBench
         }
     }
 
-    private static string Report(string preset, ModelConfig c, long parameters, TrainingOptions o, int threads, int warmup, int steps,
+    private static string Report(string preset, TransformerConfig c, long parameters, TrainingOptions o, int threads, int warmup, int steps,
         long tokens, long positions, double flops, double ours, double? twin, string twinVersion, double twinPeak, double peak, int peakSize, long rss)
     {
         double oursRate = tokens / ours;

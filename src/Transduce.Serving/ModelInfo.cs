@@ -10,8 +10,16 @@ public sealed record ModelInfo
     /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of the weights file (<c>model.safetensors</c>, or a MarianMT folder's <c>pytorch_model.bin</c>).</summary>
     public required string Id { get; init; }
 
-    /// <summary>Architecture name (<c>gru</c>, <c>bahdanau</c>, <c>transformer</c>).</summary>
+    /// <summary>Architecture name (one of <see cref="Models.ModelRegistry"/>'s: <c>gru</c>, <c>bahdanau</c>, <c>transformer</c>, …).</summary>
     public required string Architecture { get; init; }
+
+    /// <summary>What the architecture is, from <see cref="Models.ModelRegistry"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Description { get; init; }
+
+    /// <summary>The whole model configuration as the checkpoint stores it (every option of its architecture).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public System.Text.Json.Nodes.JsonObject? Config { get; init; }
 
     /// <summary>Embedding width.</summary>
     public int EmbeddingSize { get; init; }
@@ -22,7 +30,7 @@ public sealed record ModelInfo
     /// <summary>Layers (or blocks) in encoder and decoder.</summary>
     public int Layers { get; init; }
 
-    /// <summary>Transformer attention heads; null for recurrent models.</summary>
+    /// <summary>Attention heads (the config's <c>heads</c>); null for models without them.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? Heads { get; init; }
 
@@ -51,16 +59,19 @@ public sealed record ModelInfo
     public static ModelInfo From(Checkpoint checkpoint, string directory)
     {
         var config = checkpoint.ModelConfig;
+        var fields = config.ToJson();
         string Language(string key, string fallback) =>
             checkpoint.TrainingInfo.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v : fallback;
         return new ModelInfo
         {
             Id = HashPrefix(WeightsOf(directory)),
             Architecture = config.Architecture,
+            Description = Models.ModelRegistry.Get(config.Architecture).Description,
+            Config = fields,
             EmbeddingSize = config.EmbeddingSize,
             HiddenSize = config.HiddenSize,
             Layers = config.Layers,
-            Heads = config.Architecture == "transformer" ? config.Heads : null,
+            Heads = fields["heads"]?.GetValue<int>(),
             Parameters = checkpoint.Model.parameters().Sum(p => p.numel()),
             SourceVocabSize = config.SourceVocabSize,
             TargetVocabSize = config.TargetVocabSize,
@@ -75,7 +86,7 @@ public sealed record ModelInfo
     private static string WeightsOf(string directory)
     {
         string safetensors = Path.Combine(directory, Checkpoint.WeightsFile);
-        string pickled = Path.Combine(directory, Models.Marian.MarianImport.PyTorchWeightsFile);
+        string pickled = Path.Combine(directory, Models.Transformer.Marian.MarianImport.PyTorchWeightsFile);
         return File.Exists(safetensors) || !File.Exists(pickled) ? safetensors : pickled;
     }
 

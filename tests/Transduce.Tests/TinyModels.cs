@@ -16,22 +16,22 @@ internal static class TinyModels
         new("He's calm.", "Il est calme.", 4), new("Thank you!", "Merci !", 5), new("We won.", "Nous avons gagné.", 6),
     ];
 
-    public static ModelConfig Config(Vocabulary src, Vocabulary tgt, double dropout = 0, string architecture = "gru") => new()
+    /// <summary>A tiny config of <paramref name="architecture"/> for the vocabularies, through the model registry.</summary>
+    public static ModelConfig Config(Vocabulary src, Vocabulary tgt, double dropout = 0, string architecture = "gru",
+        Func<ModelSettings, ModelSettings>? adjust = null)
     {
-        Architecture = architecture, SourceVocabSize = src.Count, TargetVocabSize = tgt.Count,
-        EmbeddingSize = architecture == "transformer" ? 32 : 16, HiddenSize = 32, Layers = 2, Dropout = dropout, PadId = tgt.PadId,
-        Heads = 4, FfnSize = 64,
-    };
+        var settings = new ModelSettings { EmbeddingSize = 16, HiddenSize = 32, Layers = 2, Dropout = dropout, Heads = 4, FfnSize = 64 };
+        return ModelRegistry.Get(architecture).Configure(adjust is null ? settings : adjust(settings), src.Count, tgt.Count, tgt.PadId);
+    }
 
     public static (EncoderDecoder Model, TranslationData Data, TextPipeline Pipeline, ModelConfig Config) Trained(
-        int epochs = 150, int seed = 3, string architecture = "gru", Func<ModelConfig, ModelConfig>? adjust = null)
+        int epochs = 150, int seed = 3, string architecture = "gru", Func<ModelSettings, ModelSettings>? adjust = null)
     {
         var data = TranslationData.Prepare(Pairs, new TextConfig { Normalizer = "d2l" }, jointVocabulary: adjust is not null);
         var pipeline = data.Text;
         manual_seed(seed);
-        var config = Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture);
-        if (adjust is not null) config = adjust(config);
-        var model = ModelFactory.Create(config);
+        var config = Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture, adjust: adjust);
+        var model = ModelRegistry.Create(config);
         var tgt = data.TargetVocabulary;
         Trainer.Train(model, data.Pairs, new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId), null,
             new TrainingOptions { Epochs = epochs, BatchSize = 3, LearningRate = 0.01, Seed = seed });

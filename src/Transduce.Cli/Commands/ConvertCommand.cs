@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Transduce.Models.Marian;
+using Transduce.Models.Transformer.Marian;
 
 namespace Transduce.Cli.Commands;
 
@@ -16,8 +16,9 @@ internal static class ConvertCommand
         {
             using var checkpoint = MarianConvert.ToCheckpoint(r.GetValue(input)!);
             checkpoint.Save(r.GetValue(output)!);
-            Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
-                              $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.TargetVocabulary.Count:N0})");
+            var config = (Models.Transformer.TransformerConfig)checkpoint.ModelConfig;
+            Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({config.Layers}+{config.DecoderLayerCount} layers, " +
+                              $"d_model {config.HiddenSize}, vocabulary {checkpoint.TargetVocabulary.Count:N0})");
             return 0;
         });
         return command;

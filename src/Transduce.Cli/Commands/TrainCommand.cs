@@ -41,8 +41,11 @@ internal static class TrainCommand
         preset.AcceptOnlyFromAmong([.. TrainingPreset.All.Keys]);
         var output = new Option<string?>("--out") { Description = "Checkpoint directory to write (required unless --resume)." };
         var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint directory exactly where it stopped." };
-        var arch = new Option<string?>("--model") { Description = "Architecture: gru, bahdanau or transformer." };
-        arch.AcceptOnlyFromAmong([.. ModelFactory.Architectures]);
+        var arch = new Option<string?>("--model")
+        {
+            Description = "Architecture: " + string.Join("; ", ModelRegistry.Architectures.Select(a => $"{a.Name} ({a.Description})")) + ".",
+        };
+        arch.AcceptOnlyFromAmong([.. ModelRegistry.Names]);
         var heads = new Option<int?>("--heads") { Description = "Transformer attention heads (default 4)." };
         var ffn = new Option<int?>("--ffn") { Description = "Transformer feed-forward width (default 64)." };
         var activation = new Option<string?>("--activation") { Description = "Transformer feed-forward activation: relu, gelu or swish (default relu)." };
@@ -182,16 +185,14 @@ internal static class TrainCommand
         var tgt = prepared.TargetVocabulary;
 
         manual_seed(s.Options.Seed);
-        var config = new ModelConfig
+        var config = ModelRegistry.Get(s.Architecture).Configure(new ModelSettings
         {
-            Architecture = s.Architecture, SourceVocabSize = src.Count, TargetVocabSize = tgt.Count,
-            EmbeddingSize = s.Architecture == "transformer" ? s.Hidden : s.Embedding, HiddenSize = s.Hidden, Layers = s.Layers,
-            Dropout = s.Dropout, PadId = tgt.PadId, Heads = s.Heads, FfnSize = s.Ffn, Activation = s.Activation,
-            PreNorm = s.PreNorm, TieEmbeddings = s.Tie, ShareEmbeddings = s.Share,
-        };
+            EmbeddingSize = s.Embedding, HiddenSize = s.Hidden, Layers = s.Layers, Dropout = s.Dropout, Heads = s.Heads, FfnSize = s.Ffn,
+            Activation = s.Activation, PreNorm = s.PreNorm, TieEmbeddings = s.Tie, ShareEmbeddings = s.Share,
+        }, src.Count, tgt.Count, tgt.PadId);
         var checkpoint = new Checkpoint
         {
-            Model = ModelFactory.Create(config), ModelConfig = config, TextConfig = textConfig,
+            Model = ModelRegistry.Create(config), ModelConfig = config, TextConfig = textConfig,
             SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
         };
         return Run(s, checkpoint, prepared.Pairs, corpusName, null, [], []);

@@ -184,7 +184,7 @@ public sealed class Checkpoint : IDisposable
         EncoderDecoder model;
         try
         {
-            model = ModelFactory.Create(modelConfig);
+            model = ModelRegistry.Create(modelConfig);
         }
         catch (ArgumentException e)
         {

@@ -2,25 +2,13 @@ using static TorchSharp.torch;
 
 namespace Transduce.Inference;
 
-/// <summary>One decoding step's cross-attention of every row, copied to the CPU: (rows, layers, heads, source steps).</summary>
-internal sealed class StepAttention
+/// <summary>One decoding step's cross-attention of every row, copied to the CPU.</summary>
+/// <param name="Weights">(rows, layers, heads, source steps), flattened.</param>
+/// <param name="Layers">Decoder layers.</param>
+/// <param name="Heads">Heads per layer.</param>
+/// <param name="SourceSteps">Source positions of the batch (padding included).</param>
+internal sealed record StepAttention(float[] Weights, int Layers, int Heads, int SourceSteps)
 {
-    private readonly float[] weights;
-
-    private StepAttention(float[] weights, int layers, int heads, int sourceSteps)
-    {
-        this.weights = weights;
-        Layers = layers;
-        Heads = heads;
-        SourceSteps = sourceSteps;
-    }
-
-    public int Layers { get; }
-
-    public int Heads { get; }
-
-    public int SourceSteps { get; }
-
     /// <summary>Copies <paramref name="step"/> (rows, layers, heads, source steps), or null when there is none.</summary>
     public static StepAttention? From(Tensor? step)
     {
@@ -33,7 +21,7 @@ internal sealed class StepAttention
     public ReadOnlyMemory<float> Row(int row)
     {
         int size = Layers * Heads * SourceSteps;
-        return weights.AsMemory(row * size, size);
+        return Weights.AsMemory(row * size, size);
     }
 }
 

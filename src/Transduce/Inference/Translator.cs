@@ -54,10 +54,10 @@ public sealed class Translator : IDisposable
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
-    /// folder, which is converted in memory (<see cref="Models.Marian.MarianConvert"/>).
+    /// folder, which is converted in memory (<see cref="Models.Transformer.Marian.MarianConvert"/>).
     /// </summary>
     public static Translator Load(string directory) =>
-        new(Models.Marian.MarianConvert.IsMarianFolder(directory) ? Models.Marian.MarianConvert.ToCheckpoint(directory) : Checkpoint.Load(directory));
+        new(Models.Transformer.Marian.MarianConvert.IsMarianFolder(directory) ? Models.Transformer.Marian.MarianConvert.ToCheckpoint(directory) : Checkpoint.Load(directory));
 
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;

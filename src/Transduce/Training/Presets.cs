@@ -1,3 +1,8 @@
+using Transduce.Models;
+using Transduce.Models.Bahdanau;
+using Transduce.Models.Gru;
+using Transduce.Models.Transformer;
+
 namespace Transduce.Training;
 
 /// <summary>A named, complete training setting (model sizes, optimisation and data selection).</summary>
@@ -9,8 +14,8 @@ public sealed record TrainingPreset
     /// <summary>What it reproduces.</summary>
     public required string Description { get; init; }
 
-    /// <summary>Architecture.</summary>
-    public string Architecture { get; init; } = "gru";
+    /// <summary>Architecture: a name in <see cref="ModelRegistry"/>.</summary>
+    public string Architecture { get; init; } = GruConfig.Name;
 
     /// <summary>Embedding width.</summary>
     public int EmbeddingSize { get; init; } = 256;
@@ -84,39 +89,39 @@ public sealed record TrainingPreset
         ("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."), ("i'm home .", "je suis chez moi ."),
     ];
 
+    /// <summary>The model knobs of this preset, as every architecture reads them (<see cref="ModelArchitecture.Configure"/>).</summary>
+    public ModelSettings Model => new()
+    {
+        EmbeddingSize = EmbeddingSize, HiddenSize = HiddenSize, Layers = Layers, Heads = Heads, FfnSize = FfnSize,
+        PreNorm = PreNorm, TieEmbeddings = TieEmbeddings, ShareEmbeddings = ShareEmbeddings, Dropout = Dropout,
+    };
+
+    /// <summary>
+    /// A book preset (d2l §10.7, §11.4, §11.7): <paramref name="architecture"/> at 256 wide, 2 layers, dropout 0.2 (a
+    /// Transformer with 4 heads and FFN 64), on the first 512 pairs of fra.txt with vocabularies from the first 640
+    /// (min frequency 2), num_steps 9, batch 128, Adam at <paramref name="learningRate"/>, 30 epochs, clip 1.
+    /// </summary>
+    private static TrainingPreset Book(string name, string architecture, double learningRate, string description) => new()
+    {
+        Name = name, Description = description, Architecture = architecture,
+        EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Heads = 4, FfnSize = 64, Dropout = 0.2,
+        Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = learningRate, GradientClip = 1 },
+        MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
+        Examples = BookExamples,
+    };
+
     /// <summary>Every preset by name.</summary>
     public static IReadOnlyDictionary<string, TrainingPreset> All { get; } = new Dictionary<string, TrainingPreset>
     {
-        ["d2l-gru"] = new()
-        {
-            Name = "d2l-gru",
-            Description = "d2l §10.7: GRU seq2seq on the first 512 pairs of fra.txt (vocabularies from the first 640, min frequency 2), " +
-                          "num_steps 9, batch 128, embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1",
-            Architecture = "gru", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Dropout = 0.2,
-            Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.005, GradientClip = 1 },
-            MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
-            Examples = BookExamples,
-        },
-        ["d2l-bahdanau"] = new()
-        {
-            Name = "d2l-bahdanau",
-            Description = "d2l §11.4: GRU encoder + Bahdanau-attention GRU decoder, same data as d2l-gru, " +
-                          "embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1",
-            Architecture = "bahdanau", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Dropout = 0.2,
-            Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.005, GradientClip = 1 },
-            MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
-            Examples = BookExamples,
-        },
-        ["d2l-transformer"] = new()
-        {
-            Name = "d2l-transformer",
-            Description = "d2l §11.7: Transformer, same data as d2l-gru, 256 hidden, 2 blocks, 4 heads, FFN 64, dropout 0.2, " +
-                          "Adam lr 0.001, 30 epochs, clip 1",
-            Architecture = "transformer", EmbeddingSize = 256, HiddenSize = 256, Layers = 2, Heads = 4, FfnSize = 64, Dropout = 0.2,
-            Training = new TrainingOptions { Epochs = 30, BatchSize = 128, LearningRate = 0.001, GradientClip = 1 },
-            MaxSteps = 9, TrainPairs = 512, VocabularyPairs = 640, MinFrequency = 2, Normalizer = "d2l",
-            Examples = BookExamples,
-        },
+        ["d2l-gru"] = Book("d2l-gru", GruConfig.Name, 0.005,
+            "d2l §10.7: GRU seq2seq on the first 512 pairs of fra.txt (vocabularies from the first 640, min frequency 2), " +
+            "num_steps 9, batch 128, embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1"),
+        ["d2l-bahdanau"] = Book("d2l-bahdanau", BahdanauConfig.Name, 0.005,
+            "d2l §11.4: GRU encoder + Bahdanau-attention GRU decoder, same data as d2l-gru, " +
+            "embed 256, hidden 256, 2 layers, dropout 0.2, Adam lr 0.005, 30 epochs, clip 1"),
+        ["d2l-transformer"] = Book("d2l-transformer", TransformerConfig.Name, 0.001,
+            "d2l §11.7: Transformer, same data as d2l-gru, 256 hidden, 2 blocks, 4 heads, FFN 64, dropout 0.2, " +
+            "Adam lr 0.001, 30 epochs, clip 1"),
         ["transformer-base-cpu"] = new()
         {
             Name = "transformer-base-cpu",
@@ -124,7 +129,7 @@ public sealed record TrainingPreset
                           "normalisation; pre-norm Transformer 3+3 layers, 256 wide, 4 heads, FFN 1024, shared and tied embeddings, " +
                           "dropout 0.1; batches of at most 4,096 padded tokens from length buckets; Adam lr 0.001 with 400 warm-up " +
                           "updates then 1/sqrt(step); label smoothing 0.1; clip 1; 60 minutes; validates on valid.tsv every 500 updates",
-            Architecture = "transformer", EmbeddingSize = 256, HiddenSize = 256, Layers = 3, Heads = 4, FfnSize = 1024, Dropout = 0.1,
+            Architecture = TransformerConfig.Name, EmbeddingSize = 256, HiddenSize = 256, Layers = 3, Heads = 4, FfnSize = 1024, Dropout = 0.1,
             PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Tokenizer = "bpe", BpeVocabSize = 8000, Normalizer = "none",
             Training = new TrainingOptions
             {

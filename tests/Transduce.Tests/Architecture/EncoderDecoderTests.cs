@@ -65,7 +65,7 @@ public sealed class EncoderDecoderTests
         var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
         var pipeline = data.Text;
         manual_seed(11);
-        var model = ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
+        var model = ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();
         return (model, data.SourceVocabulary, data.TargetVocabulary);
     }

@@ -172,7 +172,7 @@ public sealed class BeamSearchTests(TrainedGruFixture f) : IClassFixture<Trained
         manual_seed(7);
         var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
         var pipeline = data.Text;
-        using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
+        using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();
         var tgt = data.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);

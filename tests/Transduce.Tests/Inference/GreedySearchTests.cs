@@ -36,7 +36,7 @@ public sealed class GreedySearchTests
         manual_seed(1);
         var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
         var pipeline = data.Text;
-        using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
+        using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();
         var tgt = data.TargetVocabulary;
         var (x, len) = Batching.BuildSources([[4, 5], [6]], new SpecialIds(0, 1, 2), null);

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Transduce.Checkpoints;
 using Transduce.Inference;
-using Transduce.Models.Marian;
+using Transduce.Models.Transformer.Marian;
 using static TorchSharp.torch;
 
 namespace Transduce.Tests.Marian;

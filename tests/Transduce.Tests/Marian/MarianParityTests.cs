@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Transduce.Inference;
-using Transduce.Models.Marian;
+using Transduce.Models.Transformer.Marian;
 using static TorchSharp.torch;
 
 namespace Transduce.Tests.Marian;
@@ -123,7 +123,7 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     public void HalvesLayoutPutsSinesFirstAndCosinesSecond()
     {
         using var scope = NewDisposeScope();
-        using var encoding = new Transduce.Models.PositionalEncoding(6, 0, 4, Transduce.Models.SinusoidLayout.Halves);
+        using var encoding = new Transduce.Models.Transformer.PositionalEncoding(6, 0, 4, Transduce.Models.Transformer.SinusoidLayout.Halves);
         var table = encoding.call(zeros(1, 4, 6), 0)[0];
         for (int pos = 0; pos < 4; pos++)
             for (int i = 0; i < 3; i++)
@@ -138,7 +138,7 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     public void DecoderDepthCanDifferFromTheEncoders()
     {
         var config = MarianImport.ReadModelConfig(Path.Combine(Folder, "config.json")) with { DecoderLayers = 1 };
-        using var model = new Transduce.Models.TransformerSeq2Seq(config);
+        using var model = new Transduce.Models.Transformer.TransformerSeq2Seq(config);
         var names = model.state_dict().Keys.ToList();
         Assert.Contains("encoder.blocks.1.ffn.dense1.weight", names);
         Assert.DoesNotContain(names, n => n.StartsWith("decoder.blocks.1.", StringComparison.Ordinal));

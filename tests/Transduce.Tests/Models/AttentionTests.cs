@@ -1,4 +1,6 @@
 using Transduce.Models;
+using Transduce.Models.Bahdanau;
+using Transduce.Models.Transformer;
 using static TorchSharp.torch;
 
 namespace Transduce.Tests.Models;

@@ -15,14 +15,16 @@ public sealed class ModelContractTests
         { "gru", false }, { "bahdanau", false }, { "transformer", false }, { "transformer", true /* pre-norm, tied, shared */ },
     };
 
+    /// <summary>The Transformer variant: pre-norm, tied and shared embeddings, GELU.</summary>
+    private static ModelSettings Variant(ModelSettings s) => s with { PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Activation = "gelu" };
+
     private static EncoderDecoder Untrained(string architecture, bool variant, out SpecialIds ids, out int vocab)
     {
         var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig(), jointVocabulary: true);
         var pipeline = data.Text;
         manual_seed(7);
-        var config = TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture);
-        if (variant) config = config with { PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Activation = "gelu" };
-        var model = ModelFactory.Create(config);
+        var config = TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture, adjust: variant ? Variant : null);
+        var model = ModelRegistry.Create(config);
         model.eval();
         var t = data.TargetVocabulary;
         ids = new SpecialIds(t.PadId, t.BosId, t.EosId);
@@ -123,14 +125,12 @@ public sealed class ModelContractTests
     [MemberData(nameof(Architectures))]
     public void EachArchitectureOverfitsAHandfulOfPairs(string architecture, bool variant)
     {
-        Func<ModelConfig, ModelConfig>? adjust = variant
-            ? c => c with { PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Activation = "gelu" }
-            : null;
-        var (model, data, pipeline, _) = TinyModels.Trained(epochs: architecture == "gru" ? 150 : 100, architecture: architecture, adjust: adjust);
+        Func<ModelSettings, ModelSettings>? adjust = variant ? Variant : null;
+        var (model, data, pipeline, config) = TinyModels.Trained(epochs: architecture == "gru" ? 150 : 100, architecture: architecture, adjust: adjust);
         using var _m = model;
         var checkpoint = new Transduce.Checkpoints.Checkpoint
         {
-            Model = model, ModelConfig = TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture),
+            Model = model, ModelConfig = config,
             TextConfig = pipeline.Config, SourceVocabulary = data.SourceVocabulary, TargetVocabulary = data.TargetVocabulary,
         };
         var translator = new Translator(checkpoint);

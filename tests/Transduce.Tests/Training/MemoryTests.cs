@@ -23,7 +23,7 @@ public sealed class MemoryTests
         var tgt = data.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         manual_seed(1);
-        using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, tgt));
+        using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, tgt));
         var options = new TrainingOptions { Epochs = 2, BatchSize = 2 };
         Trainer.Train(model, data.Pairs, ids, null, options); // warm-up: parameters' gradients now exist
 

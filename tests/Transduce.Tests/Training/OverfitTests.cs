@@ -38,7 +38,7 @@ public sealed class OverfitTests
         float[] Run()
         {
             manual_seed(21);
-            using var model = Transduce.Models.ModelFactory.Create(TinyModels.Config(data.SourceVocabulary, tgt, dropout: 0.2));
+            using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, tgt, dropout: 0.2));
             var result = Trainer.Train(model, data.Pairs, ids, null, new TrainingOptions { Epochs = 30, BatchSize = 2, LearningRate = 0.01, Seed = 2 });
             Assert.True(result.Epochs[^1].Loss < result.Epochs[0].Loss / 3, $"loss went {result.Epochs[0].Loss} → {result.Epochs[^1].Loss}");
             return model.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray();

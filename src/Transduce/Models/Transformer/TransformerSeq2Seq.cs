@@ -3,14 +3,7 @@ using TorchSharp.Modules;
 using Transduce.Architecture;
 using static TorchSharp.torch;
 
-namespace Transduce.Models;
-
-/// <summary>Reads the Transformer options of a <see cref="ModelConfig"/>.</summary>
-internal static class TransformerOptions
-{
-    public static SinusoidLayout Layout(ModelConfig c) =>
-        c.PositionalLayout == "halves" ? SinusoidLayout.Halves : SinusoidLayout.Interleaved;
-}
+namespace Transduce.Models.Transformer;
 
 /// <summary>Position-wise feed-forward network (d2l §11.7.2): Linear → activation → Linear.</summary>
 internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
@@ -92,7 +85,7 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
     private readonly Residual addNorm1, addNorm2;
     private readonly PositionWiseFfn ffn;
 
-    public TransformerEncoderBlock(ModelConfig c) : base(nameof(TransformerEncoderBlock))
+    public TransformerEncoderBlock(TransformerConfig c) : base(nameof(TransformerEncoderBlock))
     {
         attention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
         addNorm1 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
@@ -118,10 +111,10 @@ public sealed class TransformerEncoder : Encoder
     private readonly double embeddingScale;
 
     /// <summary>Creates the encoder; <paramref name="embedding"/> may be shared with the decoder.</summary>
-    public TransformerEncoder(ModelConfig c, Embedding embedding) : base(nameof(TransformerEncoder))
+    public TransformerEncoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerEncoder))
     {
         this.embedding = embedding;
-        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, TransformerOptions.Layout(c));
+        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, c.Layout);
         blocks = nn.ModuleList(Enumerable.Range(0, c.Layers).Select(_ => new TransformerEncoderBlock(c)).ToArray());
         finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
         embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
@@ -164,7 +157,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
     private readonly Residual addNorm1, addNorm2, addNorm3;
     private readonly PositionWiseFfn ffn;
 
-    public TransformerDecoderBlock(ModelConfig c) : base(nameof(TransformerDecoderBlock))
+    public TransformerDecoderBlock(TransformerConfig c) : base(nameof(TransformerDecoderBlock))
     {
         SelfAttention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
         addNorm1 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
@@ -224,15 +217,15 @@ public sealed class TransformerDecoder : Decoder<TransformerState>
     private readonly double embeddingScale;
 
     /// <summary>Creates the decoder; <paramref name="embedding"/> may be shared with the encoder and/or tied to the output projection.</summary>
-    public TransformerDecoder(ModelConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
+    public TransformerDecoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
     {
         this.embedding = embedding;
-        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, TransformerOptions.Layout(c));
+        embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
+        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, c.Layout);
         blocks = nn.ModuleList(Enumerable.Range(0, c.DecoderLayerCount).Select(_ => new TransformerDecoderBlock(c)).ToArray());
         finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
         dense = nn.Linear(c.HiddenSize, c.TargetVocabSize);
         if (c.TieEmbeddings) dense.weight = embedding.weight!;
-        embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
         RegisterComponents();
     }
 
@@ -291,15 +284,15 @@ public sealed class TransformerDecoder : Decoder<TransformerState>
 public sealed class TransformerSeq2Seq : EncoderDecoder<TransformerState>
 {
     /// <summary>Builds the model from <paramref name="config"/>.</summary>
-    public TransformerSeq2Seq(ModelConfig config) : this(config, CreateEmbeddings(config)) { }
+    public TransformerSeq2Seq(TransformerConfig config) : this(config, CreateEmbeddings(config)) { }
 
-    private TransformerSeq2Seq(ModelConfig config, (Embedding Source, Embedding Target) embeddings)
+    private TransformerSeq2Seq(TransformerConfig config, (Embedding Source, Embedding Target) embeddings)
         : base(nameof(TransformerSeq2Seq), new TransformerEncoder(config, embeddings.Source), new TransformerDecoder(config, embeddings.Target))
     {
         // As in d2l §11.7, linear layers keep PyTorch's default (Kaiming-uniform) initialisation.
     }
 
-    private static (Embedding, Embedding) CreateEmbeddings(ModelConfig c)
+    private static (Embedding, Embedding) CreateEmbeddings(TransformerConfig c)
     {
         var target = nn.Embedding(c.TargetVocabSize, c.HiddenSize);
         var source = c.ShareEmbeddings ? target : nn.Embedding(c.SourceVocabSize, c.HiddenSize);

@@ -1,90 +1,14 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Transduce.Checkpoints;
 using Transduce.Inference;
-using static TorchSharp.torch;
 
-namespace Transduce.Models.Marian;
+namespace Transduce.Models.Transformer.Marian;
 
-/// <summary>
-/// Loads a Hugging Face MarianMT folder (the format OPUS-MT models are published in): maps <c>config.json</c> onto a
-/// <see cref="ModelConfig"/> for <see cref="TransformerSeq2Seq"/>, the safetensors weights onto its parameters, and
-/// reads <c>generation_config.json</c> and <c>vocab.json</c>. Every problem throws naming the file and what is wrong.
-/// </summary>
-/// <remarks>
-/// <para><b>Architecture.</b> MarianMT is a post-norm Transformer: LN(x + sublayer(x)) after self-attention,
-/// cross-attention and the FFN, no embedding or final LayerNorm; embeddings × √d_model (<c>scale_embedding</c>);
-/// sinusoidal positions 0, 1, … with sines in the first half of the columns and cosines in the second
-/// (<see cref="SinusoidLayout.Halves"/>); biases on all attention projections; logits = lm_head(h) + final_logits_bias.</para>
-/// <para><b>Parameter names</b> (Hugging Face → Transduce), for layer i:
-/// <c>model.shared.weight</c> / <c>model.encoder.embed_tokens.weight</c> → <c>encoder.embedding.weight</c>;
-/// <c>model.shared.weight</c> / <c>model.decoder.embed_tokens.weight</c> → <c>decoder.embedding.weight</c>;
-/// <c>lm_head.weight</c> → <c>decoder.dense.weight</c> (the decoder embedding when <c>tie_word_embeddings</c>);
-/// <c>final_logits_bias</c> (1, V) → <c>decoder.dense.bias</c> (V) (zeros when absent, as in transformers);
-/// <c>model.encoder.layers.i.self_attn.{q,k,v,out}_proj</c> → <c>encoder.blocks.i.attention.W_{q,k,v,o}</c>,
-/// <c>self_attn_layer_norm</c> → <c>addNorm1.norm</c>, <c>fc1</c>/<c>fc2</c> → <c>ffn.dense1</c>/<c>ffn.dense2</c>,
-/// <c>final_layer_norm</c> → <c>addNorm2.norm</c>;
-/// <c>model.decoder.layers.i.self_attn</c> → <c>decoder.blocks.i.SelfAttention</c>, <c>self_attn_layer_norm</c> → <c>addNorm1.norm</c>,
-/// <c>encoder_attn</c> → <c>CrossAttention</c>, <c>encoder_attn_layer_norm</c> → <c>addNorm2.norm</c>, <c>fc1</c>/<c>fc2</c> →
-/// <c>ffn.dense1</c>/<c>ffn.dense2</c>, <c>final_layer_norm</c> → <c>addNorm3.norm</c>.
-/// <c>model.{encoder,decoder}.embed_positions.weight</c>, present in older checkpoints, must have shape
-/// (max_position_embeddings, d_model) and is otherwise not read: the table is computed.</para>
-/// </remarks>
-public static class MarianImport
+/// <summary>Reading a MarianMT folder's JSON files: the model config, the generation settings, the vocabularies.</summary>
+public static partial class MarianImport
 {
-    /// <summary>File names inside a MarianMT folder.</summary>
-    public const string ConfigFile = "config.json", GenerationConfigFile = "generation_config.json", WeightsFile = "model.safetensors",
-        PyTorchWeightsFile = "pytorch_model.bin", VocabularyFile = "vocab.json", TargetVocabularyFile = "target_vocab.json",
-        TokenizerConfigFile = "tokenizer_config.json";
-
-    /// <summary>Loads the folder <paramref name="directory"/> as a ready-to-run model in eval mode.</summary>
-    public static MarianModel Load(string directory)
-    {
-        if (!Directory.Exists(directory))
-            throw new DirectoryNotFoundException($"{directory}: MarianMT folder not found");
-        string configPath = Path.Combine(directory, ConfigFile);
-        var config = ReadModelConfig(configPath);
-        var generation = ReadGenerationConfig(directory);
-        var (sourceVocabulary, targetVocabulary) = ReadVocabularies(directory, config, generation);
-        string weights = WeightsPath(directory);
-
-        config.CheckFits(WeightFiles.Describe(weights), configPath);
-        var model = new TransformerSeq2Seq(config);
-        try
-        {
-            LoadWeights(model, config, weights);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        model.eval();
-        return new MarianModel(model, config, generation, sourceVocabulary, targetVocabulary);
-    }
-
-    /// <summary>
-    /// The safetensors weights of <paramref name="directory"/>. A folder with only <c>pytorch_model.bin</c> (or no weights)
-    /// throws <see cref="FileNotFoundException"/> saying so.
-    /// </summary>
-    public static string WeightsPath(string directory)
-    {
-        string path = Path.Combine(directory, WeightsFile);
-        if (File.Exists(path)) return path;
-        string pickled = Path.Combine(directory, PyTorchWeightsFile);
-        if (File.Exists(pickled)) return pickled;
-        throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its weights as {WeightsFile} or {PyTorchWeightsFile}", path);
-    }
-
-    /// <summary>
-    /// Reads a weights file: safetensors, or a PyTorch state dict saved with <c>torch.save</c> (<c>pytorch_model.bin</c>,
-    /// read by <see cref="WeightFiles"/>' restricted reader, which rebuilds tensors and plain containers only; tied
-    /// weights that share one storage are read once).
-    /// </summary>
-    public static Dictionary<string, Tensor> ReadWeights(string path) => WeightFiles.Load(path);
-
-    /// <summary>Maps a MarianMT <c>config.json</c> onto the <see cref="ModelConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
-    public static ModelConfig ReadModelConfig(string configPath)
+    /// <summary>Maps a MarianMT <c>config.json</c> onto the <see cref="TransformerConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
+    public static TransformerConfig ReadModelConfig(string configPath)
     {
         var json = new JsonFile(configPath, required: true);
         string? modelType = json.String("model_type");
@@ -123,9 +47,8 @@ public static class MarianImport
             throw json.Error($"'share_encoder_decoder_embeddings' needs 'vocab_size' ({vocab}) = 'decoder_vocab_size' ({decoderVocab})");
         double dropout = json.Double("dropout") ?? 0.1;
 
-        var config = new ModelConfig
+        var config = new TransformerConfig
         {
-            Architecture = "transformer",
             SourceVocabSize = vocab,
             TargetVocabSize = decoderVocab,
             EmbeddingSize = dModel,
@@ -253,136 +176,6 @@ public static class MarianImport
         if (vocabulary.TryGetValue("<pad>", out int pad) && pad != generation.PadTokenId)
             throw new InvalidDataException($"{path}: '<pad>' has id {pad} but 'pad_token_id' is {generation.PadTokenId}");
         return vocabulary;
-    }
-
-    /// <summary>
-    /// For each tensor of a <see cref="TransformerSeq2Seq"/> built from <paramref name="config"/>, the Hugging Face names that
-    /// can supply it, preferred first (several when weights are shared or tied: they must then hold equal values).
-    /// </summary>
-    public static IReadOnlyDictionary<string, IReadOnlyList<string>> ParameterNames(ModelConfig config)
-    {
-        const string shared = "model.shared.weight", encoderEmbed = "model.encoder.embed_tokens.weight",
-            decoderEmbed = "model.decoder.embed_tokens.weight", lmHead = "lm_head.weight";
-        var names = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
-        string[] decoderEmbedding = config.ShareEmbeddings ? [shared, encoderEmbed, decoderEmbed] : [decoderEmbed];
-        names["encoder.embedding.weight"] = config.ShareEmbeddings ? decoderEmbedding : [encoderEmbed, shared];
-        names["decoder.embedding.weight"] = config.TieEmbeddings ? [.. decoderEmbedding, lmHead] : decoderEmbedding;
-        names["decoder.dense.weight"] = config.TieEmbeddings ? names["decoder.embedding.weight"] : [lmHead];
-        names["decoder.dense.bias"] = ["final_logits_bias"];
-        if (config.ShareEmbeddings) names["encoder.embedding.weight"] = names["decoder.embedding.weight"];
-
-        static void Attention(Dictionary<string, IReadOnlyList<string>> names, string ours, string theirs)
-        {
-            foreach (var (o, t) in new[] { ("W_q", "q_proj"), ("W_k", "k_proj"), ("W_v", "v_proj"), ("W_o", "out_proj") })
-                foreach (var p in new[] { "weight", "bias" })
-                    names[$"{ours}.{o}.{p}"] = [$"{theirs}.{t}.{p}"];
-        }
-        static void Module(Dictionary<string, IReadOnlyList<string>> names, string ours, string theirs)
-        {
-            foreach (var p in new[] { "weight", "bias" }) names[$"{ours}.{p}"] = [$"{theirs}.{p}"];
-        }
-        for (int i = 0; i < config.Layers; i++)
-        {
-            string o = $"encoder.blocks.{i}", t = $"model.encoder.layers.{i}";
-            Attention(names, $"{o}.attention", $"{t}.self_attn");
-            Module(names, $"{o}.addNorm1.norm", $"{t}.self_attn_layer_norm");
-            Module(names, $"{o}.ffn.dense1", $"{t}.fc1");
-            Module(names, $"{o}.ffn.dense2", $"{t}.fc2");
-            Module(names, $"{o}.addNorm2.norm", $"{t}.final_layer_norm");
-        }
-        for (int i = 0; i < config.DecoderLayerCount; i++)
-        {
-            string o = $"decoder.blocks.{i}", t = $"model.decoder.layers.{i}";
-            Attention(names, $"{o}.SelfAttention", $"{t}.self_attn");
-            Module(names, $"{o}.addNorm1.norm", $"{t}.self_attn_layer_norm");
-            Attention(names, $"{o}.CrossAttention", $"{t}.encoder_attn");
-            Module(names, $"{o}.addNorm2.norm", $"{t}.encoder_attn_layer_norm");
-            Module(names, $"{o}.ffn.dense1", $"{t}.fc1");
-            Module(names, $"{o}.ffn.dense2", $"{t}.fc2");
-            Module(names, $"{o}.addNorm3.norm", $"{t}.final_layer_norm");
-        }
-        return names;
-    }
-
-    /// <summary>
-    /// Copies a MarianMT weights file (safetensors or pytorch_model.bin) into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
-    /// shared/tied tensors that differ are reported together, by their Hugging Face names, in one <see cref="InvalidDataException"/>.
-    /// </summary>
-    public static void LoadWeights(TransformerSeq2Seq model, ModelConfig config, string path)
-    {
-        var loaded = ReadWeights(path);
-        try
-        {
-            var expected = model.state_dict();
-            var names = ParameterNames(config);
-            var problems = new List<string>();
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            var plan = new List<(Tensor Target, Tensor? Source)>();
-            foreach (var (ours, target) in expected)
-            {
-                if (ours.EndsWith(".positions.table", StringComparison.Ordinal)) continue; // the sinusoid table is computed, not loaded
-                if (!names.TryGetValue(ours, out var candidates))
-                {
-                    problems.Add($"model tensor '{ours}' has no Hugging Face counterpart (internal error)");
-                    continue;
-                }
-                var present = candidates.Where(loaded.ContainsKey).ToList();
-                used.UnionWith(present);
-                if (present.Count == 0)
-                {
-                    if (ours == "decoder.dense.bias") plan.Add((target, null)); // transformers, too, starts a missing final_logits_bias at zero
-                    else problems.Add($"missing tensor '{candidates[0]}'" + (candidates.Count > 1 ? $" (or any of '{string.Join("', '", candidates.Skip(1))}')" : ""));
-                    continue;
-                }
-                var source = loaded[present[0]];
-                long[] shape = ours == "decoder.dense.bias" && source.shape is [1, var v] ? [v] : source.shape;
-                if (!shape.SequenceEqual(target.shape))
-                {
-                    long[] theirs = ours == "decoder.dense.bias" ? [1, .. target.shape] : target.shape;
-                    problems.Add($"tensor '{present[0]}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", theirs)}]");
-                    continue;
-                }
-                foreach (var other in present.Skip(1))
-                    if (!SameValues(loaded[other], source))
-                        problems.Add($"tensors '{present[0]}' and '{other}' must be one shared/tied weight (config) but differ");
-                plan.Add((target, source));
-            }
-            foreach (var name in loaded.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
-            {
-                if (name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight")
-                {
-                    if (!loaded[name].shape.SequenceEqual([config.MaxPositions, config.HiddenSize]))
-                        problems.Add($"tensor '{name}' has shape [{string.Join(", ", loaded[name].shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]");
-                    continue;
-                }
-                problems.Add($"unexpected tensor '{name}'");
-            }
-            if (problems.Count > 0)
-                throw new InvalidDataException($"{path}: weights do not fit the MarianMT config: {string.Join("; ", problems)}");
-            using var _ = no_grad();
-            foreach (var (target, source) in plan)
-            {
-                if (source is null)
-                {
-                    target.zero_();
-                    continue;
-                }
-                using var view = source.reshape(target.shape);
-                target.copy_(view);
-            }
-        }
-        finally
-        {
-            foreach (var t in loaded.Values) t.Dispose();
-        }
-    }
-
-    private static bool SameValues(Tensor a, Tensor b)
-    {
-        if (!a.shape.SequenceEqual(b.shape)) return false;
-        using var same = a.eq(b);
-        using var all = same.all();
-        return all.item<bool>();
     }
 
     /// <summary>A JSON object file with typed, error-reporting accessors.</summary>

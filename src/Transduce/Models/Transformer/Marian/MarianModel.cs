@@ -2,7 +2,7 @@ using Transduce.Data;
 using Transduce.Inference;
 using static TorchSharp.torch;
 
-namespace Transduce.Models.Marian;
+namespace Transduce.Models.Transformer.Marian;
 
 /// <summary>
 /// A Hugging Face MarianMT model loaded by <see cref="MarianImport.Load"/>: the <see cref="TransformerSeq2Seq"/>, its
@@ -19,7 +19,7 @@ namespace Transduce.Models.Marian;
 /// </remarks>
 public sealed class MarianModel : IDisposable
 {
-    internal MarianModel(TransformerSeq2Seq model, ModelConfig config, MarianGenerationConfig generation,
+    internal MarianModel(TransformerSeq2Seq model, TransformerConfig config, MarianGenerationConfig generation,
         IReadOnlyDictionary<string, int> sourceVocabulary, IReadOnlyDictionary<string, int> targetVocabulary)
     {
         Model = model;
@@ -33,7 +33,7 @@ public sealed class MarianModel : IDisposable
     public TransformerSeq2Seq Model { get; }
 
     /// <summary>The configuration <c>config.json</c> was mapped onto.</summary>
-    public ModelConfig Config { get; }
+    public TransformerConfig Config { get; }
 
     /// <summary>The decoding settings of <c>generation_config.json</c>.</summary>
     public MarianGenerationConfig Generation { get; }

@@ -3,7 +3,9 @@ using TorchSharp.Modules;
 using Transduce.Architecture;
 using static TorchSharp.torch;
 
-namespace Transduce.Models;
+using Transduce.Models.Gru;
+
+namespace Transduce.Models.Bahdanau;
 
 /// <summary>
 /// State of <see cref="BahdanauDecoder"/>: encoder outputs (the attention memory), its key mask and the GRU hidden state.
@@ -83,7 +85,7 @@ public sealed class BahdanauDecoder : Decoder<BahdanauState>
 public sealed class BahdanauSeq2Seq : EncoderDecoder<BahdanauState>
 {
     /// <summary>Builds the model from <paramref name="config"/> with d2l's Xavier initialisation.</summary>
-    public BahdanauSeq2Seq(ModelConfig config)
+    public BahdanauSeq2Seq(BahdanauConfig config)
         : base(nameof(BahdanauSeq2Seq),
             new GruEncoder(config.SourceVocabSize, config.EmbeddingSize, config.HiddenSize, config.Layers, config.Dropout),
             new BahdanauDecoder(config.TargetVocabSize, config.EmbeddingSize, config.HiddenSize, config.Layers, config.Dropout))

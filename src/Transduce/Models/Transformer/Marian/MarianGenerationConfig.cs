@@ -1,4 +1,4 @@
-namespace Transduce.Models.Marian;
+namespace Transduce.Models.Transformer.Marian;
 
 /// <summary>
 /// The decoding settings of a Hugging Face MarianMT folder, read from <c>generation_config.json</c> (falling back to

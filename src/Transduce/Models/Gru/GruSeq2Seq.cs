@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using Transduce.Architecture;
 using static TorchSharp.torch;
 
-namespace Transduce.Models;
+namespace Transduce.Models.Gru;
 
 /// <summary>
 /// Multi-layer GRU encoder (d2l §10.7). Padded positions are packed away, so the final state of
@@ -101,7 +101,7 @@ public sealed class GruDecoder : Decoder<GruState>
 public sealed class GruSeq2Seq : EncoderDecoder<GruState>
 {
     /// <summary>Builds the model from <paramref name="config"/> with d2l's Xavier initialisation.</summary>
-    public GruSeq2Seq(ModelConfig config)
+    public GruSeq2Seq(GruConfig config)
         : base(nameof(GruSeq2Seq),
             new GruEncoder(config.SourceVocabSize, config.EmbeddingSize, config.HiddenSize, config.Layers, config.Dropout),
             new GruDecoder(config.TargetVocabSize, config.EmbeddingSize, config.HiddenSize, config.Layers, config.Dropout))

@@ -5,7 +5,7 @@ using Transduce.Inference;
 using Transduce.Text;
 using static TorchSharp.torch;
 
-namespace Transduce.Models.Marian;
+namespace Transduce.Models.Transformer.Marian;
 
 /// <summary>
 /// Turns a Hugging Face MarianMT folder into a native Transduce <see cref="Checkpoint"/>: the same network with its

@@ -1,0 +1,137 @@
+using static TorchSharp.torch;
+
+namespace Transduce.Models.Transformer.Marian;
+
+/// <summary>Mapping a MarianMT state dict onto a <see cref="TransformerSeq2Seq"/>, by parameter name.</summary>
+public static partial class MarianImport
+{
+    /// <summary>
+    /// For each tensor of a <see cref="TransformerSeq2Seq"/> built from <paramref name="config"/>, the Hugging Face names that
+    /// can supply it, preferred first (several when weights are shared or tied: they must then hold equal values).
+    /// </summary>
+    public static IReadOnlyDictionary<string, IReadOnlyList<string>> ParameterNames(TransformerConfig config)
+    {
+        const string shared = "model.shared.weight", encoderEmbed = "model.encoder.embed_tokens.weight",
+            decoderEmbed = "model.decoder.embed_tokens.weight", lmHead = "lm_head.weight";
+        var names = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        string[] decoderEmbedding = config.ShareEmbeddings ? [shared, encoderEmbed, decoderEmbed] : [decoderEmbed];
+        names["encoder.embedding.weight"] = config.ShareEmbeddings ? decoderEmbedding : [encoderEmbed, shared];
+        names["decoder.embedding.weight"] = config.TieEmbeddings ? [.. decoderEmbedding, lmHead] : decoderEmbedding;
+        names["decoder.dense.weight"] = config.TieEmbeddings ? names["decoder.embedding.weight"] : [lmHead];
+        names["decoder.dense.bias"] = ["final_logits_bias"];
+        if (config.ShareEmbeddings) names["encoder.embedding.weight"] = names["decoder.embedding.weight"];
+
+        static void Attention(Dictionary<string, IReadOnlyList<string>> names, string ours, string theirs)
+        {
+            foreach (var (o, t) in new[] { ("W_q", "q_proj"), ("W_k", "k_proj"), ("W_v", "v_proj"), ("W_o", "out_proj") })
+                foreach (var p in new[] { "weight", "bias" })
+                    names[$"{ours}.{o}.{p}"] = [$"{theirs}.{t}.{p}"];
+        }
+        static void Module(Dictionary<string, IReadOnlyList<string>> names, string ours, string theirs)
+        {
+            foreach (var p in new[] { "weight", "bias" }) names[$"{ours}.{p}"] = [$"{theirs}.{p}"];
+        }
+        for (int i = 0; i < config.Layers; i++)
+        {
+            string o = $"encoder.blocks.{i}", t = $"model.encoder.layers.{i}";
+            Attention(names, $"{o}.attention", $"{t}.self_attn");
+            Module(names, $"{o}.addNorm1.norm", $"{t}.self_attn_layer_norm");
+            Module(names, $"{o}.ffn.dense1", $"{t}.fc1");
+            Module(names, $"{o}.ffn.dense2", $"{t}.fc2");
+            Module(names, $"{o}.addNorm2.norm", $"{t}.final_layer_norm");
+        }
+        for (int i = 0; i < config.DecoderLayerCount; i++)
+        {
+            string o = $"decoder.blocks.{i}", t = $"model.decoder.layers.{i}";
+            Attention(names, $"{o}.SelfAttention", $"{t}.self_attn");
+            Module(names, $"{o}.addNorm1.norm", $"{t}.self_attn_layer_norm");
+            Attention(names, $"{o}.CrossAttention", $"{t}.encoder_attn");
+            Module(names, $"{o}.addNorm2.norm", $"{t}.encoder_attn_layer_norm");
+            Module(names, $"{o}.ffn.dense1", $"{t}.fc1");
+            Module(names, $"{o}.ffn.dense2", $"{t}.fc2");
+            Module(names, $"{o}.addNorm3.norm", $"{t}.final_layer_norm");
+        }
+        return names;
+    }
+
+    /// <summary>
+    /// Copies a MarianMT weights file (safetensors or pytorch_model.bin) into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
+    /// shared/tied tensors that differ are reported together, by their Hugging Face names, in one <see cref="InvalidDataException"/>.
+    /// </summary>
+    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, string path)
+    {
+        var loaded = ReadWeights(path);
+        try
+        {
+            var expected = model.state_dict();
+            var names = ParameterNames(config);
+            var problems = new List<string>();
+            var used = new HashSet<string>(StringComparer.Ordinal);
+            var plan = new List<(Tensor Target, Tensor? Source)>();
+            foreach (var (ours, target) in expected)
+            {
+                if (ours.EndsWith(".positions.table", StringComparison.Ordinal)) continue; // the sinusoid table is computed, not loaded
+                if (!names.TryGetValue(ours, out var candidates))
+                {
+                    problems.Add($"model tensor '{ours}' has no Hugging Face counterpart (internal error)");
+                    continue;
+                }
+                var present = candidates.Where(loaded.ContainsKey).ToList();
+                used.UnionWith(present);
+                if (present.Count == 0)
+                {
+                    if (ours == "decoder.dense.bias") plan.Add((target, null)); // transformers, too, starts a missing final_logits_bias at zero
+                    else problems.Add($"missing tensor '{candidates[0]}'" + (candidates.Count > 1 ? $" (or any of '{string.Join("', '", candidates.Skip(1))}')" : ""));
+                    continue;
+                }
+                var source = loaded[present[0]];
+                long[] shape = ours == "decoder.dense.bias" && source.shape is [1, var v] ? [v] : source.shape;
+                if (!shape.SequenceEqual(target.shape))
+                {
+                    long[] theirs = ours == "decoder.dense.bias" ? [1, .. target.shape] : target.shape;
+                    problems.Add($"tensor '{present[0]}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", theirs)}]");
+                    continue;
+                }
+                foreach (var other in present.Skip(1))
+                    if (!SameValues(loaded[other], source))
+                        problems.Add($"tensors '{present[0]}' and '{other}' must be one shared/tied weight (config) but differ");
+                plan.Add((target, source));
+            }
+            foreach (var name in loaded.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
+            {
+                if (name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight")
+                {
+                    if (!loaded[name].shape.SequenceEqual([config.MaxPositions, config.HiddenSize]))
+                        problems.Add($"tensor '{name}' has shape [{string.Join(", ", loaded[name].shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]");
+                    continue;
+                }
+                problems.Add($"unexpected tensor '{name}'");
+            }
+            if (problems.Count > 0)
+                throw new InvalidDataException($"{path}: weights do not fit the MarianMT config: {string.Join("; ", problems)}");
+            using var _ = no_grad();
+            foreach (var (target, source) in plan)
+            {
+                if (source is null)
+                {
+                    target.zero_();
+                    continue;
+                }
+                using var view = source.reshape(target.shape);
+                target.copy_(view);
+            }
+        }
+        finally
+        {
+            foreach (var t in loaded.Values) t.Dispose();
+        }
+    }
+
+    private static bool SameValues(Tensor a, Tensor b)
+    {
+        if (!a.shape.SequenceEqual(b.shape)) return false;
+        using var same = a.eq(b);
+        using var all = same.all();
+        return all.item<bool>();
+    }
+}

@@ -1,0 +1,82 @@
+using Transduce.Checkpoints;
+using static TorchSharp.torch;
+
+namespace Transduce.Models.Transformer.Marian;
+
+/// <summary>
+/// Loads a Hugging Face MarianMT folder (the format OPUS-MT models are published in): maps <c>config.json</c> onto a
+/// <see cref="TransformerConfig"/> for <see cref="TransformerSeq2Seq"/>, the safetensors weights onto its parameters, and
+/// reads <c>generation_config.json</c> and <c>vocab.json</c>. Every problem throws naming the file and what is wrong.
+/// </summary>
+/// <remarks>
+/// <para><b>Architecture.</b> MarianMT is a post-norm Transformer: LN(x + sublayer(x)) after self-attention,
+/// cross-attention and the FFN, no embedding or final LayerNorm; embeddings × √d_model (<c>scale_embedding</c>);
+/// sinusoidal positions 0, 1, … with sines in the first half of the columns and cosines in the second
+/// (<see cref="SinusoidLayout.Halves"/>); biases on all attention projections; logits = lm_head(h) + final_logits_bias.</para>
+/// <para><b>Parameter names</b> (Hugging Face → Transduce), for layer i:
+/// <c>model.shared.weight</c> / <c>model.encoder.embed_tokens.weight</c> → <c>encoder.embedding.weight</c>;
+/// <c>model.shared.weight</c> / <c>model.decoder.embed_tokens.weight</c> → <c>decoder.embedding.weight</c>;
+/// <c>lm_head.weight</c> → <c>decoder.dense.weight</c> (the decoder embedding when <c>tie_word_embeddings</c>);
+/// <c>final_logits_bias</c> (1, V) → <c>decoder.dense.bias</c> (V) (zeros when absent, as in transformers);
+/// <c>model.encoder.layers.i.self_attn.{q,k,v,out}_proj</c> → <c>encoder.blocks.i.attention.W_{q,k,v,o}</c>,
+/// <c>self_attn_layer_norm</c> → <c>addNorm1.norm</c>, <c>fc1</c>/<c>fc2</c> → <c>ffn.dense1</c>/<c>ffn.dense2</c>,
+/// <c>final_layer_norm</c> → <c>addNorm2.norm</c>;
+/// <c>model.decoder.layers.i.self_attn</c> → <c>decoder.blocks.i.SelfAttention</c>, <c>self_attn_layer_norm</c> → <c>addNorm1.norm</c>,
+/// <c>encoder_attn</c> → <c>CrossAttention</c>, <c>encoder_attn_layer_norm</c> → <c>addNorm2.norm</c>, <c>fc1</c>/<c>fc2</c> →
+/// <c>ffn.dense1</c>/<c>ffn.dense2</c>, <c>final_layer_norm</c> → <c>addNorm3.norm</c>.
+/// <c>model.{encoder,decoder}.embed_positions.weight</c>, present in older checkpoints, must have shape
+/// (max_position_embeddings, d_model) and is otherwise not read: the table is computed.</para>
+/// </remarks>
+public static partial class MarianImport
+{
+    /// <summary>File names inside a MarianMT folder.</summary>
+    public const string ConfigFile = "config.json", GenerationConfigFile = "generation_config.json", WeightsFile = "model.safetensors",
+        PyTorchWeightsFile = "pytorch_model.bin", VocabularyFile = "vocab.json", TargetVocabularyFile = "target_vocab.json",
+        TokenizerConfigFile = "tokenizer_config.json";
+
+    /// <summary>Loads the folder <paramref name="directory"/> as a ready-to-run model in eval mode.</summary>
+    public static MarianModel Load(string directory)
+    {
+        if (!Directory.Exists(directory))
+            throw new DirectoryNotFoundException($"{directory}: MarianMT folder not found");
+        string configPath = Path.Combine(directory, ConfigFile);
+        var config = ReadModelConfig(configPath);
+        var generation = ReadGenerationConfig(directory);
+        var (sourceVocabulary, targetVocabulary) = ReadVocabularies(directory, config, generation);
+        string weights = WeightsPath(directory);
+
+        config.CheckFits(WeightFiles.Describe(weights), configPath);
+        var model = new TransformerSeq2Seq(config);
+        try
+        {
+            LoadWeights(model, config, weights);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+        return new MarianModel(model, config, generation, sourceVocabulary, targetVocabulary);
+    }
+
+    /// <summary>
+    /// The safetensors weights of <paramref name="directory"/>. A folder with only <c>pytorch_model.bin</c> (or no weights)
+    /// throws <see cref="FileNotFoundException"/> saying so.
+    /// </summary>
+    public static string WeightsPath(string directory)
+    {
+        string path = Path.Combine(directory, WeightsFile);
+        if (File.Exists(path)) return path;
+        string pickled = Path.Combine(directory, PyTorchWeightsFile);
+        if (File.Exists(pickled)) return pickled;
+        throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its weights as {WeightsFile} or {PyTorchWeightsFile}", path);
+    }
+
+    /// <summary>
+    /// Reads a weights file: safetensors, or a PyTorch state dict saved with <c>torch.save</c> (<c>pytorch_model.bin</c>,
+    /// read by <see cref="WeightFiles"/>' restricted reader, which rebuilds tensors and plain containers only; tied
+    /// weights that share one storage are read once).
+    /// </summary>
+    public static Dictionary<string, Tensor> ReadWeights(string path) => WeightFiles.Load(path);
+}

@@ -1,0 +1,90 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Transduce.Models.Transformer;
+
+/// <summary>
+/// Multi-head scaled dot-product attention (d2l §11.5): heads attend in parallel over projected queries,
+/// keys and values; their outputs are concatenated and projected. The projections are exposed separately
+/// so that decoders can cache projected keys and values across decoding steps.
+/// </summary>
+public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
+{
+    private readonly Linear W_q, W_k, W_v, W_o;
+    private readonly Dropout dropout;
+    private readonly int heads;
+    private readonly long headSize;
+
+    /// <summary>Creates the module.</summary>
+    /// <param name="hiddenSize">Model width (divisible by <paramref name="heads"/>).</param>
+    /// <param name="heads">Number of heads.</param>
+    /// <param name="dropout">Dropout on the attention weights.</param>
+    /// <param name="bias">Whether the four projections have biases (d2l: no; Marian: yes).</param>
+    public MultiHeadAttention(long hiddenSize, int heads, double dropout, bool bias) : base(nameof(MultiHeadAttention))
+    {
+        if (hiddenSize % heads != 0) throw new ArgumentException($"model config: hidden size {hiddenSize} is not divisible by {heads} heads");
+        this.heads = heads;
+        headSize = hiddenSize / heads;
+        W_q = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
+        W_k = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
+        W_v = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
+        W_o = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
+        this.dropout = nn.Dropout(dropout);
+        RegisterComponents();
+    }
+
+    private Tensor SplitHeads(Tensor x)
+    {
+        using var view = x.reshape(x.shape[0], x.shape[1], heads, headSize);
+        return view.transpose(1, 2);
+    }
+
+    /// <summary>Projects queries to (batch, heads, steps, head size).</summary>
+    public Tensor ProjectQuery(Tensor x)
+    {
+        using var q = W_q.call(x);
+        return SplitHeads(q);
+    }
+
+    /// <summary>Projects keys and values to (batch, heads, steps, head size) each.</summary>
+    public (Tensor Keys, Tensor Values) ProjectKeyValue(Tensor keys, Tensor values)
+    {
+        using var k = W_k.call(keys);
+        using var v = W_v.call(values);
+        return (SplitHeads(k), SplitHeads(v));
+    }
+
+    /// <summary>Attention over already projected heads; returns the output projection, (batch, queries, hidden).</summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        return Attend(q, k, v, mask, out _).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Attention over already projected heads; returns the output projection, (batch, queries, hidden), and the attention
+    /// weights, (batch, heads, queries, keys) — before dropout, i.e. where each head looked.
+    /// </summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, out Tensor weights)
+    {
+        using var scope = NewDisposeScope();
+        var scores = q.matmul(k.transpose(-2, -1)).div_(Math.Sqrt(headSize));
+        weights = AttentionMasks.MaskedSoftmax(scores, mask);
+        var context = (training ? dropout.call(weights) : weights).matmul(v);   // (b, h, q, d)
+        var merged = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], heads * headSize);
+        var output = W_o.call(merged);
+        scope.MoveToOuter(output, weights);
+        return output;
+    }
+
+    /// <summary>Full multi-head attention of <paramref name="queries"/> over <paramref name="keys"/>/<paramref name="values"/>.</summary>
+    public override Tensor forward(Tensor queries, Tensor keys, Tensor values, Tensor? mask)
+    {
+        using var q = ProjectQuery(queries);
+        var (k, v) = ProjectKeyValue(keys, values);
+        using (k)
+        using (v)
+            return Attend(q, k, v, mask);
+    }
+}
