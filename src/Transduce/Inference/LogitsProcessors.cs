@@ -32,14 +32,21 @@ public sealed class BannedTokensProcessor(IReadOnlyCollection<int> tokens) : ILo
     }
 }
 
-/// <summary>No <c>&lt;eos&gt;</c> before a hypothesis holds <paramref name="minLength"/> tokens.</summary>
-public sealed class MinLengthProcessor(int minLength, int eos) : ILogitsProcessor
+/// <summary>
+/// No <c>&lt;eos&gt;</c> before a hypothesis holds <paramref name="minLength"/> tokens — nor after its sentence's maximum
+/// (<paramref name="maxLengths"/>, when given): there the end is forced, and a minimum never outlasts it.
+/// </summary>
+/// <param name="minLength">Tokens before <c>&lt;eos&gt;</c> is allowed.</param>
+/// <param name="eos">The <c>&lt;eos&gt;</c> id.</param>
+/// <param name="maxLengths">Per source sentence, the most tokens before <c>&lt;eos&gt;</c>; null for no limit.</param>
+public sealed class MinLengthProcessor(int minLength, int eos, IReadOnlyList<int>? maxLengths = null) : ILogitsProcessor
 {
     /// <inheritdoc />
     public Tensor Process(Tensor scores, SearchPosition position)
     {
         if (position.Step >= minLength) return scores;
-        var rows = position.RowSentences.Select(s => s >= 0).ToArray();
+        var rows = position.RowSentences.Select(s => s >= 0 && (maxLengths is null || position.Step < maxLengths[s])).ToArray();
+        if (!rows.Contains(true)) return scores;
         var eosColumn = arange(scores.shape[1], ScalarType.Int64, device: scores.device).eq(eos).unsqueeze(0);
         return scores.masked_fill(tensor(rows, device: scores.device).unsqueeze(1).logical_and(eosColumn), double.NegativeInfinity);
     }
@@ -72,12 +79,13 @@ public static class LogitsProcessors
 {
     /// <summary>
     /// The rules of <paramref name="options"/>: minimum length, banned tokens, then the per-sentence maximum length
-    /// (last, so that a forced end wins over every other rule).
+    /// (last: a forced end wins over the minimum length; a banned <c>&lt;eos&gt;</c> leaves a sentence at its maximum
+    /// nothing to choose).
     /// </summary>
     public static IReadOnlyList<ILogitsProcessor> Standard(SearchOptions options, SpecialIds ids, IReadOnlyList<int> maxLengths, bool forcedEndScoresZero = false)
     {
         var rules = new List<ILogitsProcessor>();
-        if (options.MinLength > 0) rules.Add(new MinLengthProcessor(options.MinLength, ids.Eos));
+        if (options.MinLength > 0) rules.Add(new MinLengthProcessor(options.MinLength, ids.Eos, maxLengths));
         if (options.BannedTokens.Count > 0) rules.Add(new BannedTokensProcessor(options.BannedTokens));
         rules.Add(new MaxLengthProcessor(maxLengths, ids.Eos, forcedEndScoresZero));
         return rules;

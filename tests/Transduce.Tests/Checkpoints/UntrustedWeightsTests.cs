@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
 using Transduce.Checkpoints;
-using Transduce.Tests.Data;
 
 namespace Transduce.Tests.Checkpoints;
 

@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Transduce.Checkpoints;
-using Transduce.Tests.Data;
 
 namespace Transduce.Tests.Cli;
 
@@ -15,7 +14,7 @@ public sealed class HostileModelFolderTests : IDisposable
 
     public void Dispose() => dir.Dispose();
 
-    private static string Marian => Transduce.Tests.Marian.MarianFolders.Shipped;
+    private static string Marian => Transduce.Tests.Models.Transformer.Marian.MarianFolders.Shipped;
 
     private string MarianCopy(Action<string> edit)
     {

@@ -64,13 +64,15 @@ public sealed class ResumeTests : IDisposable
         Assert.Equal(240, totalUpdates);
 
         string interrupted = Path.Combine(dir, "interrupted");
-        var rng = new Random();
+        var rng = new Random(20261129);   // seeded: a failure names kill points that can be tried again
+        var killedAt = new List<int>();
         int kills = 0;
         // Kill twice at random points: once during the first half, once later (the second from a resumed run).
         for (int round = 0; round < 2; round++)
         {
             using var p = Start(round == 0 ? TrainArgs(data, interrupted) : ["train", "--resume", interrupted, "--threads", "1"]);
             int target = rng.Next(round == 0 ? 8 : 130, round == 0 ? 100 : 220);
+            killedAt.Add(target);
             var clock = Stopwatch.StartNew();
             while (!p.HasExited && SavedUpdates(interrupted) < target && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(5);
             Thread.Sleep(rng.Next(0, 40));   // land anywhere: mid-step, mid-save, between saves
@@ -86,7 +88,8 @@ public sealed class ResumeTests : IDisposable
         var resumed = CliTests.Run(null, "train", "--resume", interrupted, "--threads", "1");
         Assert.True(resumed.Code == 0, resumed.Err + resumed.Out);
         Assert.Equal(totalUpdates, SavedUpdates(interrupted));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(reference, "model.safetensors")), File.ReadAllBytes(Path.Combine(interrupted, "model.safetensors")));
+        Assert.True(File.ReadAllBytes(Path.Combine(reference, "model.safetensors")).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(interrupted, "model.safetensors"))),
+            $"weights differ after kills near updates {string.Join(", ", killedAt)}");
         Assert.DoesNotContain(Directory.GetDirectories(dir), d => Path.GetFileName(d).StartsWith(".interrupted", StringComparison.Ordinal)
             && File.Exists(Path.Combine(d, "config.json")) && !Directory.Exists(interrupted));
     }

@@ -129,14 +129,11 @@ public sealed class PlotTests : IDisposable
     }
 
     [Fact]
-    public void WritesSamplesWhenAsked()
+    public void SamplesOfEveryKindAreWholeImagesSizedByTheirContent()
     {
-        // Set TRANSDUCE_PLOT_SAMPLES=/some/dir to keep sample images for a person to look at.
-        string? dir = Environment.GetEnvironmentVariable("TRANSDUCE_PLOT_SAMPLES");
-        if (string.IsNullOrEmpty(dir))
-        {
-            return;
-        }
+        // TRANSDUCE_PLOT_SAMPLES=/some/dir keeps the images for a person to look at; otherwise they go to a temporary folder.
+        string? keep = Environment.GetEnvironmentVariable("TRANSDUCE_PLOT_SAMPLES");
+        string dir = string.IsNullOrEmpty(keep) ? _dir : keep;
         string[] source = ["we", "'re", "not", "sure", "it", "'s", "safe", ".", "<eos>"];
         string[] target = ["nous", "ne", "sommes", "pas", "sûrs", "que", "ce", "soit", "sûr", "«", "ça", "»", "…", "été", "français", "l'", ".", "<eos>"];
         Plots.SaveAttentionHeatmap(Path.Combine(dir, "attention.png"), source, target, Diagonalish(target.Length, source.Length));
@@ -147,5 +144,13 @@ public sealed class PlotTests : IDisposable
         string[] longTarget = [.. Enumerable.Range(0, 30).Select(i => $"word{i}")];
         Plots.SaveAttentionHeatmap(Path.Combine(dir, "attention-long.png"), longSource, longTarget, Diagonalish(30, 40));
         Plots.SaveAttentionHeatmap(Path.Combine(dir, "attention-tiny.png"), ["a", "b"], ["x"], new float[,] { { 0.25f, 0.75f } });
+
+        // Every sample is a whole PNG (signature, header, end chunk) of the size its content calls for.
+        Assert.Equal((Plots.LossCurveWidth, Plots.LossCurveHeight), ReadPngSize(Path.Combine(dir, "loss.png")));
+        Assert.Equal((Plots.HeatmapMinSize, Plots.HeatmapMinSize), ReadPngSize(Path.Combine(dir, "attention-tiny.png")));
+        var sentence = ReadPngSize(Path.Combine(dir, "attention.png"));
+        Assert.True(sentence.Width >= Plots.HeatmapMinSize && sentence.Height >= target.Length * 20, $"sentence heatmap is {sentence}");
+        var wide = ReadPngSize(Path.Combine(dir, "attention-long.png"));
+        Assert.True(wide.Width >= longSource.Length * 20 && wide.Height >= longTarget.Length * 20, $"long heatmap is {wide}");
     }
 }

@@ -35,16 +35,23 @@ public sealed class GreedySearchTests
     {
         manual_seed(1);
         var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
-        var pipeline = data.Text;
         using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary));
         model.eval();
         var tgt = data.TargetVocabulary;
-        var (x, len) = Batching.BuildSources([[4, 5], [6]], new SpecialIds(0, 1, 2), null);
+        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        var (x, len) = Batching.BuildSources([[4, 5], [6], [7, 8, 9]], new SpecialIds(0, 1, 2), null);
         using (x) using (len)
         {
-            var outputs = GreedySearch.Decode(model, x, len, new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId), [3, 1]);
-            Assert.True(outputs[0].Length <= 3);
-            Assert.True(outputs[1].Length <= 1);
+            // With <eos> banned only the caps can end a row: each row is exactly as long as its cap.
+            var capped = GreedySearch.Decode(model, x, len, ids, [3, 1, 0], [ids.Eos]);
+            Assert.Equal([3, 1, 0], capped.Select(o => o.Length));
+            // Allowed to end, a row stops at its own <eos> or its cap, whichever comes first.
+            var free = GreedySearch.Decode(model, x, len, ids, [3, 1, 0]);
+            for (int i = 0; i < free.Length; i++)
+            {
+                Assert.True(free[i].Length <= capped[i].Length);
+                Assert.Equal(capped[i].Take(free[i].Length), free[i]);
+            }
         }
     }
 }

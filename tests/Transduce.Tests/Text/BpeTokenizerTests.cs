@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using Transduce.Tests.Data;
 using Transduce.Text;
 
 namespace Transduce.Tests.Text.Bpe;

@@ -38,4 +38,28 @@ public sealed class MaskedLossTests
         using var loss = Seq2SeqLoss.MaskedCrossEntropy(logits, labels, pad);
         Assert.Equal(Math.Log(4), loss.item<float>(), 5);
     }
+
+    [Fact]
+    public void LabelSmoothingMixesTheTargetWithTheUniformDistributionOverNonPadTokens()
+    {
+        // With ε, each non-pad position costs (1 − ε)·(−log p_y) + ε·mean_k(−log p_k); padded positions still cost nothing.
+        const int pad = 0;
+        const double epsilon = 0.1;
+        var row0 = new float[] { 0.5f, 2f, -1f, 0.25f };
+        var row1 = new float[] { 1f, -0.5f, 0f, 3f };
+        using var logits = tensor(row0.Concat(row1).Concat(new float[] { 9, 9, 9, 9 }).ToArray(), [1, 3, 4]);
+        using var labels = tensor(new long[] { 1, 3, pad }, [1, 3]);
+        static double Cost(float[] z, int y, double eps)
+        {
+            double logSum = Math.Log(z.Sum(v => Math.Exp(v)));
+            var nll = z.Select(v => logSum - v).ToArray();
+            return (1 - eps) * nll[y] + eps * nll.Average();
+        }
+        double expected = (Cost(row0, 1, epsilon) + Cost(row1, 3, epsilon)) / 2;
+        using var smoothed = Seq2SeqLoss.MaskedCrossEntropy(logits, labels, pad, epsilon);
+        Assert.Equal(expected, smoothed.item<float>(), 5);
+        using var plain = Seq2SeqLoss.MaskedCrossEntropy(logits, labels, pad);
+        Assert.Equal((Cost(row0, 1, 0) + Cost(row1, 3, 0)) / 2, plain.item<float>(), 5);
+        Assert.True(smoothed.item<float>() > plain.item<float>()); // the targets are already the likeliest tokens
+    }
 }

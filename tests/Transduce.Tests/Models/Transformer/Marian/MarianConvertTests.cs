@@ -4,7 +4,7 @@ using Transduce.Inference;
 using Transduce.Models.Transformer.Marian;
 using static TorchSharp.torch;
 
-namespace Transduce.Tests.Marian;
+namespace Transduce.Tests.Models.Transformer.Marian;
 
 /// <summary>
 /// The user's path for OPUS-MT folders: text in, text out through <see cref="Translator"/> (tokenizer, converted

@@ -3,7 +3,7 @@ using Transduce.Inference;
 using Transduce.Models.Transformer.Marian;
 using static TorchSharp.torch;
 
-namespace Transduce.Tests.Marian;
+namespace Transduce.Tests.Models.Transformer.Marian;
 
 /// <summary>
 /// Parity with transformers on <c>../shared/testdata/marian-tiny</c>: a random MarianMT model and what transformers

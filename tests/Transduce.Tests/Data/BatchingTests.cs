@@ -1,6 +1,6 @@
 using Transduce.Data;
 
-namespace Transduce.Tests.Training;
+namespace Transduce.Tests.Data;
 
 public sealed class BatchingTests
 {

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Transduce.Tests.Data;
+namespace Transduce.Tests;
 
 /// <summary>A unique scratch directory under the system temp path, deleted on dispose.</summary>
 internal sealed class TempDir : IDisposable

@@ -1,6 +1,6 @@
 using Transduce.Text;
 
-namespace Transduce.Tests.Data;
+namespace Transduce.Tests.Text;
 
 public sealed class VocabularyTests
 {
