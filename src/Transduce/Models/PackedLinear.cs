@@ -144,13 +144,13 @@ internal static class Int8Kernels
         def quantize(w: Tensor):
             q, offsets, scale, zero = torch.fbgemm_linear_quantize_weight(w)
             packed = torch.fbgemm_pack_quantized_matrix(q)
-            return q, packed, offsets, torch.tensor([scale], dtype=torch.float64), torch.tensor([zero], dtype=torch.int64)
+            return q, packed, offsets, torch.full([1], scale, dtype=7), torch.full([1], zero, dtype=4)  # float64, int64
 
         def linear(x: Tensor, q: Tensor, packed: Tensor, offsets: Tensor, scale: float, zero: int, b: Tensor):
             return torch.fbgemm_linear_int8_weight_fp32_activation(x, q, packed, offsets, scale, zero, b)
         """;
 
-    private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Script));
+    private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Script + "\n"));
 
     /// <summary>Quantizes (out, in) float32 weights with one scale and zero point, and packs them for FBGEMM.</summary>
     public static (Tensor Weight, Tensor Packed, Tensor ColumnOffsets, double Scale, long ZeroPoint) Quantize(Tensor w)
