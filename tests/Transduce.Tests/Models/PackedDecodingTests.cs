@@ -92,3 +92,38 @@ public sealed class PackedDecodingTests
         Assert.True(reference.allclose(logits, rtol: 1e-4, atol: 1e-5));
     }
 }
+
+/// <summary>The GRU decoder's packed eval-mode step computes libtorch's GRU cell: the same logits and hidden state.</summary>
+public sealed class PackedGruDecodingTests
+{
+    [Theory]
+    [InlineData(ComputeType.Float32, 1e-5)]
+    [InlineData(ComputeType.Int8, 0.05)]
+    public void StepsEqualTheModules(ComputeType type, double tolerance)
+    {
+        manual_seed(5);
+        var config = new ModelConfig { Architecture = "gru", SourceVocabSize = 30, TargetVocabSize = 40, EmbeddingSize = 16, HiddenSize = 24, Layers = 2, Dropout = 0 };
+        using var model = new GruSeq2Seq(config);
+        using var grad = no_grad();
+        var source = randint(4, 30, [2, 5]);
+        var lengths = tensor(new long[] { 5, 3 });
+        var target = randint(4, 40, [2, 4]);
+        model.train();
+        var reference = model.call(source, lengths, target);
+        model.eval();
+        var decoder = (GruDecoder)model.Decoder;
+        decoder.ComputeType = type;
+        var state = decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        var steps = new List<Tensor>();
+        for (long t = 0; t < target.shape[1]; t++)
+        {
+            var (logits, next) = decoder.call(target.narrow(1, t, 1), state);
+            steps.Add(logits);
+            state = next;
+        }
+        var packed = cat(steps, 1);
+        double error = (reference - packed).abs().max().item<float>();
+        double range = reference.abs().max().item<float>();
+        Assert.True(error <= tolerance * Math.Max(1, range), $"max difference {error} (logits up to {range})");
+    }
+}
