@@ -22,6 +22,13 @@ public enum ComputeType
     Int8,
 }
 
+/// <summary>A decoder that can decode in a reduced <see cref="Models.ComputeType"/> (through packed weights in eval mode).</summary>
+public interface IReducedPrecisionDecoder
+{
+    /// <summary>The number type of the products when decoding in eval mode.</summary>
+    ComputeType ComputeType { get; set; }
+}
+
 /// <summary>Names of <see cref="ComputeType"/> as the command line and config files spell them.</summary>
 public static class ComputeTypes
 {
@@ -36,6 +43,18 @@ public static class ComputeTypes
         "int8" => ComputeType.Int8,
         _ => throw new ArgumentException($"unknown compute type '{name}' (known: {string.Join(", ", Names)})"),
     };
+
+    /// <summary>
+    /// Sets the compute type of every decoder in <paramref name="model"/> that has one; a reduced type on a model with none
+    /// (the Bahdanau GRU) throws <see cref="ArgumentException"/>.
+    /// </summary>
+    public static void Apply(TorchSharp.torch.nn.Module model, ComputeType type)
+    {
+        var decoders = model.modules().OfType<IReducedPrecisionDecoder>().ToList();
+        if (decoders.Count == 0 && type != ComputeType.Float32)
+            throw new ArgumentException($"this model ({model.GetName()}) decodes in float32 only; --compute-type {type.Name()} needs a Transformer or GRU model");
+        foreach (var d in decoders) d.ComputeType = type;
+    }
 
     /// <summary>The name of <paramref name="type"/> as <see cref="Parse"/> reads it.</summary>
     public static string Name(this ComputeType type) => type switch

@@ -56,7 +56,7 @@ public sealed record GruState(Tensor Context, Tensor Hidden) : IDecoderState
 /// GRU decoder of d2l §10.7: at every step the input is the target embedding concatenated with the
 /// encoder's final top-layer state, and a dense layer maps the GRU output to vocabulary logits.
 /// </summary>
-public sealed class GruDecoder : Decoder<GruState>
+public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;

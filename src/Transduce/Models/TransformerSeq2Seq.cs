@@ -211,7 +211,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
 /// causal mask; fed one token at a time it extends cached keys/values, so each step costs one position's
 /// work and gives the same logits as recomputing the prefix.
 /// </summary>
-public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCapture
+public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCapture, IReducedPrecisionDecoder
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
