@@ -16,6 +16,7 @@ internal static class Program
             TrainBench.Create(),
             InferBench.Create(),
             StepProfile.Create(),
+            SyntheticInferBench.Create(),
             Micro.Create(),
         };
         return root.Parse(args).Invoke();
