@@ -17,7 +17,6 @@ internal static class Program
             InferBench.Create(),
             StepProfile.Create(),
             SyntheticInferBench.Create(),
-            Micro.Create(),
         };
         return root.Parse(args).Invoke();
     }

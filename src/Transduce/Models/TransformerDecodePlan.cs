@@ -122,7 +122,13 @@ internal sealed class TransformerDecodePlan : IDisposable
             // Feed-forward.
             normed = preNorm ? b.Norm3.call(h) : h;
             var inner = b.Ffn1.Forward(normed);
-            _ = activation switch { "gelu" => inner.gelu_(), "swish" => inner.silu_(), _ => inner.relu_() };
+            inner = activation switch
+            {
+                "gelu" => inner.gelu_(),
+                "gelu_tanh" => PositionWiseFfn.GeluTanh(inner),
+                "swish" => inner.silu_(),
+                _ => inner.relu_(),
+            };
             h = Residual(h, b.Ffn2.Forward(inner), b.Norm3);
         }
         if (finalNorm is not null) h = finalNorm.call(h);

@@ -48,6 +48,7 @@ public sealed class PackedDecodingTests
     [InlineData(false, false, "relu")]
     [InlineData(true, true, "gelu")]
     [InlineData(false, true, "swish")]
+    [InlineData(false, true, "gelu_tanh")]
     public void Float32StepsEqualTheModules(bool preNorm, bool bias, string activation)
     {
         using var model = Model(preNorm, bias, activation);
