@@ -29,10 +29,11 @@ internal static class StepProfile
         var sentences = new Option<int>("--sentences") { Description = "Sentences decoded per run.", DefaultValueFactory = _ => 8 };
         var repeat = new Option<int>("--repeat") { Description = "Measurements (the report gives each).", DefaultValueFactory = _ => 3 };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 2 };
+        var computeType = new Option<string>("--compute-type") { Description = "float32, bfloat16 or int8.", DefaultValueFactory = _ => "float32" };
         var only = new Option<int?>("--only-tokens") { Description = "Decode once with exactly N output tokens per sentence and exit (for external counters)." };
         var command = new Command("step", "Per-step cost of decoding: time, tensors created, managed allocations.")
         {
-            model, synthetic, cache, batch, beam, tokens, sourceTokens, sentences, repeat, threads, only,
+            model, synthetic, cache, batch, beam, tokens, sourceTokens, sentences, repeat, threads, computeType, only,
         };
         command.SetAction(r =>
         {
@@ -40,6 +41,7 @@ internal static class StepProfile
             string? dir = r.GetValue(model);
             using var checkpoint = dir is not null ? Checkpoint.Load(dir)
                 : Synthetic.Create(r.GetValue(synthetic)!, Path.Combine(r.GetValue(cache)!, r.GetValue(synthetic)!));
+            Models.ComputeTypes.Apply(checkpoint.Model, Models.ComputeTypes.Parse(r.GetValue(computeType)!));
             var runner = new Runner(checkpoint, r.GetValue(batch), r.GetValue(beam), r.GetValue(sourceTokens), r.GetValue(sentences));
             if (r.GetValue(only) is int n)
             {
@@ -48,7 +50,7 @@ internal static class StepProfile
             }
             int longRun = r.GetValue(tokens), shortRun = Math.Max(1, longRun / 4);
             Console.WriteLine($"{Describe(checkpoint)}; batch {runner.Batch}, beam {runner.Beam}, {runner.Sentences} sentences of {runner.SourceTokens} source tokens, " +
-                $"{shortRun} vs {longRun} output tokens, {get_num_threads()} thread(s)");
+                $"{shortRun} vs {longRun} output tokens, {get_num_threads()} thread(s), {r.GetValue(computeType)}");
             runner.Decode(shortRun); // warm-up
             for (int i = 0; i < r.GetValue(repeat); i++)
             {
