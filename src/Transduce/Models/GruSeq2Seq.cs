@@ -95,6 +95,13 @@ public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
         base.train(train);
     }
 
+    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) DropPlan();
+        base.Dispose(disposing);
+    }
+
     private void DropPlan()
     {
         plan?.Dispose();

@@ -297,6 +297,13 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
         base.train(train);
     }
 
+    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) DropPlan();
+        base.Dispose(disposing);
+    }
+
     private void DropPlan()
     {
         plan?.Dispose();

@@ -73,6 +73,16 @@ public sealed class PackedDecodingTests
     }
 
     [Fact]
+    public void WeightVersionsAreReadAndBumpedByInPlaceChanges()
+    {
+        using var w = zeros(4);
+        long? before = WeightVersions.Sum([w]);
+        Assert.NotNull(before);
+        using (no_grad()) w.add_(1);
+        Assert.Equal(before + 1, WeightVersions.Sum([w]));
+    }
+
+    [Fact]
     public void WeightsChangedInEvalModeArePackedAgain()
     {
         using var model = Model(true, true, "relu");
