@@ -24,7 +24,7 @@ public abstract class IncrementalDecoding : IDisposable
     private readonly HashSet<Tensor> owned = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Rows being decoded: the source batch size until <see cref="SelectRows"/> changes it.</summary>
-    public long Rows { get; protected set; }
+    public virtual long Rows { get; protected set; }
 
     /// <summary>
     /// Feeds one token per row and returns the logits of the next token of every row.
@@ -62,9 +62,16 @@ public abstract class IncrementalDecoding : IDisposable
     /// <summary>Frees the decoding state.</summary>
     public void Dispose()
     {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Frees what this decoding owns (a decorator also disposes the decoding it wraps).</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (!disposing) return;
         foreach (var t in owned) t.Dispose();
         owned.Clear();
-        GC.SuppressFinalize(this);
     }
 }
 

@@ -45,6 +45,15 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     public Inference.GenerationSettings Generation { get; init; } = new();
 
+    /// <summary>The same checkpoint (sharing the model: dispose only one of them) with other decoding defaults.</summary>
+    public Checkpoint WithGeneration(Inference.GenerationSettings generation) => new()
+    {
+        Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
+        TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
+        TrainingInfo = TrainingInfo,
+    };
+
+
     /// <summary>The text pipeline (normaliser, tokenizers over the vocabularies) of this checkpoint.</summary>
     public TextPipeline CreateTextPipeline() => TextPipeline.Create(TextConfig, SourceVocabulary, TargetVocabulary, Subwords, SentencePiece);
 

@@ -1,0 +1,65 @@
+using Transduce.Architecture;
+using static TorchSharp.torch;
+
+namespace Transduce.Bench;
+
+/// <summary>
+/// Makes every output exactly as long as its limit: <c>&lt;eos&gt;</c> gets logit −∞ until <c>minTokens</c> tokens have been
+/// emitted, and the search's own limit (set to the same number) ends it there. A benchmark on random weights thus decodes
+/// a known number of steps per sentence, the same in the PyTorch twin (bench/pytorch/infer_twin.py, <c>FixedLength</c>),
+/// which bans it in the logits, before any softmax, as this does. The searches are untouched: the wrapper decodes like any model.
+/// </summary>
+internal static class FixedLength
+{
+    /// <summary>A view of <paramref name="model"/> (sharing its modules: do not dispose it) whose outputs are never shorter than <paramref name="minTokens"/>.</summary>
+    public static EncoderDecoder Of(EncoderDecoder model, int eos, int minTokens) => new View(model, eos, minTokens);
+
+    private sealed class View : EncoderDecoder
+    {
+        private readonly EncoderDecoder model;
+        private readonly int eos, minTokens;
+
+        public View(EncoderDecoder model, int eos, int minTokens) : base("fixed-length")
+        {
+            this.model = model;
+            this.eos = eos;
+            this.minTokens = minTokens;
+            register_module("model", model);
+        }
+
+        public override Tensor forward(Tensor source, Tensor sourceValidLengths, Tensor targetInput) =>
+            model.call(source, sourceValidLengths, targetInput);
+
+        public override bool HasCrossAttention => model.HasCrossAttention;
+
+        public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+            new Decoding(model.BeginDecoding(source, sourceValidLengths, recomputePrefix), eos, minTokens);
+    }
+
+    /// <summary>The wrapped decoding, with <c>&lt;eos&gt;</c> banned from the logits of the first <c>minTokens</c> steps.</summary>
+    private sealed class Decoding(IncrementalDecoding inner, int eos, int minTokens) : IncrementalDecoding
+    {
+        private int steps;
+
+        public override long Rows => inner.Rows;
+
+        public override DecodingStep Step(Tensor tokens, bool crossAttention = false)
+        {
+            var step = inner.Step(tokens, crossAttention);
+            if (steps++ < minTokens)
+            {
+                using var eosColumn = step.Logits.select(-1, eos);
+                eosColumn.fill_(float.NegativeInfinity);
+            }
+            return step;
+        }
+
+        public override void SelectRows(Tensor rows) => inner.SelectRows(rows);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+}
