@@ -111,17 +111,7 @@ public static class ParallelCorpus
             ReadOnlySpan<char> rest = line[(tab + 1)..];
             int nextTab = rest.IndexOf('\t');
             ReadOnlySpan<char> target = (nextTab < 0 ? rest : rest[..nextTab]).Trim();
-            if (source.IsEmpty)
-            {
-                collector.Fail(path, lineNumber, "empty source sentence");
-                continue;
-            }
-            if (target.IsEmpty)
-            {
-                collector.Fail(path, lineNumber, "empty target sentence");
-                continue;
-            }
-            collector.Add(new SentencePair(new string(source), new string(target), lineNumber));
+            collector.AddUnlessEmpty(lineNumber, source, (path, "empty source sentence"), target, (path, "empty target sentence"));
         }
         return collector.ToResult();
     }
@@ -173,19 +163,7 @@ public static class ParallelCorpus
             {
                 continue;
             }
-            source = source.Trim();
-            target = target.Trim();
-            if (source.IsEmpty)
-            {
-                collector.Fail(sourcePath, lineNumber, "empty sentence");
-                continue;
-            }
-            if (target.IsEmpty)
-            {
-                collector.Fail(targetPath, lineNumber, "empty sentence");
-                continue;
-            }
-            collector.Add(new SentencePair(new string(source), new string(target), lineNumber));
+            collector.AddUnlessEmpty(lineNumber, source.Trim(), (sourcePath, "empty sentence"), target.Trim(), (targetPath, "empty sentence"));
         }
         return collector.ToResult();
     }
@@ -239,7 +217,14 @@ public static class ParallelCorpus
 
         public bool IsFull => _maxPairs is int max && _pairs.Count >= max;
 
-        public void Add(SentencePair pair) => _pairs.Add(pair);
+        /// <summary>Adds the pair of line <paramref name="lineNumber"/>, or fails it naming the side (file and reason) that is empty.</summary>
+        public void AddUnlessEmpty(int lineNumber, ReadOnlySpan<char> source, (string Path, string Reason) sourceEmpty,
+            ReadOnlySpan<char> target, (string Path, string Reason) targetEmpty)
+        {
+            if (source.IsEmpty) Fail(sourceEmpty.Path, lineNumber, sourceEmpty.Reason);
+            else if (target.IsEmpty) Fail(targetEmpty.Path, lineNumber, targetEmpty.Reason);
+            else _pairs.Add(new SentencePair(new string(source), new string(target), lineNumber));
+        }
 
         public void Fail(string path, int lineNumber, string reason)
         {

@@ -52,9 +52,8 @@ public static class ChrF
     public static ChrFScore CorpusScore(IReadOnlyList<string> hyps, IReadOnlyList<IReadOnlyList<string>> refStreams,
         ChrFOptions? options = null)
     {
-        options ??= new ChrFOptions();
+        options = Checked(options);
         MetricArgs.CheckStreams(hyps, refStreams);
-        Validate(options);
         int orders = options.CharOrder + options.WordOrder;
         var sum = new long[3 * orders];
         for (int seg = 0; seg < hyps.Count; seg++)
@@ -75,9 +74,8 @@ public static class ChrF
     {
         ArgumentNullException.ThrowIfNull(hyp);
         ArgumentNullException.ThrowIfNull(refs);
-        options ??= new ChrFOptions();
+        options = Checked(options);
         MetricArgs.CheckStreams([hyp], refs.Select(r => (IReadOnlyList<string>)[r]).ToArray());
-        Validate(options);
         return Result(SegmentStatistics(hyp, refs, options), refs.Count, options);
     }
 
@@ -93,12 +91,15 @@ public static class ChrF
                $"|version:{SacreBleu.Version}";
     }
 
-    private static void Validate(ChrFOptions o)
+    /// <summary>The options (chrF2's when null), checked.</summary>
+    private static ChrFOptions Checked(ChrFOptions? options)
     {
+        var o = options ?? new ChrFOptions();
         if (o.CharOrder < 0 || o.WordOrder < 0 || o.CharOrder + o.WordOrder == 0)
-            throw new ArgumentException("chrF needs non-negative n-gram orders, at least one of them positive.", nameof(o));
+            throw new ArgumentException("chrF needs non-negative n-gram orders, at least one of them positive.", nameof(options));
         if (o.Beta < 0)
-            throw new ArgumentException("chrF's beta must be non-negative.", nameof(o));
+            throw new ArgumentException("chrF's beta must be non-negative.", nameof(options));
+        return o;
     }
 
     private static ChrFScore Result(long[] stats, int nrefs, ChrFOptions o) =>

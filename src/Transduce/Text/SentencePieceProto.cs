@@ -29,28 +29,17 @@ internal sealed class SentencePieceProto
     public static SentencePieceProto Parse(ReadOnlySpan<byte> data)
     {
         var model = new SentencePieceProto();
-        var reader = new ProtoReader(data);
-        while (reader.Next(out int field, out int wireType))
+        ProtoReader.ReadFields(data, (ref ProtoReader reader, int field, int wireType) =>
         {
             switch (field, wireType)
             {
-                case (1, 2):
-                    model.Pieces.Add(ParsePiece(reader.ReadBytes()));
-                    break;
-                case (2, 2):
-                    model.ParseTrainerSpec(reader.ReadBytes());
-                    break;
-                case (3, 2):
-                    model.Normalizer = ParseNormalizerSpec(reader.ReadBytes());
-                    break;
-                case (5, 2):
-                    model.Denormalizer = ParseNormalizerSpec(reader.ReadBytes());
-                    break;
-                default:
-                    reader.Skip(wireType);
-                    break;
+                case (1, 2): model.Pieces.Add(ParsePiece(reader.ReadBytes())); return true;
+                case (2, 2): model.ParseTrainerSpec(reader.ReadBytes()); return true;
+                case (3, 2): model.Normalizer = ParseNormalizerSpec(reader.ReadBytes()); return true;
+                case (5, 2): model.Denormalizer = ParseNormalizerSpec(reader.ReadBytes()); return true;
+                default: return false;
             }
-        }
+        });
         return model;
     }
 
@@ -59,91 +48,51 @@ internal sealed class SentencePieceProto
         string piece = "";
         float score = 0;
         int type = 1;
-        var reader = new ProtoReader(data);
-        while (reader.Next(out int field, out int wireType))
+        ProtoReader.ReadFields(data, (ref ProtoReader reader, int field, int wireType) =>
         {
             switch (field, wireType)
             {
-                case (1, 2):
-                    piece = ProtoReader.Utf8(reader.ReadBytes());
-                    break;
-                case (2, 5):
-                    score = BitConverter.Int32BitsToSingle((int)reader.ReadFixed32());
-                    break;
-                case (3, 0):
-                    type = (int)reader.ReadVarint();
-                    break;
-                default:
-                    reader.Skip(wireType);
-                    break;
+                case (1, 2): piece = ProtoReader.Utf8(reader.ReadBytes()); return true;
+                case (2, 5): score = BitConverter.Int32BitsToSingle((int)reader.ReadFixed32()); return true;
+                case (3, 0): type = (int)reader.ReadVarint(); return true;
+                default: return false;
             }
-        }
+        });
         return (piece, score, type);
     }
 
-    private void ParseTrainerSpec(ReadOnlySpan<byte> data)
-    {
-        var reader = new ProtoReader(data);
-        while (reader.Next(out int field, out int wireType))
+    /// <summary>The <c>TrainerSpec</c> fields that matter for encoding and decoding.</summary>
+    private void ParseTrainerSpec(ReadOnlySpan<byte> data) =>
+        ProtoReader.ReadFields(data, (ref ProtoReader reader, int field, int wireType) =>
         {
             switch (field, wireType)
             {
-                case (3, 0):
-                    ModelType = (int)reader.ReadVarint();
-                    break;
-                case (24, 0):
-                    TreatWhitespaceAsSuffix = reader.ReadVarint() != 0;
-                    break;
-                case (35, 0):
-                    ByteFallback = reader.ReadVarint() != 0;
-                    break;
-                case (44, 2):
-                    UnknownSurface = ProtoReader.Utf8(reader.ReadBytes());
-                    break;
-                case (46, 2):
-                    BosPiece = ProtoReader.Utf8(reader.ReadBytes());
-                    break;
-                case (47, 2):
-                    EosPiece = ProtoReader.Utf8(reader.ReadBytes());
-                    break;
-                case (48, 2):
-                    PadPiece = ProtoReader.Utf8(reader.ReadBytes());
-                    break;
-                default:
-                    reader.Skip(wireType);
-                    break;
+                case (3, 0): ModelType = (int)reader.ReadVarint(); return true;
+                case (24, 0): TreatWhitespaceAsSuffix = reader.ReadVarint() != 0; return true;
+                case (35, 0): ByteFallback = reader.ReadVarint() != 0; return true;
+                case (44, 2): UnknownSurface = ProtoReader.Utf8(reader.ReadBytes()); return true;
+                case (46, 2): BosPiece = ProtoReader.Utf8(reader.ReadBytes()); return true;
+                case (47, 2): EosPiece = ProtoReader.Utf8(reader.ReadBytes()); return true;
+                case (48, 2): PadPiece = ProtoReader.Utf8(reader.ReadBytes()); return true;
+                default: return false;
             }
-        }
-    }
+        });
 
     private static SentencePieceNormalizerSpec ParseNormalizerSpec(ReadOnlySpan<byte> data)
     {
         var spec = new SentencePieceNormalizerSpec();
-        var reader = new ProtoReader(data);
-        while (reader.Next(out int field, out int wireType))
+        ProtoReader.ReadFields(data, (ref ProtoReader reader, int field, int wireType) =>
         {
             switch (field, wireType)
             {
-                case (1, 2):
-                    spec.Name = ProtoReader.Utf8(reader.ReadBytes());
-                    break;
-                case (2, 2):
-                    spec.CharsMap = reader.ReadBytes().ToArray();
-                    break;
-                case (3, 0):
-                    spec.AddDummyPrefix = reader.ReadVarint() != 0;
-                    break;
-                case (4, 0):
-                    spec.RemoveExtraWhitespaces = reader.ReadVarint() != 0;
-                    break;
-                case (5, 0):
-                    spec.EscapeWhitespaces = reader.ReadVarint() != 0;
-                    break;
-                default:
-                    reader.Skip(wireType);
-                    break;
+                case (1, 2): spec.Name = ProtoReader.Utf8(reader.ReadBytes()); return true;
+                case (2, 2): spec.CharsMap = reader.ReadBytes().ToArray(); return true;
+                case (3, 0): spec.AddDummyPrefix = reader.ReadVarint() != 0; return true;
+                case (4, 0): spec.RemoveExtraWhitespaces = reader.ReadVarint() != 0; return true;
+                case (5, 0): spec.EscapeWhitespaces = reader.ReadVarint() != 0; return true;
+                default: return false;
             }
-        }
+        });
         return spec;
     }
 }
@@ -151,6 +100,19 @@ internal sealed class SentencePieceProto
 /// <summary>A minimal protobuf wire-format reader; throws <see cref="FormatException"/> on malformed input.</summary>
 internal ref struct ProtoReader(ReadOnlySpan<byte> data)
 {
+    /// <summary>Reads one field of a message: true when it was consumed, false to have it skipped.</summary>
+    public delegate bool FieldReader(ref ProtoReader reader, int field, int wireType);
+
+    /// <summary>Reads every field of the message <paramref name="data"/> through <paramref name="read"/>, skipping those it leaves.</summary>
+    public static void ReadFields(ReadOnlySpan<byte> data, FieldReader read)
+    {
+        var reader = new ProtoReader(data);
+        while (reader.Next(out int field, out int wireType))
+        {
+            if (!read(ref reader, field, wireType)) reader.Skip(wireType);
+        }
+    }
+
     private ReadOnlySpan<byte> _data = data;
 
     public bool Next(out int field, out int wireType)

@@ -10,7 +10,7 @@ namespace Transduce.Models.Gru;
 /// and <c>linear</c> run MKL's transposed matrix–vector kernel, which is slow on this project's AMD CPU; the 17.6k-word
 /// output layer dominated the step. Rebuilt when the weights change, as <see cref="Transformer.TransformerDecodePlan"/>.
 /// </summary>
-internal sealed class GruDecodePlan : IDisposable
+internal sealed class GruDecodePlan : IPackedPlan
 {
     private readonly (PackedLinear Input, PackedLinear Hidden)[] layers;
     private readonly PackedLinear output;

@@ -56,14 +56,12 @@ public sealed record GruState(Tensor Context, Tensor Hidden) : IDecoderState
 /// GRU decoder of d2l §10.7: at every step the input is the target embedding concatenated with the
 /// encoder's final top-layer state, and a dense layer maps the GRU output to vocabulary logits.
 /// </summary>
-public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
+public sealed class GruDecoder : PackedDecoder<GruState>
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;
     private readonly Linear dense;
     private readonly int layers;
-    private GruDecodePlan? plan;
-    private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>Creates the decoder.</summary>
     public GruDecoder(int vocabSize, int embeddingSize, int hiddenSize, int layers, double dropout)
@@ -76,53 +74,12 @@ public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
         RegisterComponents();
     }
 
-    /// <summary>The number type of the products when decoding in eval mode (see <see cref="Transformer.TransformerDecoder.ComputeType"/>).</summary>
-    public ComputeType ComputeType
+    private GruDecodePlan Pack(ComputeType type, long version)
     {
-        get => computeType;
-        set
-        {
-            if (value == computeType) return;
-            computeType = value;
-            DropPlan();
-        }
-    }
-
-    /// <summary>Leaving or entering eval mode drops the packed decoding weights.</summary>
-    public override void train(bool train = true)
-    {
-        DropPlan();
-        base.train(train);
-    }
-
-    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) DropPlan();
-        base.Dispose(disposing);
-    }
-
-    private void DropPlan()
-    {
-        plan?.Dispose();
-        plan = null;
-    }
-
-    /// <summary>The packed eval-mode step, packed again when the compute type or a weight changed; null in training.</summary>
-    private GruDecodePlan? Plan()
-    {
-        if (training || !PackedDecoding.Enabled) return null;
-        long? version = WeightVersions.Sum(parameters());
-        if (plan is not null && version is long v && v == plan.Version) return plan;
-        DropPlan();
-        using (no_grad())
-        {
-            var weights = Enumerable.Range(0, layers).Select(l =>
-                ((Tensor)rnn.get_parameter($"weight_ih_l{l}")!, (Tensor)rnn.get_parameter($"weight_hh_l{l}")!,
-                 (Tensor?)rnn.get_parameter($"bias_ih_l{l}"), (Tensor?)rnn.get_parameter($"bias_hh_l{l}"))).ToList();
-            plan = new GruDecodePlan(computeType, weights, (dense.weight!, dense.bias), version ?? -1);
-        }
-        return plan;
+        var weights = Enumerable.Range(0, layers).Select(l =>
+            ((Tensor)rnn.get_parameter($"weight_ih_l{l}")!, (Tensor)rnn.get_parameter($"weight_hh_l{l}")!,
+             (Tensor?)rnn.get_parameter($"bias_ih_l{l}"), (Tensor?)rnn.get_parameter($"bias_hh_l{l}"))).ToList();
+        return new GruDecodePlan(type, weights, (dense.weight!, dense.bias), version);
     }
 
     /// <inheritdoc />
@@ -130,7 +87,7 @@ public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
     {
         var final = encoderOutput.FinalState
             ?? throw new ArgumentException("GruDecoder needs an encoder with a final recurrent state");
-        Plan(); // packs (or checks) the eval-mode weights once per decoding, not per step
+        Plan(Pack); // packs (or checks) the eval-mode weights once per decoding, not per step
         return new GruState(final[-1], final);
     }
 
@@ -142,7 +99,7 @@ public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
     public override (Tensor Logits, GruState State) forward(Tensor target, GruState state)
     {
         long steps = target.shape[1];
-        if (steps == 1 && plan is not null && !training)
+        if (steps == 1 && Packed<GruDecodePlan>() is { } plan)
             return plan.Step(embedding, target, state);
         using var embedded = embedding.call(target);
         using var context = state.Context.unsqueeze(1).expand(-1, steps, -1);

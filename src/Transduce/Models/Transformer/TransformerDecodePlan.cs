@@ -11,7 +11,7 @@ namespace Transduce.Models.Transformer;
 /// need. Built lazily on the first eval-mode call; rebuilt when the weights change (their version counters, see
 /// <see cref="WeightVersions"/>) or when the model leaves eval mode.
 /// </summary>
-internal sealed class TransformerDecodePlan : IDisposable
+internal sealed class TransformerDecodePlan : IPackedPlan
 {
     private sealed record Block(LayerNorm Norm1, LayerNorm Norm2, LayerNorm Norm3, PackedLinear SelfQkv, PackedLinear SelfOut,
         PackedLinear CrossQuery, PackedLinear CrossKeyValue, PackedLinear CrossOut, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable

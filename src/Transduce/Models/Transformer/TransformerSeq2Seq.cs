@@ -217,7 +217,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
 /// causal mask; fed one token at a time it extends cached keys/values, so each step costs one position's
 /// work and gives the same logits as recomputing the prefix.
 /// </summary>
-public sealed class TransformerDecoder : Decoder<TransformerState>, IReducedPrecisionDecoder
+public sealed class TransformerDecoder : PackedDecoder<TransformerState>
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -227,8 +227,6 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IReducedPrec
     private readonly double embeddingScale;
     private readonly bool preNorm;
     private readonly string activation;
-    private TransformerDecodePlan? plan;
-    private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>Creates the decoder; <paramref name="embedding"/> may be shared with the encoder and/or tied to the output projection.</summary>
     public TransformerDecoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
@@ -246,61 +244,11 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IReducedPrec
     }
 
     /// <inheritdoc />
-    /// <summary>
-    /// The number type of the linear layers' products when decoding in eval mode (<see cref="ComputeType.Float32"/> by
-    /// default). Training always runs the modules in float32.
-    /// </summary>
-    public ComputeType ComputeType
-    {
-        get => computeType;
-        set
-        {
-            if (value == computeType) return;
-            computeType = value;
-            DropPlan();
-        }
-    }
-
-    /// <summary>Leaving or entering eval mode drops the packed decoding weights (they are packed again when next needed).</summary>
-    public override void train(bool train = true)
-    {
-        DropPlan();
-        base.train(train);
-    }
-
-    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) DropPlan();
-        base.Dispose(disposing);
-    }
-
-    private void DropPlan()
-    {
-        plan?.Dispose();
-        plan = null;
-    }
-
-    /// <summary>
-    /// The packed eval-mode path, or null when the modules must run (training). Packed weights are
-    /// rebuilt when the compute type or any decoder weight changed since they were packed.
-    /// </summary>
-    private TransformerDecodePlan? Plan()
-    {
-        if (training || !PackedDecoding.Enabled) return null;
-        long? version = WeightVersions.Sum(parameters());
-        if (plan is not null && version is long v && v == plan.Version) return plan;
-        DropPlan();
-        using (no_grad())
-            plan = new TransformerDecodePlan(computeType, blocks.ToList(), dense, preNorm, activation, version ?? -1);
-        return plan;
-    }
-
     /// <inheritdoc />
     public override TransformerState InitState(EncoderOutput encoderOutput, Tensor sourceValidLengths)
     {
         var memory = encoderOutput.Outputs;
-        if (Plan() is { } lean)
+        if (Plan((type, version) => new TransformerDecodePlan(type, blocks.ToList(), dense, preNorm, activation, version)) is { } lean)
         {
             var (keys, values) = lean.CrossKeyValues(memory);
             return new TransformerState(AttentionMasks.FromValidLengths(sourceValidLengths, memory.shape[1]), keys, values,
@@ -331,7 +279,7 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IReducedPrec
         // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
         Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
         var x = positions.call(embedding.call(target).mul_(embeddingScale), state.Steps);
-        if (plan is not null && !training)
+        if (Packed<TransformerDecodePlan>() is { } plan)
         {
             // InitState packed (or checked) the weights for this decoding; steps use them as they are.
             var (leanLogits, keys, values, attention) = plan.Forward(x, state, causal, finalNorm);

@@ -21,36 +21,26 @@ public static partial class MarianImport
         names["decoder.dense.bias"] = ["final_logits_bias"];
         if (config.ShareEmbeddings) names["encoder.embedding.weight"] = names["decoder.embedding.weight"];
 
-        static void Attention(Dictionary<string, IReadOnlyList<string>> names, string ours, string theirs)
+        // Each block's sub-modules, ours and transformers' (attention blocks map their four projections).
+        (string Ours, string Theirs)[] encoderBlock =
+            [("attention", "self_attn"), ("addNorm1.norm", "self_attn_layer_norm"), ("ffn.dense1", "fc1"), ("ffn.dense2", "fc2"), ("addNorm2.norm", "final_layer_norm")];
+        (string Ours, string Theirs)[] decoderBlock =
+            [("SelfAttention", "self_attn"), ("addNorm1.norm", "self_attn_layer_norm"), ("CrossAttention", "encoder_attn"),
+             ("addNorm2.norm", "encoder_attn_layer_norm"), ("ffn.dense1", "fc1"), ("ffn.dense2", "fc2"), ("addNorm3.norm", "final_layer_norm")];
+        void Blocks(int count, string ours, string theirs, (string Ours, string Theirs)[] parts)
         {
-            foreach (var (o, t) in new[] { ("W_q", "q_proj"), ("W_k", "k_proj"), ("W_v", "v_proj"), ("W_o", "out_proj") })
-                foreach (var p in new[] { "weight", "bias" })
-                    names[$"{ours}.{o}.{p}"] = [$"{theirs}.{t}.{p}"];
+            for (int i = 0; i < count; i++)
+                foreach (var (o, t) in parts)
+                {
+                    bool attention = t.EndsWith("_attn", StringComparison.Ordinal);
+                    var projections = attention ? new[] { ("W_q.", "q_proj."), ("W_k.", "k_proj."), ("W_v.", "v_proj."), ("W_o.", "out_proj.") } : [("", "")];
+                    foreach (var (op, tp) in projections)
+                        foreach (var p in new[] { "weight", "bias" })
+                            names[$"{ours}.{i}.{o}.{op}{p}"] = [$"{theirs}.{i}.{t}.{tp}{p}"];
+                }
         }
-        static void Module(Dictionary<string, IReadOnlyList<string>> names, string ours, string theirs)
-        {
-            foreach (var p in new[] { "weight", "bias" }) names[$"{ours}.{p}"] = [$"{theirs}.{p}"];
-        }
-        for (int i = 0; i < config.Layers; i++)
-        {
-            string o = $"encoder.blocks.{i}", t = $"model.encoder.layers.{i}";
-            Attention(names, $"{o}.attention", $"{t}.self_attn");
-            Module(names, $"{o}.addNorm1.norm", $"{t}.self_attn_layer_norm");
-            Module(names, $"{o}.ffn.dense1", $"{t}.fc1");
-            Module(names, $"{o}.ffn.dense2", $"{t}.fc2");
-            Module(names, $"{o}.addNorm2.norm", $"{t}.final_layer_norm");
-        }
-        for (int i = 0; i < config.DecoderLayerCount; i++)
-        {
-            string o = $"decoder.blocks.{i}", t = $"model.decoder.layers.{i}";
-            Attention(names, $"{o}.SelfAttention", $"{t}.self_attn");
-            Module(names, $"{o}.addNorm1.norm", $"{t}.self_attn_layer_norm");
-            Attention(names, $"{o}.CrossAttention", $"{t}.encoder_attn");
-            Module(names, $"{o}.addNorm2.norm", $"{t}.encoder_attn_layer_norm");
-            Module(names, $"{o}.ffn.dense1", $"{t}.fc1");
-            Module(names, $"{o}.ffn.dense2", $"{t}.fc2");
-            Module(names, $"{o}.addNorm3.norm", $"{t}.final_layer_norm");
-        }
+        Blocks(config.Layers, "encoder.blocks", "model.encoder.layers", encoderBlock);
+        Blocks(config.DecoderLayerCount, "decoder.blocks", "model.decoder.layers", decoderBlock);
         return names;
     }
 

@@ -19,16 +19,6 @@ namespace Transduce.Models.Transformer.Marian;
 /// </remarks>
 public sealed class MarianModel : IDisposable
 {
-    internal MarianModel(TransformerSeq2Seq model, TransformerConfig config, MarianGenerationConfig generation,
-        IReadOnlyDictionary<string, int> sourceVocabulary, IReadOnlyDictionary<string, int> targetVocabulary)
-    {
-        Model = model;
-        Config = config;
-        Generation = generation;
-        SourceVocabulary = sourceVocabulary;
-        TargetVocabulary = targetVocabulary;
-    }
-
     /// <summary>The network, in eval mode.</summary>
     public TransformerSeq2Seq Model { get; }
 
@@ -43,6 +33,16 @@ public sealed class MarianModel : IDisposable
 
     /// <summary>Target piece → id (<c>vocab.json</c>, or <c>target_vocab.json</c> for separate vocabularies).</summary>
     public IReadOnlyDictionary<string, int> TargetVocabulary { get; }
+
+    internal MarianModel(TransformerSeq2Seq model, TransformerConfig config, MarianGenerationConfig generation,
+        IReadOnlyDictionary<string, int> sourceVocabulary, IReadOnlyDictionary<string, int> targetVocabulary)
+    {
+        Model = model;
+        Config = config;
+        Generation = generation;
+        SourceVocabulary = sourceVocabulary;
+        TargetVocabulary = targetVocabulary;
+    }
 
     /// <summary>Special ids for the searches: <c>Bos</c> is the decoder start token (Marian: <c>&lt;pad&gt;</c>).</summary>
     public SpecialIds Ids => new(Generation.PadTokenId, Generation.DecoderStartTokenId, Generation.EosTokenId);

@@ -1,0 +1,80 @@
+using Transduce.Architecture;
+using static TorchSharp.torch;
+
+namespace Transduce.Models;
+
+/// <summary>Packed copies of a decoder's weights for its eval-mode step, tagged with the weights' version when packed.</summary>
+internal interface IPackedPlan : IDisposable
+{
+    /// <summary>The sum of the weights' version counters when they were packed (see <see cref="WeightVersions"/>).</summary>
+    long Version { get; }
+}
+
+/// <summary>
+/// A decoder that decodes in eval mode through packed copies of its weights in a chosen <see cref="ComputeType"/>
+/// (the GRU and the Transformer): packed on demand, packed again when the compute type or a weight changed, released when
+/// the decoder leaves eval mode or is disposed. Training always runs the modules.
+/// </summary>
+/// <typeparam name="TState">The decoder's state.</typeparam>
+public abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionDecoder where TState : IDecoderState
+{
+    private IPackedPlan? plan;
+    private ComputeType computeType = ComputeType.Float32;
+
+    /// <summary>Creates a decoder registered under <paramref name="name"/>.</summary>
+    protected PackedDecoder(string name) : base(name) { }
+
+    /// <summary>
+    /// The number type of the linear layers' products when decoding in eval mode (<see cref="ComputeType.Float32"/> by
+    /// default). Training always runs the modules in float32.
+    /// </summary>
+    public ComputeType ComputeType
+    {
+        get => computeType;
+        set
+        {
+            if (value == computeType) return;
+            computeType = value;
+            DropPlan();
+        }
+    }
+
+    /// <summary>Leaving or entering eval mode drops the packed decoding weights (they are packed again when next needed).</summary>
+    public override void train(bool train = true)
+    {
+        DropPlan();
+        base.train(train);
+    }
+
+    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) DropPlan();
+        base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// The packed weights for this decoding, or null when the modules must run (training, or packed decoding switched off
+    /// by <c>TRANSDUCE_PACKED_DECODING=0</c>). <paramref name="pack"/> packs them for a compute type and weights version
+    /// when there are none yet, or when the compute type or a weight changed since.
+    /// </summary>
+    private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan
+    {
+        if (training || !PackedDecoding.Enabled) return null;
+        long? version = WeightVersions.Sum(parameters());
+        if (plan is TPlan current && version is long v && v == current.Version) return current;
+        DropPlan();
+        using (no_grad())
+            plan = pack(computeType, version ?? -1);
+        return (TPlan)plan;
+    }
+
+    /// <summary>The weights packed for the decoding under way (by <see cref="Plan{TPlan}"/>), or null; steps use them as they are.</summary>
+    private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => training ? null : plan as TPlan;
+
+    private void DropPlan()
+    {
+        plan?.Dispose();
+        plan = null;
+    }
+}
