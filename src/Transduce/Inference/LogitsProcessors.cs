@@ -7,21 +7,21 @@ namespace Transduce.Inference;
 /// <param name="Step">Tokens every live hypothesis holds so far (0 at the first step).</param>
 /// <param name="RowSentences">For each row of the scores, the source sentence it decodes; −1 for a row that has finished
 /// (greedy search keeps finished rows in its batch), which the length rules leave alone.</param>
-public readonly record struct SearchPosition(int Step, IReadOnlyList<int> RowSentences);
+internal readonly record struct SearchPosition(int Step, IReadOnlyList<int> RowSentences);
 
 /// <summary>
 /// A rule on which tokens may come next, applied to every step's scores before a search chooses (transformers' logits
 /// processors). Greedy search hands it raw logits, beam search log-probabilities; a rule only ever removes tokens
 /// (−∞) or forces one, so it means the same to both.
 /// </summary>
-public interface ILogitsProcessor
+internal interface ILogitsProcessor
 {
     /// <summary>Returns the adjusted scores, (rows, vocabulary) like <paramref name="scores"/> (it may return them unchanged).</summary>
     Tensor Process(Tensor scores, SearchPosition position);
 }
 
 /// <summary>Tokens that are never generated (transformers' <c>bad_words_ids</c> for single tokens, e.g. Marian's <c>&lt;pad&gt;</c>).</summary>
-public sealed class BannedTokensProcessor(IReadOnlyCollection<int> tokens) : ILogitsProcessor
+internal sealed class BannedTokensProcessor(IReadOnlyCollection<int> tokens) : ILogitsProcessor
 {
     /// <inheritdoc />
     public Tensor Process(Tensor scores, SearchPosition position)
@@ -39,7 +39,7 @@ public sealed class BannedTokensProcessor(IReadOnlyCollection<int> tokens) : ILo
 /// <param name="minLength">Tokens before <c>&lt;eos&gt;</c> is allowed.</param>
 /// <param name="eos">The <c>&lt;eos&gt;</c> id.</param>
 /// <param name="maxLengths">Per source sentence, the most tokens before <c>&lt;eos&gt;</c>; null for no limit.</param>
-public sealed class MinLengthProcessor(int minLength, int eos, IReadOnlyList<int>? maxLengths = null) : ILogitsProcessor
+internal sealed class MinLengthProcessor(int minLength, int eos, IReadOnlyList<int>? maxLengths = null) : ILogitsProcessor
 {
     /// <inheritdoc />
     public Tensor Process(Tensor scores, SearchPosition position)
@@ -60,7 +60,7 @@ public sealed class MinLengthProcessor(int minLength, int eos, IReadOnlyList<int
 /// <param name="maxLengths">Per source sentence, the most tokens before <c>&lt;eos&gt;</c>.</param>
 /// <param name="eos">The <c>&lt;eos&gt;</c> id.</param>
 /// <param name="forcedEndScoresZero">Score a forced <c>&lt;eos&gt;</c> 0 instead of the model's log-probability.</param>
-public sealed class MaxLengthProcessor(IReadOnlyList<int> maxLengths, int eos, bool forcedEndScoresZero = false) : ILogitsProcessor
+internal sealed class MaxLengthProcessor(IReadOnlyList<int> maxLengths, int eos, bool forcedEndScoresZero = false) : ILogitsProcessor
 {
     /// <inheritdoc />
     public Tensor Process(Tensor scores, SearchPosition position)
@@ -75,7 +75,7 @@ public sealed class MaxLengthProcessor(IReadOnlyList<int> maxLengths, int eos, b
 }
 
 /// <summary>The logit rules greedy and beam search share, in the one order both apply them.</summary>
-public static class LogitsProcessors
+internal static class LogitsProcessors
 {
     /// <summary>
     /// The rules of <paramref name="options"/>: minimum length, banned tokens, then the per-sentence maximum length

@@ -219,6 +219,44 @@ public sealed partial class SentencePieceModel
         segments.Add((start, length, id));
     }
 
+    /// <summary>
+    /// Joins pieces back into text, as <c>spm_decode --input_format=piece</c>: <c>▁</c> becomes a space (the first one
+    /// is dropped), control pieces vanish, consecutive byte pieces are decoded as UTF-8 (each invalid byte giving
+    /// U+FFFD), the <c>&lt;unk&gt;</c> piece becomes the model's unknown surface (<c>" ⁇ "</c> by default) and any other
+    /// string not in the model is copied as is.
+    /// </summary>
+    /// <param name="pieces">The pieces.</param>
+    /// <returns>The text.</returns>
+    public string DecodePieces(IEnumerable<string> pieces)
+    {
+        ArgumentNullException.ThrowIfNull(pieces);
+        var list = new List<(string Piece, int Id)>();
+        foreach (string? piece in pieces)
+        {
+            if (piece is null)
+            {
+                throw new ArgumentException("A piece is null.", nameof(pieces));
+            }
+            list.Add((piece, PieceToId(piece.AsSpan())));
+        }
+        return Decode(list);
+    }
+
+    /// <summary>Decodes SentencePiece ids to text, as <c>spm_decode --input_format=id</c> (see <see cref="DecodePieces"/>).</summary>
+    /// <param name="ids">The ids.</param>
+    /// <returns>The text.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">An id is outside <c>[0, Count)</c>.</exception>
+    public string DecodeIds(IEnumerable<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var list = new List<(string Piece, int Id)>();
+        foreach (int id in ids)
+        {
+            list.Add((IdToPiece(id), id));
+        }
+        return Decode(list);
+    }
+
     /// <summary>Joins pieces into text; each piece comes with its id (a string the model lacks comes with <see cref="UnkId"/> and is copied as is).</summary>
     internal string Decode(IEnumerable<(string Piece, int Id)> pieces)
     {
