@@ -31,6 +31,7 @@ internal static class EvaluateCommand
             string testPath = r.GetValue(test)!;
             var read = ParallelCorpus.Read(testPath, new CorpusReadOptions { MaxPairs = r.GetValue(maxPairs), SkipInvalid = r.GetValue(skipInvalid) });
             using var translator = Translator.Load(r.GetValue(model)!);
+            if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
             var pipeline = translator.Checkpoint.CreateTextPipeline();
             var started = DateTime.UtcNow;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = r.GetValue(batch), Beam = r.GetValue(beam) });
