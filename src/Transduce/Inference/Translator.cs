@@ -88,6 +88,27 @@ public sealed class Translator : IDisposable
         }, cancellation);
 
     /// <summary>
+    /// Translates a stream of sentences a batch (<see cref="TranslationOptions.BatchSize"/>) at a time and yields each
+    /// translation, in input order, as soon as its batch is done. <paramref name="cancellation"/> is checked between
+    /// batches (a batch already decoding finishes first). The input is read lazily: a file of any size streams through.
+    /// </summary>
+    public async IAsyncEnumerable<string> TranslateStreamAsync(IEnumerable<string> sentences, TranslationOptions? options = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        int size = Math.Max(1, options?.BatchSize ?? new TranslationOptions().BatchSize);
+        var batch = new List<string>(size);
+        foreach (string sentence in sentences)
+        {
+            batch.Add(sentence);
+            if (batch.Count < size) continue;
+            foreach (string translation in await TranslateAsync([.. batch], options, cancellation).ConfigureAwait(false)) yield return translation;
+            batch.Clear();
+        }
+        if (batch.Count > 0)
+            foreach (string translation in await TranslateAsync([.. batch], options, cancellation).ConfigureAwait(false)) yield return translation;
+    }
+
+    /// <summary>
     /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.
     /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
     /// </summary>
