@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Transduce.Models.Marian;
+using Transduce.Checkpoints;
 
 namespace Transduce.Cli.Commands;
 
@@ -14,10 +14,12 @@ internal static class ConvertCommand
         var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output };
         command.SetAction(r =>
         {
-            using var checkpoint = MarianConvert.ToCheckpoint(r.GetValue(input)!);
+            using var checkpoint = Checkpoint.Load(r.GetValue(input)!);
+            if (checkpoint.TrainingInfo.GetValueOrDefault("converted_from") != "marian")
+                throw new ArgumentException($"{r.GetValue(input)}: not a MarianMT folder (config.json with model_type marian), already a Transduce checkpoint");
             checkpoint.Save(r.GetValue(output)!);
             Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
-                              $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.TargetVocabulary.Count:N0})");
+                              $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.ModelConfig.TargetVocabSize:N0})");
             return 0;
         });
         return command;

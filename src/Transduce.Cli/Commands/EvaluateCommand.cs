@@ -32,18 +32,18 @@ internal static class EvaluateCommand
             var read = ParallelCorpus.Read(testPath, new CorpusReadOptions { MaxPairs = r.GetValue(maxPairs), SkipInvalid = r.GetValue(skipInvalid) });
             using var translator = Translator.Load(r.GetValue(model)!);
             if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
-            var pipeline = translator.Checkpoint.CreateTextPipeline();
+            string normalizer = translator.Checkpoint.TextConfig.Normalizer;
             var started = DateTime.UtcNow;
             int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), translator.DefaultOptions with { BatchSize = r.GetValue(batch), Beam = beamSize });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
-            var bleu = TranslationBleu.Score(pipeline, outputs, read.Pairs.Select(p => p.Target));
+            var bleu = translator.Score(outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
             var figures = new Dictionary<string, object>
             {
                 ["test"] = testPath, ["sentences"] = outputs.Count, ["skipped_lines"] = read.SkippedLines,
                 ["bleu"] = Math.Round(bleu.Score, 2), ["signature"] = bleu.Signature, ["detail"] = bleu.ToString(),
-                ["normalizer"] = pipeline.Config.Normalizer, ["beam"] = beamSize, ["seconds"] = Math.Round(seconds, 2),
+                ["normalizer"] = normalizer, ["beam"] = beamSize, ["seconds"] = Math.Round(seconds, 2),
                 ["sentences_per_second"] = Math.Round(outputs.Count / Math.Max(1e-9, seconds), 1),
             };
             string jsonText = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
@@ -51,7 +51,7 @@ internal static class EvaluateCommand
             if (r.GetValue(json)) Console.WriteLine(jsonText);
             else
             {
-                string how = pipeline.ProducesNaturalText ? "(detokenised, cased: sacreBLEU 13a)" : $"(normalised tokens: {pipeline.Config.Normalizer})";
+                string how = translator.ProducesNaturalText ? "(detokenised, cased: sacreBLEU 13a)" : $"(normalised tokens: {normalizer})";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} {how}, {(beamSize > 1 ? $"beam {beamSize}" : "greedy")}"));
                 Console.WriteLine(bleu.ToString());
                 Console.WriteLine($"signature: {bleu.Signature}");

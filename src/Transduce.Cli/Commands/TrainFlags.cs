@@ -48,7 +48,7 @@ internal static class TrainFlags
     [
         Value<string>("--data", "data.train", "Corpus: a tab-separated file, a folder (its train split if the preset names one), a source-side text file (with --data-target), or a known corpus name (fra-eng, downloaded into the cache)."),
         Value<string>("--data-target", "data.target", "Target-side text file aligned line by line with the --data source file."),
-        Value<string>("--model", "model.architecture", "Architecture: gru, bahdanau or transformer.", choices: [.. Models.ModelFactory.Architectures]),
+        Value<string>("--model", "model.architecture", "Architecture: gru, bahdanau or transformer.", choices: [.. ModelOptions.Architectures]),
         Value<int>("--embed", "model.embedding_size", "Embedding size of the recurrent models."),
         Value<int>("--hidden", "model.hidden_size", "Hidden size."),
         Value<int>("--layers", "model.layers", "Layers."),

@@ -31,22 +31,22 @@ public sealed class Checkpoint : IDisposable
     public required TextConfig TextConfig { get; init; }
 
     /// <summary>Source vocabulary.</summary>
-    public required Vocabulary SourceVocabulary { get; init; }
+    internal Vocabulary SourceVocabulary { get; init; } = null!;
 
     /// <summary>Target vocabulary.</summary>
-    public required Vocabulary TargetVocabulary { get; init; }
+    internal Vocabulary TargetVocabulary { get; init; } = null!;
 
     /// <summary>The subword model when the text configuration uses the <c>bpe</c> tokenizer.</summary>
-    public BpeTokenizer? Subwords { get; init; }
+    internal BpeTokenizer? Subwords { get; init; }
 
     /// <summary>The SentencePiece models when the text configuration uses the <c>spm</c> tokenizer.</summary>
-    public SentencePiecePair? SentencePiece { get; init; }
+    internal SentencePiecePair? SentencePiece { get; init; }
 
     /// <summary>Decoding defaults.</summary>
-    public Inference.GenerationSettings Generation { get; init; } = new();
+    internal Inference.GenerationSettings Generation { get; init; } = new();
 
     /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
-    public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
+    internal TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
 
     /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
     public IReadOnlyDictionary<string, string> TrainingInfo { get; set; } = new Dictionary<string, string>();
@@ -152,11 +152,13 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>
-    /// Loads a checkpoint directory. A missing, truncated or foreign file throws <see cref="InvalidDataException"/>
-    /// (or <see cref="FileNotFoundException"/>) naming the file and the problem.
+    /// Loads a checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) folder, converted in memory (its
+    /// <see cref="TrainingInfo"/> then says <c>converted_from: marian</c>). A missing, truncated or foreign file throws
+    /// <see cref="InvalidDataException"/> (or <see cref="FileNotFoundException"/>) naming the file and the problem.
     /// </summary>
     public static Checkpoint Load(string directory)
     {
+        if (Models.Marian.MarianConvert.IsMarianFolder(directory)) return Models.Marian.MarianConvert.ToCheckpoint(directory);
         if (!Directory.Exists(directory))
         {
             // A reader never moves a writer's folders; it names the complete copy an interrupted save left.
@@ -249,7 +251,7 @@ public sealed class Checkpoint : IDisposable
     /// Copies the tensors of a safetensors file into <paramref name="model"/>'s parameters and buffers.
     /// Missing or unexpected tensors and shape mismatches are reported together, by name.
     /// </summary>
-    public static void LoadWeights(nn.Module model, string path)
+    internal static void LoadWeights(nn.Module model, string path)
     {
         var loaded = Safetensors.Load(path, out _);
         try

@@ -1,5 +1,6 @@
 using Transduce.Checkpoints;
 using Transduce.Data;
+using Transduce.Evaluation;
 using static TorchSharp.torch;
 
 namespace Transduce.Inference;
@@ -54,10 +55,20 @@ public sealed class Translator : IDisposable
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
-    /// folder, which is converted in memory (<see cref="Models.Marian.MarianConvert"/>).
+    /// folder, which is converted in memory (see <see cref="Checkpoint.Load"/>).
     /// </summary>
-    public static Translator Load(string directory) =>
-        new(Models.Marian.MarianConvert.IsMarianFolder(directory) ? Models.Marian.MarianConvert.ToCheckpoint(directory) : Checkpoint.Load(directory));
+    public static Translator Load(string directory) => new(Checkpoint.Load(directory));
+
+    /// <summary>
+    /// Corpus BLEU of <paramref name="translations"/> against <paramref name="references"/>, as <c>evaluate</c> and
+    /// validation score them: sacreBLEU 13a on natural (cased, detokenised) output, otherwise on the model's normalised
+    /// tokens with the references normalised the same way.
+    /// </summary>
+    public BleuScore Score(IReadOnlyList<string> translations, IEnumerable<string> references) =>
+        TranslationBleu.Score(pipeline, translations, references);
+
+    /// <summary>True when the model writes natural text (subwords, no normaliser), scored with sacreBLEU's 13a tokenizer.</summary>
+    public bool ProducesNaturalText => pipeline.ProducesNaturalText;
 
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;

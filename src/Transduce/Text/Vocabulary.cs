@@ -10,7 +10,7 @@ namespace Transduce.Text;
 /// remaining ids are assigned by <see cref="Build"/> in descending frequency order.
 /// Instances are immutable.
 /// </summary>
-public sealed class Vocabulary
+internal sealed class Vocabulary
 {
     /// <summary>The padding token; always id 0.</summary>
     public const string PadToken = "<pad>";

@@ -91,8 +91,11 @@ public sealed record TranslationExample(string Source, string Reference);
 /// <summary>The model section of a <see cref="RunConfig"/>: architecture and sizes (vocabulary sizes come from the data).</summary>
 public sealed record ModelOptions
 {
-    /// <summary>Architecture: <c>gru</c> (d2l §10.7), <c>bahdanau</c> (§11.4) or <c>transformer</c> (§11.7).</summary>
+    /// <summary>Architecture: one of <see cref="Architectures"/> — <c>gru</c> (d2l §10.7), <c>bahdanau</c> (§11.4) or <c>transformer</c> (§11.7).</summary>
     public string Architecture { get; init; } = "gru";
+
+    /// <summary>The architecture names the library knows.</summary>
+    public static IReadOnlyList<string> Architectures => ModelFactory.Architectures;
 
     /// <summary>Embedding width of the recurrent models (a Transformer's embeddings are <see cref="HiddenSize"/> wide).</summary>
     public int EmbeddingSize { get; init; } = 256;

@@ -134,7 +134,7 @@ internal sealed class DurationConverter : JsonConverter<TimeSpan?>
 /// <param name="EpochLossSum">Token-weighted loss sum of the epoch in progress.</param>
 /// <param name="EpochTokens">Target tokens of the epoch in progress.</param>
 /// <param name="Epochs">Finished epochs.</param>
-public sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long Tokens, long Positions, double ElapsedSeconds,
+internal sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long Tokens, long Positions, double ElapsedSeconds,
     double EpochLossSum, long EpochTokens, IReadOnlyList<EpochResult> Epochs)
 {
     /// <summary>The start of a fresh run.</summary>
@@ -144,12 +144,12 @@ public sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long
 /// <summary>What a save callback receives: the position and the live optimiser (to write its state).</summary>
 /// <param name="Position">Where the run stands.</param>
 /// <param name="Optimizer">The optimiser.</param>
-public sealed record TrainingSnapshot(TrainingPosition Position, TorchSharp.Modules.OptimizerHelper Optimizer);
+internal sealed record TrainingSnapshot(TrainingPosition Position, TorchSharp.Modules.OptimizerHelper Optimizer);
 
 /// <summary>How to continue a run: its position and a way to restore the optimiser's state.</summary>
 /// <param name="Position">Where the run stopped.</param>
 /// <param name="RestoreOptimizer">Loads the saved optimiser state into the new optimiser.</param>
-public sealed record TrainingResume(TrainingPosition Position, Action<TorchSharp.Modules.OptimizerHelper> RestoreOptimizer);
+internal sealed record TrainingResume(TrainingPosition Position, Action<TorchSharp.Modules.OptimizerHelper> RestoreOptimizer);
 
 /// <summary>Reported after every optimisation step.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -173,7 +173,7 @@ public sealed record EpochResult(int Epoch, double Loss, TimeSpan Elapsed);
 /// <param name="Elapsed">Wall-clock time.</param>
 /// <param name="Stop">What ended the run.</param>
 /// <param name="TargetPositions">Target positions computed, padding included.</param>
-public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps, long TargetTokens, TimeSpan Elapsed, TrainingStop Stop, long TargetPositions)
+internal sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps, long TargetTokens, TimeSpan Elapsed, TrainingStop Stop, long TargetPositions)
 {
     /// <summary>Share of computed target positions that were padding.</summary>
     public double PaddingFraction => TargetPositions == 0 ? 0 : 1 - TargetTokens / (double)TargetPositions;
@@ -208,7 +208,7 @@ public enum TrainingStop
 /// saved through <c>onSave</c> and continued with a <see cref="TrainingResume"/> (plus the saved random
 /// generator state) ends with the same weights as an uninterrupted one.
 /// </summary>
-public static class Trainer
+internal static class Trainer
 {
     /// <summary>The learning rate of update <paramref name="step"/> (1-based) under <paramref name="options"/>.</summary>
     public static double LearningRate(TrainingOptions options, int step) => options.Schedule switch
