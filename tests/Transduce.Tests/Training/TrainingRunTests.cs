@@ -55,6 +55,21 @@ public sealed class TrainingRunTests : IDisposable
     }
 
     [Fact]
+    public async Task ACancelledRunIsSavedAndItsFinalWeightsValidated()
+    {
+        var config = Tiny(epochs: 50) with { Validation = new ValidationOptions { Every = 1000 } };
+        string run = Path.Combine(dir, "cancelled");
+        using var stop = new CancellationTokenSource();
+        using var training = new TrainingRun(config, run, Pairs, Pairs);
+        training.Progress += (_, p) => { if (p.Step == 6) stop.Cancel(); };
+        var summary = await training.RunAsync(stop.Token);
+        Assert.Equal((TrainingStop.Cancelled, 6), (summary.Stop, summary.Updates));
+        Assert.Equal("the final weights (update 6)", Assert.Single(summary.Validations).Weights);
+        Assert.Equal(6, JsonNode.Parse(File.ReadAllText(Path.Combine(run, "trainer.json")))!["position"]!["step"]!.GetValue<int>());
+        Assert.True(File.Exists(Path.Combine(run, "best", "model.safetensors")));
+    }
+
+    [Fact]
     public void TheAverageOfTheLastSavesIsACandidateAndBestHoldsTheBestOfAll()
     {
         var config = Tiny(epochs: 8) with
