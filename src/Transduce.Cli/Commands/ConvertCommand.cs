@@ -11,12 +11,18 @@ internal static class ConvertCommand
         from.AcceptOnlyFromAmong("marian");
         var input = new Argument<string>("folder") { Description = "The model folder to convert." };
         var output = new Option<string>("--out") { Description = "Transduce checkpoint directory to write.", Required = true };
-        var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output };
+        var computeType = new Option<string?>("--compute-type")
+        {
+            Description = "Store this number type as the checkpoint's default for decoding (float32, bfloat16, int8); translate, evaluate and serve use it unless told otherwise.",
+        };
+        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output, computeType };
         command.SetAction(r =>
         {
-            using var checkpoint = Checkpoint.Load(r.GetValue(input)!);
-            if (checkpoint.TrainingInfo.GetValueOrDefault("converted_from") != "marian")
+            using var converted = Checkpoint.Load(r.GetValue(input)!);
+            if (converted.TrainingInfo.GetValueOrDefault("converted_from") != "marian")
                 throw new ArgumentException($"{r.GetValue(input)}: not a MarianMT folder (config.json with model_type marian), already a Transduce checkpoint");
+            var checkpoint = r.GetValue(computeType) is { } type ? converted.WithComputeType(Models.ComputeTypes.Parse(type)) : converted;
             checkpoint.Save(r.GetValue(output)!);
             Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
                               $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.ModelConfig.TargetVocabSize:N0})");

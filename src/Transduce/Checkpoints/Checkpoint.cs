@@ -45,6 +45,20 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     internal Inference.GenerationSettings Generation { get; init; } = new();
 
+    /// <summary>
+    /// The same checkpoint with <paramref name="type"/> as its default number type for decoding; it shares the model,
+    /// so dispose only one of them.
+    /// </summary>
+    public Checkpoint WithComputeType(Models.ComputeType type) => WithGeneration(Generation with { ComputeType = type });
+
+    /// <summary>The same checkpoint (sharing the model: dispose only one of them) with other decoding defaults.</summary>
+    internal Checkpoint WithGeneration(Inference.GenerationSettings generation) => new()
+    {
+        Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
+        TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
+        TrainingInfo = TrainingInfo,
+    };
+
     /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
     internal TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
 
