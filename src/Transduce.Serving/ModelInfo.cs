@@ -7,6 +7,9 @@ namespace Transduce.Serving;
 /// <summary>What <c>GET /v1/models</c> reports about the served checkpoint.</summary>
 public sealed record ModelInfo
 {
+    /// <summary>The name requests use to choose this model (<c>"model"</c>); the first model served is the default.</summary>
+    public string Name { get; init; } = "default";
+
     /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of <c>model.safetensors</c>.</summary>
     public required string Id { get; init; }
 
@@ -47,15 +50,16 @@ public sealed record ModelInfo
     /// <summary>Free-form facts about the training run, as stored in the checkpoint.</summary>
     public IReadOnlyDictionary<string, string> Training { get; init; } = new Dictionary<string, string>();
 
-    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>.</summary>
-    public static ModelInfo From(Checkpoint checkpoint, string directory)
+    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>, served as <paramref name="name"/>.</summary>
+    public static ModelInfo From(Checkpoint checkpoint, string directory, string name = "default")
     {
         var config = checkpoint.ModelConfig;
         string Language(string key, string fallback) =>
             checkpoint.TrainingInfo.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v : fallback;
         return new ModelInfo
         {
-            Id = HashPrefix(Path.Combine(directory, Checkpoint.WeightsFile)),
+            Name = name,
+            Id = HashPrefix(directory),
             Architecture = config.Architecture,
             EmbeddingSize = config.EmbeddingSize,
             HiddenSize = config.HiddenSize,
@@ -71,8 +75,11 @@ public sealed record ModelInfo
         };
     }
 
-    private static string HashPrefix(string path)
+    /// <summary>The weights' hash prefix: <c>model.safetensors</c>, else (an older MarianMT folder) <c>pytorch_model.bin</c>.</summary>
+    private static string HashPrefix(string directory)
     {
+        string path = Path.Combine(directory, Checkpoint.WeightsFile);
+        if (!File.Exists(path) && File.Exists(Path.Combine(directory, "pytorch_model.bin"))) path = Path.Combine(directory, "pytorch_model.bin");
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream))[..16];
     }
