@@ -10,7 +10,7 @@ public sealed record ModelInfo
     /// <summary>The name requests use to choose this model (<c>"model"</c>); the first model served is the default.</summary>
     public string Name { get; init; } = "default";
 
-    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of <c>model.safetensors</c>.</summary>
+    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of the weights file (<c>model.safetensors</c>, or a MarianMT folder's <c>pytorch_model.bin</c>).</summary>
     public required string Id { get; init; }
 
     /// <summary>Architecture name (<c>gru</c>, <c>bahdanau</c>, <c>transformer</c>).</summary>
@@ -44,6 +44,13 @@ public sealed record ModelInfo
     /// <summary>Target language, from the checkpoint's training info (<c>target_language</c>), else <c>"target"</c>.</summary>
     public string TargetLanguage { get; init; } = "target";
 
+    /// <summary>
+    /// The beam a request that names none gets from this model (a MarianMT folder's <c>num_beams</c>); null: the
+    /// service's default (greedy).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DefaultBeam { get; init; }
+
     /// <summary>Whether translations can come with cross-attention weights (<c>"attention": true</c>).</summary>
     public bool Attention { get; init; }
 
@@ -59,7 +66,7 @@ public sealed record ModelInfo
         return new ModelInfo
         {
             Name = name,
-            Id = HashPrefix(directory),
+            Id = HashPrefix(WeightsOf(directory)),
             Architecture = config.Architecture,
             EmbeddingSize = config.EmbeddingSize,
             HiddenSize = config.HiddenSize,
@@ -72,14 +79,20 @@ public sealed record ModelInfo
             TargetLanguage = Language("target_language", "target"),
             Training = checkpoint.TrainingInfo,
             Attention = Inference.AttentionProbe.Supports(checkpoint.Model),
+            DefaultBeam = checkpoint.Generation.NumBeams,
         };
     }
 
-    /// <summary>The weights' hash prefix: <c>model.safetensors</c>, else (an older MarianMT folder) <c>pytorch_model.bin</c>.</summary>
-    private static string HashPrefix(string directory)
+    /// <summary>The weights file a folder was loaded from: <c>model.safetensors</c>, else (MarianMT folders) <c>pytorch_model.bin</c>.</summary>
+    private static string WeightsOf(string directory)
     {
-        string path = Path.Combine(directory, Checkpoint.WeightsFile);
-        if (!File.Exists(path) && File.Exists(Path.Combine(directory, "pytorch_model.bin"))) path = Path.Combine(directory, "pytorch_model.bin");
+        string safetensors = Path.Combine(directory, Checkpoint.WeightsFile);
+        string pickled = Path.Combine(directory, Models.Marian.MarianImport.PyTorchWeightsFile);
+        return File.Exists(safetensors) || !File.Exists(pickled) ? safetensors : pickled;
+    }
+
+    private static string HashPrefix(string path)
+    {
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream))[..16];
     }

@@ -31,21 +31,22 @@ internal static class TranslateEndpoint
                 return Fail("unknown_model", new RequestProblem(StatusCodes.Status404NotFound, "Unknown model",
                     $"no model is named '{request.Model}'; this service has {string.Join(", ", registry.Models.Select(m => $"'{m.Model.Name}'"))} (see /v1/models)", "model"));
             var model = entry.Model;
+            int beam = request.Beam ?? Math.Min(model.Info.DefaultBeam ?? options.DefaultBeam, options.MaxBeam);
             log.Model = model.Name;
             log.Sentences = request.Text.Count;
-            log.Beam = request.Beam;
+            log.Beam = beam;
             log.NBest = request.NBest;
             if (options.LogText) log.Text = request.Text;
             if (request.Attention && !model.Info.Attention)
                 return Fail("invalid", new RequestProblem(StatusCodes.Status400BadRequest, "No attention",
                     $"the '{model.Info.Architecture}' model has no cross-attention to show; send \"attention\": false or leave it out", "attention"));
 
-            var decoding = options.Decoding(request.Beam, request.NBest);
+            var decoding = options.Decoding(beam, request.NBest);
             var costs = model.Backend.EstimateCost(request.Text, decoding);
             var job = new TranslationJob(request.Text, costs, decoding, request.Attention);
             log.Cost = job.Cost;
             log.SourceTokens = costs.Sum(c => (long)c.SourceTokens);
-            if (TooCostly(request, job, options) is { } tooCostly) return Fail("too_costly", tooCostly);
+            if (TooCostly(request with { Beam = beam }, job, options) is { } tooCostly) return Fail("too_costly", tooCostly);
 
             switch (entry.Queue.TrySubmit(job, deadline.Token, out var pending))
             {
@@ -112,9 +113,10 @@ internal static class TranslateEndpoint
                     $"the limit is {options.MaxRequestCost}, which even greedy decoding of this text would exceed ({perRow}): send fewer or shorter sentences",
                     "text", "max_request_cost", options.MaxRequestCost, job.Cost);
             long rows = Math.Max(1, options.MaxRequestCost / Math.Max(1, perRow));
-            string field = request.NBest > request.Beam ? "n_best" : "beam";
+            int beam = request.Beam ?? 1;
+            string field = request.NBest > beam ? "n_best" : "beam";
             return new RequestProblem(StatusCodes.Status422UnprocessableEntity, "Search too costly",
-                $"the request's estimated cost is {job.Cost} with {Math.Max(request.Beam, request.NBest)} hypotheses per sentence; the limit is {options.MaxRequestCost}: " +
+                $"the request's estimated cost is {job.Cost} with {Math.Max(beam, request.NBest)} hypotheses per sentence; the limit is {options.MaxRequestCost}: " +
                 $"ask for at most {rows} (beam and n_best), or send fewer sentences",
                 field, "max_request_cost", options.MaxRequestCost, job.Cost);
         }

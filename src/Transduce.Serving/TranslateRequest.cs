@@ -5,11 +5,11 @@ namespace Transduce.Serving;
 
 /// <summary>A validated <c>POST /v1/translate</c> body.</summary>
 /// <param name="Text">Sentences to translate.</param>
-/// <param name="Beam">Beam size.</param>
+/// <param name="Beam">Beam size; null when the request names none (the model's default applies).</param>
 /// <param name="NBest">Translations wanted per sentence.</param>
 /// <param name="Attention">Whether attention weights were asked for.</param>
 /// <param name="Model">The model named by the request; null for the default (the first served).</param>
-public sealed record TranslateRequest(IReadOnlyList<string> Text, int Beam, int NBest, bool Attention, string? Model = null);
+public sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null);
 
 /// <summary>
 /// An error answered as <c>application/problem+json</c>: HTTP status, a message, the offending field and, when a
@@ -123,8 +123,13 @@ public static class TranslateRequestReader
             i++;
         }
 
-        var (beam, beamProblem) = Integer(root, "beam", options.DefaultBeam, options.MaxBeam);
-        if (beamProblem is not null) return (null, beamProblem);
+        int? beam = null;
+        if (root.TryGetProperty("beam", out _))
+        {
+            var (b, beamProblem) = Integer(root, "beam", 0, options.MaxBeam);
+            if (beamProblem is not null) return (null, beamProblem);
+            beam = b;
+        }
         var (nBest, nBestProblem) = Integer(root, "n_best", 1, options.MaxBeam);
         if (nBestProblem is not null) return (null, nBestProblem);
 
