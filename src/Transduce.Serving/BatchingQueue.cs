@@ -39,8 +39,9 @@ public sealed class ServiceStoppingException() : Exception("the service stopped 
 /// thread takes them, waiting up to <see cref="ServeOptions.BatchWindow"/> for more after the first, and decodes in
 /// turns: each turn, the request at the head of the line decodes its next slice (at most
 /// <see cref="ServeOptions.MaxBatch"/> sentences and <see cref="ServeOptions.MaxBatchCost"/>) together with the waiting
-/// sentences of other requests with the same search settings and a similar cost, then goes to the back of the line.
-/// A large request thus advances a slice at a time while small ones keep being answered.
+/// sentences of other requests with the same search settings and a similar cost, then goes to the back of the line;
+/// after a slice of a large request the first small request waiting takes the next turn. A large request thus advances
+/// a slice at a time while small ones keep being answered, each waiting for at most one slice.
 /// <para>A decoder call stops within one decoding step once every request in it has been cancelled (client gone or
 /// time out), or when the host's shutdown time is up. Stopping refuses new requests and finishes those admitted.</para>
 /// </summary>
@@ -57,6 +58,7 @@ public sealed class BatchingQueue : IDisposable
     private Thread? worker;
     private long queued, decoding;
     private bool stopping;
+    private bool lastTurnLarge;   // worker thread only
 
     /// <summary>Creates the queue of model <paramref name="model"/>; the worker starts with <see cref="Start"/>.</summary>
     public BatchingQueue(string model, ITranslationBackend backend, ServeOptions options, ServingMetrics metrics, CostBudget budget)
@@ -229,7 +231,16 @@ public sealed class BatchingQueue : IDisposable
     /// </summary>
     private Turn NextTurn(List<WorkItem> pending)
     {
-        var head = pending[0];
+        // After a slice of a large request, small requests (what is left of them fits one decoder call) go first: however
+        // many large requests take turns, a small one waits for at most one slice.
+        int at = 0;
+        if (lastTurnLarge)
+        {
+            int small = pending.FindIndex(i => RemainingCost(i) <= options.MaxBatchCost);
+            if (small >= 0) at = small;
+        }
+        var head = pending[at];
+        lastTurnLarge = RemainingCost(head) > options.MaxBatchCost;
         Debug.Assert(head.Next < head.Job.Sentences.Count, "a request in the line has nothing left to decode");
         var turn = new Turn(head);
         long reference = head.Job.Costs[head.Next].Cost;
@@ -243,9 +254,16 @@ public sealed class BatchingQueue : IDisposable
             Take(turn, item, cost => Similar(cost, reference));
         }
         // The head goes to the back of the line: the others get their turn before its next slice.
-        pending.RemoveAt(0);
+        pending.RemoveAt(at);
         pending.Add(head);
         return turn;
+    }
+
+    private static long RemainingCost(WorkItem item)
+    {
+        long cost = 0;
+        for (int i = item.Next; i < item.Job.Sentences.Count; i++) cost += item.Job.Costs[i].Cost;
+        return cost;
     }
 
     /// <summary>Within a factor of four of each other, or both tiny: decoded together, neither waits long for the other.</summary>

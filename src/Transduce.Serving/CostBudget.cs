@@ -4,8 +4,10 @@ namespace Transduce.Serving;
 
 /// <summary>
 /// The estimated cost of all admitted, unanswered requests over every model, bounded by
-/// <see cref="ServeOptions.MaxInflightCost"/>; it also learns how fast the decoders drain cost, to tell a refused
-/// client when to retry. Thread-safe.
+/// <see cref="ServeOptions.MaxInflightCost"/>. The last quarter of the budget is kept for small requests (those costing
+/// at most a sixteenth of it): large requests are admitted only while the cost in flight stays within three quarters,
+/// or when nothing is in flight, so a stream of the largest admissible requests cannot lock ordinary ones out. It also
+/// learns how fast the decoders drain cost, to tell a refused client when to retry. Thread-safe.
 /// </summary>
 public sealed class CostBudget
 {
@@ -32,13 +34,20 @@ public sealed class CostBudget
         get { lock (gate) return inFlight; }
     }
 
-    /// <summary>Admits <paramref name="cost"/> if it fits; false (and nothing reserved) if it would go over the budget.</summary>
+    /// <summary>Requests costing more than this are large: they may not use the reserved last quarter of the budget.</summary>
+    public long LargeRequest => limit / 16;
+
+    /// <summary>
+    /// Admits <paramref name="cost"/> if it fits (see the class); false (and nothing reserved) if it would go over the
+    /// budget.
+    /// </summary>
     public bool TryReserve(long cost)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cost);
         lock (gate)
         {
-            if (inFlight + cost > limit) return false;
+            long cap = cost <= LargeRequest || inFlight == 0 ? limit : limit - limit / 4;
+            if (inFlight + cost > cap) return false;
             inFlight += cost;
             return true;
         }
@@ -72,7 +81,8 @@ public sealed class CostBudget
         lock (gate)
         {
             if (costPerSecond <= 0) return fallbackRetrySeconds;
-            double excess = Math.Max(0, inFlight + cost - limit);
+            long cap = cost <= LargeRequest ? limit : limit - limit / 4;
+            double excess = Math.Max(0, inFlight + cost - cap);
             return (int)Math.Clamp(Math.Ceiling(excess / costPerSecond), 1, 60);
         }
     }

@@ -50,7 +50,8 @@ public sealed record ServeOptions
 
     /// <summary>
     /// The estimated cost of all admitted requests not yet answered, over every model. A request that would go past it
-    /// gets 503 with <c>Retry-After</c>. At least <see cref="MaxRequestCost"/>.
+    /// gets 503 with <c>Retry-After</c>. Its last quarter is kept for requests costing at most a sixteenth of it
+    /// (<see cref="CostBudget"/>), so the largest requests cannot lock small ones out. At least <see cref="MaxRequestCost"/>.
     /// </summary>
     public long MaxInflightCost { get; init; } = 200_000;
 

@@ -145,23 +145,46 @@ public sealed class BatchingTests(ServingFixture fixture)
         var hold = service.TranslateAsync(new { text = new[] { "hold" } });
         await TestService.WaitUntilAsync(() => backend.Entered == 1, "the decoder to be busy");
         string longSentence = string.Join(' ', Enumerable.Repeat("word", 39));
-        var large = service.TranslateAsync(new { text = Enumerable.Range(0, 9).Select(i => $"{i} {longSentence}").ToArray() });
-        await TestService.WaitUntilAsync(() => service.Queue.QueuedSentences == 9, "the large request to be queued");
+        string[] Large(string tag) => [.. Enumerable.Range(0, 9).Select(i => $"{tag}{i} {longSentence}")];
+        var first = service.TranslateAsync(new { text = Large("a") });
+        await TestService.WaitUntilAsync(() => service.Queue.QueuedSentences == 9, "the first large request to be queued");
+        var second = service.TranslateAsync(new { text = Large("b") });
+        await TestService.WaitUntilAsync(() => service.Queue.QueuedSentences == 18, "the large requests to be queued");
         var small = service.TranslateAsync(new { text = new[] { "small one" } });
-        await TestService.WaitUntilAsync(() => service.Queue.QueuedSentences == 10, "the small request to be queued");
+        await TestService.WaitUntilAsync(() => service.Queue.QueuedSentences == 19, "the small request to be queued");
         backend.Open();
 
-        Assert.Equal(HttpStatusCode.OK, (await large).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await small).StatusCode);
-        var body = await TestService.JsonAsync(await large);
-        Assert.Equal(Enumerable.Range(0, 9).Select(i => $"{i} {longSentence}".ToUpperInvariant()),
-            body["translations"]!.AsArray().Select(t => (string)t!["text"]!));   // slices reassembled in order
+        Assert.All(await Task.WhenAll(first, second, small), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        var body = await TestService.JsonAsync(await first);
+        Assert.Equal(Large("a").Select(t => t.ToUpperInvariant()), body["translations"]!.AsArray().Select(t => (string)t!["text"]!));   // slices reassembled in order
         lock (backend.Calls)
         {
-            var calls = backend.Calls.Skip(1).ToList();
-            Assert.Equal([3, 1, 3, 3], calls.Select(c => c.Length));
-            Assert.Equal(["SMALL ONE"], calls[1].Select(x => x.ToUpperInvariant()));   // the small request's turn came after one slice
+            // Slices of three long sentences, taking turns; the small request right after the first slice, not after
+            // both large requests' slices; a large request whose rest fits one call counts as small (a's last slice).
+            var calls = backend.Calls.Skip(1).Select(c => c.Length == 1 ? c[0] : $"{c[0][0]}×{c.Length}").ToList();
+            Assert.Equal(["a×3", "small one", "b×3", "a×3", "a×3", "b×3", "b×3"], calls);
         }
+    }
+
+    [Fact]
+    public void InflightBudgetKeepsItsLastQuarterForSmallRequests()
+    {
+        var budget = new CostBudget(1600);   // large: over 100; large ones fill at most 1,200
+        Assert.True(budget.TryReserve(1000));
+        Assert.False(budget.TryReserve(300));   // 1,300 > 1,200
+        Assert.True(budget.TryReserve(100));    // small: may use the reserve
+        Assert.True(budget.TryReserve(100));
+        Assert.True(budget.TryReserve(100));
+        Assert.True(budget.TryReserve(100));    // 1,400
+        Assert.True(budget.TryReserve(100));
+        Assert.True(budget.TryReserve(100));    // 1,600: full
+        Assert.False(budget.TryReserve(1));
+        budget.Release(1600);
+        Assert.Equal(0, budget.InFlight);
+        Assert.True(budget.TryReserve(1500));   // large, but nothing else is in flight: admitted
+        Assert.False(budget.TryReserve(101));
+        Assert.True(budget.TryReserve(100));
+        Assert.Equal(1600, budget.InFlight);
     }
 
     [Fact]
@@ -169,12 +192,13 @@ public sealed class BatchingTests(ServingFixture fixture)
     {
         var backend = new GatedBackend();
         backend.Close();
-        // A one-word sentence costs 1 × (2 + 14 + 1) = 17 with the default output limit.
+        // A one-word sentence costs 1 × (2 + 14 + 1) = 17 with the default output limit: a large request for a budget
+        // of 48 (over 48 / 16 = 3), so it may fill only three quarters of it, 36.
         await using var service = await TestService.StartAsync(
-            new ServeOptions { BatchWindow = TimeSpan.Zero, MaxRequestCost = 40, MaxInflightCost = 40 }, backend, GatedBackend.Info);
+            new ServeOptions { BatchWindow = TimeSpan.Zero, MaxRequestCost = 20, MaxInflightCost = 48 }, backend, GatedBackend.Info);
         var busy = service.TranslateAsync(new { text = new[] { "busy" } });
         await TestService.WaitUntilAsync(() => backend.Entered == 1, "the decoder to be busy");
-        var second = service.TranslateAsync(new { text = new[] { "second" } });   // 34 of 40
+        var second = service.TranslateAsync(new { text = new[] { "second" } });   // 34 of 36
         await TestService.WaitUntilAsync(() => service.Queue.QueuedSentences == 1, "the second request to be queued");
 
         var refused = await service.TranslateAsync(new { text = new[] { "third" } });
@@ -183,7 +207,7 @@ public sealed class BatchingTests(ServingFixture fixture)
         Assert.NotNull(refused.Headers.RetryAfter?.Delta);
         var problem = await TestService.JsonAsync(refused);
         Assert.Equal("max_inflight_cost", (string?)problem["limit"]);
-        Assert.Equal(40, (long)problem["limit_value"]!);
+        Assert.Equal(48, (long)problem["limit_value"]!);
         Assert.Equal(17, (long)problem["requested"]!);
         Assert.Contains("transduce_inflight_cost 34\n", await service.MetricsAsync());
 

@@ -175,6 +175,29 @@ public sealed class ProductionTests(ServingFixture fixture)
     }
 
     [Fact]
+    public async Task RequestWithoutABeamGetsItsModelsDefault()
+    {
+        var plain = new GatedBackend();
+        var marian = new GatedBackend();
+        var models = new[]
+        {
+            new ServedModel(plain, GatedBackend.Info with { Name = "plain" }),
+            new ServedModel(marian, GatedBackend.Info with { Name = "marian", DefaultBeam = 4 }),   // a MarianMT folder's num_beams
+        };
+        await using var service = await TestService.StartAsync(new ServeOptions { MaxOutputTokens = 7 }, models);
+        await service.TranslateAsync(new { text = new[] { "a" }, model = "marian" });
+        Assert.Equal(4, marian.LastOptions!.Beam);
+        await service.TranslateAsync(new { text = new[] { "a" }, model = "marian", beam = 1 });
+        Assert.Equal(1, marian.LastOptions!.Beam);
+        await service.TranslateAsync(new { text = new[] { "a" } });
+        Assert.Equal(1, plain.LastOptions!.Beam);
+        Assert.Equal(7, plain.LastOptions.MaxOutputTokens);   // the service's caps reach the decoder
+        var list = (await TestService.JsonAsync(await service.Client.GetAsync("/v1/models")))["models"]!.AsArray();
+        Assert.Equal(4, (int)list[1]!["default_beam"]!);
+        Assert.Null(list[0]!["default_beam"]);
+    }
+
+    [Fact]
     public void ModelNamesAreCheckedAndUnique()
     {
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "has space" }));

@@ -163,6 +163,18 @@ public sealed class ServeAdmissionTests(ServingFixture fixture)
         using var request = new HttpRequestMessage(HttpMethod.Get, "healthz");
         request.Headers.Host = "mt.example.org";
         Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(request)).StatusCode);
+
+        // Kestrel's limits: 16 KiB of headers, 64 of them.
+        using (var huge = new HttpRequestMessage(HttpMethod.Get, "healthz"))
+        {
+            huge.Headers.Add("X-Padding", new string('x', 20_000));
+            Assert.Equal(HttpStatusCode.RequestHeaderFieldsTooLarge, (await http.SendAsync(huge)).StatusCode);
+        }
+        using (var many = new HttpRequestMessage(HttpMethod.Get, "healthz"))
+        {
+            for (int i = 0; i < 80; i++) many.Headers.Add($"X-H{i}", "1");
+            Assert.Equal(HttpStatusCode.RequestHeaderFieldsTooLarge, (await http.SendAsync(many)).StatusCode);
+        }
         Assert.True(await server.StopAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("warning: listening on 0.0.0.0:0", server.Log);
         Assert.Contains("no API key", server.Log);

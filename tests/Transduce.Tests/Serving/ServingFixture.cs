@@ -133,6 +133,9 @@ internal sealed class GatedBackend : ITranslationBackend
 
     public List<string[]> Calls { get; } = [];
 
+    /// <summary>The decoding options of the last call.</summary>
+    public TranslationOptions? LastOptions { get; private set; }
+
     public int Entered => Volatile.Read(ref entered);
 
     /// <summary>Decoder calls in progress right now.</summary>
@@ -160,7 +163,11 @@ internal sealed class GatedBackend : ITranslationBackend
     public IReadOnlyList<SentenceTranslation> Translate(IReadOnlyList<string> sentences, TranslationOptions options, bool attention,
         CancellationToken cancellation)
     {
-        lock (Calls) Calls.Add([.. sentences]);
+        lock (Calls)
+        {
+            Calls.Add([.. sentences]);
+            LastOptions = options;
+        }
         Interlocked.Increment(ref entered);
         Interlocked.Increment(ref running);
         try
