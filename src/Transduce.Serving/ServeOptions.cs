@@ -32,7 +32,8 @@ public sealed record ServeOptions
 
     /// <summary>
     /// Output tokens per sentence at most, as a function of its source tokens: <c>⌈ratio × (tokens + 1)⌉ + extra</c>
-    /// (<see cref="Inference.TranslationOptions.MaxLengthA"/>).
+    /// (<see cref="Inference.TranslationOptions.MaxLengthA"/>), also for models with a fixed limit of their own (a
+    /// MarianMT folder's <c>max_length</c>): the smaller applies.
     /// </summary>
     public double MaxOutputRatio { get; init; } = 2.0;
 
@@ -145,7 +146,7 @@ public sealed record ServeOptions
     public Inference.TranslationOptions Decoding(int beam, int nBest) => new()
     {
         Beam = beam, NBest = nBest, BatchSize = MaxBatch,
-        MaxLengthA = MaxOutputRatio, MaxLengthB = MaxOutputExtra, MaxOutputTokens = MaxOutputTokens,
+        MaxLengthA = MaxOutputRatio, MaxLengthB = MaxOutputExtra, MaxOutputTokens = MaxOutputTokens, AlwaysApplyLengthRule = true,
     };
 }
 

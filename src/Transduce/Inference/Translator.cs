@@ -34,6 +34,13 @@ public sealed record TranslationOptions
     /// </summary>
     public int? MaxOutputTokens { get; init; }
 
+    /// <summary>
+    /// When true, <see cref="MaxLengthA"/> and <see cref="MaxLengthB"/> bound the output even where a
+    /// <c>max_new_tokens</c> limit applies (the smaller wins): a service's rule that a short sentence cannot cause a
+    /// long decode, whatever the model's own settings (a MarianMT folder's <c>max_length</c> is 512).
+    /// </summary>
+    public bool AlwaysApplyLengthRule { get; init; }
+
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
 }
@@ -222,8 +229,9 @@ public sealed class Translator : IDisposable
     /// <summary>
     /// The most output tokens (before <c>&lt;eos&gt;</c>) a source of <paramref name="sourceTokens"/> ids may get:
     /// <c>max_new_tokens</c> when set (the options', else the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
-    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>;
-    /// never more than the model's positions allow nor than <see cref="TranslationOptions.MaxOutputTokens"/>.
+    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>
+    /// (with <see cref="TranslationOptions.AlwaysApplyLengthRule"/>, the smaller of the two); never more than the model's
+    /// positions allow nor than <see cref="TranslationOptions.MaxOutputTokens"/>.
     /// </summary>
     public int MaxOutputLength(int sourceTokens, TranslationOptions? options = null)
     {
@@ -235,8 +243,11 @@ public sealed class Translator : IDisposable
             cap = Math.Min(cap, absolute);
         }
         int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
-        return Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1)
-            : (int)Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB);
+        double rule = Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB;
+        int byRule = rule >= int.MaxValue ? int.MaxValue : (int)rule;
+        int limit = fixedLimit is int n ? Math.Max(0, n - 1) : byRule;
+        if (options.AlwaysApplyLengthRule) limit = Math.Min(limit, byRule);
+        return Math.Min(cap, limit);
     }
 
     /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>

@@ -81,6 +81,14 @@ public sealed class DecodingBoundsTests
             Assert.Equal(16, tokens.Length);
         Assert.Equal(5, translator.MaxOutputLength(40, options));
         Assert.Throws<ArgumentException>(() => translator.MaxOutputLength(3, options with { MaxOutputTokens = -1 }));
+
+        // A fixed max_new_tokens (a MarianMT folder's max_length) replaces the length rule, unless the rule is to cap too.
+        var fixedLimit = new TranslationOptions { MaxNewTokens = 100, MaxLengthA = 1, MaxLengthB = 2 };
+        Assert.Equal(99, translator.MaxOutputLength(3, fixedLimit));
+        Assert.Equal(6, translator.MaxOutputLength(3, fixedLimit with { AlwaysApplyLengthRule = true }));   // ⌈1 × 4⌉ + 2
+        Assert.Equal(9, translator.TranslateTokens(["go ."], fixedLimit with { MaxNewTokens = 10, MaxLengthA = 5 })[0].Length);
+        Assert.Equal(5, translator.TranslateTokens(["go ."], fixedLimit with { MaxNewTokens = 10, AlwaysApplyLengthRule = true })[0].Length);
+        Assert.Equal(int.MaxValue, translator.MaxOutputLength(3, new TranslationOptions { MaxLengthA = 1e300 }));   // no overflow
     }
 
     [Fact]
