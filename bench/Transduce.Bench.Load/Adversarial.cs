@@ -22,14 +22,14 @@ internal static class Adversarial
 
     public static async Task<int> RunAsync(Settings s)
     {
-        if (s.Requests < 1 || s.Clients < 1 || s.Warmup < 0 || s.Repeats < 1 || !(s.AdversarialShare is > 0 and < 1) || s.AdversarialBeam < 1 || s.AdversarialChars < 10)
-            throw new ArgumentException("--requests, --clients, --repeats, --adversarial-beam must be positive, --adversarial-share between 0 and 1, --adversarial-chars at least 10");
+        if (s.Requests < 1 || s.Clients < 1 || s.SentencesPerRequest < 1 || s.Warmup < 0 || s.Repeats < 1
+            || !(s.AdversarialShare is > 0 and < 1) || s.AdversarialBeam < 1 || s.AdversarialChars < 10)
+            throw new ArgumentException("--requests, --clients, --sentences-per-request, --repeats, --adversarial-beam must be positive, --adversarial-share between 0 and 1, --adversarial-chars at least 10");
         var env = Locate(s);
         var sources = TestSources(env.DataDir);
         var rng = new Random(s.Seed);
-        string[] Draw() => [.. Enumerable.Range(0, s.SentencesPerRequest).Select(_ => sources[rng.Next(sources.Count)])];
-        var warmupRequests = Enumerable.Range(0, s.Warmup).Select(_ => Draw()).ToArray();
-        var normal = Enumerable.Range(0, s.Requests).Select(_ => new LoadRequest(Draw())).ToArray();
+        var (warmupRequests, measured) = DrawRequests(s, sources, rng);
+        var normal = measured.Select(r => new LoadRequest(r)).ToArray();
         string longSentence = LongSentence(sources, s.AdversarialChars, rng);
         int maximalCount = (int)Math.Round(s.Requests * s.AdversarialShare / (1 - s.AdversarialShare));
 

@@ -113,11 +113,7 @@ internal static partial class Program
         if (s.Requests < 1 || s.Clients < 1 || s.SentencesPerRequest < 1 || s.Warmup < 0)
             throw new ArgumentException("--requests, --clients and --sentences-per-request must be positive, --warmup not negative");
         var env = Locate(s);
-        var sources = TestSources(env.DataDir);
-        var rng = new Random(s.Seed);
-        string[] Draw() => [.. Enumerable.Range(0, s.SentencesPerRequest).Select(_ => sources[rng.Next(sources.Count)])];
-        var warmupRequests = Enumerable.Range(0, s.Warmup).Select(_ => Draw()).ToArray();
-        var measured = Enumerable.Range(0, s.Requests).Select(_ => Draw()).ToArray();
+        var (warmupRequests, measured) = DrawRequests(s, TestSources(env.DataDir), new Random(s.Seed));
 
         using var modelDir = await PrepareModel(s, env);
         var rows = new List<(ServerConfig Config, LoadResult Result, double? MeanBatch, long? PeakRss, bool CleanStop)>();
@@ -209,6 +205,18 @@ internal static partial class Program
         }
         Emit(md.ToString(), s.Out);
         return results.All(r => r.Passed) ? 0 : 1;
+    }
+
+    /// <summary>
+    /// The warm-up and measured requests of a run: <see cref="Settings.SentencesPerRequest"/> sentences of
+    /// <paramref name="sources"/> each, drawn with <paramref name="rng"/> (warm-up first, so the measured ones depend
+    /// only on the seed and the warm-up count).
+    /// </summary>
+    internal static (string[][] Warmup, string[][] Measured) DrawRequests(Settings s, IReadOnlyList<string> sources, Random rng)
+    {
+        string[] Draw() => [.. Enumerable.Range(0, s.SentencesPerRequest).Select(_ => sources[rng.Next(sources.Count)])];
+        var warmup = Enumerable.Range(0, s.Warmup).Select(_ => Draw()).ToArray();
+        return (warmup, Enumerable.Range(0, s.Requests).Select(_ => Draw()).ToArray());
     }
 
     internal static string[] ServerFlags(Settings s, ServerConfig config) =>
