@@ -186,12 +186,23 @@ public sealed class ServeAdmissionTests(ServingFixture fixture)
         string keyFile = Path.Combine(fixture.Directory, "api.key");
         await File.WriteAllTextAsync(keyFile, "s3cret-0123456789-abcdef\n");
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        using var server = await ServeProcess.StartAsync(Cli, fixture.CheckpointDirectory, ["--api-key-file", keyFile, "--threads", "1"], TimeSpan.FromSeconds(60));
+        using var server = await ServeProcess.StartAsync(Cli, fixture.CheckpointDirectory,
+            ["--api-key-file", keyFile, "--threads", "1", "--log-format", "json"], TimeSpan.FromSeconds(60));
         using var http = TranslateClient.Create(server.Url, 1);
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsJsonAsync("v1/translate", new { text = new[] { "Go." } })).StatusCode);
         http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret-0123456789-abcdef");
-        Assert.Equal(HttpStatusCode.OK, (await http.PostAsJsonAsync("v1/translate", new { text = new[] { "Go." } })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.PostAsJsonAsync("v1/translate", new { text = new[] { "Go.", "We won." } })).StatusCode);
         Assert.Contains("OpenAPI document: http://127.0.0.1:", server.Log);
+
+        // --log-format json: one JSON object per request on standard error, its fields as properties, no text.
+        Assert.True(await server.StopAsync(TimeSpan.FromSeconds(30)));
+        var requests = server.Log.Split('\n').Where(l => l.StartsWith('{')).Select(l => JsonNode.Parse(l)!)
+            .Where(j => (string?)j["Category"] == "Transduce.Serving.Requests").Select(j => j["State"]!).ToList();
+        Assert.Equal([401, 200], requests.Select(r => (int)r["Status"]!));
+        Assert.Equal("POST", (string?)requests[1]["Method"]);
+        Assert.Equal(2, (int)requests[1]["Sentences"]!);
+        Assert.Equal(5, (int)requests[1]["SourceTokens"]!);
+        Assert.DoesNotContain("won", server.Log);
 
         await File.WriteAllTextAsync(keyFile, "short\n");
         var bad = Transduce.Tests.Cli.CliTests.Run(null, "serve", "--model", fixture.CheckpointDirectory, "--api-key-file", keyFile);
