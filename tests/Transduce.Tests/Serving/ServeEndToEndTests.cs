@@ -38,6 +38,8 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
 
             await Assertions.Expect(page.Locator("#direction")).ToHaveTextAsync("English → French");
             await Assertions.Expect(page.Locator("#model-select option")).ToHaveCountAsync(2);
+            await Assertions.Expect(page.Locator("#model-label")).ToBeVisibleAsync();
+            await Assertions.Expect(page.Locator("#key-form")).ToBeHiddenAsync();   // no key needed here
             await page.Locator("#model-select").SelectOptionAsync("copy");
             await page.Locator("#source").FillAsync("I'm home.\nThank you!");
             await page.Locator("#translate").ClickAsync();
@@ -89,6 +91,8 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#key-save").ClickAsync();
             await Assertions.Expect(page.Locator("#direction")).ToHaveTextAsync("English → French");
             await Assertions.Expect(page.Locator("#model-select")).ToBeHiddenAsync();   // one model: no choice to make
+            await Assertions.Expect(page.Locator("#model-label")).ToBeHiddenAsync();
+            await Assertions.Expect(page.Locator("#key-form")).ToBeHiddenAsync();
             await page.Locator("#source").FillAsync("Thank you!");
             await page.Locator("#translate").ClickAsync();
             await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync(["merci !"]);
