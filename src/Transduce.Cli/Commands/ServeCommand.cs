@@ -46,11 +46,13 @@ internal static class ServeCommand
         var logText = new Option<bool>("--log-text") { Description = "Also log the sentences and their translations (off: only counts, timings and costs)." };
         var noRequestLog = new Option<bool>("--no-request-log") { Description = "Do not log each request." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the decoder's products: float32, bfloat16 or int8 (default: each checkpoint's, else float32)." };
+        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var command = new Command("serve", "Serve translations over HTTP: POST /v1/translate, GET /v1/models, /healthz, /metrics, the OpenAPI document at /openapi/v1.json, and a web page at /.")
         {
             model, urls, allowRemote, allowedHosts, apiKeyFile, window, maxBatch, maxBatchCost, queueLimit, maxSentences, maxChars, maxBody, maxBeam,
             maxOutputTokens, maxOutputRatio, maxOutputExtra, maxRequestCost, maxInflightCost, maxAttentionCells, maxConnections, timeout,
-            shutdownTimeout, logFormat, logText, noRequestLog, threads,
+            shutdownTimeout, logFormat, logText, noRequestLog, threads, computeType,
         };
         command.SetAction(r =>
         {
@@ -69,6 +71,7 @@ internal static class ServeCommand
                     ? hosts.Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : null,
                 ApiKey = r.GetValue(apiKeyFile) is { } keyFile ? ReadApiKey(keyFile) : null,
                 LogFormat = r.GetValue(logFormat), LogText = r.GetValue(logText), LogRequests = !r.GetValue(noRequestLog),
+                ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : null,
             };
             options.Validate();
             var endpoints = ListenAddresses.Parse(r.GetValue(urls)!, options.AllowRemote);
@@ -88,8 +91,14 @@ internal static class ServeCommand
                     string full = Path.GetFullPath(directory);
                     if (!loaded.TryGetValue(full, out var entry))
                     {
-                        entry = (new TranslatorBackend(Translator.Load(directory)), directory);
+                        var translator = Translator.Load(directory);
+                        entry = (new TranslatorBackend(translator), directory);
                         loaded.Add(full, entry);
+                        if (options.ComputeType is { } chosen)
+                        {
+                            Models.ComputeTypes.Apply(translator.Checkpoint.Model, chosen); // fails now, not at the first request
+                            translator.ComputeType = chosen;
+                        }
                     }
                     served.Add(new ServedModel(entry.Backend, ModelInfo.From(entry.Backend.Translator.Checkpoint, directory, name)));
                 }
