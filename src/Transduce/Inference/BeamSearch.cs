@@ -162,9 +162,12 @@ internal sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyLi
     private readonly SpecialIds ids;
     private readonly int[] maxLengths;
     private readonly BeamSearchOptions options;
+    private readonly CancellationToken cancellation;
 
-    private BeamSearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, BeamSearchOptions options)
+    private BeamSearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, BeamSearchOptions options,
+        CancellationToken cancellation)
     {
+        this.cancellation = cancellation;
         this.source = source;
         this.validLengths = validLengths;
         this.ids = ids;
@@ -182,15 +185,20 @@ internal sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyLi
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
     /// <param name="options">Beam size, n-best and length normalisation.</param>
+    /// <param name="cancellation">
+    /// Checked before every step: once it fires, decoding stops within one step and throws
+    /// <see cref="OperationCanceledException"/> (a caller that gave up stops consuming CPU).
+    /// </param>
     public static IReadOnlyList<IReadOnlyList<Hypothesis>> Decode(
-        EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, BeamSearchOptions options)
+        EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, BeamSearchOptions options,
+        CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         if (maxLengths.Length != source.shape[0])
             throw new ArgumentException("one maximum length per source row is required", nameof(maxLengths));
         if (maxLengths.Any(m => m < 0)) throw new ArgumentException("maximum lengths must be non-negative", nameof(maxLengths));
-        return model.Apply(new BeamSearch(source, validLengths, ids, maxLengths, options));
+        return model.Apply(new BeamSearch(source, validLengths, ids, maxLengths, options, cancellation));
     }
 
     /// <inheritdoc />
@@ -230,6 +238,7 @@ internal sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyLi
 
         for (int step = 0; active.Count > 0; step++)
         {
+            cancellation.ThrowIfCancellationRequested();
             int n = active.Count;
             var nextActive = new List<int>(n);
             var parents = new List<long>(n * k);
