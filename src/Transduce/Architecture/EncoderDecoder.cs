@@ -9,12 +9,12 @@ namespace Transduce.Architecture;
 /// </summary>
 /// <param name="Outputs">Encoder outputs, shape (batch, source steps, hidden).</param>
 /// <param name="FinalState">The final recurrent state (layers, batch, hidden), or null for encoders without one.</param>
-public sealed record EncoderOutput(Tensor Outputs, Tensor? FinalState);
+internal sealed record EncoderOutput(Tensor Outputs, Tensor? FinalState);
 
 /// <summary>
 /// The encoder of d2l §10.6: maps a variable-length source sequence to <see cref="EncoderOutput"/>.
 /// </summary>
-public abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
+internal abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
 {
     /// <summary>Creates an encoder registered under <paramref name="name"/>.</summary>
     protected Encoder(string name) : base(name) { }
@@ -26,7 +26,7 @@ public abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
 /// target tokens (a whole teacher-forced sequence or one step) and returns logits and the new state.
 /// </summary>
 /// <typeparam name="TState">The model-specific decoder state. Searches treat it as opaque.</typeparam>
-public abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits, TState State)>
+internal abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits, TState State)>
     where TState : IDecoderState
 {
     /// <summary>Creates a decoder registered under <paramref name="name"/>.</summary>
@@ -47,7 +47,7 @@ public abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits
 /// (searches, trainers and the CLI use this to stay model-agnostic).
 /// </summary>
 /// <typeparam name="TResult">The result type.</typeparam>
-public interface IEncoderDecoderFunc<out TResult>
+internal interface IEncoderDecoderFunc<out TResult>
 {
     /// <summary>Runs the computation on a model with a concrete state type.</summary>
     TResult Invoke<TState>(EncoderDecoder<TState> model) where TState : IDecoderState;
@@ -63,7 +63,7 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
     protected EncoderDecoder(string name) : base(name) { }
 
     /// <summary>Calls <paramref name="func"/> with this model typed by its decoder state.</summary>
-    public abstract TResult Apply<TResult>(IEncoderDecoderFunc<TResult> func);
+    internal abstract TResult Apply<TResult>(IEncoderDecoderFunc<TResult> func);
 }
 
 /// <summary>
@@ -71,7 +71,7 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
 /// returns only the decoder output.
 /// </summary>
 /// <typeparam name="TState">The decoder's state type.</typeparam>
-public class EncoderDecoder<TState> : EncoderDecoder
+internal class EncoderDecoder<TState> : EncoderDecoder
     where TState : IDecoderState
 {
     /// <summary>The encoder.</summary>
@@ -98,5 +98,5 @@ public class EncoderDecoder<TState> : EncoderDecoder
     }
 
     /// <inheritdoc />
-    public override TResult Apply<TResult>(IEncoderDecoderFunc<TResult> func) => func.Invoke(this);
+    internal override TResult Apply<TResult>(IEncoderDecoderFunc<TResult> func) => func.Invoke(this);
 }

@@ -7,7 +7,7 @@ namespace Transduce.Architecture;
 /// each forward call records them; a teacher-forced pass over a translation thus yields the weights the
 /// search used to produce it.
 /// </summary>
-public interface IAttentionCapture
+internal interface IAttentionCapture
 {
     /// <summary>Turns recording on or off.</summary>
     bool CaptureAttention { get; set; }

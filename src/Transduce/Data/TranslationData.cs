@@ -6,7 +6,7 @@ namespace Transduce.Data;
 /// <param name="Pairs">Encoded pairs, in corpus order.</param>
 /// <param name="SourceVocabulary">Source vocabulary.</param>
 /// <param name="TargetVocabulary">Target vocabulary.</param>
-public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabulary SourceVocabulary, Vocabulary TargetVocabulary)
+internal sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, Vocabulary SourceVocabulary, Vocabulary TargetVocabulary)
 {
     /// <summary>
     /// Tokenizes <paramref name="pairs"/> with <paramref name="pipeline"/> and encodes them. Vocabularies are built

@@ -32,7 +32,7 @@ public sealed record AttentionMap(IReadOnlyList<string> SourceTokens, IReadOnlyL
 /// teacher-forced (in eval mode the decoder is deterministic and causal, so each step sees exactly what it
 /// saw during the search) while the decoder records its weights.
 /// </summary>
-public static class AttentionProbe
+internal static class AttentionProbe
 {
     /// <summary>
     /// Returns per-layer weights (heads, output length + 1, source length) for one sentence, or null when the

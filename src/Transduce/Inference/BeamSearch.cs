@@ -10,7 +10,7 @@ namespace Transduce.Inference;
 /// (but not <c>&lt;bos&gt;</c>), i.e. the number of log-probabilities summed; <c>α</c> is
 /// <see cref="BeamSearchOptions.LengthPenalty"/>.
 /// </summary>
-public enum LengthNormalization
+internal enum LengthNormalization
 {
     /// <summary><c>lp(L) = 1</c>: the score is the plain sum of log-probabilities.</summary>
     None,
@@ -38,7 +38,7 @@ public enum LengthNormalization
 /// <c>L</c> the number of tokens the running beams then hold, and <c>w</c> the worst score among the <c>k</c> best
 /// finished hypotheses.
 /// </summary>
-public enum EarlyStopping
+internal enum EarlyStopping
 {
     /// <summary><c>early_stopping=True</c>: a sentence stops as soon as <c>k</c> hypotheses have finished.</summary>
     WhenFull,
@@ -58,7 +58,7 @@ public enum EarlyStopping
 }
 
 /// <summary>Options for <see cref="BeamSearch"/>.</summary>
-public sealed record BeamSearchOptions
+internal sealed record BeamSearchOptions
 {
     /// <summary>Hypotheses kept alive per sentence (<c>k</c>); must be at least 1. A beam of 1 decodes exactly as greedy search.</summary>
     public int BeamSize { get; init; } = 4;
@@ -125,7 +125,7 @@ public sealed record BeamSearchOptions
 /// <param name="Tokens">Output ids without <c>&lt;bos&gt;</c> and <c>&lt;eos&gt;</c>.</param>
 /// <param name="Score">The normalised score <c>LogProbability / lp(Tokens.Length + 1)</c> (see <see cref="LengthNormalization"/>); hypotheses are ranked by it.</param>
 /// <param name="LogProbability">Sum of the model's log-probabilities of the tokens and the final <c>&lt;eos&gt;</c>.</param>
-public sealed record Hypothesis(int[] Tokens, double Score, double LogProbability);
+internal sealed record Hypothesis(int[] Tokens, double Score, double LogProbability);
 
 /// <summary>
 /// Batched beam search (d2l §10.8) over any <see cref="EncoderDecoder{TState}"/>: every sentence keeps
@@ -155,7 +155,7 @@ public sealed record Hypothesis(int[] Tokens, double Score, double LogProbabilit
 /// <c>False</c> and <c>"never"</c>), for every <c>α</c>, and a forced <c>&lt;eos&gt;</c> scores log-probability 0.
 /// Banned tokens (<see cref="BeamSearchOptions.BannedTokens"/>) are removed after the log-softmax in every mode.</para>
 /// </remarks>
-public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList<Hypothesis>>>
+internal sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList<Hypothesis>>>
 {
     private readonly Tensor source;
     private readonly Tensor validLengths;

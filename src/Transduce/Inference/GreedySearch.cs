@@ -9,7 +9,7 @@ namespace Transduce.Inference;
 /// one token at a time through the decoder state; a sentence stops at its own <c>&lt;eos&gt;</c>.
 /// Works with any <see cref="EncoderDecoder{TState}"/>; knows nothing about the model's internals.
 /// </summary>
-public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
+internal sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
 {
     private readonly Tensor source;
     private readonly Tensor validLengths;

@@ -7,7 +7,7 @@ namespace Transduce.Inference;
 /// <param name="Encoded">The encoder's output.</param>
 /// <param name="SourceValidLengths">Source lengths.</param>
 /// <param name="Prefix">Target tokens fed so far, (batch, steps); null before the first step.</param>
-public sealed record PrefixState(EncoderOutput Encoded, Tensor SourceValidLengths, Tensor? Prefix) : IDecoderState
+internal sealed record PrefixState(EncoderOutput Encoded, Tensor SourceValidLengths, Tensor? Prefix) : IDecoderState
 {
     /// <inheritdoc />
     public IEnumerable<Tensor> Tensors =>
@@ -21,7 +21,7 @@ public sealed record PrefixState(EncoderOutput Encoded, Tensor SourceValidLength
 /// incremental decoding is measured against, and a check that it is exact.
 /// </summary>
 /// <typeparam name="TInner">The wrapped decoder's state.</typeparam>
-public sealed class RecomputePrefixDecoder<TInner> : Decoder<PrefixState> where TInner : IDecoderState
+internal sealed class RecomputePrefixDecoder<TInner> : Decoder<PrefixState> where TInner : IDecoderState
 {
     private readonly Decoder<TInner> inner;
 
@@ -50,7 +50,7 @@ public sealed class RecomputePrefixDecoder<TInner> : Decoder<PrefixState> where 
 }
 
 /// <summary>Builds the recompute-the-prefix twin of a model (same encoder and weights, <see cref="RecomputePrefixDecoder{TInner}"/>).</summary>
-public static class RecomputePrefix
+internal static class RecomputePrefix
 {
     /// <summary>A view of <paramref name="model"/> that decodes by recomputing the prefix at every step. It shares the model's modules: do not dispose it.</summary>
     public static EncoderDecoder Of(EncoderDecoder model) => model.Apply(new Wrap());

@@ -1,5 +1,6 @@
 using Transduce.Checkpoints;
 using Transduce.Data;
+using Transduce.Evaluation;
 using static TorchSharp.torch;
 
 namespace Transduce.Inference;
@@ -78,10 +79,20 @@ public sealed class Translator : IDisposable
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
-    /// folder, which is converted in memory (<see cref="Models.Marian.MarianConvert"/>).
+    /// folder, which is converted in memory (see <see cref="Checkpoint.Load"/>).
     /// </summary>
-    public static Translator Load(string directory) =>
-        new(Models.Marian.MarianConvert.IsMarianFolder(directory) ? Models.Marian.MarianConvert.ToCheckpoint(directory) : Checkpoint.Load(directory));
+    public static Translator Load(string directory) => new(Checkpoint.Load(directory));
+
+    /// <summary>
+    /// Corpus BLEU of <paramref name="translations"/> against <paramref name="references"/>, as <c>evaluate</c> and
+    /// validation score them: sacreBLEU 13a on natural (cased, detokenised) output, otherwise on the model's normalised
+    /// tokens with the references normalised the same way.
+    /// </summary>
+    public BleuScore Score(IReadOnlyList<string> translations, IEnumerable<string> references) =>
+        TranslationBleu.Score(pipeline, translations, references);
+
+    /// <summary>True when the model writes natural text (subwords, no normaliser), scored with sacreBLEU's 13a tokenizer.</summary>
+    public bool ProducesNaturalText => pipeline.ProducesNaturalText;
 
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;
@@ -113,6 +124,27 @@ public sealed class Translator : IDisposable
             cancellation.ThrowIfCancellationRequested();
             return Translate(sentences, options, cancellation);
         }, cancellation);
+
+    /// <summary>
+    /// Translates a stream of sentences a batch (<see cref="TranslationOptions.BatchSize"/>) at a time and yields each
+    /// translation, in input order, as soon as its batch is done. <paramref name="cancellation"/> is checked between
+    /// batches (a batch already decoding finishes first). The input is read lazily: a file of any size streams through.
+    /// </summary>
+    public async IAsyncEnumerable<string> TranslateStreamAsync(IEnumerable<string> sentences, TranslationOptions? options = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        int size = Math.Max(1, options?.BatchSize ?? new TranslationOptions().BatchSize);
+        var batch = new List<string>(size);
+        foreach (string sentence in sentences)
+        {
+            batch.Add(sentence);
+            if (batch.Count < size) continue;
+            foreach (string translation in await TranslateAsync([.. batch], options, cancellation).ConfigureAwait(false)) yield return translation;
+            batch.Clear();
+        }
+        if (batch.Count > 0)
+            foreach (string translation in await TranslateAsync([.. batch], options, cancellation).ConfigureAwait(false)) yield return translation;
+    }
 
     /// <summary>
     /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Transduce.Models;
 
 /// <summary>Attention building blocks of d2l §11.1–11.6.</summary>
-public static class AttentionMasks
+internal static class AttentionMasks
 {
     /// <summary>
     /// A key mask from valid lengths: <c>true</c> where key j &lt; valid length of the row.
@@ -48,7 +48,7 @@ public static class AttentionMasks
 /// <summary>
 /// Additive (Bahdanau) attention, d2l §11.3.2: score(q, k) = wᵥᵀ tanh(W_q q + W_k k).
 /// </summary>
-public sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, (Tensor Output, Tensor Weights)>
+internal sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, (Tensor Output, Tensor Weights)>
 {
     private readonly Linear W_k, W_q, w_v;
     private readonly Dropout dropout;
@@ -82,7 +82,7 @@ public sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor, Tensor
 /// keys and values; their outputs are concatenated and projected. The projections are exposed separately
 /// so that decoders can cache projected keys and values across decoding steps.
 /// </summary>
-public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
+internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
 {
     private readonly Linear W_q, W_k, W_v, W_o;
     private readonly Dropout dropout;
@@ -180,7 +180,7 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
 }
 
 /// <summary>How <see cref="PositionalEncoding"/> lays out the sines and cosines of its d/2 frequencies.</summary>
-public enum SinusoidLayout
+internal enum SinusoidLayout
 {
     /// <summary>d2l §11.6 / Vaswani et al.: column 2i holds sin(pos·ωᵢ), column 2i+1 holds cos(pos·ωᵢ).</summary>
     Interleaved,
@@ -197,7 +197,7 @@ public enum SinusoidLayout
 /// added to the (scaled) embeddings, followed by dropout. <see cref="SinusoidLayout.Halves"/> puts the same values
 /// in Marian's column order instead.
 /// </summary>
-public sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
+internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
 {
     private readonly Dropout dropout;
     private readonly Tensor table;

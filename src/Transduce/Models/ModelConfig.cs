@@ -157,7 +157,7 @@ public sealed record ModelConfig
     /// from it: a config edited to huge sizes must not make us allocate them. Throws <see cref="InvalidDataException"/>
     /// naming <paramref name="configPath"/> and the keys of the largest term.
     /// </summary>
-    public void CheckFits(Checkpoints.WeightsIndex weights, string configPath)
+    internal void CheckFits(Checkpoints.WeightsIndex weights, string configPath)
     {
         var terms = MinimumParameterTerms().ToList();
         long needed = terms.Sum(t => t.Count);

@@ -3,7 +3,7 @@ using Transduce.Architecture;
 namespace Transduce.Models;
 
 /// <summary>Creates a model from its <see cref="ModelConfig"/>: the one place that knows every architecture.</summary>
-public static class ModelFactory
+internal static class ModelFactory
 {
     /// <summary>The architecture names <see cref="Create"/> accepts.</summary>
     public static IReadOnlyList<string> Architectures { get; } = ["gru", "bahdanau", "transformer"];

@@ -34,7 +34,7 @@ namespace Transduce.Text;
 /// invalid byte sequences (only possible for ids not produced by <see cref="Encode"/>) become U+FFFD.</para>
 /// <para>Instances are immutable apart from a bounded per-word segmentation cache; all members are thread-safe.</para>
 /// </remarks>
-public sealed class BpeTokenizer
+internal sealed class BpeTokenizer
 {
     /// <summary>The <c>format</c> tag written into and required in BPE model files.</summary>
     public const string FormatTag = "transduce-bpe";

@@ -19,7 +19,7 @@ public sealed record TextConfig
 /// <summary>The two SentencePiece models of a Marian-style checkpoint, with the bytes they were read from (so they can be saved again).</summary>
 /// <param name="SourceBytes">The source <c>.spm</c> file.</param>
 /// <param name="TargetBytes">The target <c>.spm</c> file.</param>
-public sealed record SentencePiecePair(byte[] SourceBytes, byte[] TargetBytes)
+internal sealed record SentencePiecePair(byte[] SourceBytes, byte[] TargetBytes)
 {
     /// <summary>The source model.</summary>
     public SentencePieceModel Source { get; } = SentencePieceModel.FromBytes(SourceBytes, "source.spm");
@@ -33,7 +33,7 @@ public sealed record SentencePiecePair(byte[] SourceBytes, byte[] TargetBytes)
 /// output is the normalised, space-separated tokens (d2l's <c>ils regardent .</c>); with subwords and no normaliser
 /// it is natural text (<c>Ils regardent.</c>).
 /// </summary>
-public sealed class TextPipeline
+internal sealed class TextPipeline
 {
     private readonly ITextNormalizer normalizer;
     private readonly WordTokenizer words = new();

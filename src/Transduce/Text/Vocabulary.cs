@@ -10,7 +10,7 @@ namespace Transduce.Text;
 /// remaining ids are assigned by <see cref="Build"/> in descending frequency order.
 /// Instances are immutable.
 /// </summary>
-public sealed class Vocabulary
+internal sealed class Vocabulary
 {
     /// <summary>The padding token; always id 0.</summary>
     public const string PadToken = "<pad>";
@@ -214,30 +214,14 @@ public sealed class Vocabulary
 
     /// <summary>
     /// Writes the vocabulary to <paramref name="path"/> as UTF-8 JSON (see <see cref="ToJson"/>), atomically:
-    /// the data goes to a temporary file next to it which then replaces <paramref name="path"/>.
+    /// the data goes to a temporary file next to it, is flushed to disk, then replaces <paramref name="path"/>.
     /// The parent directory is created if needed.
     /// </summary>
     /// <param name="path">Destination file path.</param>
     public void Save(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = Path.GetFullPath(path);
-        string? dir = Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir))
-        {
-            Directory.CreateDirectory(dir);
-        }
-        string tmp = full + ".tmp-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            File.WriteAllText(tmp, ToJson(), new UTF8Encoding(encoderShouldEmitUTF8Identifier: false));
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
-        }
+        Checkpoints.AtomicFile.WriteAllText(path, ToJson());
     }
 
     /// <summary>Reads a vocabulary written by <see cref="Save"/>.</summary>
@@ -328,18 +312,4 @@ public sealed class Vocabulary
 
     private static InvalidDataException Bad(string source, string problem, Exception? inner = null) =>
         new($"{source}: invalid vocabulary file: {problem}.", inner);
-
-    private static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-    }
 }

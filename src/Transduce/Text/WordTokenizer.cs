@@ -4,7 +4,7 @@ namespace Transduce.Text;
 /// Whitespace word tokenizer as used by d2l §10.5: splits on the plain space character (U+0020) only,
 /// dropping empty tokens so that repeated, leading or trailing spaces do not produce empty words.
 /// </summary>
-public sealed class WordTokenizer
+internal sealed class WordTokenizer
 {
     /// <summary>Splits <paramref name="text"/> into tokens on plain spaces, dropping empty tokens.</summary>
     /// <param name="text">The (normalised) text to split.</param>

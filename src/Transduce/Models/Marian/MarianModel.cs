@@ -17,7 +17,7 @@ namespace Transduce.Models.Marian;
 /// Known difference: without <c>forced_eos_token_id</c> a beam still ends in <c>&lt;eos&gt;</c> at the length limit, where
 /// transformers would keep it unfinished (OPUS-MT folders all set it).
 /// </remarks>
-public sealed class MarianModel : IDisposable
+internal sealed class MarianModel : IDisposable
 {
     internal MarianModel(TransformerSeq2Seq model, ModelConfig config, MarianGenerationConfig generation,
         IReadOnlyDictionary<string, int> sourceVocabulary, IReadOnlyDictionary<string, int> targetVocabulary)
