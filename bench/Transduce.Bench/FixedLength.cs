@@ -30,9 +30,9 @@ internal static class FixedLength
         public override Tensor forward(Tensor source, Tensor sourceValidLengths, Tensor targetInput) =>
             model.call(source, sourceValidLengths, targetInput);
 
-        public override bool HasCrossAttention => model.HasCrossAttention;
+        internal override bool HasCrossAttention => model.HasCrossAttention;
 
-        public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+        internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
             new Decoding(model.BeginDecoding(source, sourceValidLengths, recomputePrefix), eos, minTokens);
     }
 

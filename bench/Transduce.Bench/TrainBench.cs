@@ -14,7 +14,7 @@ using static TorchSharp.torch;
 namespace Transduce.Bench;
 
 /// <summary>
-/// <c>train</c>: trains a preset's Transformer for a fixed number of updates with the real <see cref="Trainer"/>, then the
+/// <c>train</c>: trains a preset's Transformer for a fixed number of updates as a real <see cref="TrainingRun"/>, then the
 /// PyTorch twin (bench/pytorch/train_twin.py) on exactly the same batches, same threads, in the same run; reports target
 /// tokens/s for both, their ratio, and Transduce's model FLOPs utilisation against the matmul peak measured here.
 /// </summary>
@@ -46,74 +46,73 @@ internal static class TrainBench
     private static int Run(string dataPath, string presetName, int steps, int warmup, int threads, int? maxTokens, bool noTwin, bool keepFreed, string? reportPath)
     {
         set_num_threads(threads);
-        var preset = TrainingPreset.All.TryGetValue(presetName, out var p) ? p
-            : throw new ArgumentException($"--preset: unknown '{presetName}' (known: {string.Join(", ", TrainingPreset.All.Keys)})");
-        if (preset.Architecture != TransformerConfig.Name) throw new ArgumentException($"--preset {presetName}: only Transformer presets are counted (FLOPs)");
-        var options = preset.Training with { MaxTokens = maxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1, KeepFreedMemory = keepFreed };
+        var preset = RunConfig.FromPreset(presetName);
+        if (preset.Model.Architecture != TransformerConfig.Name) throw new ArgumentException($"--preset {presetName}: only Transformer presets are counted (FLOPs)");
+        // The preset as `transduce train --preset` runs it, on one file, stopped after warmup + steps updates, no validation.
+        var config = preset with
+        {
+            Training = preset.Training with
+            {
+                MaxTokens = maxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1,
+                KeepFreedMemory = keepFreed, MaxUpdates = warmup + steps, Threads = threads, SaveEverySteps = null, KeepLast = null, AverageLast = null,
+            },
+            Validation = new ValidationOptions(),
+            Data = preset.Data with { Train = dataPath, TrainFile = null, ValidFile = null },
+        };
+        var options = config.Training;
 
-        // Data exactly as `transduce train --preset` prepares it.
-        var pairs = ParallelCorpus.Read(dataPath).Pairs;
-        var (prepared, _) = TranslationData.ForTraining(pairs,
-            new TextConfig { Normalizer = preset.Normalizer, Tokenizer = preset.Tokenizer, MaxSteps = preset.MaxSteps },
-            preset.BpeVocabSize, preset.MinFrequency, preset.ShareEmbeddings);
-        var tgt = prepared.TargetVocabulary;
-        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        var config = (TransformerConfig)ModelRegistry.Get(TransformerConfig.Name)
-            .Configure(preset.Model, prepared.SourceVocabulary.Count, tgt.Count, tgt.PadId);
-        int? maxSteps = Batching.MinLimit(preset.MaxSteps, config.MaxSequenceLength);
-
-        // The first warmup + steps batches of epoch 1, as the Trainer draws them: the twin gets the same tensors.
-        var sourceLengths = prepared.Pairs.Select(x => Batching.WithEos(x.Source, ids.Eos, maxSteps).Length).ToArray();
-        var targetLengths = prepared.Pairs.Select(x => Batching.WithEos(x.Target, ids.Eos, maxSteps).Length).ToArray();
-        var batches = Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, 1)
-            .Take(warmup + steps).ToList();
-        if (batches.Count < warmup + steps) throw new ArgumentException($"the corpus gives only {batches.Count} batches");
         string work = Directory.CreateTempSubdirectory("transduce-bench-train-").FullName;
-        double measuredFlops = 0;
-        long measuredTokens = 0, measuredPositions = 0;
         try
         {
-            var tensors = new Dictionary<string, Tensor>();
-            for (int b = 0; b < batches.Count; b++)
-            {
-                var batch = Batching.Build(batches[b].Select(i => prepared.Pairs[i]).ToList(), ids, maxSteps);
-                tensors[$"{b}.source"] = batch.Source;
-                tensors[$"{b}.source_lengths"] = batch.SourceValidLengths;
-                tensors[$"{b}.target_input"] = batch.TargetInput;
-                tensors[$"{b}.target_output"] = batch.TargetOutput;
-                if (b >= warmup)
-                {
-                    measuredFlops += Flops.TransformerTrainStep(config, batch.Source.shape[0], batch.Source.shape[1], batch.TargetInput.shape[1]);
-                    measuredTokens += batch.TargetTokens;
-                    measuredPositions += batch.TargetPositions;
-                }
-            }
-            string batchFile = Path.Combine(work, "batches.safetensors");
-            Safetensors.Save(batchFile, tensors);
-            foreach (var t in tensors.Values) t.Dispose();
-            string configFile = Path.Combine(work, "config.json");
-            File.WriteAllText(configFile, JsonSerializer.Serialize(new Dictionary<string, object>
-            {
-                ["model"] = config, ["label_smoothing"] = options.LabelSmoothing, ["lr"] = options.LearningRate,
-                ["warmup_updates"] = options.WarmupSteps, ["clip"] = options.GradientClip,
-            }, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
-
             Console.Error.WriteLine($"measuring the fp32 matmul peak on {threads} threads…");
             var (peak, peakSize) = Hardware.MatmulPeak();
 
-            // Transduce: the real Trainer over the same pairs, stopped after warmup + steps updates. Its batch order is
-            // recomputed from the same lengths, seed and epoch, so it sees the batches written above.
-            Console.Error.WriteLine($"Transduce: {warmup} + {steps} updates…");
-            manual_seed(options.Seed);
-            using var model = ModelRegistry.Create(config);
-            using var stop = new CancellationTokenSource();
+            string batchFile = Path.Combine(work, "batches.safetensors"), configFile = Path.Combine(work, "config.json");
+            TransformerConfig? modelConfig = null;
+            long parameters = 0;
+            double measuredFlops = 0;
+            long measuredTokens = 0, measuredPositions = 0;
+            using var run = new TrainingRun(config, Path.Combine(work, "run"));
+            // Once the run has prepared its data and model: the first warmup + steps batches of epoch 1, as the Trainer
+            // draws them, go to a file, so the twin trains on exactly the same tensors.
+            run.DataPrepared += (checkpoint, pairs) =>
+            {
+                var c = modelConfig = (TransformerConfig)checkpoint.ModelConfig;
+                parameters = checkpoint.Model.parameters().Sum(x => x.numel());
+                var tgt = checkpoint.TargetVocabulary;
+                var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+                int? maxSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, c.MaxSequenceLength);
+                var sourceLengths = pairs.Select(x => Batching.WithEos(x.Source, ids.Eos, maxSteps).Length).ToArray();
+                var targetLengths = pairs.Select(x => Batching.WithEos(x.Target, ids.Eos, maxSteps).Length).ToArray();
+                var batches = Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, 1)
+                    .Take(warmup + steps).ToList();
+                if (batches.Count < warmup + steps) throw new ArgumentException($"the corpus gives only {batches.Count} batches");
+                var tensors = new Dictionary<string, Tensor>();
+                for (int b = 0; b < batches.Count; b++)
+                {
+                    var batch = Batching.Build(batches[b].Select(i => pairs[i]).ToList(), ids, maxSteps);
+                    tensors[$"{b}.source"] = batch.Source;
+                    tensors[$"{b}.source_lengths"] = batch.SourceValidLengths;
+                    tensors[$"{b}.target_input"] = batch.TargetInput;
+                    tensors[$"{b}.target_output"] = batch.TargetOutput;
+                    if (b < warmup) continue;
+                    measuredFlops += Flops.TransformerTrainStep(c, batch.Source.shape[0], batch.Source.shape[1], batch.TargetInput.shape[1]);
+                    measuredTokens += batch.TargetTokens;
+                    measuredPositions += batch.TargetPositions;
+                }
+                Safetensors.Save(batchFile, tensors);
+                foreach (var t in tensors.Values) t.Dispose();
+                File.WriteAllText(configFile, JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["model"] = c, ["label_smoothing"] = options.LabelSmoothing, ["lr"] = options.LearningRate,
+                    ["warmup_updates"] = options.WarmupSteps, ["clip"] = options.GradientClip,
+                }, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
+                Console.Error.WriteLine($"Transduce: {warmup} + {steps} updates…");
+            };
             var marks = new List<(int Step, double Seconds)>();
             var clock = Stopwatch.StartNew();
-            Trainer.Train(model, prepared.Pairs, ids, maxSteps, options, onStep: progress =>
-            {
-                marks.Add((progress.Step, clock.Elapsed.TotalSeconds));
-                if (progress.Step >= warmup + steps) stop.Cancel();
-            }, cancellation: stop.Token);
+            run.Progress += (_, progress) => marks.Add((progress.Step, clock.Elapsed.TotalSeconds));
+            run.Run();
             double ours = marks.Single(m => m.Step == warmup + steps).Seconds - marks.Single(m => m.Step == warmup).Seconds;
             long rss = Hardware.PeakRss();
 
@@ -134,7 +133,7 @@ internal static class TrainBench
                 twinPeak = doc.RootElement.GetProperty("matmul_gflops").GetDouble();
             }
 
-            string report = Report(presetName, config, model.parameters().Sum(x => x.numel()), options, threads, warmup, steps,
+            string report = Report(presetName, modelConfig!, parameters, options, threads, warmup, steps,
                 measuredTokens, measuredPositions, measuredFlops, ours, twin, twinVersion, twinPeak, peak, peakSize, rss);
             Console.WriteLine(report);
             if (reportPath is not null) File.WriteAllText(reportPath, report);

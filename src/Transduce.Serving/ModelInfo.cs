@@ -7,6 +7,9 @@ namespace Transduce.Serving;
 /// <summary>What <c>GET /v1/models</c> reports about the served checkpoint.</summary>
 public sealed record ModelInfo
 {
+    /// <summary>The name requests use to choose this model (<c>"model"</c>); the first model served is the default.</summary>
+    public string Name { get; init; } = "default";
+
     /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of the weights file (<c>model.safetensors</c>, or a MarianMT folder's <c>pytorch_model.bin</c>).</summary>
     public required string Id { get; init; }
 
@@ -49,14 +52,21 @@ public sealed record ModelInfo
     /// <summary>Target language, from the checkpoint's training info (<c>target_language</c>), else <c>"target"</c>.</summary>
     public string TargetLanguage { get; init; } = "target";
 
+    /// <summary>
+    /// The beam a request that names none gets from this model (a MarianMT folder's <c>num_beams</c>); null: the
+    /// service's default (greedy).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DefaultBeam { get; init; }
+
     /// <summary>Whether translations can come with cross-attention weights (<c>"attention": true</c>).</summary>
     public bool Attention { get; init; }
 
     /// <summary>Free-form facts about the training run, as stored in the checkpoint.</summary>
     public IReadOnlyDictionary<string, string> Training { get; init; } = new Dictionary<string, string>();
 
-    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>.</summary>
-    public static ModelInfo From(Checkpoint checkpoint, string directory)
+    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>, served as <paramref name="name"/>.</summary>
+    public static ModelInfo From(Checkpoint checkpoint, string directory, string name = "default")
     {
         var config = checkpoint.ModelConfig;
         var fields = config.ToJson();
@@ -64,6 +74,7 @@ public sealed record ModelInfo
             checkpoint.TrainingInfo.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v : fallback;
         return new ModelInfo
         {
+            Name = name,
             Id = HashPrefix(WeightsOf(directory)),
             Architecture = config.Architecture,
             Description = Models.ModelRegistry.Get(config.Architecture).Description,
@@ -79,6 +90,7 @@ public sealed record ModelInfo
             TargetLanguage = Language("target_language", "target"),
             Training = checkpoint.TrainingInfo,
             Attention = checkpoint.Model.HasCrossAttention,
+            DefaultBeam = checkpoint.Generation.NumBeams,
         };
     }
 

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Transduce.Models.Transformer.Marian;
+using Transduce.Checkpoints;
 
 namespace Transduce.Cli.Commands;
 
@@ -19,14 +19,13 @@ internal static class ConvertCommand
         var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output, computeType };
         command.SetAction(r =>
         {
-            using var converted = MarianConvert.ToCheckpoint(r.GetValue(input)!);
-            var checkpoint = r.GetValue(computeType) is { } type
-                ? converted.WithGeneration(converted.Generation with { ComputeType = Models.ComputeTypes.Parse(type) })
-                : converted;
+            using var converted = Checkpoint.Load(r.GetValue(input)!);
+            if (converted.TrainingInfo.GetValueOrDefault("converted_from") != "marian")
+                throw new ArgumentException($"{r.GetValue(input)}: not a MarianMT folder (config.json with model_type marian), already a Transduce checkpoint");
+            var checkpoint = r.GetValue(computeType) is { } type ? converted.WithComputeType(Models.ComputeTypes.Parse(type)) : converted;
             checkpoint.Save(r.GetValue(output)!);
-            var config = (Models.Transformer.TransformerConfig)checkpoint.ModelConfig;
-            Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({config.Layers}+{config.DecoderLayerCount} layers, " +
-                              $"d_model {config.HiddenSize}, vocabulary {checkpoint.TargetVocabulary.Count:N0})");
+            Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
+                              $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.ModelConfig.TargetVocabSize:N0})");
             return 0;
         });
         return command;

@@ -33,20 +33,21 @@ internal static class EvaluateCommand
             string testPath = r.GetValue(test)!;
             var read = ParallelCorpus.Read(testPath, new CorpusReadOptions { MaxPairs = r.GetValue(maxPairs), SkipInvalid = r.GetValue(skipInvalid) });
             using var translator = Translator.Load(r.GetValue(model)!);
-            var pipeline = translator.Checkpoint.CreateTextPipeline();
+            if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
+            string normalizer = translator.Checkpoint.TextConfig.Normalizer;
             var started = DateTime.UtcNow;
             int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
             var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
                 translator.DefaultOptions with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
-            var bleu = TranslationBleu.Score(pipeline, outputs, read.Pairs.Select(p => p.Target));
+            var bleu = translator.Score(outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
             var figures = new Dictionary<string, object>
             {
                 ["test"] = testPath, ["sentences"] = outputs.Count, ["skipped_lines"] = read.SkippedLines,
                 ["bleu"] = Math.Round(bleu.Score, 2), ["signature"] = bleu.Signature, ["detail"] = bleu.ToString(),
-                ["normalizer"] = pipeline.Config.Normalizer, ["beam"] = beamSize, ["compute_type"] = Models.ComputeTypes.Name(chosenType), ["seconds"] = Math.Round(seconds, 2),
+                ["normalizer"] = normalizer, ["beam"] = beamSize, ["compute_type"] = Models.ComputeTypes.Name(chosenType), ["seconds"] = Math.Round(seconds, 2),
                 ["sentences_per_second"] = Math.Round(outputs.Count / Math.Max(1e-9, seconds), 1),
             };
             string jsonText = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
@@ -54,7 +55,7 @@ internal static class EvaluateCommand
             if (r.GetValue(json)) Console.WriteLine(jsonText);
             else
             {
-                string how = pipeline.ProducesNaturalText ? "(detokenised, cased: sacreBLEU 13a)" : $"(normalised tokens: {pipeline.Config.Normalizer})";
+                string how = translator.ProducesNaturalText ? "(detokenised, cased: sacreBLEU 13a)" : $"(normalised tokens: {normalizer})";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} {how}, {(beamSize > 1 ? $"beam {beamSize}" : "greedy")}"));
                 Console.WriteLine(bleu.ToString());
                 Console.WriteLine($"signature: {bleu.Signature}");

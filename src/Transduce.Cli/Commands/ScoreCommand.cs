@@ -30,7 +30,7 @@ internal static class ScoreCommand
             AllowMultipleArgumentsPerToken = true,
         };
         var tokenize = new Option<string>("--tokenize") { Description = "BLEU tokenizer: 13a, intl or none.", DefaultValueFactory = _ => "13a" };
-        tokenize.AcceptOnlyFromAmong([.. BleuTokenizer.Names]);
+        tokenize.AcceptOnlyFromAmong([.. SacreBleu.Tokenizers]);
         var lowercase = new Option<bool>("--lowercase") { Description = "Case-insensitive scoring (signature case:lc)." };
         var sentence = new Option<bool>("--sentence") { Description = "One score per segment (one metric only; BLEU uses effective order)." };
         var json = new Option<bool>("--json") { Description = "Print JSON (an array for several metrics or --sentence) instead of text." };
@@ -53,11 +53,11 @@ internal static class ScoreCommand
 
             string hypPath = r.GetValue(hyp)!;
             string[] refPaths = r.GetValue(refs)!;
-            var hyps = SegmentFiles.Read(hypPath);
+            var hyps = SacreBleu.ReadSegments(hypPath);
             var refStreams = new List<IReadOnlyList<string>>(refPaths.Length);
             foreach (string refPath in refPaths)
             {
-                var stream = SegmentFiles.Read(refPath);
+                var stream = SacreBleu.ReadSegments(refPath);
                 if (stream.Count != hyps.Count)
                     throw new InvalidDataException(
                         $"{hypPath} has {hyps.Count} lines but {refPath} has {stream.Count}; hypotheses and references need one segment per line.");

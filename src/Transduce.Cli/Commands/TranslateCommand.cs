@@ -34,6 +34,7 @@ internal static class TranslateCommand
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
             if (r.GetValue(window) < 1) throw new ArgumentException("--window must be at least 1");
             using var translator = Translator.Load(r.GetValue(model)!);
+            if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
             var defaults = translator.DefaultOptions;
             var options = defaults with
             {

@@ -9,12 +9,12 @@ namespace Transduce.Architecture;
 /// </summary>
 /// <param name="Outputs">Encoder outputs, shape (batch, source steps, hidden).</param>
 /// <param name="FinalState">The final recurrent state (layers, batch, hidden), or null for encoders without one.</param>
-public sealed record EncoderOutput(Tensor Outputs, Tensor? FinalState);
+internal sealed record EncoderOutput(Tensor Outputs, Tensor? FinalState);
 
 /// <summary>
 /// The encoder of d2l §10.6: maps a variable-length source sequence to <see cref="EncoderOutput"/>.
 /// </summary>
-public abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
+internal abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
 {
     /// <summary>Creates an encoder registered under <paramref name="name"/>.</summary>
     protected Encoder(string name) : base(name) { }
@@ -26,7 +26,7 @@ public abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
 /// target tokens (a whole teacher-forced sequence or one step) and returns logits and the new state.
 /// </summary>
 /// <typeparam name="TState">The model-specific decoder state. Searches treat it as opaque.</typeparam>
-public abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits, TState State)>
+internal abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits, TState State)>
     where TState : IDecoderState
 {
     /// <summary>Creates a decoder registered under <paramref name="name"/>.</summary>
@@ -53,7 +53,7 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
     protected EncoderDecoder(string name) : base(name) { }
 
     /// <summary>True when the decoder attends over the source, so that decoding can return cross-attention weights.</summary>
-    public abstract bool HasCrossAttention { get; }
+    internal abstract bool HasCrossAttention { get; }
 
     /// <summary>
     /// Encodes a source batch and starts decoding it one token per row at a time (dispose the result to free its state).
@@ -65,7 +65,7 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
     /// time): the same logits at a cost that grows with the prefix, the baseline incremental decoding is checked and
     /// measured against.
     /// </param>
-    public abstract IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false);
+    internal abstract IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false);
 }
 
 /// <summary>
@@ -73,7 +73,7 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
 /// returns only the decoder output.
 /// </summary>
 /// <typeparam name="TState">The decoder's state type.</typeparam>
-public class EncoderDecoder<TState> : EncoderDecoder
+internal class EncoderDecoder<TState> : EncoderDecoder
     where TState : IDecoderState
 {
     /// <summary>The encoder.</summary>
@@ -100,10 +100,10 @@ public class EncoderDecoder<TState> : EncoderDecoder
     }
 
     /// <inheritdoc />
-    public override bool HasCrossAttention => typeof(ICrossAttentionState).IsAssignableFrom(typeof(TState));
+    internal override bool HasCrossAttention => typeof(ICrossAttentionState).IsAssignableFrom(typeof(TState));
 
     /// <inheritdoc />
-    public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+    internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
         recomputePrefix
             ? new PrefixRecomputingDecoding<TState>(Encoder, Decoder, source, sourceValidLengths)
             : new StateCarryingDecoding<TState>(Encoder, Decoder, source, sourceValidLengths);

@@ -6,7 +6,7 @@ namespace Transduce.Architecture;
 /// A decoder state. Searches never look inside it; they only need its tensors, to keep them alive
 /// across a step while everything else the step allocated is disposed.
 /// </summary>
-public interface IDecoderState
+internal interface IDecoderState
 {
     /// <summary>Every tensor the state carries to the next step.</summary>
     IEnumerable<Tensor> Tensors { get; }
@@ -17,7 +17,7 @@ public interface IDecoderState
 /// produced it looked. Decoding reads it to return each step's cross-attention with that step's logits, so an attention
 /// map comes from the very decoding that produced the translation.
 /// </summary>
-public interface ICrossAttentionState : IDecoderState
+internal interface ICrossAttentionState : IDecoderState
 {
     /// <summary>
     /// Per decoder layer, the cross-attention weights of the forward call that produced this state, shape

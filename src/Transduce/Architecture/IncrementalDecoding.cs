@@ -6,7 +6,7 @@ namespace Transduce.Architecture;
 /// <summary>What one decoding step gives.</summary>
 /// <param name="Logits">Next-token logits, (rows, target vocabulary).</param>
 /// <param name="CrossAttention">When asked for and the model has it: this step's cross-attention, (rows, layers, heads, source steps); else null.</param>
-public readonly record struct DecodingStep(Tensor Logits, Tensor? CrossAttention);
+internal readonly record struct DecodingStep(Tensor Logits, Tensor? CrossAttention);
 
 /// <summary>
 /// Decoding of one source batch, one token per row at a time, begun by <see cref="EncoderDecoder.BeginDecoding"/>:
@@ -19,7 +19,7 @@ public readonly record struct DecodingStep(Tensor Logits, Tensor? CrossAttention
 /// still holds them, so memory stays flat however long the output. What <see cref="Step"/> returns belongs to the
 /// caller (to the caller's dispose scope, if one is open). Dispose the decoding to free the state.
 /// </remarks>
-public abstract class IncrementalDecoding : IDisposable
+internal abstract class IncrementalDecoding : IDisposable
 {
     private readonly HashSet<Tensor> owned = new(ReferenceEqualityComparer.Instance);
 

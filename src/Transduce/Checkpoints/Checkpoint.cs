@@ -31,48 +31,61 @@ public sealed class Checkpoint : IDisposable
     public required TextConfig TextConfig { get; init; }
 
     /// <summary>Source vocabulary.</summary>
-    public required Vocabulary SourceVocabulary { get; init; }
+    internal Vocabulary SourceVocabulary { get; init; } = null!;
 
     /// <summary>Target vocabulary.</summary>
-    public required Vocabulary TargetVocabulary { get; init; }
+    internal Vocabulary TargetVocabulary { get; init; } = null!;
 
     /// <summary>The subword model when the text configuration uses the <c>bpe</c> tokenizer.</summary>
-    public BpeTokenizer? Subwords { get; init; }
+    internal BpeTokenizer? Subwords { get; init; }
 
     /// <summary>The SentencePiece models when the text configuration uses the <c>spm</c> tokenizer.</summary>
-    public SentencePiecePair? SentencePiece { get; init; }
+    internal SentencePiecePair? SentencePiece { get; init; }
 
     /// <summary>Decoding defaults.</summary>
-    public Inference.GenerationSettings Generation { get; init; } = new();
+    internal Inference.GenerationSettings Generation { get; init; } = new();
+
+    /// <summary>
+    /// The same checkpoint with <paramref name="type"/> as its default number type for decoding; it shares the model,
+    /// so dispose only one of them.
+    /// </summary>
+    public Checkpoint WithComputeType(Models.ComputeType type) => WithGeneration(Generation with { ComputeType = type });
 
     /// <summary>The same checkpoint (sharing the model: dispose only one of them) with other decoding defaults.</summary>
-    public Checkpoint WithGeneration(Inference.GenerationSettings generation) => new()
+    internal Checkpoint WithGeneration(Inference.GenerationSettings generation) => new()
     {
         Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
         TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
         TrainingInfo = TrainingInfo,
     };
 
-
     /// <summary>The text pipeline (normaliser, tokenizers over the vocabularies) of this checkpoint.</summary>
-    public TextPipeline CreateTextPipeline() => TextPipeline.Create(TextConfig, SourceVocabulary, TargetVocabulary, Subwords, SentencePiece);
+    internal TextPipeline CreateTextPipeline() => TextPipeline.Create(TextConfig, SourceVocabulary, TargetVocabulary, Subwords, SentencePiece);
 
     /// <summary>Free-form facts about the training run (epochs, loss, data, time).</summary>
     public IReadOnlyDictionary<string, string> TrainingInfo { get; set; } = new Dictionary<string, string>();
 
     /// <summary>
     /// Writes the checkpoint to <paramref name="directory"/>. Everything is written into a sibling temporary
-    /// directory first and then renamed into place, so a crash never leaves a half-written checkpoint under that name
-    /// (and <see cref="Recover"/> puts back a complete one if the crash fell between the two renames).
+    /// directory, flushed to disk, and swapped into place in one step, so a crash never leaves a half-written checkpoint
+    /// under that name and a reader never finds it missing. Sub-directories of an existing checkpoint (a run's
+    /// <c>best/</c> and <c>history/</c>) stay where they are: they are carried into the new one, and put back if the
+    /// save fails.
     /// </summary>
     /// <param name="directory">The checkpoint directory.</param>
-    /// <param name="writeExtras">Writes further files (training state, plots) into the new directory before it is renamed into place.</param>
-    public void Save(string directory, Action<string>? writeExtras = null)
+    /// <param name="writeExtras">Writes further files (training state, plots) into the new directory before it is swapped into place.</param>
+    public void Save(string directory, Action<string>? writeExtras = null) => Save(directory, writeExtras, null);
+
+    /// <summary>Test hook: called at the named points of a save ("written", "swapped", "moved:NAME") and may throw.</summary>
+    internal static Action<string>? FaultInjection { get; set; }
+
+    internal void Save(string directory, Action<string>? writeExtras, RunLock? runLock)
     {
         string target = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
         string parent = Path.GetDirectoryName(target) ?? ".";
         Directory.CreateDirectory(parent);
         string tmp = Path.Combine(parent, $".{Path.GetFileName(target)}.tmp-{Guid.NewGuid():N}");
+        string? aside = null;
         Directory.CreateDirectory(tmp);
         try
         {
@@ -98,37 +111,77 @@ public sealed class Checkpoint : IDisposable
             writeExtras?.Invoke(tmp);
             // config.json last: a temporary directory that has it is complete.
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), config.ToJsonString(ModelConfig.Json));
+            runLock?.Prepare(tmp);
+            FaultInjection?.Invoke("written");
 
-            string? old = null;
-            if (Directory.Exists(target))
+            if (!Directory.Exists(target))
             {
-                // Sub-directories (best/, history/) are not part of this checkpoint's files; they move into the new one.
-                foreach (var sub in Directory.GetDirectories(target))
-                {
-                    string into = Path.Combine(tmp, Path.GetFileName(sub));
-                    if (!Directory.Exists(into)) Directory.Move(sub, into);
-                }
-                old = Path.Combine(parent, $".{Path.GetFileName(target)}.old-{Guid.NewGuid():N}");
-                Directory.Move(target, old);
+                Directory.Move(tmp, target);
             }
-            Directory.Move(tmp, target);
-            if (old is not null) Directory.Delete(old, recursive: true);
+            else if (DurableDirectory.TryExchange(tmp, target))
+            {
+                aside = tmp;   // the previous checkpoint, now under the temporary name
+            }
+            else
+            {
+                aside = Path.Combine(parent, $".{Path.GetFileName(target)}.old-{Guid.NewGuid():N}");
+                Directory.Move(target, aside);
+                Directory.Move(tmp, target);
+            }
+            runLock?.Commit();
+            FaultInjection?.Invoke("swapped");
+            if (aside is not null) CarrySubdirectories(aside, target, inject: true);
+            DurableDirectory.Flush(target);
+            DurableDirectory.Flush(parent);
+        }
+        catch
+        {
+            runLock?.Abort();
+            throw;
         }
         finally
         {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            // Whatever is left aside loses its files but never the run's sub-directories: they go (back) into the checkpoint.
+            if (!Directory.Exists(target) && aside is not null && Directory.Exists(aside)) Directory.Move(aside, target);
+            foreach (string? leftover in new[] { tmp, aside })
+            {
+                if (leftover is null || !Directory.Exists(leftover) || leftover == target) continue;
+                if (Directory.Exists(target)) CarrySubdirectories(leftover, target);
+                if (Directory.GetDirectories(leftover).Length == 0) Directory.Delete(leftover, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>Moves the sub-directories of <paramref name="from"/> that <paramref name="into"/> lacks into it (one rename each).</summary>
+    private static void CarrySubdirectories(string from, string into, bool inject = false)
+    {
+        foreach (string sub in Directory.GetDirectories(from))
+        {
+            string name = Path.GetFileName(sub);
+            string destination = Path.Combine(into, name);
+            if (Directory.Exists(destination)) continue;
+            Directory.Move(sub, destination);
+            if (inject) FaultInjection?.Invoke($"moved:{name}");
         }
     }
 
     /// <summary>
-    /// Loads a checkpoint directory. A missing, truncated or foreign file throws <see cref="InvalidDataException"/>
-    /// (or <see cref="FileNotFoundException"/>) naming the file and the problem.
+    /// Loads a checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) folder, converted in memory (its
+    /// <see cref="TrainingInfo"/> then says <c>converted_from: marian</c>). A missing, truncated or foreign file throws
+    /// <see cref="InvalidDataException"/> (or <see cref="FileNotFoundException"/>) naming the file and the problem.
     /// </summary>
     public static Checkpoint Load(string directory)
     {
-        Recover(directory);
+        if (Models.Transformer.Marian.MarianConvert.IsMarianFolder(directory)) return Models.Transformer.Marian.MarianConvert.ToCheckpoint(directory);
         if (!Directory.Exists(directory))
-            throw new DirectoryNotFoundException($"{directory}: checkpoint directory not found");
+        {
+            // A reader never moves a writer's folders; it names the complete copy an interrupted save left.
+            string? aside = CompleteLeftovers(directory).FirstOrDefault();
+            throw new DirectoryNotFoundException(aside is null
+                ? $"{directory}: checkpoint directory not found"
+                : $"{directory}: checkpoint directory not found, but an interrupted save left a complete copy in {aside} " +
+                  "(resuming the run puts it back, or rename it yourself)");
+        }
         string configPath = Path.Combine(directory, ConfigFile);
         if (!File.Exists(configPath))
             throw new FileNotFoundException($"{configPath}: not found — is '{directory}' a Transduce checkpoint?", configPath);
@@ -221,7 +274,7 @@ public sealed class Checkpoint : IDisposable
     /// Copies the tensors of a safetensors file into <paramref name="model"/>'s parameters and buffers.
     /// Missing or unexpected tensors and shape mismatches are reported together, by name.
     /// </summary>
-    public static void LoadWeights(nn.Module model, string path)
+    internal static void LoadWeights(nn.Module model, string path)
     {
         var loaded = Safetensors.Load(path, out _);
         try
@@ -309,21 +362,37 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    /// <summary>
-    /// If <paramref name="directory"/> is missing because a save was interrupted between its two renames, moves the
-    /// newest complete copy (the new one if it was finished, else the previous one) back into place.
-    /// </summary>
-    public static void Recover(string directory)
+    /// <summary>The complete copies an interrupted save of <paramref name="directory"/> left beside it, newest first.</summary>
+    private static IEnumerable<string> CompleteLeftovers(string directory)
     {
         string target = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
         string parent = Path.GetDirectoryName(target) ?? ".";
-        if (Directory.Exists(target) || !Directory.Exists(parent)) return;
+        if (!Directory.Exists(parent)) return [];
         string name = Path.GetFileName(target);
-        var complete = Directory.GetDirectories(parent, $".{name}.tmp-*").Concat(Directory.GetDirectories(parent, $".{name}.old-*"))
+        return Directory.GetDirectories(parent, $".{name}.tmp-*").Concat(Directory.GetDirectories(parent, $".{name}.old-*"))
             .Where(d => File.Exists(Path.Combine(d, ConfigFile)))
-            .OrderByDescending(d => File.GetLastWriteTimeUtc(Path.Combine(d, ConfigFile)))
-            .FirstOrDefault();
-        if (complete is not null) Directory.Move(complete, target);
+            .OrderByDescending(d => File.GetLastWriteTimeUtc(Path.Combine(d, ConfigFile)));
+    }
+
+    /// <summary>
+    /// Repairs what an interrupted save of <paramref name="directory"/> left (writers only, under the run's lock): if the
+    /// directory is missing, the newest complete copy is moved into place; the sub-directories of every leftover go into
+    /// the checkpoint; then the leftovers are deleted.
+    /// </summary>
+    internal static void Recover(string directory)
+    {
+        string target = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
+        string parent = Path.GetDirectoryName(target) ?? ".";
+        if (!Directory.Exists(parent)) return;
+        if (!Directory.Exists(target) && CompleteLeftovers(target).FirstOrDefault() is { } newest) Directory.Move(newest, target);
+        if (!Directory.Exists(target)) return;
+        string name = Path.GetFileName(target);
+        foreach (string leftover in Directory.GetDirectories(parent, $".{name}.tmp-*").Concat(Directory.GetDirectories(parent, $".{name}.old-*")))
+        {
+            CarrySubdirectories(leftover, target);
+            Directory.Delete(leftover, recursive: true);
+        }
+        DurableDirectory.Flush(parent);
     }
 
     /// <inheritdoc />

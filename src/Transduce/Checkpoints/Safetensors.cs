@@ -11,7 +11,7 @@ namespace Transduce.Checkpoints;
 /// naming each tensor's dtype, shape and byte range, then the raw little-endian data), the format
 /// Hugging Face and Marian checkpoints are published in.
 /// </summary>
-public static class Safetensors
+internal static class Safetensors
 {
     private static readonly Dictionary<ScalarType, string> DTypeNames = new()
     {

@@ -6,14 +6,14 @@ namespace Transduce.Checkpoints;
 /// <param name="Path">The file.</param>
 /// <param name="Shapes">Tensor name → shape.</param>
 /// <param name="StoredElements">Elements the file stores (tensors that share a storage counted once).</param>
-public sealed record WeightsIndex(string Path, IReadOnlyDictionary<string, long[]> Shapes, long StoredElements);
+internal sealed record WeightsIndex(string Path, IReadOnlyDictionary<string, long[]> Shapes, long StoredElements);
 
 /// <summary>
 /// Weights files of either kind a model folder may hold: safetensors, or a PyTorch state dict written by
 /// <c>torch.save</c> (<c>pytorch_model.bin</c>, read by our own restricted reader). The kind is told by content.
 /// Both are untrusted input: every size is checked against the file before memory is taken.
 /// </summary>
-public static class WeightFiles
+internal static class WeightFiles
 {
     /// <summary>Describes <paramref name="path"/> from its header (no tensor data is read).</summary>
     public static WeightsIndex Describe(string path)

@@ -5,19 +5,19 @@ namespace Transduce.Data;
 /// <summary>A sentence pair as token ids, without special tokens.</summary>
 /// <param name="Source">Source token ids.</param>
 /// <param name="Target">Target token ids.</param>
-public sealed record EncodedPair(int[] Source, int[] Target);
+internal sealed record EncodedPair(int[] Source, int[] Target);
 
 /// <summary>The ids of the special tokens that batching inserts.</summary>
 /// <param name="Pad">Padding id.</param>
 /// <param name="Bos">Beginning-of-sequence id (first decoder input).</param>
 /// <param name="Eos">End-of-sequence id (appended to source and target).</param>
-public readonly record struct SpecialIds(int Pad, int Bos, int Eos);
+internal readonly record struct SpecialIds(int Pad, int Bos, int Eos);
 
 /// <summary>
 /// One mini-batch as tensors (d2l §10.5): sources with <c>&lt;eos&gt;</c> appended, truncated and padded;
 /// decoder inputs that start with <c>&lt;bos&gt;</c> (teacher forcing); labels shifted by one.
 /// </summary>
-public sealed class Seq2SeqBatch : IDisposable
+internal sealed class Seq2SeqBatch : IDisposable
 {
     /// <summary>Source ids, (batch, source steps), int64.</summary>
     public required Tensor Source { get; init; }
@@ -51,7 +51,7 @@ public sealed class Seq2SeqBatch : IDisposable
 }
 
 /// <summary>Builds padded batches and shuffled mini-batch orders.</summary>
-public static class Batching
+internal static class Batching
 {
     /// <summary>
     /// d2l's <c>pad_or_trim</c>: appends <c>&lt;eos&gt;</c>, then cuts to <paramref name="maxSteps"/> (when given).

@@ -8,7 +8,7 @@ namespace Transduce.Data;
 /// <param name="Url">Where the zip archive is downloaded from.</param>
 /// <param name="Sha1">Expected SHA-1 of the archive, as 40 hexadecimal digits.</param>
 /// <param name="MainFile">Path of the main file inside the archive (and so inside the extraction folder), with '/' separators.</param>
-public sealed record DatasetEntry(string Name, Uri Url, string Sha1, string MainFile);
+internal sealed record DatasetEntry(string Name, Uri Url, string Sha1, string MainFile);
 
 /// <summary>
 /// Downloads known corpora once into a cache directory, verifies their SHA-1 and extracts them.
@@ -16,7 +16,7 @@ public sealed record DatasetEntry(string Name, Uri Url, string Sha1, string Main
 /// renamed into place after verification, and archives are extracted into a temporary folder that is
 /// then renamed.
 /// </summary>
-public sealed class DatasetHub
+internal sealed class DatasetHub
 {
     private static readonly Lazy<HttpClient> SharedHttp = new(() => new HttpClient());
 

@@ -5,7 +5,7 @@ namespace Transduce.Data;
 /// <summary>A corpus turned into ids, with the text pipeline that did it.</summary>
 /// <param name="Pairs">Encoded pairs, in corpus order.</param>
 /// <param name="Text">The pipeline (normaliser and tokenizers) the pairs were encoded with.</param>
-public sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPipeline Text)
+internal sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPipeline Text)
 {
     /// <summary>Source vocabulary.</summary>
     public Vocabulary SourceVocabulary => Text.Source.Vocabulary;

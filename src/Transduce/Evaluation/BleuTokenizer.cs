@@ -8,7 +8,7 @@ namespace Transduce.Evaluation;
 /// The BLEU tokenizers of sacreBLEU that Transduce reproduces: <c>13a</c> (mteval-v13a, the
 /// default), <c>intl</c> (mteval-v14 "international", Unicode-category based) and <c>none</c>.
 /// </summary>
-public static partial class BleuTokenizer
+internal static partial class BleuTokenizer
 {
     /// <summary>The tokenizer names accepted by <see cref="Tokenize"/>.</summary>
     public static IReadOnlyList<string> Names { get; } = ["13a", "intl", "none"];

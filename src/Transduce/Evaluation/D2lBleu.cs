@@ -12,7 +12,7 @@ namespace Transduce.Evaluation;
 /// contribute nothing (a factor of 1) instead of dividing by zero. This is the score for a one-token
 /// prediction evaluated with k = 4, for example.
 /// </remarks>
-public static class D2lBleu
+internal static class D2lBleu
 {
     /// <summary>The d2l BLEU of <paramref name="prediction"/> against <paramref name="label"/>, in [0, 1].</summary>
     /// <param name="prediction">The predicted sequence, tokens separated by spaces.</param>

@@ -63,6 +63,17 @@ public static class SacreBleu
     /// <summary>The sacreBLEU version whose behaviour (and signature text) these metrics reproduce.</summary>
     public const string Version = "2.6.0";
 
+    /// <summary>The tokenizers <see cref="BleuOptions"/> accepts, by sacreBLEU's names: <c>13a</c>, <c>intl</c>, <c>none</c>.</summary>
+    public static IReadOnlyList<string> Tokenizers => BleuTokenizer.Names;
+
+    /// <summary>
+    /// The segments of a plain-text file, one per line, read exactly as the <c>sacrebleu</c> command reads hypotheses
+    /// and references (strict UTF-8, trailing whitespace removed, no segment after a final newline).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">A line is not valid UTF-8 (the message names the file and line).</exception>
+    public static IReadOnlyList<string> ReadSegments(string path) => SegmentFiles.Read(path);
+
     /// <summary>Corpus-level BLEU.</summary>
     /// <param name="hyps">One hypothesis per segment.</param>
     /// <param name="refStreams">One or more reference streams, each with one reference per segment.</param>

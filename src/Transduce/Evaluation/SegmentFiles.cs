@@ -3,7 +3,7 @@ using System.Text;
 namespace Transduce.Evaluation;
 
 /// <summary>Reads plain-text files of segments (one per line) the way the <c>sacrebleu</c> command line does.</summary>
-public static class SegmentFiles
+internal static class SegmentFiles
 {
     private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 

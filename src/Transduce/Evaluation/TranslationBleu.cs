@@ -3,7 +3,7 @@ using Transduce.Text;
 namespace Transduce.Evaluation;
 
 /// <summary>Corpus BLEU of a model's translations against raw references, the way the model's text pipeline calls for.</summary>
-public static class TranslationBleu
+internal static class TranslationBleu
 {
     /// <summary>
     /// A natural-text model (subwords, no normaliser) is scored like sacreBLEU: raw references, 13a tokenisation.

@@ -33,7 +33,7 @@ namespace Transduce.Inference;
 /// <c>False</c> and <c>"never"</c>), for every <c>α</c>, and a forced <c>&lt;eos&gt;</c> scores log-probability 0.
 /// Banned tokens (<see cref="SearchOptions.BannedTokens"/>) are removed after the log-softmax in every mode.</para>
 /// </remarks>
-public static class BeamSearch
+internal static class BeamSearch
 {
     /// <summary>
     /// Decodes a batch. Returns, per source row, at most <see cref="BeamSearchOptions.NBest"/> distinct
@@ -45,8 +45,13 @@ public static class BeamSearch
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
     /// <param name="options">Beam size, n-best, length normalisation, logit rules, attention.</param>
+    /// <param name="cancellation">
+    /// Checked before every step: once it fires, decoding stops within one step and throws
+    /// <see cref="OperationCanceledException"/> (a caller that gave up stops consuming CPU).
+    /// </param>
     public static IReadOnlyList<IReadOnlyList<Hypothesis>> Decode(
-        EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, BeamSearchOptions options)
+        EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, BeamSearchOptions options,
+        CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -54,7 +59,7 @@ public static class BeamSearch
             throw new ArgumentException("one maximum length per source row is required", nameof(maxLengths));
         if (maxLengths.Any(m => m < 0)) throw new ArgumentException("maximum lengths must be non-negative", nameof(maxLengths));
         if (source.shape[0] == 0) return [];
-        return new Search(options, ids, maxLengths, options.CrossAttention && model.HasCrossAttention).Run(model, source, validLengths);
+        return new Search(options, ids, maxLengths, options.CrossAttention && model.HasCrossAttention).Run(model, source, validLengths, cancellation);
     }
 
     /// <summary>The per-sentence bookkeeping of one call.</summary>
@@ -84,7 +89,7 @@ public static class BeamSearch
             rules = LogitsProcessors.Standard(options, ids, maxLengths, forcedEndScoresZero: options.Normalization == LengthNormalization.HuggingFace);
         }
 
-        public IReadOnlyList<IReadOnlyList<Hypothesis>> Run(EncoderDecoder model, Tensor source, Tensor validLengths)
+        public IReadOnlyList<IReadOnlyList<Hypothesis>> Run(EncoderDecoder model, Tensor source, Tensor validLengths, CancellationToken cancellation)
         {
             int batch = (int)source.shape[0];
             var device = source.device;
@@ -112,6 +117,7 @@ public static class BeamSearch
 
             for (int step = 0; active.Count > 0; step++)
             {
+                cancellation.ThrowIfCancellationRequested();
                 using var stepScope = NewDisposeScope();
                 var (nextActive, parents) = Step(decoding, active, step, device);
                 if (nextActive.Count > 0) decoding.SelectRows(tensor(parents.ToArray(), device: device));

@@ -4,7 +4,7 @@ namespace Transduce.Inference;
 /// A checkpoint's decoding defaults (stored as <c>generation</c> in <c>config.json</c>); a converted Marian model
 /// carries the settings that reproduce transformers' <c>generate</c>.
 /// </summary>
-public sealed record GenerationSettings
+internal sealed record GenerationSettings
 {
     /// <summary>Beam-search length normalisation.</summary>
     public LengthNormalization LengthNormalization { get; init; } = LengthNormalization.Gnmt;

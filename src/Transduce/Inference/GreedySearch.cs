@@ -9,7 +9,7 @@ namespace Transduce.Inference;
 /// one token at a time through <see cref="EncoderDecoder.BeginDecoding"/>; a sentence stops at its own <c>&lt;eos&gt;</c>
 /// or at its maximum length. Knows nothing about the model's internals.
 /// </summary>
-public static class GreedySearch
+internal static class GreedySearch
 {
     /// <summary>
     /// Decodes a batch. Returns, per row, the output ids without <c>&lt;bos&gt;</c>/<c>&lt;eos&gt;</c>.
@@ -20,9 +20,13 @@ public static class GreedySearch
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
     /// <param name="bannedTokens">Token ids never chosen (default none), e.g. Marian's <c>&lt;pad&gt;</c>.</param>
+    /// <param name="cancellation">
+    /// Checked before every step: once it fires, decoding stops within one step and throws
+    /// <see cref="OperationCanceledException"/> (a caller that gave up stops consuming CPU).
+    /// </param>
     public static int[][] Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
-        IReadOnlyCollection<int>? bannedTokens = null) =>
-        Decode(model, source, validLengths, ids, maxLengths, new SearchOptions { BannedTokens = bannedTokens?.ToArray() ?? [] })
+        IReadOnlyCollection<int>? bannedTokens = null, CancellationToken cancellation = default) =>
+        Decode(model, source, validLengths, ids, maxLengths, new SearchOptions { BannedTokens = bannedTokens?.ToArray() ?? [] }, cancellation)
             .Select(h => h.Tokens).ToArray();
 
     /// <summary>
@@ -35,8 +39,9 @@ public static class GreedySearch
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
     /// <param name="options">Banned tokens, minimum length, attention.</param>
+    /// <param name="cancellation">Checked before every step (then <see cref="OperationCanceledException"/>).</param>
     public static IReadOnlyList<Hypothesis> Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
-        SearchOptions options)
+        SearchOptions options, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -59,6 +64,7 @@ public static class GreedySearch
         var input = full(batch, ids.Bos, ScalarType.Int64, device: source.device);
         for (int step = 0; step <= limit; step++)
         {
+            cancellation.ThrowIfCancellationRequested();
             Tensor best;
             using (var stepScope = NewDisposeScope())
             {

@@ -9,7 +9,7 @@ namespace Transduce.Inference;
 /// predicts. It gives the same outputs as incremental decoding at a cost that grows with the prefix — the baseline that
 /// incremental decoding is measured against, and a check that it is exact.
 /// </summary>
-public static class RecomputePrefix
+internal static class RecomputePrefix
 {
     /// <summary>A view of <paramref name="model"/> that decodes by recomputing the prefix. It shares the model's modules: do not dispose it.</summary>
     public static EncoderDecoder Of(EncoderDecoder model) => new View(model);
@@ -27,9 +27,9 @@ public static class RecomputePrefix
         public override Tensor forward(Tensor source, Tensor sourceValidLengths, Tensor targetInput) =>
             model.call(source, sourceValidLengths, targetInput);
 
-        public override bool HasCrossAttention => model.HasCrossAttention;
+        internal override bool HasCrossAttention => model.HasCrossAttention;
 
-        public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+        internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
             model.BeginDecoding(source, sourceValidLengths, recomputePrefix: true);
     }
 }

@@ -1,7 +1,7 @@
 namespace Transduce.Inference;
 
 /// <summary>What greedy and beam search share: the logit rules (see <see cref="LogitsProcessors"/>) and what to return besides tokens.</summary>
-public record SearchOptions
+internal record SearchOptions
 {
     /// <summary>
     /// Token ids that are never generated (default none): their scores are set to −∞ — after the softmax in beam search,
@@ -34,7 +34,7 @@ public record SearchOptions
 /// (but not <c>&lt;bos&gt;</c>), i.e. the number of log-probabilities summed; <c>α</c> is
 /// <see cref="BeamSearchOptions.LengthPenalty"/>.
 /// </summary>
-public enum LengthNormalization
+internal enum LengthNormalization
 {
     /// <summary><c>lp(L) = 1</c>: the score is the plain sum of log-probabilities.</summary>
     None,
@@ -62,7 +62,7 @@ public enum LengthNormalization
 /// <c>L</c> the number of tokens the running beams then hold, and <c>w</c> the worst score among the <c>k</c> best
 /// finished hypotheses.
 /// </summary>
-public enum EarlyStopping
+internal enum EarlyStopping
 {
     /// <summary><c>early_stopping=True</c>: a sentence stops as soon as <c>k</c> hypotheses have finished.</summary>
     WhenFull,
@@ -82,7 +82,7 @@ public enum EarlyStopping
 }
 
 /// <summary>Options for <see cref="BeamSearch"/>.</summary>
-public sealed record BeamSearchOptions : SearchOptions
+internal sealed record BeamSearchOptions : SearchOptions
 {
     /// <summary>Hypotheses kept alive per sentence (<c>k</c>); must be at least 1. A beam of 1 decodes exactly as greedy search.</summary>
     public int BeamSize { get; init; } = 4;
@@ -145,7 +145,7 @@ public sealed record BeamSearchOptions : SearchOptions
 /// hypotheses are ranked by it. Greedy search does not score its output: NaN.
 /// </param>
 /// <param name="LogProbability">Sum of the model's log-probabilities of the tokens and the final <c>&lt;eos&gt;</c> (greedy search: NaN).</param>
-public sealed record Hypothesis(int[] Tokens, double Score, double LogProbability)
+internal sealed record Hypothesis(int[] Tokens, double Score, double LogProbability)
 {
     /// <summary>
     /// When asked for (<see cref="SearchOptions.CrossAttention"/>), per decoder layer the weights [head, output step,

@@ -1,5 +1,6 @@
 using Transduce.Checkpoints;
 using Transduce.Data;
+using Transduce.Evaluation;
 using static TorchSharp.torch;
 
 namespace Transduce.Inference;
@@ -27,6 +28,19 @@ public sealed record TranslationOptions
 
     /// <summary>When set, at most this many new tokens including <c>&lt;eos&gt;</c> (transformers' <c>max_new_tokens</c>), whatever the source length.</summary>
     public int? MaxNewTokens { get; init; }
+
+    /// <summary>
+    /// When set, an absolute cap on output tokens (before <c>&lt;eos&gt;</c>) per sentence, applied on top of every other
+    /// limit: a bound on the work one sentence can cause whatever its length or the checkpoint's settings.
+    /// </summary>
+    public int? MaxOutputTokens { get; init; }
+
+    /// <summary>
+    /// When true, <see cref="MaxLengthA"/> and <see cref="MaxLengthB"/> bound the output even where a
+    /// <c>max_new_tokens</c> limit applies (the smaller wins): a service's rule that a short sentence cannot cause a
+    /// long decode, whatever the model's own settings (a MarianMT folder's <c>max_length</c> is 512).
+    /// </summary>
+    public bool AlwaysApplyLengthRule { get; init; }
 
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
@@ -65,10 +79,20 @@ public sealed class Translator : IDisposable
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
-    /// folder, which is converted in memory (<see cref="Models.Transformer.Marian.MarianConvert"/>).
+    /// folder, which is converted in memory (see <see cref="Checkpoint.Load"/>).
     /// </summary>
-    public static Translator Load(string directory) =>
-        new(Models.Transformer.Marian.MarianConvert.IsMarianFolder(directory) ? Models.Transformer.Marian.MarianConvert.ToCheckpoint(directory) : Checkpoint.Load(directory));
+    public static Translator Load(string directory) => new(Checkpoint.Load(directory));
+
+    /// <summary>
+    /// Corpus BLEU of <paramref name="translations"/> against <paramref name="references"/>, as <c>evaluate</c> and
+    /// validation score them: sacreBLEU 13a on natural (cased, detokenised) output, otherwise on the model's normalised
+    /// tokens with the references normalised the same way.
+    /// </summary>
+    public BleuScore Score(IReadOnlyList<string> translations, IEnumerable<string> references) =>
+        TranslationBleu.Score(pipeline, translations, references);
+
+    /// <summary>True when the model writes natural text (subwords, no normaliser), scored with sacreBLEU's 13a tokenizer.</summary>
+    public bool ProducesNaturalText => pipeline.ProducesNaturalText;
 
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;
@@ -83,34 +107,59 @@ public sealed class Translator : IDisposable
         MaxNewTokens = checkpoint.Generation.MaxNewTokens,
     };
 
-    /// <summary>Translates <paramref name="sentences"/>; results come back in input order.</summary>
-    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
-        TranslateIds(sentences, options).Select(pipeline.Decode).ToList();
+    /// <summary>
+    /// Translates <paramref name="sentences"/>; results come back in input order. <paramref name="cancellation"/> is
+    /// checked between batches and between decoding steps (then <see cref="OperationCanceledException"/>).
+    /// </summary>
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
+        TranslateIds(sentences, options, cancellation).Select(pipeline.Decode).ToList();
 
     /// <summary>
-    /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling before
-    /// the work starts skips it; a decode already running finishes (its result is then dropped).
+    /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling skips
+    /// work not yet started and stops a decode that is running within one step.
     /// </summary>
     public Task<IReadOnlyList<string>> TranslateAsync(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
         Task.Run(() =>
         {
             cancellation.ThrowIfCancellationRequested();
-            return Translate(sentences, options);
+            return Translate(sentences, options, cancellation);
         }, cancellation);
+
+    /// <summary>
+    /// Translates a stream of sentences a batch (<see cref="TranslationOptions.BatchSize"/>) at a time and yields each
+    /// translation, in input order, as soon as its batch is done. <paramref name="cancellation"/> is checked between
+    /// batches (a batch already decoding finishes first). The input is read lazily: a file of any size streams through.
+    /// </summary>
+    public async IAsyncEnumerable<string> TranslateStreamAsync(IEnumerable<string> sentences, TranslationOptions? options = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        int size = Math.Max(1, options?.BatchSize ?? new TranslationOptions().BatchSize);
+        var batch = new List<string>(size);
+        foreach (string sentence in sentences)
+        {
+            batch.Add(sentence);
+            if (batch.Count < size) continue;
+            foreach (string translation in await TranslateAsync([.. batch], options, cancellation).ConfigureAwait(false)) yield return translation;
+            batch.Clear();
+        }
+        if (batch.Count > 0)
+            foreach (string translation in await TranslateAsync([.. batch], options, cancellation).ConfigureAwait(false)) yield return translation;
+    }
 
     /// <summary>
     /// Translates <paramref name="sentences"/> and returns output tokens (for display); results come back in input order.
     /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
+    /// <paramref name="cancellation"/> is checked between batches and between decoding steps.
     /// </summary>
-    public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
-        TranslateIds(sentences, options).Select(ids => checkpoint.TargetVocabulary.Decode(ids).ToArray()).ToList();
+    public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
+        TranslateIds(sentences, options, cancellation).Select(ids => checkpoint.TargetVocabulary.Decode(ids).ToArray()).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> and returns the output ids (without <c>&lt;bos&gt;</c> and <c>&lt;eos&gt;</c>)
     /// in input order: greedy search when <see cref="TranslationOptions.Beam"/> is 1, otherwise the best hypothesis of beam search.
     /// </summary>
-    public IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
-        Search(Encode(sentences), options, nBest: null, crossAttention: false).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
+    internal IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
+        Search(Encode(sentences), options, nBest: null, crossAttention: false, cancellation).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> with beam search and returns, per sentence in input order, up to
@@ -118,13 +167,30 @@ public sealed class Translator : IDisposable
     /// (<see cref="Hypothesis.Score"/>), best first. The beam size is the larger of
     /// <see cref="TranslationOptions.Beam"/> and <see cref="TranslationOptions.NBest"/>.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<(string Text, double Score)>> TranslateNBest(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    public IReadOnlyList<IReadOnlyList<(string Text, double Score)>> TranslateNBest(IReadOnlyList<string> sentences, TranslationOptions? options = null,
+        CancellationToken cancellation = default) =>
+        TranslateHypotheses(sentences, options, cancellation)
+            .Select(n => (IReadOnlyList<(string, double)>)n.Select(h => (h.Text, h.Score)).ToArray())
+            .ToArray();
+
+    /// <summary>
+    /// As <see cref="TranslateNBest"/>, with each translation's output tokens and, when <paramref name="crossAttention"/>
+    /// asks for it and the model attends over the source, the cross-attention of the decoding that produced it
+    /// (<see cref="TranslationHypothesis.Attention"/>). <paramref name="cancellation"/> is checked between batches and between steps.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<TranslationHypothesis>> TranslateHypotheses(IReadOnlyList<string> sentences, TranslationOptions? options = null,
+        CancellationToken cancellation = default, bool crossAttention = false)
     {
         options ??= new TranslationOptions();
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
-        return Search(Encode(sentences), options, options.NBest, crossAttention: false)
-            .Select(n => (IReadOnlyList<(string, double)>)n.Select(h => (pipeline.Decode(h.Tokens), h.Score)).ToArray())
-            .ToList();
+        var encoded = Encode(sentences);
+        return Search(encoded, options, options.NBest, crossAttention, cancellation)
+            .Select((n, i) => (IReadOnlyList<TranslationHypothesis>)n.Select(h =>
+                new TranslationHypothesis(pipeline.Decode(h.Tokens), h.Score, checkpoint.TargetVocabulary.Decode(h.Tokens).ToArray())
+                {
+                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], sentences[i], h.Tokens, weights) : null,
+                }).ToArray())
+            .ToArray();
     }
 
     /// <summary>
@@ -133,18 +199,32 @@ public sealed class Translator : IDisposable
     /// </summary>
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
-        var sourceTokens = pipeline.SourceTokens(sentence);
-        var sourceIds = sourceTokens.Select(t => t.Id).ToArray();
-        var best = Search([sourceIds], options, nBest: null, crossAttention: true)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
+        int[] sourceIds = pipeline.EncodeSource(sentence);
+        var best = Search([sourceIds], options, nBest: null, crossAttention: true, default)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
         string text = pipeline.Decode(best.Tokens);
-        if (best.CrossAttention is not { } weights) return (text, null);
-        var srcVocab = checkpoint.SourceVocabulary;
-        var tgtVocab = checkpoint.TargetVocabulary;
-        var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
-        // Unknown source words show as typed, not as <unk>.
-        for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
-        var shownTarget = best.Tokens.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();
-        return (text, new AttentionMap(shownSource, shownTarget, weights));
+        return (text, best.CrossAttention is { } weights ? Map(sourceIds, sentence, best.Tokens, weights) : null);
+    }
+
+    /// <summary>
+    /// The most work decoding each of <paramref name="sentences"/> with <paramref name="options"/> can take, known
+    /// before decoding (it only tokenizes): the source positions the encoder sees, the output limit
+    /// (<see cref="MaxOutputLength"/>) and the hypotheses kept per sentence (the larger of
+    /// <see cref="TranslationOptions.Beam"/> and <see cref="TranslationOptions.NBest"/>). A service admits or refuses
+    /// requests by it (<see cref="DecodingCost.Cost"/>).
+    /// </summary>
+    public IReadOnlyList<DecodingCost> EstimateCost(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    {
+        options ??= new TranslationOptions();
+        int rows = Math.Max(1, Math.Max(options.Beam, options.NBest));
+        int? maxSteps = MaxSourceSteps;
+        var costs = new DecodingCost[sentences.Count];
+        for (int i = 0; i < costs.Length; i++)
+        {
+            int tokens = pipeline.EncodeSource(sentences[i]).Length;
+            int positions = maxSteps is int m ? Math.Min(tokens + 1, m) : tokens + 1;
+            costs[i] = new DecodingCost(tokens, Math.Max(1, positions), MaxOutputLength(tokens, options), rows);
+        }
+        return costs;
     }
 
     /// <summary>Cuts the length-sorted <paramref name="order"/> into batches by sentence count and, when asked, by padded tokens.</summary>
@@ -173,16 +253,25 @@ public sealed class Translator : IDisposable
     /// <summary>
     /// The most output tokens (before <c>&lt;eos&gt;</c>) a source of <paramref name="sourceTokens"/> ids may get:
     /// <c>max_new_tokens</c> when set (the options', else the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
-    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>;
-    /// never more than the model's positions allow.
+    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>
+    /// (with <see cref="TranslationOptions.AlwaysApplyLengthRule"/>, the smaller of the two); never more than the model's
+    /// positions allow nor than <see cref="TranslationOptions.MaxOutputTokens"/>.
     /// </summary>
     public int MaxOutputLength(int sourceTokens, TranslationOptions? options = null)
     {
         options ??= new TranslationOptions();
         int cap = checkpoint.ModelConfig.MaxSequenceLength is int positions ? positions - 1 : int.MaxValue;
+        if (options.MaxOutputTokens is int absolute)
+        {
+            if (absolute < 0) throw new ArgumentException("the output token cap must not be negative", nameof(options));
+            cap = Math.Min(cap, absolute);
+        }
         int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
-        return Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1)
-            : (int)Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB);
+        double rule = Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB;
+        int byRule = rule >= int.MaxValue ? int.MaxValue : (int)rule;
+        int limit = fixedLimit is int n ? Math.Max(0, n - 1) : byRule;
+        if (options.AlwaysApplyLengthRule) limit = Math.Min(limit, byRule);
+        return Math.Min(cap, limit);
     }
 
     /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
@@ -193,9 +282,10 @@ public sealed class Translator : IDisposable
     /// <summary>
     /// Decodes <paramref name="encoded"/> sources in length-sorted batches and returns, per source in input order, its
     /// hypotheses best first: greedy search's one when the beam is 1 and no n-best list is asked for, else beam search's
-    /// (of the larger of the beam and <paramref name="nBest"/>).
+    /// (of the larger of the beam and <paramref name="nBest"/>). <paramref name="cancellation"/> is checked between batches
+    /// and between decoding steps.
     /// </summary>
-    private IReadOnlyList<Hypothesis>[] Search(int[][] encoded, TranslationOptions? options, int? nBest, bool crossAttention)
+    private IReadOnlyList<Hypothesis>[] Search(int[][] encoded, TranslationOptions? options, int? nBest, bool crossAttention, CancellationToken cancellation)
     {
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
@@ -212,20 +302,34 @@ public sealed class Translator : IDisposable
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
         {
-            Models.ComputeTypes.Apply(checkpoint.Model, options.ComputeType ?? ComputeType);
+            Models.ComputeTypes.Apply(model, options.ComputeType ?? ComputeType);
             foreach (var chunk in Batches(order, encoded, options))
             {
+                cancellation.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, MaxSourceSteps);
                 var maxLengths = chunk.Select(i => MaxOutputLength(encoded[i].Length, options)).ToArray();
                 var outputs = nBest is null && options.Beam == 1
-                    ? GreedySearch.Decode(model, src, lengths, ids, maxLengths, greedy).Select(h => (IReadOnlyList<Hypothesis>)[h]).ToArray()
-                    : BeamSearch.Decode(model, src, lengths, ids, maxLengths, beam);
+                    ? GreedySearch.Decode(model, src, lengths, ids, maxLengths, greedy, cancellation).Select(h => (IReadOnlyList<Hypothesis>)[h]).ToArray()
+                    : BeamSearch.Decode(model, src, lengths, ids, maxLengths, beam, cancellation);
                 for (int k = 0; k < chunk.Length; k++)
                     results[chunk[k]] = outputs[k];
             }
         }
         return results;
+    }
+
+    /// <summary>The attention map of an output of <paramref name="sentence"/>, its tokens shown as typed (unknown words too).</summary>
+    private AttentionMap Map(int[] sourceIds, string sentence, int[] outputIds, IReadOnlyList<float[,,]> weights)
+    {
+        var srcVocab = checkpoint.SourceVocabulary;
+        var tgtVocab = checkpoint.TargetVocabulary;
+        var sourceTokens = pipeline.SourceTokens(sentence);
+        var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
+        // Unknown source words show as typed, not as <unk>.
+        for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
+        var shownTarget = outputIds.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();
+        return new AttentionMap(shownSource, shownTarget, weights);
     }
 
     /// <inheritdoc />

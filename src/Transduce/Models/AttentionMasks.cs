@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Transduce.Models;
 
 /// <summary>The masks and masked softmax of d2l §11.1–11.3, shared by every attention block.</summary>
-public static class AttentionMasks
+internal static class AttentionMasks
 {
     /// <summary>
     /// A key mask from valid lengths: <c>true</c> where key j &lt; valid length of the row.

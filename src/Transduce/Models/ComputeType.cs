@@ -23,7 +23,7 @@ public enum ComputeType
 }
 
 /// <summary>A decoder that can decode in a reduced <see cref="Models.ComputeType"/> (through packed weights in eval mode).</summary>
-public interface IReducedPrecisionDecoder
+internal interface IReducedPrecisionDecoder
 {
     /// <summary>The number type of the products when decoding in eval mode.</summary>
     ComputeType ComputeType { get; set; }

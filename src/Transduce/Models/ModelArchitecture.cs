@@ -7,7 +7,7 @@ namespace Transduce.Models;
 /// from a config, and how to make a config from the common <see cref="ModelSettings"/>. Each model folder defines its own
 /// (<c>Registration</c> on its config type).
 /// </summary>
-public sealed class ModelArchitecture
+internal sealed class ModelArchitecture
 {
     private readonly Func<ModelConfig, EncoderDecoder> create;
     private readonly Func<ModelSettings, ModelConfig> configure;

@@ -42,6 +42,10 @@ public abstract record ModelConfig
     [JsonIgnore]
     public virtual int? MaxSequenceLength => null;
 
+    /// <summary>Layers (or blocks) of the decoder: <see cref="Layers"/> unless the architecture sets its decoder's depth apart.</summary>
+    [JsonIgnore]
+    public virtual int DecoderLayerCount => Layers;
+
     /// <summary>The config as <c>config.json</c> stores it: <c>architecture</c>, then every field in snake_case.</summary>
     public JsonObject ToJson() => JsonSerializer.SerializeToNode(this, Json)!.AsObject();
 
@@ -89,7 +93,7 @@ public abstract record ModelConfig
     /// from it: a config edited to huge sizes must not make us allocate them. Throws <see cref="InvalidDataException"/>
     /// naming <paramref name="configPath"/> and the keys of the largest term.
     /// </summary>
-    public void CheckFits(Checkpoints.WeightsIndex weights, string configPath)
+    internal void CheckFits(Checkpoints.WeightsIndex weights, string configPath)
     {
         var terms = MinimumParameterTerms().ToList();
         long needed = terms.Sum(t => t.Count);

@@ -10,7 +10,7 @@ namespace Transduce.Models;
 /// adding one is that folder and one line here. The command line's help, the presets, checkpoint loading and the
 /// service's model description all read this list.
 /// </summary>
-public static class ModelRegistry
+internal static class ModelRegistry
 {
     /// <summary>The registered architectures, in the order help texts list them.</summary>
     public static IReadOnlyList<ModelArchitecture> Architectures { get; } =

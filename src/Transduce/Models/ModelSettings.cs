@@ -14,6 +14,6 @@ namespace Transduce.Models;
 /// <param name="TieEmbeddings">The output projection shares the target embedding matrix.</param>
 /// <param name="ShareEmbeddings">Encoder and decoder share one embedding (needs one joint vocabulary).</param>
 /// <param name="Dropout">Dropout probability used while training.</param>
-public sealed record ModelSettings(
+internal sealed record ModelSettings(
     int EmbeddingSize = 256, int HiddenSize = 256, int Layers = 2, int Heads = 4, int FfnSize = 64, string Activation = "relu",
     bool PreNorm = false, bool TieEmbeddings = false, bool ShareEmbeddings = false, double Dropout = 0.2);

@@ -16,7 +16,7 @@ internal interface IPackedPlan : IDisposable
 /// the decoder leaves eval mode or is disposed. Training always runs the modules.
 /// </summary>
 /// <typeparam name="TState">The decoder's state.</typeparam>
-public abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionDecoder where TState : IDecoderState
+internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionDecoder where TState : IDecoderState
 {
     private IPackedPlan? plan;
     private ComputeType computeType = ComputeType.Float32;

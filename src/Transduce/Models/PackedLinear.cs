@@ -19,7 +19,7 @@ namespace Transduce.Models;
 /// The source weights are copied: after they change, pack again. The copy costs memory (float32: one more copy of
 /// each packed weight; bfloat16 half; int8 a quarter).
 /// </summary>
-public sealed class PackedLinear : IDisposable
+internal sealed class PackedLinear : IDisposable
 {
     private readonly ComputeType type;
     private readonly Tensor weight;          // float32: (in, out); bfloat16: (out, in); int8: quantized (out, in)

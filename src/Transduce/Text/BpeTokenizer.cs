@@ -33,7 +33,7 @@ namespace Transduce.Text;
 /// invalid byte sequences (only possible for ids not produced by <see cref="EncodeToIds"/>) become U+FFFD.</para>
 /// <para>Instances are immutable apart from a bounded per-word segmentation cache; all members are thread-safe.</para>
 /// </remarks>
-public sealed class BpeTokenizer : ITokenizer
+internal sealed class BpeTokenizer : ITokenizer
 {
     /// <summary>The <c>format</c> tag written into and required in BPE model files.</summary>
     public const string FormatTag = "transduce-bpe";

@@ -1,7 +1,7 @@
 namespace Transduce.Text;
 
 /// <summary>Settings for <see cref="BpeTokenizer.Train"/>.</summary>
-public sealed record BpeTrainingOptions
+internal sealed record BpeTrainingOptions
 {
     /// <summary>
     /// The smallest allowed <see cref="VocabSize"/>: the 4 reserved tokens, the 256 byte-fallback tokens and the

@@ -3,7 +3,7 @@ namespace Transduce.Text;
 /// <summary>
 /// Normalises raw sentence text before tokenization (for example lower-casing and spacing out punctuation).
 /// </summary>
-public interface ITextNormalizer
+internal interface ITextNormalizer
 {
     /// <summary>Short, stable name of the normaliser, as accepted by <see cref="TextNormalizers.FromName"/>.</summary>
     string Name { get; }

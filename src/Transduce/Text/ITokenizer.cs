@@ -3,7 +3,7 @@ namespace Transduce.Text;
 /// <summary>One token of encoded text: its id in the tokenizer's <see cref="ITokenizer.Vocabulary"/> and its surface form.</summary>
 /// <param name="Id">The id the model sees (<see cref="Vocabulary.UnkId"/> for a token the vocabulary lacks).</param>
 /// <param name="Value">The token as it stands in the text (a word as typed, a subword piece), even when <paramref name="Id"/> is unknown.</param>
-public readonly record struct EncodedToken(int Id, string Value);
+internal readonly record struct EncodedToken(int Id, string Value);
 
 /// <summary>
 /// Turns (normalised) text into the token ids of one side of a model and target ids back into text. The word, BPE and
@@ -13,7 +13,7 @@ public readonly record struct EncodedToken(int Id, string Value);
 /// Ids are those of <see cref="Vocabulary"/>: the reserved <c>&lt;pad&gt; &lt;bos&gt; &lt;eos&gt; &lt;unk&gt;</c> first.
 /// Encoding adds neither <c>&lt;bos&gt;</c> nor <c>&lt;eos&gt;</c>. Implementations are immutable and thread-safe.
 /// </remarks>
-public interface ITokenizer
+internal interface ITokenizer
 {
     /// <summary>The id space of this tokenizer: what the model's embedding and output rows stand for.</summary>
     Vocabulary Vocabulary { get; }

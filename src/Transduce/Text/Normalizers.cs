@@ -3,7 +3,7 @@ using System.Text;
 namespace Transduce.Text;
 
 /// <summary>A normaliser that returns its input unchanged.</summary>
-public sealed class IdentityNormalizer : ITextNormalizer
+internal sealed class IdentityNormalizer : ITextNormalizer
 {
     /// <summary>The name of this normaliser: <c>"none"</c>.</summary>
     public const string NormalizerName = "none";
@@ -28,7 +28,7 @@ public sealed class IdentityNormalizer : ITextNormalizer
 /// Lower-casing uses .NET's invariant simple case mapping, which can differ from Python's
 /// <c>str.lower()</c> for a handful of characters whose full lower-case mapping is longer than one char.
 /// </remarks>
-public sealed class D2lNormalizer : ITextNormalizer
+internal sealed class D2lNormalizer : ITextNormalizer
 {
     /// <summary>The name of this normaliser: <c>"d2l"</c>.</summary>
     public const string NormalizerName = "d2l";
@@ -64,7 +64,7 @@ public sealed class D2lNormalizer : ITextNormalizer
 }
 
 /// <summary>Looks up the built-in <see cref="ITextNormalizer"/> implementations by name.</summary>
-public static class TextNormalizers
+internal static class TextNormalizers
 {
     /// <summary>The names accepted by <see cref="FromName"/>.</summary>
     public static IReadOnlyList<string> Names { get; } =

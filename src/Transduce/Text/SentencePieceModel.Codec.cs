@@ -3,7 +3,7 @@ using System.Text;
 namespace Transduce.Text;
 
 /// <summary>Text to pieces (normalisation, then unigram Viterbi search or BPE merging, as SentencePiece does them) and pieces back to text.</summary>
-public sealed partial class SentencePieceModel
+internal sealed partial class SentencePieceModel
 {
     /// <summary>The pieces of <paramref name="text"/> with their ids; a run of unknown characters is one piece that keeps its (normalised) text.</summary>
     internal List<(string Piece, int Id)> Encode(string text)

@@ -4,7 +4,7 @@ using System.Text;
 namespace Transduce.Text;
 
 /// <summary>The segmentation algorithm of a SentencePiece model (<c>trainer_spec.model_type</c>).</summary>
-public enum SentencePieceModelType
+internal enum SentencePieceModelType
 {
     /// <summary>Unigram language model, segmented by Viterbi search over piece scores.</summary>
     Unigram = 1,
@@ -14,7 +14,7 @@ public enum SentencePieceModelType
 }
 
 /// <summary>The kind of a piece in a SentencePiece model (<c>ModelProto.SentencePiece.Type</c>).</summary>
-public enum SentencePieceType
+internal enum SentencePieceType
 {
     /// <summary>An ordinary piece produced by segmentation.</summary>
     Normal = 1,
@@ -59,7 +59,7 @@ public enum SentencePieceType
 /// and <c>treat_whitespace_as_suffix</c> models are handled in normalisation but untested.</para>
 /// <para>Instances are immutable and thread-safe.</para>
 /// </remarks>
-public sealed partial class SentencePieceModel
+internal sealed partial class SentencePieceModel
 {
     /// <summary>The SentencePiece whitespace symbol, U+2581 (LOWER ONE EIGHTH BLOCK).</summary>
     public const string SpaceSymbol = "\u2581";

@@ -10,7 +10,7 @@ namespace Transduce.Text;
 /// by the SentencePiece model, every <c>▁</c> still left (pieces of a joint vocabulary that this side's model does not know,
 /// which SentencePiece copies as they are) becomes a space, and the ends are stripped.
 /// </summary>
-public sealed class SentencePieceTokenizer : ITokenizer
+internal sealed class SentencePieceTokenizer : ITokenizer
 {
     private readonly SentencePieceModel model;
     private readonly int[] vocabularyIdOfPiece;

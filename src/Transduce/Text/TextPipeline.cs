@@ -24,7 +24,7 @@ public sealed record TextConfig
 /// when the vocabulary is joint). With the <c>word</c> tokenizer, output is the normalised, space-separated tokens
 /// (d2l's <c>ils regardent .</c>); with subwords and no normaliser it is natural text (<c>Ils regardent.</c>).
 /// </summary>
-public sealed class TextPipeline
+internal sealed class TextPipeline
 {
     private readonly ITextNormalizer normalizer;
 

@@ -9,7 +9,7 @@ namespace Transduce.Text;
 /// remaining ids are assigned by <see cref="Build"/> in descending frequency order.
 /// Instances are immutable.
 /// </summary>
-public sealed class Vocabulary
+internal sealed class Vocabulary
 {
     /// <summary>The padding token; always id 0.</summary>
     public const string PadToken = "<pad>";
@@ -192,7 +192,7 @@ public sealed class Vocabulary
 
     /// <summary>
     /// Writes the vocabulary to <paramref name="path"/> as UTF-8 JSON (see <see cref="ToJson"/>), atomically:
-    /// the data goes to a temporary file next to it which then replaces <paramref name="path"/>.
+    /// the data goes to a temporary file next to it, is flushed to disk, then replaces <paramref name="path"/>.
     /// The parent directory is created if needed.
     /// </summary>
     /// <param name="path">Destination file path.</param>

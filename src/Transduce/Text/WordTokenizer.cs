@@ -6,7 +6,7 @@ namespace Transduce.Text;
 /// word <see cref="Text.Vocabulary"/> (<see cref="Vocabulary.UnkId"/> when it is not there). Decoding joins words with
 /// one space.
 /// </summary>
-public sealed class WordTokenizer : ITokenizer
+internal sealed class WordTokenizer : ITokenizer
 {
     /// <summary>A tokenizer over the words of <paramref name="vocabulary"/>.</summary>
     public WordTokenizer(Vocabulary vocabulary)

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Transduce.Training;
 
 /// <summary>Loss functions for sequence-to-sequence training.</summary>
-public static class Seq2SeqLoss
+internal static class Seq2SeqLoss
 {
     /// <summary>
     /// Softmax cross-entropy averaged over non-pad label positions (d2l §10.7's masked loss).

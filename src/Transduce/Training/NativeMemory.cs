@@ -8,7 +8,7 @@ namespace Transduce.Training;
 /// ~120 MB faults every page of them in again, every step: 300 million page faults in an hour of the base preset,
 /// about a tenth of its CPU time. Keeping freed memory in the heap for reuse removes that churn.
 /// </summary>
-public static class NativeMemory
+internal static class NativeMemory
 {
     private const int TrimThreshold = -1, MmapMax = -4; // mallopt parameters M_TRIM_THRESHOLD and M_MMAP_MAX (malloc.h)
 

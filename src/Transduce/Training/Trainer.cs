@@ -1,21 +1,32 @@
 using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Transduce.Architecture;
 using Transduce.Data;
 using static TorchSharp.torch;
 
 namespace Transduce.Training;
 
-/// <summary>Settings of a training run. Defaults are d2l §10.7's.</summary>
+/// <summary>
+/// The training section of a <see cref="RunConfig"/>: optimisation, batching, when to stop and what to keep.
+/// Defaults are d2l §10.7's.
+/// </summary>
 public sealed record TrainingOptions
 {
     /// <summary>Passes over the data.</summary>
     public int Epochs { get; init; } = 30;
 
-    /// <summary>Sentence pairs per mini-batch.</summary>
+    /// <summary>Sentence pairs per mini-batch (with <see cref="MaxTokens"/>: at most this many).</summary>
     public int BatchSize { get; init; } = 128;
 
-    /// <summary>Adam learning rate.</summary>
+    /// <summary>Adam learning rate (the peak of the <c>inverse-sqrt</c> schedule).</summary>
     public double LearningRate { get; init; } = 0.005;
+
+    /// <summary>Learning-rate schedule.</summary>
+    public LearningRateSchedule Schedule { get; init; } = LearningRateSchedule.Constant;
+
+    /// <summary>Warm-up updates of the <c>inverse-sqrt</c> schedule.</summary>
+    public int WarmupSteps { get; init; } = 4000;
 
     /// <summary>Gradient-norm clipping threshold (0 disables clipping).</summary>
     public double GradientClip { get; init; } = 1.0;
@@ -23,38 +34,92 @@ public sealed record TrainingOptions
     /// <summary>Label smoothing ε.</summary>
     public double LabelSmoothing { get; init; }
 
-    /// <summary>Seed of the batch order (the model's initialisation is seeded by the caller through <c>torch.manual_seed</c>).</summary>
-    public int Seed { get; init; }
-
-    /// <summary>
-    /// Build length-bucketed batches (similar lengths together, see <see cref="Batching.BucketedEpoch"/>)
-    /// instead of d2l's plain shuffled batches.
-    /// </summary>
-    public bool Bucketed { get; init; }
-
-    /// <summary>With <see cref="Bucketed"/>: at most this many padded tokens per batch (on either side).</summary>
-    public int? MaxTokens { get; init; }
-
-    /// <summary>Learning-rate schedule: <c>constant</c> (d2l's plain Adam) or <c>inverse-sqrt</c> (linear warm-up, then ∝ 1/√step).</summary>
-    public string Schedule { get; init; } = "constant";
-
-    /// <summary>Warm-up steps of the <c>inverse-sqrt</c> schedule.</summary>
-    public int WarmupSteps { get; init; } = 4000;
-
     /// <summary>Mini-batches whose gradients are summed before each optimiser update.</summary>
     public int AccumulateSteps { get; init; } = 1;
 
-    /// <summary>Also save (through the trainer's save callback) every this many updates; null: only at epoch ends.</summary>
+    /// <summary>Seed of the initialisation, dropout and batch order.</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>
+    /// Length-bucketed batches (similar lengths together, little padding; see <see cref="Batching.BucketedEpoch"/>)
+    /// instead of d2l's plain shuffled batches. Implied by <see cref="MaxTokens"/>.
+    /// </summary>
+    public bool Bucketed { get; init; }
+
+    /// <summary>Length-bucketed batches of at most this many padded tokens (on either side).</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Stop after this much training time (checked after every update; in files <c>90m</c>, <c>1.5h</c>, <c>45s</c> or <c>01:30:00</c>).</summary>
+    [JsonConverter(typeof(DurationConverter))]
+    public TimeSpan? TimeLimit { get; init; }
+
+    /// <summary>Stop after this many optimiser updates.</summary>
+    public int? MaxUpdates { get; init; }
+
+    /// <summary>Also write a resumable checkpoint every N updates (it is written at every epoch end regardless).</summary>
     public int? SaveEverySteps { get; init; }
 
-    /// <summary>Stop after this much wall-clock time (checked after every step).</summary>
-    public TimeSpan? TimeLimit { get; init; }
+    /// <summary>Keep the models of the last K saves in the run's <c>history/</c> folder.</summary>
+    public int? KeepLast { get; init; }
+
+    /// <summary>
+    /// At the end, average the weights of the last K saves (fairseq's and Marian's checkpoint averaging), validate the
+    /// average like any other candidate and keep it in <c>best/</c> if it wins. Keeps at least K saves in <c>history/</c>.
+    /// </summary>
+    public int? AverageLast { get; init; }
+
+    /// <summary>libtorch intra-op threads (process-wide); null leaves libtorch's choice (all cores).</summary>
+    public int? Threads { get; init; }
 
     /// <summary>
     /// Keep native memory that libtorch frees for reuse (process-wide, see <see cref="NativeMemory.KeepFreedMemory"/>):
     /// faster steps at the cost of holding the peak footprint. On by default.
     /// </summary>
     public bool KeepFreedMemory { get; init; } = true;
+}
+
+/// <summary>How the learning rate changes over a run.</summary>
+public enum LearningRateSchedule
+{
+    /// <summary>The same rate throughout (d2l's plain Adam).</summary>
+    Constant,
+
+    /// <summary>Linear warm-up over <see cref="TrainingOptions.WarmupSteps"/>, then proportional to 1/√update (the Transformer paper's).</summary>
+    InverseSqrt,
+}
+
+/// <summary>Reads durations as <c>90m</c>, <c>1.5h</c>, <c>45s</c> or <c>hh:mm:ss</c>; writes the shortest exact form.</summary>
+internal sealed class DurationConverter : JsonConverter<TimeSpan?>
+{
+    public override bool HandleNull => true;
+
+    public override TimeSpan? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType == JsonTokenType.Null) return null;
+        if (reader.TokenType != JsonTokenType.String)
+            throw new JsonException("expected a duration such as 90m, 1.5h, 45s or 01:30:00");
+        string text = reader.GetString()!.Trim();
+        return Parse(text) ?? throw new JsonException($"'{text}' is not a duration (write 90m, 1.5h, 45s or 01:30:00)");
+    }
+
+    internal static TimeSpan? Parse(string text)
+    {
+        if (text.Length > 1 && char.ToLowerInvariant(text[^1]) is 's' or 'm' or 'h'
+            && double.TryParse(text[..^1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double n)
+            && n >= 0 && double.IsFinite(n))
+            return char.ToLowerInvariant(text[^1]) switch { 's' => TimeSpan.FromSeconds(n), 'm' => TimeSpan.FromMinutes(n), _ => TimeSpan.FromHours(n) };
+        return TimeSpan.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var t) && t >= TimeSpan.Zero ? t : null;
+    }
+
+    public override void Write(Utf8JsonWriter writer, TimeSpan? value, JsonSerializerOptions options)
+    {
+        if (value is not { } t) { writer.WriteNullValue(); return; }
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (t.Ticks % TimeSpan.TicksPerHour == 0) writer.WriteStringValue((t.Ticks / TimeSpan.TicksPerHour).ToString(inv) + "h");
+        else if (t.Ticks % TimeSpan.TicksPerMinute == 0) writer.WriteStringValue((t.Ticks / TimeSpan.TicksPerMinute).ToString(inv) + "m");
+        else if (t.Ticks % TimeSpan.TicksPerSecond == 0) writer.WriteStringValue((t.Ticks / TimeSpan.TicksPerSecond).ToString(inv) + "s");
+        else writer.WriteStringValue(t.ToString("c", inv));
+    }
 }
 
 /// <summary>
@@ -69,7 +134,7 @@ public sealed record TrainingOptions
 /// <param name="EpochLossSum">Token-weighted loss sum of the epoch in progress.</param>
 /// <param name="EpochTokens">Target tokens of the epoch in progress.</param>
 /// <param name="Epochs">Finished epochs.</param>
-public sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long Tokens, long Positions, double ElapsedSeconds,
+internal sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long Tokens, long Positions, double ElapsedSeconds,
     double EpochLossSum, long EpochTokens, IReadOnlyList<EpochResult> Epochs)
 {
     /// <summary>The start of a fresh run.</summary>
@@ -79,12 +144,12 @@ public sealed record TrainingPosition(int Epoch, int BatchesDone, int Step, long
 /// <summary>What a save callback receives: the position and the live optimiser (to write its state).</summary>
 /// <param name="Position">Where the run stands.</param>
 /// <param name="Optimizer">The optimiser.</param>
-public sealed record TrainingSnapshot(TrainingPosition Position, TorchSharp.Modules.OptimizerHelper Optimizer);
+internal sealed record TrainingSnapshot(TrainingPosition Position, TorchSharp.Modules.OptimizerHelper Optimizer);
 
 /// <summary>How to continue a run: its position and a way to restore the optimiser's state.</summary>
 /// <param name="Position">Where the run stopped.</param>
 /// <param name="RestoreOptimizer">Loads the saved optimiser state into the new optimiser.</param>
-public sealed record TrainingResume(TrainingPosition Position, Action<TorchSharp.Modules.OptimizerHelper> RestoreOptimizer);
+internal sealed record TrainingResume(TrainingPosition Position, Action<TorchSharp.Modules.OptimizerHelper> RestoreOptimizer);
 
 /// <summary>Reported after every optimisation step.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -106,15 +171,34 @@ public sealed record EpochResult(int Epoch, double Loss, TimeSpan Elapsed);
 /// <param name="Steps">Optimisation steps taken.</param>
 /// <param name="TargetTokens">Non-pad target tokens processed.</param>
 /// <param name="Elapsed">Wall-clock time.</param>
-/// <param name="StoppedByTimeLimit">True when <see cref="TrainingOptions.TimeLimit"/> ended the run.</param>
+/// <param name="Stop">What ended the run.</param>
 /// <param name="TargetPositions">Target positions computed, padding included.</param>
-public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps, long TargetTokens, TimeSpan Elapsed, bool StoppedByTimeLimit, long TargetPositions)
+internal sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps, long TargetTokens, TimeSpan Elapsed, TrainingStop Stop, long TargetPositions)
 {
     /// <summary>Share of computed target positions that were padding.</summary>
     public double PaddingFraction => TargetPositions == 0 ? 0 : 1 - TargetTokens / (double)TargetPositions;
 
     /// <summary>Target tokens per second over the whole run.</summary>
     public double TokensPerSecond => TargetTokens / Math.Max(1e-9, Elapsed.TotalSeconds);
+}
+
+/// <summary>What ended a training run.</summary>
+public enum TrainingStop
+{
+    /// <summary>The last epoch finished.</summary>
+    Completed,
+
+    /// <summary><see cref="TrainingOptions.TimeLimit"/> was reached.</summary>
+    TimeLimit,
+
+    /// <summary><see cref="TrainingOptions.MaxUpdates"/> were made.</summary>
+    MaxUpdates,
+
+    /// <summary>Validation stopped improving for <see cref="ValidationOptions.Patience"/> validations.</summary>
+    EarlyStop,
+
+    /// <summary>The caller cancelled (Ctrl+C in the CLI).</summary>
+    Cancelled,
 }
 
 /// <summary>
@@ -124,14 +208,14 @@ public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps
 /// saved through <c>onSave</c> and continued with a <see cref="TrainingResume"/> (plus the saved random
 /// generator state) ends with the same weights as an uninterrupted one.
 /// </summary>
-public static class Trainer
+internal static class Trainer
 {
     /// <summary>The learning rate of update <paramref name="step"/> (1-based) under <paramref name="options"/>.</summary>
     public static double LearningRate(TrainingOptions options, int step) => options.Schedule switch
     {
-        "constant" => options.LearningRate,
-        "inverse-sqrt" => options.LearningRate * Math.Min(step / (double)Math.Max(1, options.WarmupSteps), Math.Sqrt(Math.Max(1, options.WarmupSteps) / (double)Math.Max(1, step))),
-        _ => throw new ArgumentException($"unknown learning-rate schedule '{options.Schedule}' (known: constant, inverse-sqrt)"),
+        LearningRateSchedule.Constant => options.LearningRate,
+        LearningRateSchedule.InverseSqrt => options.LearningRate * Math.Min(step / (double)Math.Max(1, options.WarmupSteps), Math.Sqrt(Math.Max(1, options.WarmupSteps) / (double)Math.Max(1, step))),
+        _ => throw new ArgumentException($"unknown learning-rate schedule '{options.Schedule}'"),
     };
 
     /// <summary>Trains <paramref name="model"/> in place.</summary>
@@ -166,7 +250,7 @@ public static class Trainer
         var parameters = model.parameters().ToList();
         var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
         var targetLengths = data.Select(p => Batching.WithEos(p.Target, ids.Eos, maxSteps).Length).ToArray();
-        List<int[]> EpochBatches(int epoch) => options.Bucketed
+        List<int[]> EpochBatches(int epoch) => options.Bucketed || options.MaxTokens is not null
             ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch)
             : Batching.Chunk(Batching.EpochOrder(data.Count, options.Seed, epoch), options.BatchSize).ToList();
         int batchesPerEpoch = EpochBatches(1).Count;
@@ -181,11 +265,12 @@ public static class Trainer
         var startElapsed = TimeSpan.FromSeconds(at.ElapsedSeconds);
         var clock = Stopwatch.StartNew();
         TimeSpan Elapsed() => startElapsed + clock.Elapsed;
-        bool timeUp = false;
+        var stop = options.MaxUpdates is int cap && step >= cap ? TrainingStop.MaxUpdates : TrainingStop.Completed;
+        bool allDone = false;
         model.train();
         try
         {
-            for (int epoch = at.Epoch; epoch <= options.Epochs && !timeUp && !cancellation.IsCancellationRequested; epoch++)
+            for (int epoch = at.Epoch; epoch <= options.Epochs && stop == TrainingStop.Completed && !cancellation.IsCancellationRequested; epoch++)
             {
                 var batches = EpochBatches(epoch);
                 int first = epoch == at.Epoch ? at.BatchesDone : 0;
@@ -228,13 +313,15 @@ public static class Trainer
                     bool last = b + 1 == batches.Count;
                     if (!last && options.SaveEverySteps is int every && step % every == 0)
                         onSave?.Invoke(new TrainingSnapshot(new TrainingPosition(epoch, b + 1, step, tokens, positions, elapsed.TotalSeconds, lossSum, epochTokens, epochs.ToList()), optimizer));
-                    if (options.TimeLimit is { } limit && elapsed >= limit) { timeUp = true; break; }
+                    if (options.TimeLimit is { } limit && elapsed >= limit) { stop = TrainingStop.TimeLimit; break; }
+                    if (options.MaxUpdates is int maxUpdates && step >= maxUpdates) { stop = TrainingStop.MaxUpdates; break; }
                     if (cancellation.IsCancellationRequested) break;
                 }
                 var result = new EpochResult(epoch, lossSum / Math.Max(1, epochTokens), Elapsed());
                 epochs.Add(result);
                 onEpoch?.Invoke(result);
                 bool finished = done == batches.Count;
+                allDone = finished && epoch == options.Epochs;
                 // At an epoch's end the position is the start of the next one; a run cut short saves where it stopped.
                 var position = finished
                     ? new TrainingPosition(epoch + 1, 0, step, tokens, positions, Elapsed().TotalSeconds, 0, 0, epochs.ToList())
@@ -247,6 +334,7 @@ public static class Trainer
         {
             model.eval();
         }
-        return new TrainingResult(epochs, step, tokens, Elapsed(), timeUp, positions);
+        if (stop == TrainingStop.Completed && !allDone && cancellation.IsCancellationRequested) stop = TrainingStop.Cancelled;
+        return new TrainingResult(epochs, step, tokens, Elapsed(), stop, positions);
     }
 }

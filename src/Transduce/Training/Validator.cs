@@ -10,13 +10,23 @@ namespace Transduce.Training;
 /// <param name="Step">Optimiser updates at the time.</param>
 /// <param name="Loss">Token-weighted mean masked cross-entropy.</param>
 /// <param name="Bleu">Corpus BLEU of greedy translations (13a on natural text, else on the normalised tokens).</param>
-public sealed record ValidationResult(int Step, double Loss, double Bleu);
+public sealed record ValidationResult(int Step, double Loss, double Bleu)
+{
+    /// <summary>Which weights were measured: <c>update 500</c>, <c>the final weights (update 953)</c>, <c>the average of the last 5 saves (…)</c>.</summary>
+    public string? Weights { get; init; }
+
+    /// <summary>True when these weights were the average of several saves (<see cref="TrainingOptions.AverageLast"/>).</summary>
+    public bool Averaged { get; init; }
+
+    /// <summary>True when this validation beat every earlier one and its weights went to <c>best/</c>.</summary>
+    public bool IsBest { get; init; }
+}
 
 /// <summary>
 /// Scores a model during training on held-out pairs. The model is put in eval mode for the measurement and back
 /// in training mode afterwards; no random numbers are drawn, so validating does not change the training run.
 /// </summary>
-public sealed class Validator
+internal sealed class Validator
 {
     private readonly IReadOnlyList<SentencePair> pairs;
     private readonly int batchSize;

@@ -73,10 +73,15 @@ public sealed class CheckpointTests : IDisposable
         string config = Path.Combine(path, Checkpoint.ConfigFile);
         string original = File.ReadAllText(config);
 
-        File.WriteAllText(config, "{\"model_type\": \"marian\"}");
+        File.WriteAllText(config, "{\"model_type\": \"bert\"}");
         var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
         Assert.Contains("config.json", e.Message);
         Assert.Contains("not a Transduce checkpoint", e.Message);
+
+        // A MarianMT config is read as a MarianMT folder, which then lacks its files: the error names the missing one.
+        File.WriteAllText(config, "{\"model_type\": \"marian\"}");
+        var missing = Assert.ThrowsAny<IOException>(() => Checkpoint.Load(path));
+        Assert.Contains("vocab.json", missing.Message);
 
         File.WriteAllText(config, original[..(original.Length / 2)]);
         e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));

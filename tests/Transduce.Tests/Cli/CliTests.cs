@@ -125,7 +125,7 @@ public sealed class CliTests : IDisposable
         var train = Run(null, "train", "--preset", "transformer-base-cpu", "--data", folder, "--out", model,
             "--hidden", "16", "--ffn", "32", "--layers", "1", "--heads", "2", "--bpe-vocab", "300", "--epochs", "2", "--valid-every", "1");
         Assert.True(train.Code == 0, train.Err + train.Out);
-        Assert.Contains("validation at update 1", train.Out);
+        Assert.Contains("validation of update 1:", train.Out);
         Assert.True(File.Exists(Path.Combine(model, "best", "model.safetensors")));
 
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
@@ -135,11 +135,13 @@ public sealed class CliTests : IDisposable
         Assert.Equal("bpe", config["text"]!["tokenizer"]!.GetValue<string>());
         Assert.Equal("none", config["text"]!["normalizer"]!.GetValue<string>());
         var settings = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "train.json")))!;
-        Assert.Equal(0.1, settings["options"]!["label_smoothing"]!.GetValue<double>());
-        Assert.Equal("inverse-sqrt", settings["options"]!["schedule"]!.GetValue<string>());
-        Assert.Equal(Path.Combine(folder, "train.tsv"), settings["data"]!.GetValue<string>());
+        Assert.Equal("transformer-base-cpu", settings["preset"]!.GetValue<string>());
+        Assert.Equal(0.1, settings["training"]!["label_smoothing"]!.GetValue<double>());
+        Assert.Equal("inverse-sqrt", settings["training"]!["schedule"]!.GetValue<string>());
+        Assert.Equal(16, settings["model"]!["hidden_size"]!.GetValue<int>());
+        Assert.Equal(Path.Combine(folder, "train.tsv"), settings["data"]!["train"]!.GetValue<string>());
         Assert.Equal("4", config["training"]!["pairs"]!.GetValue<string>());
-        Assert.Equal(Path.Combine(folder, "valid.tsv"), settings["valid"]!.GetValue<string>());
+        Assert.Equal(Path.Combine(folder, "valid.tsv"), settings["validation"]!["file"]!.GetValue<string>());
     }
 
     [Fact]
@@ -151,7 +153,7 @@ public sealed class CliTests : IDisposable
             "--save-every", "10", "--out", model, "--embed", "16", "--hidden", "32", "--layers", "1", "--dropout", "0",
             "--epochs", "300", "--batch-size", "2", "--lr", "0.01", "--seed", "3");
         Assert.True(train.Code == 0, train.Err + train.Out);
-        Assert.Contains("validation at update 20", train.Out);
+        Assert.Contains("validation of update 20:", train.Out);
         Assert.Contains("early stop", train.Out);
         var best = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "best", "config.json")))!["training"]!;
         Assert.Equal("100.00", best["valid_bleu"]!.GetValue<string>());

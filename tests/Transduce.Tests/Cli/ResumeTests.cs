@@ -25,7 +25,7 @@ public sealed class ResumeTests : IDisposable
         "--save-every", "4", "--bucketed",
     ];
 
-    private static Process Start(string[] args)
+    internal static Process Start(string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Transduce.Cli.dll"));

@@ -28,9 +28,9 @@ public sealed class TrainedGruFixture : IDisposable
 
     public Translator Translator { get; }
     public EncoderDecoder Model => Translator.Checkpoint.Model;
-    public TextPipeline Pipeline { get; }
-    public SpecialIds SourceIds { get; }
-    public SpecialIds Ids { get; }
+    internal TextPipeline Pipeline { get; }
+    internal SpecialIds SourceIds { get; }
+    internal SpecialIds Ids { get; }
     public IReadOnlyList<int[]> Sources { get; }
 
     public void Dispose() => Translator.Dispose();

@@ -31,7 +31,7 @@ public sealed class BpeFixture
     /// <summary>About 5,000 sentences (English and French sides of every 66th pair).</summary>
     public IReadOnlyList<string> Sentences { get; }
 
-    public BpeTokenizer Tokenizer { get; }
+    internal BpeTokenizer Tokenizer { get; }
 }
 
 public sealed class BpeTokenizerTests(BpeFixture fixture) : IClassFixture<BpeFixture>

@@ -7,7 +7,7 @@ namespace Transduce.Models.Bahdanau;
 /// <summary>
 /// Additive (Bahdanau) attention, d2l §11.3.2: score(q, k) = wᵥᵀ tanh(W_q q + W_k k).
 /// </summary>
-public sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, (Tensor Output, Tensor Weights)>
+internal sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, (Tensor Output, Tensor Weights)>
 {
     private readonly Linear W_k, W_q, w_v;
     private readonly Dropout dropout;

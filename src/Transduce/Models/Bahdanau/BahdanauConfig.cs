@@ -3,7 +3,7 @@ using Transduce.Models.Gru;
 namespace Transduce.Models.Bahdanau;
 
 /// <summary>The config of <see cref="BahdanauSeq2Seq"/> (d2l §11.4): the recurrent sizes, the attention is as wide as the hidden state.</summary>
-public sealed record BahdanauConfig : RecurrentConfig
+internal sealed record BahdanauConfig : RecurrentConfig
 {
     /// <summary>The registered name.</summary>
     public const string Name = "bahdanau";

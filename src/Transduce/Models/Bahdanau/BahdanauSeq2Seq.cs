@@ -13,7 +13,7 @@ namespace Transduce.Models.Bahdanau;
 /// <param name="Memory">Encoder outputs, (batch, source steps, hidden).</param>
 /// <param name="Mask">Key mask from the source valid lengths, (batch, 1, 1, source steps).</param>
 /// <param name="Hidden">GRU state, (layers, batch, hidden).</param>
-public sealed record BahdanauState(Tensor Memory, Tensor Mask, Tensor Hidden) : ICrossAttentionState
+internal sealed record BahdanauState(Tensor Memory, Tensor Mask, Tensor Hidden) : ICrossAttentionState
 {
     /// <inheritdoc />
     public IEnumerable<Tensor> Tensors => [Memory, Mask, Hidden];
@@ -26,7 +26,7 @@ public sealed record BahdanauState(Tensor Memory, Tensor Mask, Tensor Hidden) : 
 /// GRU decoder with additive attention (d2l §11.4): at each step the query is the previous top-layer hidden
 /// state, the context is its attention over the encoder outputs, and the GRU input is [context; embedding].
 /// </summary>
-public sealed class BahdanauDecoder : Decoder<BahdanauState>
+internal sealed class BahdanauDecoder : Decoder<BahdanauState>
 {
     private readonly AdditiveAttention attention;
     private readonly Embedding embedding;
@@ -82,7 +82,7 @@ public sealed class BahdanauDecoder : Decoder<BahdanauState>
 }
 
 /// <summary>The d2l §11.4 model: <see cref="GruEncoder"/> + <see cref="BahdanauDecoder"/>.</summary>
-public sealed class BahdanauSeq2Seq : EncoderDecoder<BahdanauState>
+internal sealed class BahdanauSeq2Seq : EncoderDecoder<BahdanauState>
 {
     /// <summary>Builds the model from <paramref name="config"/> with d2l's Xavier initialisation.</summary>
     public BahdanauSeq2Seq(BahdanauConfig config)

@@ -1,7 +1,7 @@
 namespace Transduce.Models.Gru;
 
 /// <summary>The config of a recurrent encoder–decoder: embedding width, hidden width, layers and dropout, nothing more.</summary>
-public abstract record RecurrentConfig : ModelConfig
+internal abstract record RecurrentConfig : ModelConfig
 {
     /// <inheritdoc />
     public override IEnumerable<(string Keys, long Count)> MinimumParameterTerms()
@@ -21,7 +21,7 @@ public abstract record RecurrentConfig : ModelConfig
 }
 
 /// <summary>The config of <see cref="GruSeq2Seq"/> (d2l §10.7).</summary>
-public sealed record GruConfig : RecurrentConfig
+internal sealed record GruConfig : RecurrentConfig
 {
     /// <summary>The registered name.</summary>
     public const string Name = "gru";

@@ -9,7 +9,7 @@ namespace Transduce.Models.Gru;
 /// Multi-layer GRU encoder (d2l §10.7). Padded positions are packed away, so the final state of
 /// every sentence is taken at its own last token rather than after a run of padding.
 /// </summary>
-public sealed class GruEncoder : Encoder
+internal sealed class GruEncoder : Encoder
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;
@@ -46,7 +46,7 @@ public sealed class GruEncoder : Encoder
 /// </summary>
 /// <param name="Context">Shape (batch, hidden).</param>
 /// <param name="Hidden">Shape (layers, batch, hidden).</param>
-public sealed record GruState(Tensor Context, Tensor Hidden) : IDecoderState
+internal sealed record GruState(Tensor Context, Tensor Hidden) : IDecoderState
 {
     /// <inheritdoc />
     public IEnumerable<Tensor> Tensors => [Context, Hidden];
@@ -56,7 +56,7 @@ public sealed record GruState(Tensor Context, Tensor Hidden) : IDecoderState
 /// GRU decoder of d2l §10.7: at every step the input is the target embedding concatenated with the
 /// encoder's final top-layer state, and a dense layer maps the GRU output to vocabulary logits.
 /// </summary>
-public sealed class GruDecoder : PackedDecoder<GruState>
+internal sealed class GruDecoder : PackedDecoder<GruState>
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;
@@ -111,7 +111,7 @@ public sealed class GruDecoder : PackedDecoder<GruState>
 }
 
 /// <summary>The d2l §10.7 sequence-to-sequence model: <see cref="GruEncoder"/> + <see cref="GruDecoder"/>.</summary>
-public sealed class GruSeq2Seq : EncoderDecoder<GruState>
+internal sealed class GruSeq2Seq : EncoderDecoder<GruState>
 {
     /// <summary>Builds the model from <paramref name="config"/> with d2l's Xavier initialisation.</summary>
     public GruSeq2Seq(GruConfig config)

@@ -9,7 +9,7 @@ namespace Transduce.Models.Transformer;
 /// keys and values; their outputs are concatenated and projected. The projections are exposed separately
 /// so that decoders can cache projected keys and values across decoding steps.
 /// </summary>
-public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
+internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
 {
     private readonly Linear W_q, W_k, W_v, W_o;
     private readonly Dropout dropout;

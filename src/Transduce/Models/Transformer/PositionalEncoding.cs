@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Transduce.Models.Transformer;
 
 /// <summary>How <see cref="PositionalEncoding"/> lays out the sines and cosines of its d/2 frequencies.</summary>
-public enum SinusoidLayout
+internal enum SinusoidLayout
 {
     /// <summary>d2l §11.6 / Vaswani et al.: column 2i holds sin(pos·ωᵢ), column 2i+1 holds cos(pos·ωᵢ).</summary>
     Interleaved,
@@ -22,7 +22,7 @@ public enum SinusoidLayout
 /// added to the (scaled) embeddings, followed by dropout. <see cref="SinusoidLayout.Halves"/> puts the same values
 /// in Marian's column order instead.
 /// </summary>
-public sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
+internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
 {
     private readonly Dropout dropout;
     private readonly Tensor table;

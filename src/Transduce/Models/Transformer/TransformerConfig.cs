@@ -7,7 +7,7 @@ namespace Transduce.Models.Transformer;
 /// (pre-norm, shared and tied embeddings, activations, attention biases, separate decoder depth, Marian's sinusoid layout).
 /// Its embedding width is its hidden width.
 /// </summary>
-public sealed record TransformerConfig : ModelConfig
+internal sealed record TransformerConfig : ModelConfig
 {
     /// <summary>The registered name.</summary>
     public const string Name = "transformer";
@@ -64,7 +64,7 @@ public sealed record TransformerConfig : ModelConfig
 
     /// <summary>The number of decoder blocks: <see cref="DecoderLayers"/>, or <see cref="ModelConfig.Layers"/> when that is null.</summary>
     [JsonIgnore]
-    public int DecoderLayerCount => DecoderLayers ?? Layers;
+    public override int DecoderLayerCount => DecoderLayers ?? Layers;
 
     /// <summary>The position table's layout as <see cref="PositionalEncoding"/> takes it.</summary>
     [JsonIgnore]

@@ -107,7 +107,7 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
 }
 
 /// <summary>Transformer encoder (d2l §11.7.4): scaled embeddings + positions, then a stack of blocks.</summary>
-public sealed class TransformerEncoder : Encoder
+internal sealed class TransformerEncoder : Encoder
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -144,7 +144,7 @@ public sealed class TransformerEncoder : Encoder
 /// keys/values of the target prefix so far (grown by one step per call), and how many target positions
 /// have been consumed.
 /// </summary>
-public sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, Tensor[] CrossValues, Tensor?[] SelfKeys, Tensor?[] SelfValues, long Steps)
+internal sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, Tensor[] CrossValues, Tensor?[] SelfKeys, Tensor?[] SelfValues, long Steps)
     : ICrossAttentionState
 {
     /// <inheritdoc />
@@ -217,7 +217,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
 /// causal mask; fed one token at a time it extends cached keys/values, so each step costs one position's
 /// work and gives the same logits as recomputing the prefix.
 /// </summary>
-public sealed class TransformerDecoder : PackedDecoder<TransformerState>
+internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -310,7 +310,7 @@ public sealed class TransformerDecoder : PackedDecoder<TransformerState>
 /// separate decoder depth and Marian's sinusoid layout (enough to run Hugging Face MarianMT checkpoints, whose
 /// <c>final_logits_bias</c> is the output projection's bias).
 /// </summary>
-public sealed class TransformerSeq2Seq : EncoderDecoder<TransformerState>
+internal sealed class TransformerSeq2Seq : EncoderDecoder<TransformerState>
 {
     /// <summary>Builds the model from <paramref name="config"/>.</summary>
     public TransformerSeq2Seq(TransformerConfig config) : this(config, CreateEmbeddings(config)) { }

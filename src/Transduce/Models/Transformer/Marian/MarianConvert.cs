@@ -14,7 +14,7 @@ namespace Transduce.Models.Transformer.Marian;
 /// <c>generate</c> (Hugging Face length normalisation, banned tokens). Our <c>&lt;bos&gt;</c> row is Marian's decoder start
 /// token (<c>&lt;pad&gt;</c>), so decoding starts exactly as transformers does.
 /// </summary>
-public static class MarianConvert
+internal static class MarianConvert
 {
     /// <summary>True when <paramref name="directory"/> looks like a MarianMT folder (<c>config.json</c> with <c>model_type: marian</c>).</summary>
     public static bool IsMarianFolder(string directory)

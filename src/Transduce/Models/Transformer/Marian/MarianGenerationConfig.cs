@@ -4,7 +4,7 @@ namespace Transduce.Models.Transformer.Marian;
 /// The decoding settings of a Hugging Face MarianMT folder, read from <c>generation_config.json</c> (falling back to
 /// <c>config.json</c>, then to transformers' defaults), with transformers' meaning.
 /// </summary>
-public sealed record MarianGenerationConfig
+internal sealed record MarianGenerationConfig
 {
     /// <summary><c>decoder_start_token_id</c>: the first decoder input (Marian: <c>&lt;pad&gt;</c>).</summary>
     public required int DecoderStartTokenId { get; init; }

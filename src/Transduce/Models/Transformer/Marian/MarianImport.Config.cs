@@ -5,7 +5,7 @@ using Transduce.Inference;
 namespace Transduce.Models.Transformer.Marian;
 
 /// <summary>Reading a MarianMT folder's JSON files: the model config, the generation settings, the vocabularies.</summary>
-public static partial class MarianImport
+internal static partial class MarianImport
 {
     /// <summary>Maps a MarianMT <c>config.json</c> onto the <see cref="TransformerConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
     public static TransformerConfig ReadModelConfig(string configPath)

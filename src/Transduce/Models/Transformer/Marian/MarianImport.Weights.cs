@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Transduce.Models.Transformer.Marian;
 
 /// <summary>Mapping a MarianMT state dict onto a <see cref="TransformerSeq2Seq"/>, by parameter name.</summary>
-public static partial class MarianImport
+internal static partial class MarianImport
 {
     /// <summary>
     /// For each tensor of a <see cref="TransformerSeq2Seq"/> built from <paramref name="config"/>, the Hugging Face names that

@@ -27,7 +27,7 @@ namespace Transduce.Models.Transformer.Marian;
 /// <c>model.{encoder,decoder}.embed_positions.weight</c>, present in older checkpoints, must have shape
 /// (max_position_embeddings, d_model) and is otherwise not read: the table is computed.</para>
 /// </remarks>
-public static partial class MarianImport
+internal static partial class MarianImport
 {
     /// <summary>File names inside a MarianMT folder.</summary>
     public const string ConfigFile = "config.json", GenerationConfigFile = "generation_config.json", WeightsFile = "model.safetensors",

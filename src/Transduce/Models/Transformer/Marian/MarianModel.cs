@@ -17,7 +17,7 @@ namespace Transduce.Models.Transformer.Marian;
 /// Known difference: without <c>forced_eos_token_id</c> a beam still ends in <c>&lt;eos&gt;</c> at the length limit, where
 /// transformers would keep it unfinished (OPUS-MT folders all set it).
 /// </remarks>
-public sealed class MarianModel : IDisposable
+internal sealed class MarianModel : IDisposable
 {
     /// <summary>The network, in eval mode.</summary>
     public TransformerSeq2Seq Model { get; }

@@ -4,7 +4,7 @@ using System.Numerics;
 namespace Transduce.Evaluation;
 
 /// <summary>sacreBLEU's text rendering of scores, with Python's number formatting.</summary>
-public static class ScoreFormat
+internal static class ScoreFormat
 {
     /// <summary>Python's <c>f"{value:.{decimals}f}"</c>: the exact binary value rounded half-to-even.</summary>
     /// <param name="value">The number.</param>

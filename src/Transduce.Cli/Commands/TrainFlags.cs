@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Transduce.Training;
+
+namespace Transduce.Cli.Commands;
+
+/// <summary>
+/// <c>train</c>'s flags: each sets keys of the run configuration (<see cref="RunConfig"/>), over the preset and the
+/// <c>--config</c> file. Defaults are not repeated here: the help shows the configuration's own.
+/// </summary>
+internal static class TrainFlags
+{
+    /// <summary>A flag and the configuration keys it sets when given.</summary>
+    internal sealed record Flag(Option Option, Func<ParseResult, IEnumerable<KeyValuePair<string, object?>>> Values);
+
+    private static readonly JsonObject Defaults = JsonNode.Parse(new RunConfig().ToJson())!.AsObject();
+
+    private static string WithDefault(string description, string key)
+    {
+        JsonNode? node = Defaults;
+        foreach (string part in key.Split('.')) node = node?[part];
+        return node is null ? description : $"{description} (default {node.ToJsonString().Trim('"')})";
+    }
+
+    private static Flag Value<T>(string name, string key, string description, Func<T, object?>? convert = null, string[]? choices = null)
+    {
+        var option = new Option<T>(name) { Description = WithDefault(description, key) + $" [{key}]" };
+        if (choices is not null) option.AcceptOnlyFromAmong(choices);
+        return new Flag(option, r => r.GetResult(option) is { Implicit: false }
+            ? [new(key, convert is null ? r.GetValue(option) : convert(r.GetValue(option)!))]
+            : []);
+    }
+
+    private static Flag Switch(string name, string key, string description)
+    {
+        var option = new Option<bool>(name) { Description = description + $" [{key}]" };
+        return new Flag(option, r => r.GetResult(option) is { Implicit: false } ? [new(key, r.GetValue(option))] : []);
+    }
+
+    private static string[] Names<TEnum>() where TEnum : struct, Enum =>
+        [.. Enum.GetNames<TEnum>().Select(n => System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(n))];
+
+    // Declared before All, which uses it.
+    private static Option<int?> MaxPairs { get; } = new("--max-pairs") { Description = "Train on the first N pairs only (vocabularies from the same pairs). [data.max_pairs]" };
+
+    /// <summary>Every configuration flag, in the order <c>--help</c> lists them.</summary>
+    public static IReadOnlyList<Flag> All { get; } =
+    [
+        Value<string>("--data", "data.train", "Corpus: a tab-separated file, a folder (its train split if the preset names one), a source-side text file (with --data-target), or a known corpus name (fra-eng, downloaded into the cache)."),
+        Value<string>("--data-target", "data.target", "Target-side text file aligned line by line with the --data source file."),
+        Value<string>("--model", "model.architecture", $"Architecture: {string.Join(", ", ModelOptions.Architectures)}.", choices: [.. ModelOptions.Architectures]),
+        Value<int>("--embed", "model.embedding_size", "Embedding size of the recurrent models."),
+        Value<int>("--hidden", "model.hidden_size", "Hidden size."),
+        Value<int>("--layers", "model.layers", "Layers."),
+        Value<int>("--heads", "model.heads", "Transformer attention heads."),
+        Value<int>("--ffn", "model.ffn_size", "Transformer feed-forward width."),
+        Value<string>("--activation", "model.activation", "Transformer feed-forward activation.", choices: Names<FeedForwardActivation>()),
+        Switch("--pre-norm", "model.pre_norm", "Transformer: layer norm before each sub-layer (default: post-norm, as the book)."),
+        Switch("--tie-embeddings", "model.tie_embeddings", "Transformer: output projection shares the target embedding."),
+        Switch("--share-embeddings", "model.share_embeddings", "Transformer: encoder and decoder share one embedding (builds one joint vocabulary)."),
+        Value<double>("--dropout", "model.dropout", "Dropout."),
+        Value<string>("--tokenizer", "text.tokenizer", "word (d2l: split on spaces) or bpe (joint subword vocabulary trained on the data; cased, natural output).", choices: Names<TokenizerKind>()),
+        Value<string>("--normalize", "text.normalizer", "Text normaliser: d2l (lower-case, space before punctuation) or none (default: d2l for words, none for bpe).", choices: Names<NormalizerKind>()),
+        Value<int>("--bpe-vocab", "text.bpe_vocab_size", "BPE vocabulary size (with --tokenizer bpe)."),
+        Value<int>("--min-freq", "text.min_frequency", "Minimum token frequency for the word vocabularies."),
+        Value<int>("--max-steps", "text.max_steps", "Cut sentences to this many tokens incl. <eos> (d2l's num_steps); default: no cut."),
+        Value<int>("--epochs", "training.epochs", "Epochs."),
+        Value<int>("--batch-size", "training.batch_size", "Sentence pairs per batch."),
+        Value<double>("--lr", "training.learning_rate", "Adam learning rate."),
+        Value<string>("--schedule", "training.schedule", "Learning-rate schedule: constant or inverse-sqrt (linear warm-up, then 1/√step).", choices: Names<LearningRateSchedule>()),
+        Value<int>("--warmup", "training.warmup_steps", "Warm-up updates of the inverse-sqrt schedule."),
+        Value<double>("--label-smoothing", "training.label_smoothing", "Label smoothing ε."),
+        Value<int>("--accumulate", "training.accumulate_steps", "Mini-batches per optimiser update (gradient accumulation)."),
+        Value<double>("--clip", "training.gradient_clip", "Gradient-norm clip, 0 for none."),
+        Value<int>("--seed", "training.seed", "Random seed (initialisation, dropout, batch order)."),
+        Switch("--bucketed", "training.bucketed", "Length-bucketed batches: similar lengths together, little padding."),
+        Value<int>("--max-tokens", "training.max_tokens", "Length-bucketed batches of at most N padded tokens (implies --bucketed)."),
+        Value<double>("--time-limit", "training.time_limit", "Stop after this many minutes of training (the final weights are saved and validated).",
+            minutes => TimeSpan.FromMinutes(minutes)),
+        Value<int>("--max-updates", "training.max_updates", "Stop after this many optimiser updates."),
+        Value<int>("--save-every", "training.save_every_steps", "Also write a resumable checkpoint every N updates (it is written at every epoch end)."),
+        Value<int>("--keep-last", "training.keep_last", "Also keep the models of the last K saves in OUT/history (for transduce average)."),
+        Value<int>("--average-last", "training.average_last", "At the end, average the last K saves, validate the average and keep it in OUT/best if it wins."),
+        Value<int>("--threads", "training.threads", "libtorch intra-op threads (default: all cores)."),
+        Value<string>("--valid", "validation.file", "Validation corpus (tab-separated): loss and greedy BLEU at every epoch end (or --valid-every), and on the final weights."),
+        Value<int>("--valid-every", "validation.every", "Validate every N updates instead of at epoch ends."),
+        Value<int>("--valid-max", "validation.max_pairs", "Validate on the first N pairs only."),
+        Value<string>("--keep-best", "validation.metric", "Keep the best model in OUT/best by this validation metric: bleu or loss.", choices: Names<ValidationMetric>()),
+        Value<int>("--patience", "validation.patience", "Stop early after N validations without improvement."),
+        new Flag(MaxPairs, r => r.GetResult(MaxPairs) is { Implicit: false }
+            ? [new("data.max_pairs", r.GetValue(MaxPairs)), new("data.vocabulary_pairs", null)]
+            : []),
+        Switch("--skip-invalid", "data.skip_invalid", "Skip malformed corpus lines (and count them) instead of stopping."),
+        Value<string>("--source-language", "data.source_language", "Name of the source language, shown by serve (e.g. English)."),
+        Value<string>("--target-language", "data.target_language", "Name of the target language, shown by serve (e.g. French)."),
+    ];
+
+    /// <summary>The keys the given flags set, in flag order.</summary>
+    public static List<KeyValuePair<string, object?>> Given(ParseResult result) => [.. All.SelectMany(f => f.Values(result))];
+
+    /// <summary>The names of the given flags other than those in <paramref name="allowed"/>.</summary>
+    public static IEnumerable<string> GivenNames(ParseResult result, params string[] allowed) =>
+        All.Where(f => f.Values(result).Any() && !allowed.Contains(f.Option.Name)).Select(f => f.Option.Name);
+}

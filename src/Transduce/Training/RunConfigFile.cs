@@ -1,0 +1,475 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
+using System.Text.RegularExpressions;
+using Transduce.Models;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Transduce.Training;
+
+/// <summary>
+/// Reading, layering, checking and writing <see cref="RunConfig"/>s. Every layer (a preset, a file, flags) is a JSON
+/// tree; its keys are checked against the configuration types (an unknown key or a mistyped value is an error that
+/// names the source, the line when known and the dotted key), then the layers are merged and deserialised once.
+/// </summary>
+internal static partial class RunConfigFile
+{
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower, allowIntegerValues: false) },
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver(),
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    private const string PresetResourcePrefix = "Transduce.Presets.";
+
+    private static readonly Lazy<Dictionary<string, RunConfig>> Presets = new(LoadPresets);
+
+    public static IReadOnlyList<string> PresetNames => [.. Presets.Value.Keys];
+
+    public static RunConfig Preset(string name) => Presets.Value.TryGetValue(name, out var preset)
+        ? preset
+        : throw new ArgumentException($"unknown preset '{name}' (known: {string.Join(", ", Presets.Value.Keys)})");
+
+    private static Dictionary<string, RunConfig> LoadPresets()
+    {
+        var assembly = typeof(RunConfigFile).Assembly;
+        var files = new Dictionary<string, (JsonObject Node, Dictionary<string, int> Lines)>(StringComparer.Ordinal);
+        foreach (string resource in assembly.GetManifestResourceNames().Where(r => r.StartsWith(PresetResourcePrefix, StringComparison.Ordinal)))
+        {
+            string name = Path.GetFileNameWithoutExtension(resource[PresetResourcePrefix.Length..]);
+            using var reader = new StreamReader(assembly.GetManifestResourceStream(resource)!);
+            var (node, lines) = ReadYaml(reader.ReadToEnd(), $"preset {name}");
+            files[name] = ((JsonObject?)node ?? [], lines);
+        }
+        var presets = new Dictionary<string, RunConfig>(StringComparer.Ordinal);
+        RunConfig Resolve(string name, int depth)
+        {
+            if (presets.TryGetValue(name, out var done)) return done;
+            var (node, lines) = files[name];
+            // A preset may build on another (the d2l presets share their data settings).
+            var basis = node["preset"] is JsonValue v && v.TryGetValue<string>(out var on) && files.ContainsKey(on) && depth < 8
+                ? Resolve(on, depth + 1) : new RunConfig();
+            return presets[name] = Compose(basis, node, lines, $"preset {name}") with { Preset = name };
+        }
+        foreach (string name in files.Keys.Order(StringComparer.Ordinal)) Resolve(name, 0);
+        return presets.OrderBy(p => p.Key == "d2l-gru" ? 0 : p.Key == "d2l-bahdanau" ? 1 : p.Key == "d2l-transformer" ? 2 : 3)
+            .ThenBy(p => p.Key, StringComparer.Ordinal).ToDictionary(StringComparer.Ordinal);
+    }
+
+    public static RunConfig Load(string path, RunConfig? over)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: configuration file not found", path);
+        string text = File.ReadAllText(path);
+        if (Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            JsonNode? node;
+            try
+            {
+                node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}:{(e.LineNumber ?? 0) + 1}: not valid JSON ({e.Message.Split(" Path:")[0]})", e);
+            }
+            return FromLayer(node, [], path, over);
+        }
+        return Parse(text, path, over);
+    }
+
+    public static RunConfig Parse(string text, string sourceName, RunConfig? over)
+    {
+        var (node, lines) = ReadYaml(text, sourceName);
+        return FromLayer(node, lines, sourceName, over);
+    }
+
+    /// <summary>A file's tree over its base: the preset it names, else <paramref name="over"/>, else the defaults.</summary>
+    private static RunConfig FromLayer(JsonNode? node, Dictionary<string, int> lines, string source, RunConfig? over)
+    {
+        if (node is not null and not JsonObject)
+            throw new InvalidDataException($"{source}: a configuration is a mapping of sections (model, text, training, validation, data), not a {Kind(node)}");
+        var layer = (JsonObject?)node ?? [];
+        RunConfig basis = over ?? new RunConfig();
+        if (layer["preset"] is JsonValue pv && pv.TryGetValue<string>(out var presetName))
+        {
+            try
+            {
+                basis = Preset(presetName);
+            }
+            catch (ArgumentException e)
+            {
+                throw new InvalidDataException($"{Where(source, lines, "preset")}: {e.Message}");
+            }
+        }
+        return Compose(basis, layer, lines, source);
+    }
+
+    public static RunConfig With(RunConfig basis, IEnumerable<KeyValuePair<string, object?>> values, string source)
+    {
+        var layer = new JsonObject();
+        foreach (var (key, value) in values)
+        {
+            var parts = key.Split('.');
+            JsonObject at = layer;
+            foreach (string part in parts[..^1])
+            {
+                if (at[part] is not JsonObject next) at[part] = next = [];
+                at = next;
+            }
+            at[parts[^1]] = value switch
+            {
+                null => null,
+                JsonNode n => n.DeepClone(),
+                TimeSpan t => JsonSerializer.SerializeToNode<TimeSpan?>(t, new JsonSerializerOptions { Converters = { new DurationConverter() } }),
+                Enum e => JsonValue.Create(JsonNamingPolicy.KebabCaseLower.ConvertName(e.ToString())),
+                _ => JsonSerializer.SerializeToNode(value, value.GetType()),
+            };
+        }
+        try
+        {
+            return Compose(basis, layer, [], source);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ArgumentException(e.Message, e);
+        }
+    }
+
+    /// <summary>Checks <paramref name="layer"/>'s keys and values, merges it over <paramref name="basis"/> and deserialises.</summary>
+    private static RunConfig Compose(RunConfig basis, JsonObject layer, Dictionary<string, int> lines, string source)
+    {
+        Check(layer, typeof(RunConfig), "", lines, source);
+        var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
+        Merge(merged, layer);
+        try
+        {
+            return merged.Deserialize<RunConfig>(Json) ?? new RunConfig();
+        }
+        catch (JsonException e)
+        {
+            string key = (e.Path ?? "$").TrimStart('$').TrimStart('.');
+            throw new InvalidDataException($"{Where(source, lines, key)}: '{key}': {e.Message.Split(" Path:")[0]}", e);
+        }
+    }
+
+    private static void Merge(JsonObject into, JsonObject over)
+    {
+        foreach (var (key, value) in over.ToList())
+        {
+            if (value is JsonObject o && into[key] is JsonObject existing) Merge(existing, o);
+            else into[key] = value?.DeepClone();
+        }
+    }
+
+    // ---- checking keys and value types against the configuration records ----
+
+    private static void Check(JsonNode? node, Type type, string path, Dictionary<string, int> lines, string source)
+    {
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        var info = Json.GetTypeInfo(type);
+        if (node is null) return;
+        switch (info.Kind)
+        {
+            case JsonTypeInfoKind.Object:
+                if (node is not JsonObject obj) throw Mistyped(node, "a mapping of keys", path, lines, source);
+                foreach (var (key, value) in obj)
+                {
+                    string at = path.Length == 0 ? key : $"{path}.{key}";
+                    var property = info.Properties.FirstOrDefault(p => p.Name == key && p.Set is not null);
+                    if (property is null)
+                    {
+                        var known = info.Properties.Where(p => p.Set is not null).Select(p => p.Name).ToList();
+                        string? near = known.MinBy(k => Distance(k, key));
+                        string hint = near is not null && Distance(near, key) <= 2 ? $"did you mean '{near}'? " : "";
+                        throw new InvalidDataException(
+                            $"{Where(source, lines, at)}: unknown key '{at}' ({hint}{(path.Length == 0 ? "sections" : path)}: {string.Join(", ", known)})");
+                    }
+                    Check(value, property.PropertyType, at, lines, source);
+                }
+                return;
+            case JsonTypeInfoKind.Enumerable:
+                if (node is not JsonArray array) throw Mistyped(node, "a list", path, lines, source);
+                for (int i = 0; i < array.Count; i++) Check(array[i], info.ElementType!, $"{path}[{i}]", lines, source);
+                return;
+        }
+        if (node is not JsonValue v) throw Mistyped(node, Expected(type), path, lines, source);
+        var kind = v.GetValueKind();
+        bool ok = type == typeof(string) ? kind == JsonValueKind.String
+            : type == typeof(bool) ? kind is JsonValueKind.True or JsonValueKind.False
+            : type == typeof(int) ? kind == JsonValueKind.Number && IsWhole(v)
+            : type == typeof(double) ? kind == JsonValueKind.Number
+            : type == typeof(TimeSpan) ? kind == JsonValueKind.String && DurationConverter.Parse(v.GetValue<string>()) is not null
+            : type.IsEnum ? kind == JsonValueKind.String && EnumNames(type).Contains(v.GetValue<string>())
+            : true;
+        if (!ok) throw Mistyped(node, Expected(type), path, lines, source);
+    }
+
+    private static bool IsWhole(JsonValue v) =>
+        double.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue;
+
+    private static IReadOnlyList<string> EnumNames(Type type) =>
+        [.. Enum.GetNames(type).Select(n => JsonNamingPolicy.KebabCaseLower.ConvertName(n))];
+
+    private static string Expected(Type type) =>
+        type == typeof(string) ? "text"
+        : type == typeof(bool) ? "true or false"
+        : type == typeof(int) ? "a whole number"
+        : type == typeof(double) ? "a number"
+        : type == typeof(TimeSpan) ? "a duration such as 90m, 1.5h, 45s or 01:30:00"
+        : type.IsEnum ? $"one of: {string.Join(", ", EnumNames(type))}"
+        : type.Name;
+
+    private static InvalidDataException Mistyped(JsonNode node, string expected, string path, Dictionary<string, int> lines, string source) =>
+        new($"{Where(source, lines, path)}: '{path}' must be {expected} (got {Shown(node)})");
+
+    private static string Shown(JsonNode node) => node switch
+    {
+        JsonObject => "a mapping",
+        JsonArray => "a list",
+        _ => node.ToJsonString(),
+    };
+
+    private static string Kind(JsonNode node) => node switch { JsonArray => "list", JsonObject => "mapping", _ => "single value" };
+
+    private static string Where(string source, Dictionary<string, int> lines, string path) =>
+        lines.TryGetValue(path, out int line) ? $"{source}:{line}" : source;
+
+    private static int Distance(string a, string b)
+    {
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
+        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
+        for (int i = 1; i <= a.Length; i++)
+            for (int j = 1; j <= b.Length; j++)
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+        return d[a.Length, b.Length];
+    }
+
+    // ---- YAML in and out (YamlDotNet's representation model; scalars typed as YAML 1.2's core schema does) ----
+
+    /// <summary>Reads YAML into a JSON tree, with the line of every key by dotted path.</summary>
+    private static (JsonNode? Node, Dictionary<string, int> Lines) ReadYaml(string text, string source)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new InvalidDataException($"{source}:{e.Start.Line}: not valid YAML ({e.Message})", e);
+        }
+        var lines = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (stream.Documents.Count == 0) return (null, lines);
+        if (stream.Documents.Count > 1) throw new InvalidDataException($"{source}: holds {stream.Documents.Count} YAML documents; a configuration is one");
+        return (ToJson(stream.Documents[0].RootNode, "", lines, source), lines);
+    }
+
+    private static JsonNode? ToJson(YamlNode node, string path, Dictionary<string, int> lines, string source)
+    {
+        lines.TryAdd(path, (int)node.Start.Line);
+        switch (node)
+        {
+            case YamlMappingNode map:
+                var obj = new JsonObject();
+                foreach (var (k, v) in map.Children)
+                {
+                    if (k is not YamlScalarNode { Value: { } key })
+                        throw new InvalidDataException($"{source}:{k.Start.Line}: keys must be plain names");
+                    string at = path.Length == 0 ? key : $"{path}.{key}";
+                    lines[at] = (int)k.Start.Line;
+                    if (obj.ContainsKey(key)) throw new InvalidDataException($"{source}:{k.Start.Line}: key '{at}' appears twice");
+                    obj[key] = ToJson(v, at, lines, source);
+                }
+                return obj;
+            case YamlSequenceNode seq:
+                var array = new JsonArray();
+                int i = 0;
+                foreach (var item in seq.Children) array.Add(ToJson(item, $"{path}[{i++}]", lines, source));
+                return array;
+            case YamlScalarNode scalar:
+                return scalar.Style is ScalarStyle.Plain or ScalarStyle.Any ? PlainScalar(scalar.Value ?? "") : JsonValue.Create(scalar.Value ?? "");
+            default:
+                throw new InvalidDataException($"{source}:{node.Start.Line}: unsupported YAML node ({node.NodeType})");
+        }
+    }
+
+    [GeneratedRegex(@"^[-+]?[0-9]+$")]
+    private static partial Regex IntegerPattern();
+
+    [GeneratedRegex(@"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")]
+    private static partial Regex FloatPattern();
+
+    [GeneratedRegex(@"^[A-Za-z0-9_./\-][A-Za-z0-9_./\-+ ,()§'’√=·…]*$")]
+    private static partial Regex SafePlain();
+
+    private static JsonNode? PlainScalar(string text) => text switch
+    {
+        "" or "~" or "null" or "Null" or "NULL" => null,
+        "true" or "True" or "TRUE" => JsonValue.Create(true),
+        "false" or "False" or "FALSE" => JsonValue.Create(false),
+        _ when IntegerPattern().IsMatch(text) && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long l) => JsonValue.Create(l),
+        _ when FloatPattern().IsMatch(text) => JsonValue.Create(double.Parse(text, CultureInfo.InvariantCulture)),
+        _ => JsonValue.Create(text),
+    };
+
+    public static string ToJson(RunConfig config) => JsonSerializer.Serialize(config, Json);
+
+    public static string ToYaml(RunConfig config)
+    {
+        var root = (YamlMappingNode)ToYaml(JsonSerializer.SerializeToNode(config, Json)!);
+        var writer = new StringWriter { NewLine = "\n" };
+        new YamlStream(new YamlDocument(root)).Save(writer, assignAnchors: false);
+        string text = writer.ToString();
+        // The emitter closes the document with "...": one configuration per file needs no end marker.
+        return text.EndsWith("...\n", StringComparison.Ordinal) ? text[..^4] : text;
+    }
+
+    private static YamlNode ToYaml(JsonNode? node)
+    {
+        switch (node)
+        {
+            case null:
+                return new YamlScalarNode("null") { Style = ScalarStyle.Plain };
+            case JsonObject obj:
+                var map = new YamlMappingNode();
+                foreach (var (k, v) in obj) map.Add(new YamlScalarNode(k), ToYaml(v));
+                return map;
+            case JsonArray array:
+                var seq = new YamlSequenceNode(array.Select(ToYaml));
+                if (array.Count == 0) seq.Style = YamlDotNet.Core.Events.SequenceStyle.Flow;
+                return seq;
+            default:
+                var value = (JsonValue)node;
+                if (value.GetValueKind() != JsonValueKind.String) return new YamlScalarNode(value.ToJsonString()) { Style = ScalarStyle.Plain };
+                string text = value.GetValue<string>();
+                // Plain when it reads back as the same text; quoted otherwise ("1", "true", "null", "a: b").
+                bool plain = SafePlain().IsMatch(text) && PlainScalar(text) is JsonValue back && back.GetValueKind() == JsonValueKind.String
+                    && !text.EndsWith(' ') && !text.Contains(" #", StringComparison.Ordinal);
+                return new YamlScalarNode(text) { Style = plain ? ScalarStyle.Plain : ScalarStyle.DoubleQuoted };
+        }
+    }
+
+    // ---- the train.json of runs made before the run configuration existed ----
+
+    /// <summary>Reads a run directory's <c>train.json</c>: a <see cref="RunConfig"/>, or the flat settings older versions wrote.</summary>
+    public static RunConfig ReadRunFile(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found", path);
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidDataException($"{path}: empty");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+        }
+        if (root.ContainsKey("options") && root.ContainsKey("architecture")) root = FromLegacy(root);
+        // The configuration is complete: it is read over the defaults, never over the preset it names.
+        root.Remove("preset", out var named);
+        var config = FromLayer(root, [], path, null);
+        return named is JsonValue nv && nv.TryGetValue<string>(out var name) ? config with { Preset = name } : config;
+    }
+
+    /// <summary>The flat <c>TrainSettings</c> of earlier versions, key by key, as a configuration tree.</summary>
+    private static JsonObject FromLegacy(JsonObject old)
+    {
+        // Keys the old file left out keep their defaults, which have not changed.
+        void Put(JsonObject section, string key, string oldKey)
+        {
+            if (old.TryGetPropertyValue(oldKey, out var value)) section[key] = value?.DeepClone();
+        }
+        var model = new JsonObject();
+        foreach (var (key, oldKey) in new[] { ("architecture", "architecture"), ("embedding_size", "embedding"), ("hidden_size", "hidden"),
+            ("layers", "layers"), ("heads", "heads"), ("ffn_size", "ffn"), ("activation", "activation"), ("pre_norm", "pre_norm"),
+            ("tie_embeddings", "tie"), ("share_embeddings", "share"), ("dropout", "dropout") })
+            Put(model, key, oldKey);
+        var text = new JsonObject();
+        foreach (var (key, oldKey) in new[] { ("tokenizer", "tokenizer"), ("normalizer", "normalizer"), ("bpe_vocab_size", "bpe_vocab"),
+            ("min_frequency", "min_frequency"), ("max_steps", "max_steps") })
+            Put(text, key, oldKey);
+        var training = new JsonObject();
+        foreach (var (key, value) in old["options"]?.AsObject() ?? [])
+        {
+            // TimeSpan was written as "hh:mm:ss", which the duration reader takes as it is.
+            if (key is "max_updates" or "keep_last" or "average_last" or "threads") continue;
+            training[key] = value?.DeepClone();
+        }
+        Put(training, "threads", "threads");
+        Put(training, "keep_last", "keep_last");
+        var validation = new JsonObject();
+        foreach (var (key, oldKey) in new[] { ("file", "valid"), ("every", "valid_every"), ("max_pairs", "valid_max"), ("metric", "keep_best"), ("patience", "patience") })
+            Put(validation, key, oldKey);
+        var data = new JsonObject();
+        foreach (var (key, oldKey) in new[] { ("train", "data"), ("target", "data_target"), ("max_pairs", "train_pairs"), ("vocabulary_pairs", "vocabulary_pairs"),
+            ("skip_invalid", "skip_invalid"), ("source_language", "source_language"), ("target_language", "target_language") })
+            Put(data, key, oldKey);
+        var config = new JsonObject { ["model"] = model, ["text"] = text, ["training"] = training, ["validation"] = validation, ["data"] = data };
+        if (old["preset"] is JsonValue pv && pv.TryGetValue<string>(out var preset) && PresetNames.Contains(preset))
+        {
+            config["preset"] = preset;
+            config["description"] = Preset(preset).Description;
+            config["examples"] = JsonSerializer.SerializeToNode(Preset(preset).Examples, Json);
+        }
+        return config;
+    }
+
+    // ---- validation of values ----
+
+    public static void Validate(RunConfig c)
+    {
+        static void Positive(int? value, string key)
+        {
+            if (value is <= 0) throw new ArgumentException($"'{key}' must be positive (got {value})");
+        }
+        var m = c.Model;
+        if (!ModelRegistry.Names.Contains(m.Architecture))
+            throw new ArgumentException($"'model.architecture': unknown '{m.Architecture}' (known: {string.Join(", ", ModelRegistry.Names)})");
+        Positive(m.EmbeddingSize, "model.embedding_size");
+        Positive(m.HiddenSize, "model.hidden_size");
+        Positive(m.Layers, "model.layers");
+        Positive(m.Heads, "model.heads");
+        Positive(m.FfnSize, "model.ffn_size");
+        if (m.Dropout is < 0 or >= 1) throw new ArgumentException($"'model.dropout' must be in [0, 1) (got {m.Dropout})");
+        if (m.Architecture == "transformer" && m.HiddenSize % m.Heads != 0)
+            throw new ArgumentException($"'model.hidden_size' {m.HiddenSize} must be divisible by 'model.heads' {m.Heads}");
+
+        var x = c.Text;
+        Positive(x.MinFrequency, "text.min_frequency");
+        Positive(x.MaxSteps, "text.max_steps");
+        if (x.Tokenizer == TokenizerKind.Bpe && x.BpeVocabSize < Text.BpeTrainingOptions.MinVocabSize)
+            throw new ArgumentException($"'text.bpe_vocab_size' must be at least {Text.BpeTrainingOptions.MinVocabSize} (got {x.BpeVocabSize})");
+
+        var t = c.Training;
+        Positive(t.Epochs, "training.epochs");
+        Positive(t.BatchSize, "training.batch_size");
+        Positive(t.WarmupSteps, "training.warmup_steps");
+        Positive(t.AccumulateSteps, "training.accumulate_steps");
+        Positive(t.MaxTokens, "training.max_tokens");
+        Positive(t.MaxUpdates, "training.max_updates");
+        Positive(t.SaveEverySteps, "training.save_every_steps");
+        Positive(t.KeepLast, "training.keep_last");
+        Positive(t.Threads, "training.threads");
+        if (t.AverageLast is < 2) throw new ArgumentException($"'training.average_last' must be at least 2 (got {t.AverageLast})");
+        if (!(t.LearningRate > 0)) throw new ArgumentException($"'training.learning_rate' must be positive (got {t.LearningRate})");
+        if (t.GradientClip < 0) throw new ArgumentException($"'training.gradient_clip' must not be negative (got {t.GradientClip})");
+        if (t.LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"'training.label_smoothing' must be in [0, 1) (got {t.LabelSmoothing})");
+        if (t.TimeLimit is { } limit && limit <= TimeSpan.Zero) throw new ArgumentException("'training.time_limit' must be positive");
+
+        var v = c.Validation;
+        Positive(v.Every, "validation.every");
+        Positive(v.MaxPairs, "validation.max_pairs");
+        Positive(v.Patience, "validation.patience");
+        Positive(c.Data.MaxPairs, "data.max_pairs");
+        Positive(c.Data.VocabularyPairs, "data.vocabulary_pairs");
+    }
+}

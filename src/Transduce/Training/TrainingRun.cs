@@ -1,0 +1,616 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Transduce.Checkpoints;
+using Transduce.Data;
+using Transduce.Evaluation;
+using Transduce.Inference;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Training;
+
+/// <summary>
+/// A training run in a run directory: everything <c>transduce train</c> does. It prepares the data and the model from a
+/// <see cref="RunConfig"/>, trains with progress events, validates (at the set interval and always on the final weights),
+/// keeps the best model in <c>best/</c> and the last saves in <c>history/</c>, stops early, averages the last saves,
+/// writes crash-safe checkpoints, and continues exactly where it stopped with <see cref="Resume"/>. The directory is
+/// locked while the run is open: a second run on it is refused.
+/// </summary>
+/// <example>
+/// <code>
+/// using var run = new TrainingRun(RunConfig.FromPreset("d2l-gru"), "runs/gru");
+/// run.Progress += (_, p) => Console.WriteLine($"update {p.Step}: loss {p.Loss:F3}");
+/// TrainingSummary summary = run.Run();
+/// </code>
+/// </example>
+public sealed class TrainingRun : IDisposable
+{
+    internal const string ConfigFile = "train.json", StateFile = "trainer.json", OptimizerFile = "optimizer.bin", RngFile = "rng.safetensors",
+        BestDirectory = "best", HistoryDirectory = "history";
+
+    private static readonly JsonSerializerOptions StateJson = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    private readonly RunLock runLock;
+    private readonly IReadOnlyList<SentencePair>? givenPairs, givenValidation;
+    private readonly bool resuming;
+    private readonly List<double[]> curve = [];
+    private readonly List<ValidationResult> validations = [];
+    private TrainerFile? saved;
+    private bool started;
+
+    /// <summary>
+    /// Opens a new run in <paramref name="directory"/> (created if needed). Nothing is read or trained until
+    /// <see cref="Run"/>. The pairs may be given in memory; otherwise they are read as <see cref="DataOptions"/> says.
+    /// </summary>
+    /// <param name="config">The run configuration; checked here (<see cref="ArgumentException"/> names the key).</param>
+    /// <param name="directory">The run directory: new, empty, or (with <paramref name="overwrite"/>) an earlier run's.</param>
+    /// <param name="trainingPairs">Training pairs, instead of reading <see cref="DataOptions.Train"/>.</param>
+    /// <param name="validationPairs">Validation pairs, instead of reading <see cref="ValidationOptions.File"/>.</param>
+    /// <param name="overwrite">Start afresh in a directory that holds an earlier run (its files, best model and history are replaced).</param>
+    public TrainingRun(RunConfig config, string directory, IReadOnlyList<SentencePair>? trainingPairs = null,
+        IReadOnlyList<SentencePair>? validationPairs = null, bool overwrite = false)
+    {
+        config.Validate();
+        Directory = Path.GetFullPath(directory);
+        Config = ResolveData(config, trainingPairs is not null);
+        givenPairs = trainingPairs;
+        givenValidation = validationPairs;
+        CheckNeeds(Config, validationPairs is not null);
+        if (System.IO.Directory.Exists(Directory) && System.IO.Directory.EnumerateFileSystemEntries(Directory).Any(e => Path.GetFileName(e) != RunLock.FileName))
+        {
+            bool isRun = File.Exists(Path.Combine(Directory, ConfigFile));
+            if (!isRun)
+                throw new IOException($"{directory}: the directory exists and holds other files; a run needs a new or empty directory");
+            if (!overwrite)
+                throw new IOException($"{directory}: holds a training run already; continue it with --resume {directory}, or start afresh with --overwrite");
+        }
+        System.IO.Directory.CreateDirectory(Directory);
+        runLock = RunLock.Acquire(Directory);
+        if (overwrite)
+        {
+            Checkpoint.Recover(Directory);
+            foreach (var entry in new DirectoryInfo(Directory).EnumerateFileSystemInfos().Where(e => e.Name != RunLock.FileName))
+            {
+                if (entry is DirectoryInfo d) d.Delete(recursive: true);
+                else entry.Delete();
+            }
+        }
+    }
+
+    private TrainingRun(string directory, RunLock held, RunConfig config, TrainerFile state,
+        IReadOnlyList<SentencePair>? trainingPairs, IReadOnlyList<SentencePair>? validationPairs)
+    {
+        Directory = directory;
+        runLock = held;
+        Config = config;
+        saved = state;
+        resuming = true;
+        givenPairs = trainingPairs;
+        givenValidation = validationPairs;
+        curve.AddRange(state.Curve);
+        validations.AddRange(state.Validations ?? []);
+    }
+
+    /// <summary>
+    /// Opens the run saved in <paramref name="directory"/> to continue it where it stopped (after a crash, a kill or
+    /// Ctrl+C); <see cref="Run"/> then reaches the same weights an uninterrupted run would have. A run whose pairs were
+    /// given in memory needs them again; the corpus must be the one the run started with (checked by count and hash).
+    /// </summary>
+    /// <param name="directory">A run directory written by <see cref="Run"/>.</param>
+    /// <param name="trainingPairs">The training pairs, when the run was given them in memory.</param>
+    /// <param name="validationPairs">The validation pairs, when the run was given them in memory.</param>
+    /// <param name="threads">libtorch threads for the rest of the run, instead of the configured ones.</param>
+    public static TrainingRun Resume(string directory, IReadOnlyList<SentencePair>? trainingPairs = null,
+        IReadOnlyList<SentencePair>? validationPairs = null, int? threads = null)
+    {
+        string full = Path.GetFullPath(directory);
+        string settings = Path.Combine(full, ConfigFile);
+        var notARun = new FileNotFoundException($"{Path.Combine(directory, ConfigFile)}: not found — '{directory}' is not a resumable training checkpoint", settings);
+        if (!File.Exists(settings) && !HasLeftovers(full)) throw notARun;
+        var held = System.IO.Directory.Exists(full) ? RunLock.Acquire(full) : null;
+        try
+        {
+            // Only a writer repairs what an interrupted save left, and only under the lock.
+            Checkpoint.Recover(full);
+            Checkpoint.Recover(Path.Combine(full, BestDirectory));
+            held ??= System.IO.Directory.Exists(full) ? RunLock.Acquire(full) : null;
+            if (held is null || !File.Exists(settings)) throw notARun;
+            var config = RunConfigFile.ReadRunFile(settings);
+            if (threads is not null) config = config with { Training = config.Training with { Threads = threads } };
+            var state = ReadState(Path.Combine(full, StateFile));
+            return new TrainingRun(full, held, config, state, trainingPairs, validationPairs);
+        }
+        catch
+        {
+            held?.Dispose();
+            throw;
+        }
+    }
+
+    private static bool HasLeftovers(string full)
+    {
+        string? parent = Path.GetDirectoryName(full);
+        return parent is not null && System.IO.Directory.Exists(parent)
+            && System.IO.Directory.GetDirectories(parent, $".{Path.GetFileName(full)}.*-*").Length > 0;
+    }
+
+    /// <summary>The configuration of the run, with its data paths resolved (what <c>train.json</c> holds).</summary>
+    public RunConfig Config { get; }
+
+    /// <summary>The run directory (full path). It is the last checkpoint; <c>best/</c> and <c>history/</c> are inside.</summary>
+    public string Directory { get; }
+
+    /// <summary>The training loss curve so far: the mean loss of every 10 updates, at its fractional epoch.</summary>
+    public IReadOnlyList<(double Epoch, double Loss)> LossCurve => [.. curve.Select(c => (c[0], c[1]))];
+
+    /// <summary>Every validation so far, including those of earlier sessions of a resumed run.</summary>
+    public IReadOnlyList<ValidationResult> Validations => validations;
+
+    /// <summary>After every optimiser update.</summary>
+    public event EventHandler<TrainingProgress>? Progress;
+
+    /// <summary>After every epoch (also the partial last one of a run cut short).</summary>
+    public event EventHandler<EpochResult>? EpochCompleted;
+
+    /// <summary>After every validation, with whether it is the best so far.</summary>
+    public event EventHandler<ValidationResult>? Validated;
+
+    /// <summary>What the run is doing: data read, model built, resumed, early stop.</summary>
+    public event EventHandler<string>? Message;
+
+    /// <summary>Things a user should know that do not stop the run (skipped corpus lines).</summary>
+    public event EventHandler<string>? Warning;
+
+    /// <summary>For the training bench: the prepared model and encoded pairs, before the first update.</summary>
+    internal event Action<Checkpoint, IReadOnlyList<EncodedPair>>? DataPrepared;
+
+    /// <summary>
+    /// While a checkpoint is written: the argument is the directory being written, before it replaces the run
+    /// directory, so handlers can add files of their own (the CLI draws <c>loss.png</c> from <see cref="LossCurve"/>).
+    /// </summary>
+    public event EventHandler<string>? CheckpointWriting;
+
+    /// <summary>
+    /// Trains until the last epoch, the time limit, <see cref="TrainingOptions.MaxUpdates"/>, early stopping or
+    /// <paramref name="cancellation"/>; then validates the final weights (and their average with the last saves, when
+    /// asked) so that <c>best/</c> holds the best of all candidates. A checkpoint is written at every epoch end,
+    /// every <see cref="TrainingOptions.SaveEverySteps"/> updates and when the run stops.
+    /// </summary>
+    /// <param name="cancellation">Stops the run after the current update; the run is saved and can be resumed.</param>
+    public TrainingSummary Run(CancellationToken cancellation = default)
+    {
+        if (started) throw new InvalidOperationException("a TrainingRun runs once; open it again with TrainingRun.Resume to continue");
+        started = true;
+        var t = Config.Training;
+        if (t.Threads is int n) set_num_threads(n);
+        using var prepared = resuming ? PrepareResume() : PrepareNew();
+        var checkpoint = prepared.Checkpoint;
+        var model = checkpoint.Model;
+        var tgt = checkpoint.TargetVocabulary;
+        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        Say($"train {prepared.CorpusName}: {prepared.Pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
+            $"{checkpoint.ModelConfig.Architecture} {model.parameters().Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads" +
+            (Config.Preset is { } p ? $", preset {p}" : ""));
+
+        DataPrepared?.Invoke(checkpoint, prepared.Pairs);
+        Validator? validator = prepared.Validation is { Count: > 0 } vp ? new Validator(vp) : null;
+        using var stopEarly = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        bool earlyStopped = false;
+        int lastStep = saved?.Position.Step ?? 0;
+        const int Window = 10;
+        double window = 0;
+        int windowSteps = 0;
+
+        void OnStep(TrainingProgress progress)
+        {
+            lastStep = progress.Step;
+            window += progress.Loss;
+            if (++windowSteps >= Window || progress.Step == progress.TotalSteps)
+            {
+                curve.Add([progress.Step * t.Epochs / (double)progress.TotalSteps, window / windowSteps]);
+                window = 0;
+                windowSteps = 0;
+            }
+            Progress?.Invoke(this, progress);
+            if (validator is not null && Config.Validation.Every is int every && progress.Step % every == 0)
+                earlyStopped |= ValidateAndKeep(validator, checkpoint, progress.Step, $"update {progress.Step}", averaged: false, stopEarly);
+        }
+
+        void OnEpoch(EpochResult epoch)
+        {
+            EpochCompleted?.Invoke(this, epoch);
+            if (validator is not null && Config.Validation.Every is null && (validations.Count == 0 || validations[^1].Step != lastStep))
+                earlyStopped |= ValidateAndKeep(validator, checkpoint, lastStep, $"update {lastStep}", averaged: false, stopEarly);
+        }
+
+        var result = Trainer.Train(model, prepared.Pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength),
+            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume);
+        var stop = earlyStopped ? TrainingStop.EarlyStop : result.Stop;
+
+        // The final weights are a candidate like any other: a run that stops between two validations validates them now.
+        if (validator is not null && validations.Where(v => !v.Averaged).Select(v => v.Step).DefaultIfEmpty(-1).Max() < result.Steps)
+            ValidateAndKeep(validator, checkpoint, result.Steps, $"the final weights (update {result.Steps})", averaged: false, null);
+        if (validator is not null && t.AverageLast is int k && !validations.Any(v => v.Averaged && v.Step == result.Steps))
+            ValidateAverage(validator, k, result.Steps);
+
+        var examples = Config.Examples.Count == 0 ? [] : TranslateExamples(checkpoint);
+        var best = Best();
+        return new TrainingSummary(Directory, stop, result.Steps, result.Epochs.Count, result.Elapsed, result.TokensPerSecond,
+            result.PaddingFraction, result.Epochs.LastOrDefault()?.Loss, best, best is null ? null : Path.Combine(Directory, BestDirectory),
+            validations.ToList(), examples);
+    }
+
+    /// <summary>Runs <see cref="Run"/> on the thread pool.</summary>
+    public Task<TrainingSummary> RunAsync(CancellationToken cancellation = default) => Task.Run(() => Run(cancellation), CancellationToken.None);
+
+    /// <summary>Closes the run and releases the run directory's lock.</summary>
+    public void Dispose() => runLock.Dispose();
+
+    // ---- data and model ----
+
+    /// <summary>The data, its encoding and the model of a session of the run.</summary>
+    private sealed class Prepared(Checkpoint checkpoint, IReadOnlyList<EncodedPair> pairs, string corpusName, CorpusFingerprint corpus,
+        IReadOnlyList<SentencePair>? validation, TrainingResume? resume) : IDisposable
+    {
+        public Checkpoint Checkpoint { get; } = checkpoint;
+        public IReadOnlyList<EncodedPair> Pairs { get; } = pairs;
+        public string CorpusName { get; } = corpusName;
+        public CorpusFingerprint Corpus { get; } = corpus;
+        public IReadOnlyList<SentencePair>? Validation { get; } = validation;
+        public TrainingResume? Resume { get; } = resume;
+        public void Dispose() => Checkpoint.Dispose();
+    }
+
+    /// <summary>Train on a folder's split and validate on its held-out file; a known corpus name stays a name (resolved at each read).</summary>
+    private static RunConfig ResolveData(RunConfig config, bool pairsInMemory)
+    {
+        var data = config.Data;
+        if (pairsInMemory || data.Train is not { } train || !System.IO.Directory.Exists(train)) return config;
+        var validation = config.Validation;
+        if (validation.File is null && data.ValidFile is { } vf && File.Exists(Path.Combine(train, vf)))
+            validation = validation with { File = Path.Combine(train, vf) };
+        if (data.TrainFile is { } tf && File.Exists(Path.Combine(train, tf))) data = data with { Train = Path.Combine(train, tf) };
+        return config with { Data = data, Validation = validation };
+    }
+
+    private static void CheckNeeds(RunConfig config, bool validationInMemory)
+    {
+        bool validates = validationInMemory || config.Validation.File is not null;
+        if (config.Validation.Patience is not null && !validates)
+            throw new ArgumentException("'validation.patience' needs validation pairs (validation.file, or --valid FILE)");
+        if (config.Training.AverageLast is not null && !validates)
+            throw new ArgumentException("'training.average_last' needs validation pairs (validation.file, or --valid FILE) to compare the average with");
+    }
+
+    private (IReadOnlyList<SentencePair> All, string Name) ReadCorpus()
+    {
+        var data = Config.Data;
+        if (givenPairs is not null) return (givenPairs, "pairs given in memory");
+        string source = data.Train ?? throw new ArgumentException("'data.train': no training data (a corpus file, a folder, or a known corpus name such as fra-eng)");
+        int? readPairs = data.MaxPairs is int tp ? Math.Max(tp, data.VocabularyPairs ?? 0) : null;
+        var options = new CorpusReadOptions { SkipInvalid = data.SkipInvalid, MaxPairs = readPairs };
+        CorpusReadResult read;
+        string name;
+        if (data.Target is { } targetFile)
+        {
+            read = ParallelCorpus.ReadAligned(source, targetFile, options);
+            name = $"{Path.GetFileName(source)} + {Path.GetFileName(targetFile)}";
+        }
+        else
+        {
+            string path = LocateCorpus(source);
+            read = ParallelCorpus.Read(path, options);
+            name = path;
+        }
+        if (read.SkippedLines > 0)
+            Warning?.Invoke(this, $"skipped {read.SkippedLines} malformed line(s) of {name}; first: {read.SkipReasons.FirstOrDefault()}");
+        return (read.Pairs, name);
+    }
+
+    /// <summary>An existing file or folder as given, or a known corpus name fetched into the cache.</summary>
+    private string LocateCorpus(string data)
+    {
+        if (File.Exists(data) || System.IO.Directory.Exists(data)) return data;
+        if (DatasetHub.Find(data) is { } entry)
+        {
+            var hub = new DatasetHub(DatasetHub.DefaultCacheDirectory);
+            Warning?.Invoke(this, $"corpus '{entry.Name}': using the cache in {DatasetHub.DefaultCacheDirectory} (downloads {entry.Url} if needed)");
+            string folder = hub.EnsureAsync(entry).GetAwaiter().GetResult();
+            return Path.Combine(folder, entry.MainFile);
+        }
+        throw new FileNotFoundException($"{data}: no such file or folder, and not a known corpus name (known: {string.Join(", ", DatasetHub.Known.Select(k => k.Name))})");
+    }
+
+    private IReadOnlyList<SentencePair>? ReadValidation()
+    {
+        if (givenValidation is not null) return givenValidation;
+        if (Config.Validation.File is not { } path) return null;
+        var read = ParallelCorpus.Read(path, new CorpusReadOptions { MaxPairs = Config.Validation.MaxPairs, SkipInvalid = Config.Data.SkipInvalid });
+        return read.Pairs;
+    }
+
+    private Prepared PrepareNew()
+    {
+        var (all, corpusName) = ReadCorpus();
+        var data = Config.Data;
+        var train = data.MaxPairs is int take ? all.Take(take).ToList() : all;
+        var vocabPairs = data.VocabularyPairs is int vp && data.MaxPairs is not null ? all.Take(vp).ToList() : null;
+        var validation = ReadValidation();
+        var text = Config.Text.ToTextConfig();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (encoded, subwords) = TranslationData.ForTraining(train, text, Config.Text.BpeVocabSize, Config.Text.MinFrequency,
+            Config.Model.ShareEmbeddings, vocabPairs);
+        if (subwords is not null)
+            Say($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {clock.Elapsed.TotalSeconds:F1}s");
+        var src = encoded.SourceVocabulary;
+        var tgt = encoded.TargetVocabulary;
+        // The seed is set right before the weights are drawn, so a run's initialisation depends on nothing else.
+        manual_seed(Config.Training.Seed);
+        var modelConfig = Config.Model.ToModelConfig(src.Count, tgt.Count, tgt.PadId);
+        var checkpoint = new Checkpoint
+        {
+            Model = Models.ModelRegistry.Create(modelConfig), ModelConfig = modelConfig, TextConfig = text,
+            SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
+        };
+        return new Prepared(checkpoint, encoded.Pairs, corpusName, CorpusFingerprint.Of(train), validation, null);
+    }
+
+    private Prepared PrepareResume()
+    {
+        var state = saved!;
+        var checkpoint = Checkpoint.Load(Directory);
+        try
+        {
+            checkpoint.Model.train();
+            var (all, corpusName) = ReadCorpus();
+            var train = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
+            var corpus = CorpusFingerprint.Of(train);
+            if (state.Corpus is { } before && before != corpus)
+                throw new InvalidDataException(
+                    $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
+                    $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
+            var encoded = TranslationData.Encode(train, checkpoint.CreateTextPipeline());
+            var validation = ReadValidation();
+            var rng = Safetensors.Load(Path.Combine(Directory, RngFile), out _);
+            using (var rngState = rng["rng"]) set_rng_state(rngState);
+            string optimizerPath = Path.Combine(Directory, OptimizerFile);
+            var resume = new TrainingResume(state.Position, optimizer =>
+            {
+                using var reader = new BinaryReader(File.OpenRead(optimizerPath));
+                optimizer.load_state_dict(reader);
+            });
+            Say($"resume {Directory} at epoch {state.Position.Epoch}, batch {state.Position.BatchesDone}, update {state.Position.Step}");
+            return new Prepared(checkpoint, encoded.Pairs, corpusName, corpus, validation, resume);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    // ---- saving ----
+
+    private void Save(Checkpoint checkpoint, Prepared prepared, TrainingSnapshot snapshot)
+    {
+        var position = snapshot.Position;
+        var last = position.Epochs.LastOrDefault();
+        var inv = CultureInfo.InvariantCulture;
+        var info = new Dictionary<string, string>
+        {
+            ["corpus"] = Path.GetFileName(prepared.CorpusName), ["pairs"] = prepared.Pairs.Count.ToString(inv),
+            ["preset"] = Config.Preset ?? "custom", ["seed"] = Config.Training.Seed.ToString(inv),
+            ["epochs_done"] = position.Epochs.Count.ToString(inv),
+            ["updates"] = position.Step.ToString(inv),
+            ["train_loss"] = (last?.Loss ?? double.NaN).ToString("F4", inv),
+            ["train_seconds"] = position.ElapsedSeconds.ToString("F1", inv),
+            ["tokens_per_second"] = (position.Tokens / Math.Max(1e-9, position.ElapsedSeconds)).ToString("F0", inv),
+            ["padding_fraction"] = (position.Positions == 0 ? 0 : 1 - position.Tokens / (double)position.Positions).ToString("F3", inv),
+        };
+        if (Config.Data.SourceLanguage is { } sl) info["source_language"] = sl;
+        if (Config.Data.TargetLanguage is { } tl) info["target_language"] = tl;
+        var state = new TrainerFile(position, curve, validations, prepared.Corpus);
+        var rngState = get_rng_state();
+        try
+        {
+            checkpoint.TrainingInfo = info;
+            checkpoint.Save(Directory, dir =>
+            {
+                AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), Config.ToJson());
+                AtomicFile.WriteAllText(Path.Combine(dir, StateFile), JsonSerializer.Serialize(state, StateJson));
+                AtomicFile.Write(Path.Combine(dir, OptimizerFile), stream =>
+                {
+                    using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+                    snapshot.Optimizer.save_state_dict(writer);
+                });
+                Safetensors.Save(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["rng"] = rngState });
+                CheckpointWriting?.Invoke(this, dir);
+            }, runLock);
+        }
+        finally
+        {
+            rngState.Dispose();
+        }
+        saved = state;
+        int keep = Math.Max(Config.Training.KeepLast ?? 0, Config.Training.AverageLast ?? 0);
+        if (keep > 0)
+        {
+            string history = Path.Combine(Directory, HistoryDirectory);
+            checkpoint.Save(Path.Combine(history, $"update-{position.Step:D8}"));
+            foreach (var stale in System.IO.Directory.GetDirectories(history, "update-*").Order(StringComparer.Ordinal).SkipLast(keep))
+                System.IO.Directory.Delete(stale, recursive: true);
+        }
+    }
+
+    // ---- validation, best model, early stopping, averaging ----
+
+    private double Metric(ValidationResult v) => Config.Validation.Metric == ValidationMetric.Loss ? v.Loss : v.Bleu;
+
+    private bool Better(ValidationResult a, ValidationResult b) =>
+        Config.Validation.Metric == ValidationMetric.Loss ? a.Loss < b.Loss : a.Bleu > b.Bleu;
+
+    private ValidationResult? Best() => validations.Count == 0 ? null
+        : validations.Aggregate((best, v) => Better(v, best) ? v : best);
+
+    /// <summary>Measures <paramref name="checkpoint"/>'s model; keeps it in best/ if it beats every earlier candidate. True when it stops the run early.</summary>
+    private bool ValidateAndKeep(Validator validator, Checkpoint checkpoint, int step, string weights, bool averaged, CancellationTokenSource? stopEarly)
+    {
+        var measured = validator.Run(checkpoint, step);
+        var best = Best();
+        var result = measured with { Weights = weights, Averaged = averaged, IsBest = best is null || Better(measured, best) };
+        validations.Add(result);
+        if (result.IsBest)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            var info = new Dictionary<string, string>(checkpoint.TrainingInfo)
+            {
+                ["best_update"] = step.ToString(inv),
+                ["best_weights"] = weights,
+                ["valid_loss"] = result.Loss.ToString("F4", inv),
+                ["valid_bleu"] = result.Bleu.ToString("F2", inv),
+            };
+            var saveInfo = checkpoint.TrainingInfo;
+            checkpoint.TrainingInfo = info;
+            try
+            {
+                checkpoint.Save(Path.Combine(Directory, BestDirectory));
+            }
+            finally
+            {
+                checkpoint.TrainingInfo = saveInfo;
+            }
+        }
+        Validated?.Invoke(this, result);
+        if (stopEarly is null || Config.Validation.Patience is not int patience) return false;
+        var ordinary = validations.Where(v => !v.Averaged).ToList();
+        if (ordinary.Count <= patience) return false;
+        var recent = ordinary.TakeLast(patience + 1).ToList();
+        bool stale = recent.Skip(1).All(v => !Better(v, recent[0])) && !ordinary.Any(v => Better(v, recent[0]));
+        if (!stale) return false;
+        Say($"early stop: no improvement in {patience} validations");
+        stopEarly.Cancel();
+        return true;
+    }
+
+    private void ValidateAverage(Validator validator, int k, int finalStep)
+    {
+        string history = Path.Combine(Directory, HistoryDirectory);
+        var saves = System.IO.Directory.Exists(history)
+            ? System.IO.Directory.GetDirectories(history, "update-*").Order(StringComparer.Ordinal).TakeLast(k).ToList()
+            : [];
+        if (saves.Count < 2)
+        {
+            Say($"average of the last {k} saves: only {saves.Count} save(s) in {history}, nothing to average");
+            return;
+        }
+        string first = Path.GetFileName(saves[0])["update-".Length..].TrimStart('0');
+        using var average = Checkpoint.Average(saves);
+        average.TrainingInfo = new Dictionary<string, string>(average.TrainingInfo);
+        ValidateAndKeep(validator, average, finalStep,
+            $"the average of the last {saves.Count} saves (updates {first}–{finalStep})", averaged: true, null);
+    }
+
+    private IReadOnlyList<ExampleTranslation> TranslateExamples(Checkpoint checkpoint)
+    {
+        using var translator = new Translator(checkpoint, ownsCheckpoint: false);
+        var outputs = translator.Translate(Config.Examples.Select(e => e.Source).ToList());
+        checkpoint.Model.train();
+        return [.. Config.Examples.Select((e, i) => new ExampleTranslation(e.Source, outputs[i], D2lBleu.Score(outputs[i], e.Reference, 2)))];
+    }
+
+    private void Say(string text) => Message?.Invoke(this, text);
+
+    // ---- the run directory's state ----
+
+    private static TrainerFile ReadState(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found — the run directory is incomplete", path);
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerFile>(File.ReadAllText(path), StateJson) ?? throw new InvalidDataException($"{path}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid ({e.Message})", e);
+        }
+    }
+
+    /// <summary>
+    /// Says which weights a checkpoint directory holds, for <c>translate</c> and <c>evaluate</c> to tell the user: a run
+    /// directory's last weights (and where its best model is), or a best model's origin and score. Null for a checkpoint
+    /// that carries no training facts (a converted Marian model).
+    /// </summary>
+    public static string? DescribeWeights(string directory)
+    {
+        string config = Path.Combine(directory, Checkpoint.ConfigFile);
+        if (!File.Exists(config)) return null;
+        var info = ReadTrainingInfo(config);
+        if (info.TryGetValue("best_weights", out var weights) || info.TryGetValue("best_update", out weights))
+            return $"{directory}: the best validated weights of their run, {(weights.All(char.IsAsciiDigit) ? $"update {weights}" : weights)} " +
+                   $"(valid BLEU {info.GetValueOrDefault("valid_bleu", "?")}, loss {info.GetValueOrDefault("valid_loss", "?")})";
+        if (!info.TryGetValue("updates", out var updates)) return null;
+        string best = Path.Combine(directory, BestDirectory);
+        string bestNote = File.Exists(Path.Combine(best, Checkpoint.ConfigFile)) && ReadTrainingInfo(Path.Combine(best, Checkpoint.ConfigFile)) is var b
+            ? $"; the best validated model is {best} ({b.GetValueOrDefault("best_weights", "update " + b.GetValueOrDefault("best_update", "?"))}, valid BLEU {b.GetValueOrDefault("valid_bleu", "?")})"
+            : "";
+        return $"{directory}: the last weights of the run (update {updates}){bestNote}";
+    }
+
+    private static Dictionary<string, string> ReadTrainingInfo(string configPath)
+    {
+        try
+        {
+            var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath));
+            return root?["training"]?.Deserialize<Dictionary<string, string>>() ?? [];
+        }
+        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException)
+        {
+            return [];
+        }
+    }
+}
+
+/// <summary>What a training run did, and which model is best.</summary>
+/// <param name="Directory">The run directory (the last weights).</param>
+/// <param name="Stop">What ended the run.</param>
+/// <param name="Updates">Optimiser updates in all.</param>
+/// <param name="Epochs">Epochs begun in all (the last may be partial).</param>
+/// <param name="Elapsed">Training time in all.</param>
+/// <param name="TokensPerSecond">Target tokens per second of training.</param>
+/// <param name="PaddingFraction">Share of computed target positions that were padding.</param>
+/// <param name="FinalLoss">Training loss of the last epoch.</param>
+/// <param name="Best">The best validation (null without validation); its weights are in <paramref name="BestDirectory"/>.</param>
+/// <param name="BestDirectory">Where the best model is (<c>best/</c>), or null without validation.</param>
+/// <param name="Validations">Every validation of the run.</param>
+/// <param name="Examples">The configuration's example sentences, translated by the final weights.</param>
+public sealed record TrainingSummary(string Directory, TrainingStop Stop, int Updates, int Epochs, TimeSpan Elapsed, double TokensPerSecond,
+    double PaddingFraction, double? FinalLoss, ValidationResult? Best, string? BestDirectory, IReadOnlyList<ValidationResult> Validations,
+    IReadOnlyList<ExampleTranslation> Examples);
+
+/// <summary>An example sentence after training.</summary>
+/// <param name="Source">The sentence.</param>
+/// <param name="Translation">The model's translation.</param>
+/// <param name="Bleu">The book's sentence BLEU (k = 2) against the reference.</param>
+public sealed record ExampleTranslation(string Source, string Translation, double Bleu);
+
+/// <summary>The training pairs a run started on: how many, and a hash of their text.</summary>
+internal sealed record CorpusFingerprint(int Pairs, string Sha256)
+{
+    public static CorpusFingerprint Of(IReadOnlyList<SentencePair> pairs)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var p in pairs)
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes(p.Source));
+            hash.AppendData("\t"u8);
+            hash.AppendData(Encoding.UTF8.GetBytes(p.Target));
+            hash.AppendData("\n"u8);
+        }
+        return new CorpusFingerprint(pairs.Count, Convert.ToHexStringLower(hash.GetHashAndReset()));
+    }
+}
+
+/// <summary>What <c>trainer.json</c> holds: the position in the run, the loss curve, the validations and the corpus.</summary>
+internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve, List<ValidationResult>? Validations = null, CorpusFingerprint? Corpus = null);
