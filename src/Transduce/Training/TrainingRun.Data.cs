@@ -1,0 +1,153 @@
+using Transduce.Checkpoints;
+using Transduce.Data;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Training;
+
+/// <summary>A <see cref="TrainingRun"/>'s data and model: the corpus read and encoded, the model built or loaded.</summary>
+public sealed partial class TrainingRun
+{
+    // ---- data and model ----
+
+    /// <summary>The data, its encoding and the model of a session of the run.</summary>
+    private sealed class Prepared(Checkpoint checkpoint, IReadOnlyList<EncodedPair> pairs, string corpusName, CorpusFingerprint corpus,
+        IReadOnlyList<SentencePair>? validation, TrainingResume? resume) : IDisposable
+    {
+        public Checkpoint Checkpoint { get; } = checkpoint;
+        public IReadOnlyList<EncodedPair> Pairs { get; } = pairs;
+        public string CorpusName { get; } = corpusName;
+        public CorpusFingerprint Corpus { get; } = corpus;
+        public IReadOnlyList<SentencePair>? Validation { get; } = validation;
+        public TrainingResume? Resume { get; } = resume;
+        public void Dispose() => Checkpoint.Dispose();
+    }
+
+    /// <summary>Train on a folder's split and validate on its held-out file; a known corpus name stays a name (resolved at each read).</summary>
+    private static RunConfig ResolveData(RunConfig config, bool pairsInMemory)
+    {
+        var data = config.Data;
+        if (pairsInMemory || data.Train is not { } train || !System.IO.Directory.Exists(train)) return config;
+        var validation = config.Validation;
+        if (validation.File is null && data.ValidFile is { } vf && File.Exists(Path.Combine(train, vf)))
+            validation = validation with { File = Path.Combine(train, vf) };
+        if (data.TrainFile is { } tf && File.Exists(Path.Combine(train, tf))) data = data with { Train = Path.Combine(train, tf) };
+        return config with { Data = data, Validation = validation };
+    }
+
+    private static void CheckNeeds(RunConfig config, bool validationInMemory)
+    {
+        bool validates = validationInMemory || config.Validation.File is not null;
+        if (config.Validation.Patience is not null && !validates)
+            throw new ArgumentException("'validation.patience' needs validation pairs (validation.file, or --valid FILE)");
+        if (config.Training.AverageLast is not null && !validates)
+            throw new ArgumentException("'training.average_last' needs validation pairs (validation.file, or --valid FILE) to compare the average with");
+    }
+
+    private (IReadOnlyList<SentencePair> All, string Name) ReadCorpus()
+    {
+        var data = Config.Data;
+        if (givenPairs is not null) return (givenPairs, "pairs given in memory");
+        string source = data.Train ?? throw new ArgumentException("'data.train': no training data (a corpus file, a folder, or a known corpus name such as fra-eng)");
+        int? readPairs = data.MaxPairs is int tp ? Math.Max(tp, data.VocabularyPairs ?? 0) : null;
+        var options = new CorpusReadOptions { SkipInvalid = data.SkipInvalid, MaxPairs = readPairs };
+        CorpusReadResult read;
+        string name;
+        if (data.Target is { } targetFile)
+        {
+            read = ParallelCorpus.ReadAligned(source, targetFile, options);
+            name = $"{Path.GetFileName(source)} + {Path.GetFileName(targetFile)}";
+        }
+        else
+        {
+            string path = LocateCorpus(source);
+            read = ParallelCorpus.Read(path, options);
+            name = path;
+        }
+        if (read.SkippedLines > 0)
+            Warning?.Invoke(this, $"skipped {read.SkippedLines} malformed line(s) of {name}; first: {read.SkipReasons.FirstOrDefault()}");
+        return (read.Pairs, name);
+    }
+
+    /// <summary>An existing file or folder as given, or a known corpus name fetched into the cache.</summary>
+    private string LocateCorpus(string data)
+    {
+        if (File.Exists(data) || System.IO.Directory.Exists(data)) return data;
+        if (DatasetHub.Find(data) is { } entry)
+        {
+            var hub = new DatasetHub(DatasetHub.DefaultCacheDirectory);
+            Warning?.Invoke(this, $"corpus '{entry.Name}': using the cache in {DatasetHub.DefaultCacheDirectory} (downloads {entry.Url} if needed)");
+            string folder = hub.EnsureAsync(entry).GetAwaiter().GetResult();
+            return Path.Combine(folder, entry.MainFile);
+        }
+        throw new FileNotFoundException($"{data}: no such file or folder, and not a known corpus name (known: {string.Join(", ", DatasetHub.Known.Select(k => k.Name))})");
+    }
+
+    private IReadOnlyList<SentencePair>? ReadValidation()
+    {
+        if (givenValidation is not null) return givenValidation;
+        if (Config.Validation.File is not { } path) return null;
+        var read = ParallelCorpus.Read(path, new CorpusReadOptions { MaxPairs = Config.Validation.MaxPairs, SkipInvalid = Config.Data.SkipInvalid });
+        return read.Pairs;
+    }
+
+    private Prepared PrepareNew()
+    {
+        var (all, corpusName) = ReadCorpus();
+        var data = Config.Data;
+        var train = data.MaxPairs is int take ? all.Take(take).ToList() : all;
+        var vocabPairs = data.VocabularyPairs is int vp && data.MaxPairs is not null ? all.Take(vp).ToList() : null;
+        var validation = ReadValidation();
+        var text = Config.Text.ToTextConfig();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (encoded, subwords) = TranslationData.ForTraining(train, text, Config.Text.BpeVocabSize, Config.Text.MinFrequency,
+            Config.Model.ShareEmbeddings, vocabPairs);
+        if (subwords is not null)
+            Say($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {clock.Elapsed.TotalSeconds:F1}s");
+        var src = encoded.SourceVocabulary;
+        var tgt = encoded.TargetVocabulary;
+        // The seed is set right before the weights are drawn, so a run's initialisation depends on nothing else.
+        manual_seed(Config.Training.Seed);
+        var modelConfig = Config.Model.ToModelConfig(src.Count, tgt.Count, tgt.PadId);
+        var checkpoint = new Checkpoint
+        {
+            Model = Models.ModelRegistry.Create(modelConfig), ModelConfig = modelConfig, TextConfig = text,
+            SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
+        };
+        return new Prepared(checkpoint, encoded.Pairs, corpusName, CorpusFingerprint.Of(train), validation, null);
+    }
+
+    private Prepared PrepareResume()
+    {
+        var state = saved!;
+        var checkpoint = Checkpoint.Load(Directory);
+        try
+        {
+            checkpoint.Model.train();
+            var (all, corpusName) = ReadCorpus();
+            var train = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
+            var corpus = CorpusFingerprint.Of(train);
+            if (state.Corpus is { } before && before != corpus)
+                throw new InvalidDataException(
+                    $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
+                    $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
+            var encoded = TranslationData.Encode(train, checkpoint.CreateTextPipeline());
+            var validation = ReadValidation();
+            var rng = Safetensors.Load(Path.Combine(Directory, RngFile), out _);
+            using (var rngState = rng["rng"]) set_rng_state(rngState);
+            string optimizerPath = Path.Combine(Directory, OptimizerFile);
+            var resume = new TrainingResume(state.Position, optimizer =>
+            {
+                using var reader = new BinaryReader(File.OpenRead(optimizerPath));
+                optimizer.load_state_dict(reader);
+            });
+            Say($"resume {Directory} at epoch {state.Position.Epoch}, batch {state.Position.BatchesDone}, update {state.Position.Step}");
+            return new Prepared(checkpoint, encoded.Pairs, corpusName, corpus, validation, resume);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+}
