@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Transduce.Checkpoints;
+using Transduce.Compute;
 using Transduce.Data;
 using Transduce.Models;
 using Transduce.Text;
@@ -13,9 +14,10 @@ using static TorchSharp.torch;
 namespace Transduce.Bench;
 
 /// <summary>
-/// <c>train</c>: trains a preset's Transformer for a fixed number of updates with the real <see cref="Trainer"/>, then the
-/// PyTorch twin (bench/pytorch/train_twin.py) on exactly the same batches, same threads, in the same run; reports target
-/// tokens/s for both, their ratio, and Transduce's model FLOPs utilisation against the matmul peak measured here.
+/// <c>train</c>: trains a preset's Transformer for a fixed number of updates with the real <see cref="Trainer"/> in fp32
+/// and in bf16 mixed precision, then the PyTorch twin (bench/pytorch/train_twin.py) both ways on exactly the same
+/// batches, same threads, in the same run; reports target tokens/s for all four, the bf16 ÷ fp32 and Transduce ÷ twin
+/// ratios, and the model FLOPs utilisation against the fp32 and the bf16 matmul peaks measured here.
 /// </summary>
 internal static class TrainBench
 {
@@ -28,30 +30,40 @@ internal static class TrainBench
         var preset = new Option<string>("--preset") { Description = "Training preset whose model, tokenizer and batching are measured.", DefaultValueFactory = _ => "transformer-base-cpu" };
         var steps = new Option<int>("--steps") { Description = "Measured updates.", DefaultValueFactory = _ => 40 };
         var warmup = new Option<int>("--warmup") { Description = "Updates run before timing starts (allocator and kernel warm-up).", DefaultValueFactory = _ => 5 };
-        var threads = new Option<int>("--threads") { Description = "Intra-op threads for both sides and for the matmul peak.", DefaultValueFactory = _ => 2 };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads for both sides and for the matmul peaks.", DefaultValueFactory = _ => 2 };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Batch size in padded tokens (default: the preset's)." };
+        var precisions = new Option<string>("--precision") { Description = "Precisions to measure, comma-separated: fp32, bf16.", DefaultValueFactory = _ => "fp32,bf16" };
+        var repeats = new Option<int>("--repeats") { Description = "Measure every side and precision this many times (alternating the order), and report ranges.", DefaultValueFactory = _ => 1 };
         var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only." };
         var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "TrainingOptions.KeepFreedMemory (reuse freed native memory).", DefaultValueFactory = _ => true };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
-        var command = new Command("train", "Training throughput of a preset's Transformer, side by side with the PyTorch twin, and its MFU.")
+        var command = new Command("train", "Training throughput of a preset's Transformer in fp32 and bf16, side by side with the PyTorch twin, and its MFU.")
         {
-            data, preset, steps, warmup, threads, maxTokens, noTwin, keepFreed, output,
+            data, preset, steps, warmup, threads, maxTokens, precisions, repeats, noTwin, keepFreed, output,
         };
-        command.SetAction(r => Run(r.GetValue(data)!, r.GetValue(preset)!, r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads),
-            r.GetValue(maxTokens), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output)));
+        command.SetAction(r => Run(new Settings(r.GetValue(data)!, r.GetValue(preset)!, r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads),
+            r.GetValue(maxTokens), r.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(PrecisionNames.Parse).Distinct().ToList(),
+            Math.Max(1, r.GetValue(repeats)), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output))));
         return command;
     }
 
-    private static int Run(string dataPath, string presetName, int steps, int warmup, int threads, int? maxTokens, bool noTwin, bool keepFreed, string? reportPath)
+    private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<Precision> Precisions,
+        int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath);
+
+    /// <summary>One timed training run: which side, which precision, which repeat, its seconds and the last update's loss.</summary>
+    private sealed record Measurement(string Side, Precision Precision, int Repeat, double Seconds, double Loss, long PeakRss);
+
+    private static int Run(Settings s)
     {
-        set_num_threads(threads);
-        var preset = TrainingPreset.All.TryGetValue(presetName, out var p) ? p
-            : throw new ArgumentException($"--preset: unknown '{presetName}' (known: {string.Join(", ", TrainingPreset.All.Keys)})");
-        if (preset.Architecture != "transformer") throw new ArgumentException($"--preset {presetName}: only Transformer presets are counted (FLOPs)");
-        var options = preset.Training with { MaxTokens = maxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1, KeepFreedMemory = keepFreed };
+        set_num_threads(s.Threads);
+        var preset = TrainingPreset.All.TryGetValue(s.Preset, out var p) ? p
+            : throw new ArgumentException($"--preset: unknown '{s.Preset}' (known: {string.Join(", ", TrainingPreset.All.Keys)})");
+        if (preset.Architecture != "transformer") throw new ArgumentException($"--preset {s.Preset}: only Transformer presets are counted (FLOPs)");
+        if (s.Precisions.Count == 0) throw new ArgumentException("--precision: name at least one of fp32, bf16");
+        var options = preset.Training with { MaxTokens = s.MaxTokens ?? preset.Training.MaxTokens, Bucketed = true, TimeLimit = null, Epochs = 1, Seed = 1, KeepFreedMemory = s.KeepFreed };
 
         // Data exactly as `transduce train --preset` prepares it.
-        var pairs = ParallelCorpus.Read(dataPath).Pairs;
+        var pairs = ParallelCorpus.Read(s.Data).Pairs;
         var (prepared, _) = TranslationData.ForTraining(pairs,
             new TextConfig { Normalizer = preset.Normalizer, Tokenizer = preset.Tokenizer, MaxSteps = preset.MaxSteps },
             preset.BpeVocabSize, preset.MinFrequency, preset.ShareEmbeddings);
@@ -65,6 +77,7 @@ internal static class TrainBench
             TieEmbeddings = preset.TieEmbeddings, ShareEmbeddings = preset.ShareEmbeddings,
         };
         int? maxSteps = Batching.MinLimit(preset.MaxSteps, config.MaxSequenceLength);
+        int warmup = s.Warmup, steps = s.Steps;
 
         // The first warmup + steps batches of epoch 1, as the Trainer draws them: the twin gets the same tensors.
         var sourceLengths = prepared.Pairs.Select(x => Batching.WithEos(x.Source, ids.Eos, maxSteps).Length).ToArray();
@@ -102,46 +115,69 @@ internal static class TrainBench
                 ["warmup_updates"] = options.WarmupSteps, ["clip"] = options.GradientClip,
             }, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
 
-            Console.Error.WriteLine($"measuring the fp32 matmul peak on {threads} threads…");
-            var (peak, peakSize) = Hardware.MatmulPeak();
+            Console.Error.WriteLine($"measuring the fp32 and bf16 matmul peaks on {s.Threads} threads…");
+            var peak32 = Hardware.MatmulPeak();
+            var peak16 = Hardware.MatmulPeak(type: ScalarType.BFloat16);
+            long parameters = 0;
 
             // Transduce: the real Trainer over the same pairs, stopped after warmup + steps updates. Its batch order is
-            // recomputed from the same lengths, seed and epoch, so it sees the batches written above.
-            Console.Error.WriteLine($"Transduce: {warmup} + {steps} updates…");
-            manual_seed(options.Seed);
-            using var model = ModelFactory.Create(config);
-            using var stop = new CancellationTokenSource();
-            var marks = new List<(int Step, double Seconds)>();
-            var clock = Stopwatch.StartNew();
-            Trainer.Train(model, prepared.Pairs, ids, maxSteps, options, onStep: progress =>
-            {
-                marks.Add((progress.Step, clock.Elapsed.TotalSeconds));
-                if (progress.Step >= warmup + steps) stop.Cancel();
-            }, cancellation: stop.Token);
-            double ours = marks.Single(m => m.Step == warmup + steps).Seconds - marks.Single(m => m.Step == warmup).Seconds;
-            long rss = Hardware.PeakRss();
+            // recomputed from the same lengths, seed and epoch, so it sees the batches written above. Each repeat runs
+            // every precision, in alternating order, so that a slow phase of a shared machine does not favour one.
+            var runs = new List<Measurement>();
+            for (int repeat = 1; repeat <= s.Repeats; repeat++)
+                foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
+                {
+                    Console.Error.WriteLine($"Transduce {precision.Name()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates…");
+                    NativeMemory.ReleaseFreedMemory();
+                    Hardware.ResetPeakRss();
+                    manual_seed(options.Seed);
+                    using var model = ModelFactory.Create(config);
+                    parameters = model.parameters().Sum(x => x.numel());
+                    using var stop = new CancellationTokenSource();
+                    var marks = new List<(int Step, double Seconds, double Loss)>();
+                    var clock = Stopwatch.StartNew();
+                    Trainer.Train(model, prepared.Pairs, ids, maxSteps, options with { Precision = precision }, onStep: progress =>
+                    {
+                        marks.Add((progress.Step, clock.Elapsed.TotalSeconds, progress.Loss));
+                        if (progress.Step >= warmup + steps) stop.Cancel();
+                    }, cancellation: stop.Token);
+                    var end = marks.Single(m => m.Step == warmup + steps);
+                    runs.Add(new Measurement("Transduce", precision, repeat, end.Seconds - marks.Single(m => m.Step == warmup).Seconds, end.Loss, Hardware.PeakRss()));
+                }
 
-            double? twin = null;
             string twinVersion = "";
-            double twinPeak = 0;
-            if (!noTwin)
-            {
-                Console.Error.WriteLine($"PyTorch twin: {warmup} + {steps} updates on the same batches…");
-                string json = PythonTwin.Run("train_twin.py", "--batches", batchFile, "--config", configFile,
-                    "--warmup", warmup.ToString(Inv), "--steps", steps.ToString(Inv), "--threads", threads.ToString(Inv));
-                using var doc = JsonDocument.Parse(json);
-                twin = doc.RootElement.GetProperty("seconds").GetDouble();
-                long twinTokens = doc.RootElement.GetProperty("tokens").GetInt64();
-                if (twinTokens != measuredTokens)
-                    throw new InvalidOperationException($"the twin trained on {twinTokens} target tokens, Transduce on {measuredTokens}: not the same batches");
-                twinVersion = doc.RootElement.GetProperty("torch").GetString() ?? "";
-                twinPeak = doc.RootElement.GetProperty("matmul_gflops").GetDouble();
-            }
+            double twinPeak32 = 0, twinPeak16 = 0;
+            if (!s.NoTwin)
+                for (int repeat = 1; repeat <= s.Repeats; repeat++)
+                    foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
+                    {
+                        Console.Error.WriteLine($"PyTorch twin {precision.Name()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates on the same batches…");
+                        bool measurePeak = twinVersion.Length == 0;
+                        var arguments = new List<string>
+                        {
+                            "--batches", batchFile, "--config", configFile, "--warmup", warmup.ToString(Inv), "--steps", steps.ToString(Inv),
+                            "--threads", s.Threads.ToString(Inv), "--precision", precision.Name(),
+                        };
+                        if (!measurePeak) arguments.Add("--no-peak");
+                        string json = PythonTwin.Run("train_twin.py", [.. arguments]);
+                        using var doc = JsonDocument.Parse(json);
+                        var root = doc.RootElement;
+                        long twinTokens = root.GetProperty("tokens").GetInt64();
+                        if (twinTokens != measuredTokens)
+                            throw new InvalidOperationException($"the twin trained on {twinTokens} target tokens, Transduce on {measuredTokens}: not the same batches");
+                        twinVersion = root.GetProperty("torch").GetString() ?? "";
+                        if (measurePeak)
+                        {
+                            twinPeak32 = root.GetProperty("matmul_gflops").GetDouble();
+                            twinPeak16 = root.GetProperty("matmul_gflops_bf16").GetDouble();
+                        }
+                        runs.Add(new Measurement("PyTorch twin", precision, repeat, root.GetProperty("seconds").GetDouble(), root.GetProperty("loss").GetDouble(), 0));
+                    }
 
-            string report = Report(presetName, config, model.parameters().Sum(x => x.numel()), options, threads, warmup, steps,
-                measuredTokens, measuredPositions, measuredFlops, ours, twin, twinVersion, twinPeak, peak, peakSize, rss);
+            var peaks = new Peaks(peak32.GFlops, peak32.Size, peak16.GFlops, peak16.Size, twinPeak32, twinPeak16);
+            string report = Report(s, config, parameters, options, measuredTokens, measuredPositions, measuredFlops, runs, twinVersion, peaks);
             Console.WriteLine(report);
-            if (reportPath is not null) File.WriteAllText(reportPath, report);
+            if (s.ReportPath is not null) File.WriteAllText(s.ReportPath, report);
             return 0;
         }
         finally
@@ -150,33 +186,83 @@ internal static class TrainBench
         }
     }
 
-    private static string Report(string preset, ModelConfig c, long parameters, TrainingOptions o, int threads, int warmup, int steps,
-        long tokens, long positions, double flops, double ours, double? twin, string twinVersion, double twinPeak, double peak, int peakSize, long rss)
+    /// <summary>Matmul peaks (GFLOP/s) measured in the run: ours in fp32 and bf16 (with the size that gave them), the twin's.</summary>
+    private sealed record Peaks(double Ours32, int Size32, double Ours16, int Size16, double Twin32, double Twin16)
     {
-        double oursRate = tokens / ours;
-        // MFU against the higher of the two measured peaks (ours through libtorch's BLAS, the twin's through Debian's):
-        // the ceiling the hardware showed either library, so a noisy or slower BLAS cannot flatter the figure.
-        double ceiling = Math.Max(peak, twinPeak);
-        var s = new StringBuilder();
-        s.AppendLine(Inv, $"Training throughput, preset `{preset}`: Transformer {c.Layers}+{c.DecoderLayerCount} layers, {c.HiddenSize} wide, " +
-                          $"FFN {c.FfnSize}, vocabulary {c.TargetVocabSize:N0}, {parameters:N0} parameters; batches of ≤ {o.MaxTokens:N0} padded tokens " +
-                          $"(padding {1 - tokens / (double)positions:P1}); {steps} updates timed after {warmup} of warm-up; {threads} threads; " +
-                          $"freed native memory {(o.KeepFreedMemory ? "kept for reuse" : "returned to the system")}.");
-        s.AppendLine();
-        s.AppendLine("| | target tokens/s | seconds | model GFLOP/s | MFU |");
-        s.AppendLine("| --- | ---: | ---: | ---: | ---: |");
-        s.AppendLine(Inv, $"| Transduce (TorchSharp 0.107, libtorch 2.10) | {oursRate:N0} | {ours:F1} | {flops / ours / 1e9:F1} | {flops / ours / 1e9 / ceiling:P1} |");
-        if (twin is double t)
+        /// <summary>The higher of the two sides' fp32 peaks: the ceiling the hardware showed either library.</summary>
+        public double Fp32 => Math.Max(Ours32, Twin32);
+
+        /// <summary>The higher of the two sides' bf16 peaks.</summary>
+        public double Bf16 => Math.Max(Ours16, Twin16);
+    }
+
+    private static string Range(IEnumerable<double> values, string format)
+    {
+        var v = values.Order().ToList();
+        if (v.Count == 1) return v[0].ToString(format, Inv);
+        double median = v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
+        return string.Create(Inv, $"{median.ToString(format, Inv)} ({v[0].ToString(format, Inv)}–{v[^1].ToString(format, Inv)})");
+    }
+
+    private static string Report(Settings s, ModelConfig c, long parameters, TrainingOptions o, long tokens, long positions, double flops,
+        List<Measurement> runs, string twinVersion, Peaks peaks)
+    {
+        var sides = runs.Select(r => r.Side).Distinct().ToList();
+        var text = new StringBuilder();
+        text.AppendLine(Inv, $"Training throughput, preset `{s.Preset}`: Transformer {c.Layers}+{c.DecoderLayerCount} layers, {c.HiddenSize} wide, " +
+                             $"FFN {c.FfnSize}, vocabulary {c.TargetVocabSize:N0}, {parameters:N0} parameters; batches of ≤ {o.MaxTokens:N0} padded tokens " +
+                             $"(padding {1 - tokens / (double)positions:P1}); {s.Steps} updates timed after {s.Warmup} of warm-up, the same batches for every row; " +
+                             $"{s.Threads} threads; freed native memory {(o.KeepFreedMemory ? "kept for reuse" : "returned to the system")}; " +
+                             $"{s.Repeats} repeat(s): figures are medians (range).");
+        text.AppendLine();
+        text.AppendLine("| | precision | target tokens/s | seconds | model GFLOP/s | MFU vs fp32 peak | MFU vs bf16 peak | loss at the last update | peak RSS |");
+        text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (string side in sides)
+            foreach (var precision in s.Precisions)
+            {
+                var rows = runs.Where(r => r.Side == side && r.Precision == precision).ToList();
+                if (rows.Count == 0) continue;
+                string name = side == "Transduce" ? "Transduce (TorchSharp 0.107, libtorch 2.10)" : $"PyTorch twin (torch {twinVersion})";
+                string rss = rows[0].PeakRss > 0 ? string.Create(Inv, $"{rows.Max(r => r.PeakRss) / 1e9:F2} GB") : "—";
+                text.AppendLine(Inv, $"| {name} | {precision.Name()} | {Range(rows.Select(r => tokens / r.Seconds), "N0")} | {Range(rows.Select(r => r.Seconds), "F1")} | " +
+                                     $"{Range(rows.Select(r => flops / r.Seconds / 1e9), "F1")} | {Range(rows.Select(r => flops / r.Seconds / 1e9 / peaks.Fp32), "P1")} | " +
+                                     $"{Range(rows.Select(r => flops / r.Seconds / 1e9 / peaks.Bf16), "P1")} | {Range(rows.Select(r => r.Loss), "F4")} | {rss} |");
+            }
+        text.AppendLine();
+
+        // Ratios within each repeat (the two runs of a ratio were measured minutes apart at most).
+        double? Ratio(string side, Precision a, string sideB, Precision b, int repeat)
         {
-            s.AppendLine(Inv, $"| PyTorch twin (torch {twinVersion}) | {tokens / t:N0} | {t:F1} | {flops / t / 1e9:F1} | {flops / t / 1e9 / ceiling:P1} |");
-            s.AppendLine();
-            s.AppendLine(Inv, $"Transduce / twin: **{t / ours:F2}×** target tokens/s.");
+            var x = runs.SingleOrDefault(r => r.Side == side && r.Precision == a && r.Repeat == repeat);
+            var y = runs.SingleOrDefault(r => r.Side == sideB && r.Precision == b && r.Repeat == repeat);
+            return x is null || y is null ? null : y.Seconds / x.Seconds;
         }
-        s.AppendLine();
-        string twinPeakText = twin is null ? "" : string.Create(Inv, $", {twinPeak:F1} through the twin's torch");
-        s.AppendLine(Inv, $"fp32 matmul peak on {threads} threads: {peak:F1} GFLOP/s through TorchSharp ({peakSize}×{peakSize}){twinPeakText}; " +
-                          $"MFU is against **{ceiling:F1} GFLOP/s**, the higher. " +
-                          $"Model FLOPs: {flops / 1e9:F1} GFLOP for the timed updates (3× the forward matmuls, padded shapes). Peak RSS: {rss / 1e9:F2} GB.");
-        return s.ToString();
+        IEnumerable<double> Ratios(string side, Precision a, string sideB, Precision b) =>
+            Enumerable.Range(1, s.Repeats).Select(r => Ratio(side, a, sideB, b, r)).OfType<double>();
+        bool both = s.Precisions.Contains(Precision.Float32) && s.Precisions.Contains(Precision.BFloat16);
+        foreach (string side in sides)
+            if (both && Ratios(side, Precision.BFloat16, side, Precision.Float32).ToList() is { Count: > 0 } r)
+                text.AppendLine(Inv, $"- {side}: bf16 ÷ fp32 target tokens/s **{Range(r, "F2")}×**.");
+        if (sides.Count == 2)
+            foreach (var precision in s.Precisions)
+                if (Ratios("Transduce", precision, "PyTorch twin", precision).ToList() is { Count: > 0 } r)
+                    text.AppendLine(Inv, $"- {precision.Name()}: Transduce ÷ twin target tokens/s **{Range(r, "F2")}×**.");
+        if (both && Ratios("Transduce", Precision.BFloat16, "Transduce", Precision.Float32).ToList() is { Count: > 0 } mine)
+            text.AppendLine(Inv, $"- Acceptance (issue 16): Transduce bf16 ≥ 1.7× fp32 target tokens/s on the same batches: " +
+                                 $"{(mine.All(x => x >= 1.7) ? "✅ met" : mine.Any(x => x >= 1.7) ? "⚠️ met in some repeats" : "❌ not met")} ({Range(mine, "F2")}×).");
+        text.AppendLine();
+        string twinPeakText = sides.Count == 2 ? string.Create(Inv, $"; through the twin's torch {peaks.Twin32:F1} (fp32) and {peaks.Twin16:F1} (bf16)") : "";
+        text.AppendLine(Inv, $"Matmul peaks on {s.Threads} threads, measured in this run: through TorchSharp {peaks.Ours32:F1} GFLOP/s in fp32 " +
+                             $"({peaks.Size32}×{peaks.Size32}) and {peaks.Ours16:F1} in bf16 ({peaks.Size16}×{peaks.Size16}){twinPeakText}. " +
+                             $"MFU is against the higher of each pair: **{peaks.Fp32:F1} (fp32)** and **{peaks.Bf16:F1} (bf16)** GFLOP/s. " +
+                             $"Model FLOPs: {flops / 1e9:F1} GFLOP for the timed updates (3× the forward matmuls, padded shapes). " +
+                             $"Peak RSS is the process's high-water mark during each Transduce run.");
+        text.AppendLine();
+        text.AppendLine("```sh");
+        text.AppendLine(Inv, $"dotnet bench/Transduce.Bench/bin/Release/net10.0/Transduce.Bench.dll train --preset {s.Preset} --steps {s.Steps} --warmup {s.Warmup} " +
+                             $"--threads {s.Threads} --precision {string.Join(',', s.Precisions.Select(x => x.Name()))} --repeats {s.Repeats}" +
+                             $"{(s.MaxTokens is int m ? $" --max-tokens {m}" : "")}{(s.NoTwin ? " --no-twin" : "")}{(s.KeepFreed ? "" : " --keep-freed-memory false")}");
+        text.AppendLine("```");
+        return text.ToString();
     }
 }

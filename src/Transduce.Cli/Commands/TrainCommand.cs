@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
 using Transduce.Checkpoints;
+using Transduce.Compute;
 using Transduce.Data;
 using Transduce.Evaluation;
 using Transduce.Inference;
@@ -84,13 +85,15 @@ internal static class TrainCommand
         var patience = new Option<int?>("--patience") { Description = "Stop early after N validations without improvement." };
         var sourceLanguage = new Option<string?>("--source-language") { Description = "Name of the source language, shown by serve (e.g. English)." };
         var targetLanguage = new Option<string?>("--target-language") { Description = "Name of the target language, shown by serve (e.g. French)." };
+        var precision = new Option<string?>("--precision") { Description = "Compute precision: fp32 (default) or bf16 (matmuls in bfloat16; weights, optimiser state, layer norms, softmax and loss in float32; checkpoints stay float32)." };
+        precision.AcceptOnlyFromAmong([.. PrecisionNames.All]);
         var keepLast = new Option<int?>("--keep-last") { Description = "Also keep the models of the last K saves in OUT/history (for transduce average)." };
 
         var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).")
         {
             data, dataTarget, preset, output, resume, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
             epochs, batch, lr, schedule, warmup, smoothing, accumulate, clip, seed, maxSteps, maxPairs, minFreq, normalize, tokenizer,
-            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast, sourceLanguage, targetLanguage,
+            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast, sourceLanguage, targetLanguage, precision,
         };
         command.SetAction(r =>
         {
@@ -113,6 +116,7 @@ internal static class TrainCommand
                 SaveEverySteps = r.GetValue(saveEvery) ?? t.SaveEverySteps,
                 Bucketed = r.GetValue(bucketed) || r.GetValue(maxTokens) is not null || t.Bucketed,
                 MaxTokens = r.GetValue(maxTokens) ?? t.MaxTokens,
+                Precision = r.GetValue(precision) is { } pr ? PrecisionNames.Parse(pr) : t.Precision,
             };
             bool bpe = (r.GetValue(tokenizer) ?? p.Tokenizer) == "bpe";
             // A folder holding the preset's split files (train.tsv, valid.tsv): train on the split, validate on the other.
@@ -257,7 +261,7 @@ internal static class TrainCommand
         long parameterCount = model.parameters().Sum(p => p.numel());
         AnsiConsole.MarkupLine(
             $"[bold]train[/] {Markup.Escape(corpusName)}: {pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
-            $"{Markup.Escape(config.Architecture)} {parameterCount:N0} parameters, {get_num_threads()} threads, preset {Markup.Escape(s.Preset)}");
+            $"{Markup.Escape(config.Architecture)} {parameterCount:N0} parameters, {get_num_threads()} threads, {s.Options.Precision.Name()}, preset {Markup.Escape(s.Preset)}");
 
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         // Loss curve: the mean loss of every 10 updates, at its fractional epoch (plotted with at most 200 points).
@@ -330,7 +334,7 @@ internal static class TrainCommand
             var info = new Dictionary<string, string>
             {
                 ["corpus"] = Path.GetFileName(corpusName), ["pairs"] = pairs.Count.ToString(CultureInfo.InvariantCulture),
-                ["preset"] = s.Preset, ["seed"] = s.Options.Seed.ToString(CultureInfo.InvariantCulture),
+                ["preset"] = s.Preset, ["precision"] = s.Options.Precision.Name(), ["seed"] = s.Options.Seed.ToString(CultureInfo.InvariantCulture),
                 ["epochs_done"] = position.Epochs.Count.ToString(CultureInfo.InvariantCulture),
                 ["updates"] = position.Step.ToString(CultureInfo.InvariantCulture),
                 ["train_loss"] = (last?.Loss ?? double.NaN).ToString("F4", CultureInfo.InvariantCulture),

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Transduce.Architecture;
+using Transduce.Compute;
 using Transduce.Data;
 using static TorchSharp.torch;
 
@@ -55,6 +56,12 @@ public sealed record TrainingOptions
     /// faster steps at the cost of holding the peak footprint. On by default.
     /// </summary>
     public bool KeepFreedMemory { get; init; } = true;
+
+    /// <summary>
+    /// Compute precision of the forward and backward passes: <see cref="Precision.BFloat16"/> runs the matmuls in bfloat16
+    /// (see <see cref="Autocast"/>) while weights, gradients, optimiser state, layer norms, softmax and the loss stay float32.
+    /// </summary>
+    public Precision Precision { get; init; } = Precision.Float32;
 }
 
 /// <summary>
@@ -119,7 +126,8 @@ public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int Steps
 
 /// <summary>
 /// Teacher-forced training of any <see cref="EncoderDecoder"/> with masked cross-entropy, Adam, gradient
-/// clipping (d2l §10.7), label smoothing, warm-up schedules and gradient accumulation. Each step runs in
+/// clipping (d2l §10.7), label smoothing, warm-up schedules, gradient accumulation and bf16 mixed precision
+/// (<see cref="TrainingOptions.Precision"/>). Each step runs in
 /// its own dispose scope, so memory stays flat. Batches depend only on the seed and the epoch, so a run
 /// saved through <c>onSave</c> and continued with a <see cref="TrainingResume"/> (plus the saved random
 /// generator state) ends with the same weights as an uninterrupted one.
@@ -201,7 +209,10 @@ public static class Trainer
                     {
                         using var batch = Batching.Build(batches[b].Select(i => data[i]).ToList(), ids, maxSteps);
                         if (pending == 0) optimizer.zero_grad();
-                        var logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
+                        Tensor logits;
+                        // The forward pass in the run's precision; the loss (float32) and the backward pass after it.
+                        using (Autocast.Enter(options.Precision))
+                            logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
                         var l = Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing);
                         (options.AccumulateSteps == 1 ? l : l / options.AccumulateSteps).backward();
                         loss = l.item<float>();
