@@ -88,7 +88,7 @@ public sealed class AdditiveAttention : nn.Module<Tensor, Tensor, Tensor, Tensor
 public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
 {
     private readonly Linear W_q, W_k, W_v, W_o;
-    private readonly Dropout dropout;
+    private readonly PackedDropout dropout;
     private readonly int heads;
     private readonly long headSize;
 
@@ -106,7 +106,7 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
         W_k = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
         W_v = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
         W_o = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
-        this.dropout = nn.Dropout(dropout);
+        this.dropout = new PackedDropout(dropout);
         RegisterComponents();
     }
 
@@ -191,7 +191,7 @@ public enum SinusoidLayout
 /// </summary>
 public sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
 {
-    private readonly Dropout dropout;
+    private readonly PackedDropout dropout;
     private readonly Tensor table;
 
     /// <summary>Creates a table for <paramref name="maxPositions"/> positions of width <paramref name="hiddenSize"/>.</summary>
@@ -202,7 +202,7 @@ public sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
     public PositionalEncoding(long hiddenSize, double dropout, long maxPositions, SinusoidLayout layout = SinusoidLayout.Interleaved)
         : base(nameof(PositionalEncoding))
     {
-        this.dropout = nn.Dropout(dropout);
+        this.dropout = new PackedDropout(dropout);
         using var scope = NewDisposeScope();
         table = (layout == SinusoidLayout.Halves ? HalvesTable(hiddenSize, maxPositions) : InterleavedTable(hiddenSize, maxPositions))
             .unsqueeze(0).MoveToOuterDisposeScope();
