@@ -6,6 +6,7 @@ using System.Text.Json;
 using Transduce.Checkpoints;
 using Transduce.Compute;
 using Transduce.Data;
+using Transduce.Evaluation;
 using Transduce.Models;
 using Transduce.Text;
 using Transduce.Training;
@@ -37,18 +38,19 @@ internal static class TrainBench
         var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only." };
         var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "TrainingOptions.KeepFreedMemory (reuse freed native memory).", DefaultValueFactory = _ => true };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
+        var curve = new Option<string?>("--curve") { Description = "Write the training loss of every Transduce precision (first repeat, every update from the first, means of 10) overlaid in this PNG." };
         var command = new Command("train", "Training throughput of a preset's Transformer in fp32 and bf16, side by side with the PyTorch twin, and its MFU.")
         {
-            data, preset, steps, warmup, threads, maxTokens, precisions, repeats, noTwin, keepFreed, output,
+            data, preset, steps, warmup, threads, maxTokens, precisions, repeats, noTwin, keepFreed, output, curve,
         };
         command.SetAction(r => Run(new Settings(r.GetValue(data)!, r.GetValue(preset)!, r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads),
             r.GetValue(maxTokens), r.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(PrecisionNames.Parse).Distinct().ToList(),
-            Math.Max(1, r.GetValue(repeats)), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output))));
+            Math.Max(1, r.GetValue(repeats)), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output), r.GetValue(curve))));
         return command;
     }
 
     private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<Precision> Precisions,
-        int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath);
+        int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath, string? CurvePath);
 
     /// <summary>One timed training run: which side, which precision, which repeat, its seconds and the last update's loss.</summary>
     private sealed record Measurement(string Side, Precision Precision, int Repeat, double Seconds, double Loss, long PeakRss);
@@ -124,6 +126,7 @@ internal static class TrainBench
             // recomputed from the same lengths, seed and epoch, so it sees the batches written above. Each repeat runs
             // every precision, in alternating order, so that a slow phase of a shared machine does not favour one.
             var runs = new List<Measurement>();
+            var losses = new Dictionary<Precision, List<(int Step, double Loss)>>();
             for (int repeat = 1; repeat <= s.Repeats; repeat++)
                 foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
                 {
@@ -142,7 +145,8 @@ internal static class TrainBench
                         if (progress.Step >= warmup + steps) stop.Cancel();
                     }, cancellation: stop.Token);
                     var end = marks.Single(m => m.Step == warmup + steps);
-                    runs.Add(new Measurement("Transduce", precision, repeat, end.Seconds - marks.Single(m => m.Step == warmup).Seconds, end.Loss, Hardware.PeakRss()));
+                    if (repeat == 1) losses[precision] = marks.Select(m => (m.Step, m.Loss)).ToList();
+                    runs.Add(new Measurement("Transduce", precision, repeat, end.Seconds - (warmup == 0 ? 0 : marks.Single(m => m.Step == warmup).Seconds), end.Loss, Hardware.PeakRss()));
                 }
 
             string twinVersion = "";
@@ -175,7 +179,12 @@ internal static class TrainBench
                     }
 
             var peaks = new Peaks(peak32.GFlops, peak32.Size, peak16.GFlops, peak16.Size, twinPeak32, twinPeak16);
-            string report = Report(s, config, parameters, options, measuredTokens, measuredPositions, measuredFlops, runs, twinVersion, peaks);
+            string report = Report(s, config, parameters, options, measuredTokens, measuredPositions, measuredFlops, runs, twinVersion, peaks)
+                + LossComparison(s, losses);
+            if (s.CurvePath is { } curvePath)
+                Plots.SaveLossCurves(curvePath, losses.Select(l => (l.Key.Name(), (IReadOnlyList<(double, double)>)l.Value.Chunk(10)
+                        .Select(g => (g.Average(x => (double)x.Step), g.Average(x => x.Loss))).ToList())).ToList(),
+                    "update", $"{s.Preset}: training loss on the same batches (means of 10 updates)");
             Console.WriteLine(report);
             if (s.ReportPath is not null) File.WriteAllText(s.ReportPath, report);
             return 0;
@@ -202,6 +211,17 @@ internal static class TrainBench
         if (v.Count == 1) return v[0].ToString(format, Inv);
         double median = v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
         return string.Create(Inv, $"{median.ToString(format, Inv)} ({v[0].ToString(format, Inv)}–{v[^1].ToString(format, Inv)})");
+    }
+
+    /// <summary>How far the bf16 loss strays from the fp32 loss on the same batches (first repeat, every update).</summary>
+    private static string LossComparison(Settings s, Dictionary<Precision, List<(int Step, double Loss)>> losses)
+    {
+        if (!losses.TryGetValue(Precision.Float32, out var fp32) || !losses.TryGetValue(Precision.BFloat16, out var bf16)) return "";
+        int n = Math.Min(fp32.Count, bf16.Count), tail = Math.Min(50, n);
+        var diffs = Enumerable.Range(0, n).Select(i => bf16[i].Loss - fp32[i].Loss).ToList();
+        return string.Create(Inv, $"\nLoss on the same {n} batches (every update from the first): bf16 − fp32 mean {diffs.Average():+0.0000;-0.0000}, " +
+                                  $"mean absolute {diffs.Average(Math.Abs):F4}; last {tail} updates: fp32 {fp32.Skip(n - tail).Take(tail).Average(x => x.Loss):F4}, " +
+                                  $"bf16 {bf16.Skip(n - tail).Take(tail).Average(x => x.Loss):F4}.{(s.CurvePath is { } c ? $" Curves: `{c}`." : "")}\n");
     }
 
     private static string Report(Settings s, ModelConfig c, long parameters, TrainingOptions o, long tokens, long positions, double flops,
@@ -261,7 +281,7 @@ internal static class TrainBench
         text.AppendLine("```sh");
         text.AppendLine(Inv, $"dotnet bench/Transduce.Bench/bin/Release/net10.0/Transduce.Bench.dll train --preset {s.Preset} --steps {s.Steps} --warmup {s.Warmup} " +
                              $"--threads {s.Threads} --precision {string.Join(',', s.Precisions.Select(x => x.Name()))} --repeats {s.Repeats}" +
-                             $"{(s.MaxTokens is int m ? $" --max-tokens {m}" : "")}{(s.NoTwin ? " --no-twin" : "")}{(s.KeepFreed ? "" : " --keep-freed-memory false")}");
+                             $"{(s.MaxTokens is int m ? $" --max-tokens {m}" : "")}{(s.NoTwin ? " --no-twin" : "")}{(s.KeepFreed ? "" : " --keep-freed-memory false")}{(s.CurvePath is { } cp ? $" --curve {cp}" : "")}");
         text.AppendLine("```");
         return text.ToString();
     }
