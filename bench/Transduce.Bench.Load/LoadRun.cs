@@ -50,6 +50,16 @@ public sealed record LoadResult
     }
 }
 
+/// <summary>One request of a load run.</summary>
+/// <param name="Sentences">The sentences to translate.</param>
+/// <param name="Beam">The beam asked for; null leaves it to the server.</param>
+/// <param name="Class">Which group the request is reported in (e.g. <c>normal</c>, <c>adversarial</c>).</param>
+public sealed record LoadRequest(string[] Sentences, int? Beam = null, string Class = LoadRequest.Normal)
+{
+    /// <summary>The class of ordinary requests.</summary>
+    public const string Normal = "normal";
+}
+
 /// <summary>A bounded closed-loop load: <c>clients</c> concurrent clients work through a fixed list of requests.</summary>
 public static class LoadRun
 {
@@ -58,7 +68,14 @@ public static class LoadRun
     /// concurrent clients, each sending its next request as soon as its previous one is answered; stops early when
     /// <paramref name="timeLimit"/> has passed (requests then still running are cancelled and counted unfinished).
     /// </summary>
-    public static async Task<LoadResult> RunAsync(HttpClient http, IReadOnlyList<string[]> requests, int clients, TimeSpan timeLimit)
+    public static async Task<LoadResult> RunAsync(HttpClient http, IReadOnlyList<string[]> requests, int clients, TimeSpan timeLimit) =>
+        (await RunAsync(http, requests.Select(r => new LoadRequest(r)).ToArray(), clients, timeLimit))[LoadRequest.Normal];
+
+    /// <summary>
+    /// As <see cref="RunAsync(HttpClient, IReadOnlyList{string[]}, int, TimeSpan)"/> for requests of several classes,
+    /// mixed in the order given; returns one result per class (the elapsed time is the whole run's).
+    /// </summary>
+    public static async Task<IReadOnlyDictionary<string, LoadResult>> RunAsync(HttpClient http, IReadOnlyList<LoadRequest> requests, int clients, TimeSpan timeLimit)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(clients, 1);
         var outcomes = new RequestOutcome?[requests.Count];
@@ -72,7 +89,7 @@ public static class LoadRun
             while (!limit.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < requests.Count)
             {
                 long start = Stopwatch.GetTimestamp();
-                var outcome = await TranslateClient.TranslateAsync(http, requests[i], limit.Token);
+                var outcome = await TranslateClient.TranslateAsync(http, requests[i].Sentences, limit.Token, requests[i].Beam);
                 latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 outcomes[i] = outcome;
             }
@@ -80,26 +97,34 @@ public static class LoadRun
         await Task.WhenAll(workers);
         var elapsed = clock.Elapsed;
 
-        var errors = new Dictionary<string, int>();
-        int sent = 0, ok = 0, unfinished = 0;
-        var okLatencies = new List<double>(requests.Count);
-        for (int i = 0; i < requests.Count; i++)
+        var results = new Dictionary<string, LoadResult>();
+        foreach (string kind in requests.Select(r => r.Class).Append(LoadRequest.Normal).Distinct())
         {
-            if (outcomes[i] is not { } o) continue;
-            sent++;
-            if (o.IsOk)
+            var errors = new Dictionary<string, int>();
+            int planned = 0, sent = 0, ok = 0, unfinished = 0;
+            var okLatencies = new List<double>(requests.Count);
+            for (int i = 0; i < requests.Count; i++)
             {
-                ok++;
-                okLatencies.Add(latencies[i]);
+                if (requests[i].Class != kind) continue;
+                planned++;
+                if (outcomes[i] is not { } o) continue;
+                sent++;
+                if (o.IsOk)
+                {
+                    ok++;
+                    okLatencies.Add(latencies[i]);
+                }
+                else if (o.Kind == RequestOutcome.Cancelled) unfinished++;
+                else errors[o.Kind] = errors.GetValueOrDefault(o.Kind) + 1;
             }
-            else if (o.Kind == RequestOutcome.Cancelled) unfinished++;
-            else errors[o.Kind] = errors.GetValueOrDefault(o.Kind) + 1;
+            okLatencies.Sort();
+            var first = requests.FirstOrDefault(r => r.Class == kind);
+            results[kind] = new LoadResult
+            {
+                Planned = planned, Sent = sent, Succeeded = ok, Errors = errors, Unfinished = unfinished,
+                SentencesPerRequest = first?.Sentences.Length ?? 0, Elapsed = elapsed, LatenciesMs = [.. okLatencies],
+            };
         }
-        okLatencies.Sort();
-        return new LoadResult
-        {
-            Planned = requests.Count, Sent = sent, Succeeded = ok, Errors = errors, Unfinished = unfinished,
-            SentencesPerRequest = requests.Count == 0 ? 0 : requests[0].Length, Elapsed = elapsed, LatenciesMs = [.. okLatencies],
-        };
+        return results;
     }
 }

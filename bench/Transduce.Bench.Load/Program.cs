@@ -10,9 +10,9 @@ namespace Transduce.Bench.Load;
 /// <c>Transduce.Bench.Load</c>: a load benchmark of <c>transduce serve</c> with and without micro-batching, and
 /// (<c>--kill-test</c>) a check that killing the server mid-load leaves no request without an outcome.
 /// </summary>
-internal static class Program
+internal static partial class Program
 {
-    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+    internal static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     private static int Main(string[] args)
     {
@@ -28,16 +28,22 @@ internal static class Program
         var seed = new Option<int>("--seed") { Description = "Seed for sampling the test sentences.", DefaultValueFactory = _ => 1 };
         var timeLimit = new Option<double>("--time-limit-s") { Description = "Time limit per configuration's measured load, in seconds.", DefaultValueFactory = _ => 300 };
         var threads = new Option<int?>("--server-threads") { Description = "--threads for the server (libtorch intra-op threads); default: the server's default (all cores)." };
+        var computeType = new Option<string?>("--compute-type") { Description = "--compute-type for the server (float32, bfloat16, int8); default: the server's." };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
         var killTest = new Option<bool>("--kill-test") { Description = "Instead of the benchmark: kill the server mid-load (SIGKILL, then SIGTERM with a fresh server) and count outcomes." };
         var killClients = new Option<int>("--kill-clients") { Description = "Clients of the kill test.", DefaultValueFactory = _ => 16 };
         var killAfter = new Option<double>("--kill-after-s") { Description = "Seconds of load before the signal.", DefaultValueFactory = _ => 2 };
         var hangTimeout = new Option<double>("--hang-timeout-s") { Description = "Seconds after the signal by which every request must have an outcome.", DefaultValueFactory = _ => 30 };
+        var adversarial = new Option<bool>("--adversarial") { Description = "Instead of the batching comparison: the normal load alone, then with a share of the largest requests the server admits mixed in; p50/p99 of the normal requests in both." };
+        var adversarialShare = new Option<double>("--adversarial-share") { Description = "Share of all requests that are maximal (adversarial runs).", DefaultValueFactory = _ => 0.1 };
+        var adversarialBeam = new Option<int>("--adversarial-beam") { Description = "Beam of the maximal requests.", DefaultValueFactory = _ => 4 };
+        var adversarialChars = new Option<int>("--adversarial-chars") { Description = "Characters of each sentence of a maximal request (test sentences joined; the server's --max-chars is 1000 by default).", DefaultValueFactory = _ => 1000 };
+        var repeats = new Option<int>("--repeats") { Description = "Adversarial runs: how many times to run the pair (without, with), alternating.", DefaultValueFactory = _ => 1 };
 
         var root = new RootCommand("Load benchmark of `transduce serve` (micro-batching on and off), and a kill-mid-load check.")
         {
-            model, cli, data, trainPairs, trainMinutes, requests, clients, perRequest, warmup, seed, timeLimit, threads, output,
-            killTest, killClients, killAfter, hangTimeout,
+            model, cli, data, trainPairs, trainMinutes, requests, clients, perRequest, warmup, seed, timeLimit, threads, computeType, output,
+            killTest, killClients, killAfter, hangTimeout, adversarial, adversarialShare, adversarialBeam, adversarialChars, repeats,
         };
         root.SetAction(r =>
         {
@@ -48,13 +54,17 @@ internal static class Program
                 TrainPairs = r.GetValue(trainPairs), TrainMinutes = r.GetValue(trainMinutes),
                 Requests = r.GetValue(requests), Clients = r.GetValue(clients), SentencesPerRequest = r.GetValue(perRequest),
                 Warmup = r.GetValue(warmup), Seed = r.GetValue(seed), TimeLimit = TimeSpan.FromSeconds(r.GetValue(timeLimit)),
-                ServerThreads = r.GetValue(threads), Out = r.GetValue(output),
+                ServerThreads = r.GetValue(threads), ComputeType = r.GetValue(computeType), Out = r.GetValue(output),
                 KillClients = r.GetValue(killClients), KillAfter = TimeSpan.FromSeconds(r.GetValue(killAfter)),
                 HangTimeout = TimeSpan.FromSeconds(r.GetValue(hangTimeout)),
+                AdversarialShare = r.GetValue(adversarialShare), AdversarialBeam = r.GetValue(adversarialBeam),
+                AdversarialChars = r.GetValue(adversarialChars), Repeats = r.GetValue(repeats),
             };
             try
             {
-                return r.GetValue(killTest) ? RunKillTests(settings).GetAwaiter().GetResult() : RunBenchmark(settings).GetAwaiter().GetResult();
+                if (r.GetValue(killTest)) return RunKillTests(settings).GetAwaiter().GetResult();
+                if (r.GetValue(adversarial)) return Adversarial.RunAsync(settings).GetAwaiter().GetResult();
+                return RunBenchmark(settings).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
             {
@@ -65,8 +75,12 @@ internal static class Program
         return root.Parse(args).Invoke();
     }
 
-    private sealed record Settings
+    internal sealed record Settings
     {
+        public double AdversarialShare { get; init; }
+        public int AdversarialBeam { get; init; }
+        public int AdversarialChars { get; init; }
+        public int Repeats { get; init; }
         public required string[] Arguments { get; init; }
         public string? Model { get; init; }
         public string? Cli { get; init; }
@@ -80,6 +94,7 @@ internal static class Program
         public int Seed { get; init; }
         public TimeSpan TimeLimit { get; init; }
         public int? ServerThreads { get; init; }
+        public string? ComputeType { get; init; }
         public string? Out { get; init; }
         public int KillClients { get; init; }
         public TimeSpan KillAfter { get; init; }
@@ -87,9 +102,9 @@ internal static class Program
     }
 
     /// <summary>One way of running the server.</summary>
-    private sealed record ServerConfig(string Name, string[] Flags);
+    internal sealed record ServerConfig(string Name, string[] Flags);
 
-    private static readonly ServerConfig[] Configs =
+    internal static readonly ServerConfig[] Configs =
     [
         new("micro-batching (defaults: window 5 ms, max batch 64)", []),
         new("no batching", ["--batch-window-ms", "0", "--max-batch", "1"]),
@@ -100,11 +115,7 @@ internal static class Program
         if (s.Requests < 1 || s.Clients < 1 || s.SentencesPerRequest < 1 || s.Warmup < 0)
             throw new ArgumentException("--requests, --clients and --sentences-per-request must be positive, --warmup not negative");
         var env = Locate(s);
-        var sources = TestSources(env.DataDir);
-        var rng = new Random(s.Seed);
-        string[] Draw() => [.. Enumerable.Range(0, s.SentencesPerRequest).Select(_ => sources[rng.Next(sources.Count)])];
-        var warmupRequests = Enumerable.Range(0, s.Warmup).Select(_ => Draw()).ToArray();
-        var measured = Enumerable.Range(0, s.Requests).Select(_ => Draw()).ToArray();
+        var (warmupRequests, measured) = DrawRequests(s, TestSources(env.DataDir), new Random(s.Seed));
 
         using var modelDir = await PrepareModel(s, env);
         var rows = new List<(ServerConfig Config, LoadResult Result, double? MeanBatch, long? PeakRss, bool CleanStop)>();
@@ -198,15 +209,28 @@ internal static class Program
         return results.All(r => r.Passed) ? 0 : 1;
     }
 
-    private static string[] ServerFlags(Settings s, ServerConfig config) =>
-        [.. config.Flags, .. s.ServerThreads is int n ? new[] { "--threads", n.ToString(Inv) } : []];
+    /// <summary>
+    /// The warm-up and measured requests of a run: <see cref="Settings.SentencesPerRequest"/> sentences of
+    /// <paramref name="sources"/> each, drawn with <paramref name="rng"/> (warm-up first, so the measured ones depend
+    /// only on the seed and the warm-up count).
+    /// </summary>
+    internal static (string[][] Warmup, string[][] Measured) DrawRequests(Settings s, IReadOnlyList<string> sources, Random rng)
+    {
+        string[] Draw() => [.. Enumerable.Range(0, s.SentencesPerRequest).Select(_ => sources[rng.Next(sources.Count)])];
+        var warmup = Enumerable.Range(0, s.Warmup).Select(_ => Draw()).ToArray();
+        return (warmup, Enumerable.Range(0, s.Requests).Select(_ => Draw()).ToArray());
+    }
 
-    private static void Header(StringBuilder md, Settings s, BenchEnvironment env, JsonElement? model, ModelDirectory modelDir)
+    internal static string[] ServerFlags(Settings s, ServerConfig config) =>
+        [.. config.Flags, .. s.ServerThreads is int n ? new[] { "--threads", n.ToString(Inv) } : [],
+            .. s.ComputeType is { } type ? new[] { "--compute-type", type } : []];
+
+    internal static void Header(StringBuilder md, Settings s, BenchEnvironment env, JsonElement? model, ModelDirectory modelDir)
     {
         md.AppendLine($"- Command: `dotnet bench/Transduce.Bench.Load/bin/Release/net10.0/Transduce.Bench.Load.dll {string.Join(' ', s.Arguments)}`");
         md.AppendLine($"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; commit {env.Commit}");
         md.AppendLine($"- Machine: {System.Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {System.Environment.Version}; the clients run on the same machine as the server");
-        md.AppendLine($"- Server: `transduce serve` ({Path.GetFileName(env.Cli)}), {(s.ServerThreads is int t ? $"`--threads {t}`" : "default threads")}, loopback");
+        md.AppendLine($"- Server: `transduce serve` ({Path.GetFileName(env.Cli)}), {(s.ServerThreads is int t ? $"`--threads {t}`" : "default threads")}{(s.ComputeType is { } ct ? $", `--compute-type {ct}`" : "")}, loopback");
         if (model is { } m)
         {
             string Get(string name) => m.TryGetProperty(name, out var v) ? v.ToString() : "?";
@@ -214,7 +238,7 @@ internal static class Program
         }
     }
 
-    private static void Emit(string markdown, string? path)
+    internal static void Emit(string markdown, string? path)
     {
         Console.WriteLine(markdown);
         if (path is null) return;
@@ -224,10 +248,10 @@ internal static class Program
         Console.Error.WriteLine($"[bench] wrote {path}");
     }
 
-    private static string Errors(IReadOnlyDictionary<string, int> errors) =>
+    internal static string Errors(IReadOnlyDictionary<string, int> errors) =>
         errors.Count == 0 ? "none" : string.Join(", ", errors.OrderByDescending(p => p.Value).Select(p => $"{p.Key} {p.Value}"));
 
-    private static async Task<JsonElement?> ModelInfo(HttpClient http)
+    internal static async Task<JsonElement?> ModelInfo(HttpClient http)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         using var doc = JsonDocument.Parse(await http.GetStringAsync("v1/models", timeout.Token));
@@ -235,22 +259,32 @@ internal static class Program
     }
 
     /// <summary>The server's <c>transduce_batch_size</c> histogram sum and count, from <c>/metrics</c>.</summary>
-    private static async Task<(double Sum, double Count)?> BatchStats(HttpClient http)
+    internal static async Task<(double Sum, double Count)?> BatchStats(HttpClient http)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         string text = await http.GetStringAsync("metrics", timeout.Token);
         double? sum = null, count = null;
         foreach (string line in text.Split('\n'))
         {
-            if (line.StartsWith("transduce_batch_size_sum ", StringComparison.Ordinal)) sum = double.Parse(line.AsSpan(25), Inv);
-            else if (line.StartsWith("transduce_batch_size_count ", StringComparison.Ordinal)) count = double.Parse(line.AsSpan(27), Inv);
+            // "transduce_batch_size_sum{model=\"…\"} 123": summed over the models served.
+            if (MetricValue(line, "transduce_batch_size_sum") is double v) sum = (sum ?? 0) + v;
+            else if (MetricValue(line, "transduce_batch_size_count") is double n) count = (count ?? 0) + n;
         }
         return sum is double s && count is double c ? (s, c) : null;
     }
 
-    private sealed record BenchEnvironment(string Repo, string Cli, string DataDir, string Commit);
+    /// <summary>The value of a sample line of metric <paramref name="name"/> (with or without labels), else null.</summary>
+    internal static double? MetricValue(string line, string name)
+    {
+        if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length == name.Length || (line[name.Length] != ' ' && line[name.Length] != '{'))
+            return null;
+        int space = line.LastIndexOf(' ');
+        return double.TryParse(line.AsSpan(space + 1), NumberStyles.Float, Inv, out double value) ? value : null;
+    }
 
-    private static BenchEnvironment Locate(Settings s)
+    internal sealed record BenchEnvironment(string Repo, string Cli, string DataDir, string Commit);
+
+    internal static BenchEnvironment Locate(Settings s)
     {
         string repo = FindRepo();
         string cliDll = Path.GetFullPath(s.Cli ?? Path.Combine(repo, "src", "Transduce.Cli", "bin", "Release", "net10.0", "Transduce.Cli.dll"));
@@ -299,7 +333,7 @@ internal static class Program
     }
 
     /// <summary>The source sides of <c>test.tsv</c> (first column), empty lines skipped.</summary>
-    private static List<string> TestSources(string dataDir)
+    internal static List<string> TestSources(string dataDir)
     {
         var sources = File.ReadLines(Path.Combine(dataDir, "test.tsv"))
             .Select(line => line.Split('\t')[0].Trim())
@@ -310,7 +344,7 @@ internal static class Program
     }
 
     /// <summary>A checkpoint directory to serve; deletes it on dispose if it was trained into a temporary directory.</summary>
-    private sealed class ModelDirectory(string path, bool temporary, string description) : IDisposable
+    internal sealed class ModelDirectory(string path, bool temporary, string description) : IDisposable
     {
         public string Path { get; } = path;
 
@@ -325,7 +359,7 @@ internal static class Program
 
     private static bool IsCheckpoint(string dir) => File.Exists(Path.Combine(dir, "config.json")) && File.Exists(Path.Combine(dir, "model.safetensors"));
 
-    private static async Task<ModelDirectory> PrepareModel(Settings s, BenchEnvironment env)
+    internal static async Task<ModelDirectory> PrepareModel(Settings s, BenchEnvironment env)
     {
         if (s.Model is { } given && IsCheckpoint(given))
             return new ModelDirectory(Path.GetFullPath(given), temporary: false, $"checkpoint `{given}` (given)");

@@ -51,10 +51,17 @@ public sealed partial class ServeProcess : IDisposable
     /// Starts <c>dotnet <paramref name="cliDll"/> serve --model <paramref name="model"/> --urls http://127.0.0.1:0</c>
     /// followed by <paramref name="serveArguments"/>, and waits until it listens.
     /// </summary>
-    public static async Task<ServeProcess> StartAsync(string cliDll, string model, IEnumerable<string> serveArguments, TimeSpan startupTimeout)
+    public static Task<ServeProcess> StartAsync(string cliDll, string model, IEnumerable<string> serveArguments, TimeSpan startupTimeout) =>
+        StartAsync(cliDll, ["--model", model, "--urls", "http://127.0.0.1:0", .. serveArguments], startupTimeout);
+
+    /// <summary>
+    /// Starts <c>dotnet <paramref name="cliDll"/> serve</c> with exactly <paramref name="serveArguments"/> (which must
+    /// name the model and the addresses) and waits until it listens; <see cref="Url"/> is the first address it prints.
+    /// </summary>
+    public static async Task<ServeProcess> StartAsync(string cliDll, IReadOnlyList<string> serveArguments, TimeSpan startupTimeout)
     {
         if (!File.Exists(cliDll)) throw new FileNotFoundException($"{cliDll}: not found (build the CLI first: dotnet build -c Release src/Transduce.Cli)", cliDll);
-        List<string> arguments = ["serve", "--model", model, "--urls", "http://127.0.0.1:0", .. serveArguments];
+        List<string> arguments = ["serve", .. serveArguments];
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
@@ -184,6 +191,6 @@ public sealed partial class ServeProcess : IDisposable
     private static extern int kill(int pid, int sig);
 #pragma warning restore SYSLIB1054
 
-    [GeneratedRegex(@" on (http://127\.0\.0\.1:\d+)/?$")]
+    [GeneratedRegex(@"^serving .* on (http://\S+?)/?$")]
     private static partial Regex ServingLine();
 }

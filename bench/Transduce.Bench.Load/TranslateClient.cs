@@ -50,15 +50,19 @@ public static class TranslateClient
             Timeout = Timeout.InfiniteTimeSpan,
         };
 
-    /// <summary>The JSON body of a request translating <paramref name="sentences"/>.</summary>
-    public static string Body(IReadOnlyList<string> sentences) => JsonSerializer.Serialize(new { text = sentences });
+    /// <summary>The JSON body of a request translating <paramref name="sentences"/> (with <paramref name="beam"/> when given).</summary>
+    public static string Body(IReadOnlyList<string> sentences, int? beam = null) =>
+        beam is int b ? JsonSerializer.Serialize(new { text = sentences, beam = b }) : JsonSerializer.Serialize(new { text = sentences });
 
-    /// <summary>Posts <paramref name="sentences"/> to <c>/v1/translate</c>; never throws except for programming errors.</summary>
-    public static async Task<RequestOutcome> TranslateAsync(HttpClient http, IReadOnlyList<string> sentences, CancellationToken cancellation)
+    /// <summary>
+    /// Posts <paramref name="sentences"/> (with <paramref name="beam"/> when given) to <c>/v1/translate</c>; never throws
+    /// except for programming errors.
+    /// </summary>
+    public static async Task<RequestOutcome> TranslateAsync(HttpClient http, IReadOnlyList<string> sentences, CancellationToken cancellation, int? beam = null)
     {
         try
         {
-            using var content = new StringContent(Body(sentences), Encoding.UTF8, "application/json");
+            using var content = new StringContent(Body(sentences, beam), Encoding.UTF8, "application/json");
             using var response = await http.PostAsync("v1/translate", content, cancellation);
             string body = await response.Content.ReadAsStringAsync(cancellation);
             if (response.StatusCode != HttpStatusCode.OK)

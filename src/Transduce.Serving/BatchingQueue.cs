@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
-using Microsoft.Extensions.Hosting;
+using Transduce.Inference;
 
 namespace Transduce.Serving;
 
@@ -13,82 +13,72 @@ public enum SubmitRejection
     /// <summary>Queueing the request would exceed <see cref="ServeOptions.QueueLimit"/> sentences.</summary>
     QueueFull,
 
+    /// <summary>Admitting the request would exceed <see cref="ServeOptions.MaxInflightCost"/>.</summary>
+    Busy,
+
     /// <summary>The service is shutting down and takes no new work.</summary>
     ShuttingDown,
 }
 
+/// <summary>One request for the decoder: sentences, their estimated costs and how to decode them.</summary>
+/// <param name="Sentences">Source sentences.</param>
+/// <param name="Costs">Per sentence, <see cref="ITranslationBackend.EstimateCost"/> for <paramref name="Options"/>.</param>
+/// <param name="Options">Beam, n-best, output limits.</param>
+/// <param name="Attention">Whether the best translation's cross-attention is wanted.</param>
+public sealed record TranslationJob(IReadOnlyList<string> Sentences, IReadOnlyList<DecodingCost> Costs, TranslationOptions Options, bool Attention)
+{
+    /// <summary>The request's estimated cost: the sum over its sentences.</summary>
+    public long Cost { get; } = Costs.Sum(c => c.Cost);
+}
+
+/// <summary>Thrown to requests still waiting when the service stops before it could decode them.</summary>
+public sealed class ServiceStoppingException() : Exception("the service stopped before the request was translated");
+
 /// <summary>
-/// Micro-batching in front of the decoder. Requests are written to a channel; one dedicated worker thread takes the
-/// first waiting request, keeps gathering for <see cref="ServeOptions.BatchWindow"/> (or until it holds
-/// <see cref="ServeOptions.MaxBatch"/> sentences), groups what it gathered by (beam, n-best), drops requests whose
-/// caller has gone or timed out, and decodes each group with one backend call. Stopping the service refuses new
-/// requests and finishes every request already queued.
+/// The decoder of one model and the requests waiting for it. Requests are written to a channel; one dedicated worker
+/// thread takes them, waiting up to <see cref="ServeOptions.BatchWindow"/> for more after the first, and decodes in
+/// turns: each turn, the request at the head of the line decodes its next slice (at most
+/// <see cref="ServeOptions.MaxBatch"/> sentences and <see cref="ServeOptions.MaxBatchCost"/>) together with the waiting
+/// sentences of other requests with the same search settings and a similar cost, then goes to the back of the line;
+/// after a slice of a large request the first small request waiting takes the next turn. A large request thus advances
+/// a slice at a time while small ones keep being answered, each waiting for at most one slice.
+/// <para>A decoder call stops within one decoding step once every request in it has been cancelled (client gone or
+/// time out), or when the host's shutdown time is up. Stopping refuses new requests and finishes those admitted.</para>
 /// </summary>
-public sealed class BatchingQueue : IHostedService, IDisposable
+public sealed class BatchingQueue : IDisposable
 {
     private readonly ITranslationBackend backend;
     private readonly ServeOptions options;
     private readonly ServingMetrics metrics;
+    private readonly CostBudget budget;
     private readonly Channel<WorkItem> channel = Channel.CreateUnbounded<WorkItem>(new UnboundedChannelOptions { SingleReader = true });
     private readonly TaskCompletionSource workerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource abort = new();
     private readonly object admission = new();
     private Thread? worker;
-    private long queued;
+    private long queued, decoding;
     private bool stopping;
+    private bool lastTurnLarge;   // worker thread only
 
-    /// <summary>Creates the queue; the worker starts with <see cref="StartAsync"/>.</summary>
-    public BatchingQueue(ITranslationBackend backend, ServeOptions options, ServingMetrics metrics)
+    /// <summary>Creates the queue of model <paramref name="model"/>; the worker starts with <see cref="Start"/>.</summary>
+    public BatchingQueue(string model, ITranslationBackend backend, ServeOptions options, ServingMetrics metrics, CostBudget budget)
     {
+        Model = model;
         this.backend = backend;
         this.options = options;
         this.metrics = metrics;
-        metrics.SetQueueGauge(() => Interlocked.Read(ref queued));
+        this.budget = budget;
+        metrics.RegisterModel(model, () => Interlocked.Read(ref queued), () => Interlocked.Read(ref decoding));
     }
 
-    /// <summary>Sentences waiting for the decoder.</summary>
+    /// <summary>The model's name.</summary>
+    public string Model { get; }
+
+    /// <summary>Sentences admitted and not yet handed to the decoder.</summary>
     public long QueuedSentences => Interlocked.Read(ref queued);
 
-    /// <summary>
-    /// Queues <paramref name="sentences"/> for translation. On success <paramref name="result"/> completes with one
-    /// list of translations per sentence, or is cancelled if <paramref name="cancellation"/> fires before decoding starts.
-    /// </summary>
-    public SubmitRejection TrySubmit(IReadOnlyList<string> sentences, int beam, int nBest, CancellationToken cancellation,
-        out Task<IReadOnlyList<IReadOnlyList<ScoredTranslation>>> result)
-    {
-        var item = new WorkItem(sentences, Math.Max(beam, nBest), nBest, cancellation);
-        result = item.Completion.Task;
-        lock (admission)
-        {
-            if (stopping) return SubmitRejection.ShuttingDown;
-            if (queued + sentences.Count > options.QueueLimit) return SubmitRejection.QueueFull;
-            Interlocked.Add(ref queued, sentences.Count);
-            if (!channel.Writer.TryWrite(item))
-            {
-                Interlocked.Add(ref queued, -sentences.Count);
-                return SubmitRejection.ShuttingDown;
-            }
-        }
-        return SubmitRejection.None;
-    }
-
-    /// <inheritdoc />
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        worker = new Thread(Work) { Name = "transduce-decoder", IsBackground = true };
-        worker.Start();
-        return Task.CompletedTask;
-    }
-
-    /// <summary>Refuses new requests, then waits until every queued request has been answered.</summary>
-    public async Task StopAsync(CancellationToken cancellationToken)
-    {
-        lock (admission)
-        {
-            stopping = true;
-            channel.Writer.TryComplete();
-        }
-        if (worker is not null) await workerDone.Task.WaitAsync(cancellationToken);
-    }
+    /// <summary>Sentences in the decoder call running now (0 when the decoder is idle).</summary>
+    public long DecodingSentences => Interlocked.Read(ref decoding);
 
     /// <summary>True once <see cref="StopAsync"/> has begun.</summary>
     public bool IsStopping
@@ -96,18 +86,98 @@ public sealed class BatchingQueue : IHostedService, IDisposable
         get { lock (admission) return stopping; }
     }
 
+    /// <summary>
+    /// Queues <paramref name="job"/>. On success <paramref name="result"/> completes with one translation per sentence,
+    /// is cancelled if <paramref name="cancellation"/> fires first, or fails with <see cref="ServiceStoppingException"/>
+    /// if the service had to stop first. The job's cost stays reserved in the budget until then.
+    /// </summary>
+    public SubmitRejection TrySubmit(TranslationJob job, CancellationToken cancellation, out Task<IReadOnlyList<SentenceTranslation>> result)
+    {
+        var item = new WorkItem(job, cancellation);
+        result = item.Completion.Task;
+        lock (admission)
+        {
+            if (stopping) return SubmitRejection.ShuttingDown;
+            if (queued + job.Sentences.Count > options.QueueLimit) return SubmitRejection.QueueFull;
+            if (!budget.TryReserve(job.Cost)) return SubmitRejection.Busy;
+            Interlocked.Add(ref queued, job.Sentences.Count);
+            if (!channel.Writer.TryWrite(item))
+            {
+                Interlocked.Add(ref queued, -job.Sentences.Count);
+                budget.Release(job.Cost);
+                return SubmitRejection.ShuttingDown;
+            }
+        }
+        return SubmitRejection.None;
+    }
+
+    /// <summary>Starts the worker thread.</summary>
+    public void Start()
+    {
+        if (worker is not null) return;
+        worker = new Thread(Work) { Name = "transduce-decoder-" + Model, IsBackground = true };
+        worker.Start();
+    }
+
+    /// <summary>
+    /// Refuses new requests, then waits until every admitted request has been answered. When
+    /// <paramref name="cancellationToken"/> fires first (the host's shutdown time is up), the running decode is stopped
+    /// and the requests still waiting get <see cref="ServiceStoppingException"/>; this method returns only once the worker
+    /// has ended, so the model may be disposed right after.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        lock (admission)
+        {
+            stopping = true;
+            channel.Writer.TryComplete();
+        }
+        if (worker is null) return;
+        try
+        {
+            await workerDone.Task.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            abort.Cancel();
+            await workerDone.Task;   // within one decoding step
+        }
+    }
+
     private void Work()
     {
+        var pending = new List<WorkItem>();   // the line, in turn order
         try
         {
             var reader = channel.Reader;
-            var round = new List<WorkItem>();
-            while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+            while (true)
             {
-                Gather(reader, round);
-                Decode(round);
-                round.Clear();
+                if (pending.Count == 0)
+                {
+                    if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) break;   // completed and empty
+                    Gather(reader, pending);
+                }
+                else
+                {
+                    while (reader.TryRead(out var item)) pending.Add(item);
+                }
+                DropCancelled(pending);
+                if (abort.IsCancellationRequested)
+                {
+                    while (reader.TryRead(out var item)) pending.Add(item);
+                    foreach (var item in pending) Finish(item, stopped: true);
+                    pending.Clear();
+                    continue;
+                }
+                if (pending.Count == 0) continue;
+                var turn = NextTurn(pending);
+                Decode(turn, pending);
             }
+        }
+        catch (Exception e)
+        {
+            foreach (var item in pending) Finish(item, error: e);
+            throw;
         }
         finally
         {
@@ -115,8 +185,8 @@ public sealed class BatchingQueue : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Takes what is waiting, then keeps taking until the window closes or the round is full.</summary>
-    private void Gather(ChannelReader<WorkItem> reader, List<WorkItem> round)
+    /// <summary>Takes the first waiting request, then keeps taking until the window closes or the round is full.</summary>
+    private void Gather(ChannelReader<WorkItem> reader, List<WorkItem> pending)
     {
         long deadline = Stopwatch.GetTimestamp() + (long)(options.BatchWindow.TotalSeconds * Stopwatch.Frequency);
         int sentences = 0;
@@ -124,14 +194,14 @@ public sealed class BatchingQueue : IHostedService, IDisposable
         {
             if (reader.TryRead(out var item))
             {
-                Interlocked.Add(ref queued, -item.Sentences.Count);
-                round.Add(item);
-                sentences += item.Sentences.Count;
+                pending.Add(item);
+                sentences += item.Job.Sentences.Count;
                 continue;
             }
             var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
             if (remaining <= TimeSpan.Zero) break;
-            using var window = new CancellationTokenSource(remaining);
+            using var window = CancellationTokenSource.CreateLinkedTokenSource(abort.Token);
+            window.CancelAfter(remaining);
             try
             {
                 if (!reader.WaitToReadAsync(window.Token).AsTask().GetAwaiter().GetResult()) break;   // completed: drain what we hold
@@ -143,56 +213,229 @@ public sealed class BatchingQueue : IHostedService, IDisposable
         }
     }
 
-    private void Decode(List<WorkItem> round)
+    /// <summary>Answers the requests whose caller has gone or whose time ran out, and takes them out of the line.</summary>
+    private void DropCancelled(List<WorkItem> pending)
     {
-        foreach (var group in round.GroupBy(w => (w.Beam, w.NBest)))
+        int dropped = pending.RemoveAll(item =>
         {
-            var live = new List<WorkItem>();
-            int droppedCount = 0;
-            foreach (var item in group)
-            {
-                if (item.Cancellation.IsCancellationRequested)
-                {
-                    item.Completion.TrySetCanceled(item.Cancellation);
-                    droppedCount++;
-                }
-                else live.Add(item);
-            }
-            if (droppedCount > 0) metrics.CountDropped(droppedCount);
-            if (live.Count == 0) continue;
+            if (!item.Cancellation.IsCancellationRequested) return false;
+            Finish(item, cancelled: true);
+            return true;
+        });
+        if (dropped > 0) metrics.CountDropped(Model, dropped);
+    }
 
-            var sentences = live.SelectMany(w => w.Sentences).ToList();
-            try
+    /// <summary>
+    /// The next decoder call: the next slice of the request at the head of the line, then the waiting sentences of the
+    /// requests behind it that share its search settings and have a similar cost, within the batch limits.
+    /// </summary>
+    private Turn NextTurn(List<WorkItem> pending)
+    {
+        // After a slice of a large request, small requests (what is left of them fits one decoder call) go first: however
+        // many large requests take turns, a small one waits for at most one slice.
+        int at = 0;
+        if (lastTurnLarge)
+        {
+            int small = pending.FindIndex(i => RemainingCost(i) <= options.MaxBatchCost);
+            if (small >= 0) at = small;
+        }
+        var head = pending[at];
+        lastTurnLarge = RemainingCost(head) > options.MaxBatchCost;
+        Debug.Assert(head.Next < head.Job.Sentences.Count, "a request in the line has nothing left to decode");
+        var turn = new Turn(head);
+        long reference = head.Job.Costs[head.Next].Cost;
+        Take(turn, head, _ => true);
+        for (int i = 1; i < pending.Count && !turn.Full; i++)
+        {
+            var item = pending[i];
+            if (item.Job.Options.Beam != head.Job.Options.Beam || item.Job.Options.NBest != head.Job.Options.NBest
+                || item.Job.Attention != head.Job.Attention)
+                continue;
+            Take(turn, item, cost => Similar(cost, reference));
+        }
+        // The head goes to the back of the line: the others get their turn before its next slice.
+        pending.RemoveAt(at);
+        pending.Add(head);
+        return turn;
+    }
+
+    private static long RemainingCost(WorkItem item)
+    {
+        long cost = 0;
+        for (int i = item.Next; i < item.Job.Sentences.Count; i++) cost += item.Job.Costs[i].Cost;
+        return cost;
+    }
+
+    /// <summary>Within a factor of four of each other, or both tiny: decoded together, neither waits long for the other.</summary>
+    private static bool Similar(long a, long b)
+    {
+        const long small = 64;
+        return (a <= small && b <= small) || (a <= 4 * b && b <= 4 * a);
+    }
+
+    private void Take(Turn turn, WorkItem item, Func<long, bool> fits)
+    {
+        while (item.Next < item.Job.Sentences.Count && !turn.Full)
+        {
+            long cost = item.Job.Costs[item.Next].Cost;
+            if (turn.Count > 0 && turn.Cost + cost > options.MaxBatchCost)
             {
-                long start = Stopwatch.GetTimestamp();
-                var outputs = backend.Translate(sentences, group.Key.Beam, group.Key.NBest, options.MaxBatch);
-                metrics.ObserveDecode(Stopwatch.GetElapsedTime(start).TotalSeconds);
-                if (outputs.Count != sentences.Count)
-                    throw new InvalidOperationException($"the backend returned {outputs.Count} results for {sentences.Count} sentences");
-                foreach (var chunk in sentences.Chunk(options.MaxBatch)) metrics.ObserveBatch(chunk.Length);
-                long sourceTokens = sentences.Sum(s => (long)backend.CountTokens(s));
-                long targetTokens = outputs.Sum(o => o.Count > 0 ? (long)backend.CountTokens(o[0].Text) : 0);
-                metrics.CountTranslated(sentences.Count, sourceTokens, targetTokens);
-                int offset = 0;
-                foreach (var item in live)
-                {
-                    item.Completion.TrySetResult(outputs.Skip(offset).Take(item.Sentences.Count).ToArray());
-                    offset += item.Sentences.Count;
-                }
+                turn.Full = true;
+                break;
             }
-            catch (Exception e)
-            {
-                foreach (var item in live) item.Completion.TrySetException(e);
-            }
+            if (!fits(cost)) break;
+            turn.Add(item, item.Next, cost);
+            item.Next++;
+            Interlocked.Decrement(ref queued);
+            if (turn.Count >= options.MaxBatch) turn.Full = true;
         }
     }
 
-    /// <inheritdoc />
-    public void Dispose() => channel.Writer.TryComplete();
-
-    private sealed record WorkItem(IReadOnlyList<string> Sentences, int Beam, int NBest, CancellationToken Cancellation)
+    private void Decode(Turn turn, List<WorkItem> pending)
     {
-        public TaskCompletionSource<IReadOnlyList<IReadOnlyList<ScoredTranslation>>> Completion { get; } =
+        var items = turn.Parts.Select(p => p.Item).Distinct().ToArray();
+        var sentences = turn.Parts.Select(p => p.Item.Job.Sentences[p.Index]).ToArray();
+        using var cancellation = new TurnCancellation(items.Select(i => i.Cancellation), abort.Token);
+        long start = Stopwatch.GetTimestamp();
+        IReadOnlyList<SentenceTranslation> outputs;
+        Interlocked.Exchange(ref decoding, sentences.Length);
+        try
+        {
+            outputs = backend.Translate(sentences, turn.Head.Job.Options, turn.Head.Job.Attention, cancellation.Token);
+            if (outputs.Count != sentences.Length)
+                throw new InvalidOperationException($"the backend returned {outputs.Count} results for {sentences.Length} sentences");
+        }
+        catch (OperationCanceledException) when (cancellation.Token.IsCancellationRequested)
+        {
+            // Every request in the call was cancelled (they are dropped on the next turn), or the service is stopping.
+            metrics.CountDecodeCancelled(Model);
+            return;
+        }
+        catch (Exception e)
+        {
+            foreach (var item in items)
+            {
+                Finish(item, error: e);
+                pending.Remove(item);
+            }
+            return;
+        }
+        finally
+        {
+            Interlocked.Exchange(ref decoding, 0);
+        }
+        double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        metrics.ObserveDecode(Model, seconds);
+        metrics.ObserveBatch(Model, sentences.Length);
+        budget.ObserveDrain(turn.Cost, seconds);
+        long sourceTokens = 0, targetTokens = 0;
+        for (int k = 0; k < turn.Parts.Count; k++)
+        {
+            var (item, index) = turn.Parts[k];
+            item.Results[index] = outputs[k];
+            item.Done++;
+            sourceTokens += item.Job.Costs[index].SourceTokens;
+            targetTokens += outputs[k].TargetTokens;
+        }
+        metrics.CountTranslated(Model, sentences.Length, sourceTokens, targetTokens);
+        foreach (var item in items.Where(i => i.Done == i.Job.Sentences.Count))
+        {
+            Finish(item);
+            pending.Remove(item);
+        }
+    }
+
+    /// <summary>Completes <paramref name="item"/> (with its translations unless told otherwise) and releases its cost.</summary>
+    private void Finish(WorkItem item, bool cancelled = false, bool stopped = false, Exception? error = null)
+    {
+        // Sentences never handed to the decoder leave the queue count.
+        int unscheduled = item.Job.Sentences.Count - item.Next;
+        if (unscheduled > 0)
+        {
+            Interlocked.Add(ref queued, -unscheduled);
+            item.Next = item.Job.Sentences.Count;
+        }
+        budget.Release(item.Job.Cost);
+        if (error is not null) item.Completion.TrySetException(error);
+        else if (stopped) item.Completion.TrySetException(new ServiceStoppingException());
+        else if (cancelled) item.Completion.TrySetCanceled(item.Cancellation);
+        else item.Completion.TrySetResult(item.Results!);
+    }
+
+    /// <summary>Ends the worker (stopping any decode within one step) and waits for it.</summary>
+    public void Dispose()
+    {
+        lock (admission)
+        {
+            stopping = true;
+            channel.Writer.TryComplete();
+        }
+        abort.Cancel();
+        if (worker is not null && worker.ManagedThreadId != Environment.CurrentManagedThreadId) worker.Join();
+    }
+
+    private sealed class WorkItem(TranslationJob job, CancellationToken cancellation)
+    {
+        public TranslationJob Job { get; } = job;
+
+        public CancellationToken Cancellation { get; } = cancellation;
+
+        public SentenceTranslation[] Results { get; } = new SentenceTranslation[job.Sentences.Count];
+
+        /// <summary>Sentences handed to the decoder so far (they are taken in order).</summary>
+        public int Next { get; set; }
+
+        /// <summary>Sentences translated so far.</summary>
+        public int Done { get; set; }
+
+        public TaskCompletionSource<IReadOnlyList<SentenceTranslation>> Completion { get; } =
             new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class Turn(WorkItem head)
+    {
+        public WorkItem Head { get; } = head;
+
+        public List<(WorkItem Item, int Index)> Parts { get; } = [];
+
+        public long Cost { get; private set; }
+
+        public int Count => Parts.Count;
+
+        public bool Full { get; set; }
+
+        public void Add(WorkItem item, int index, long cost)
+        {
+            Parts.Add((item, index));
+            Cost += cost;
+        }
+    }
+
+    /// <summary>Fires when every request of a decoder call has been cancelled, or when the service aborts.</summary>
+    private sealed class TurnCancellation : IDisposable
+    {
+        private readonly CancellationTokenSource source;
+        private readonly List<CancellationTokenRegistration> registrations = [];
+        private int alive;
+
+        public TurnCancellation(IEnumerable<CancellationToken> requests, CancellationToken abort)
+        {
+            source = CancellationTokenSource.CreateLinkedTokenSource(abort);
+            var tokens = requests.ToArray();
+            alive = tokens.Length;
+            foreach (var token in tokens)
+                registrations.Add(token.Register(() =>
+                {
+                    if (Interlocked.Decrement(ref alive) == 0) source.Cancel();
+                }));
+        }
+
+        public CancellationToken Token => source.Token;
+
+        public void Dispose()
+        {
+            foreach (var r in registrations) r.Dispose();   // waits for a callback that is running
+            source.Dispose();
+        }
     }
 }

@@ -7,7 +7,10 @@ namespace Transduce.Serving;
 /// <summary>What <c>GET /v1/models</c> reports about the served checkpoint.</summary>
 public sealed record ModelInfo
 {
-    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of <c>model.safetensors</c>.</summary>
+    /// <summary>The name requests use to choose this model (<c>"model"</c>); the first model served is the default.</summary>
+    public string Name { get; init; } = "default";
+
+    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of the weights file (<c>model.safetensors</c>, or a MarianMT folder's <c>pytorch_model.bin</c>).</summary>
     public required string Id { get; init; }
 
     /// <summary>Architecture name (<c>gru</c>, <c>bahdanau</c>, <c>transformer</c>).</summary>
@@ -41,21 +44,29 @@ public sealed record ModelInfo
     /// <summary>Target language, from the checkpoint's training info (<c>target_language</c>), else <c>"target"</c>.</summary>
     public string TargetLanguage { get; init; } = "target";
 
+    /// <summary>
+    /// The beam a request that names none gets from this model (a MarianMT folder's <c>num_beams</c>); null: the
+    /// service's default (greedy).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DefaultBeam { get; init; }
+
     /// <summary>Whether translations can come with cross-attention weights (<c>"attention": true</c>).</summary>
     public bool Attention { get; init; }
 
     /// <summary>Free-form facts about the training run, as stored in the checkpoint.</summary>
     public IReadOnlyDictionary<string, string> Training { get; init; } = new Dictionary<string, string>();
 
-    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>.</summary>
-    public static ModelInfo From(Checkpoint checkpoint, string directory)
+    /// <summary>Describes the checkpoint loaded from <paramref name="directory"/>, served as <paramref name="name"/>.</summary>
+    public static ModelInfo From(Checkpoint checkpoint, string directory, string name = "default")
     {
         var config = checkpoint.ModelConfig;
         string Language(string key, string fallback) =>
             checkpoint.TrainingInfo.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v : fallback;
         return new ModelInfo
         {
-            Id = HashPrefix(Path.Combine(directory, Checkpoint.WeightsFile)),
+            Name = name,
+            Id = HashPrefix(WeightsOf(directory)),
             Architecture = config.Architecture,
             EmbeddingSize = config.EmbeddingSize,
             HiddenSize = config.HiddenSize,
@@ -68,7 +79,16 @@ public sealed record ModelInfo
             TargetLanguage = Language("target_language", "target"),
             Training = checkpoint.TrainingInfo,
             Attention = Inference.AttentionProbe.Supports(checkpoint.Model),
+            DefaultBeam = checkpoint.Generation.NumBeams,
         };
+    }
+
+    /// <summary>The weights file a folder was loaded from: <c>model.safetensors</c>, else (MarianMT folders) <c>pytorch_model.bin</c>.</summary>
+    private static string WeightsOf(string directory)
+    {
+        string safetensors = Path.Combine(directory, Checkpoint.WeightsFile);
+        string pickled = Path.Combine(directory, Models.Marian.MarianImport.PyTorchWeightsFile);
+        return File.Exists(safetensors) || !File.Exists(pickled) ? safetensors : pickled;
     }
 
     private static string HashPrefix(string path)

@@ -1,30 +1,32 @@
 using System.Diagnostics;
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.HostFiltering;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 
 namespace Transduce.Serving;
 
 /// <summary>
 /// Builds the translation service: <c>POST /v1/translate</c>, <c>GET /v1/models</c>, <c>GET /healthz</c>,
-/// <c>GET /metrics</c> and the web page at <c>/</c>.
+/// <c>GET /metrics</c>, the OpenAPI document at <see cref="OpenApiPath"/> and the web page at <c>/</c>.
 /// </summary>
 public static class ServingApp
 {
-    private static readonly JsonSerializerOptions s_json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DictionaryKeyPolicy = null,
-        // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
-        // response is application/json with nosniff and is never inlined into HTML.
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
+    /// <summary>Where the OpenAPI document is served.</summary>
+    public const string OpenApiPath = "/openapi/v1.json";
+
+    private static readonly object HostRejected = new();
 
     private static readonly Dictionary<string, string> s_contentTypes = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -32,46 +34,80 @@ public static class ServingApp
         [".css"] = "text/css; charset=utf-8", [".svg"] = "image/svg+xml",
     };
 
-    /// <summary>
-    /// Builds the application. <paramref name="urls"/> are the addresses Kestrel listens on (loopback only, see
-    /// <see cref="ParseLoopbackUrls"/>); pass none when <paramref name="configure"/> installs another server
-    /// (tests use <c>UseTestServer</c>). The caller owns <paramref name="backend"/> and disposes it after the app stops.
-    /// </summary>
+    /// <summary>One model under <paramref name="model"/>'s name: see <see cref="Build(ServeOptions, IReadOnlyList{ServedModel}, IReadOnlyList{IPEndPoint}?, Action{WebApplicationBuilder}?)"/>.</summary>
     public static WebApplication Build(ServeOptions options, ITranslationBackend backend, ModelInfo model,
+        IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
+        Build(options, [new ServedModel(backend, model)], urls, configure);
+
+    /// <summary>
+    /// Builds the application serving <paramref name="models"/> (the first is the default). <paramref name="urls"/> are
+    /// the addresses Kestrel listens on (see <see cref="ListenAddresses.Parse"/>; non-loopback ones need
+    /// <see cref="ServeOptions.AllowRemote"/>); pass none when <paramref name="configure"/> installs another server
+    /// (tests use <c>UseTestServer</c>). The caller owns the backends and disposes them after the app is disposed
+    /// (disposing the app ends every decoder thread first).
+    /// </summary>
+    public static WebApplication Build(ServeOptions options, IReadOnlyList<ServedModel> models,
         IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null)
     {
         options.Validate();
+        if (urls is not null && !options.AllowRemote && !ListenAddresses.AllLoopback(urls))
+            throw new ArgumentException("--urls: a non-loopback address needs --allow-remote");
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             ApplicationName = typeof(ServingApp).Assembly.GetName().Name,
             ContentRootPath = AppContext.BaseDirectory,
         });
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        if (urls is not null)
+        ConfigureLogging(builder.Logging, options);
+        if (urls is not null) builder.WebHost.ConfigureKestrel(k => ConfigureKestrel(k, options, urls));
+        // Admitted requests may wait for the whole queue to drain: give shutdown the request timeout and a margin;
+        // past it, running decodes are stopped (BatchingQueue.StopAsync).
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.ShutdownTimeout ?? options.Timeout + TimeSpan.FromSeconds(5));
+        builder.Services.ConfigureHttpJsonOptions(j =>
         {
-            builder.WebHost.ConfigureKestrel(k =>
+            j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            j.SerializerOptions.DictionaryKeyPolicy = null;
+            // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
+            // response is application/json with nosniff and is never inlined into HTML.
+            j.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+        });
+        builder.Services.AddProblemDetails(p => p.CustomizeProblemDetails = c =>
+        {
+            // The host filter answers a bare 400: say which header was refused.
+            if (c.ProblemDetails.Status == StatusCodes.Status400BadRequest && c.ProblemDetails.Detail is null
+                && c.HttpContext.Items.ContainsKey(HostRejected))
             {
-                k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
-                foreach (var endpoint in urls) k.Listen(endpoint);
-            });
-        }
-        // In-flight requests may wait for the whole queue to drain: give shutdown the request timeout and a margin.
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.Timeout + TimeSpan.FromSeconds(5));
-        builder.Services.AddProblemDetails();
+                c.ProblemDetails.Detail = $"the Host header '{c.HttpContext.Request.Host}' is not one this service answers (--allowed-hosts)";
+                c.ProblemDetails.Extensions["field"] = "Host";
+            }
+        });
+        // ASP.NET Core's own host filter runs first of all (a startup filter), before metrics, logs and problem bodies:
+        // let it pass everything and run the same middleware, with the real list, inside the pipeline below.
+        builder.Services.AddHostFiltering(h => h.AllowedHosts = ["*"]);
+        var hostFiltering = new HostFilteringOptions
+        {
+            AllowedHosts = [.. ListenAddresses.AllowedHosts(options.AllowedHosts, urls)],
+            IncludeFailureMessage = false,   // the status-code page answers with problem+json
+        };
+        builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            OpenApiDescription.Describe(document, options);
+            return Task.CompletedTask;
+        }));
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(backend);
-        builder.Services.AddSingleton(model);
         builder.Services.AddSingleton<ServingMetrics>();
-        builder.Services.AddSingleton<BatchingQueue>();
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<BatchingQueue>());
+        builder.Services.AddSingleton(new CostBudget(options.MaxInflightCost, options.RetryAfterSeconds));
+        builder.Services.AddSingleton(sp => new ModelRegistry(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>()));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelRegistry>());
         configure?.Invoke(builder);
 
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServingMetrics>();
+        var registry = app.Services.GetRequiredService<ModelRegistry>();
+        var requestLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(RequestLog.Category);
         app.Use(async (context, next) =>
         {
             long start = Stopwatch.GetTimestamp();
-            string endpoint = EndpointLabel(context);
+            string endpoint = EndpointLabel(context);   // routing has run already; the exception handler clears it
             try
             {
                 await next(context);
@@ -80,7 +116,10 @@ public static class ServingApp
             {
                 // 499 (nginx's "client closed request"): the client left before an answer was written.
                 int status = context.RequestAborted.IsCancellationRequested && !context.Response.HasStarted ? 499 : context.Response.StatusCode;
-                metrics.ObserveRequest(endpoint, status, Stopwatch.GetElapsedTime(start).TotalSeconds);
+                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                metrics.ObserveRequest(endpoint, status, seconds);
+                if (options.LogRequests && (context.Request.Path.StartsWithSegments("/v1") || status >= 400))
+                    RequestLog.Write(requestLogger, context, status, seconds * 1000);
             }
         });
         app.UseExceptionHandler();
@@ -90,121 +129,162 @@ public static class ServingApp
             context.Response.Headers.XContentTypeOptions = "nosniff";
             await next(context);
         });
+        app.Use(async (context, next) =>
+        {
+            context.Items[HostRejected] = true;   // cleared below if the host filter lets the request through
+            await next(context);
+        });
+        app.UseMiddleware<HostFilteringMiddleware>(new FixedOptions<HostFilteringOptions>(hostFiltering));
+        app.Use(async (context, next) =>
+        {
+            context.Items.Remove(HostRejected);
+            await next(context);
+        });
+        if (options.ApiKey is not null) app.Use(RequireApiKey(options.ApiKey, metrics));
 
-        app.MapPost("/v1/translate", (HttpContext context, BatchingQueue queue) => TranslateAsync(context, queue, options, metrics, model, backend));
-        app.MapGet("/v1/models", () => Results.Json(new { models = new[] { model } }, s_json));
-        app.MapGet("/healthz", (BatchingQueue queue, IHostApplicationLifetime lifetime) =>
-            queue.IsStopping || lifetime.ApplicationStopping.IsCancellationRequested
-                ? Results.Json(new { status = "stopping" }, s_json, statusCode: StatusCodes.Status503ServiceUnavailable)
-                : Results.Json(new { status = "ok", model = model.Id }, s_json));
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
-        app.MapGet("/", (HttpContext context) => Page(context, "index.html"));
-        app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file));
+        Func<HttpContext, Task<IResult>> translate = context => TranslateEndpoint.HandleAsync(context, registry, options, metrics);
+        app.MapPost("/v1/translate", (Delegate)translate)
+            .WithName("Translate").WithTags("translation")
+            .WithSummary("Translate sentences")
+            .WithDescription("Translates each sentence of `text` with the named model (default: the first). The request's estimated cost " +
+                "(per sentence: max(beam, n_best) × (source positions + output limit + 1)) must fit --max-request-cost (else 413, or 422 " +
+                "when a smaller beam would fit) and the in-flight budget --max-inflight-cost (else 503 with Retry-After).")
+            // The body is described, not declared with Accepts: Accepts would make routing answer a wrong Content-Type
+            // with a bare 415 before the handler can say what is wrong.
+            .AddOpenApiOperationTransformer(async (operation, context, cancellation) =>
+            {
+                var schema = await context.GetOrCreateSchemaAsync(typeof(TranslateRequestBody), cancellationToken: cancellation);
+                operation.RequestBody = new Microsoft.OpenApi.OpenApiRequestBody
+                {
+                    Required = true,
+                    Content = new Dictionary<string, Microsoft.OpenApi.OpenApiMediaType> { ["application/json"] = new() { Schema = schema } },
+                };
+            })
+            .Produces<TranslateResponse>(StatusCodes.Status200OK)
+            .ProducesProblems(400, 401, 404, 413, 415, 422, 500, 503, 504);
+        app.MapGet("/v1/models", () => Results.Json(new ModelList([.. registry.Models.Select(m => m.Model.Info)])))
+            .WithName("ListModels").WithTags("translation")
+            .WithSummary("The models served; the first is the default")
+            .Produces<ModelList>(StatusCodes.Status200OK)
+            .ProducesProblems(401);
+        app.MapGet("/healthz", (IHostApplicationLifetime lifetime) =>
+            {
+                var names = registry.Models.Select(m => m.Model.Name).ToArray();
+                return registry.IsStopping || lifetime.ApplicationStopping.IsCancellationRequested
+                    ? Results.Json(new HealthStatus("stopping", names), statusCode: StatusCodes.Status503ServiceUnavailable)
+                    : Results.Json(new HealthStatus("ok", names));
+            })
+            .WithName("Health").WithTags("operations")
+            .WithSummary("Liveness and readiness: 200 while serving, 503 once stopping")
+            .Produces<HealthStatus>(StatusCodes.Status200OK)
+            .Produces<HealthStatus>(StatusCodes.Status503ServiceUnavailable);
+        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
+            .WithName("Metrics").WithTags("operations")
+            .WithSummary("Prometheus metrics: requests, errors, queues, decoder batches, in-flight cost, process and .NET runtime")
+            .Produces<string>(StatusCodes.Status200OK, "text/plain")
+            .ProducesProblems(401);
+        app.MapOpenApi(OpenApiPath);
+        app.MapGet("/", (HttpContext context) => Page(context, "index.html")).ExcludeFromDescription();
+        app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file)).ExcludeFromDescription();
         return app;
     }
 
+    /// <summary>Parses <c>--urls</c> for a loopback-only service (see <see cref="ListenAddresses.Parse"/>).</summary>
+    public static IReadOnlyList<IPEndPoint> ParseLoopbackUrls(string urls) => ListenAddresses.Parse(urls, allowRemote: false);
+
+    private static void ConfigureLogging(ILoggingBuilder logging, ServeOptions options)
+    {
+        logging.ClearProviders();
+        logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        // Standard output carries the start-up lines ("serving … on …") that scripts read; logs go to standard error.
+        if (options.LogFormat == ServeLogFormat.Json)
+            logging.AddJsonConsole(c => c.UseUtcTimestamp = true);
+        else
+            logging.AddSimpleConsole(c =>
+            {
+                c.SingleLine = true;
+                c.UseUtcTimestamp = true;
+                c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            });
+        logging.Services.Configure<ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace);
+    }
+
+    private static void ConfigureKestrel(KestrelServerOptions k, ServeOptions options, IReadOnlyList<IPEndPoint> urls)
+    {
+        k.AddServerHeader = false;
+        k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+        k.Limits.MaxConcurrentConnections = options.MaxConnections;
+        k.Limits.MaxConcurrentUpgradedConnections = 0;                 // no WebSockets here
+        k.Limits.MaxRequestHeadersTotalSize = 16 * 1024;
+        k.Limits.MaxRequestHeaderCount = 64;
+        k.Limits.MaxRequestLineSize = 8 * 1024;
+        k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(10);    // slow-header (slowloris) clients are cut off
+        k.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(60);
+        k.Limits.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 1024, gracePeriod: TimeSpan.FromSeconds(5));
+        k.Limits.Http2.MaxStreamsPerConnection = 32;
+        k.Limits.Http2.MaxRequestHeaderFieldSize = 16 * 1024;
+        foreach (var endpoint in urls) k.Listen(endpoint);
+    }
+
     /// <summary>
-    /// Parses <c>--urls</c> (separated by <c>;</c> or <c>,</c>) into endpoints, accepting only <c>http</c> addresses on
-    /// the loopback interface (<c>127.0.0.0/8</c>, <c>[::1]</c>, <c>localhost</c>); port 0 picks a free port.
-    /// Throws <see cref="ArgumentException"/> naming the first address that is not allowed.
+    /// With an API key set, <c>/v1/…</c> and <c>/metrics</c> need <c>Authorization: Bearer KEY</c> (compared in constant
+    /// time); the page, <c>/healthz</c> (for load balancers) and the OpenAPI document stay open.
     /// </summary>
-    public static IReadOnlyList<IPEndPoint> ParseLoopbackUrls(string urls)
+    private static Func<HttpContext, RequestDelegate, Task> RequireApiKey(string apiKey, ServingMetrics metrics)
     {
-        var endpoints = new List<IPEndPoint>();
-        foreach (string raw in urls.Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        byte[] expected = SHA256.HashData(Encoding.UTF8.GetBytes(apiKey));
+        return async (context, next) =>
         {
-            if (!Uri.TryCreate(raw, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp || uri.AbsolutePath != "/")
-                throw new ArgumentException($"--urls: '{raw}' is not an address like http://127.0.0.1:5080");
-            IPAddress address;
-            if (uri.IsLoopback && uri.HostNameType == UriHostNameType.Dns) address = IPAddress.Loopback;   // localhost
-            else if (!IPAddress.TryParse(uri.Host.Trim('[', ']'), out address!) || !IPAddress.IsLoopback(address))
-                throw new ArgumentException($"--urls: '{raw}' is not a loopback address; transduce serve listens on 127.0.0.1 or [::1] only");
-            endpoints.Add(new IPEndPoint(address, uri.Port));
-        }
-        if (endpoints.Count == 0) throw new ArgumentException("--urls: no address given");
-        return endpoints;
+            var path = context.Request.Path;
+            if (!path.StartsWithSegments("/v1") && !path.StartsWithSegments("/metrics"))
+            {
+                await next(context);
+                return;
+            }
+            string header = context.Request.Headers.Authorization.ToString();
+            const string scheme = "Bearer ";
+            bool ok = header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)
+                && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(header[scheme.Length..].Trim())), expected);
+            if (ok)
+            {
+                await next(context);
+                return;
+            }
+            metrics.CountError("unauthorized");
+            context.Response.Headers.WWWAuthenticate = "Bearer realm=\"transduce\"";
+            var problem = new RequestProblem(StatusCodes.Status401Unauthorized, "Unauthorized",
+                header.Length == 0 ? "this service needs an API key: send 'Authorization: Bearer <key>'" : "the API key is not valid", "Authorization");
+            await Problem(problem).ExecuteAsync(context);
+        };
     }
 
-    private static async Task<IResult> TranslateAsync(HttpContext context, BatchingQueue queue, ServeOptions options, ServingMetrics metrics, ModelInfo model,
-        ITranslationBackend backend)
+    /// <summary>A problem+json result carrying the field and limit of <paramref name="problem"/>.</summary>
+    internal static IResult Problem(RequestProblem problem)
     {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        deadline.CancelAfter(options.Timeout);
-        try
-        {
-            var (request, problem) = await TranslateRequestReader.ReadAsync(context.Request, options, deadline.Token);
-            if (problem is not null)
-            {
-                metrics.CountError(problem.Status == StatusCodes.Status413PayloadTooLarge ? "too_large" : "invalid");
-                return Problem(problem);
-            }
-            if (request!.Attention && !model.Attention)
-            {
-                metrics.CountError("invalid");
-                return Problem(new RequestProblem(StatusCodes.Status400BadRequest, "No attention",
-                    $"the '{model.Architecture}' model has no cross-attention to show; send \"attention\": false or leave it out", "attention"));
-            }
-
-            switch (queue.TrySubmit(request.Text, request.Beam, request.NBest, deadline.Token, out var pending))
-            {
-                case SubmitRejection.QueueFull:
-                    metrics.CountError("queue_full");
-                    context.Response.Headers.RetryAfter = options.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                    return Problem(new RequestProblem(StatusCodes.Status503ServiceUnavailable, "Queue full",
-                        $"the translation queue holds its limit of {options.QueueLimit} sentences; retry later", null));
-                case SubmitRejection.ShuttingDown:
-                    metrics.CountError("shutting_down");
-                    return Problem(new RequestProblem(StatusCodes.Status503ServiceUnavailable, "Shutting down",
-                        "the service is stopping and takes no new requests", null));
-            }
-
-            var outputs = await pending.WaitAsync(deadline.Token);
-            var results = outputs.Select(ToResult).ToArray();
-            if (request.Attention)
-            {
-                // Per sentence: the decoder's last layer, averaged over heads, for the best translation.
-                for (int i = 0; i < results.Length; i++)
-                {
-                    deadline.Token.ThrowIfCancellationRequested();
-                    var map = await Task.Run(() => backend.Attention(request.Text[i], request.Beam), deadline.Token);
-                    if (map is null) continue;
-                    var mean = map.Select();
-                    var rows = Enumerable.Range(0, mean.GetLength(0))
-                        .Select(r => Enumerable.Range(0, mean.GetLength(1)).Select(c => MathF.Round(mean[r, c], 4)).ToArray()).ToArray();
-                    results[i] = results[i] with { Attention = new AttentionView(map.SourceTokens, map.TargetTokens, rows) };
-                }
-            }
-            return Results.Json(new TranslateResponse(model.Id, results), s_json);
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            metrics.CountError("client_gone");
-            return Results.Empty;
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
-        {
-            metrics.CountError("timeout");
-            return Problem(new RequestProblem(StatusCodes.Status504GatewayTimeout, "Timed out",
-                $"the translation took longer than {options.Timeout.TotalSeconds:0.###} s", null));
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            metrics.CountError("internal");
-            throw;   // the exception handler answers 500 with a problem body (no details leak to the client)
-        }
+        var extensions = new Dictionary<string, object?>();
+        if (problem.Field is not null) extensions["field"] = problem.Field;
+        if (problem.Limit is not null) extensions["limit"] = problem.Limit;
+        if (problem.LimitValue is not null) extensions["limit_value"] = problem.LimitValue;
+        if (problem.Requested is not null) extensions["requested"] = problem.Requested;
+        return Results.Problem(detail: problem.Detail, statusCode: problem.Status, title: problem.Title, extensions: extensions);
     }
 
-    private static TranslationResult ToResult(IReadOnlyList<ScoredTranslation> hypotheses)
+    /// <summary>Options that never change, for a middleware that wants an <see cref="IOptionsMonitor{TOptions}"/>.</summary>
+    private sealed class FixedOptions<T>(T value) : IOptionsMonitor<T>
     {
-        var list = hypotheses.Select(h => new Hypothesis(h.Text, Finite(h.Score))).ToArray();
-        return list.Length == 0 ? new TranslationResult("", null, list) : new TranslationResult(list[0].Text, list[0].Score, list);
+        public T CurrentValue => value;
+
+        public T Get(string? name) => value;
+
+        public IDisposable? OnChange(Action<T, string?> listener) => null;
     }
 
-    private static double? Finite(double d) => double.IsFinite(d) ? d : null;
-
-    private static IResult Problem(RequestProblem problem) => Results.Problem(
-        detail: problem.Detail, statusCode: problem.Status, title: problem.Title,
-        extensions: problem.Field is null ? null : new Dictionary<string, object?> { ["field"] = problem.Field });
+    private static RouteHandlerBuilder ProducesProblems(this RouteHandlerBuilder builder, params int[] statuses)
+    {
+        foreach (int status in statuses) builder.Produces<ServiceProblem>(status, "application/problem+json");
+        return builder;
+    }
 
     private static string EndpointLabel(HttpContext context) =>
         (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
@@ -221,12 +301,4 @@ public static class ServingApp
             "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
         return Results.Stream(stream, contentType);
     }
-
-    private sealed record TranslateResponse(string Model, TranslationResult[] Translations);
-
-    private sealed record TranslationResult(string Text, double? Score, Hypothesis[] NBest, AttentionView? Attention = null);
-
-    private sealed record AttentionView(IReadOnlyList<string> SourceTokens, IReadOnlyList<string> TargetTokens, float[][] Weights);
-
-    private sealed record Hypothesis(string Text, double? Score);
 }

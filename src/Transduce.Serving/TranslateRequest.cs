@@ -5,22 +5,33 @@ namespace Transduce.Serving;
 
 /// <summary>A validated <c>POST /v1/translate</c> body.</summary>
 /// <param name="Text">Sentences to translate.</param>
-/// <param name="Beam">Beam size.</param>
+/// <param name="Beam">Beam size; null when the request names none (the model's default applies).</param>
 /// <param name="NBest">Translations wanted per sentence.</param>
 /// <param name="Attention">Whether attention weights were asked for.</param>
-public sealed record TranslateRequest(IReadOnlyList<string> Text, int Beam, int NBest, bool Attention);
+/// <param name="Model">The model named by the request; null for the default (the first served).</param>
+public sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null);
 
-/// <summary>A client error found while reading a request: HTTP status, a message, and the offending field.</summary>
-/// <param name="Status">HTTP status code (4xx).</param>
+/// <summary>
+/// An error answered as <c>application/problem+json</c>: HTTP status, a message, the offending field and, when a
+/// configured limit was hit, its name, its value and what the request asked for.
+/// </summary>
+/// <param name="Status">HTTP status code.</param>
 /// <param name="Title">Short summary.</param>
 /// <param name="Detail">What exactly is wrong.</param>
 /// <param name="Field">The JSON field (or header) at fault, e.g. <c>text[2]</c>; null when none applies.</param>
-public sealed record RequestProblem(int Status, string Title, string Detail, string? Field);
+/// <param name="Limit">The limit hit, as named in <c>/metrics</c> and the docs (e.g. <c>max_request_cost</c>); null when none.</param>
+/// <param name="LimitValue">The limit's configured value.</param>
+/// <param name="Requested">What the request needed of it (e.g. its estimated cost).</param>
+public sealed record RequestProblem(int Status, string Title, string Detail, string? Field, string? Limit = null,
+    long? LimitValue = null, long? Requested = null);
 
 /// <summary>Reads and validates <c>POST /v1/translate</c> bodies against <see cref="ServeOptions"/>.</summary>
 public static class TranslateRequestReader
 {
-    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention"];
+    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention", "model"];
+
+    /// <summary>Longest model name accepted in a request.</summary>
+    public const int MaxModelNameLength = 64;
 
     /// <summary>Reads the body of <paramref name="request"/>; returns the request or the first problem found.</summary>
     public static async Task<(TranslateRequest? Request, RequestProblem? Problem)> ReadAsync(HttpRequest request, ServeOptions options, CancellationToken cancellation)
@@ -53,14 +64,40 @@ public static class TranslateRequestReader
         }
     }
 
+    /// <summary>
+    /// The string value of <paramref name="element"/>, or null when it holds an escaped lone UTF-16 surrogate (such as
+    /// <c>"\udc00"</c>), which is valid JSON syntax but no text.
+    /// </summary>
+    private static string? StringOrNull(JsonElement element)
+    {
+        try
+        {
+            return element.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    private static RequestProblem LoneSurrogate(string field) =>
+        Invalid($"'{field}' holds a lone UTF-16 surrogate escape (such as \\udc00), which is not text", field);
+
     /// <summary>Validates a parsed body.</summary>
     public static (TranslateRequest? Request, RequestProblem? Problem) Validate(JsonElement root, ServeOptions options)
     {
         if (root.ValueKind != JsonValueKind.Object)
             return (null, Invalid($"the body must be a JSON object, not {Kind(root)}", null));
-        foreach (var property in root.EnumerateObject())
-            if (!s_fields.Contains(property.Name))
-                return (null, Invalid($"unknown field '{property.Name}' (known: text, beam, n_best, attention)", property.Name));
+        try
+        {
+            foreach (var property in root.EnumerateObject())
+                if (!s_fields.Contains(property.Name))
+                    return (null, Invalid($"unknown field '{property.Name}' (known: text, beam, n_best, attention, model)", property.Name));
+        }
+        catch (InvalidOperationException)
+        {
+            return (null, Invalid("a field name holds a lone UTF-16 surrogate escape (such as \\udc00), which is not text", null));
+        }
 
         if (!root.TryGetProperty("text", out var text))
             return (null, Invalid("'text' is required: an array of sentences", "text"));
@@ -71,23 +108,28 @@ public static class TranslateRequestReader
             return (null, Invalid("'text' must hold at least one sentence", "text"));
         if (count > options.MaxSentences)
             return (null, new RequestProblem(StatusCodes.Status413PayloadTooLarge, "Too many sentences",
-                $"'text' holds {count} sentences; the limit is {options.MaxSentences} per request", "text"));
+                $"'text' holds {count} sentences; the limit is {options.MaxSentences} per request", "text", "max_sentences", options.MaxSentences, count));
         var sentences = new List<string>(count);
         int i = 0;
         foreach (var item in text.EnumerateArray())
         {
             if (item.ValueKind != JsonValueKind.String)
                 return (null, Invalid($"'text[{i}]' must be a string, not {Kind(item)}", $"text[{i}]"));
-            string s = item.GetString()!;
+            if (StringOrNull(item) is not { } s) return (null, LoneSurrogate($"text[{i}]"));
             if (s.Length > options.MaxChars)
                 return (null, new RequestProblem(StatusCodes.Status413PayloadTooLarge, "Sentence too long",
-                    $"'text[{i}]' has {s.Length} characters; the limit is {options.MaxChars}", $"text[{i}]"));
+                    $"'text[{i}]' has {s.Length} characters; the limit is {options.MaxChars}", $"text[{i}]", "max_chars", options.MaxChars, s.Length));
             sentences.Add(s);
             i++;
         }
 
-        var (beam, beamProblem) = Integer(root, "beam", options.DefaultBeam, options.MaxBeam);
-        if (beamProblem is not null) return (null, beamProblem);
+        int? beam = null;
+        if (root.TryGetProperty("beam", out _))
+        {
+            var (b, beamProblem) = Integer(root, "beam", 0, options.MaxBeam);
+            if (beamProblem is not null) return (null, beamProblem);
+            beam = b;
+        }
         var (nBest, nBestProblem) = Integer(root, "n_best", 1, options.MaxBeam);
         if (nBestProblem is not null) return (null, nBestProblem);
 
@@ -98,7 +140,18 @@ public static class TranslateRequestReader
                 return (null, Invalid($"'attention' must be true or false, not {Kind(att)}", "attention"));
             attention = att.GetBoolean();
         }
-        return (new TranslateRequest(sentences, beam, nBest, attention), null);
+
+        string? model = null;
+        if (root.TryGetProperty("model", out var name))
+        {
+            if (name.ValueKind != JsonValueKind.String)
+                return (null, Invalid($"'model' must be a string (a name from /v1/models), not {Kind(name)}", "model"));
+            model = StringOrNull(name);
+            if (model is null) return (null, LoneSurrogate("model"));
+            if (model.Length == 0 || model.Length > MaxModelNameLength)
+                return (null, Invalid($"'model' must be a name of 1 to {MaxModelNameLength} characters (see /v1/models)", "model"));
+        }
+        return (new TranslateRequest(sentences, beam, nBest, attention, model), null);
     }
 
     private static (int, RequestProblem?) Integer(JsonElement root, string name, int fallback, int max)
@@ -106,8 +159,8 @@ public static class TranslateRequestReader
         if (!root.TryGetProperty(name, out var value)) return (fallback, null);
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int n))
             return (0, Invalid($"'{name}' must be an integer, not {Kind(value)}", name));
-        if (n < 1 || n > max)
-            return (0, Invalid($"'{name}' must be between 1 and {max} (got {n})", name));
+        if (n < 1) return (0, Invalid($"'{name}' must be between 1 and {max} (got {n})", name));
+        if (n > max) return (0, Invalid($"'{name}' must be between 1 and {max} (got {n})", name) with { Limit = "max_beam", LimitValue = max, Requested = n });
         return (n, null);
     }
 
@@ -133,7 +186,8 @@ public static class TranslateRequestReader
     }
 
     private static RequestProblem TooLarge(ServeOptions options) =>
-        new(StatusCodes.Status413PayloadTooLarge, "Body too large", $"the request body exceeds {options.MaxBodyBytes} bytes", "body");
+        new(StatusCodes.Status413PayloadTooLarge, "Body too large", $"the request body exceeds {options.MaxBodyBytes} bytes", "body",
+            "max_body_bytes", options.MaxBodyBytes);
 
     private static RequestProblem Invalid(string detail, string? field) =>
         new(StatusCodes.Status400BadRequest, "Invalid request", detail, field);

@@ -12,6 +12,31 @@
   const attention = document.getElementById("attention");
   const attentionView = document.getElementById("attention-view");
   const heatmap = document.getElementById("heatmap");
+  const modelSelect = document.getElementById("model-select");
+  const modelLabel = document.getElementById("model-label");
+  const keyForm = document.getElementById("key-form");
+  const keyInput = document.getElementById("api-key");
+  let models = [];
+
+  // With --api-key-file the API needs "Authorization: Bearer KEY": asked for once, kept for this tab only.
+  function headers(extra) {
+    const h = Object.assign({}, extra || {});
+    const key = sessionStorage.getItem("transduce-api-key");
+    if (key) h["Authorization"] = "Bearer " + key;
+    return h;
+  }
+
+  function askForKey() {
+    keyForm.hidden = false;
+    keyInput.focus();
+  }
+
+  keyForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    sessionStorage.setItem("transduce-api-key", keyInput.value.trim());
+    keyForm.hidden = true;
+    loadModel();
+  });
 
   // Viridis-like ramp: dark blue (0) → green → yellow (1).
   const ramp = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -59,21 +84,38 @@
     attentionView.hidden = false;
   }
 
+  function showModel(model) {
+    direction.textContent = model.source_language + " → " + model.target_language;
+    attention.disabled = !model.attention;
+    attention.checked = !!model.attention;
+    document.getElementById("target-heading").textContent = "Translation (" + model.target_language + ")";
+    footer.textContent = model.architecture + " · " + model.parameters.toLocaleString("en") + " parameters · vocabularies " +
+      model.source_vocab_size + " / " + model.target_vocab_size + " · checkpoint " + model.id;
+  }
+
   async function loadModel() {
     try {
-      const response = await fetch("/v1/models");
+      const response = await fetch("/v1/models", { headers: headers() });
+      if (response.status === 401) { direction.textContent = "this service needs an API key"; askForKey(); return; }
       if (!response.ok) throw new Error("HTTP " + response.status);
-      const model = (await response.json()).models[0];
-      direction.textContent = model.source_language + " → " + model.target_language;
-      attention.disabled = !model.attention;
-      attention.checked = !!model.attention;
-      document.getElementById("target-heading").textContent = "Translation (" + model.target_language + ")";
-      footer.textContent = model.architecture + " · " + model.parameters.toLocaleString("en") + " parameters · vocabularies " +
-        model.source_vocab_size + " / " + model.target_vocab_size + " · checkpoint " + model.id;
+      models = (await response.json()).models;
+      modelSelect.replaceChildren.apply(modelSelect, models.map(function (m) {
+        const option = document.createElement("option");
+        option.value = m.name;
+        option.textContent = m.name + " (" + m.source_language + " → " + m.target_language + ")";
+        return option;
+      }));
+      modelSelect.hidden = modelLabel.hidden = models.length < 2;
+      showModel(models[0]);
     } catch (e) {
       direction.textContent = "model information unavailable (" + e.message + ")";
     }
   }
+
+  modelSelect.addEventListener("change", function () {
+    const chosen = models.find(function (m) { return m.name === modelSelect.value; });
+    if (chosen) showModel(chosen);
+  });
 
   function showError(text) {
     result.replaceChildren();
@@ -89,11 +131,14 @@
     status.classList.remove("error");
     status.textContent = "Translating…";
     try {
+      const request = { text: lines, beam: Number(beam.value), n_best: 1, attention: attention.checked };
+      if (models.length > 1) request.model = modelSelect.value;
       const response = await fetch("/v1/translate", {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text: lines, beam: Number(beam.value), n_best: 1, attention: attention.checked }),
+        headers: headers({ "Content-Type": "application/json" }),
+        body: JSON.stringify(request),
       });
+      if (response.status === 401) askForKey();
       const body = await response.json();
       if (!response.ok) {
         showError((body.title || "Error") + ": " + (body.detail || ("HTTP " + response.status)));

@@ -45,6 +45,14 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     public Inference.GenerationSettings Generation { get; init; } = new();
 
+    /// <summary>The same checkpoint (sharing the model: dispose only one of them) with other decoding defaults.</summary>
+    public Checkpoint WithGeneration(Inference.GenerationSettings generation) => new()
+    {
+        Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
+        TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
+        TrainingInfo = TrainingInfo,
+    };
+
     /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
     public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
 
@@ -168,6 +176,10 @@ public sealed class Checkpoint : IDisposable
             throw new InvalidDataException(
                 $"{directory}: vocabulary sizes ({src.Count}, {tgt.Count}) differ from the model config ({modelConfig.SourceVocabSize}, {modelConfig.TargetVocabSize})");
 
+        // Sizes come from an untrusted file: check them against what the weights file really stores before building.
+        string weightsPath = Path.Combine(directory, WeightsFile);
+        modelConfig.CheckFits(WeightFiles.Describe(weightsPath), configPath);
+
         EncoderDecoder model;
         try
         {
@@ -179,7 +191,7 @@ public sealed class Checkpoint : IDisposable
         }
         try
         {
-            LoadWeights(model, Path.Combine(directory, WeightsFile));
+            LoadWeights(model, weightsPath);
         }
         catch
         {

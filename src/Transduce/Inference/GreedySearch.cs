@@ -16,9 +16,12 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
     private readonly SpecialIds ids;
     private readonly int[] maxLengths;
     private readonly IReadOnlyCollection<int> bannedTokens;
+    private readonly CancellationToken cancellation;
 
-    private GreedySearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, IReadOnlyCollection<int> bannedTokens)
+    private GreedySearch(Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths, IReadOnlyCollection<int> bannedTokens,
+        CancellationToken cancellation)
     {
+        this.cancellation = cancellation;
         this.source = source;
         this.validLengths = validLengths;
         this.ids = ids;
@@ -35,14 +38,18 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
     /// <param name="bannedTokens">Token ids never chosen (default none), e.g. Marian's <c>&lt;pad&gt;</c>.</param>
+    /// <param name="cancellation">
+    /// Checked before every step: once it fires, decoding stops within one step and throws
+    /// <see cref="OperationCanceledException"/> (a caller that gave up stops consuming CPU).
+    /// </param>
     public static int[][] Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
-        IReadOnlyCollection<int>? bannedTokens = null)
+        IReadOnlyCollection<int>? bannedTokens = null, CancellationToken cancellation = default)
     {
         if (maxLengths.Length != source.shape[0])
             throw new ArgumentException("one maximum length per source row is required", nameof(maxLengths));
         if (bannedTokens is not null && bannedTokens.Any(t => t < 0))
             throw new ArgumentException("banned token ids must be non-negative", nameof(bannedTokens));
-        return model.Apply(new GreedySearch(source, validLengths, ids, maxLengths, bannedTokens ?? []));
+        return model.Apply(new GreedySearch(source, validLengths, ids, maxLengths, bannedTokens ?? [], cancellation));
     }
 
     /// <inheritdoc />
@@ -61,6 +68,7 @@ public sealed class GreedySearch : IEncoderDecoderFunc<int[][]>
         var input = full(batch, 1, ids.Bos, ScalarType.Int64);
         for (int step = 0; step <= limit; step++)
         {
+            cancellation.ThrowIfCancellationRequested();
             Tensor best;
             TState next;
             using (var stepScope = NewDisposeScope())

@@ -28,8 +28,24 @@ public sealed record TranslationOptions
     /// <summary>When set, at most this many new tokens including <c>&lt;eos&gt;</c> (transformers' <c>max_new_tokens</c>), whatever the source length.</summary>
     public int? MaxNewTokens { get; init; }
 
+    /// <summary>
+    /// When set, an absolute cap on output tokens (before <c>&lt;eos&gt;</c>) per sentence, applied on top of every other
+    /// limit: a bound on the work one sentence can cause whatever its length or the checkpoint's settings.
+    /// </summary>
+    public int? MaxOutputTokens { get; init; }
+
+    /// <summary>
+    /// When true, <see cref="MaxLengthA"/> and <see cref="MaxLengthB"/> bound the output even where a
+    /// <c>max_new_tokens</c> limit applies (the smaller wins): a service's rule that a short sentence cannot cause a
+    /// long decode, whatever the model's own settings (a MarianMT folder's <c>max_length</c> is 512).
+    /// </summary>
+    public bool AlwaysApplyLengthRule { get; init; }
+
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
+
+    /// <summary>The number type of the decoder's products; null uses <see cref="Translator.ComputeType"/>.</summary>
+    public Models.ComputeType? ComputeType { get; init; }
 }
 
 /// <summary>
@@ -50,7 +66,15 @@ public sealed class Translator : IDisposable
         owns = ownsCheckpoint;
         pipeline = checkpoint.CreateTextPipeline();
         checkpoint.Model.eval();
+        ComputeType = checkpoint.Generation.ComputeType ?? Models.ComputeType.Float32;
     }
+
+    /// <summary>
+    /// The number type decoding uses when <see cref="TranslationOptions.ComputeType"/> is not set: the checkpoint's default
+    /// (<see cref="GenerationSettings.ComputeType"/>), else float32. Reduced types (bfloat16, int8) multiply the linear
+    /// layers in that type; see <see cref="Models.ComputeType"/>.
+    /// </summary>
+    public Models.ComputeType ComputeType { get; set; }
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
@@ -62,37 +86,51 @@ public sealed class Translator : IDisposable
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;
 
-    /// <summary>Translates <paramref name="sentences"/>; results come back in input order.</summary>
-    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
-        TranslateTokens(sentences, options).Select(pipeline.Detokenize).ToList();
+    /// <summary>
+    /// The options this model decodes with when the caller chooses nothing: the checkpoint's beam size (a MarianMT
+    /// folder's <c>num_beams</c>, as transformers' <c>generate</c> uses it) and length limit; greedy otherwise.
+    /// </summary>
+    public TranslationOptions DefaultOptions => new()
+    {
+        Beam = checkpoint.Generation.NumBeams ?? 1,
+        MaxNewTokens = checkpoint.Generation.MaxNewTokens,
+    };
 
     /// <summary>
-    /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling before
-    /// the work starts skips it; a decode already running finishes (its result is then dropped).
+    /// Translates <paramref name="sentences"/>; results come back in input order. <paramref name="cancellation"/> is
+    /// checked between batches and between decoding steps (then <see cref="OperationCanceledException"/>).
+    /// </summary>
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
+        TranslateTokens(sentences, options, cancellation).Select(pipeline.Detokenize).ToList();
+
+    /// <summary>
+    /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling skips
+    /// work not yet started and stops a decode that is running within one step.
     /// </summary>
     public Task<IReadOnlyList<string>> TranslateAsync(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
         Task.Run(() =>
         {
             cancellation.ThrowIfCancellationRequested();
-            return Translate(sentences, options);
+            return Translate(sentences, options, cancellation);
         }, cancellation);
 
     /// <summary>
     /// Translates <paramref name="sentences"/> and returns output tokens; results come back in input order.
     /// Uses greedy search when <see cref="TranslationOptions.Beam"/> is 1 and otherwise the best hypothesis of beam search.
+    /// <paramref name="cancellation"/> is checked between batches and between decoding steps.
     /// </summary>
-    public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    public IReadOnlyList<string[]> TranslateTokens(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default)
     {
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         var tgtVocab = checkpoint.TargetVocabulary;
         if (options.Beam == 1)
-            return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, checkpoint.Generation.BannedTokens)
+            return Run(sentences, options, cancellation, (src, lengths, ids, maxLengths) =>
+                GreedySearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, checkpoint.Generation.BannedTokens, cancellation)
                     .Select(o => tgtVocab.Decode(o).ToArray()).ToArray());
         var beam = BeamOptions(options.Beam, 1);
-        return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
+        return Run(sentences, options, cancellation, (src, lengths, ids, maxLengths) =>
+            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam, cancellation)
                 .Select(n => tgtVocab.Decode(n[0].Tokens).ToArray()).ToArray());
     }
 
@@ -102,18 +140,55 @@ public sealed class Translator : IDisposable
     /// (<see cref="Hypothesis.Score"/>), best first. The beam size is the larger of
     /// <see cref="TranslationOptions.Beam"/> and <see cref="TranslationOptions.NBest"/>.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<(string Text, double Score)>> TranslateNBest(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    public IReadOnlyList<IReadOnlyList<(string Text, double Score)>> TranslateNBest(IReadOnlyList<string> sentences, TranslationOptions? options = null,
+        CancellationToken cancellation = default) =>
+        TranslateHypotheses(sentences, options, cancellation)
+            .Select(n => (IReadOnlyList<(string, double)>)n.Select(h => (h.Text, h.Score)).ToArray())
+            .ToArray();
+
+    /// <summary>
+    /// As <see cref="TranslateNBest"/>, with each translation's output tokens, so that its cross-attention can be read
+    /// with <see cref="CrossAttention"/>. <paramref name="cancellation"/> is checked between batches and between steps.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<TranslationHypothesis>> TranslateHypotheses(IReadOnlyList<string> sentences, TranslationOptions? options = null,
+        CancellationToken cancellation = default)
     {
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
         var tgtVocab = checkpoint.TargetVocabulary;
         var beam = BeamOptions(Math.Max(options.Beam, options.NBest), options.NBest);
-        return Run(sentences, options, (src, lengths, ids, maxLengths) =>
-            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam)
-                .Select(n => (IReadOnlyList<(string, double)>)n
-                    .Select(h => (pipeline.Detokenize(tgtVocab.Decode(h.Tokens).ToArray()), h.Score)).ToArray())
+        return Run(sentences, options, cancellation, (src, lengths, ids, maxLengths) =>
+            BeamSearch.Decode(checkpoint.Model, src, lengths, ids, maxLengths, beam, cancellation)
+                .Select(n => (IReadOnlyList<TranslationHypothesis>)n.Select(h =>
+                {
+                    var tokens = tgtVocab.Decode(h.Tokens).ToArray();
+                    return new TranslationHypothesis(pipeline.Detokenize(tokens), h.Score, tokens);
+                }).ToArray())
                 .ToArray());
+    }
+
+    /// <summary>
+    /// The most work decoding each of <paramref name="sentences"/> with <paramref name="options"/> can take, known
+    /// before decoding (it only tokenizes): the source positions the encoder sees, the output limit
+    /// (<see cref="MaxOutputLength"/>) and the hypotheses kept per sentence (the larger of
+    /// <see cref="TranslationOptions.Beam"/> and <see cref="TranslationOptions.NBest"/>). A service admits or refuses
+    /// requests by it (<see cref="DecodingCost.Cost"/>).
+    /// </summary>
+    public IReadOnlyList<DecodingCost> EstimateCost(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    {
+        options ??= new TranslationOptions();
+        int rows = Math.Max(1, Math.Max(options.Beam, options.NBest));
+        var srcVocab = checkpoint.SourceVocabulary;
+        int? maxSteps = MaxSourceSteps;
+        var costs = new DecodingCost[sentences.Count];
+        for (int i = 0; i < costs.Length; i++)
+        {
+            int tokens = pipeline.TokenizeSource(sentences[i]).Length;
+            int positions = maxSteps is int m ? Math.Min(tokens + 1, m) : tokens + 1;
+            costs[i] = new DecodingCost(tokens, Math.Max(1, positions), MaxOutputLength(tokens, options), rows);
+        }
+        return costs;
     }
 
     /// <summary>Cuts the length-sorted <paramref name="order"/> into batches by sentence count and, when asked, by padded tokens.</summary>
@@ -139,22 +214,31 @@ public sealed class Translator : IDisposable
         if (batch.Count > 0) yield return [.. batch];
     }
 
-    /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     /// <summary>
     /// The most output tokens (before <c>&lt;eos&gt;</c>) a source of <paramref name="sourceTokens"/> ids may get:
     /// <c>max_new_tokens</c> when set (the options', else the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
-    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>;
-    /// never more than the model's positions allow.
+    /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>
+    /// (with <see cref="TranslationOptions.AlwaysApplyLengthRule"/>, the smaller of the two); never more than the model's
+    /// positions allow nor than <see cref="TranslationOptions.MaxOutputTokens"/>.
     /// </summary>
     public int MaxOutputLength(int sourceTokens, TranslationOptions? options = null)
     {
         options ??= new TranslationOptions();
         int cap = checkpoint.ModelConfig.MaxSequenceLength is int positions ? positions - 1 : int.MaxValue;
+        if (options.MaxOutputTokens is int absolute)
+        {
+            if (absolute < 0) throw new ArgumentException("the output token cap must not be negative", nameof(options));
+            cap = Math.Min(cap, absolute);
+        }
         int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
-        return Math.Min(cap, fixedLimit is int n ? Math.Max(0, n - 1)
-            : (int)Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB);
+        double rule = Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB;
+        int byRule = rule >= int.MaxValue ? int.MaxValue : (int)rule;
+        int limit = fixedLimit is int n ? Math.Max(0, n - 1) : byRule;
+        if (options.AlwaysApplyLengthRule) limit = Math.Min(limit, byRule);
+        return Math.Min(cap, limit);
     }
 
+    /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
 
     private BeamSearchOptions BeamOptions(int beamSize, int nBest) => new()
@@ -163,6 +247,7 @@ public sealed class Translator : IDisposable
         Normalization = checkpoint.Generation.LengthNormalization,
         LengthPenalty = checkpoint.Generation.LengthPenalty,
         BannedTokens = checkpoint.Generation.BannedTokens,
+        EarlyStopping = checkpoint.Generation.EarlyStopping,
     };
 
     /// <summary>
@@ -170,7 +255,8 @@ public sealed class Translator : IDisposable
     /// (source ids, source lengths, target special ids, per-row maximum output lengths → one result per row),
     /// and returns the results in input order.
     /// </summary>
-    private T[] Run<T>(IReadOnlyList<string> sentences, TranslationOptions options, Func<Tensor, Tensor, SpecialIds, int[], IReadOnlyList<T>> decode)
+    private T[] Run<T>(IReadOnlyList<string> sentences, TranslationOptions options, CancellationToken cancellation,
+        Func<Tensor, Tensor, SpecialIds, int[], IReadOnlyList<T>> decode)
     {
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
@@ -182,8 +268,10 @@ public sealed class Translator : IDisposable
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
         {
+            Models.ComputeTypes.Apply(checkpoint.Model, options.ComputeType ?? ComputeType);
             foreach (var chunk in Batches(order, encoded, options))
             {
+                cancellation.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 var (src, lengths) = Batching.BuildSources(chunk.Select(i => encoded[i]).ToList(), srcIds, MaxSourceSteps);
                 var maxLengths = chunk.Select(i => MaxOutputLength(encoded[i].Length, options)).ToArray();
@@ -202,11 +290,21 @@ public sealed class Translator : IDisposable
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
         var tokens = TranslateTokens([sentence], options)[0];
+        return (pipeline.Detokenize(tokens), CrossAttention(sentence, tokens));
+    }
+
+    /// <summary>
+    /// The decoder's cross-attention over <paramref name="sentence"/> while it produces <paramref name="outputTokens"/>
+    /// (a translation of it, e.g. <see cref="TranslationHypothesis.Tokens"/>), read by feeding those tokens back;
+    /// null when the architecture has no attention (the plain GRU).
+    /// </summary>
+    public AttentionMap? CrossAttention(string sentence, IReadOnlyList<string> outputTokens)
+    {
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
         var sourceTokens = pipeline.TokenizeSource(sentence);
         var sourceIds = srcVocab.Encode(sourceTokens);
-        var outputIds = tgtVocab.Encode(tokens);
+        var outputIds = tgtVocab.Encode(outputTokens);
         lock (gate)
         {
             var (src, lengths) = Batching.BuildSources([sourceIds], new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId), MaxSourceSteps);
@@ -214,13 +312,12 @@ public sealed class Translator : IDisposable
             using (lengths)
             {
                 var weights = AttentionProbe.CrossAttention(checkpoint.Model, src, lengths, outputIds, new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId));
-                string text = pipeline.Detokenize(tokens);
-                if (weights is null) return (text, null);
+                if (weights is null) return null;
                 var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
                 // Unknown source words show as typed, not as <unk>.
                 for (int i = 0; i < Math.Min(sourceTokens.Length, shownSource.Count); i++) shownSource[i] = sourceTokens[i];
-                var shownTarget = tokens.Append(Text.Vocabulary.EosToken).ToList();
-                return (text, new AttentionMap(shownSource, shownTarget, weights));
+                var shownTarget = outputTokens.Append(Text.Vocabulary.EosToken).ToList();
+                return new AttentionMap(shownSource, shownTarget, weights);
             }
         }
     }

@@ -28,7 +28,7 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
         var body = await TestService.JsonAsync(response);
-        Assert.Equal(fixture.Model.Id, (string?)body["model"]);
+        Assert.Equal(fixture.Model.Name, (string?)body["model"]);
         var translations = body["translations"]!.AsArray();
         Assert.Equal(["je suis chez moi .", "va !", "merci !"], translations.Select(t => (string)t!["text"]!));
         foreach (var t in translations)
@@ -63,6 +63,22 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
             }
         }
         Assert.True(fixture.Model.Attention);
+    }
+
+    [Theory]
+    [InlineData(1, 3)]
+    [InlineData(4, 2)]
+    [InlineData(2, 1)]
+    public async Task AttentionBelongsToTheReturnedTranslationWhateverTheSearch(int beam, int nBest)
+    {
+        var response = await service.TranslateAsync(new { text = new[] { "We won.", "I lost.", "He's calm." }, beam, n_best = nBest, attention = true });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        foreach (var t in (await TestService.JsonAsync(response))["translations"]!.AsArray())
+        {
+            Assert.Equal(nBest, t!["n_best"]!.AsArray().Count);
+            var target = t["attention"]!["target_tokens"]!.AsArray().Select(x => (string)x!);
+            Assert.Equal(((string)t["text"]!).Split(' ').Append("<eos>"), target);
+        }
     }
 
     [Fact]
@@ -138,11 +154,11 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         Assert.Contains("# TYPE transduce_http_request_duration_seconds histogram", text);
         Assert.Contains("transduce_http_request_duration_seconds_bucket{endpoint=\"/v1/translate\",le=\"+Inf\"} 2\n", text);
         Assert.Contains("transduce_translate_errors_total{reason=\"invalid\"} 1\n", text);
-        Assert.Contains("transduce_sentences_translated_total 2\n", text);
-        Assert.Contains("transduce_source_tokens_total 5\n", text);     // "go ." + "we won ."
-        Assert.Contains("transduce_target_tokens_total 6\n", text);     // "va !" + "nous avons gagné ."
-        Assert.Contains("transduce_batch_size_bucket{le=\"2\"} 1\n", text);
-        Assert.Contains("transduce_batch_size_count 1\n", text);
+        Assert.Contains("transduce_sentences_translated_total{model=\"default\"} 2\n", text);
+        Assert.Contains("transduce_source_tokens_total{model=\"default\"} 5\n", text);     // "go ." + "we won ."
+        Assert.Contains("transduce_target_tokens_total{model=\"default\"} 6\n", text);     // "va !" + "nous avons gagné ."
+        Assert.Contains("transduce_batch_size_bucket{model=\"default\",le=\"2\"} 1\n", text);
+        Assert.Contains("transduce_batch_size_count{model=\"default\"} 1\n", text);
         Assert.Contains("# TYPE transduce_queue_sentences gauge", text);
         // Every sample line is "name{labels} value" or "name value".
         foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#')))
@@ -192,6 +208,12 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         { "{\"text\": [\"Go.\"], \"n_best\": -1}", 400, "n_best", "between 1 and 16" },
         { "{\"text\": [\"Go.\"], \"attention\": \"yes\"}", 400, "attention", "true or false" },
         { "{\"text\": [\"Go.\"], \"nbest\": 2}", 400, "nbest", "unknown field 'nbest'" },
+        { "{\"text\": [\"\\udc00\"]}", 400, "text[0]", "lone UTF-16 surrogate" },
+        { "{\"text\": [\"Go.\", \"ok \\ud800 then\"]}", 400, "text[1]", "lone UTF-16 surrogate" },
+        { "{\"text\": [\"Go.\"], \"model\": \"\\udfff\"}", 400, "model", "lone UTF-16 surrogate" },
+        { "{\"\\udc00\": 1, \"text\": [\"Go.\"]}", 400, null, "lone UTF-16 surrogate" },
+        { "{\"text\": [\"Go.\"], \"model\": 3}", 400, "model", "'model' must be a string" },
+        { "{\"text\": [\"Go.\"], \"model\": \"\"}", 400, "model", "'model' must be a name" },
         { "{\"text\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", 413, "text", "5 sentences; the limit is 4" },
         { "{\"text\": [\"Go.\", \"" + new string('x', 41) + "\"]}", 413, "text[1]", "41 characters; the limit is 40" },
         { "{\"text\": [\"" + new string('x', 3000) + "\"]}", 413, "body", "exceeds 2048 bytes" },

@@ -20,8 +20,8 @@ public sealed class LoopbackUrlTests
     [InlineData("http://192.168.1.10:5080", "not a loopback address")]
     [InlineData("http://[::]:5080", "not a loopback address")]
     [InlineData("http://example.org:5080", "not a loopback address")]
-    [InlineData("http://*:5080", "not an address")]
-    [InlineData("http://+:5080", "not an address")]
+    [InlineData("http://*:5080", "not a loopback address")]
+    [InlineData("http://+:5080", "not a loopback address")]
     [InlineData("https://127.0.0.1:5443", "not an address")]
     [InlineData("127.0.0.1:5080", "not an address")]
     [InlineData("http://127.0.0.1:5080/api", "not an address")]
@@ -30,6 +30,21 @@ public sealed class LoopbackUrlTests
     {
         var e = Assert.Throws<ArgumentException>(() => ServingApp.ParseLoopbackUrls(urls));
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void RemoteAddressesAreAcceptedWhenAllowed()
+    {
+        var endpoints = ListenAddresses.Parse("http://0.0.0.0:5080;http://[::]:5081;http://*:5082;http://+:5083;http://192.168.1.10:80;http://127.0.0.1:9", allowRemote: true);
+        Assert.Equal(
+            [new IPEndPoint(IPAddress.Any, 5080), new IPEndPoint(IPAddress.IPv6Any, 5081), new IPEndPoint(IPAddress.IPv6Any, 5082),
+             new IPEndPoint(IPAddress.IPv6Any, 5083), new IPEndPoint(IPAddress.Parse("192.168.1.10"), 80), new IPEndPoint(IPAddress.Loopback, 9)],
+            endpoints);
+        Assert.False(ListenAddresses.AllLoopback(endpoints));
+        var e = Assert.Throws<ArgumentException>(() => ListenAddresses.Parse("http://example.org:80", allowRemote: true));
+        Assert.Contains("names a host; give an IP address", e.Message);
+        e = Assert.Throws<ArgumentException>(() => ListenAddresses.Parse("https://0.0.0.0:443", allowRemote: true));
+        Assert.Contains("TLS", e.Message);
     }
 
     [Fact]

@@ -18,7 +18,8 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
     public async Task PageTranslatesASentenceInChromiumAndServerStopsCleanly()
     {
         Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
-        using var server = StartServer(out string url);
+        // Two names for one checkpoint directory: the page offers a choice of model (the weights are loaded once).
+        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "copy=" + fixture.CheckpointDirectory);
         try
         {
             using (var http = new HttpClient { BaseAddress = new Uri(url) })
@@ -36,6 +37,10 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.GotoAsync(url);
 
             await Assertions.Expect(page.Locator("#direction")).ToHaveTextAsync("English → French");
+            await Assertions.Expect(page.Locator("#model-select option")).ToHaveCountAsync(2);
+            await Assertions.Expect(page.Locator("#model-label")).ToBeVisibleAsync();
+            await Assertions.Expect(page.Locator("#key-form")).ToBeHiddenAsync();   // no key needed here
+            await page.Locator("#model-select").SelectOptionAsync("copy");
             await page.Locator("#source").FillAsync("I'm home.\nThank you!");
             await page.Locator("#translate").ClickAsync();
             var results = page.Locator("#result li");
@@ -63,14 +68,49 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
         Assert.Equal(0, server.ExitCode);
     }
 
-    private Process StartServer(out string url)
+    [Fact]
+    public async Task PageAsksForTheApiKeyWhenTheServiceNeedsOne()
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
+        string keyFile = Path.Combine(fixture.Directory, "page.key");
+        File.WriteAllText(keyFile, "page-key-0123456789abcdef\n");
+        using var server = StartServer(out string url, "--model", fixture.CheckpointDirectory, "--api-key-file", keyFile);
+        try
+        {
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+            {
+                ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
+                Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            });
+            var page = await browser.NewPageAsync();
+            await page.GotoAsync(url);
+            await Assertions.Expect(page.Locator("#key-form")).ToBeVisibleAsync();
+            await Assertions.Expect(page.Locator("#direction")).ToHaveTextAsync("this service needs an API key");
+            await page.Locator("#api-key").FillAsync("page-key-0123456789abcdef");
+            await page.Locator("#key-save").ClickAsync();
+            await Assertions.Expect(page.Locator("#direction")).ToHaveTextAsync("English → French");
+            await Assertions.Expect(page.Locator("#model-select")).ToBeHiddenAsync();   // one model: no choice to make
+            await Assertions.Expect(page.Locator("#model-label")).ToBeHiddenAsync();
+            await Assertions.Expect(page.Locator("#key-form")).ToBeHiddenAsync();
+            await page.Locator("#source").FillAsync("Thank you!");
+            await page.Locator("#translate").ClickAsync();
+            await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync(["merci !"]);
+        }
+        finally
+        {
+            Terminate(server);
+        }
+    }
+
+    private Process StartServer(out string url, params string[] modelArguments)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Transduce.Cli.dll"));
-        foreach (var a in new[] { "serve", "--model", fixture.CheckpointDirectory, "--urls", "http://127.0.0.1:0", "--threads", "1" })
+        foreach (var a in new[] { "serve", "--urls", "http://127.0.0.1:0", "--threads", "1" }.Concat(modelArguments))
             psi.ArgumentList.Add(a);
         var process = Process.Start(psi)!;
         var stderr = new System.Text.StringBuilder();

@@ -71,13 +71,25 @@ internal sealed class TestService : IAsyncDisposable
 
     public HttpClient Client { get; }
 
-    public BatchingQueue Queue => (BatchingQueue)App.Services.GetService(typeof(BatchingQueue))!;
+    public ModelRegistry Models => (ModelRegistry)App.Services.GetService(typeof(ModelRegistry))!;
+
+    /// <summary>The default model's queue.</summary>
+    public BatchingQueue Queue => Models.Default.Queue;
 
     public ServingMetrics Metrics => (ServingMetrics)App.Services.GetService(typeof(ServingMetrics))!;
 
-    public static async Task<TestService> StartAsync(ServeOptions options, ITranslationBackend backend, ModelInfo model)
+    public static Task<TestService> StartAsync(ServeOptions options, ITranslationBackend backend, ModelInfo model,
+        Action<WebApplicationBuilder>? configure = null) =>
+        StartAsync(options, [new ServedModel(backend, model)], configure);
+
+    public static async Task<TestService> StartAsync(ServeOptions options, IReadOnlyList<ServedModel> models,
+        Action<WebApplicationBuilder>? configure = null)
     {
-        var app = ServingApp.Build(options, backend, model, configure: b => b.WebHost.UseTestServer());
+        var app = ServingApp.Build(options, models, configure: b =>
+        {
+            b.WebHost.UseTestServer();
+            configure?.Invoke(b);
+        });
         await app.StartAsync();
         return new TestService(app);
     }
@@ -110,17 +122,27 @@ internal sealed class TestService : IAsyncDisposable
 }
 
 /// <summary>
-/// A backend that upper-cases sentences and, while <see cref="Gate"/> is closed, blocks inside <see cref="Translate"/>,
-/// so tests can hold the decoder busy and watch the queue.
+/// A backend that upper-cases sentences and, while <see cref="Gate"/> is closed, blocks inside <see cref="Translate"/>
+/// (as a decode that is still running: it stops when its cancellation token fires), so tests can hold the decoder busy
+/// and watch the queue. Its cost estimate counts words as tokens.
 /// </summary>
 internal sealed class GatedBackend : ITranslationBackend
 {
     private readonly ManualResetEventSlim gate = new(initialState: true);
-    private int entered;
+    private int entered, running, cancelled;
 
     public List<string[]> Calls { get; } = [];
 
+    /// <summary>The decoding options of the last call.</summary>
+    public TranslationOptions? LastOptions { get; private set; }
+
     public int Entered => Volatile.Read(ref entered);
+
+    /// <summary>Decoder calls in progress right now.</summary>
+    public int Running => Volatile.Read(ref running);
+
+    /// <summary>Decoder calls that stopped because their cancellation token fired.</summary>
+    public int Cancelled => Volatile.Read(ref cancelled);
 
     /// <summary>When set, <see cref="Translate"/> throws.</summary>
     public bool Fail { get; set; }
@@ -129,16 +151,41 @@ internal sealed class GatedBackend : ITranslationBackend
 
     public void Open() => gate.Set();
 
-    public IReadOnlyList<IReadOnlyList<ScoredTranslation>> Translate(IReadOnlyList<string> sentences, int beam, int nBest, int batchSize)
-    {
-        lock (Calls) Calls.Add([.. sentences]);
-        Interlocked.Increment(ref entered);
-        if (!gate.Wait(TimeSpan.FromSeconds(20))) throw new TimeoutException("gate never opened");
-        if (Fail) throw new InvalidOperationException("backend failure (test)");
-        return sentences.Select(s => (IReadOnlyList<ScoredTranslation>)[new ScoredTranslation(s.ToUpperInvariant(), -1)]).ToArray();
-    }
+    public IReadOnlyList<DecodingCost> EstimateCost(IReadOnlyList<string> sentences, TranslationOptions options) =>
+        sentences.Select(s =>
+        {
+            int tokens = s.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
+            int output = (int)Math.Ceiling(options.MaxLengthA * (tokens + 1)) + options.MaxLengthB;
+            if (options.MaxOutputTokens is int cap) output = Math.Min(output, cap);
+            return new DecodingCost(tokens, tokens + 1, output, Math.Max(options.Beam, options.NBest));
+        }).ToArray();
 
-    public int CountTokens(string text) => text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
+    public IReadOnlyList<SentenceTranslation> Translate(IReadOnlyList<string> sentences, TranslationOptions options, bool attention,
+        CancellationToken cancellation)
+    {
+        lock (Calls)
+        {
+            Calls.Add([.. sentences]);
+            LastOptions = options;
+        }
+        Interlocked.Increment(ref entered);
+        Interlocked.Increment(ref running);
+        try
+        {
+            if (!gate.Wait(TimeSpan.FromSeconds(20), cancellation)) throw new TimeoutException("gate never opened");
+        }
+        catch (OperationCanceledException)
+        {
+            Interlocked.Increment(ref cancelled);
+            throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref running);
+        }
+        if (Fail) throw new InvalidOperationException("backend failure (test)");
+        return sentences.Select(s => new SentenceTranslation([new ScoredTranslation(s.ToUpperInvariant(), -1)], 1)).ToArray();
+    }
 
     public static ModelInfo Info => new() { Id = "fake", Architecture = "fake" };
 }
