@@ -4,7 +4,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Transduce.Checkpoints;
-using Transduce.Compute;
 using Transduce.Data;
 using Transduce.Evaluation;
 using Transduce.Models;
@@ -44,16 +43,22 @@ internal static class TrainBench
             data, preset, steps, warmup, threads, maxTokens, precisions, repeats, noTwin, keepFreed, output, curve,
         };
         command.SetAction(r => Run(new Settings(r.GetValue(data)!, r.GetValue(preset)!, r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads),
-            r.GetValue(maxTokens), r.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(PrecisionNames.Parse).Distinct().ToList(),
+            r.GetValue(maxTokens), r.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParsePrecision).Distinct().ToList(),
             Math.Max(1, r.GetValue(repeats)), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output), r.GetValue(curve))));
         return command;
     }
 
-    private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<Precision> Precisions,
+    private static ComputeType ParsePrecision(string name) => ComputeTypes.Parse(name) is var t && t != ComputeType.Int8 ? t
+        : throw new ArgumentException("--precision: training runs in fp32 or bf16");
+
+    /// <summary>fp32 or bf16, as the issue and the twin's --precision spell them.</summary>
+    private static string Short(this ComputeType type) => type == ComputeType.BFloat16 ? "bf16" : type.Name() == "float32" ? "fp32" : type.Name();
+
+    private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<ComputeType> Precisions,
         int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath, string? CurvePath);
 
     /// <summary>One timed training run: which side, which precision, which repeat, its seconds and the last update's loss.</summary>
-    private sealed record Measurement(string Side, Precision Precision, int Repeat, double Seconds, double Loss, long PeakRss);
+    private sealed record Measurement(string Side, ComputeType Precision, int Repeat, double Seconds, double Loss, long PeakRss);
 
     private static int Run(Settings s)
     {
@@ -81,12 +86,14 @@ internal static class TrainBench
         int? maxSteps = Batching.MinLimit(preset.MaxSteps, config.MaxSequenceLength);
         int warmup = s.Warmup, steps = s.Steps;
 
-        // The first warmup + steps batches of epoch 1, as the Trainer draws them: the twin gets the same tensors.
+        // The first warmup + steps batches, as the Trainer draws them (epoch after epoch): the twin gets the same tensors.
         var sourceLengths = prepared.Pairs.Select(x => Batching.WithEos(x.Source, ids.Eos, maxSteps).Length).ToArray();
         var targetLengths = prepared.Pairs.Select(x => Batching.WithEos(x.Target, ids.Eos, maxSteps).Length).ToArray();
-        var batches = Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, 1)
-            .Take(warmup + steps).ToList();
-        if (batches.Count < warmup + steps) throw new ArgumentException($"the corpus gives only {batches.Count} batches");
+        var batches = new List<int[]>();
+        for (int epoch = 1; batches.Count < warmup + steps; epoch++)
+            batches.AddRange(Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch));
+        batches = batches.Take(warmup + steps).ToList();
+        options = options with { Epochs = Math.Max(1, (int)Math.Ceiling((warmup + steps) / (double)Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, 1).Count)) + 1 };
         string work = Directory.CreateTempSubdirectory("transduce-bench-train-").FullName;
         double measuredFlops = 0;
         long measuredTokens = 0, measuredPositions = 0;
@@ -126,11 +133,11 @@ internal static class TrainBench
             // recomputed from the same lengths, seed and epoch, so it sees the batches written above. Each repeat runs
             // every precision, in alternating order, so that a slow phase of a shared machine does not favour one.
             var runs = new List<Measurement>();
-            var losses = new Dictionary<Precision, List<(int Step, double Loss)>>();
+            var losses = new Dictionary<ComputeType, List<(int Step, double Loss)>>();
             for (int repeat = 1; repeat <= s.Repeats; repeat++)
                 foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
                 {
-                    Console.Error.WriteLine($"Transduce {precision.Name()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates…");
+                    Console.Error.WriteLine($"Transduce {precision.Short()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates…");
                     NativeMemory.ReleaseFreedMemory();
                     Hardware.ResetPeakRss();
                     manual_seed(options.Seed);
@@ -155,12 +162,12 @@ internal static class TrainBench
                 for (int repeat = 1; repeat <= s.Repeats; repeat++)
                     foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
                     {
-                        Console.Error.WriteLine($"PyTorch twin {precision.Name()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates on the same batches…");
+                        Console.Error.WriteLine($"PyTorch twin {precision.Short()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates on the same batches…");
                         bool measurePeak = twinVersion.Length == 0;
                         var arguments = new List<string>
                         {
                             "--batches", batchFile, "--config", configFile, "--warmup", warmup.ToString(Inv), "--steps", steps.ToString(Inv),
-                            "--threads", s.Threads.ToString(Inv), "--precision", precision.Name(),
+                            "--threads", s.Threads.ToString(Inv), "--precision", precision.Short(),
                         };
                         if (!measurePeak) arguments.Add("--no-peak");
                         string json = PythonTwin.Run("train_twin.py", [.. arguments]);
@@ -182,7 +189,7 @@ internal static class TrainBench
             string report = Report(s, config, parameters, options, measuredTokens, measuredPositions, measuredFlops, runs, twinVersion, peaks)
                 + LossComparison(s, losses);
             if (s.CurvePath is { } curvePath)
-                Plots.SaveLossCurves(curvePath, losses.Select(l => (l.Key.Name(), (IReadOnlyList<(double, double)>)l.Value.Chunk(10)
+                Plots.SaveLossCurves(curvePath, losses.Select(l => (l.Key.Short(), (IReadOnlyList<(double, double)>)l.Value.Chunk(10)
                         .Select(g => (g.Average(x => (double)x.Step), g.Average(x => x.Loss))).ToList())).ToList(),
                     "update", $"{s.Preset}: training loss on the same batches (means of 10 updates)");
             Console.WriteLine(report);
@@ -214,9 +221,9 @@ internal static class TrainBench
     }
 
     /// <summary>How far the bf16 loss strays from the fp32 loss on the same batches (first repeat, every update).</summary>
-    private static string LossComparison(Settings s, Dictionary<Precision, List<(int Step, double Loss)>> losses)
+    private static string LossComparison(Settings s, Dictionary<ComputeType, List<(int Step, double Loss)>> losses)
     {
-        if (!losses.TryGetValue(Precision.Float32, out var fp32) || !losses.TryGetValue(Precision.BFloat16, out var bf16)) return "";
+        if (!losses.TryGetValue(ComputeType.Float32, out var fp32) || !losses.TryGetValue(ComputeType.BFloat16, out var bf16)) return "";
         int n = Math.Min(fp32.Count, bf16.Count), tail = Math.Min(50, n);
         var diffs = Enumerable.Range(0, n).Select(i => bf16[i].Loss - fp32[i].Loss).ToList();
         return string.Create(Inv, $"\nLoss on the same {n} batches (every update from the first): bf16 − fp32 mean {diffs.Average():+0.0000;-0.0000}, " +
@@ -244,30 +251,30 @@ internal static class TrainBench
                 if (rows.Count == 0) continue;
                 string name = side == "Transduce" ? "Transduce (TorchSharp 0.107, libtorch 2.10)" : $"PyTorch twin (torch {twinVersion})";
                 string rss = rows[0].PeakRss > 0 ? string.Create(Inv, $"{rows.Max(r => r.PeakRss) / 1e9:F2} GB") : "—";
-                text.AppendLine(Inv, $"| {name} | {precision.Name()} | {Range(rows.Select(r => tokens / r.Seconds), "N0")} | {Range(rows.Select(r => r.Seconds), "F1")} | " +
+                text.AppendLine(Inv, $"| {name} | {precision.Short()} | {Range(rows.Select(r => tokens / r.Seconds), "N0")} | {Range(rows.Select(r => r.Seconds), "F1")} | " +
                                      $"{Range(rows.Select(r => flops / r.Seconds / 1e9), "F1")} | {Range(rows.Select(r => flops / r.Seconds / 1e9 / peaks.Fp32), "P1")} | " +
                                      $"{Range(rows.Select(r => flops / r.Seconds / 1e9 / peaks.Bf16), "P1")} | {Range(rows.Select(r => r.Loss), "F4")} | {rss} |");
             }
         text.AppendLine();
 
         // Ratios within each repeat (the two runs of a ratio were measured minutes apart at most).
-        double? Ratio(string side, Precision a, string sideB, Precision b, int repeat)
+        double? Ratio(string side, ComputeType a, string sideB, ComputeType b, int repeat)
         {
             var x = runs.SingleOrDefault(r => r.Side == side && r.Precision == a && r.Repeat == repeat);
             var y = runs.SingleOrDefault(r => r.Side == sideB && r.Precision == b && r.Repeat == repeat);
             return x is null || y is null ? null : y.Seconds / x.Seconds;
         }
-        IEnumerable<double> Ratios(string side, Precision a, string sideB, Precision b) =>
+        IEnumerable<double> Ratios(string side, ComputeType a, string sideB, ComputeType b) =>
             Enumerable.Range(1, s.Repeats).Select(r => Ratio(side, a, sideB, b, r)).OfType<double>();
-        bool both = s.Precisions.Contains(Precision.Float32) && s.Precisions.Contains(Precision.BFloat16);
+        bool both = s.Precisions.Contains(ComputeType.Float32) && s.Precisions.Contains(ComputeType.BFloat16);
         foreach (string side in sides)
-            if (both && Ratios(side, Precision.BFloat16, side, Precision.Float32).ToList() is { Count: > 0 } r)
+            if (both && Ratios(side, ComputeType.BFloat16, side, ComputeType.Float32).ToList() is { Count: > 0 } r)
                 text.AppendLine(Inv, $"- {side}: bf16 ÷ fp32 target tokens/s **{Range(r, "F2")}×**.");
         if (sides.Count == 2)
             foreach (var precision in s.Precisions)
                 if (Ratios("Transduce", precision, "PyTorch twin", precision).ToList() is { Count: > 0 } r)
-                    text.AppendLine(Inv, $"- {precision.Name()}: Transduce ÷ twin target tokens/s **{Range(r, "F2")}×**.");
-        if (both && Ratios("Transduce", Precision.BFloat16, "Transduce", Precision.Float32).ToList() is { Count: > 0 } mine)
+                    text.AppendLine(Inv, $"- {precision.Short()}: Transduce ÷ twin target tokens/s **{Range(r, "F2")}×**.");
+        if (both && Ratios("Transduce", ComputeType.BFloat16, "Transduce", ComputeType.Float32).ToList() is { Count: > 0 } mine)
             text.AppendLine(Inv, $"- Acceptance (issue 16): Transduce bf16 ≥ 1.7× fp32 target tokens/s on the same batches: " +
                                  $"{(mine.All(x => x >= 1.7) ? "✅ met" : mine.Any(x => x >= 1.7) ? "⚠️ met in some repeats" : "❌ not met")} ({Range(mine, "F2")}×).");
         text.AppendLine();
@@ -280,7 +287,7 @@ internal static class TrainBench
         text.AppendLine();
         text.AppendLine("```sh");
         text.AppendLine(Inv, $"dotnet bench/Transduce.Bench/bin/Release/net10.0/Transduce.Bench.dll train --preset {s.Preset} --steps {s.Steps} --warmup {s.Warmup} " +
-                             $"--threads {s.Threads} --precision {string.Join(',', s.Precisions.Select(x => x.Name()))} --repeats {s.Repeats}" +
+                             $"--threads {s.Threads} --precision {string.Join(',', s.Precisions.Select(x => x.Short()))} --repeats {s.Repeats}" +
                              $"{(s.MaxTokens is int m ? $" --max-tokens {m}" : "")}{(s.NoTwin ? " --no-twin" : "")}{(s.KeepFreed ? "" : " --keep-freed-memory false")}{(s.CurvePath is { } cp ? $" --curve {cp}" : "")}");
         text.AppendLine("```");
         return text.ToString();

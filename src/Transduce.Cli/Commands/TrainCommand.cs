@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
 using Transduce.Checkpoints;
-using Transduce.Compute;
 using Transduce.Data;
 using Transduce.Evaluation;
 using Transduce.Inference;
@@ -22,7 +21,7 @@ internal sealed record TrainSettings(
     int? MaxSteps, int? TrainPairs, int? VocabularyPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab,
     int? Threads, bool SkipInvalid, TrainingOptions Options,
     string? Valid = null, int? ValidEvery = null, int? ValidMax = null, string KeepBest = "bleu", int? Patience = null, int? KeepLast = null,
-    string? SourceLanguage = null, string? TargetLanguage = null);
+    string? SourceLanguage = null, string? TargetLanguage = null, double? ValidEveryFraction = null);
 
 /// <summary>What <c>trainer.json</c> holds: the position in the run and the loss curve so far.</summary>
 internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve, List<ValidationResult>? Validations = null);
@@ -79,6 +78,7 @@ internal static class TrainCommand
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed corpus lines (and count them) instead of stopping." };
         var valid = new Option<string?>("--valid") { Description = "Validation corpus (tab-separated): loss and greedy BLEU at every epoch end (or --valid-every)." };
         var validEvery = new Option<int?>("--valid-every") { Description = "Validate every N updates instead of at epoch ends." };
+        var validFraction = new Option<double?>("--valid-fraction") { Description = "Validate every this fraction of --time-limit (e.g. 0.1: every 6 minutes of a 60-minute run) instead of at epoch ends." };
         var validMax = new Option<int?>("--valid-max") { Description = "Validate on the first N pairs only." };
         var keepBest = new Option<string>("--keep-best") { Description = "Keep the best model so far in OUT/best by this validation metric: bleu or loss.", DefaultValueFactory = _ => "bleu" };
         keepBest.AcceptOnlyFromAmong("bleu", "loss");
@@ -86,14 +86,14 @@ internal static class TrainCommand
         var sourceLanguage = new Option<string?>("--source-language") { Description = "Name of the source language, shown by serve (e.g. English)." };
         var targetLanguage = new Option<string?>("--target-language") { Description = "Name of the target language, shown by serve (e.g. French)." };
         var precision = new Option<string?>("--precision") { Description = "Compute precision: fp32 (default) or bf16 (matmuls in bfloat16; weights, optimiser state, layer norms, softmax and loss in float32; checkpoints stay float32)." };
-        precision.AcceptOnlyFromAmong([.. PrecisionNames.All]);
+        precision.AcceptOnlyFromAmong("fp32", "bf16", "float32", "bfloat16");
         var keepLast = new Option<int?>("--keep-last") { Description = "Also keep the models of the last K saves in OUT/history (for transduce average)." };
 
         var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).")
         {
             data, dataTarget, preset, output, resume, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
             epochs, batch, lr, schedule, warmup, smoothing, accumulate, clip, seed, maxSteps, maxPairs, minFreq, normalize, tokenizer,
-            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast, sourceLanguage, targetLanguage, precision,
+            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validFraction, validMax, keepBest, patience, keepLast, sourceLanguage, targetLanguage, precision,
         };
         command.SetAction(r =>
         {
@@ -116,7 +116,7 @@ internal static class TrainCommand
                 SaveEverySteps = r.GetValue(saveEvery) ?? t.SaveEverySteps,
                 Bucketed = r.GetValue(bucketed) || r.GetValue(maxTokens) is not null || t.Bucketed,
                 MaxTokens = r.GetValue(maxTokens) ?? t.MaxTokens,
-                Precision = r.GetValue(precision) is { } pr ? PrecisionNames.Parse(pr) : t.Precision,
+                Precision = r.GetValue(precision) is { } pr ? ComputeTypes.Parse(pr) : t.Precision,
             };
             bool bpe = (r.GetValue(tokenizer) ?? p.Tokenizer) == "bpe";
             // A folder holding the preset's split files (train.tsv, valid.tsv): train on the split, validate on the other.
@@ -140,10 +140,13 @@ internal static class TrainCommand
                 Normalizer: r.GetValue(normalize) ?? (bpe ? "none" : p.Normalizer),
                 Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize) ?? p.BpeVocabSize,
                 Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options,
-                Valid: validPath, ValidEvery: r.GetValue(validEvery) ?? (validPath is null ? null : p.ValidEvery), ValidMax: r.GetValue(validMax),
+                Valid: validPath, ValidEvery: r.GetValue(validEvery) ?? (validPath is null || r.GetValue(validFraction) is not null ? null : p.ValidEvery),
+                ValidEveryFraction: r.GetValue(validEvery) is not null || validPath is null ? null : r.GetValue(validFraction) ?? p.ValidEveryFraction,
+                ValidMax: r.GetValue(validMax),
                 KeepBest: r.GetValue(keepBest)!, Patience: r.GetValue(patience), KeepLast: r.GetValue(keepLast),
                 SourceLanguage: r.GetValue(sourceLanguage), TargetLanguage: r.GetValue(targetLanguage));
             if (settings.Patience is not null && settings.Valid is null) throw new ArgumentException("train: --patience needs --valid FILE");
+            if (settings.ValidEveryFraction is <= 0 or > 1) throw new ArgumentException("train: --valid-fraction must be in (0, 1]");
             return Start(settings);
         });
         return command;
@@ -374,6 +377,11 @@ internal static class TrainCommand
             }
         }
 
+        // Validation by the clock: every fraction of the time limit (a resumed run continues the schedule).
+        var validClock = s.ValidEveryFraction is double fraction && s.Options.TimeLimit is { } limit
+            ? new ValidationClock(limit, fraction, TimeSpan.FromSeconds(resume?.Position.ElapsedSeconds ?? 0))
+            : null;
+
         finalResult = ProgressView.Run(s.Options, (onStep, onEpoch) => Trainer.Train(
             model, pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, config.MaxSequenceLength), s.Options,
             p =>
@@ -382,11 +390,12 @@ internal static class TrainCommand
                 Record(p);
                 onStep(p);
                 if (s.ValidEvery is int every && p.Step % every == 0) Validate(p.Step);
+                else if (validClock?.Due(p.Elapsed) == true) Validate(p.Step);
             },
             e =>
             {
                 onEpoch(e);
-                if (s.ValidEvery is null) Validate(lastStep);
+                if (s.ValidEvery is null && validClock is null) Validate(lastStep);
             },
             cancel.Token, Save, resume));
         var lastEpoch = finalResult.Epochs.LastOrDefault();

@@ -36,7 +36,7 @@ public static class AttentionMasks
     /// </summary>
     /// <param name="scores">(…, queries, keys).</param>
     /// <param name="mask">Broadcastable boolean mask, <c>true</c> = keep; null for none.</param>
-    /// <remarks>Scores in a reduced precision (bf16 matmuls, see <see cref="Compute.Autocast"/>) are normalised in float32 and the weights returned in float32.</remarks>
+    /// <remarks>Scores in a reduced precision (bf16 matmuls, see <see cref="Autocast"/>) are normalised in float32 and the weights returned in float32.</remarks>
     public static Tensor MaskedSoftmax(Tensor scores, Tensor? mask)
     {
         // Reduced-precision scores (from bf16 matmuls) are normalised in float32: small weights keep their accuracy.

@@ -75,6 +75,12 @@ public sealed record TrainingPreset
     /// <summary>Validate every N updates (with a validation file).</summary>
     public int? ValidEvery { get; init; }
 
+    /// <summary>
+    /// Validate every this fraction of the time limit (with a validation file and a time limit; without a time limit,
+    /// at epoch ends): as many validations on a small corpus as on a large one, and on a slow machine as on a fast one.
+    /// </summary>
+    public double? ValidEveryFraction { get; init; }
+
     /// <summary>Sentences the book translates after training, with its references (empty for non-book presets).</summary>
     public IReadOnlyList<(string Source, string Reference)> Examples { get; init; } = [];
 
@@ -123,15 +129,16 @@ public sealed record TrainingPreset
             Description = "The best BLEU one hour of training on a 2-core CPU gives on fra-eng train.tsv: joint BPE 8k, cased, no " +
                           "normalisation; pre-norm Transformer 3+3 layers, 256 wide, 4 heads, FFN 1024, shared and tied embeddings, " +
                           "dropout 0.1; batches of at most 4,096 padded tokens from length buckets; Adam lr 0.001 with 400 warm-up " +
-                          "updates then 1/sqrt(step); label smoothing 0.1; clip 1; 60 minutes; validates on valid.tsv every 500 updates",
+                          "updates then 1/sqrt(step); label smoothing 0.1; clip 1; bf16 mixed precision; 60 minutes; validates on valid.tsv every tenth of the time limit",
             Architecture = "transformer", EmbeddingSize = 256, HiddenSize = 256, Layers = 3, Heads = 4, FfnSize = 1024, Dropout = 0.1,
             PreNorm = true, TieEmbeddings = true, ShareEmbeddings = true, Tokenizer = "bpe", BpeVocabSize = 8000, Normalizer = "none",
             Training = new TrainingOptions
             {
                 Epochs = 100, BatchSize = 512, MaxTokens = 4096, Bucketed = true, LearningRate = 0.001, Schedule = "inverse-sqrt",
                 WarmupSteps = 400, LabelSmoothing = 0.1, GradientClip = 1, TimeLimit = TimeSpan.FromMinutes(60),
+                Precision = Models.ComputeType.BFloat16,
             },
-            TrainFile = "train.tsv", ValidFile = "valid.tsv", ValidEvery = 500,
+            TrainFile = "train.tsv", ValidFile = "valid.tsv", ValidEveryFraction = 0.1,
         },
     };
 }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Transduce.Architecture;
-using Transduce.Compute;
 using Transduce.Data;
+using Transduce.Models;
 using static TorchSharp.torch;
 
 namespace Transduce.Training;
@@ -58,10 +58,11 @@ public sealed record TrainingOptions
     public bool KeepFreedMemory { get; init; } = true;
 
     /// <summary>
-    /// Compute precision of the forward and backward passes: <see cref="Precision.BFloat16"/> runs the matmuls in bfloat16
+    /// Compute precision of the forward and backward passes: <see cref="ComputeType.BFloat16"/> runs the matmuls in bfloat16
     /// (see <see cref="Autocast"/>) while weights, gradients, optimiser state, layer norms, softmax and the loss stay float32.
+    /// <see cref="ComputeType.Int8"/> is for decoding only.
     /// </summary>
-    public Precision Precision { get; init; } = Precision.Float32;
+    public ComputeType Precision { get; init; } = ComputeType.Float32;
 }
 
 /// <summary>
@@ -168,6 +169,7 @@ public static class Trainer
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
+        if (options.Precision == ComputeType.Int8) throw new ArgumentException("precision int8 is for decoding; training computes in float32 or bfloat16");
         if (options.KeepFreedMemory) NativeMemory.KeepFreedMemory();
         using var optimizer = optim.Adam(model.parameters(), lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);

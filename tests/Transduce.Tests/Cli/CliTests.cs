@@ -137,6 +137,7 @@ public sealed class CliTests : IDisposable
         var settings = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "train.json")))!;
         Assert.Equal(0.1, settings["options"]!["label_smoothing"]!.GetValue<double>());
         Assert.Equal("inverse-sqrt", settings["options"]!["schedule"]!.GetValue<string>());
+        Assert.Equal("bfloat16", settings["options"]!["precision"]!.GetValue<string>());
         Assert.Equal(Path.Combine(folder, "train.tsv"), settings["data"]!.GetValue<string>());
         Assert.Equal("4", config["training"]!["pairs"]!.GetValue<string>());
         Assert.Equal(Path.Combine(folder, "valid.tsv"), settings["valid"]!.GetValue<string>());

@@ -97,7 +97,7 @@ public sealed class ResumeTests : IDisposable
         var resumed = CliTests.Run(null, "train", "--resume", interrupted, "--threads", "1");
         Assert.True(resumed.Code == 0, resumed.Err + resumed.Out);
         Assert.Equal(totalUpdates, SavedUpdates(interrupted));
-        string precision = setup.EndsWith("bf16", StringComparison.Ordinal) ? "bf16" : "fp32";
+        string precision = setup.EndsWith("bf16", StringComparison.Ordinal) ? "bfloat16" : "float32";
         Assert.Equal(precision, JsonNode.Parse(File.ReadAllText(Path.Combine(interrupted, "train.json")))!["options"]!["precision"]!.GetValue<string>());
         // Whatever the compute precision, the checkpoint holds float32 weights.
         var weights = Transduce.Checkpoints.Safetensors.Load(Path.Combine(interrupted, "model.safetensors"), out _);

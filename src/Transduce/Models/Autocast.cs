@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
-namespace Transduce.Compute;
+namespace Transduce.Models;
 
 /// <summary>
 /// libtorch's CPU autocast, which TorchSharp 0.107 does not wrap: inside a scope, the operations on libtorch's
@@ -53,13 +53,15 @@ public static class Autocast
     public static bool IsActive => Native.Value.Api is { } api && api.IsEnabled(Cpu);
 
     /// <summary>
-    /// Enters a scope in which the calling thread computes in <paramref name="precision"/>; disposing it restores
-    /// what was there before. <see cref="Precision.Float32"/> gives a scope that changes nothing.
+    /// Enters a scope in which the calling thread computes in <paramref name="type"/>; disposing it restores what was
+    /// there before. <see cref="ComputeType.Float32"/> gives a scope that changes nothing.
     /// </summary>
     /// <exception cref="NotSupportedException">bfloat16 was asked for and this libtorch has no CPU autocast.</exception>
-    public static IDisposable Enter(Precision precision)
+    /// <exception cref="ArgumentException"><see cref="ComputeType.Int8"/>: autocast has no int8 (decoding reaches it through <see cref="PackedLinear"/>).</exception>
+    public static IDisposable Enter(ComputeType type)
     {
-        if (precision == Precision.Float32) return NoScope.Instance;
+        if (type == ComputeType.Float32) return NoScope.Instance;
+        if (type != ComputeType.BFloat16) throw new ArgumentException($"compute type {type.Name()}: autocast computes in float32 or bfloat16 only");
         var (api, error) = Native.Value;
         if (api is null) throw new NotSupportedException($"precision bf16 needs libtorch's CPU autocast, which is not available here: {error}");
         return new Scope(api, ScalarType.BFloat16);

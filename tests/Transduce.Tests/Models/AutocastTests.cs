@@ -1,9 +1,8 @@
-using Transduce.Compute;
 using Transduce.Models;
 using Transduce.Training;
 using static TorchSharp.torch;
 
-namespace Transduce.Tests.Compute;
+namespace Transduce.Tests.Models;
 
 public sealed class AutocastTests
 {
@@ -12,7 +11,7 @@ public sealed class AutocastTests
     {
         using var linear = nn.Linear(8, 4);
         using var x = randn(3, 8);
-        using (Autocast.Enter(Precision.BFloat16))
+        using (Autocast.Enter(ComputeType.BFloat16))
         {
             Assert.True(Autocast.IsActive);
             using var inside = linear.call(x);
@@ -29,12 +28,12 @@ public sealed class AutocastTests
     {
         using var linear = nn.Linear(8, 4);
         using var x = randn(3, 8);
-        using (Autocast.Enter(Precision.Float32))
+        using (Autocast.Enter(ComputeType.Float32))
         using (var y = linear.call(x))
             Assert.Equal(ScalarType.Float32, y.dtype);
-        using (Autocast.Enter(Precision.BFloat16))
+        using (Autocast.Enter(ComputeType.BFloat16))
         {
-            using (Autocast.Enter(Precision.BFloat16)) { }
+            using (Autocast.Enter(ComputeType.BFloat16)) { }
             Assert.True(Autocast.IsActive);
             using var y = linear.call(x);
             Assert.Equal(ScalarType.BFloat16, y.dtype);
@@ -51,7 +50,7 @@ public sealed class AutocastTests
         using var x = ones(1, 8);
         float Output()
         {
-            using var _ = Autocast.Enter(Precision.BFloat16);
+            using var _ = Autocast.Enter(ComputeType.BFloat16);
             using var y = linear.call(x);
             return y.sum().to_type(ScalarType.Float32).item<float>();
         }
@@ -67,7 +66,7 @@ public sealed class AutocastTests
         using var linear = nn.Linear(8, 4);
         using var x = randn(5, 8);
         Tensor y;
-        using (Autocast.Enter(Precision.BFloat16)) y = linear.call(x);
+        using (Autocast.Enter(ComputeType.BFloat16)) y = linear.call(x);
         using (y)
         using (var loss = y.to_type(ScalarType.Float32).square().mean())
             loss.backward();
@@ -98,19 +97,9 @@ public sealed class AutocastTests
         Assert.Equal(expected.item<float>(), loss.item<float>());
     }
 
-    [Theory]
-    [InlineData("bf16", Precision.BFloat16)]
-    [InlineData("FP32", Precision.Float32)]
-    public void PrecisionNamesRoundTrip(string name, Precision precision)
-    {
-        Assert.Equal(precision, PrecisionNames.Parse(name));
-        Assert.Equal(name.ToLowerInvariant(), precision.Name());
-    }
-
     [Fact]
-    public void AnUnknownPrecisionIsAClearError()
+    public void Int8IsForDecodingNotForAutocast()
     {
-        var e = Assert.Throws<ArgumentException>(() => PrecisionNames.Parse("fp16"));
-        Assert.Contains("fp32, bf16", e.Message);
+        Assert.Throws<ArgumentException>(() => Autocast.Enter(ComputeType.Int8));
     }
 }
