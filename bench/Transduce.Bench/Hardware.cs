@@ -7,19 +7,20 @@ namespace Transduce.Bench;
 internal static class Hardware
 {
     /// <summary>
-    /// The best fp32 GFLOP/s of square matmuls (n = 512 … 2048) on the current libtorch threads: the ceiling that
-    /// model FLOPs utilisation is measured against. Each size runs for about <paramref name="secondsPerSize"/>, in four
-    /// windows of which the best counts, so a moment of noise on a shared machine does not lower the ceiling.
+    /// The best GFLOP/s of square matmuls (n = 512 … 2048) in <paramref name="type"/> (fp32 unless said) on the current
+    /// libtorch threads: the ceiling that model FLOPs utilisation is measured against. Each size runs for about
+    /// <paramref name="secondsPerSize"/>, in four windows of which the best counts, so a moment of noise on a shared
+    /// machine does not lower the ceiling.
     /// </summary>
-    public static (double GFlops, int Size) MatmulPeak(double secondsPerSize = 2)
+    public static (double GFlops, int Size) MatmulPeak(double secondsPerSize = 2, ScalarType type = ScalarType.Float32)
     {
         double best = 0;
         int bestSize = 0;
         using var _ = no_grad();
         foreach (int n in new[] { 512, 1024, 1536, 2048 })
         {
-            using var a = randn(n, n);
-            using var b = randn(n, n);
+            using var a = randn(n, n, dtype: type);
+            using var b = randn(n, n, dtype: type);
             a.mm(b).Dispose(); // warm-up
             for (int window = 0; window < 4; window++)
             {

@@ -4,8 +4,12 @@ Transduce.Bench writes the batches its Trainer will draw (safetensors: "<i>.sour
 "<i>.target_input", "<i>.target_output") and the run's settings (config.json: "model" as in a checkpoint, plus
 "lr", "warmup_updates", "label_smoothing", "clip"). This script builds the twin model (twin.py), trains it with the
 same optimiser, schedule, loss and clipping as src/Transduce/Training/Trainer.cs, times updates warmup+1 … warmup+steps
-and prints one JSON object: {"seconds": …, "tokens": …, "torch": version, "threads": …, "matmul_gflops": its own
-fp32 matmul peak on the same threads, which tells library speed apart from framework overhead}.
+and prints one JSON object: {"seconds": …, "tokens": …, "loss": the last update's loss, "torch": version,
+"threads": …, "precision": …, and unless --no-peak "matmul_gflops" / "matmul_gflops_bf16": its own fp32 and bf16
+matmul peaks on the same threads, which tell library speed apart from framework overhead}.
+
+--precision bf16 runs the forward pass under torch.autocast("cpu", dtype=torch.bfloat16) and the loss in float32,
+as Transduce's TrainingOptions.Precision = BFloat16 does (twin.masked_softmax normalises bf16 scores in float32).
 
 Run with Debian's python3 (python3-torch): /usr/bin/python3 bench/pytorch/train_twin.py --batches B --config C
 """
@@ -27,12 +31,12 @@ def learning_rate(settings, step):
     return settings["lr"] * min(step / warmup, math.sqrt(warmup / max(1, step)))
 
 
-def matmul_peak(seconds=2.0):
-    """Best fp32 GFLOP/s of square matmuls on the current threads (as Transduce.Bench measures its own peak)."""
+def matmul_peak(dtype=torch.float32, seconds=2.0):
+    """Best GFLOP/s of square matmuls in `dtype` on the current threads (as Transduce.Bench measures its own peak)."""
     best = 0.0
     with torch.no_grad():
         for n in (512, 1024, 1536, 2048):
-            a, b = torch.randn(n, n), torch.randn(n, n)
+            a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
             a.mm(b)
             for _ in range(4):  # the best of four windows, as Transduce.Bench does
                 calls, start = 0, time.perf_counter()
@@ -50,6 +54,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peaks")
     args = parser.parse_args()
 
     # Debian's torch starts with one intra-op thread; match Transduce's setting exactly.
@@ -62,9 +68,11 @@ def main():
     model.train()
     pad = settings["model"]["pad_id"]
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    bf16 = args.precision == "bf16"
 
     tokens = 0
     started = None
+    last_loss = float("nan")
     for b in range(args.warmup + args.steps):
         if b == args.warmup:
             started = time.perf_counter()
@@ -75,19 +83,24 @@ def main():
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(settings, b + 1)
         optimizer.zero_grad()
-        logits = model(source, lengths, target_input)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_output.reshape(-1),
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(source, lengths, target_input)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target_output.reshape(-1),
                                ignore_index=pad, label_smoothing=settings["label_smoothing"])
         loss.backward()
-        loss.item()  # the Trainer reads the loss every update too
+        last_loss = loss.item()  # the Trainer reads the loss every update too
         if settings["clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings["clip"])
         optimizer.step()
         if b >= args.warmup:
             tokens += int((target_output != pad).sum())
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "tokens": tokens, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "matmul_gflops": matmul_peak()}))
+    result = {"seconds": seconds, "tokens": tokens, "loss": last_loss, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "precision": args.precision}
+    if not args.no_peak:
+        result["matmul_gflops"] = matmul_peak(torch.float32)
+        result["matmul_gflops_bf16"] = matmul_peak(torch.bfloat16)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -128,10 +128,12 @@ def causal_mask(queries, offset):
 
 
 def masked_softmax(scores, mask):
+    # bf16 scores (matmuls under autocast) are normalised in float32, as AttentionMasks.MaskedSoftmax does.
+    dtype = torch.float32 if scores.dtype in (torch.bfloat16, torch.float16) else scores.dtype
     if mask is None:
-        return F.softmax(scores, -1)
+        return F.softmax(scores, -1, dtype=dtype)
     # -inf gives exactly zero weight, as in Transduce (not a large negative number as in d2l).
-    return F.softmax(scores.masked_fill(mask.logical_not(), float("-inf")), -1)
+    return F.softmax(scores.masked_fill(mask.logical_not(), float("-inf")), -1, dtype=dtype)
 
 
 class MultiHeadAttention(nn.Module):

@@ -91,6 +91,44 @@ public static class Plots
         AtomicFile.Write(path, stream => stream.Write(png));
     }
 
+    /// <summary>Writes several named loss curves overlaid on one 800×500 PNG, with a legend (e.g. one run in fp32 and in bf16).</summary>
+    /// <param name="path">The PNG file to write (replaced if it exists; its directory is created).</param>
+    /// <param name="curves">Named curves of (x, loss) points; at least one, each with at least one point.</param>
+    /// <param name="xLabel">Label of the horizontal axis.</param>
+    /// <param name="title">Title above the plot.</param>
+    /// <remarks>Points whose x or loss is NaN or infinite are left out. Curves take the palette's colours in order.</remarks>
+    /// <exception cref="ArgumentException">No curve, an empty curve, or a blank <paramref name="path"/>.</exception>
+    /// <exception cref="InvalidOperationException">No font is available to draw the labels with.</exception>
+    public static void SaveLossCurves(
+        string path,
+        IReadOnlyList<(string Name, IReadOnlyList<(double X, double Loss)> Points)> curves,
+        string xLabel = "update",
+        string title = "training loss")
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(curves);
+        if (curves.Count == 0 || curves.Any(c => c.Points.Count == 0))
+        {
+            throw new ArgumentException("Every loss curve needs at least one point, and there must be at least one curve.", nameof(curves));
+        }
+
+        string font = ChooseFontFamily(title + xLabel + "loss 0123456789.-e+" + string.Concat(curves.Select(c => c.Name)));
+        using var plot = new Plot();
+        Color[] palette = [Colors.C0, Colors.C1, Colors.C2, Colors.C3, Colors.C4, Colors.C5, Colors.C6, Colors.C7];
+        for (int i = 0; i < curves.Count; i++)
+        {
+            AddCurve(plot, curves[i].Points, curves[i].Name, palette[i % palette.Length]);
+        }
+
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel("loss");
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.Font.Set(font);
+        byte[] png = plot.GetImageBytes(LossCurveWidth, LossCurveHeight, ImageFormat.Png);
+        AtomicFile.Write(path, stream => stream.Write(png));
+    }
+
     /// <summary>
     /// Writes a heatmap of attention weights for one sentence as a PNG: source tokens along the bottom (rotated when
     /// they do not fit a cell), target tokens down the left side (first token at the top), and a colour bar for 0–1.

@@ -34,11 +34,14 @@ internal static class AttentionMasks
     /// </summary>
     /// <param name="scores">(…, queries, keys).</param>
     /// <param name="mask">Broadcastable boolean mask, <c>true</c> = keep; null for none.</param>
+    /// <remarks>Scores in a reduced precision (bf16 matmuls under autocast) are normalised in float32 and the weights returned in float32.</remarks>
     public static Tensor MaskedSoftmax(Tensor scores, Tensor? mask)
     {
-        if (mask is null) return nn.functional.softmax(scores, -1);
+        // Reduced-precision scores (from bf16 matmuls) are normalised in float32: small weights keep their accuracy.
+        var type = scores.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : scores.dtype;
+        if (mask is null) return nn.functional.softmax(scores, -1, type);
         // -inf gives exp(…) = 0 exactly; every row keeps at least one key (<eos>, or itself under the causal mask).
         using var filled = scores.masked_fill(mask.logical_not(), float.NegativeInfinity);
-        return nn.functional.softmax(filled, -1);
+        return nn.functional.softmax(filled, -1, type);
     }
 }

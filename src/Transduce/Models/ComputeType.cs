@@ -1,24 +1,32 @@
+using System.Text.Json.Serialization;
+
 namespace Transduce.Models;
 
 /// <summary>
-/// The number type of the matrix products when a model decodes (its weights are stored in float32 whatever this is).
+/// The number type of the matrix products when a model decodes or trains (its weights are stored in float32 whatever
+/// this is). Training takes <see cref="Float32"/> or <see cref="BFloat16"/> (<c>TrainingOptions.Precision</c>).
 /// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ComputeType>))]
 public enum ComputeType
 {
     /// <summary>Float32 everywhere (the default; exact with respect to training).</summary>
+    [JsonStringEnumMemberName("float32")]
     Float32,
 
     /// <summary>
     /// Linear layers multiply in bfloat16 (weights rounded once to bfloat16, activations rounded on the way in, results
     /// back to float32); layer norms, softmax and residual sums stay float32. Pays from a few rows per product up: oneDNN's
-    /// bfloat16 kernels need AVX-512 BF16 (or AMX) to beat float32.
+    /// bfloat16 kernels need AVX-512 BF16 (or AMX) to beat float32. In training: mixed precision through libtorch's
+    /// autocast, with float32 master weights, optimiser state, layer norms, softmax and loss.
     /// </summary>
+    [JsonStringEnumMemberName("bfloat16")]
     BFloat16,
 
     /// <summary>
     /// Linear layers multiply in int8: weights quantized once per output channel (symmetric range per row), activations
     /// quantized on the fly per product (FBGEMM, VNNI where the CPU has it); everything else stays float32.
     /// </summary>
+    [JsonStringEnumMemberName("int8")]
     Int8,
 }
 

@@ -206,6 +206,13 @@ public sealed record ValidationOptions
     /// <summary>Validate every N updates; null validates at every epoch end. The final weights are always validated too.</summary>
     public int? Every { get; init; }
 
+    /// <summary>
+    /// Validate every this fraction of <see cref="TrainingOptions.TimeLimit"/> of training time (0.1: ten times in the run),
+    /// so a small corpus and a large one, a slow machine and a fast one, get as many validations. Used when
+    /// <see cref="Every"/> is not set and the run has a time limit; otherwise validation follows <see cref="Every"/> or epoch ends.
+    /// </summary>
+    public double? EveryFraction { get; init; }
+
     /// <summary>Validate on the first N pairs only.</summary>
     public int? MaxPairs { get; init; }
 

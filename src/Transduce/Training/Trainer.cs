@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Transduce.Architecture;
 using Transduce.Data;
+using Transduce.Models;
 using static TorchSharp.torch;
 
 namespace Transduce.Training;
@@ -76,6 +77,13 @@ public sealed record TrainingOptions
     /// faster steps at the cost of holding the peak footprint. On by default.
     /// </summary>
     public bool KeepFreedMemory { get; init; } = true;
+
+    /// <summary>
+    /// Compute precision of the forward and backward passes: <see cref="ComputeType.BFloat16"/> runs the matmuls in bfloat16
+    /// (libtorch's CPU autocast) while weights, gradients, optimiser state, layer norms, softmax and the loss stay float32.
+    /// <see cref="ComputeType.Int8"/> is for decoding only.
+    /// </summary>
+    public ComputeType Precision { get; init; } = ComputeType.Float32;
 }
 
 /// <summary>How the learning rate changes over a run.</summary>
@@ -203,7 +211,8 @@ public enum TrainingStop
 
 /// <summary>
 /// Teacher-forced training of any <see cref="EncoderDecoder"/> with masked cross-entropy, Adam, gradient
-/// clipping (d2l §10.7), label smoothing, warm-up schedules and gradient accumulation. Each step runs in
+/// clipping (d2l §10.7), label smoothing, warm-up schedules, gradient accumulation and bf16 mixed precision
+/// (<see cref="TrainingOptions.Precision"/>). Each step runs in
 /// its own dispose scope, so memory stays flat. Batches depend only on the seed and the epoch, so a run
 /// saved through <c>onSave</c> and continued with a <see cref="TrainingResume"/> (plus the saved random
 /// generator state) ends with the same weights as an uninterrupted one.
@@ -244,6 +253,7 @@ internal static class Trainer
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
+        if (options.Precision == ComputeType.Int8) throw new ArgumentException("precision int8 is for decoding; training computes in float32 or bfloat16");
         if (options.KeepFreedMemory) NativeMemory.KeepFreedMemory();
         using var optimizer = optim.Adam(model.parameters(), lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
@@ -286,7 +296,10 @@ internal static class Trainer
                     {
                         using var batch = Batching.Build(batches[b].Select(i => data[i]).ToList(), ids, maxSteps);
                         if (pending == 0) optimizer.zero_grad();
-                        var logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
+                        Tensor logits;
+                        // The forward pass in the run's precision; the loss (float32) and the backward pass after it.
+                        using (Autocast.Enter(options.Precision))
+                            logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
                         var l = Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing);
                         (options.AccumulateSteps == 1 ? l : l / options.AccumulateSteps).backward();
                         loss = l.item<float>();

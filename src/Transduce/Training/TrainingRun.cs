@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Transduce.Checkpoints;
 using Transduce.Data;
+using Transduce.Models;
 using Transduce.Text;
 using static TorchSharp.torch;
 
@@ -188,7 +189,7 @@ public sealed partial class TrainingRun : IDisposable
         var tgt = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         Say($"train {prepared.CorpusName}: {prepared.Pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
-            $"{checkpoint.ModelConfig.Architecture} {model.parameters().Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads" +
+            $"{checkpoint.ModelConfig.Architecture} {model.parameters().Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads, {t.Precision.Name()}" +
             (Config.Preset is { } p ? $", preset {p}" : ""));
 
         DataPrepared?.Invoke(checkpoint, prepared.Pairs);
@@ -196,6 +197,10 @@ public sealed partial class TrainingRun : IDisposable
         using var stopEarly = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         bool earlyStopped = false;
         int lastStep = saved?.Position.Step ?? 0;
+        // Validation by the clock (a fraction of the time limit), counted from the run's start: a resumed run keeps its schedule.
+        var clock = validator is not null && Config.Validation.Every is null && Config.Validation.EveryFraction is double fraction && t.TimeLimit is { } limit
+            ? new ValidationClock(limit, fraction, TimeSpan.FromSeconds(prepared.Resume?.Position.ElapsedSeconds ?? 0))
+            : null;
         const int Window = 10;
         double window = 0;
         int windowSteps = 0;
@@ -211,14 +216,14 @@ public sealed partial class TrainingRun : IDisposable
                 windowSteps = 0;
             }
             Progress?.Invoke(this, progress);
-            if (validator is not null && Config.Validation.Every is int every && progress.Step % every == 0)
+            if (validator is not null && (Config.Validation.Every is int every ? progress.Step % every == 0 : clock?.Due(progress.Elapsed) == true))
                 earlyStopped |= ValidateAndKeep(validator, checkpoint, progress.Step, $"update {progress.Step}", averaged: false, stopEarly);
         }
 
         void OnEpoch(EpochResult epoch)
         {
             EpochCompleted?.Invoke(this, epoch);
-            if (validator is not null && Config.Validation.Every is null && (validations.Count == 0 || validations[^1].Step != lastStep))
+            if (validator is not null && Config.Validation.Every is null && clock is null && (validations.Count == 0 || validations[^1].Step != lastStep))
                 earlyStopped |= ValidateAndKeep(validator, checkpoint, lastStep, $"update {lastStep}", averaged: false, stopEarly);
         }
 

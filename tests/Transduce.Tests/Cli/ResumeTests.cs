@@ -18,11 +18,21 @@ public sealed class ResumeTests : IDisposable
         "Help!\tÀ l'aide !", "Jump.\tSaute.", "Stop!\tÇa suffit !", "Wait!\tAttends !", "I see.\tJe comprends.", "I lost.\tJ'ai perdu.",
     ];
 
-    private string[] TrainArgs(string data, string output) =>
+    /// <summary>The models a killed run is resumed with: a GRU in fp32, and a Transformer in bf16 mixed precision.</summary>
+    public static TheoryData<string> Setups => ["gru-fp32", "transformer-bf16"];
+
+    private static string[] ModelArgs(string setup) => setup switch
+    {
+        "gru-fp32" => ["--model", "gru", "--embed", "16", "--hidden", "32", "--layers", "2", "--dropout", "0.3", "--lr", "0.01"],
+        "transformer-bf16" => ["--model", "transformer", "--hidden", "32", "--layers", "2", "--heads", "4", "--ffn", "64", "--dropout", "0.2",
+            "--lr", "0.005", "--precision", "bf16"],
+        _ => throw new ArgumentException(setup),
+    };
+
+    private static string[] TrainArgs(string data, string output, string setup) =>
     [
-        "train", "--data", data, "--out", output, "--model", "gru", "--embed", "16", "--hidden", "32", "--layers", "2",
-        "--dropout", "0.3", "--epochs", "60", "--batch-size", "3", "--lr", "0.01", "--seed", "5", "--threads", "1",
-        "--save-every", "4", "--bucketed",
+        "train", "--data", data, "--out", output, .. ModelArgs(setup), "--epochs", "60", "--batch-size", "3", "--seed", "5",
+        "--threads", "1", "--save-every", "4", "--bucketed",
     ];
 
     internal static Process Start(string[] args)
@@ -51,14 +61,15 @@ public sealed class ResumeTests : IDisposable
         }
     }
 
-    [Fact]
-    public void KilledRunResumesToBitIdenticalWeights()
+    [Theory]
+    [MemberData(nameof(Setups))]
+    public void KilledRunResumesToBitIdenticalWeights(string setup)
     {
         string data = Path.Combine(dir, "pairs.tsv");
         File.WriteAllText(data, string.Join('\n', Pairs) + "\n");
 
         string reference = Path.Combine(dir, "reference");
-        var full = CliTests.Run(null, TrainArgs(data, reference));
+        var full = CliTests.Run(null, TrainArgs(data, reference, setup));
         Assert.True(full.Code == 0, full.Err);
         int totalUpdates = SavedUpdates(reference);
         Assert.Equal(240, totalUpdates);
@@ -70,7 +81,7 @@ public sealed class ResumeTests : IDisposable
         // Kill twice at random points: once during the first half, once later (the second from a resumed run).
         for (int round = 0; round < 2; round++)
         {
-            using var p = Start(round == 0 ? TrainArgs(data, interrupted) : ["train", "--resume", interrupted, "--threads", "1"]);
+            using var p = Start(round == 0 ? TrainArgs(data, interrupted, setup) : ["train", "--resume", interrupted, "--threads", "1"]);
             int target = rng.Next(round == 0 ? 8 : 130, round == 0 ? 100 : 220);
             killedAt.Add(target);
             var clock = Stopwatch.StartNew();
@@ -88,6 +99,12 @@ public sealed class ResumeTests : IDisposable
         var resumed = CliTests.Run(null, "train", "--resume", interrupted, "--threads", "1");
         Assert.True(resumed.Code == 0, resumed.Err + resumed.Out);
         Assert.Equal(totalUpdates, SavedUpdates(interrupted));
+        string precision = setup.EndsWith("bf16", StringComparison.Ordinal) ? "bfloat16" : "float32";
+        Assert.Equal(precision, JsonNode.Parse(File.ReadAllText(Path.Combine(interrupted, "train.json")))!["training"]!["precision"]!.GetValue<string>());
+        // Whatever the compute precision, the checkpoint holds float32 weights.
+        var weights = Transduce.Checkpoints.Safetensors.Load(Path.Combine(interrupted, "model.safetensors"), out _);
+        Assert.All(weights.Values, w => Assert.Equal(TorchSharp.torch.ScalarType.Float32, w.dtype));
+        foreach (var w in weights.Values) w.Dispose();
         Assert.True(File.ReadAllBytes(Path.Combine(reference, "model.safetensors")).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(interrupted, "model.safetensors"))),
             $"weights differ after kills near updates {string.Join(", ", killedAt)}");
         Assert.DoesNotContain(Directory.GetDirectories(dir), d => Path.GetFileName(d).StartsWith(".interrupted", StringComparison.Ordinal)

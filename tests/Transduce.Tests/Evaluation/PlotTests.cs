@@ -51,6 +51,20 @@ public sealed class PlotTests : IDisposable
     }
 
     [Fact]
+    public void OverlaidLossCurvesAreAn800By500PngAndNeedPoints()
+    {
+        string path = Path.Combine(_dir, "curves", "fp32-vs-bf16.png");
+        IReadOnlyList<(double, double)> fp32 = Enumerable.Range(1, 50).Select(u => ((double)u, 9.0 * Math.Exp(-u / 20.0) + 2)).ToList();
+        IReadOnlyList<(double, double)> bf16 = Enumerable.Range(1, 50).Select(u => ((double)u, 9.0 * Math.Exp(-u / 20.0) + 2.01)).ToList();
+
+        Plots.SaveLossCurves(path, [("fp32", fp32), ("bf16", bf16)]);
+
+        Assert.Equal((Plots.LossCurveWidth, Plots.LossCurveHeight), ReadPngSize(path));
+        Assert.Throws<ArgumentException>(() => Plots.SaveLossCurves(path, []));
+        Assert.Throws<ArgumentException>(() => Plots.SaveLossCurves(path, [("fp32", fp32), ("bf16", [])]));
+    }
+
+    [Fact]
     public void LossCurveIsAn800By500Png()
     {
         string path = Path.Combine(_dir, "run", "loss.png");

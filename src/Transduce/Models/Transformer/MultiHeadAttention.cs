@@ -12,7 +12,7 @@ namespace Transduce.Models.Transformer;
 internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tensor>
 {
     private readonly Linear W_q, W_k, W_v, W_o;
-    private readonly Dropout dropout;
+    private readonly PackedDropout dropout;
     private readonly int heads;
     private readonly long headSize;
 
@@ -30,7 +30,7 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         W_k = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
         W_v = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
         W_o = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
-        this.dropout = nn.Dropout(dropout);
+        this.dropout = new PackedDropout(dropout);
         RegisterComponents();
     }
 

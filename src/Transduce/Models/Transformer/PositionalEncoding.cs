@@ -24,7 +24,7 @@ internal enum SinusoidLayout
 /// </summary>
 internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
 {
-    private readonly Dropout dropout;
+    private readonly PackedDropout dropout;
     private readonly Tensor table;
 
     /// <summary>Creates a table for <paramref name="maxPositions"/> positions of width <paramref name="hiddenSize"/>.</summary>
@@ -35,7 +35,7 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
     public PositionalEncoding(long hiddenSize, double dropout, long maxPositions, SinusoidLayout layout = SinusoidLayout.Interleaved)
         : base(nameof(PositionalEncoding))
     {
-        this.dropout = nn.Dropout(dropout);
+        this.dropout = new PackedDropout(dropout);
         using var scope = NewDisposeScope();
         table = (layout == SinusoidLayout.Halves ? HalvesTable(hiddenSize, maxPositions) : InterleavedTable(hiddenSize, maxPositions))
             .unsqueeze(0).MoveToOuterDisposeScope();

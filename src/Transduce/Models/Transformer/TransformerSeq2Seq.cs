@@ -52,7 +52,7 @@ internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
 internal sealed class Residual : nn.Module<Tensor, Func<Tensor, Tensor>, Tensor>
 {
     private readonly LayerNorm norm;
-    private readonly Dropout dropout;
+    private readonly PackedDropout dropout;
     private readonly bool preNorm;
 
     internal LayerNorm Norm => norm;
@@ -60,7 +60,7 @@ internal sealed class Residual : nn.Module<Tensor, Func<Tensor, Tensor>, Tensor>
     public Residual(long hiddenSize, double dropout, bool preNorm) : base(nameof(Residual))
     {
         norm = nn.LayerNorm(hiddenSize);
-        this.dropout = nn.Dropout(dropout);
+        this.dropout = new PackedDropout(dropout);
         this.preNorm = preNorm;
         RegisterComponents();
     }
