@@ -227,6 +227,29 @@ internal static class Trainer
         _ => throw new ArgumentException($"unknown learning-rate schedule '{options.Schedule}'"),
     };
 
+    /// <summary>
+    /// The model's parameters, each storage once. TorchSharp lists a tied weight (the Transformer's output projection that
+    /// is its target embedding) under both names as two parameter objects over one storage; given both, Adam would update
+    /// it twice per step with two sets of moments and clipping would count its gradient twice. PyTorch's
+    /// <c>parameters()</c> lists it once, and so does this.
+    /// </summary>
+    public static List<TorchSharp.Modules.Parameter> DistinctParameters(nn.Module model)
+    {
+        var seen = new HashSet<(IntPtr, long)>();
+        var result = new List<TorchSharp.Modules.Parameter>();
+        foreach (var p in model.parameters())
+        {
+            IntPtr storage = p.dtype switch
+            {
+                ScalarType.Float32 => p.storage<float>().data_ptr(),
+                ScalarType.Float64 => p.storage<double>().data_ptr(),
+                _ => p.Handle,
+            };
+            if (seen.Add((storage, p.storage_offset()))) result.Add(p);
+        }
+        return result;
+    }
+
     /// <summary>Trains <paramref name="model"/> in place.</summary>
     /// <param name="model">The model.</param>
     /// <param name="data">Training pairs.</param>
@@ -255,9 +278,9 @@ internal static class Trainer
         LearningRate(options, 1);
         if (options.Precision == ComputeType.Int8) throw new ArgumentException("precision int8 is for decoding; training computes in float32 or bfloat16");
         if (options.KeepFreedMemory) NativeMemory.KeepFreedMemory();
-        using var optimizer = optim.Adam(model.parameters(), lr: options.LearningRate);
+        var parameters = DistinctParameters(model);
+        using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
-        var parameters = model.parameters().ToList();
         var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
         var targetLengths = data.Select(p => Batching.WithEos(p.Target, ids.Eos, maxSteps).Length).ToArray();
         List<int[]> EpochBatches(int epoch) => options.Bucketed || options.MaxTokens is not null
