@@ -100,7 +100,7 @@ internal static class TrainBench
             void WriteBatches(Checkpoint checkpoint, IReadOnlyList<EncodedPair> pairs)
             {
                 var c = modelConfig = (TransformerConfig)checkpoint.ModelConfig;
-                parameters = checkpoint.Model.parameters().Sum(x => x.numel());
+                parameters = Trainer.DistinctParameters(checkpoint.Model).Sum(x => x.numel());
                 var tgt = checkpoint.TargetVocabulary;
                 var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
                 int? maxSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, c.MaxSequenceLength);

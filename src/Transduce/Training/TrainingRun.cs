@@ -189,7 +189,7 @@ public sealed partial class TrainingRun : IDisposable
         var tgt = checkpoint.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         Say($"train {prepared.CorpusName}: {prepared.Pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
-            $"{checkpoint.ModelConfig.Architecture} {model.parameters().Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads, {t.Precision.Name()}" +
+            $"{checkpoint.ModelConfig.Architecture} {Trainer.DistinctParameters(model).Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads, {t.Precision.Name()}" +
             (Config.Preset is { } p ? $", preset {p}" : ""));
 
         DataPrepared?.Invoke(checkpoint, prepared.Pairs);
