@@ -14,12 +14,12 @@ public sealed class TiedWeightsTests
         // weight with a gradient by exactly its learning rate; updated twice, the tied weight would move by twice that.
         using var scope = NewDisposeScope();   // every tensor made here goes with the test (MemoryTests counts live ones)
         manual_seed(7);
-        var config = new ModelConfig
+        var config = new Transduce.Models.Transformer.TransformerConfig
         {
-            Architecture = "transformer", SourceVocabSize = 30, TargetVocabSize = 30, EmbeddingSize = 16, HiddenSize = 16, Heads = 2,
+            SourceVocabSize = 30, TargetVocabSize = 30, EmbeddingSize = 16, HiddenSize = 16, Heads = 2,
             FfnSize = 16, Layers = 1, Dropout = 0, TieEmbeddings = true, ShareEmbeddings = true,
         };
-        using var model = ModelFactory.Create(config);
+        using var model = ModelRegistry.Create(config);
         var tied = model.named_parameters().First(p => p.name == "decoder.dense.weight").parameter;
         Assert.Equal(model.parameters().Count() - 1, Trainer.DistinctParameters(model).Count);
         using var before = tied.detach().clone();
