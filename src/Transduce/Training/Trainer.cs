@@ -134,6 +134,29 @@ public static class Trainer
         _ => throw new ArgumentException($"unknown learning-rate schedule '{options.Schedule}' (known: constant, inverse-sqrt)"),
     };
 
+    /// <summary>
+    /// The model's parameters, each storage once. TorchSharp lists a tied weight (the Transformer's output projection that
+    /// is its target embedding) under both names as two parameter objects over one storage; given both, Adam would update
+    /// it twice per step with two sets of moments and clipping would count its gradient twice. PyTorch's
+    /// <c>parameters()</c> lists it once, and so does this.
+    /// </summary>
+    public static List<TorchSharp.Modules.Parameter> DistinctParameters(nn.Module model)
+    {
+        var seen = new HashSet<(IntPtr, long)>();
+        var result = new List<TorchSharp.Modules.Parameter>();
+        foreach (var p in model.parameters())
+        {
+            IntPtr storage = p.dtype switch
+            {
+                ScalarType.Float32 => p.storage<float>().data_ptr(),
+                ScalarType.Float64 => p.storage<double>().data_ptr(),
+                _ => p.Handle,
+            };
+            if (seen.Add((storage, p.storage_offset()))) result.Add(p);
+        }
+        return result;
+    }
+
     /// <summary>Trains <paramref name="model"/> in place.</summary>
     /// <param name="model">The model.</param>
     /// <param name="data">Training pairs.</param>
@@ -161,9 +184,9 @@ public static class Trainer
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
         if (options.KeepFreedMemory) NativeMemory.KeepFreedMemory();
-        using var optimizer = optim.Adam(model.parameters(), lr: options.LearningRate);
+        var parameters = DistinctParameters(model);
+        using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
-        var parameters = model.parameters().ToList();
         var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
         var targetLengths = data.Select(p => Batching.WithEos(p.Target, ids.Eos, maxSteps).Length).ToArray();
         List<int[]> EpochBatches(int epoch) => options.Bucketed
