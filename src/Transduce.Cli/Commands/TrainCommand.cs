@@ -21,7 +21,7 @@ internal sealed record TrainSettings(
     int? MaxSteps, int? TrainPairs, int? VocabularyPairs, int MinFrequency, string Normalizer, string Tokenizer, int BpeVocab,
     int? Threads, bool SkipInvalid, TrainingOptions Options,
     string? Valid = null, int? ValidEvery = null, int? ValidMax = null, string KeepBest = "bleu", int? Patience = null, int? KeepLast = null,
-    string? SourceLanguage = null, string? TargetLanguage = null);
+    string? SourceLanguage = null, string? TargetLanguage = null, string? SpmModel = null, string? SpmTargetModel = null);
 
 /// <summary>What <c>trainer.json</c> holds: the position in the run and the loss curve so far.</summary>
 internal sealed record TrainerFile(TrainingPosition Position, List<double[]> Curve, List<ValidationResult>? Validations = null);
@@ -35,12 +35,26 @@ internal static class TrainCommand
 
     public static Command Create()
     {
+        var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).");
+        var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint directory exactly where it stopped (or from the weights and position a DDP run wrote: a fresh optimiser)." };
+        command.Add(resume);
+        var settingsOf = AddRunOptions(command);
+        command.SetAction(r => r.GetValue(resume) is { } resumeDir ? Resume(resumeDir, r.GetValue<int?>("--threads")) : Start(settingsOf(r)));
+        return command;
+    }
+
+    /// <summary>
+    /// Adds every option that describes a run (data, text, model, training) to <paramref name="command"/> and returns
+    /// how to read them into settings: <c>train</c> and <c>prepare</c> take the same run with the same flags.
+    /// </summary>
+    internal static Func<ParseResult, TrainSettings> AddRunOptions(Command command)
+    {
+        string name = command.Name;
         var data = new Option<string>("--data") { Description = "Corpus: a tab-separated file, a folder with fra.txt, a source-side text file (with --data-target), or a known corpus name (fra-eng, downloaded into the cache).", DefaultValueFactory = _ => "fra-eng" };
         var dataTarget = new Option<string?>("--data-target") { Description = "Target-side text file aligned line by line with the --data source file." };
         var preset = new Option<string?>("--preset") { Description = $"A complete setting: {string.Join(", ", TrainingPreset.All.Keys)}. Other flags override it." };
         preset.AcceptOnlyFromAmong([.. TrainingPreset.All.Keys]);
-        var output = new Option<string?>("--out") { Description = "Checkpoint directory to write (required unless --resume)." };
-        var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint directory exactly where it stopped." };
+        var output = new Option<string?>("--out") { Description = name == "train" ? "Checkpoint directory to write (required unless --resume)." : "Directory to write (required)." };
         var arch = new Option<string?>("--model") { Description = "Architecture: gru, bahdanau or transformer." };
         arch.AcceptOnlyFromAmong([.. ModelFactory.Architectures]);
         var heads = new Option<int?>("--heads") { Description = "Transformer attention heads (default 4)." };
@@ -67,8 +81,10 @@ internal static class TrainCommand
         var maxPairs = new Option<int?>("--max-pairs") { Description = "Train on the first N pairs only." };
         var minFreq = new Option<int?>("--min-freq") { Description = "Minimum token frequency for the vocabularies (default 1)." };
         var normalize = new Option<string?>("--normalize") { Description = "Text normaliser: d2l (lower-case, space before punctuation) or none." };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "word (d2l: split on spaces) or bpe (joint subword vocabulary trained on the data; cased, natural output). Default: word." };
-        tokenizer.AcceptOnlyFromAmong("word", "bpe");
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "word (d2l: split on spaces), bpe (joint subword vocabulary trained on the data; cased, natural output) or spm (the SentencePiece model of --spm-model). Default: word." };
+        tokenizer.AcceptOnlyFromAmong("word", "bpe", "spm");
+        var spmModel = new Option<string?>("--spm-model") { Description = "SentencePiece model (.model/.spm, e.g. from spm_train) for --tokenizer spm; the source side's too when --spm-target-model is given." };
+        var spmTargetModel = new Option<string?>("--spm-target-model") { Description = "SentencePiece model of the target side (default: --spm-model)." };
         var bpeSize = new Option<int?>("--bpe-vocab") { Description = "BPE vocabulary size (with --tokenizer bpe; default 8000)." };
         var timeLimit = new Option<double?>("--time-limit") { Description = "Stop after this many minutes of training (a checkpoint is written either way)." };
         var saveEvery = new Option<int?>("--save-every") { Description = "Also write a resumable checkpoint every N updates (default: every epoch)." };
@@ -86,17 +102,17 @@ internal static class TrainCommand
         var targetLanguage = new Option<string?>("--target-language") { Description = "Name of the target language, shown by serve (e.g. French)." };
         var keepLast = new Option<int?>("--keep-last") { Description = "Also keep the models of the last K saves in OUT/history (for transduce average)." };
 
-        var command = new Command("train", "Train a model and write a checkpoint directory (resumable with --resume).")
+        foreach (var option in new Option[]
         {
-            data, dataTarget, preset, output, resume, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
+            data, dataTarget, preset, output, arch, heads, ffn, activation, preNorm, tie, share, embed, hidden, layers, dropout,
             epochs, batch, lr, schedule, warmup, smoothing, accumulate, clip, seed, maxSteps, maxPairs, minFreq, normalize, tokenizer,
-            bpeSize, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast, sourceLanguage, targetLanguage,
-        };
-        command.SetAction(r =>
+            bpeSize, spmModel, spmTargetModel, timeLimit, saveEvery, threads, bucketed, maxTokens, skipInvalid, valid, validEvery, validMax, keepBest, patience, keepLast,
+            sourceLanguage, targetLanguage,
+        }) command.Add(option);
+        return r =>
         {
-            if (r.GetValue(resume) is { } resumeDir) return Resume(resumeDir, r.GetValue(threads));
-            string outDir = r.GetValue(output) ?? throw new ArgumentException("train: --out DIR is required (or --resume DIR)");
-            var p = r.GetValue(preset) is { } name ? TrainingPreset.All[name] : new TrainingPreset { Name = "custom", Description = "flags" };
+            string outDir = r.GetValue(output) ?? throw new ArgumentException(name == "train" ? "train: --out DIR is required (or --resume DIR)" : $"{name}: --out DIR is required");
+            var p = r.GetValue(preset) is { } presetName ? TrainingPreset.All[presetName] : new TrainingPreset { Name = "custom", Description = "flags" };
             var t = p.Training;
             var options = t with
             {
@@ -114,7 +130,10 @@ internal static class TrainCommand
                 Bucketed = r.GetValue(bucketed) || r.GetValue(maxTokens) is not null || t.Bucketed,
                 MaxTokens = r.GetValue(maxTokens) ?? t.MaxTokens,
             };
-            bool bpe = (r.GetValue(tokenizer) ?? p.Tokenizer) == "bpe";
+            string tokenizerName = r.GetValue(tokenizer) ?? p.Tokenizer;
+            bool bpe = tokenizerName == "bpe", spm = tokenizerName == "spm";
+            if (spm && r.GetValue(spmModel) is null) throw new ArgumentException($"{name}: --tokenizer spm needs --spm-model FILE");
+            if (!spm && (r.GetValue(spmModel) ?? r.GetValue(spmTargetModel)) is not null) throw new ArgumentException($"{name}: --spm-model needs --tokenizer spm");
             // A folder holding the preset's split files (train.tsv, valid.tsv): train on the split, validate on the other.
             string dataPath = r.GetValue(data)!;
             string? validPath = r.GetValue(valid);
@@ -133,16 +152,16 @@ internal static class TrainCommand
                 MaxSteps: r.GetValue(maxSteps) ?? p.MaxSteps, TrainPairs: r.GetValue(maxPairs) ?? p.TrainPairs,
                 VocabularyPairs: r.GetValue(maxPairs) is null ? p.VocabularyPairs : null,
                 MinFrequency: r.GetValue(minFreq) ?? p.MinFrequency,
-                Normalizer: r.GetValue(normalize) ?? (bpe ? "none" : p.Normalizer),
-                Tokenizer: bpe ? "bpe" : "word", BpeVocab: r.GetValue(bpeSize) ?? p.BpeVocabSize,
+                Normalizer: r.GetValue(normalize) ?? (bpe || spm ? "none" : p.Normalizer),
+                Tokenizer: tokenizerName, BpeVocab: r.GetValue(bpeSize) ?? p.BpeVocabSize,
                 Threads: r.GetValue(threads), SkipInvalid: r.GetValue(skipInvalid), Options: options,
                 Valid: validPath, ValidEvery: r.GetValue(validEvery) ?? (validPath is null ? null : p.ValidEvery), ValidMax: r.GetValue(validMax),
                 KeepBest: r.GetValue(keepBest)!, Patience: r.GetValue(patience), KeepLast: r.GetValue(keepLast),
-                SourceLanguage: r.GetValue(sourceLanguage), TargetLanguage: r.GetValue(targetLanguage));
-            if (settings.Patience is not null && settings.Valid is null) throw new ArgumentException("train: --patience needs --valid FILE");
-            return Start(settings);
-        });
-        return command;
+                SourceLanguage: r.GetValue(sourceLanguage), TargetLanguage: r.GetValue(targetLanguage),
+                SpmModel: r.GetValue(spmModel), SpmTargetModel: r.GetValue(spmTargetModel));
+            if (settings.Patience is not null && settings.Valid is null) throw new ArgumentException($"{name}: --patience needs --valid FILE");
+            return settings;
+        };
     }
 
     private static IReadOnlyList<SentencePair> ReadCorpus(TrainSettings s, out string corpusName)
@@ -168,33 +187,54 @@ internal static class TrainCommand
 
     private static int Start(TrainSettings s)
     {
+        var (checkpoint, pairs, corpusName) = Begin(s);
+        return Run(s, checkpoint, pairs, corpusName, null, [], []);
+    }
+
+    /// <summary>
+    /// Everything a run has before its first update (<see cref="Preparation.Begin"/>): the corpus read, the text side learnt,
+    /// the pairs encoded, the model initialised under the seed; <c>train</c> goes on to train it, <c>prepare</c> writes it down.
+    /// </summary>
+    internal static (Checkpoint Start, IReadOnlyList<EncodedPair> Pairs, string CorpusName) Begin(TrainSettings s)
+    {
         if (s.Threads is int n) set_num_threads(n);
         var all = ReadCorpus(s, out string corpusName);
         var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
         var vocabPairs = s.VocabularyPairs is int vp && s.TrainPairs is not null ? all.Take(vp).ToList() : null;
 
         var textConfig = new TextConfig { Normalizer = s.Normalizer, Tokenizer = s.Tokenizer, MaxSteps = s.MaxSteps };
-        var started = DateTime.UtcNow;
-        var (prepared, subwords) = TranslationData.ForTraining(train, textConfig, s.BpeVocab, s.MinFrequency, s.Share, vocabPairs);
-        if (subwords is not null)
-            Console.WriteLine($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {(DateTime.UtcNow - started).TotalSeconds:F1}s");
-        var src = prepared.SourceVocabulary;
-        var tgt = prepared.TargetVocabulary;
-
-        manual_seed(s.Options.Seed);
-        var config = new ModelConfig
+        var learning = new TextLearning
         {
-            Architecture = s.Architecture, SourceVocabSize = src.Count, TargetVocabSize = tgt.Count,
+            BpeVocabSize = s.BpeVocab, MinFrequency = s.MinFrequency, JointVocabulary = s.Share, VocabularyPairs = vocabPairs,
+            SentencePiece = s.SpmModel is { } spm ? new SentencePiecePair(ReadModelFile(spm), ReadModelFile(s.SpmTargetModel ?? spm)) : null,
+        };
+        var model = new ModelConfig
+        {
+            Architecture = s.Architecture,
             EmbeddingSize = s.Architecture == "transformer" ? s.Hidden : s.Embedding, HiddenSize = s.Hidden, Layers = s.Layers,
-            Dropout = s.Dropout, PadId = tgt.PadId, Heads = s.Heads, FfnSize = s.Ffn, Activation = s.Activation,
+            Dropout = s.Dropout, Heads = s.Heads, FfnSize = s.Ffn, Activation = s.Activation,
             PreNorm = s.PreNorm, TieEmbeddings = s.Tie, ShareEmbeddings = s.Share,
         };
-        var checkpoint = new Checkpoint
-        {
-            Model = ModelFactory.Create(config), ModelConfig = config, TextConfig = textConfig,
-            SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
-        };
-        return Run(s, checkpoint, prepared.Pairs, corpusName, null, [], []);
+        var started = DateTime.UtcNow;
+        var (checkpoint, pairs) = Preparation.Begin(train, textConfig, model, s.Options.Seed, learning);
+        if (checkpoint.Subwords is { } subwords)
+            Console.WriteLine($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {(DateTime.UtcNow - started).TotalSeconds:F1}s");
+        return (checkpoint, pairs, corpusName);
+    }
+
+    private static byte[] ReadModelFile(string path) =>
+        File.Exists(path) ? File.ReadAllBytes(path) : throw new FileNotFoundException($"{path}: SentencePiece model not found", path);
+
+    /// <summary>
+    /// Writes what <c>train --resume</c> needs besides the checkpoint itself at the start of a run: the settings, the start
+    /// position and the random generator's state after initialisation (no optimiser state: Adam starts empty).
+    /// </summary>
+    internal static void WriteStartState(string directory, TrainSettings s)
+    {
+        AtomicFile.WriteAllText(Path.Combine(directory, SettingsFile), JsonSerializer.Serialize(s, Json));
+        AtomicFile.WriteAllText(Path.Combine(directory, TrainerStateFile), JsonSerializer.Serialize(new TrainerFile(TrainingPosition.Start, [], []), Json));
+        using var rngState = get_rng_state();
+        Safetensors.Save(Path.Combine(directory, RngFile), new Dictionary<string, Tensor> { ["rng"] = rngState });
     }
 
     private static int Resume(string directory, int? threads)
@@ -210,21 +250,48 @@ internal static class TrainCommand
         var checkpoint = Checkpoint.Load(directory);
         checkpoint.Model.train();
 
-        var all = ReadCorpus(s, out string corpusName);
-        var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
-        var prepared = TranslationData.Prepare(train, checkpoint.CreateTextPipeline(),
-            sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: checkpoint.TargetVocabulary);
+        // A prepared folder, or a checkpoint trained on one (e.g. by the PyTorch DDP trainer), names its token shards:
+        // the very ids it was trained on, with no corpus to read and tokenize again.
+        string corpusName;
+        IReadOnlyList<EncodedPair> pairs;
+        if (Preparation.TryReadPairs(directory) is { } shards)
+        {
+            pairs = shards;
+            corpusName = Path.Combine(directory, Preparation.ShardsFolder);
+        }
+        else
+        {
+            var all = ReadCorpus(s, out corpusName);
+            var train = s.TrainPairs is int take ? all.Take(take).ToList() : all;
+            pairs = TranslationData.Prepare(train, checkpoint.CreateTextPipeline(),
+                sourceVocabulary: checkpoint.SourceVocabulary, targetVocabulary: checkpoint.TargetVocabulary).Pairs;
+        }
 
-        var rng = Safetensors.Load(Path.Combine(directory, RngFile), out _);
-        using (var rngState = rng["rng"]) set_rng_state(rngState);
+        // A checkpoint written by another trainer (the DDP trainer) has weights and a position but neither our optimiser's
+        // state nor our random generator's: Adam then starts empty and the generator from the run's seed.
+        string rngPath = Path.Combine(directory, RngFile);
+        if (File.Exists(rngPath))
+        {
+            var rng = Safetensors.Load(rngPath, out _);
+            using var rngState = rng["rng"];
+            set_rng_state(rngState);
+        }
+        else
+        {
+            manual_seed(s.Options.Seed + state.Position.Step);
+        }
         string optimizerPath = Path.Combine(directory, OptimizerFile);
+        bool hasOptimizer = File.Exists(optimizerPath);
+        if (!hasOptimizer && state.Position.Step > 0)
+            Console.WriteLine($"{optimizerPath}: not found — the optimiser's moments start afresh (weights and position are the checkpoint's)");
         var resume = new TrainingResume(state.Position, optimizer =>
         {
+            if (!hasOptimizer) return;
             using var reader = new BinaryReader(File.OpenRead(optimizerPath));
             optimizer.load_state_dict(reader);
         });
         AnsiConsole.MarkupLine($"[bold]resume[/] {Markup.Escape(directory)} at epoch {state.Position.Epoch}, batch {state.Position.BatchesDone}, update {state.Position.Step}");
-        return Run(s, checkpoint, prepared.Pairs, corpusName, resume, state.Curve, state.Validations ?? []);
+        return Run(s, checkpoint, pairs, corpusName, resume, state.Curve, state.Validations ?? []);
     }
 
     /// <summary>At most <paramref name="points"/> points, each the mean of a run of consecutive ones.</summary>
