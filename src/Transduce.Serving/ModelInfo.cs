@@ -7,7 +7,7 @@ namespace Transduce.Serving;
 /// <summary>What <c>GET /v1/models</c> reports about the served checkpoint.</summary>
 public sealed record ModelInfo
 {
-    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of <c>model.safetensors</c>.</summary>
+    /// <summary>Checkpoint id: the first 16 hex digits of the SHA-256 of the weights file (<c>model.safetensors</c>, or a MarianMT folder's <c>pytorch_model.bin</c>).</summary>
     public required string Id { get; init; }
 
     /// <summary>Architecture name (<c>gru</c>, <c>bahdanau</c>, <c>transformer</c>).</summary>
@@ -55,7 +55,7 @@ public sealed record ModelInfo
             checkpoint.TrainingInfo.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v : fallback;
         return new ModelInfo
         {
-            Id = HashPrefix(Path.Combine(directory, Checkpoint.WeightsFile)),
+            Id = HashPrefix(WeightsOf(directory)),
             Architecture = config.Architecture,
             EmbeddingSize = config.EmbeddingSize,
             HiddenSize = config.HiddenSize,
@@ -69,6 +69,14 @@ public sealed record ModelInfo
             Training = checkpoint.TrainingInfo,
             Attention = Inference.AttentionProbe.Supports(checkpoint.Model),
         };
+    }
+
+    /// <summary>The weights file a folder was loaded from: <c>model.safetensors</c>, else (MarianMT folders) <c>pytorch_model.bin</c>.</summary>
+    private static string WeightsOf(string directory)
+    {
+        string safetensors = Path.Combine(directory, Checkpoint.WeightsFile);
+        string pickled = Path.Combine(directory, Models.Marian.MarianImport.PyTorchWeightsFile);
+        return File.Exists(safetensors) || !File.Exists(pickled) ? safetensors : pickled;
     }
 
     private static string HashPrefix(string path)

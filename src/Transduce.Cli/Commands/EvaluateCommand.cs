@@ -17,7 +17,7 @@ internal static class EvaluateCommand
         var test = new Option<string>("--test") { Description = "Test corpus (tab-separated source and reference).", Required = true };
         var maxPairs = new Option<int?>("--max-pairs") { Description = "Evaluate on the first N pairs only." };
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together.", DefaultValueFactory = _ => 64 };
-        var beam = new Option<int>("--beam") { Description = "Beam size (1 = greedy).", DefaultValueFactory = _ => 1 };
+        var beam = new Option<int?>("--beam") { Description = "Beam size (1 = greedy; default: the model's own, greedy unless a MarianMT folder sets num_beams)." };
         var report = new Option<string?>("--report") { Description = "Also write the figures as JSON to this file." };
         var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };
@@ -33,7 +33,8 @@ internal static class EvaluateCommand
             using var translator = Translator.Load(r.GetValue(model)!);
             var pipeline = translator.Checkpoint.CreateTextPipeline();
             var started = DateTime.UtcNow;
-            var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = r.GetValue(batch), Beam = r.GetValue(beam) });
+            int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
+            var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), translator.DefaultOptions with { BatchSize = r.GetValue(batch), Beam = beamSize });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             var bleu = TranslationBleu.Score(pipeline, outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
@@ -41,7 +42,7 @@ internal static class EvaluateCommand
             {
                 ["test"] = testPath, ["sentences"] = outputs.Count, ["skipped_lines"] = read.SkippedLines,
                 ["bleu"] = Math.Round(bleu.Score, 2), ["signature"] = bleu.Signature, ["detail"] = bleu.ToString(),
-                ["normalizer"] = pipeline.Config.Normalizer, ["beam"] = r.GetValue(beam), ["seconds"] = Math.Round(seconds, 2),
+                ["normalizer"] = pipeline.Config.Normalizer, ["beam"] = beamSize, ["seconds"] = Math.Round(seconds, 2),
                 ["sentences_per_second"] = Math.Round(outputs.Count / Math.Max(1e-9, seconds), 1),
             };
             string jsonText = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
@@ -50,7 +51,7 @@ internal static class EvaluateCommand
             else
             {
                 string how = pipeline.ProducesNaturalText ? "(detokenised, cased: sacreBLEU 13a)" : $"(normalised tokens: {pipeline.Config.Normalizer})";
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} {how}, {(r.GetValue(beam) > 1 ? $"beam {r.GetValue(beam)}" : "greedy")}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"BLEU = {bleu.Score:F2} on {outputs.Count} sentences of {testPath} {how}, {(beamSize > 1 ? $"beam {beamSize}" : "greedy")}"));
                 Console.WriteLine(bleu.ToString());
                 Console.WriteLine($"signature: {bleu.Signature}");
             }

@@ -17,8 +17,8 @@ internal static class TranslateCommand
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together at most.", DefaultValueFactory = _ => 64 };
         var batchTokens = new Option<int?>("--batch-tokens") { Description = "Padded source tokens per batch at most (batches of short sentences get larger)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
-        var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens)." };
-        var beam = new Option<int>("--beam") { Description = "Beam size (1 = greedy).", DefaultValueFactory = _ => 1 };
+        var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens; default: the model's own limit, e.g. a MarianMT folder's max_length − 1)." };
+        var beam = new Option<int?>("--beam") { Description = "Beam size (1 = greedy; default: the model's own — a MarianMT folder's num_beams, as transformers' generate() uses it — else greedy)." };
         var nbest = new Option<int>("--n-best") { Description = "Print this many translations per sentence, tab-separated with their scores.", DefaultValueFactory = _ => 1 };
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
         var layer = new Option<int>("--attention-layer") { Description = "Decoder layer to show (negative counts from the last).", DefaultValueFactory = _ => -1 };
@@ -32,10 +32,11 @@ internal static class TranslateCommand
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
             if (r.GetValue(window) < 1) throw new ArgumentException("--window must be at least 1");
             using var translator = Translator.Load(r.GetValue(model)!);
-            var options = new TranslationOptions
+            var defaults = translator.DefaultOptions;
+            var options = defaults with
             {
-                BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam),
-                NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew),
+                BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,
+                NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) ?? defaults.MaxNewTokens,
             };
             var args = r.GetValue(sentences) ?? [];
             if (r.GetValue(attention) is { } png)

@@ -168,6 +168,10 @@ public sealed class Checkpoint : IDisposable
             throw new InvalidDataException(
                 $"{directory}: vocabulary sizes ({src.Count}, {tgt.Count}) differ from the model config ({modelConfig.SourceVocabSize}, {modelConfig.TargetVocabSize})");
 
+        // Sizes come from an untrusted file: check them against what the weights file really stores before building.
+        string weightsPath = Path.Combine(directory, WeightsFile);
+        modelConfig.CheckFits(WeightFiles.Describe(weightsPath), configPath);
+
         EncoderDecoder model;
         try
         {
@@ -179,7 +183,7 @@ public sealed class Checkpoint : IDisposable
         }
         try
         {
-            LoadWeights(model, Path.Combine(directory, WeightsFile));
+            LoadWeights(model, weightsPath);
         }
         catch
         {

@@ -69,11 +69,16 @@ public static class Safetensors
         });
     }
 
+    /// <summary>A tensor's entry in the header: element type, shape and byte range within the data section.</summary>
+    internal sealed record Entry(ScalarType DType, long[] Shape, long Start, long End);
+
     /// <summary>
-    /// Reads every tensor of a safetensors file. Errors (truncated file, bad header, out-of-range
-    /// offsets, unknown dtype) throw <see cref="InvalidDataException"/> naming the file.
+    /// Reads and checks the header of a safetensors file without reading tensor data: the header length must fit the
+    /// file, every dtype must be known, every dimension non-negative, and each tensor's byte count (computed with
+    /// checked arithmetic) must equal its byte range, which must lie inside the file. Problems throw
+    /// <see cref="InvalidDataException"/> naming the file.
     /// </summary>
-    public static Dictionary<string, Tensor> Load(string path, out IReadOnlyDictionary<string, string> metadata)
+    internal static (Dictionary<string, Entry> Tensors, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: weights file not found", path);
         using var stream = File.OpenRead(path);
@@ -99,7 +104,7 @@ public static class Safetensors
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
         var meta = new Dictionary<string, string>();
-        var result = new Dictionary<string, Tensor>();
+        var tensors = new Dictionary<string, Entry>(StringComparer.Ordinal);
         try
         {
             foreach (var (name, node) in header)
@@ -116,25 +121,64 @@ public static class Safetensors
                 if (dtype.Value is null) throw new InvalidDataException($"{path}: tensor '{name}' has unsupported dtype '{dtypeName}'");
                 long[] shape = entry["shape"]?.AsArray().Select(x => x!.GetValue<long>()).ToArray()
                     ?? throw new InvalidDataException($"{path}: tensor '{name}' has no shape");
+                if (shape.Any(d => d < 0)) throw new InvalidDataException($"{path}: tensor '{name}' has a negative dimension in [{string.Join(", ", shape)}]");
                 var offsets = entry["data_offsets"]?.AsArray().Select(x => x!.GetValue<long>()).ToArray();
                 if (offsets is not { Length: 2 } || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
                     throw new InvalidDataException($"{path}: tensor '{name}' has data offsets outside the file (truncated?)");
-                using var probe = empty(shape, dtype.Key);
-                long expected = probe.NumberOfElements * probe.ElementSize;
+                long expected;
+                try
+                {
+                    expected = shape.Aggregate(ElementSize(dtype.Key), (n, d) => checked(n * d));
+                }
+                catch (OverflowException)
+                {
+                    throw new InvalidDataException($"{path}: tensor '{name}' has shape [{string.Join(", ", shape)}], too large to address");
+                }
                 if (offsets[1] - offsets[0] != expected)
                     throw new InvalidDataException($"{path}: tensor '{name}' holds {offsets[1] - offsets[0]} bytes, its shape needs {expected}");
-                var data = new byte[expected];
-                stream.Position = dataStart + offsets[0];
-                stream.ReadExactly(data);
-                var t = empty(shape, dtype.Key);
-                if (expected > 0) t.bytes = data;
-                result[name] = t;
+                tensors[name] = new Entry(dtype.Key, shape, offsets[0], offsets[1]);
             }
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException)
         {
-            foreach (var t in result.Values) t.Dispose();
             throw new InvalidDataException($"{path}: malformed safetensors header ({e.Message})", e);
+        }
+        return (tensors, meta, dataStart);
+    }
+
+    private static long ElementSize(ScalarType type) => type switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
+        _ => 1,
+    };
+
+    /// <summary>
+    /// Reads every tensor of a safetensors file. Errors (truncated file, bad header, out-of-range
+    /// offsets, unknown dtype, sizes that do not add up) throw <see cref="InvalidDataException"/> naming the file,
+    /// before any tensor memory is taken.
+    /// </summary>
+    public static Dictionary<string, Tensor> Load(string path, out IReadOnlyDictionary<string, string> metadata)
+    {
+        var (entries, meta, dataStart) = ReadHeader(path);
+        using var stream = File.OpenRead(path);
+        var result = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (name, entry) in entries)
+            {
+                long bytes = entry.End - entry.Start;
+                if (bytes > int.MaxValue)
+                    throw new InvalidDataException($"{path}: tensor '{name}' holds {bytes} bytes; tensors over 2 GiB are not supported");
+                var t = empty(entry.Shape, entry.DType);
+                result[name] = t;
+                if (bytes == 0) continue;
+                var data = new byte[bytes];
+                stream.Position = dataStart + entry.Start;
+                stream.ReadExactly(data);
+                t.bytes = data;
+            }
         }
         catch
         {

@@ -35,6 +35,14 @@ internal static class PyText
     /// <summary>All whitespace removed: <c>''.join(s.split())</c>.</summary>
     public static string RemoveSpaces(string s) => string.Concat(Split(s));
 
+    /// <summary>Python's argument-less <c>str.strip()</c>.</summary>
+    public static string Strip(string s)
+    {
+        int start = 0;
+        while (start < s.Length && IsSpace(s[start])) start++;
+        return RStrip(s.Substring(start));
+    }
+
     /// <summary>Python's argument-less <c>str.rstrip()</c>.</summary>
     public static string RStrip(string s)
     {

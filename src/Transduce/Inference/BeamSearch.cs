@@ -32,6 +32,31 @@ public enum LengthNormalization
     HuggingFace,
 }
 
+/// <summary>
+/// When beam search stops working on a sentence under <see cref="LengthNormalization.HuggingFace"/> — transformers'
+/// <c>early_stopping</c>. Let <c>k</c> be the beam size, <c>s</c> the best running beam's log-probability after a step,
+/// <c>L</c> the number of tokens the running beams then hold, and <c>w</c> the worst score among the <c>k</c> best
+/// finished hypotheses.
+/// </summary>
+public enum EarlyStopping
+{
+    /// <summary><c>early_stopping=True</c>: a sentence stops as soon as <c>k</c> hypotheses have finished.</summary>
+    WhenFull,
+
+    /// <summary>
+    /// <c>early_stopping=False</c>, transformers' default (OPUS-MT folders do not set it): with <c>k</c> finished, a
+    /// sentence stops once <c>s / L^α ≤ w</c> — no running beam could win if it ended now — and searches on otherwise.
+    /// </summary>
+    Heuristic,
+
+    /// <summary>
+    /// <c>early_stopping="never"</c>: as <see cref="Heuristic"/>, but for <c>α &gt; 0</c> the running beams are judged at the
+    /// longest length they could reach (the length limit, <c>&lt;eos&gt;</c> included), so a sentence searches on while
+    /// a longer hypothesis could still win.
+    /// </summary>
+    Never,
+}
+
 /// <summary>Options for <see cref="BeamSearch"/>.</summary>
 public sealed record BeamSearchOptions
 {
@@ -52,6 +77,12 @@ public sealed record BeamSearchOptions
     /// without renormalising the others — transformers' <c>bad_words_ids</c> for single tokens, e.g. Marian's <c>&lt;pad&gt;</c>.
     /// </summary>
     public IReadOnlyList<int> BannedTokens { get; init; } = [];
+
+    /// <summary>
+    /// The stopping rule under <see cref="LengthNormalization.HuggingFace"/> (transformers' <c>early_stopping</c>); the other
+    /// normalisations have their own rule (see <see cref="BeamSearch"/>). Default <see cref="EarlyStopping.WhenFull"/>.
+    /// </summary>
+    public EarlyStopping EarlyStopping { get; init; } = EarlyStopping.WhenFull;
 
     /// <summary>
     /// True when scores depend on length, i.e. <see cref="Normalization"/> is not <see cref="LengthNormalization.None"/>
@@ -84,6 +115,7 @@ public sealed record BeamSearchOptions
                 : !(LengthPenalty >= 0) || double.IsInfinity(LengthPenalty))
             throw new ArgumentException("the length penalty exponent must be finite and non-negative", nameof(LengthPenalty));
         if (!Enum.IsDefined(Normalization)) throw new ArgumentException("unknown length normalisation", nameof(Normalization));
+        if (!Enum.IsDefined(EarlyStopping)) throw new ArgumentException("unknown early-stopping rule", nameof(EarlyStopping));
         if (BannedTokens is null || BannedTokens.Any(t => t < 0))
             throw new ArgumentException("banned token ids must be non-negative", nameof(BannedTokens));
     }
@@ -118,9 +150,10 @@ public sealed record Hypothesis(int[] Tokens, double Score, double LogProbabilit
 /// or, only when lengths are normalised, (b) it has <see cref="BeamSearchOptions.BeamSize"/> finished
 /// hypotheses — the heuristic of fairseq and of Hugging Face's <c>early_stopping=True</c>, which may miss
 /// a longer hypothesis that normalisation would have preferred.</para>
-/// <para><b>Hugging Face.</b> With <see cref="LengthNormalization.HuggingFace"/> only (b) applies, for every <c>α</c>
-/// (transformers' <c>early_stopping=True</c>), and a forced <c>&lt;eos&gt;</c> scores log-probability 0. Banned tokens
-/// (<see cref="BeamSearchOptions.BannedTokens"/>) are removed after the log-softmax in every mode.</para>
+/// <para><b>Hugging Face.</b> With <see cref="LengthNormalization.HuggingFace"/> the rule is transformers'
+/// <c>early_stopping</c> (<see cref="BeamSearchOptions.EarlyStopping"/>: (b) alone for <c>True</c>, its heuristic for
+/// <c>False</c> and <c>"never"</c>), for every <c>α</c>, and a forced <c>&lt;eos&gt;</c> scores log-probability 0.
+/// Banned tokens (<see cref="BeamSearchOptions.BannedTokens"/>) are removed after the log-softmax in every mode.</para>
 /// </remarks>
 public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList<Hypothesis>>>
 {
@@ -269,7 +302,7 @@ public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList
                     }
                     tokens[s] = newTokens;
                     scores[s] = newScores;
-                    if (alive > 0 && !IsDone(finished[s], newScores[0], maxLengths[s]))
+                    if (alive > 0 && !IsDone(finished[s], newScores[0], maxLengths[s], step + 1))
                     {
                         nextActive.Add(s);
                         parents.AddRange(newParents);
@@ -308,11 +341,24 @@ public sealed class BeamSearch : IEncoderDecoderFunc<IReadOnlyList<IReadOnlyList
 
     /// <summary>
     /// The stopping rule described on the class: exact bound, or (normalised scores only) k finished;
-    /// <see cref="LengthNormalization.HuggingFace"/>: k finished, nothing else.
+    /// <see cref="LengthNormalization.HuggingFace"/>: transformers' <c>early_stopping</c> rule.
     /// </summary>
-    private bool IsDone(List<Hypothesis> finished, double bestAlive, int maxLength)
+    /// <param name="finished">The sentence's finished hypotheses.</param>
+    /// <param name="bestAlive">The best running beam's log-probability after this step.</param>
+    /// <param name="maxLength">The sentence's output limit before <c>&lt;eos&gt;</c>.</param>
+    /// <param name="runningLength">Tokens the running beams hold after this step.</param>
+    private bool IsDone(List<Hypothesis> finished, double bestAlive, int maxLength, int runningLength)
     {
-        if (options.Normalization == LengthNormalization.HuggingFace) return finished.Count >= options.BeamSize;
+        if (options.Normalization == LengthNormalization.HuggingFace)
+        {
+            if (finished.Count < options.BeamSize) return false;
+            if (options.EarlyStopping == EarlyStopping.WhenFull) return true;
+            // transformers divides the best running log-probability by the penalty at the current length (or, for
+            // "never" with α > 0, at the longest length) and compares it with the worst of the k best finished scores.
+            int length = options.EarlyStopping == EarlyStopping.Never && options.LengthPenalty > 0 ? maxLength + 1 : runningLength;
+            double worst = finished.Select(h => h.Score).OrderByDescending(x => x).ElementAt(options.BeamSize - 1);
+            return bestAlive / options.Penalty(length) <= worst;
+        }
         if (options.NormalizesLength && finished.Count >= options.BeamSize) return true;
         if (finished.Count < options.NBest) return false;
         double nth = finished.Select(h => h.Score).OrderByDescending(x => x).ElementAt(options.NBest - 1);

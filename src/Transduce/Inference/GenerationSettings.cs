@@ -17,4 +17,10 @@ public sealed record GenerationSettings
 
     /// <summary>When set, the output limit is this many tokens (including <c>&lt;eos&gt;</c>) instead of a function of the source length.</summary>
     public int? MaxNewTokens { get; init; }
+
+    /// <summary>Beam search's stopping rule under <see cref="LengthNormalization.HuggingFace"/> (transformers' <c>early_stopping</c>).</summary>
+    public EarlyStopping EarlyStopping { get; init; } = EarlyStopping.WhenFull;
+
+    /// <summary>The beam size used when the caller does not choose one (a MarianMT folder's <c>num_beams</c>); null means greedy.</summary>
+    public int? NumBeams { get; init; }
 }

@@ -62,6 +62,16 @@ public sealed class Translator : IDisposable
     /// <summary>The loaded checkpoint.</summary>
     public Checkpoint Checkpoint => checkpoint;
 
+    /// <summary>
+    /// The options this model decodes with when the caller chooses nothing: the checkpoint's beam size (a MarianMT
+    /// folder's <c>num_beams</c>, as transformers' <c>generate</c> uses it) and length limit; greedy otherwise.
+    /// </summary>
+    public TranslationOptions DefaultOptions => new()
+    {
+        Beam = checkpoint.Generation.NumBeams ?? 1,
+        MaxNewTokens = checkpoint.Generation.MaxNewTokens,
+    };
+
     /// <summary>Translates <paramref name="sentences"/>; results come back in input order.</summary>
     public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null) =>
         TranslateTokens(sentences, options).Select(pipeline.Detokenize).ToList();
@@ -163,6 +173,7 @@ public sealed class Translator : IDisposable
         Normalization = checkpoint.Generation.LengthNormalization,
         LengthPenalty = checkpoint.Generation.LengthPenalty,
         BannedTokens = checkpoint.Generation.BannedTokens,
+        EarlyStopping = checkpoint.Generation.EarlyStopping,
     };
 
     /// <summary>

@@ -32,10 +32,19 @@ internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
         using var a = activation switch
         {
             "gelu" => nn.functional.gelu(h),
+            "gelu_tanh" => GeluTanh(h),
             "swish" => nn.functional.silu(h),
             _ => nn.functional.relu(h),
         };
         return dense2.call(a);
+    }
+
+    /// <summary>GELU with the tanh approximation (transformers' <c>gelu_new</c>): ½x(1 + tanh(√(2/π)(x + 0.044715x³))).</summary>
+    private static Tensor GeluTanh(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var inner = (x + x.pow(3) * 0.044715) * Math.Sqrt(2 / Math.PI);
+        return (x * 0.5 * (inner.tanh() + 1)).MoveToOuterDisposeScope();
     }
 }
 

@@ -85,8 +85,20 @@ public sealed class TextPipeline
 
     /// <summary>Joins output (target) tokens back into text.</summary>
     public string Detokenize(IEnumerable<string> tokens) =>
-        SentencePiece is { } spm ? spm.Target.DecodePieces(tokens)
+        SentencePiece is { } spm ? MarianText(spm.Target, tokens)
         : Subwords is null ? words.Detokenize(tokens) : Subwords.DecodePieces(tokens);
+
+    /// <summary>
+    /// Text as transformers' <c>MarianTokenizer.decode(ids, skip_special_tokens=True)</c> makes it: special tokens are
+    /// dropped, the pieces are decoded by the target SentencePiece model, every <c>▁</c> still left (pieces of the joint
+    /// vocabulary that the target model does not know, which SentencePiece copies as they are) becomes a space, and the
+    /// ends are stripped.
+    /// </summary>
+    private static string MarianText(SentencePieceModel target, IEnumerable<string> tokens)
+    {
+        var pieces = tokens.Where(t => t is not (Vocabulary.PadToken or Vocabulary.BosToken or Vocabulary.EosToken or Vocabulary.UnkToken));
+        return Evaluation.PyText.Strip(target.DecodePieces(pieces).Replace('\u2581', ' '));
+    }
 
     /// <summary>A reference as the model is meant to reproduce it (normalised and re-joined for <c>word</c>; unchanged for natural text).</summary>
     public string Canonical(string text) => ProducesNaturalText ? text : Detokenize(TokenizeTarget(text));

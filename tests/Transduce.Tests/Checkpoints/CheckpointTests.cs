@@ -87,13 +87,32 @@ public sealed class CheckpointTests : IDisposable
         File.WriteAllText(config, node.ToJsonString());
         e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
         Assert.Contains("model.safetensors", e.Message);
-        Assert.Contains("shape", e.Message);
+        Assert.Matches("shape|does not belong to these weights", e.Message);
 
         node["model"]!["hidden_size"] = 32;
         node["model"]!["architecture"] = "lstm";
         File.WriteAllText(config, node.ToJsonString());
         e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
         Assert.Contains("unknown architecture 'lstm'", e.Message);
+    }
+
+    [Theory]
+    [InlineData("hidden_size", 1_000_000_000, "'hidden_size' 1000000000 is larger than any supported model")]
+    [InlineData("layers", 100_000, "'layers' 100000 is larger than any supported model")]
+    [InlineData("target_vocab_size", -3, "'target_vocab_size' must be positive")]
+    [InlineData("hidden_size", 4096, "does not belong to these weights")]
+    [InlineData("layers", 200, "does not belong to these weights")]
+    public void SizesTheWeightsCannotBackAreRefusedBeforeTheModelIsBuilt(string key, int value, string message)
+    {
+        // A hostile or careless config.json must not make us allocate what it asks for: refused from the file sizes alone.
+        string path = SaveTrained(out _);
+        string config = Path.Combine(path, Checkpoint.ConfigFile);
+        var node = JsonNode.Parse(File.ReadAllText(config))!;
+        node["model"]![key] = value;
+        File.WriteAllText(config, node.ToJsonString());
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains(config, e.Message);
+        Assert.Contains(message, e.Message);
     }
 
     [Fact]

@@ -32,16 +32,6 @@ public sealed class MarianConvertTests : IDisposable
     private static Dictionary<string, int> MarianVocabulary() =>
         JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(Path.Combine(Folder, "vocab.json")))!;
 
-    /// <summary>As in <c>MarianParityTests.LoadAsGenerated</c>: expected.json was computed with the sinusoid tables ×4.</summary>
-    private static Checkpoint ConvertAsGenerated()
-    {
-        var checkpoint = MarianConvert.ToCheckpoint(Folder);
-        using var _ = no_grad();
-        var state = checkpoint.Model.state_dict();
-        foreach (var name in new[] { "encoder.positions.table", "decoder.positions.table" }) state[name].mul_(4);
-        return checkpoint;
-    }
-
     [Fact]
     public void SourceTextBecomesTransformersInputIds()
     {
@@ -60,12 +50,90 @@ public sealed class MarianConvertTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// The folder converted, with beam search stopping as <c>early_stopping=True</c> does: expected.json's beam outputs
+    /// were made that way, while the folder itself (no <c>early_stopping</c> key) asks for transformers' default, False.
+    /// </summary>
+    private static Checkpoint ConvertAsExpected()
+    {
+        var c = MarianConvert.ToCheckpoint(Folder);
+        Assert.Equal(EarlyStopping.Heuristic, c.Generation.EarlyStopping);
+        return new Checkpoint
+        {
+            Model = c.Model, ModelConfig = c.ModelConfig, TextConfig = c.TextConfig, SourceVocabulary = c.SourceVocabulary,
+            TargetVocabulary = c.TargetVocabulary, SentencePiece = c.SentencePiece, TrainingInfo = c.TrainingInfo,
+            Generation = c.Generation with { EarlyStopping = EarlyStopping.WhenFull },
+        };
+    }
+
+    /// <summary>What transformers' <c>batch_decode(skip_special_tokens=True)</c> printed: the target model's decoding with any <c>▁</c> left made a space, ends stripped.</summary>
+    private static string[] TransformersText(string field) => s_expected.Value.GetProperty(field).EnumerateArray()
+        .Select(t => t.GetString()!.Replace('\u2581', ' ').Trim(' ')).ToArray();
+
+    [Theory]
+    [InlineData(1, "greedy_text")]
+    [InlineData(4, "beam4_text")]
+    public void TranslatorPrintsWhatTransformersDecodes(int beam, string field)
+    {
+        using var translator = new Translator(ConvertAsExpected());
+        var texts = translator.Translate(Sentences, new TranslationOptions { Beam = beam, MaxNewTokens = 24 });
+        var expected = TransformersText(field);
+        Assert.Contains(s_expected.Value.GetProperty(field).EnumerateArray(), t => t.GetString()!.Contains('\u2581')); // the case that matters
+        Assert.Equal(expected, texts);
+    }
+
+    [Fact]
+    public void TranslateCommandOnTheFolderPrintsWhatGeneratePrints()
+    {
+        // generation_config.json has no num_beams: generate() and translate are greedy by default.
+        var r = Cli.CliTests.Run(string.Join('\n', Sentences) + "\n", "translate", "--model", Folder, "--max-new-tokens", "24");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(TransformersText("greedy_text"), r.Out.Split('\n')[..^1]);
+    }
+
+    [Fact]
+    public void FolderDefaultsAreThoseOfGenerate()
+    {
+        // A published OPUS-MT generation_config.json: beam 4, max_length 512, pad banned, no early_stopping.
+        string copy = Path.Combine(dir, "opus-like");
+        Directory.CreateDirectory(copy);
+        foreach (var file in Directory.GetFiles(Folder)) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        File.SetAttributes(Path.Combine(copy, "generation_config.json"), FileAttributes.Normal);
+        File.WriteAllText(Path.Combine(copy, "generation_config.json"),
+            """{"bad_words_ids": [[1074]], "decoder_start_token_id": 1074, "eos_token_id": 0, "forced_eos_token_id": 0, "max_length": 512, "num_beams": 4, "pad_token_id": 1074}""");
+        using var translator = Translator.Load(copy);
+        Assert.Equal(4, translator.DefaultOptions.Beam);
+        Assert.Equal(511, translator.DefaultOptions.MaxNewTokens);
+        Assert.Equal(EarlyStopping.Heuristic, translator.Checkpoint.Generation.EarlyStopping);
+        Assert.NotEmpty(translator.Checkpoint.Generation.BannedTokens);
+        File.WriteAllText(Path.Combine(copy, "generation_config.json"),
+            """{"decoder_start_token_id": 1074, "eos_token_id": 0, "pad_token_id": 1074, "num_beams": 6, "early_stopping": "never"}""");
+        using var never = Translator.Load(copy);
+        Assert.Equal((6, EarlyStopping.Never, 19), (never.DefaultOptions.Beam, never.Checkpoint.Generation.EarlyStopping, never.DefaultOptions.MaxNewTokens));
+    }
+
+    [Fact]
+    public void AFolderWithOnlyPyTorchWeightsServes()
+    {
+        string copy = Path.Combine(dir, "bin-only");
+        Directory.CreateDirectory(copy);
+        foreach (var file in Directory.GetFiles(Folder))
+            if (Path.GetFileName(file) is not ("model.safetensors" or "expected.json")) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        using var translator = Translator.Load(copy);
+        var info = Transduce.Serving.ModelInfo.From(translator.Checkpoint, copy);
+        using var sha = System.Security.Cryptography.SHA256.Create();
+        Assert.Equal(Convert.ToHexStringLower(sha.ComputeHash(File.ReadAllBytes(Path.Combine(copy, "pytorch_model.bin"))))[..16], info.Id);
+        using var direct = Translator.Load(Folder);
+        var options = new TranslationOptions { MaxNewTokens = 12 };
+        Assert.Equal(direct.Translate(Sentences, options), translator.Translate(Sentences, options));
+    }
+
     [Theory]
     [InlineData(1, "greedy_ids")]
     [InlineData(4, "beam4_ids")]
     public void TranslatorOnTextReproducesGenerate(int beam, string field)
     {
-        using var translator = new Translator(ConvertAsGenerated());
+        using var translator = new Translator(ConvertAsExpected());
         var outputs = translator.TranslateTokens(Sentences, new TranslationOptions { Beam = beam, MaxNewTokens = 24 });
         var marian = MarianVocabulary();
         var expected = Ints(field);

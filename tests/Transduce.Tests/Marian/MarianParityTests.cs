@@ -9,32 +9,19 @@ namespace Transduce.Tests.Marian;
 /// Parity with transformers on <c>../shared/testdata/marian-tiny</c>: a random MarianMT model and what transformers
 /// computed with it (<c>expected.json</c>).
 /// </summary>
-public sealed class MarianParityTests
+public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<MarianFolders>
 {
     private const int MaxNewTokens = 24, NumBeams = 4;
 
-    private static string Folder => Path.GetFullPath(Path.Combine(TestPaths.RepoRoot, "..", "shared", "testdata", "marian-tiny"));
+    private static string Folder => MarianFolders.Shipped;
+
+    /// <summary>The folder as shipped (both weights files; safetensors is read), or a copy holding only <paramref name="weights"/>.</summary>
+    private string FolderWith(string weights) => weights == "model.safetensors" ? Folder : folders.PyTorchOnly;
 
     private static readonly Lazy<JsonElement> s_expected = new(() =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "expected.json"))).RootElement);
 
     private static JsonElement Expected => s_expected.Value;
-
-    /// <summary>
-    /// The test folder as it was when <c>expected.json</c> was computed. The generator scaled every parameter ×4 after
-    /// init — including the frozen sinusoid tables (<c>model.{encoder,decoder}.embed_positions.weight</c> are
-    /// <c>nn.Parameter</c>s) — but transformers never saves those tables, so <c>model.safetensors</c> cannot carry the
-    /// ×4. <see cref="MarianImport"/> computes the standard table (as transformers does on loading); here it is scaled
-    /// like the generator's. (Evidence: encoder output max |Δ| 1.55 with the table ×1, 0.72 ×2, 7e-7 ×4.)
-    /// </summary>
-    private static MarianModel LoadAsGenerated()
-    {
-        var marian = MarianImport.Load(Folder);
-        using var _ = no_grad();
-        var state = marian.Model.state_dict();
-        foreach (var name in new[] { "encoder.positions.table", "decoder.positions.table" }) state[name].mul_(4);
-        return marian;
-    }
 
     private static long[][] Ints(string name) =>
         Expected.GetProperty(name).EnumerateArray().Select(r => r.EnumerateArray().Select(x => x.GetInt64()).ToArray()).ToArray();
@@ -63,10 +50,12 @@ public sealed class MarianParityTests
         Assert.Equal(1074, marian.SourceVocabulary["<pad>"]);
     }
 
-    [Fact]
-    public void EncoderOutputOfSentence0MatchesTransformers()
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("pytorch_model.bin")]
+    public void EncoderOutputOfSentence0MatchesTransformers(string weights)
     {
-        using var marian = LoadAsGenerated();
+        using var marian = MarianImport.Load(FolderWith(weights));
         using var scope = NewDisposeScope();
         var ids = Matrix(Ints("input_ids")[..1]);
         var mask = Matrix(Ints("attention_mask")[..1]);
@@ -79,10 +68,12 @@ public sealed class MarianParityTests
         Assert.True(diff <= 1e-4, $"max |difference| {diff}");
     }
 
-    [Fact]
-    public void LogitsMatchTransformers()
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("pytorch_model.bin")]
+    public void LogitsMatchTransformers(string weights)
     {
-        using var marian = LoadAsGenerated();
+        using var marian = MarianImport.Load(FolderWith(weights));
         using var scope = NewDisposeScope();
         var logits = marian.Logits(Matrix(Ints("input_ids")), Matrix(Ints("attention_mask")), Matrix(Ints("logits_decoder_input_ids")));
         var rows = Expected.GetProperty("logits_first_rows").EnumerateArray().ToArray();
@@ -99,10 +90,12 @@ public sealed class MarianParityTests
             Assert.Equal(expectedArgmax[s], argmax[s].data<long>().ToArray());
     }
 
-    [Fact]
-    public void GreedyOutputEqualsTransformersGenerate()
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("pytorch_model.bin")]
+    public void GreedyOutputEqualsTransformersGenerate(string weights)
     {
-        using var marian = LoadAsGenerated();
+        using var marian = MarianImport.Load(FolderWith(weights));
         using var scope = NewDisposeScope();
         var outputs = marian.Greedy(Matrix(Ints("input_ids")), Matrix(Ints("attention_mask")), MaxNewTokens);
         var expected = Ints("greedy_ids");
@@ -111,12 +104,15 @@ public sealed class MarianParityTests
                 $"sentence {s}: expected [{string.Join(' ', Generated(expected[s], marian.Ids.Eos))}], got [{string.Join(' ', outputs[s])}]");
     }
 
-    [Fact]
-    public void Beam4OutputEqualsTransformersGenerate()
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("pytorch_model.bin")]
+    public void Beam4OutputEqualsTransformersGenerate(string weights)
     {
-        using var marian = LoadAsGenerated();
+        using var marian = MarianImport.Load(FolderWith(weights));
         using var scope = NewDisposeScope();
-        var outputs = marian.Beam(Matrix(Ints("input_ids")), Matrix(Ints("attention_mask")), NumBeams, MaxNewTokens);
+        // expected.json's beams were generated with early_stopping=True (the folder itself asks for the default, False).
+        var outputs = marian.Beam(Matrix(Ints("input_ids")), Matrix(Ints("attention_mask")), NumBeams, MaxNewTokens, earlyStopping: EarlyStopping.WhenFull);
         var expected = Ints("beam4_ids");
         for (int s = 0; s < expected.Length; s++)
             Assert.True(Generated(expected[s], marian.Ids.Eos).SequenceEqual(outputs[s][0].Tokens),
@@ -209,40 +205,55 @@ public sealed class MarianParityTests
     [Fact]
     public void MissingWeightsAreNamed()
     {
-        var e = LoadFails(dir => File.Delete(Path.Combine(dir, "model.safetensors")));
+        var e = LoadFails(dir =>
+        {
+            File.Delete(Path.Combine(dir, "model.safetensors"));
+            File.Delete(Path.Combine(dir, "pytorch_model.bin"));
+        });
         Assert.IsType<FileNotFoundException>(e);
         Assert.Contains("model.safetensors: not found", e.Message);
         Assert.Contains("pytorch_model.bin", e.Message);
     }
 
     [Fact]
-    public void PyTorchStateDictLoadsLikeSafetensors()
+    public void PyTorchFileLoadsTiedWeightsOnceAndKeepsThemTied()
     {
-        // A folder with pytorch_model.bin only (a torch.save'd state dict, written here with PyBridge's pickler).
-        string dir = BrokenCopy(d =>
-        {
-            var tensors = Transduce.Checkpoints.Safetensors.Load(Path.Combine(d, "model.safetensors"), out _);
-            using (var stream = File.Create(Path.Combine(d, "pytorch_model.bin")))
-                TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(stream, tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
-            foreach (var t in tensors.Values) t.Dispose();
-            File.Delete(Path.Combine(d, "model.safetensors"));
-        });
+        // transformers' state dicts store the shared embedding once, under four names.
+        string bin = Path.Combine(Folder, MarianImport.PyTorchWeightsFile);
+        var tensors = Transduce.Checkpoints.WeightFiles.Load(bin);
         try
         {
-            using var fromBin = MarianImport.Load(dir);
-            using var fromSafetensors = MarianImport.Load(Folder);
-            foreach (var (name, t) in fromSafetensors.Model.state_dict())
-                Assert.True(t.allclose(fromBin.Model.state_dict()[name], 0, 0), name);
-
-            File.WriteAllText(Path.Combine(dir, "pytorch_model.bin"), "not a pickle");
-            var e = Assert.Throws<InvalidDataException>(() => MarianImport.Load(dir).Dispose());
-            Assert.Contains("pytorch_model.bin", e.Message);
-            Assert.Contains("not a PyTorch state dict", e.Message);
+            var fromSafetensors = Transduce.Checkpoints.Safetensors.Load(Path.Combine(Folder, MarianImport.WeightsFile), out _);
+            try
+            {
+                // transformers' safetensors keep one name per shared weight; the pickle has all of them.
+                Assert.Subset(tensors.Keys.ToHashSet(), fromSafetensors.Keys.ToHashSet());
+                foreach (var (name, t) in fromSafetensors)
+                    Assert.True(t.allclose(tensors[name], 0, 0), name);
+            }
+            finally
+            {
+                foreach (var t in fromSafetensors.Values) t.Dispose();
+            }
+            // One buffer under four names: a change through one name shows through the others.
+            string[] tied = ["model.shared.weight", "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"];
+            using var before = tensors[tied[1]].clone();
+            tensors[tied[0]].add_(1);
+            foreach (var name in tied.Skip(1))
+                Assert.True(tensors[name].allclose(before + 1, 0, 0), name);
         }
         finally
         {
-            Directory.Delete(dir, recursive: true);
+            foreach (var t in tensors.Values) t.Dispose();
         }
+
+        // Loaded into the model, the shared embedding and the output layer stay one parameter.
+        using var marian = MarianImport.Load(folders.PyTorchOnly);
+        var state = marian.Model.state_dict();
+        using var dense = state["decoder.dense.weight"].clone();
+        using (no_grad()) state["encoder.embedding.weight"].add_(1);
+        Assert.True(state["decoder.embedding.weight"].allclose(dense + 1, 0, 0));
+        Assert.True(state["decoder.dense.weight"].allclose(dense + 1, 0, 0));
     }
 
     [Fact]
@@ -280,9 +291,30 @@ public sealed class MarianParityTests
     [Fact]
     public void UnknownActivationIsNamed()
     {
-        var e = LoadFails(dir => EditConfig(dir, "activation_function", "\"gelu_new\""));
+        var e = LoadFails(dir => EditConfig(dir, "activation_function", "\"mish\""));
         Assert.IsType<InvalidDataException>(e);
         Assert.Contains("config.json", e.Message);
-        Assert.Contains("unknown 'activation_function' 'gelu_new'", e.Message);
+        Assert.Contains("unknown 'activation_function' 'mish'", e.Message);
     }
+}
+
+/// <summary>A copy of marian-tiny with only <c>pytorch_model.bin</c> (no safetensors), shared by a test class.</summary>
+public sealed class MarianFolders : IDisposable
+{
+    /// <summary>The folder as shipped in <c>../shared/testdata</c>.</summary>
+    public static string Shipped => Path.GetFullPath(Path.Combine(TestPaths.RepoRoot, "..", "shared", "testdata", "marian-tiny"));
+
+    /// <summary>The copy without <c>model.safetensors</c>.</summary>
+    public string PyTorchOnly { get; } = Path.Combine(Path.GetTempPath(), $"marian-bin-{Guid.NewGuid():N}");
+
+    public MarianFolders()
+    {
+        Directory.CreateDirectory(PyTorchOnly);
+        foreach (var file in Directory.GetFiles(Shipped))
+            if (Path.GetFileName(file) is not ("model.safetensors" or "expected.json"))
+                File.Copy(file, Path.Combine(PyTorchOnly, Path.GetFileName(file)));
+        foreach (var file in Directory.GetFiles(PyTorchOnly)) File.SetAttributes(file, FileAttributes.Normal);
+    }
+
+    public void Dispose() => Directory.Delete(PyTorchOnly, recursive: true);
 }

@@ -88,11 +88,15 @@ public static class MarianConvert
             SourceVocabulary = source,
             TargetVocabulary = target,
             SentencePiece = sentencePiece,
+            // generate()'s defaults for this folder: its beam size, stopping rule and length limit.
             Generation = new GenerationSettings
             {
                 LengthNormalization = LengthNormalization.HuggingFace,
                 LengthPenalty = gen.LengthPenalty,
                 BannedTokens = banned,
+                EarlyStopping = gen.EarlyStopping,
+                NumBeams = gen.NumBeams,
+                MaxNewTokens = gen.NewTokenLimit,
             },
             TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "marian", ["source_folder"] = Path.GetFileName(Path.GetFullPath(directory).TrimEnd('/')) },
         };

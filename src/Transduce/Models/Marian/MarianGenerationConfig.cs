@@ -30,8 +30,8 @@ public sealed record MarianGenerationConfig
     /// <summary><c>length_penalty</c> α: finished beams are ranked by log-probability / length^α.</summary>
     public double LengthPenalty { get; init; } = 1.0;
 
-    /// <summary><c>early_stopping</c>: <c>true</c>, <c>false</c> or <c>never</c> (transformers' default <c>false</c>).</summary>
-    public string EarlyStopping { get; init; } = "false";
+    /// <summary><c>early_stopping</c>: <c>true</c>, <c>false</c> (transformers' default) or <c>"never"</c>.</summary>
+    public Inference.EarlyStopping EarlyStopping { get; init; } = Inference.EarlyStopping.Heuristic;
 
     /// <summary>Single-token <c>bad_words_ids</c>: ids that are never generated (OPUS-MT: <c>&lt;pad&gt;</c>).</summary>
     public IReadOnlyList<int> BannedTokens { get; init; } = [];

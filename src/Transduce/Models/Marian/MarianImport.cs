@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Transduce.Checkpoints;
+using Transduce.Inference;
 using static TorchSharp.torch;
 
 namespace Transduce.Models.Marian;
@@ -47,6 +48,7 @@ public static class MarianImport
         var (sourceVocabulary, targetVocabulary) = ReadVocabularies(directory, config, generation);
         string weights = WeightsPath(directory);
 
+        config.CheckFits(WeightFiles.Describe(weights), configPath);
         var model = new TransformerSeq2Seq(config);
         try
         {
@@ -76,29 +78,10 @@ public static class MarianImport
 
     /// <summary>
     /// Reads a weights file: safetensors, or a PyTorch state dict saved with <c>torch.save</c> (<c>pytorch_model.bin</c>,
-    /// read with TorchSharp.PyBridge's restricted unpickler, which rebuilds tensors and plain containers only).
+    /// read by <see cref="WeightFiles"/>' restricted reader, which rebuilds tensors and plain containers only; tied
+    /// weights that share one storage are read once).
     /// </summary>
-    public static Dictionary<string, Tensor> ReadWeights(string path)
-    {
-        if (!path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Safetensors.Load(path, out _);
-        using var stream = File.OpenRead(path);
-        System.Collections.IDictionary table;
-        try
-        {
-            table = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(stream);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw new InvalidDataException($"{path}: not a PyTorch state dict saved with torch.save ({e.GetType().Name}: {e.Message})", e);
-        }
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (System.Collections.DictionaryEntry entry in table)
-        {
-            if (entry.Key is string name && entry.Value is Tensor t) result[name] = t;
-            else throw new InvalidDataException($"{path}: entry '{entry.Key}' is not a tensor; expected a state dict of name → tensor");
-        }
-        return result;
-    }
+    public static Dictionary<string, Tensor> ReadWeights(string path) => WeightFiles.Load(path);
 
     /// <summary>Maps a MarianMT <c>config.json</c> onto the <see cref="ModelConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
     public static ModelConfig ReadModelConfig(string configPath)
@@ -108,10 +91,10 @@ public static class MarianImport
         if (modelType is not null && modelType != "marian")
             throw json.Error($"'model_type' is '{modelType}', not 'marian'");
 
-        int dModel = json.Int("d_model") ?? 1024;
-        int encoderHeads = json.Int("encoder_attention_heads") ?? 16, decoderHeads = json.Int("decoder_attention_heads") ?? 16;
-        int encoderFfn = json.Int("encoder_ffn_dim") ?? 4096, decoderFfn = json.Int("decoder_ffn_dim") ?? 4096;
-        int encoderLayers = json.Int("encoder_layers") ?? 12, decoderLayers = json.Int("decoder_layers") ?? 12;
+        int dModel = json.Size("d_model", ModelConfig.MaxWidth) ?? 1024;
+        int encoderHeads = json.Size("encoder_attention_heads", ModelConfig.MaxHeads) ?? 16, decoderHeads = json.Size("decoder_attention_heads", ModelConfig.MaxHeads) ?? 16;
+        int encoderFfn = json.Size("encoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096, decoderFfn = json.Size("decoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096;
+        int encoderLayers = json.Size("encoder_layers", ModelConfig.MaxLayers) ?? 12, decoderLayers = json.Size("decoder_layers", ModelConfig.MaxLayers) ?? 12;
         if (encoderHeads != decoderHeads)
             throw json.Error($"'encoder_attention_heads' {encoderHeads} and 'decoder_attention_heads' {decoderHeads} differ, which is not supported");
         if (encoderFfn != decoderFfn)
@@ -121,8 +104,9 @@ public static class MarianImport
         {
             "swish" or "silu" => "swish",
             "gelu" => "gelu",
+            "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh" => "gelu_tanh",
             "relu" => "relu",
-            _ => throw json.Error($"unknown 'activation_function' '{activation}' (supported: swish, silu, gelu, relu)"),
+            _ => throw json.Error($"unknown 'activation_function' '{activation}' (supported: swish, silu, gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu)"),
         };
         // Keys of the BART-era MarianConfig that today's transformers ignores; anything but their Marian values would
         // describe a different network (and tensors this import does not map), so refuse it rather than run it wrongly.
@@ -132,8 +116,8 @@ public static class MarianImport
         RequireFlag(json, "add_bias_logits", false);
         RequireFlag(json, "static_position_embeddings", true);
 
-        int vocab = json.Int("vocab_size") ?? 58101;
-        int decoderVocab = json.Int("decoder_vocab_size") ?? vocab;
+        int vocab = json.Size("vocab_size", ModelConfig.MaxVocabulary) ?? 58101;
+        int decoderVocab = json.Size("decoder_vocab_size", ModelConfig.MaxVocabulary) ?? vocab;
         bool share = json.Bool("share_encoder_decoder_embeddings") ?? true;
         if (share && decoderVocab != vocab)
             throw json.Error($"'share_encoder_decoder_embeddings' needs 'vocab_size' ({vocab}) = 'decoder_vocab_size' ({decoderVocab})");
@@ -156,7 +140,7 @@ public static class MarianImport
             PreNorm = false,
             AttentionBias = true,
             ScaleEmbedding = json.Bool("scale_embedding") ?? false,
-            MaxPositions = json.Int("max_position_embeddings") ?? 1024,
+            MaxPositions = json.Size("max_position_embeddings", ModelConfig.MaxPositionCount) ?? 1024,
             ShareEmbeddings = share,
             TieEmbeddings = json.Bool("tie_word_embeddings") ?? true,
             PositionalLayout = "halves",
@@ -206,11 +190,11 @@ public static class MarianImport
                 banned.Add(id);
             }
         }
-        string earlyStopping = source.Node("early_stopping") switch
+        var earlyStopping = source.Node("early_stopping") switch
         {
-            null => "false",
-            JsonValue b when b.TryGetValue<bool>(out bool flag) => flag ? "true" : "false",
-            JsonValue s when s.TryGetValue<string>(out string? text) && text == "never" => "never",
+            null => EarlyStopping.Heuristic,
+            JsonValue b when b.TryGetValue<bool>(out bool flag) => flag ? EarlyStopping.WhenFull : EarlyStopping.Heuristic,
+            JsonValue s when s.TryGetValue<string>(out string? text) && text == "never" => EarlyStopping.Never,
             var other => throw source.Error($"'early_stopping' must be true, false or \"never\" (got {other.ToJsonString()})"),
         };
         var result = new MarianGenerationConfig
@@ -219,9 +203,9 @@ public static class MarianImport
             EosTokenId = eos,
             PadTokenId = pad,
             ForcedEosTokenId = forced,
-            NumBeams = source.Int("num_beams") ?? 1,
-            MaxLength = source.Int("max_length") ?? 20,
-            MaxNewTokens = source.Int("max_new_tokens"),
+            NumBeams = source.Size("num_beams", 1024) ?? 1,
+            MaxLength = source.Size("max_length", ModelConfig.MaxPositionCount) ?? 20,
+            MaxNewTokens = source.Size("max_new_tokens", ModelConfig.MaxPositionCount),
             LengthPenalty = source.Double("length_penalty") ?? 1.0,
             EarlyStopping = earlyStopping,
             BannedTokens = banned,
@@ -445,6 +429,15 @@ public static class MarianImport
         }
 
         public int? Int(string key) => Get<int>(key, "an integer");
+
+        /// <summary>A size: an integer from 1 to <paramref name="max"/> (a bound far above any real model).</summary>
+        public int? Size(string key, int max)
+        {
+            int? value = Int(key);
+            if (value is <= 0) throw Error($"'{key}' must be positive (got {value})");
+            if (value > max) throw Error($"'{key}' {value} is larger than any supported model (at most {max})");
+            return value;
+        }
 
         public double? Double(string key) => Get<double>(key, "a number");
 

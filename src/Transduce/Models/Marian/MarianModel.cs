@@ -10,13 +10,12 @@ namespace Transduce.Models.Marian;
 /// <c>attention_mask</c> and decode as transformers' <c>generate</c> does.
 /// </summary>
 /// <remarks>
-/// Generation matches <c>generate</c> for greedy search and for beam search with <c>early_stopping=True</c>: decoding starts
+/// Generation matches <c>generate</c> for greedy and beam search (<c>early_stopping</c> true, false or "never"): decoding starts
 /// from <c>decoder_start_token_id</c>; at most <see cref="MarianGenerationConfig.NewTokenLimit"/> tokens follow it, the last
 /// one forced to <c>&lt;eos&gt;</c> when <c>forced_eos_token_id</c> is set; <c>bad_words_ids</c> tokens are never generated;
 /// beams are ranked by log-probability / L^<c>length_penalty</c> (<see cref="LengthNormalization.HuggingFace"/>).
-/// Known differences: beam search always stops as <c>early_stopping=True</c> does (transformers' default <c>False</c> may
-/// search on and find a different hypothesis), and without <c>forced_eos_token_id</c> a beam still ends in <c>&lt;eos&gt;</c>
-/// at the length limit, where transformers would keep it unfinished.
+/// Known difference: without <c>forced_eos_token_id</c> a beam still ends in <c>&lt;eos&gt;</c> at the length limit, where
+/// transformers would keep it unfinished (OPUS-MT folders all set it).
 /// </remarks>
 public sealed class MarianModel : IDisposable
 {
@@ -106,22 +105,27 @@ public sealed class MarianModel : IDisposable
         LengthPenalty = Generation.LengthPenalty,
         Normalization = LengthNormalization.HuggingFace,
         BannedTokens = Generation.BannedTokens,
+        EarlyStopping = Generation.EarlyStopping,
     };
 
     /// <summary>
-    /// Beam search as <c>generate(num_beams=k, early_stopping=True)</c>; per row the <paramref name="nBest"/> best hypotheses,
-    /// tokens without the start token and <c>&lt;eos&gt;</c>.
+    /// Beam search as <c>generate(num_beams=k)</c> with the folder's <c>early_stopping</c> (or <paramref name="earlyStopping"/>);
+    /// per row the <paramref name="nBest"/> best hypotheses, tokens without the start token and <c>&lt;eos&gt;</c>.
     /// </summary>
     /// <param name="inputIds">(batch, steps) source ids, right-padded.</param>
     /// <param name="attentionMask">(batch, steps) 1 for tokens, 0 for padding.</param>
     /// <param name="numBeams"><c>num_beams</c>; null for the generation config's.</param>
     /// <param name="maxNewTokens"><c>max_new_tokens</c>; null for the generation config's limit.</param>
     /// <param name="nBest">Hypotheses returned per row.</param>
-    public IReadOnlyList<IReadOnlyList<Hypothesis>> Beam(Tensor inputIds, Tensor attentionMask, int? numBeams = null, int? maxNewTokens = null, int nBest = 1)
+    /// <param name="earlyStopping"><c>early_stopping</c>; null for the generation config's.</param>
+    public IReadOnlyList<IReadOnlyList<Hypothesis>> Beam(Tensor inputIds, Tensor attentionMask, int? numBeams = null, int? maxNewTokens = null,
+        int nBest = 1, EarlyStopping? earlyStopping = null)
     {
         using var lengths = ValidLengths(attentionMask);
         int max = TokensBeforeEos(maxNewTokens);
-        return BeamSearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), BeamOptions(numBeams, nBest));
+        var options = BeamOptions(numBeams, nBest);
+        if (earlyStopping is { } rule) options = options with { EarlyStopping = rule };
+        return BeamSearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), options);
     }
 
     /// <inheritdoc />
