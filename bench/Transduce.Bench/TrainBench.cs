@@ -138,7 +138,7 @@ internal static class TrainBench
                 twinPeak = doc.RootElement.GetProperty("matmul_gflops").GetDouble();
             }
 
-            string report = Report(presetName, config, model.parameters().Sum(x => x.numel()), options, threads, warmup, steps,
+            string report = Report(presetName, config, Trainer.DistinctParameters(model).Sum(x => x.numel()), options, threads, warmup, steps,
                 measuredTokens, measuredPositions, measuredFlops, ours, twin, twinVersion, twinPeak, peak, peakSize, rss);
             Console.WriteLine(report);
             if (reportPath is not null) File.WriteAllText(reportPath, report);

@@ -32,7 +32,7 @@ internal static class PrepareCommand
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
                 $"[bold]prepare[/] {Markup.Escape(corpusName)}: {info.Pairs:N0} pairs, {info.SourceTokens:N0}/{info.TargetTokens:N0} source/target tokens, " +
                 $"vocab {info.SourceVocabularySize:N0}/{info.TargetVocabularySize:N0}, {info.Shards.Count} shard(s), " +
-                $"{Markup.Escape(start.ModelConfig.Architecture)} {start.Model.parameters().Sum(p => p.numel()):N0} parameters; wrote {Markup.Escape(settings.Out)}"));
+                $"{Markup.Escape(start.ModelConfig.Architecture)} {Trainer.DistinctParameters(start.Model).Sum(p => p.numel()):N0} parameters; wrote {Markup.Escape(settings.Out)}"));
             return 0;
         });
         return command;

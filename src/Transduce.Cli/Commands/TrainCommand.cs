@@ -321,7 +321,7 @@ internal static class TrainCommand
         using var _ = model;
         var config = checkpoint.ModelConfig;
         var tgt = checkpoint.TargetVocabulary;
-        long parameterCount = model.parameters().Sum(p => p.numel());
+        long parameterCount = Trainer.DistinctParameters(model).Sum(p => p.numel());
         AnsiConsole.MarkupLine(
             $"[bold]train[/] {Markup.Escape(corpusName)}: {pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
             $"{Markup.Escape(config.Architecture)} {parameterCount:N0} parameters, {get_num_threads()} threads, preset {Markup.Escape(s.Preset)}");

@@ -145,7 +145,7 @@ public static class TokenShards
     {
         var info = ReadInfo(directory);
         if (info.Pairs > Array.MaxLength) throw new InvalidDataException($"{Path.Combine(directory, ManifestFile)}: {info.Pairs} pairs are more than one list can hold");
-        var result = new List<EncodedPair>((int)info.Pairs);
+        var result = new List<EncodedPair>((int)Math.Min(info.Pairs, 1 << 20));   // the manifest is not trusted with an allocation
         foreach (var (file, count) in info.Shards)
         {
             var tensors = Safetensors.Load(file, out _);

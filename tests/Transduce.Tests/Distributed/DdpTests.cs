@@ -119,6 +119,27 @@ public sealed class DdpTests : IDisposable
     }
 
     [Fact]
+    public void ThePythonTrainerResumesExactlyWhereItStopped()
+    {
+        // Dropout on: the generator's state travels in torch_state.pt, so a stopped and resumed run draws the same masks.
+        string prepared = Prepare("prepared", With(GruRun, "--dropout", "0.3"));
+        string whole = Path.Combine(dir, "whole.jsonl"), parts = Path.Combine(dir, "parts.jsonl");
+        var r = PythonTorch.TrainAlone(dir, prepared, "--out", Path.Combine(dir, "a"), "--max-updates", "10", "--threads", "1", "--log", whole);
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        r = PythonTorch.TrainAlone(dir, prepared, "--out", Path.Combine(dir, "b"), "--max-updates", "4", "--threads", "1", "--log", parts);
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        r = PythonTorch.TrainAlone(dir, "--resume", Path.Combine(dir, "b"), "--max-updates", "6", "--threads", "1", "--log", parts);
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        Assert.Equal(LoggedLosses(whole), LoggedLosses(parts));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(dir, "a", "model.safetensors")), File.ReadAllBytes(Path.Combine(dir, "b", "model.safetensors")));
+
+        // Starting over an existing run by mistake is refused; --resume is the way.
+        r = PythonTorch.TrainAlone(dir, prepared, "--out", Path.Combine(dir, "b"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("already holds a run", r.Err);
+    }
+
+    [Fact]
     public void TwoRanksTrainAsOneAndTranslateLoadsTheResultUnconverted()
     {
         string prepared = Prepare("prepared", TransformerRun);
