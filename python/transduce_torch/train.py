@@ -409,7 +409,11 @@ class Trainer:
         save_checkpoint(self.out, self.model.state_dict(), config, extras, copy_from=self.run.directory)
 
     def write_shard_reference(self, directory):
-        """RUN/data/shards.json: the prepared manifest with each shard named by its absolute path."""
+        """RUN/data/shards.json: the prepared manifest with each shard named by its absolute path. Not when the shards
+        are RUN's own (training in the prepared folder): save_checkpoint then carries that data/ folder over."""
+        own = os.path.join(self.out, SHARDS_FOLDER)
+        if os.path.isdir(own) and os.path.samefile(own, self.run.shards_directory):
+            return
         manifest = dict(self.run.shards.manifest)
         manifest["shards"] = [{"file": os.path.abspath(file), "pairs": s["pairs"]}
                               for file, s in zip(self.run.shards.files, manifest["shards"])]

@@ -146,15 +146,30 @@ public static class Trainer
         var result = new List<TorchSharp.Modules.Parameter>();
         foreach (var p in model.parameters())
         {
-            IntPtr storage = p.dtype switch
-            {
-                ScalarType.Float32 => p.storage<float>().data_ptr(),
-                ScalarType.Float64 => p.storage<double>().data_ptr(),
-                _ => p.Handle,
-            };
+            IntPtr storage;
+            using (NewDisposeScope()) storage = StoragePointer(p);   // the storage view makes tensors of its own
             if (seen.Add((storage, p.storage_offset()))) result.Add(p);
         }
         return result;
+    }
+
+    private static IntPtr StoragePointer(Tensor t)
+    {
+        switch (t.dtype)
+        {
+            case ScalarType.Float32:
+            {
+                using var storage = t.storage<float>();
+                return storage.data_ptr();
+            }
+            case ScalarType.Float64:
+            {
+                using var storage = t.storage<double>();
+                return storage.data_ptr();
+            }
+            default:
+                return t.Handle;
+        }
     }
 
     /// <summary>Trains <paramref name="model"/> in place.</summary>

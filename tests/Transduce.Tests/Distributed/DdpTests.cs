@@ -137,6 +137,14 @@ public sealed class DdpTests : IDisposable
         r = PythonTorch.TrainAlone(dir, prepared, "--out", Path.Combine(dir, "b"));
         Assert.Equal(1, r.Code);
         Assert.Contains("already holds a run", r.Err);
+
+        // Training inside the prepared folder keeps its shards (a checkpoint save carries data/ over, twice).
+        var pairs = Preparation.TryReadPairs(prepared)!;
+        r = PythonTorch.TrainAlone(dir, prepared, "--out", prepared, "--max-updates", "2", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        r = PythonTorch.TrainAlone(dir, "--resume", prepared, "--max-updates", "1", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        Assert.Equal(pairs.Select(p => p.Source), Preparation.TryReadPairs(prepared)!.Select(p => p.Source));
     }
 
     [Fact]

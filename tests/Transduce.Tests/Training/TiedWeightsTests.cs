@@ -12,6 +12,7 @@ public sealed class TiedWeightsTests
     {
         // TorchSharp lists the tied weight twice (the embedding and the output projection). Adam's first step moves every
         // weight with a gradient by exactly its learning rate; updated twice, the tied weight would move by twice that.
+        using var scope = NewDisposeScope();   // every tensor made here goes with the test (MemoryTests counts live ones)
         manual_seed(7);
         var config = new ModelConfig
         {
