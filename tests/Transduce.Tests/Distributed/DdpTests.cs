@@ -258,6 +258,27 @@ public sealed class DdpTests : IDisposable
     }
 
     [Fact]
+    public void PrepareSaysWhatIsMissingInOneLine()
+    {
+        string corpus = Corpus();
+        foreach (var (args, expected) in new (string[], string)[]
+        {
+            (["prepare", "--data", corpus], "prepare: --out DIR is required"),
+            (["prepare", "--data", corpus, "--out", Path.Combine(dir, "p"), "--tokenizer", "spm"], "--tokenizer spm needs --spm-model FILE"),
+            (["prepare", "--data", corpus, "--out", Path.Combine(dir, "p"), "--tokenizer", "spm", "--spm-model", Path.Combine(dir, "none.model")], "none.model: SentencePiece model not found"),
+            (["prepare", "--data", corpus, "--out", Path.Combine(dir, "p"), "--shard-pairs", "0"], "--shard-pairs must be at least 1"),
+        })
+        {
+            var r = CliTests.Run(null, args);
+            Assert.Equal(1, r.Code);
+            Assert.Contains(expected, r.Err);
+            Assert.DoesNotContain("   at ", r.Err);
+        }
+        Assert.False(Directory.Exists(Path.Combine(dir, "p")));
+        Assert.Contains("--shard-pairs", CliTests.Run(null, "prepare", "--help").Out);
+    }
+
+    [Fact]
     public void PythonDrawsTheBatchesOfBatching()
     {
         var random = new Random(11);
