@@ -148,6 +148,8 @@ public static class TokenShards
         var result = new List<EncodedPair>((int)Math.Min(info.Pairs, 1 << 20));   // the manifest is not trusted with an allocation
         foreach (var (file, count) in info.Shards)
         {
+            if (!File.Exists(file))
+                throw new FileNotFoundException($"{file}: shard not found (named by {Path.Combine(directory, ManifestFile)})", file);
             var tensors = Safetensors.Load(file, out _);
             try
             {
