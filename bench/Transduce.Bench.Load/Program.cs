@@ -28,6 +28,7 @@ internal static class Program
         var seed = new Option<int>("--seed") { Description = "Seed for sampling the test sentences.", DefaultValueFactory = _ => 1 };
         var timeLimit = new Option<double>("--time-limit-s") { Description = "Time limit per configuration's measured load, in seconds.", DefaultValueFactory = _ => 300 };
         var threads = new Option<int?>("--server-threads") { Description = "--threads for the server (libtorch intra-op threads); default: the server's default (all cores)." };
+        var computeType = new Option<string?>("--compute-type") { Description = "--compute-type for the server (float32, bfloat16, int8); default: the server's." };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
         var killTest = new Option<bool>("--kill-test") { Description = "Instead of the benchmark: kill the server mid-load (SIGKILL, then SIGTERM with a fresh server) and count outcomes." };
         var killClients = new Option<int>("--kill-clients") { Description = "Clients of the kill test.", DefaultValueFactory = _ => 16 };
@@ -36,7 +37,7 @@ internal static class Program
 
         var root = new RootCommand("Load benchmark of `transduce serve` (micro-batching on and off), and a kill-mid-load check.")
         {
-            model, cli, data, trainPairs, trainMinutes, requests, clients, perRequest, warmup, seed, timeLimit, threads, output,
+            model, cli, data, trainPairs, trainMinutes, requests, clients, perRequest, warmup, seed, timeLimit, threads, computeType, output,
             killTest, killClients, killAfter, hangTimeout,
         };
         root.SetAction(r =>
@@ -48,7 +49,7 @@ internal static class Program
                 TrainPairs = r.GetValue(trainPairs), TrainMinutes = r.GetValue(trainMinutes),
                 Requests = r.GetValue(requests), Clients = r.GetValue(clients), SentencesPerRequest = r.GetValue(perRequest),
                 Warmup = r.GetValue(warmup), Seed = r.GetValue(seed), TimeLimit = TimeSpan.FromSeconds(r.GetValue(timeLimit)),
-                ServerThreads = r.GetValue(threads), Out = r.GetValue(output),
+                ServerThreads = r.GetValue(threads), ComputeType = r.GetValue(computeType), Out = r.GetValue(output),
                 KillClients = r.GetValue(killClients), KillAfter = TimeSpan.FromSeconds(r.GetValue(killAfter)),
                 HangTimeout = TimeSpan.FromSeconds(r.GetValue(hangTimeout)),
             };
@@ -80,6 +81,7 @@ internal static class Program
         public int Seed { get; init; }
         public TimeSpan TimeLimit { get; init; }
         public int? ServerThreads { get; init; }
+        public string? ComputeType { get; init; }
         public string? Out { get; init; }
         public int KillClients { get; init; }
         public TimeSpan KillAfter { get; init; }
@@ -199,14 +201,15 @@ internal static class Program
     }
 
     private static string[] ServerFlags(Settings s, ServerConfig config) =>
-        [.. config.Flags, .. s.ServerThreads is int n ? new[] { "--threads", n.ToString(Inv) } : []];
+        [.. config.Flags, .. s.ServerThreads is int n ? new[] { "--threads", n.ToString(Inv) } : [],
+            .. s.ComputeType is { } type ? new[] { "--compute-type", type } : []];
 
     private static void Header(StringBuilder md, Settings s, BenchEnvironment env, JsonElement? model, ModelDirectory modelDir)
     {
         md.AppendLine($"- Command: `dotnet bench/Transduce.Bench.Load/bin/Release/net10.0/Transduce.Bench.Load.dll {string.Join(' ', s.Arguments)}`");
         md.AppendLine($"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; commit {env.Commit}");
         md.AppendLine($"- Machine: {System.Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {System.Environment.Version}; the clients run on the same machine as the server");
-        md.AppendLine($"- Server: `transduce serve` ({Path.GetFileName(env.Cli)}), {(s.ServerThreads is int t ? $"`--threads {t}`" : "default threads")}, loopback");
+        md.AppendLine($"- Server: `transduce serve` ({Path.GetFileName(env.Cli)}), {(s.ServerThreads is int t ? $"`--threads {t}`" : "default threads")}{(s.ComputeType is { } ct ? $", `--compute-type {ct}`" : "")}, loopback");
         if (model is { } m)
         {
             string Get(string name) => m.TryGetProperty(name, out var v) ? v.ToString() : "?";

@@ -15,6 +15,8 @@ internal static class Program
         {
             TrainBench.Create(),
             InferBench.Create(),
+            StepProfile.Create(),
+            SyntheticInferBench.Create(),
             DdpBench.Create(),
         };
         return root.Parse(args).Invoke();

@@ -13,29 +13,35 @@ internal static class TwinDecoder
     /// <summary>The twin's results per mode name, the PyTorch version and the BLAS library it ran with.</summary>
     public sealed record Result(string TorchVersion, string Blas, IReadOnlyDictionary<string, ModeResult> Modes);
 
-    public static Result Run(string checkpoint, TransduceDecoder tokens, IReadOnlyList<DecodeMode> modes, int threads, int[] batch1Rows)
+    public static Result Run(string checkpoint, TransduceDecoder tokens, IReadOnlyList<DecodeMode> modes, int threads, int[] batch1Rows) =>
+        Run(checkpoint, tokens.Sources, tokens.MaxLengths, modes, threads, batch1Rows);
+
+    /// <summary>Runs the twin on <paramref name="sources"/> with output limits <paramref name="maxLengths"/>; <paramref name="extra"/> goes to infer_twin.py as is.</summary>
+    public static Result Run(string checkpoint, int[][] sources, int[] maxLengths, IReadOnlyList<DecodeMode> modes, int threads, int[] batch1Rows,
+        params string[] extra)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"transduce-infer-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         try
         {
-            string sources = Path.Combine(folder, "sources.jsonl"), output = Path.Combine(folder, "result.json");
+            string sourcesFile = Path.Combine(folder, "sources.jsonl"), output = Path.Combine(folder, "result.json");
             var lines = new StringBuilder();
             var batch1 = batch1Rows.ToHashSet();
-            for (int i = 0; i < tokens.Sources.Length; i++)
+            for (int i = 0; i < sources.Length; i++)
             {
                 var row = new JsonObject
                 {
-                    ["ids"] = new JsonArray(tokens.Sources[i].Select(id => (JsonNode)id).ToArray()),
-                    ["max_len"] = tokens.MaxLengths[i],
+                    ["ids"] = new JsonArray(sources[i].Select(id => (JsonNode)id).ToArray()),
+                    ["max_len"] = maxLengths[i],
                     ["batch1"] = batch1.Contains(i),
                 };
                 lines.Append(row.ToJsonString()).Append('\n');
             }
-            File.WriteAllText(sources, lines.ToString());
-            PythonTwin.Run("infer_twin.py", "--checkpoint", checkpoint, "--sources", sources, "--out", output,
-                "--threads", threads.ToString(CultureInfo.InvariantCulture), "--modes", string.Join(',', modes.Select(m => m.Name)));
-            return Parse(File.ReadAllText(output), modes, batch1Rows, tokens.Sources.Length);
+            File.WriteAllText(sourcesFile, lines.ToString());
+            PythonTwin.Run("infer_twin.py", [
+                "--checkpoint", checkpoint, "--sources", sourcesFile, "--out", output,
+                "--threads", threads.ToString(CultureInfo.InvariantCulture), "--modes", string.Join(',', modes.Select(m => m.Name)), .. extra]);
+            return Parse(File.ReadAllText(output), modes, batch1Rows, sources.Length);
         }
         finally
         {

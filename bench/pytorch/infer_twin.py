@@ -68,6 +68,32 @@ class Recompute:
         self.encoder, self.decoder = model.encoder, RecomputePrefixDecoder(model.decoder)
 
 
+class FixedLengthDecoder:
+    """Transduce.Bench's FixedLengthDecoder: <eos> gets logit -inf until min_tokens tokens were emitted, so with the search's
+    limit at the same number every output has exactly that length (synthetic models with random weights)."""
+
+    def __init__(self, inner, min_tokens):
+        self.inner, self.min_tokens = inner, min_tokens
+
+    def init_state(self, encoded, valid_lengths):
+        return self.inner.init_state(encoded, valid_lengths), 0
+
+    def select_rows(self, s, indices):
+        return self.inner.select_rows(s[0], indices), s[1]
+
+    def __call__(self, target, s):
+        logits, inner = self.inner(target, s[0])
+        banned = max(0, min(self.min_tokens - s[1], target.shape[1]))
+        if banned > 0:
+            logits[:, :banned, EOS_ID] = NEG_INF
+        return logits, (inner, s[1] + target.shape[1])
+
+
+class FixedLength:
+    def __init__(self, model, min_tokens):
+        self.encoder, self.decoder = model.encoder, FixedLengthDecoder(model.decoder, min_tokens)
+
+
 class Scoring:
     """BeamSearchOptions: length penalty lp(L) (L counts <eos>) and the stopping rule's parameters."""
 
@@ -231,6 +257,8 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--modes", required=True)
+    parser.add_argument("--fixed-length", type=int, default=None,
+                        help="every output exactly N tokens (<eos> banned until then; max_len must be N)")
     args = parser.parse_args()
 
     # Debian's torch starts with one thread whatever the machine has: set it, as Transduce's --threads does.
@@ -249,7 +277,10 @@ def main():
             sentences.append(row["ids"])
             if row.get("batch1"):
                 batch1.append(row["ids"])
-            if limits.max_output(len(row["ids"])) != row["max_len"]:
+            if args.fixed_length is not None:
+                if row["max_len"] != args.fixed_length:
+                    raise SystemExit(f"{args.sources}:{number}: max_len {row['max_len']} is not --fixed-length {args.fixed_length}")
+            elif limits.max_output(len(row["ids"])) != row["max_len"]:
                 raise SystemExit(f"{args.sources}:{number}: output limit {row['max_len']} differs from the twin's "
                                  f"{limits.max_output(len(row['ids']))}")
 
@@ -260,11 +291,14 @@ def main():
             scoring = None if search == "greedy" else Scoring(
                 int(search[4:]), generation.get("length_normalization", "gnmt"), float(generation.get("length_penalty", 1.0)))
             decoder = model if decoding == "incremental" else Recompute(model)
+            if args.fixed_length is not None:
+                decoder = FixedLength(decoder, args.fixed_length)
+                limits.max_output = lambda _tokens: args.fixed_length
             rows = batch1 if batch == 1 else sentences
             # Warm-up as on the Transduce side: one batch's worth of sentences (three at batch 1), untimed.
             warm = rows[: max(1, min(len(rows), 3 if batch == 1 else batch))]
-            decode = (lambda r: translate_ids(decoder, config, r, batch)) if search == "greedy" else \
-                (lambda r: translate_ids(decoder, config, r, batch, search=beam_search, scoring=scoring))
+            decode = (lambda r: translate_ids(decoder, config, r, batch, limits=limits)) if search == "greedy" else \
+                (lambda r: translate_ids(decoder, config, r, batch, search=beam_search, limits=limits, scoring=scoring))
             decode(warm)
             reset_peak_rss()
             start = time.perf_counter()

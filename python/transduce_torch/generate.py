@@ -83,11 +83,11 @@ def banned_tokens(config):
     return torch.tensor(ids, dtype=torch.int64) if ids else None
 
 
-def translate_ids(model, config, sentences, batch_size=64, search=greedy, **search_args):
+def translate_ids(model, config, sentences, batch_size=64, search=greedy, limits=None, **search_args):
     """Translator.Run: sources sorted by length (stable), decoded in batches of batch_size, outputs in input order.
-    config is the checkpoint's config.json; search(model, source, valid_lengths, max_lengths, banned, **search_args)
-    decodes one batch."""
-    limits, banned = Limits(config), banned_tokens(config)
+    config is the checkpoint's config.json; limits defaults to Limits(config); search(model, source, valid_lengths,
+    max_lengths, banned, **search_args) decodes one batch."""
+    limits, banned = limits or Limits(config), banned_tokens(config)
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     results = [None] * len(sentences)
     for start in range(0, len(order), batch_size):

@@ -33,6 +33,9 @@ public sealed record ServeOptions
     /// <summary>Seconds suggested to a client by <c>Retry-After</c> when the queue is full.</summary>
     public int RetryAfterSeconds { get; init; } = 1;
 
+    /// <summary>The number type of the decoder's products (null: the checkpoint's default, else float32); see <see cref="Models.ComputeType"/>.</summary>
+    public Models.ComputeType? ComputeType { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first setting out of range.</summary>
     public void Validate()
     {

@@ -11,10 +11,18 @@ internal static class ConvertCommand
         from.AcceptOnlyFromAmong("marian");
         var input = new Argument<string>("folder") { Description = "The model folder to convert." };
         var output = new Option<string>("--out") { Description = "Transduce checkpoint directory to write.", Required = true };
-        var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output };
+        var computeType = new Option<string?>("--compute-type")
+        {
+            Description = "Store this number type as the checkpoint's default for decoding (float32, bfloat16, int8); translate, evaluate and serve use it unless told otherwise.",
+        };
+        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output, computeType };
         command.SetAction(r =>
         {
-            using var checkpoint = MarianConvert.ToCheckpoint(r.GetValue(input)!);
+            using var converted = MarianConvert.ToCheckpoint(r.GetValue(input)!);
+            var checkpoint = r.GetValue(computeType) is { } type
+                ? converted.WithGeneration(converted.Generation with { ComputeType = Models.ComputeTypes.Parse(type) })
+                : converted;
             checkpoint.Save(r.GetValue(output)!);
             Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
                               $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.TargetVocabulary.Count:N0})");

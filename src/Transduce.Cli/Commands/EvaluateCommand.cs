@@ -22,9 +22,11 @@ internal static class EvaluateCommand
         var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed test lines (and count them)." };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the decoder's products: float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
+        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
         {
-            model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid,
+            model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType,
         };
         command.SetAction(r =>
         {
@@ -34,7 +36,9 @@ internal static class EvaluateCommand
             var pipeline = translator.Checkpoint.CreateTextPipeline();
             var started = DateTime.UtcNow;
             int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
-            var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(), translator.DefaultOptions with { BatchSize = r.GetValue(batch), Beam = beamSize });
+            var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
+            var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
+                translator.DefaultOptions with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             var bleu = TranslationBleu.Score(pipeline, outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");
@@ -42,7 +46,7 @@ internal static class EvaluateCommand
             {
                 ["test"] = testPath, ["sentences"] = outputs.Count, ["skipped_lines"] = read.SkippedLines,
                 ["bleu"] = Math.Round(bleu.Score, 2), ["signature"] = bleu.Signature, ["detail"] = bleu.ToString(),
-                ["normalizer"] = pipeline.Config.Normalizer, ["beam"] = beamSize, ["seconds"] = Math.Round(seconds, 2),
+                ["normalizer"] = pipeline.Config.Normalizer, ["beam"] = beamSize, ["compute_type"] = Models.ComputeTypes.Name(chosenType), ["seconds"] = Math.Round(seconds, 2),
                 ["sentences_per_second"] = Math.Round(outputs.Count / Math.Max(1e-9, seconds), 1),
             };
             string jsonText = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });

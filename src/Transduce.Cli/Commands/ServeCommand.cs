@@ -24,9 +24,11 @@ internal static class ServeCommand
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Request body size at most.", DefaultValueFactory = _ => 1 << 20 };
         var timeout = new Option<double>("--timeout-s") { Description = "Seconds a request may take, queueing included (then 504).", DefaultValueFactory = _ => 30 };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the decoder's products: float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
+        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var command = new Command("serve", "Serve translations over HTTP on loopback: POST /v1/translate, GET /v1/models, /healthz, /metrics, and a web page at /.")
         {
-            model, urls, window, maxBatch, queueLimit, maxSentences, maxChars, maxBody, timeout, threads,
+            model, urls, window, maxBatch, queueLimit, maxSentences, maxChars, maxBody, timeout, threads, computeType,
         };
         command.SetAction(r =>
         {
@@ -36,13 +38,20 @@ internal static class ServeCommand
                 MaxBatch = r.GetValue(maxBatch), QueueLimit = r.GetValue(queueLimit),
                 MaxSentences = r.GetValue(maxSentences), MaxChars = r.GetValue(maxChars), MaxBodyBytes = r.GetValue(maxBody),
                 Timeout = TimeSpan.FromSeconds(r.GetValue(timeout)),
+                ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : null,
             };
             options.Validate();
             var endpoints = ServingApp.ParseLoopbackUrls(r.GetValue(urls)!);
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
 
             string directory = r.GetValue(model)!;
-            using var backend = new TranslatorBackend(Translator.Load(directory));
+            var translator = Translator.Load(directory);
+            if (options.ComputeType is { } chosen)
+            {
+                Models.ComputeTypes.Apply(translator.Checkpoint.Model, chosen); // fails now, not at the first request
+                translator.ComputeType = chosen;
+            }
+            using var backend = new TranslatorBackend(translator);
             var info = ModelInfo.From(backend.Translator.Checkpoint, directory);
             using var app = ServingApp.Build(options, backend, info, endpoints);
             app.StartAsync().GetAwaiter().GetResult();

@@ -45,6 +45,14 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     public Inference.GenerationSettings Generation { get; init; } = new();
 
+    /// <summary>The same checkpoint (sharing the model: dispose only one of them) with other decoding defaults.</summary>
+    public Checkpoint WithGeneration(Inference.GenerationSettings generation) => new()
+    {
+        Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
+        TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
+        TrainingInfo = TrainingInfo,
+    };
+
     /// <summary>The text pipeline (normaliser, tokenizer) of this checkpoint.</summary>
     public TextPipeline CreateTextPipeline() => new(TextConfig, Subwords, SentencePiece);
 

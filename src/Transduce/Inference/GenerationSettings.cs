@@ -15,6 +15,9 @@ public sealed record GenerationSettings
     /// <summary>Target ids never generated.</summary>
     public IReadOnlyList<int> BannedTokens { get; init; } = [];
 
+    /// <summary>The number type decoding uses unless told otherwise (null: float32); <c>convert --compute-type</c> sets it.</summary>
+    public Models.ComputeType? ComputeType { get; init; }
+
     /// <summary>When set, the output limit is this many tokens (including <c>&lt;eos&gt;</c>) instead of a function of the source length.</summary>
     public int? MaxNewTokens { get; init; }
 

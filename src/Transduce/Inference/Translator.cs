@@ -30,6 +30,9 @@ public sealed record TranslationOptions
 
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
+
+    /// <summary>The number type of the decoder's products; null uses <see cref="Translator.ComputeType"/>.</summary>
+    public Models.ComputeType? ComputeType { get; init; }
 }
 
 /// <summary>
@@ -50,7 +53,15 @@ public sealed class Translator : IDisposable
         owns = ownsCheckpoint;
         pipeline = checkpoint.CreateTextPipeline();
         checkpoint.Model.eval();
+        ComputeType = checkpoint.Generation.ComputeType ?? Models.ComputeType.Float32;
     }
+
+    /// <summary>
+    /// The number type decoding uses when <see cref="TranslationOptions.ComputeType"/> is not set: the checkpoint's default
+    /// (<see cref="GenerationSettings.ComputeType"/>), else float32. Reduced types (bfloat16, int8) multiply the linear
+    /// layers in that type; see <see cref="Models.ComputeType"/>.
+    /// </summary>
+    public Models.ComputeType ComputeType { get; set; }
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
@@ -193,6 +204,7 @@ public sealed class Translator : IDisposable
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
         {
+            Models.ComputeTypes.Apply(checkpoint.Model, options.ComputeType ?? ComputeType);
             foreach (var chunk in Batches(order, encoded, options))
             {
                 using var scope = NewDisposeScope();

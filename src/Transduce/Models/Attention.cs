@@ -107,6 +107,17 @@ public sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Tenso
         RegisterComponents();
     }
 
+    /// <summary>Number of heads.</summary>
+    internal int Heads => heads;
+
+    /// <summary>Width of one head.</summary>
+    internal long HeadSize => headSize;
+
+    internal (Tensor Weight, Tensor? Bias) Query => (W_q.weight!, W_q.bias);
+    internal (Tensor Weight, Tensor? Bias) Key => (W_k.weight!, W_k.bias);
+    internal (Tensor Weight, Tensor? Bias) Value => (W_v.weight!, W_v.bias);
+    internal (Tensor Weight, Tensor? Bias) Output => (W_o.weight!, W_o.bias);
+
     /// <summary>When true, <see cref="LastWeights"/> keeps the attention weights of the latest call.</summary>
     public bool CaptureWeights { get; set; }
 

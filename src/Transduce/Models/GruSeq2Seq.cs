@@ -56,11 +56,14 @@ public sealed record GruState(Tensor Context, Tensor Hidden) : IDecoderState
 /// GRU decoder of d2l §10.7: at every step the input is the target embedding concatenated with the
 /// encoder's final top-layer state, and a dense layer maps the GRU output to vocabulary logits.
 /// </summary>
-public sealed class GruDecoder : Decoder<GruState>
+public sealed class GruDecoder : Decoder<GruState>, IReducedPrecisionDecoder
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;
     private readonly Linear dense;
+    private readonly int layers;
+    private GruDecodePlan? plan;
+    private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>Creates the decoder.</summary>
     public GruDecoder(int vocabSize, int embeddingSize, int hiddenSize, int layers, double dropout)
@@ -69,7 +72,57 @@ public sealed class GruDecoder : Decoder<GruState>
         embedding = nn.Embedding(vocabSize, embeddingSize);
         rnn = nn.GRU(embeddingSize + hiddenSize, hiddenSize, layers, batchFirst: true, dropout: dropout);
         dense = nn.Linear(hiddenSize, vocabSize);
+        this.layers = layers;
         RegisterComponents();
+    }
+
+    /// <summary>The number type of the products when decoding in eval mode (see <see cref="TransformerDecoder.ComputeType"/>).</summary>
+    public ComputeType ComputeType
+    {
+        get => computeType;
+        set
+        {
+            if (value == computeType) return;
+            computeType = value;
+            DropPlan();
+        }
+    }
+
+    /// <summary>Leaving or entering eval mode drops the packed decoding weights.</summary>
+    public override void train(bool train = true)
+    {
+        DropPlan();
+        base.train(train);
+    }
+
+    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) DropPlan();
+        base.Dispose(disposing);
+    }
+
+    private void DropPlan()
+    {
+        plan?.Dispose();
+        plan = null;
+    }
+
+    /// <summary>The packed eval-mode step, packed again when the compute type or a weight changed; null in training.</summary>
+    private GruDecodePlan? Plan()
+    {
+        if (training || !TransformerDecodePlan.Enabled) return null;
+        long? version = WeightVersions.Sum(parameters());
+        if (plan is not null && version is long v && v == plan.Version) return plan;
+        DropPlan();
+        using (no_grad())
+        {
+            var weights = Enumerable.Range(0, layers).Select(l =>
+                ((Tensor)rnn.get_parameter($"weight_ih_l{l}")!, (Tensor)rnn.get_parameter($"weight_hh_l{l}")!,
+                 (Tensor?)rnn.get_parameter($"bias_ih_l{l}"), (Tensor?)rnn.get_parameter($"bias_hh_l{l}"))).ToList();
+            plan = new GruDecodePlan(computeType, weights, (dense.weight!, dense.bias), version ?? -1);
+        }
+        return plan;
     }
 
     /// <inheritdoc />
@@ -77,6 +130,7 @@ public sealed class GruDecoder : Decoder<GruState>
     {
         var final = encoderOutput.FinalState
             ?? throw new ArgumentException("GruDecoder needs an encoder with a final recurrent state");
+        Plan(); // packs (or checks) the eval-mode weights once per decoding, not per step
         return new GruState(final[-1], final);
     }
 
@@ -88,6 +142,8 @@ public sealed class GruDecoder : Decoder<GruState>
     public override (Tensor Logits, GruState State) forward(Tensor target, GruState state)
     {
         long steps = target.shape[1];
+        if (steps == 1 && plan is not null && !training)
+            return plan.Step(embedding, target, state);
         using var embedded = embedding.call(target);
         using var context = state.Context.unsqueeze(1).expand(-1, steps, -1);
         using var input = cat([embedded, context], 2);

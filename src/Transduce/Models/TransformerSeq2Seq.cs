@@ -18,6 +18,9 @@ internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
     private readonly Linear dense1, dense2;
     private readonly string activation;
 
+    internal (Tensor Weight, Tensor? Bias) First => (dense1.weight!, dense1.bias);
+    internal (Tensor Weight, Tensor? Bias) Second => (dense2.weight!, dense2.bias);
+
     public PositionWiseFfn(long hiddenSize, long ffnSize, string activation) : base(nameof(PositionWiseFfn))
     {
         dense1 = nn.Linear(hiddenSize, ffnSize);
@@ -40,7 +43,7 @@ internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>GELU with the tanh approximation (transformers' <c>gelu_new</c>): ½x(1 + tanh(√(2/π)(x + 0.044715x³))).</summary>
-    private static Tensor GeluTanh(Tensor x)
+    internal static Tensor GeluTanh(Tensor x)
     {
         using var scope = NewDisposeScope();
         var inner = (x + x.pow(3) * 0.044715) * Math.Sqrt(2 / Math.PI);
@@ -58,6 +61,8 @@ internal sealed class Residual : nn.Module<Tensor, Func<Tensor, Tensor>, Tensor>
     private readonly LayerNorm norm;
     private readonly Dropout dropout;
     private readonly bool preNorm;
+
+    internal LayerNorm Norm => norm;
 
     public Residual(long hiddenSize, double dropout, bool preNorm) : base(nameof(Residual))
     {
@@ -161,6 +166,11 @@ internal sealed class TransformerDecoderBlock : nn.Module
     private readonly Residual addNorm1, addNorm2, addNorm3;
     private readonly PositionWiseFfn ffn;
 
+    internal LayerNorm Norm1 => addNorm1.Norm;
+    internal LayerNorm Norm2 => addNorm2.Norm;
+    internal LayerNorm Norm3 => addNorm3.Norm;
+    internal PositionWiseFfn Ffn => ffn;
+
     public TransformerDecoderBlock(ModelConfig c) : base(nameof(TransformerDecoderBlock))
     {
         SelfAttention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
@@ -210,7 +220,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
 /// causal mask; fed one token at a time it extends cached keys/values, so each step costs one position's
 /// work and gives the same logits as recomputing the prefix.
 /// </summary>
-public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCapture
+public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCapture, IReducedPrecisionDecoder
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -219,10 +229,16 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
     private readonly Linear dense;
     private readonly double embeddingScale;
     private readonly List<Tensor>[] captured;
+    private readonly bool preNorm;
+    private readonly string activation;
+    private TransformerDecodePlan? plan;
+    private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>Creates the decoder; <paramref name="embedding"/> may be shared with the encoder and/or tied to the output projection.</summary>
     public TransformerDecoder(ModelConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
     {
+        preNorm = c.PreNorm;
+        activation = c.Activation;
         this.embedding = embedding;
         positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, TransformerOptions.Layout(c));
         blocks = nn.ModuleList(Enumerable.Range(0, c.DecoderLayerCount).Select(_ => new TransformerDecoderBlock(c)).ToArray());
@@ -259,10 +275,66 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
         foreach (var b in blocks) b.CrossAttention.ClearCapturedWeights();
     }
 
+    /// <summary>
+    /// The number type of the linear layers' products when decoding in eval mode (<see cref="ComputeType.Float32"/> by
+    /// default). Training and teacher-forced eval calls with <see cref="CaptureAttention"/> on always run the modules in float32.
+    /// </summary>
+    public ComputeType ComputeType
+    {
+        get => computeType;
+        set
+        {
+            if (value == computeType) return;
+            computeType = value;
+            DropPlan();
+        }
+    }
+
+    /// <summary>Leaving or entering eval mode drops the packed decoding weights (they are packed again when next needed).</summary>
+    public override void train(bool train = true)
+    {
+        DropPlan();
+        base.train(train);
+    }
+
+    /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) DropPlan();
+        base.Dispose(disposing);
+    }
+
+    private void DropPlan()
+    {
+        plan?.Dispose();
+        plan = null;
+    }
+
+    /// <summary>
+    /// The packed eval-mode path, or null when the modules must run (training, attention capture). Packed weights are
+    /// rebuilt when the compute type or any decoder weight changed since they were packed.
+    /// </summary>
+    private TransformerDecodePlan? Plan()
+    {
+        if (training || CaptureAttention || !TransformerDecodePlan.Enabled) return null;
+        long? version = WeightVersions.Sum(parameters());
+        if (plan is not null && version is long v && v == plan.Version) return plan;
+        DropPlan();
+        using (no_grad())
+            plan = new TransformerDecodePlan(computeType, blocks.ToList(), dense, preNorm, activation, version ?? -1);
+        return plan;
+    }
+
     /// <inheritdoc />
     public override TransformerState InitState(EncoderOutput encoderOutput, Tensor sourceValidLengths)
     {
         var memory = encoderOutput.Outputs;
+        if (Plan() is { } lean)
+        {
+            var (keys, values) = lean.CrossKeyValues(memory);
+            return new TransformerState(AttentionMasks.FromValidLengths(sourceValidLengths, memory.shape[1]), keys, values,
+                new Tensor?[blocks.Count], new Tensor?[blocks.Count], 0);
+        }
         var crossKeys = new Tensor[blocks.Count];
         var crossValues = new Tensor[blocks.Count];
         for (int i = 0; i < blocks.Count; i++)
@@ -288,6 +360,13 @@ public sealed class TransformerDecoder : Decoder<TransformerState>, IAttentionCa
         // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
         Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
         var x = positions.call(embedding.call(target).mul_(embeddingScale), state.Steps);
+        if (plan is not null && !training && !CaptureAttention)
+        {
+            // InitState packed (or checked) the weights for this decoding; steps use them as they are.
+            var (leanLogits, keys, values) = plan.Forward(x, state, causal, finalNorm);
+            foreach (var t in keys.Concat(values)) t.MoveToOuterDisposeScope();
+            return (leanLogits.MoveToOuterDisposeScope(), state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps });
+        }
         var selfKeys = new Tensor?[blocks.Count];
         var selfValues = new Tensor?[blocks.Count];
         for (int i = 0; i < blocks.Count; i++)

@@ -32,6 +32,9 @@ public sealed class MemoryTests
         var (x, len) = Batching.BuildSources([[4, 5, 6], [7]], new SpecialIds(0, 1, 2), null);
         using (x) using (len)
             for (int i = 0; i < 5; i++) GreedySearch.Decode(model, x, len, ids, [10, 10]);
+        // Decoding in eval mode packs the decoder's weights once and keeps them with the model (reused by every decode);
+        // leaving eval mode releases them.
+        model.train();
         // The optimizer's state lived inside Train and is gone; nothing else may remain.
         Assert.Equal(before, Tensor.TotalCount);
     }

@@ -1,0 +1,167 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Transduce.Models;
+
+/// <summary>
+/// An inference-only copy of one linear layer — or of several that read the same input, concatenated along their
+/// outputs (a fused query/key/value projection) — laid out for decoding in a <see cref="ComputeType"/>:
+/// <list type="bullet">
+/// <item><b>float32</b>: the weight transposed once to (in, out), so a product is one <c>addmm</c>. At one row libtorch's
+/// <c>linear</c> runs MKL's transposed matrix–vector kernel, which on this project's AMD CPU is 2–2.5× slower than the
+/// plain product with the transposed copy (8k-vocabulary output layer: 230 against 93 µs).</item>
+/// <item><b>bfloat16</b>: the weight rounded to bfloat16 (oneDNN kernels); inputs rounded on the way in, outputs back to float32.</item>
+/// <item><b>int8</b>: each output row scaled to [−1, 1] and quantized (per-channel symmetric scales, so a row with small
+/// weights keeps its precision), products in FBGEMM's int8 kernels with the input quantized on the fly, then the rows
+/// scaled back. libtorch's <c>fbgemm_linear_int8_weight_fp32_activation</c> is reached through a TorchScript function
+/// compiled from source (<see cref="torch.jit.compile"/>): TorchSharp has no binding for it.</item>
+/// </list>
+/// The source weights are copied: after they change, pack again. The copy costs memory (float32: one more copy of
+/// each packed weight; bfloat16 half; int8 a quarter).
+/// </summary>
+public sealed class PackedLinear : IDisposable
+{
+    private readonly ComputeType type;
+    private readonly Tensor weight;          // float32: (in, out); bfloat16: (out, in); int8: quantized (out, in)
+    private readonly Tensor? bias;           // float32/bfloat16: (out); int8: bias / row scale
+    private readonly Tensor? packed, columnOffsets, rowScales; // int8 only
+    private readonly double int8Scale;
+    private readonly long int8ZeroPoint;
+
+    /// <summary>Input width.</summary>
+    public long InFeatures { get; }
+
+    /// <summary>Output width (the sum of the parts' outputs).</summary>
+    public long OutFeatures { get; }
+
+    /// <summary>
+    /// Packs the layers <paramref name="parts"/> (weights (out_i, in), optional biases (out_i)) as one layer of
+    /// Σ out_i outputs in the order given. <paramref name="scales"/>, when given, multiplies each part's weight and bias
+    /// (the attention's 1/√d folded into the query projection).
+    /// </summary>
+    public static PackedLinear Pack(ComputeType type, IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null)
+    {
+        if (parts.Count == 0) throw new ArgumentException("nothing to pack", nameof(parts));
+        bool hasBias = parts[0].Bias is not null;
+        if (parts.Any(p => (p.Bias is not null) != hasBias)) throw new ArgumentException("either every part has a bias or none", nameof(parts));
+        using var grad = no_grad();
+        using var scope = NewDisposeScope();
+        var weights = parts.Select((p, i) => scales is null || scales[i] == 1.0 ? p.Weight.detach() : p.Weight.detach().mul(scales[i])).ToArray();
+        var w = weights.Length == 1 ? weights[0] : cat(weights, 0);
+        Tensor? b = null;
+        if (hasBias)
+        {
+            var biases = parts.Select((p, i) => scales is null || scales[i] == 1.0 ? p.Bias!.detach() : p.Bias!.detach().mul(scales[i])).ToArray();
+            b = biases.Length == 1 ? biases[0] : cat(biases, 0);
+        }
+        var result = new PackedLinear(type, w.to_type(ScalarType.Float32), b?.to_type(ScalarType.Float32));
+        result.Detach();
+        return result;
+    }
+
+    private PackedLinear(ComputeType type, Tensor w, Tensor? b)
+    {
+        this.type = type;
+        OutFeatures = w.shape[0];
+        InFeatures = w.shape[1];
+        switch (type)
+        {
+            case ComputeType.Float32:
+                weight = w.t().contiguous();
+                bias = b?.contiguous();
+                break;
+            case ComputeType.BFloat16:
+                weight = w.to_type(ScalarType.BFloat16).contiguous();
+                bias = b?.to_type(ScalarType.BFloat16);
+                break;
+            case ComputeType.Int8:
+                // Per-channel: row r is divided by its largest |w| so every row spans [−1, 1]; FBGEMM then quantizes the
+                // whole matrix with one scale, which is now as fine for a row of small weights as for one of large weights.
+                var rowMax = w.abs().amax([1], keepdim: true).clamp_min(1e-12);
+                var normalised = w / rowMax;
+                var q = Int8Kernels.Quantize(normalised);
+                weight = q.Weight;
+                packed = q.Packed;
+                columnOffsets = q.ColumnOffsets;
+                int8Scale = q.Scale;
+                int8ZeroPoint = q.ZeroPoint;
+                rowScales = rowMax.reshape(OutFeatures);
+                bias = b is null ? zeros(OutFeatures) : b / rowScales;
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, "unknown compute type");
+        }
+    }
+
+    private void Detach()
+    {
+        foreach (var t in new[] { weight, bias, packed, columnOffsets, rowScales })
+            t?.DetachFromDisposeScope(); // long-lived: owned by this object, not by the caller's scope
+    }
+
+    /// <summary>The number type of the products.</summary>
+    public ComputeType ComputeType => type;
+
+    /// <summary>y = x Wᵀ + b for <paramref name="x"/> of shape (rows, in); returns (rows, out), float32.</summary>
+    public Tensor Forward(Tensor x)
+    {
+        switch (type)
+        {
+            case ComputeType.Float32:
+                return bias is null ? x.mm(weight) : addmm(bias, x, weight, 1, 1);
+            case ComputeType.BFloat16:
+            {
+                using var xb = x.to_type(ScalarType.BFloat16);
+                using var y = nn.functional.linear(xb, weight, bias);
+                return y.to_type(ScalarType.Float32);
+            }
+            default:
+            {
+                var y = Int8Kernels.Linear(x, weight, packed!, columnOffsets!, int8Scale, int8ZeroPoint, bias!);
+                return y.mul_(rowScales!);
+            }
+        }
+    }
+
+    /// <summary>Bytes held by the packed copy.</summary>
+    public long Bytes => new[] { weight, bias, packed, columnOffsets, rowScales }.Sum(t => t is null ? 0 : t.NumberOfElements * t.ElementSize);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var t in new[] { weight, bias, packed, columnOffsets, rowScales }) t?.Dispose();
+    }
+}
+
+/// <summary>
+/// libtorch's FBGEMM int8 linear kernels, which TorchSharp does not bind, reached through a TorchScript compilation unit
+/// compiled once from source. (libtorch marks them deprecated and logs that once per process; they are what its own
+/// dynamically quantized LSTM used, and they run on VNNI.)
+/// </summary>
+internal static class Int8Kernels
+{
+    private const string Script = """
+        def quantize(w: Tensor):
+            q, offsets, scale, zero = torch.fbgemm_linear_quantize_weight(w)
+            packed = torch.fbgemm_pack_quantized_matrix(q)
+            return q, packed, offsets, torch.full([1], scale, dtype=7), torch.full([1], zero, dtype=4)  # float64, int64
+
+        def linear(x: Tensor, q: Tensor, packed: Tensor, offsets: Tensor, scale: float, zero: int, b: Tensor):
+            return torch.fbgemm_linear_int8_weight_fp32_activation(x, q, packed, offsets, scale, zero, b)
+        """;
+
+    private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Script + "\n"));
+
+    /// <summary>Quantizes (out, in) float32 weights with one scale and zero point, and packs them for FBGEMM.</summary>
+    public static (Tensor Weight, Tensor Packed, Tensor ColumnOffsets, double Scale, long ZeroPoint) Quantize(Tensor w)
+    {
+        var (q, packed, offsets, scale, zero) = Unit.Value.invoke<(Tensor, Tensor, Tensor, Tensor, Tensor)>("quantize", w.contiguous());
+        using (scale)
+        using (zero)
+            return (q, packed, offsets, scale.item<double>(), zero.item<long>());
+    }
+
+    /// <summary>x (rows, in) float32 times the quantized weights, plus <paramref name="bias"/>; float32 (rows, out).</summary>
+    public static Tensor Linear(Tensor x, Tensor q, Tensor packed, Tensor offsets, double scale, long zeroPoint, Tensor bias) =>
+        (Tensor)Unit.Value.invoke("linear", x, q, packed, offsets, scale, zeroPoint, bias);
+}

@@ -1,0 +1,140 @@
+using Transduce.Models;
+using static TorchSharp.torch;
+
+namespace Transduce.Tests.Models;
+
+/// <summary>
+/// The Transformer decodes in eval mode through packed weights (TransformerDecodePlan): the same network as its modules,
+/// so step-by-step logits must equal the modules' teacher-forced ones — exactly up to float32 rounding, and close in the
+/// reduced compute types.
+/// </summary>
+public sealed class PackedDecodingTests
+{
+    private static TransformerSeq2Seq Model(bool preNorm, bool bias, string activation)
+    {
+        manual_seed(11);
+        var config = new ModelConfig
+        {
+            Architecture = "transformer", SourceVocabSize = 40, TargetVocabSize = 50, EmbeddingSize = 32, HiddenSize = 32, Layers = 2,
+            Heads = 4, FfnSize = 64, Dropout = 0, PreNorm = preNorm, AttentionBias = bias, Activation = activation,
+        };
+        return new TransformerSeq2Seq(config);
+    }
+
+    /// <summary>Teacher-forced logits from the modules (train mode, no dropout) and step-by-step logits from the packed path.</summary>
+    private static (Tensor Modules, Tensor Packed) Logits(TransformerSeq2Seq model, ComputeType type)
+    {
+        using var grad = no_grad();
+        manual_seed(3);
+        var source = randint(4, 40, [3, 7]);
+        var lengths = tensor(new long[] { 7, 5, 2 });
+        var target = randint(4, 50, [3, 6]);
+        model.train();
+        var reference = model.call(source, lengths, target);
+        model.eval();
+        ((TransformerDecoder)model.Decoder).ComputeType = type;
+        var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        var steps = new List<Tensor>();
+        for (long t = 0; t < target.shape[1]; t++)
+        {
+            var (logits, next) = model.Decoder.call(target.narrow(1, t, 1), state);
+            steps.Add(logits);
+            state = next;
+        }
+        return (reference, cat(steps, 1));
+    }
+
+    [Theory]
+    [InlineData(false, false, "relu")]
+    [InlineData(true, true, "gelu")]
+    [InlineData(false, true, "swish")]
+    [InlineData(false, true, "gelu_tanh")]
+    public void Float32StepsEqualTheModules(bool preNorm, bool bias, string activation)
+    {
+        using var model = Model(preNorm, bias, activation);
+        var (modules, packed) = Logits(model, ComputeType.Float32);
+        Assert.True(modules.allclose(packed, rtol: 1e-4, atol: 1e-5), $"max difference {(modules - packed).abs().max().item<float>()}");
+    }
+
+    [Theory]
+    [InlineData(ComputeType.BFloat16)]
+    [InlineData(ComputeType.Int8)]
+    public void ReducedTypesStayClose(ComputeType type)
+    {
+        using var model = Model(true, true, "relu");
+        var (modules, packed) = Logits(model, type);
+        double error = (modules - packed).abs().max().item<float>();
+        double range = modules.abs().max().item<float>();
+        Assert.True(error < 0.05 * range, $"max difference {error} against logits up to {range}");
+        Assert.False(modules.allclose(packed, rtol: 1e-6, atol: 1e-7), "the reduced type gave float32's exact logits: it did not run");
+        // Most arg-maxes survive the rounding.
+        double agree = modules.argmax(-1).eq(packed.argmax(-1)).to_type(ScalarType.Float32).mean().item<float>();
+        Assert.True(agree >= 0.8, $"only {agree:P0} of the arg-maxes agree");
+    }
+
+    [Fact]
+    public void WeightVersionsAreReadAndBumpedByInPlaceChanges()
+    {
+        using var w = zeros(4);
+        long? before = WeightVersions.Sum([w]);
+        Assert.NotNull(before);
+        using (no_grad()) w.add_(1);
+        Assert.Equal(before + 1, WeightVersions.Sum([w]));
+    }
+
+    [Fact]
+    public void WeightsChangedInEvalModeArePackedAgain()
+    {
+        using var model = Model(true, true, "relu");
+        var (_, before) = Logits(model, ComputeType.Float32);
+        using (no_grad())
+            foreach (var p in model.Decoder.parameters()) p.mul_(1.5);
+        // Logits() switches to train and back, which drops the packed weights anyway: go around it.
+        using var grad = no_grad();
+        manual_seed(3);
+        var source = randint(4, 40, [3, 7]);
+        var lengths = tensor(new long[] { 7, 5, 2 });
+        var target = randint(4, 50, [3, 6]);
+        var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        var (logits, _) = model.Decoder.call(target.narrow(1, 0, 1), state);
+        Assert.False(logits.allclose(before.narrow(1, 0, 1)), "stale packed weights were used after the weights changed");
+        model.train();
+        var reference = model.call(source, lengths, target).narrow(1, 0, 1);
+        Assert.True(reference.allclose(logits, rtol: 1e-4, atol: 1e-5));
+    }
+}
+
+/// <summary>The GRU decoder's packed eval-mode step computes libtorch's GRU cell: the same logits and hidden state.</summary>
+public sealed class PackedGruDecodingTests
+{
+    [Theory]
+    [InlineData(ComputeType.Float32, 1e-5)]
+    [InlineData(ComputeType.Int8, 0.05)]
+    public void StepsEqualTheModules(ComputeType type, double tolerance)
+    {
+        manual_seed(5);
+        var config = new ModelConfig { Architecture = "gru", SourceVocabSize = 30, TargetVocabSize = 40, EmbeddingSize = 16, HiddenSize = 24, Layers = 2, Dropout = 0 };
+        using var model = new GruSeq2Seq(config);
+        using var grad = no_grad();
+        var source = randint(4, 30, [2, 5]);
+        var lengths = tensor(new long[] { 5, 3 });
+        var target = randint(4, 40, [2, 4]);
+        model.train();
+        var reference = model.call(source, lengths, target);
+        model.eval();
+        var decoder = (GruDecoder)model.Decoder;
+        decoder.ComputeType = type;
+        var state = decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        var steps = new List<Tensor>();
+        for (long t = 0; t < target.shape[1]; t++)
+        {
+            var (logits, next) = decoder.call(target.narrow(1, t, 1), state);
+            steps.Add(logits);
+            state = next;
+        }
+        var packed = cat(steps, 1);
+        double error = (reference - packed).abs().max().item<float>();
+        double range = reference.abs().max().item<float>();
+        Assert.True(error <= tolerance * Math.Max(1, range), $"max difference {error} (logits up to {range})");
+    }
+}
