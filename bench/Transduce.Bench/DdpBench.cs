@@ -14,8 +14,8 @@ namespace Transduce.Bench;
 /// <summary>
 /// <c>ddp</c>: training throughput on one prepared run (<c>transduce prepare</c>) of our <see cref="Trainer"/> and of the
 /// PyTorch DDP trainer (python/transduce_torch) under <c>torchrun</c> with 1 and with 2 CPU ranks, all on the same
-/// batches from the same start weights, in one run and repeated; reports target tokens/s (ranges) and checks that the
-/// three agree on the first updates' losses.
+/// batches from the same start weights, in one run and repeated; reports target tokens/s (ranges) and how closely the
+/// three agree on the first updates' losses (exactly, to float noise, when the model has no dropout).
 /// </summary>
 internal static class DdpBench
 {
@@ -87,11 +87,13 @@ internal static class DdpBench
             s.AppendLine(Inv, $"| {name} | {rates[0]:N0} – {rates[^1]:N0} | {Median(rates):N0} | {Median(rates) / ours:F2}× |");
         }
         s.AppendLine();
+        double dropout = JsonNode.Parse(File.ReadAllText(Path.Combine(prepared, "config.json")))!["model"]!["dropout"]!.GetValue<double>();
         s.AppendLine(Inv, $"First {compared} updates' losses: largest relative difference to the Transduce Trainer's first round {worst:E1} " +
-                          $"(same start weights, same batches).");
+                          $"(same start weights, same batches{(dropout > 0 ? $"; dropout {dropout}: each trainer draws its own masks, so the losses agree only statistically" : "")}).");
         Console.WriteLine(s.ToString());
         if (reportPath is not null) File.WriteAllText(reportPath, s.ToString());
-        return worst < 1e-3 ? 0 : 1;
+        // Without dropout the three compute the same function of the same weights and batches: they must agree.
+        return dropout > 0 || worst < 1e-3 ? 0 : 1;
     }
 
     private static double Median(IEnumerable<double> values)
