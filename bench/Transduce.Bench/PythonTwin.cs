@@ -17,9 +17,9 @@ internal static class PythonTwin
                 for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
                 {
                     string candidate = Path.Combine(dir.FullName, "bench", "pytorch");
-                    if (File.Exists(Path.Combine(candidate, "twin.py"))) return candidate;
+                    if (File.Exists(Path.Combine(candidate, "train_twin.py"))) return candidate;
                 }
-            throw new DirectoryNotFoundException("bench/pytorch/twin.py not found above the current folder or the binary");
+            throw new DirectoryNotFoundException("bench/pytorch/train_twin.py not found above the current folder or the binary");
         }
     }
 

@@ -1,4 +1,4 @@
-"""Decoding throughput of the PyTorch twin (twin.py), run by `Transduce.Bench infer` on the same source ids.
+"""Decoding throughput of the PyTorch twin (python/transduce_torch: the model, greedy decoding), run by `Transduce.Bench infer` on the same source ids.
 
     python3 infer_twin.py --checkpoint DIR --sources SOURCES.jsonl --out RESULT.json --threads 2 \
         --modes greedy-incremental-b64,greedy-recompute-b64,beam4-incremental-b1,...
@@ -9,7 +9,7 @@ only the sentences marked "batch1" (they are slow).
 Modes: {greedy|beamK}-{incremental|recompute}-b{B}. "incremental" carries the decoder state (key/value cache,
 GRU hidden state); "recompute" (issue 5's "d2l way") re-runs the decoder over the whole prefix from a fresh state at
 every step, as Transduce's RecomputePrefix does.
-Searches mirror src/Transduce/Inference/GreedySearch.cs and BeamSearch.cs step for step, so the tokens can be compared.
+Greedy search (transduce_torch.generate) and the beam search here mirror src/Transduce/Inference/GreedySearch.cs and BeamSearch.cs step for step, so the tokens can be compared.
 RESULT.json: {"torch", "threads", "blas", "modes": {mode: {"seconds", "sentences", "peak_rss_bytes", "outputs"}}}, outputs in
 input order (of the batch-1 sentences for batch-1 modes), without <bos>/<eos>.
 """
@@ -25,8 +25,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from twin import BOS_ID, EOS_ID, PAD_ID, load_checkpoint  # noqa: E402
+# The model and Translator's greedy decoding live in the package python/transduce_torch (used from the checkout).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from transduce_torch.checkpoint import load_checkpoint  # noqa: E402
+from transduce_torch.generate import Limits, translate_ids  # noqa: E402
+from transduce_torch.model import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
 
 NEG_INF = float("-inf")
 
@@ -89,34 +92,6 @@ class FixedLengthDecoder:
 class FixedLength:
     def __init__(self, model, min_tokens):
         self.encoder, self.decoder = model.encoder, FixedLengthDecoder(model.decoder, min_tokens)
-
-
-def greedy(model, source, valid_lengths, max_lengths, banned):
-    """GreedySearch.Invoke: feed <bos>, then each step's arg-max; a row stops at <eos> or at its maximum length."""
-    batch = source.shape[0]
-    outputs = [[] for _ in range(batch)]
-    done = [False] * batch
-    state = model.decoder.init_state(model.encoder(source, valid_lengths), valid_lengths)
-    step_input = torch.full((batch, 1), BOS_ID, dtype=torch.int64)
-    for _ in range(max(max_lengths) + 1):
-        logits, state = model.decoder(step_input, state)
-        last = logits[:, -1]
-        if banned is not None:
-            last = last.index_fill(1, banned, NEG_INF)
-        best = last.argmax(-1).unsqueeze(1)
-        every = True
-        for i, token in enumerate(best.view(-1).tolist()):
-            if done[i]:
-                continue
-            if token == EOS_ID or len(outputs[i]) >= max_lengths[i]:
-                done[i] = True
-            else:
-                outputs[i].append(token)
-            every = every and done[i]
-        step_input = best
-        if every:
-            break
-    return outputs
 
 
 class Scoring:
@@ -228,58 +203,6 @@ def beam_search(model, source, valid_lengths, max_lengths, banned, scoring):
 
 # ------------------------------------------------------------------------------------------------ the benchmark
 
-def with_eos(ids, max_steps):
-    """Batching.WithEos: ids + <eos>, cut to max_steps (the <eos> is lost when the cut falls on it)."""
-    length = len(ids) + 1 if max_steps is None else min(len(ids) + 1, max_steps)
-    row = list(ids[:length])
-    if length == len(ids) + 1:
-        row.append(EOS_ID)
-    return row
-
-
-def source_tensors(rows, max_steps):
-    """Batching.BuildSources: rows with <eos>, padded to the longest row."""
-    rows = [with_eos(r, max_steps) for r in rows]
-    steps = max(1, max(len(r) for r in rows))
-    source = torch.tensor([r + [PAD_ID] * (steps - len(r)) for r in rows], dtype=torch.int64)
-    return source, torch.tensor([max(1, len(r)) for r in rows], dtype=torch.int64)
-
-
-class Limits:
-    """Translator's rules: sources cut to min(text max_steps, max_positions); outputs at most
-    min(max_positions − 1, ⌈2·(source tokens + 1)⌉ + 10) tokens, or max_new_tokens − 1 when the checkpoint sets it."""
-
-    def __init__(self, config):
-        model, text, generation = config["model"], config.get("text") or {}, config.get("generation") or {}
-        positions = model.get("max_positions", 1024) if model["architecture"] == "transformer" else None
-        cuts = [m for m in (text.get("max_steps"), positions) if m is not None]
-        self.max_source_steps = min(cuts) if cuts else None
-        self.cap = positions - 1 if positions is not None else sys.maxsize
-        self.max_new_tokens = generation.get("max_new_tokens")
-
-    def max_output(self, source_tokens):
-        if self.max_new_tokens is not None:
-            return min(self.cap, max(0, self.max_new_tokens - 1))
-        return min(self.cap, math.ceil(2.0 * (source_tokens + 1)) + 10)
-
-
-def decode_all(model, search, sentences, batch_size, limits, banned, scoring):
-    """Translator.Run: sort by source length (stable), decode batches of batch_size, return outputs in input order."""
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    results = [None] * len(sentences)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        source, lengths = source_tensors([sentences[i] for i in chunk], limits.max_source_steps)
-        max_lengths = [limits.max_output(len(sentences[i])) for i in chunk]
-        if search == "greedy":
-            outputs = greedy(model, source, lengths, max_lengths, banned)
-        else:
-            outputs = beam_search(model, source, lengths, max_lengths, banned, scoring)
-        for i, out in zip(chunk, outputs):
-            results[i] = out
-    return results
-
-
 def reset_peak_rss():
     """Starts a new high-water mark from what is live: freed heap goes back to the system first (glibc keeps it),
     so a cheap mode does not inherit an expensive one's peak."""
@@ -344,9 +267,6 @@ def main():
     config = model.checkpoint_config
     limits = Limits(config)
     generation = config.get("generation") or {}
-    # BeamSearch.BannedIndex: ids outside the vocabulary are ignored.
-    banned_ids = sorted({t for t in generation.get("banned_tokens") or [] if t < config["model"]["target_vocab_size"]})
-    banned = torch.tensor(banned_ids, dtype=torch.int64) if banned_ids else None
 
     sentences, batch1 = [], []
     with open(args.sources, encoding="utf-8") as f:
@@ -377,10 +297,12 @@ def main():
             rows = batch1 if batch == 1 else sentences
             # Warm-up as on the Transduce side: one batch's worth of sentences (three at batch 1), untimed.
             warm = rows[: max(1, min(len(rows), 3 if batch == 1 else batch))]
-            decode_all(decoder, search, warm, batch, limits, banned, scoring)
+            decode = (lambda r: translate_ids(decoder, config, r, batch, limits=limits)) if search == "greedy" else \
+                (lambda r: translate_ids(decoder, config, r, batch, search=beam_search, limits=limits, scoring=scoring))
+            decode(warm)
             reset_peak_rss()
             start = time.perf_counter()
-            outputs = decode_all(decoder, search, rows, batch, limits, banned, scoring)
+            outputs = decode(rows)
             seconds = time.perf_counter() - start
             results["modes"][mode] = {"seconds": seconds, "sentences": len(rows), "peak_rss_bytes": peak_rss(),
                                       "outputs": outputs}

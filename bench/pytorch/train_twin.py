@@ -2,33 +2,32 @@
 
 Transduce.Bench writes the batches its Trainer will draw (safetensors: "<i>.source", "<i>.source_lengths",
 "<i>.target_input", "<i>.target_output") and the run's settings (config.json: "model" as in a checkpoint, plus
-"lr", "warmup_updates", "label_smoothing", "clip"). This script builds the twin model (twin.py), trains it with the
+"lr", "warmup_updates", "label_smoothing", "clip"). This script builds the model (python/transduce_torch/model.py), trains it with the
 same optimiser, schedule, loss and clipping as src/Transduce/Training/Trainer.cs, times updates warmup+1 … warmup+steps
 and prints one JSON object: {"seconds": …, "tokens": …, "loss": the last update's loss, "torch": version,
 "threads": …, "precision": …, and unless --no-peak "matmul_gflops" / "matmul_gflops_bf16": its own fp32 and bf16
 matmul peaks on the same threads, which tell library speed apart from framework overhead}.
 
 --precision bf16 runs the forward pass under torch.autocast("cpu", dtype=torch.bfloat16) and the loss in float32,
-as Transduce's TrainingOptions.Precision = BFloat16 does (twin.masked_softmax normalises bf16 scores in float32).
+as Transduce's TrainingOptions.Precision = BFloat16 does (model.masked_softmax normalises bf16 scores in float32).
 
 Run with Debian's python3 (python3-torch): /usr/bin/python3 bench/pytorch/train_twin.py --batches B --config C
 """
 
 import argparse
 import json
-import math
+import os
+import sys
 import time
 
 import torch
 from torch.nn import functional as F
 
-import twin
-
-
-def learning_rate(settings, step):
-    """Linear warm-up to the peak, then 1/sqrt(step) (the Trainer's "inverse-sqrt" schedule)."""
-    warmup = max(1, settings["warmup_updates"])
-    return settings["lr"] * min(step / warmup, math.sqrt(warmup / max(1, step)))
+# The model lives in the package python/transduce_torch (used from the checkout).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from transduce_torch.checkpoint import read_safetensors  # noqa: E402
+from transduce_torch.model import build_model  # noqa: E402
+from transduce_torch.train import TrainingOptions, learning_rate  # noqa: E402
 
 
 def matmul_peak(dtype=torch.float32, seconds=2.0):
@@ -63,12 +62,14 @@ def main():
     torch.manual_seed(1)
     with open(args.config, encoding="utf-8") as f:
         settings = json.load(f)
-    batches = twin.read_safetensors(args.batches)
-    model = twin.build_model(settings["model"])
+    batches = read_safetensors(args.batches)
+    model = build_model(settings["model"])
     model.train()
     pad = settings["model"]["pad_id"]
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     bf16 = args.precision == "bf16"
+    # the Trainer's "inverse-sqrt" schedule: linear warm-up to the peak, then 1/sqrt(step)
+    schedule = TrainingOptions({"learning_rate": settings["lr"], "schedule": "inverse-sqrt", "warmup_steps": settings["warmup_updates"]})
 
     tokens = 0
     started = None
@@ -81,7 +82,7 @@ def main():
         target_input = batches[f"{b}.target_input"]
         target_output = batches[f"{b}.target_output"]
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(settings, b + 1)
+            group["lr"] = learning_rate(schedule, b + 1)
         optimizer.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(source, lengths, target_input)

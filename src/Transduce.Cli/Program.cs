@@ -1,9 +1,10 @@
 using System.CommandLine;
 using Transduce.Cli.Commands;
 
-var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, translate, evaluate, score, serve, convert, average).")
+var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, prepare, translate, evaluate, score, serve, convert, average).")
 {
     TrainCommand.Create(),
+    PrepareCommand.Create(),
     TranslateCommand.Create(),
     EvaluateCommand.Create(),
     ScoreCommand.Create(),

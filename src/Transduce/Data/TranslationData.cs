@@ -57,13 +57,40 @@ internal sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPip
     /// <returns>The encoded pairs with their pipeline, and the BPE model, if any.</returns>
     public static (TranslationData Data, BpeTokenizer? Subwords) ForTraining(
         IReadOnlyList<SentencePair> pairs, TextConfig text, int bpeVocabSize = 8000, int minFrequency = 1,
-        bool jointVocabulary = false, IReadOnlyList<SentencePair>? vocabularyPairs = null)
+        bool jointVocabulary = false, IReadOnlyList<SentencePair>? vocabularyPairs = null, SentencePiecePair? sentencePiece = null)
     {
+        if (text.Tokenizer == "spm")
+            return (WithSentencePiece(pairs, text, sentencePiece ?? throw new ArgumentException("text config: the 'spm' tokenizer needs its SentencePiece models"),
+                minFrequency, jointVocabulary, vocabularyPairs), null);
         if (text.Tokenizer != "bpe")
             return (Prepare(pairs, text, minFrequency, vocabularyPairs, jointVocabulary), null);
         var normalizer = TextNormalizers.FromName(text.Normalizer);
         var subwords = BpeTokenizer.Train(pairs.SelectMany(p => new[] { normalizer.Normalize(p.Source), normalizer.Normalize(p.Target) }),
             new BpeTrainingOptions { VocabSize = bpeVocabSize });
         return (Encode(pairs, TextPipeline.Create(text, subwords.Vocabulary, subwords.Vocabulary, subwords)), subwords);
+    }
+
+    /// <summary>
+    /// SentencePiece data: segments the normalised sentences with the given models (trained beforehand), builds the
+    /// vocabularies from the pieces <paramref name="vocabularyPairs"/> (default: the same pairs) use at least
+    /// <paramref name="minFrequency"/> times — one for both sides with <paramref name="jointVocabulary"/> — and encodes
+    /// the pairs with them.
+    /// </summary>
+    public static TranslationData WithSentencePiece(IReadOnlyList<SentencePair> pairs, TextConfig text, SentencePiecePair sentencePiece,
+        int minFrequency = 1, bool jointVocabulary = false, IReadOnlyList<SentencePair>? vocabularyPairs = null)
+    {
+        var normalizer = TextNormalizers.FromName(text.Normalizer);
+        var vocabPieces = (vocabularyPairs ?? pairs)
+            .Select(p => (Src: sentencePiece.Source.EncodePieces(normalizer.Normalize(p.Source)), Tgt: sentencePiece.Target.EncodePieces(normalizer.Normalize(p.Target))))
+            .ToList();
+        Vocabulary source, target;
+        if (jointVocabulary)
+            source = target = Vocabulary.Build(vocabPieces.Select(t => t.Src).Concat(vocabPieces.Select(t => t.Tgt)), minFrequency);
+        else
+        {
+            source = Vocabulary.Build(vocabPieces.Select(t => t.Src), minFrequency);
+            target = Vocabulary.Build(vocabPieces.Select(t => t.Tgt), minFrequency);
+        }
+        return Encode(pairs, TextPipeline.Create(text, source, target, sentencePiece: sentencePiece));
     }
 }

@@ -150,8 +150,22 @@ public enum FeedForwardActivation
 /// <summary>The text section of a <see cref="RunConfig"/>: normalisation, tokenisation and vocabularies.</summary>
 public sealed record TextOptions
 {
-    /// <summary>Word tokens (the book's) or joint BPE subwords learnt from the training data (cased, natural output).</summary>
+    /// <summary>
+    /// Word tokens (the book's), joint BPE subwords learnt from the training data (cased, natural output), or the
+    /// SentencePiece model of <see cref="SpmModel"/> (trained beforehand, e.g. with <c>spm_train</c>).
+    /// </summary>
     public TokenizerKind Tokenizer { get; init; } = TokenizerKind.Word;
+
+    /// <summary>
+    /// With the <c>spm</c> tokenizer: the SentencePiece model file (<c>.model</c>) of the source side, and of the target
+    /// side too unless <see cref="SpmTargetModel"/> is set. The vocabularies hold the pieces the training data uses
+    /// (at least <see cref="MinFrequency"/> times; one joint vocabulary with <see cref="ModelOptions.ShareEmbeddings"/>);
+    /// the models travel in the checkpoint.
+    /// </summary>
+    public string? SpmModel { get; init; }
+
+    /// <summary>With the <c>spm</c> tokenizer: the target side's SentencePiece model file (default: <see cref="SpmModel"/>).</summary>
+    public string? SpmTargetModel { get; init; }
 
     /// <summary>Text normalisation; null picks the tokenizer's usual one (<c>d2l</c> for words, <c>none</c> for subwords).</summary>
     public NormalizerKind? Normalizer { get; init; }
@@ -172,7 +186,7 @@ public sealed record TextOptions
     internal TextConfig ToTextConfig() => new()
     {
         Normalizer = EffectiveNormalizer == NormalizerKind.D2l ? "d2l" : "none",
-        Tokenizer = Tokenizer == TokenizerKind.Bpe ? "bpe" : "word",
+        Tokenizer = Tokenizer switch { TokenizerKind.Bpe => "bpe", TokenizerKind.Spm => "spm", _ => "word" },
         MaxSteps = MaxSteps,
     };
 }
@@ -185,6 +199,9 @@ public enum TokenizerKind
 
     /// <summary>Joint byte-pair-encoding subwords learnt from the training data.</summary>
     Bpe,
+
+    /// <summary>A SentencePiece model per side, trained beforehand (<see cref="TextOptions.SpmModel"/>).</summary>
+    Spm,
 }
 
 /// <summary>How text is normalised before tokenisation.</summary>

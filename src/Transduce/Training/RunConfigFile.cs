@@ -212,8 +212,12 @@ internal static partial class RunConfigFile
     private static bool IsWhole(JsonValue v) =>
         double.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue;
 
+    /// <summary>An enum's names as the files spell them: a <see cref="JsonStringEnumMemberNameAttribute"/>'s name (ComputeType's bfloat16), else kebab-case.</summary>
     private static IReadOnlyList<string> EnumNames(Type type) =>
-        [.. Enum.GetNames(type).Select(n => JsonNamingPolicy.KebabCaseLower.ConvertName(n))];
+        [.. type.GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Select(f => f.GetCustomAttributes(typeof(JsonStringEnumMemberNameAttribute), false) is [JsonStringEnumMemberNameAttribute named, ..]
+                ? named.Name
+                : JsonNamingPolicy.KebabCaseLower.ConvertName(f.Name))];
 
     private static string Expected(Type type) =>
         type == typeof(string) ? "text"
@@ -340,6 +344,10 @@ internal static partial class RunConfigFile
         Positive(x.MaxSteps, "text.max_steps");
         if (x.Tokenizer == TokenizerKind.Bpe && x.BpeVocabSize < Text.BpeTrainingOptions.MinVocabSize)
             throw new ArgumentException($"'text.bpe_vocab_size' must be at least {Text.BpeTrainingOptions.MinVocabSize} (got {x.BpeVocabSize})");
+        if (x.Tokenizer == TokenizerKind.Spm && x.SpmModel is null)
+            throw new ArgumentException("'text.tokenizer' spm needs 'text.spm_model' (--spm-model FILE, a SentencePiece model trained beforehand, e.g. with spm_train)");
+        if (x.Tokenizer != TokenizerKind.Spm && (x.SpmModel ?? x.SpmTargetModel) is not null)
+            throw new ArgumentException("'text.spm_model' and 'text.spm_target_model' need 'text.tokenizer' spm (--tokenizer spm)");
 
         var t = c.Training;
         Positive(t.Epochs, "training.epochs");

@@ -26,6 +26,16 @@ public sealed partial class TrainingRun
     /// <summary>Train on a folder's split and validate on its held-out file; a known corpus name stays a name (resolved at each read).</summary>
     private static RunConfig ResolveData(RunConfig config, bool pairsInMemory)
     {
+        // The SentencePiece models are read once, when the run starts; train.json names them by full path.
+        if (config.Text.SpmModel is not null || config.Text.SpmTargetModel is not null)
+            config = config with
+            {
+                Text = config.Text with
+                {
+                    SpmModel = config.Text.SpmModel is { } sm ? Path.GetFullPath(sm) : null,
+                    SpmTargetModel = config.Text.SpmTargetModel is { } tm ? Path.GetFullPath(tm) : null,
+                },
+            };
         var data = config.Data;
         if (pairsInMemory || data.Train is not { } train || !System.IO.Directory.Exists(train)) return config;
         var validation = config.Validation;
@@ -37,6 +47,9 @@ public sealed partial class TrainingRun
 
     private static void CheckNeeds(RunConfig config, bool validationInMemory)
     {
+        foreach (string? model in new[] { config.Text.SpmModel, config.Text.SpmTargetModel })
+            if (config.Text.Tokenizer == TokenizerKind.Spm && model is not null && !File.Exists(model))
+                throw new FileNotFoundException($"{model}: SentencePiece model not found ('text.spm_model' / --spm-model)", model);
         bool validates = validationInMemory || config.Validation.File is not null;
         if (config.Validation.Patience is not null && !validates)
             throw new ArgumentException("'validation.patience' needs validation pairs (validation.file, or --valid FILE)");
@@ -100,8 +113,9 @@ public sealed partial class TrainingRun
         var validation = ReadValidation();
         var text = Config.Text.ToTextConfig();
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        var sentencePiece = Config.Text.Tokenizer == TokenizerKind.Spm ? ReadSentencePiece(Config.Text) : null;
         var (encoded, subwords) = TranslationData.ForTraining(train, text, Config.Text.BpeVocabSize, Config.Text.MinFrequency,
-            Config.Model.ShareEmbeddings, vocabPairs);
+            Config.Model.ShareEmbeddings, vocabPairs, sentencePiece);
         if (subwords is not null)
             Say($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {clock.Elapsed.TotalSeconds:F1}s");
         var src = encoded.SourceVocabulary;
@@ -112,9 +126,19 @@ public sealed partial class TrainingRun
         var checkpoint = new Checkpoint
         {
             Model = Models.ModelRegistry.Create(modelConfig), ModelConfig = modelConfig, TextConfig = text,
-            SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords,
+            SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords, SentencePiece = sentencePiece,
         };
         return new Prepared(checkpoint, encoded.Pairs, corpusName, CorpusFingerprint.Of(train), validation, null);
+    }
+
+    /// <summary>The SentencePiece models the text section names (source, and target unless it is the same file).</summary>
+    private static SentencePiecePair ReadSentencePiece(TextOptions text)
+    {
+        static byte[] Read(string path) => File.Exists(path)
+            ? File.ReadAllBytes(path)
+            : throw new FileNotFoundException($"{path}: SentencePiece model not found ('text.spm_model' / --spm-model)", path);
+        string source = text.SpmModel ?? throw new ArgumentException("'text.tokenizer' spm needs 'text.spm_model'");
+        return new SentencePiecePair(Read(source), Read(text.SpmTargetModel ?? source));
     }
 
     private Prepared PrepareResume()
@@ -124,25 +148,55 @@ public sealed partial class TrainingRun
         try
         {
             checkpoint.Model.train();
-            var (all, corpusName) = ReadCorpus();
-            var train = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
-            var corpus = CorpusFingerprint.Of(train);
-            if (state.Corpus is { } before && before != corpus)
-                throw new InvalidDataException(
-                    $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
-                    $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
-            var encoded = TranslationData.Encode(train, checkpoint.CreateTextPipeline());
+            string corpusName;
+            CorpusFingerprint corpus;
+            IReadOnlyList<EncodedPair> pairs;
+            // A prepared run (transduce prepare), or one trained on it by another trainer (the PyTorch DDP trainer), has
+            // its token ids as shards: the very ids it was prepared with, with no corpus to read and tokenize again.
+            if (Preparation.TryReadPairs(Directory, checkpoint) is { } shards)
+            {
+                pairs = shards;
+                corpusName = Path.Combine(Directory, Preparation.ShardsFolder);
+                corpus = state.Corpus ?? new CorpusFingerprint(shards.Count, "");
+            }
+            else
+            {
+                IReadOnlyList<SentencePair> all;
+                (all, corpusName) = ReadCorpus();
+                var train = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
+                corpus = CorpusFingerprint.Of(train);
+                if (state.Corpus is { } before && before != corpus)
+                    throw new InvalidDataException(
+                        $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
+                        $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
+                pairs = TranslationData.Encode(train, checkpoint.CreateTextPipeline()).Pairs;
+            }
             var validation = ReadValidation();
-            var rng = Safetensors.Load(Path.Combine(Directory, RngFile), out _);
-            using (var rngState = rng["rng"]) set_rng_state(rngState);
+            // A checkpoint written by another trainer has weights and a position, but neither our optimiser's state nor
+            // our generator's: Adam then starts with empty moments, and the generator from the run's seed.
+            string rngPath = Path.Combine(Directory, RngFile);
+            if (File.Exists(rngPath))
+            {
+                var rng = Safetensors.Load(rngPath, out _);
+                using var rngState = rng["rng"];
+                set_rng_state(rngState);
+            }
+            else
+            {
+                manual_seed(Config.Training.Seed + state.Position.Step);
+            }
             string optimizerPath = Path.Combine(Directory, OptimizerFile);
+            bool hasOptimizer = File.Exists(optimizerPath);
+            if (!hasOptimizer && state.Position.Step > 0)
+                Say($"{optimizerPath}: not found — the optimiser's moments start afresh (weights and position are the checkpoint's)");
             var resume = new TrainingResume(state.Position, optimizer =>
             {
+                if (!hasOptimizer) return;
                 using var reader = new BinaryReader(File.OpenRead(optimizerPath));
                 optimizer.load_state_dict(reader);
             });
             Say($"resume {Directory} at epoch {state.Position.Epoch}, batch {state.Position.BatchesDone}, update {state.Position.Step}");
-            return new Prepared(checkpoint, encoded.Pairs, corpusName, corpus, validation, resume);
+            return new Prepared(checkpoint, pairs, corpusName, corpus, validation, resume);
         }
         catch
         {

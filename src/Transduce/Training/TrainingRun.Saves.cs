@@ -13,9 +13,17 @@ public sealed partial class TrainingRun
 {
     // ---- saving ----
 
-    private void Save(Checkpoint checkpoint, Prepared prepared, TrainingSnapshot snapshot)
+    private void Save(Checkpoint checkpoint, Prepared prepared, TrainingSnapshot snapshot) =>
+        Save(checkpoint, prepared, snapshot.Position, snapshot.Optimizer);
+
+    /// <summary>
+    /// Writes the run directory at <paramref name="position"/>: the checkpoint, <c>train.json</c>, <c>trainer.json</c>, the
+    /// optimiser's state (none before the first update: Adam starts empty) and the generator's, and whatever
+    /// <paramref name="extras"/> adds, in one atomic replacement.
+    /// </summary>
+    private void Save(Checkpoint checkpoint, Prepared prepared, TrainingPosition position, TorchSharp.Modules.OptimizerHelper? optimizer,
+        Action<string>? extras = null)
     {
-        var position = snapshot.Position;
         var last = position.Epochs.LastOrDefault();
         var inv = CultureInfo.InvariantCulture;
         var info = new Dictionary<string, string>
@@ -40,12 +48,14 @@ public sealed partial class TrainingRun
             {
                 AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), Config.ToJson());
                 AtomicFile.WriteAllText(Path.Combine(dir, StateFile), JsonSerializer.Serialize(state, StateJson));
-                AtomicFile.Write(Path.Combine(dir, OptimizerFile), stream =>
-                {
-                    using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
-                    snapshot.Optimizer.save_state_dict(writer);
-                });
+                if (optimizer is not null)
+                    AtomicFile.Write(Path.Combine(dir, OptimizerFile), stream =>
+                    {
+                        using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+                        optimizer.save_state_dict(writer);
+                    });
                 Safetensors.Save(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["rng"] = rngState });
+                extras?.Invoke(dir);
                 CheckpointWriting?.Invoke(this, dir);
             }, runLock);
         }
@@ -55,7 +65,7 @@ public sealed partial class TrainingRun
         }
         saved = state;
         int keep = Math.Max(Config.Training.KeepLast ?? 0, Config.Training.AverageLast ?? 0);
-        if (keep > 0)
+        if (keep > 0 && optimizer is not null)
         {
             string history = Path.Combine(Directory, HistoryDirectory);
             checkpoint.Save(Path.Combine(history, $"update-{position.Step:D8}"));

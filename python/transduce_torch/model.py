@@ -1,21 +1,13 @@
-"""PyTorch twins of Transduce's models, for the benchmarks (bench/Transduce.Bench) — plain eager PyTorch.
+"""Transduce's models in PyTorch: the one model file of the package.
 
 The modules follow src/Transduce/Models line by line (same operations in the same order) and carry Transduce's
-parameter names, so a checkpoint's model.safetensors loads into them with load_state_dict(strict=True).
+parameter names, so a checkpoint's model.safetensors loads into them with load_state_dict(strict=True) and a state_dict
+saved from them loads into Transduce unchanged.
 
-API
----
 build_model(config) -> torch.nn.Module
     A randomly initialised model (Transduce's initialisation) from a model configuration: the "model" object of a
     checkpoint's config.json (snake_case keys as written by Transduce; a whole config.json dict is accepted too).
     Architectures: "transformer" (TransformerSeq2Seq) and "gru" (GruSeq2Seq).
-load_checkpoint(directory) -> torch.nn.Module
-    build_model(config.json's model) with the weights of model.safetensors, in eval mode. model.config is the
-    model configuration dict, model.checkpoint_config the whole config.json.
-read_config(directory) -> dict
-    The checkpoint's config.json.
-read_safetensors(path) -> dict[str, torch.Tensor]
-    Every tensor of a safetensors file (no numpy, no safetensors package).
 
 Every model (like Transduce's EncoderDecoder) has
     model(source, valid_lengths, target_input) -> logits (batch, target steps, target vocabulary)
@@ -28,10 +20,7 @@ Every model (like Transduce's EncoderDecoder) has
     model.decoder.select_rows(state, indices) -> state  reorders/repeats batch rows (beam search)
 """
 
-import json
 import math
-import os
-import struct
 
 import torch
 from torch import nn
@@ -40,39 +29,10 @@ from torch.nn import functional as F
 # Transduce's vocabularies always put the special tokens first (src/Transduce/Text/Vocabulary.cs).
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
-_DTYPES = {
-    "F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
-}
+ARCHITECTURES = ("transformer", "gru")
 
 
-def read_safetensors(path):
-    """Reads a safetensors file: 8-byte little-endian header length, JSON header, raw little-endian tensor data."""
-    with open(path, "rb") as f:
-        (header_length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_length))
-        data = bytearray(f.read())  # writable, so torch.frombuffer does not warn
-    tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = entry["data_offsets"]
-        dtype = _DTYPES[entry["dtype"]]
-        if end == start:
-            tensors[name] = torch.empty(entry["shape"], dtype=dtype)
-        else:
-            # clone: each tensor gets its own storage instead of a view that keeps the whole file alive
-            view = memoryview(data)[start:end]
-            tensors[name] = torch.frombuffer(view, dtype=dtype).reshape(entry["shape"]).clone()
-    return tensors
-
-
-def read_config(directory):
-    with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _model_config(config):
+def model_config(config):
     """Transduce's ModelConfig defaults (src/Transduce/Models/ModelConfig.cs) under what the dict says."""
     if "model" in config and isinstance(config["model"], dict):
         config = config["model"]
@@ -90,23 +50,12 @@ def _model_config(config):
 
 def build_model(config):
     """A freshly initialised model for a model configuration dict (see the module docstring)."""
-    c = _model_config(config)
+    c = model_config(config)
     if c["architecture"] == "transformer":
         return TransformerSeq2Seq(c)
     if c["architecture"] == "gru":
         return GruSeq2Seq(c)
-    raise ValueError(f"architecture '{c['architecture']}' has no PyTorch twin (known: transformer, gru)")
-
-
-def load_checkpoint(directory):
-    """The model of a Transduce checkpoint directory with its weights, in eval mode."""
-    full = read_config(directory)
-    model = build_model(full["model"])
-    weights = read_safetensors(os.path.join(directory, "model.safetensors"))
-    # Tied/shared tensors appear under every name in the file (Transduce writes its state_dict as it is), as here.
-    model.load_state_dict(weights, strict=True)
-    model.checkpoint_config = full
-    return model.eval()
+    raise ValueError(f"architecture '{c['architecture']}' has no PyTorch implementation (known: {', '.join(ARCHITECTURES)})")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
