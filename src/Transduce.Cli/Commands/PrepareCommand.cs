@@ -11,9 +11,8 @@ internal static class PrepareCommand
 {
     public static Command Create()
     {
-        var preset = new Option<string?>("--preset") { Description = $"Start from a preset: {string.Join(", ", RunConfig.PresetNames)}. --config and flags override it." };
-        preset.AcceptOnlyFromAmong([.. RunConfig.PresetNames]);
-        var config = new Option<string?>("--config") { Description = "Run configuration file (YAML or JSON, as train --dump-config prints); flags override it." };
+        var preset = TrainFlags.PresetOption();
+        var config = TrainFlags.ConfigOption();
         var output = new Option<string?>("--out") { Description = "Run directory to write (required)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in an --out directory that holds an earlier run." };
         var shardPairs = new Option<int>("--shard-pairs") { Description = "Sentence pairs per shard file.", DefaultValueFactory = _ => 1_000_000 };
@@ -25,9 +24,7 @@ internal static class PrepareCommand
         foreach (var flag in TrainFlags.All) command.Options.Add(flag.Option);
         command.SetAction(r =>
         {
-            var settings = r.GetValue(preset) is { } name ? RunConfig.FromPreset(name) : new RunConfig();
-            if (r.GetValue(config) is { } file) settings = RunConfig.Load(file, settings);
-            settings = settings.With(TrainFlags.Given(r), "flags");
+            var settings = TrainFlags.Compose(r, preset, config);
             int perShard = r.GetValue(shardPairs);
             if (perShard < 1) throw new ArgumentException("prepare: --shard-pairs must be at least 1");
             string outDir = r.GetValue(output) ?? throw new ArgumentException("prepare: --out DIR is required");

@@ -10,9 +10,8 @@ internal static class TrainCommand
 {
     public static Command Create()
     {
-        var preset = new Option<string?>("--preset") { Description = $"Start from a preset: {string.Join(", ", RunConfig.PresetNames)}. --config and flags override it." };
-        preset.AcceptOnlyFromAmong([.. RunConfig.PresetNames]);
-        var config = new Option<string?>("--config") { Description = "Run configuration file (YAML or JSON, as --dump-config prints); flags override it." };
+        var preset = TrainFlags.PresetOption();
+        var config = TrainFlags.ConfigOption();
         var dump = new Option<string?>("--dump-config") { Description = "Print the effective configuration (yaml, or json) of the preset, file and flags, and exit.", Arity = ArgumentArity.ZeroOrOne };
         dump.AcceptOnlyFromAmong("yaml", "json");
         var output = new Option<string?>("--out") { Description = "Run directory to write (required unless --resume)." };
@@ -30,9 +29,7 @@ internal static class TrainCommand
                 using var resumed = TrainingRun.Resume(directory, threads: threads);
                 return Train(resumed);
             }
-            var settings = r.GetValue(preset) is { } name ? RunConfig.FromPreset(name) : new RunConfig();
-            if (r.GetValue(config) is { } file) settings = RunConfig.Load(file, settings);
-            settings = settings.With(TrainFlags.Given(r), "flags");
+            var settings = TrainFlags.Compose(r, preset, config);
             if (r.GetResult(dump) is not null)
             {
                 settings.Validate();

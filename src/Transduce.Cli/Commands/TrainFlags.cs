@@ -100,6 +100,26 @@ internal static class TrainFlags
         Value<string>("--target-language", "data.target_language", "Name of the target language, shown by serve (e.g. French)."),
     ];
 
+    /// <summary><c>--preset NAME</c>: the configuration to start from.</summary>
+    public static Option<string?> PresetOption()
+    {
+        var preset = new Option<string?>("--preset") { Description = $"Start from a preset: {string.Join(", ", RunConfig.PresetNames)}. --config and flags override it." };
+        preset.AcceptOnlyFromAmong([.. RunConfig.PresetNames]);
+        return preset;
+    }
+
+    /// <summary><c>--config FILE</c>: a configuration file over the preset.</summary>
+    public static Option<string?> ConfigOption() =>
+        new("--config") { Description = "Run configuration file (YAML or JSON, as train --dump-config prints); flags override it." };
+
+    /// <summary>The run configuration of a command line: the preset, then the file, then the flags.</summary>
+    public static RunConfig Compose(ParseResult result, Option<string?> preset, Option<string?> config)
+    {
+        var settings = result.GetValue(preset) is { } name ? RunConfig.FromPreset(name) : new RunConfig();
+        if (result.GetValue(config) is { } file) settings = RunConfig.Load(file, settings);
+        return settings.With(Given(result), "flags");
+    }
+
     /// <summary>The keys the given flags set, in flag order.</summary>
     public static List<KeyValuePair<string, object?>> Given(ParseResult result) => [.. All.SelectMany(f => f.Values(result))];
 

@@ -35,15 +35,7 @@ internal sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPip
         (string[] Src, string[] Tgt) Words(SentencePair p) =>
             (WordTokenizer.Split(normalizer.Normalize(p.Source)), WordTokenizer.Split(normalizer.Normalize(p.Target)));
         var words = pairs.Select(Words).ToList();
-        var vocabWords = vocabularyPairs is null ? words : vocabularyPairs.Select(Words).ToList();
-        Vocabulary source, target;
-        if (jointVocabulary)
-            source = target = Vocabulary.Build(vocabWords.Select(t => t.Src).Concat(vocabWords.Select(t => t.Tgt)), minFrequency);
-        else
-        {
-            source = Vocabulary.Build(vocabWords.Select(t => t.Src), minFrequency);
-            target = Vocabulary.Build(vocabWords.Select(t => t.Tgt), minFrequency);
-        }
+        var (source, target) = Vocabularies(vocabularyPairs is null ? words : vocabularyPairs.Select(Words).ToList(), minFrequency, jointVocabulary);
         var encoded = words.Select(t => new EncodedPair(source.Encode(t.Src), target.Encode(t.Tgt))).ToList();
         return new TranslationData(encoded, TextPipeline.Create(config, source, target));
     }
@@ -80,17 +72,21 @@ internal sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPip
         int minFrequency = 1, bool jointVocabulary = false, IReadOnlyList<SentencePair>? vocabularyPairs = null)
     {
         var normalizer = TextNormalizers.FromName(text.Normalizer);
-        var vocabPieces = (vocabularyPairs ?? pairs)
+        var pieces = (vocabularyPairs ?? pairs)
             .Select(p => (Src: sentencePiece.Source.EncodePieces(normalizer.Normalize(p.Source)), Tgt: sentencePiece.Target.EncodePieces(normalizer.Normalize(p.Target))))
             .ToList();
-        Vocabulary source, target;
-        if (jointVocabulary)
-            source = target = Vocabulary.Build(vocabPieces.Select(t => t.Src).Concat(vocabPieces.Select(t => t.Tgt)), minFrequency);
-        else
-        {
-            source = Vocabulary.Build(vocabPieces.Select(t => t.Src), minFrequency);
-            target = Vocabulary.Build(vocabPieces.Select(t => t.Tgt), minFrequency);
-        }
+        var (source, target) = Vocabularies(pieces, minFrequency, jointVocabulary);
         return Encode(pairs, TextPipeline.Create(text, source, target, sentencePiece: sentencePiece));
+    }
+
+    /// <summary>Source and target vocabularies of tokenized pairs (one instance for both sides when joint).</summary>
+    private static (Vocabulary Source, Vocabulary Target) Vocabularies(List<(string[] Src, string[] Tgt)> tokens, int minFrequency, bool joint)
+    {
+        if (joint)
+        {
+            var both = Vocabulary.Build(tokens.Select(t => t.Src).Concat(tokens.Select(t => t.Tgt)), minFrequency);
+            return (both, both);
+        }
+        return (Vocabulary.Build(tokens.Select(t => t.Src), minFrequency), Vocabulary.Build(tokens.Select(t => t.Tgt), minFrequency));
     }
 }

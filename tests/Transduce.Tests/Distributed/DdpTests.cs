@@ -118,6 +118,20 @@ public sealed class DdpTests : IDisposable
     }
 
     [Fact]
+    public void InBfloat16TheDdpTrainerFollowsTheTrainerToRounding()
+    {
+        // training.precision bfloat16: both sides multiply in bf16 under autocast (oneDNN's kernels on both, but different
+        // versions), so the curves agree to bf16 rounding, not to float noise.
+        string prepared = Prepare("prepared", [.. TransformerRun, "--precision", "bf16"]);
+        Assert.Contains("\"precision\": \"bfloat16\"", File.ReadAllText(Path.Combine(prepared, "train.json")));
+        const int Updates = 8;
+        string log = Path.Combine(dir, "bf16.jsonl");
+        var python = PythonTorch.TrainAlone(dir, prepared, "--out", Path.Combine(dir, "run"), "--max-updates", Updates.ToString(), "--log", log);
+        Assert.True(python.Code == 0, python.Err + python.Out);
+        AssertSameCurve(TrainerLosses(prepared, Updates), LoggedLosses(log), Updates, 2e-2, "bf16: .NET Trainer vs the PyTorch trainer");
+    }
+
+    [Fact]
     public void ThePythonTrainerResumesExactlyWhereItStopped()
     {
         // Dropout on: the generator's state travels in torch_state.pt, so a stopped and resumed run draws the same masks.
