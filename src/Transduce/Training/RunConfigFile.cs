@@ -291,7 +291,7 @@ internal static partial class RunConfigFile
             Put(model, key, oldKey);
         var text = new JsonObject();
         foreach (var (key, oldKey) in new[] { ("tokenizer", "tokenizer"), ("normalizer", "normalizer"), ("bpe_vocab_size", "bpe_vocab"),
-            ("min_frequency", "min_frequency"), ("max_steps", "max_steps") })
+            ("min_frequency", "min_frequency"), ("max_steps", "max_steps"), ("spm_model", "spm_model"), ("spm_target_model", "spm_target_model") })
             Put(text, key, oldKey);
         var training = new JsonObject();
         foreach (var (key, value) in old["options"]?.AsObject() ?? [])
