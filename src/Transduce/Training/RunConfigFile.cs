@@ -126,7 +126,7 @@ internal static partial class RunConfigFile
                 null => null,
                 JsonNode n => n.DeepClone(),
                 TimeSpan t => JsonSerializer.SerializeToNode<TimeSpan?>(t, new JsonSerializerOptions { Converters = { new DurationConverter() } }),
-                Enum e => JsonValue.Create(JsonNamingPolicy.KebabCaseLower.ConvertName(e.ToString())),
+                Enum e => JsonValue.Create(EnumName(e.GetType(), e.ToString())),
                 _ => JsonSerializer.SerializeToNode(value, value.GetType()),
             };
         }
@@ -212,8 +212,11 @@ internal static partial class RunConfigFile
     private static bool IsWhole(JsonValue v) =>
         double.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue;
 
-    private static IReadOnlyList<string> EnumNames(Type type) =>
-        [.. Enum.GetNames(type).Select(n => JsonNamingPolicy.KebabCaseLower.ConvertName(n))];
+    private static IReadOnlyList<string> EnumNames(Type type) => [.. Enum.GetNames(type).Select(n => EnumName(type, n))];
+
+    /// <summary>An enum member as the files spell it: its <see cref="JsonStringEnumMemberNameAttribute"/> if it has one (bfloat16), else kebab-case.</summary>
+    private static string EnumName(Type type, string member) =>
+        type.GetField(member)?.GetCustomAttribute<JsonStringEnumMemberNameAttribute>()?.Name ?? JsonNamingPolicy.KebabCaseLower.ConvertName(member);
 
     private static string Expected(Type type) =>
         type == typeof(string) ? "text"
