@@ -68,27 +68,9 @@ public static class Plots
             throw new ArgumentException("The training loss curve needs at least one point.", nameof(train));
         }
 
-        bool hasValidation = validation is { Count: > 0 };
-        string font = ChooseFontFamily(title + xLabel + "loss train validation 0123456789.-e+");
-
-        using var plot = new Plot();
-        AddCurve(plot, train, "train", Colors.C0);
-        if (hasValidation)
-        {
-            AddCurve(plot, validation!, "validation", Colors.C1);
-        }
-
-        plot.Title(title);
-        plot.XLabel(xLabel);
-        plot.YLabel("loss");
-        if (hasValidation)
-        {
-            plot.ShowLegend(Alignment.UpperRight);
-        }
-
-        plot.Font.Set(font);
-        byte[] png = plot.GetImageBytes(LossCurveWidth, LossCurveHeight, ImageFormat.Png);
-        AtomicFile.Write(path, stream => stream.Write(png));
+        var curves = new List<(string Name, IReadOnlyList<(double X, double Loss)> Points)> { ("train", train) };
+        if (validation is { Count: > 0 }) curves.Add(("validation", validation));
+        DrawCurves(path, curves, xLabel, title, legend: curves.Count > 1);
     }
 
     /// <summary>Writes several named loss curves overlaid on one 800×500 PNG, with a legend (e.g. one run in fp32 and in bf16).</summary>
@@ -112,6 +94,12 @@ public static class Plots
             throw new ArgumentException("Every loss curve needs at least one point, and there must be at least one curve.", nameof(curves));
         }
 
+        DrawCurves(path, curves, xLabel, title, legend: true);
+    }
+
+    private static void DrawCurves(string path, IReadOnlyList<(string Name, IReadOnlyList<(double X, double Loss)> Points)> curves,
+        string xLabel, string title, bool legend)
+    {
         string font = ChooseFontFamily(title + xLabel + "loss 0123456789.-e+" + string.Concat(curves.Select(c => c.Name)));
         using var plot = new Plot();
         Color[] palette = [Colors.C0, Colors.C1, Colors.C2, Colors.C3, Colors.C4, Colors.C5, Colors.C6, Colors.C7];
@@ -123,7 +111,11 @@ public static class Plots
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel("loss");
-        plot.ShowLegend(Alignment.UpperRight);
+        if (legend)
+        {
+            plot.ShowLegend(Alignment.UpperRight);
+        }
+
         plot.Font.Set(font);
         byte[] png = plot.GetImageBytes(LossCurveWidth, LossCurveHeight, ImageFormat.Png);
         AtomicFile.Write(path, stream => stream.Write(png));

@@ -126,7 +126,7 @@ internal static partial class RunConfigFile
                 null => null,
                 JsonNode n => n.DeepClone(),
                 TimeSpan t => JsonSerializer.SerializeToNode<TimeSpan?>(t, new JsonSerializerOptions { Converters = { new DurationConverter() } }),
-                Enum e => JsonValue.Create(JsonNamingPolicy.KebabCaseLower.ConvertName(e.ToString())),
+                Enum e => JsonValue.Create(EnumName(e.GetType(), e.ToString())),
                 _ => JsonSerializer.SerializeToNode(value, value.GetType()),
             };
         }
@@ -212,12 +212,11 @@ internal static partial class RunConfigFile
     private static bool IsWhole(JsonValue v) =>
         double.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue;
 
-    /// <summary>An enum's names as the files spell them: a <see cref="JsonStringEnumMemberNameAttribute"/>'s name (ComputeType's bfloat16), else kebab-case.</summary>
-    private static IReadOnlyList<string> EnumNames(Type type) =>
-        [.. type.GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
-            .Select(f => f.GetCustomAttributes(typeof(JsonStringEnumMemberNameAttribute), false) is [JsonStringEnumMemberNameAttribute named, ..]
-                ? named.Name
-                : JsonNamingPolicy.KebabCaseLower.ConvertName(f.Name))];
+    private static IReadOnlyList<string> EnumNames(Type type) => [.. Enum.GetNames(type).Select(n => EnumName(type, n))];
+
+    /// <summary>An enum member as the files spell it: its <see cref="JsonStringEnumMemberNameAttribute"/> if it has one (bfloat16), else kebab-case.</summary>
+    private static string EnumName(Type type, string member) =>
+        type.GetField(member)?.GetCustomAttribute<JsonStringEnumMemberNameAttribute>()?.Name ?? JsonNamingPolicy.KebabCaseLower.ConvertName(member);
 
     private static string Expected(Type type) =>
         type == typeof(string) ? "text"

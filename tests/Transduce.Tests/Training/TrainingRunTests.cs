@@ -55,6 +55,25 @@ public sealed class TrainingRunTests : IDisposable
     }
 
     [Fact]
+    public void ValidationByTheClockComesEveryFractionOfTheTimeLimitAndOnTheFinalWeights()
+    {
+        // every_fraction 0.4 of a 3-second limit: validations near 1.2 s and 2.4 s of training, then the final weights.
+        var config = Tiny(epochs: 100_000) with
+        {
+            Training = Tiny().Training with { Epochs = 100_000, TimeLimit = TimeSpan.FromSeconds(3) },
+            Validation = new ValidationOptions { EveryFraction = 0.4 },
+        };
+        using var training = new TrainingRun(config, Path.Combine(dir, "clock"), Pairs, Pairs);
+        var summary = training.Run();
+        Assert.Equal(TrainingStop.TimeLimit, summary.Stop);
+        // Before the end: one validation per mark passed (near 1.2 s and 2.4 s); at the end: the final weights, once.
+        var before = summary.Validations.Where(v => v.Step < summary.Updates).ToList();
+        Assert.InRange(before.Count, 1, 2);
+        Assert.Equal(before.Count, before.Select(v => v.Step).Distinct().Count());
+        Assert.Equal(summary.Updates, Assert.Single(summary.Validations, v => v.Step == summary.Updates).Step);
+    }
+
+    [Fact]
     public async Task ACancelledRunIsSavedAndItsFinalWeightsValidated()
     {
         var config = Tiny(epochs: 50) with { Validation = new ValidationOptions { Every = 1000 } };
