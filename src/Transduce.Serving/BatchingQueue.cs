@@ -36,7 +36,8 @@ public sealed class ServiceStoppingException() : Exception("the service stopped 
 
 /// <summary>
 /// The decoder of one model and the requests waiting for it. Requests are written to a channel; one dedicated worker
-/// thread takes them, waiting up to <see cref="ServeOptions.BatchWindow"/> for more after the first, and decodes in
+/// thread takes them, waiting up to <see cref="ServeOptions.BatchWindow"/> for more after the first (once requests have
+/// been coming together), and decodes in
 /// turns: each turn, the request at the head of the line decodes its next slice (at most
 /// <see cref="ServeOptions.MaxBatch"/> sentences and <see cref="ServeOptions.MaxBatchCost"/>) together with the waiting
 /// sentences of other requests with the same search settings and a similar cost, then goes to the back of the line;
@@ -59,6 +60,7 @@ public sealed class BatchingQueue : IDisposable
     private long queued, decoding;
     private bool stopping;
     private bool lastTurnLarge;   // worker thread only
+    private int lastTurnRequests; // worker thread only: requests in the last decoder call
 
     /// <summary>Creates the queue of model <paramref name="model"/>; the worker starts with <see cref="Start"/>.</summary>
     public BatchingQueue(string model, ITranslationBackend backend, ServeOptions options, ServingMetrics metrics, CostBudget budget)
@@ -185,10 +187,16 @@ public sealed class BatchingQueue : IDisposable
         }
     }
 
-    /// <summary>Takes the first waiting request, then keeps taking until the window closes or the round is full.</summary>
+    /// <summary>
+    /// Takes the first waiting request, then keeps taking until the window closes or the round is full. The window is
+    /// only waited for when requests have been coming together (the last decoder call held more than one): a lone user
+    /// of an idle service is not kept waiting for company that does not come. Requests that arrive while it decodes
+    /// still form the next batch, and the window applies again from then on.
+    /// </summary>
     private void Gather(ChannelReader<WorkItem> reader, List<WorkItem> pending)
     {
-        long deadline = Stopwatch.GetTimestamp() + (long)(options.BatchWindow.TotalSeconds * Stopwatch.Frequency);
+        var window = lastTurnRequests > 1 ? options.BatchWindow : TimeSpan.Zero;
+        long deadline = Stopwatch.GetTimestamp() + (long)(window.TotalSeconds * Stopwatch.Frequency);
         int sentences = 0;
         while (sentences < options.MaxBatch)
         {
@@ -200,11 +208,11 @@ public sealed class BatchingQueue : IDisposable
             }
             var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
             if (remaining <= TimeSpan.Zero) break;
-            using var window = CancellationTokenSource.CreateLinkedTokenSource(abort.Token);
-            window.CancelAfter(remaining);
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(abort.Token);
+            wait.CancelAfter(remaining);
             try
             {
-                if (!reader.WaitToReadAsync(window.Token).AsTask().GetAwaiter().GetResult()) break;   // completed: drain what we hold
+                if (!reader.WaitToReadAsync(wait.Token).AsTask().GetAwaiter().GetResult()) break;   // completed: drain what we hold
             }
             catch (OperationCanceledException)
             {
@@ -294,6 +302,7 @@ public sealed class BatchingQueue : IDisposable
     private void Decode(Turn turn, List<WorkItem> pending)
     {
         var items = turn.Parts.Select(p => p.Item).Distinct().ToArray();
+        lastTurnRequests = items.Length;
         var sentences = turn.Parts.Select(p => p.Item.Job.Sentences[p.Index]).ToArray();
         using var cancellation = new TurnCancellation(items.Select(i => i.Cancellation), abort.Token);
         long start = Stopwatch.GetTimestamp();

@@ -6,7 +6,10 @@ namespace Transduce.Serving;
 /// </summary>
 public sealed record ServeOptions
 {
-    /// <summary>How long the batching worker waits for more requests after the first one arrives.</summary>
+    /// <summary>
+    /// How long the batching worker, when idle, waits for more requests after the first one arrives. It waits only once
+    /// requests have been coming together (its last batch held several): a lone request to an idle service starts at once.
+    /// </summary>
     public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
 
     /// <summary>Sentences decoded together at most; a round stops gathering once it holds this many.</summary>

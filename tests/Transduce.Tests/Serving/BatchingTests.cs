@@ -32,6 +32,21 @@ public sealed class BatchingTests(ServingFixture fixture)
     }
 
     [Fact]
+    public async Task ALoneRequestToAnIdleServiceDoesNotWaitForTheWindow()
+    {
+        // A window of ten minutes: a service that waited for company would not answer within the test's minute.
+        await using var service = await TestService.StartAsync(
+            new ServeOptions { BatchWindow = TimeSpan.FromMinutes(10) }, fixture.Backend, fixture.Model);
+        for (int i = 0; i < 2; i++)
+        {
+            var known = ServingFixture.Known[i];
+            var response = await service.TranslateAsync(new { text = new[] { known.Source } }).WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(known.Target, (string?)(await TestService.JsonAsync(response))["translations"]![0]!["text"]);
+        }
+    }
+
+    [Fact]
     public async Task RequestsWithDifferentSearchSettingsAreDecodedApart()
     {
         var backend = new GatedBackend();
