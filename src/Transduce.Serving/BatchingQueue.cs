@@ -46,7 +46,7 @@ public sealed class ServiceStoppingException() : Exception("the service stopped 
 /// <para>A decoder call stops within one decoding step once every request in it has been cancelled (client gone or
 /// time out), or when the host's shutdown time is up. Stopping refuses new requests and finishes those admitted.</para>
 /// </summary>
-public sealed class BatchingQueue : IDisposable
+public sealed partial class BatchingQueue : IDisposable
 {
     private readonly ITranslationBackend backend;
     private readonly ServeOptions options;
@@ -381,70 +381,5 @@ public sealed class BatchingQueue : IDisposable
         }
         abort.Cancel();
         if (worker is not null && worker.ManagedThreadId != Environment.CurrentManagedThreadId) worker.Join();
-    }
-
-    private sealed class WorkItem(TranslationJob job, CancellationToken cancellation)
-    {
-        public TranslationJob Job { get; } = job;
-
-        public CancellationToken Cancellation { get; } = cancellation;
-
-        public SentenceTranslation[] Results { get; } = new SentenceTranslation[job.Sentences.Count];
-
-        /// <summary>Sentences handed to the decoder so far (they are taken in order).</summary>
-        public int Next { get; set; }
-
-        /// <summary>Sentences translated so far.</summary>
-        public int Done { get; set; }
-
-        public TaskCompletionSource<IReadOnlyList<SentenceTranslation>> Completion { get; } =
-            new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    private sealed class Turn(WorkItem head)
-    {
-        public WorkItem Head { get; } = head;
-
-        public List<(WorkItem Item, int Index)> Parts { get; } = [];
-
-        public long Cost { get; private set; }
-
-        public int Count => Parts.Count;
-
-        public bool Full { get; set; }
-
-        public void Add(WorkItem item, int index, long cost)
-        {
-            Parts.Add((item, index));
-            Cost += cost;
-        }
-    }
-
-    /// <summary>Fires when every request of a decoder call has been cancelled, or when the service aborts.</summary>
-    private sealed class TurnCancellation : IDisposable
-    {
-        private readonly CancellationTokenSource source;
-        private readonly List<CancellationTokenRegistration> registrations = [];
-        private int alive;
-
-        public TurnCancellation(IEnumerable<CancellationToken> requests, CancellationToken abort)
-        {
-            source = CancellationTokenSource.CreateLinkedTokenSource(abort);
-            var tokens = requests.ToArray();
-            alive = tokens.Length;
-            foreach (var token in tokens)
-                registrations.Add(token.Register(() =>
-                {
-                    if (Interlocked.Decrement(ref alive) == 0) source.Cancel();
-                }));
-        }
-
-        public CancellationToken Token => source.Token;
-
-        public void Dispose()
-        {
-            foreach (var r in registrations) r.Dispose();   // waits for a callback that is running
-            source.Dispose();
-        }
     }
 }
