@@ -10,6 +10,18 @@ namespace Transduce.Tests.Training;
 public sealed class LiveTensorCountCollection
 {
     public const string Name = "live tensor count";
+
+    /// <summary>
+    /// The live tensor count once earlier tests' garbage is finalized: a tensor another test dropped without disposing
+    /// is released by its finalizer whenever the GC runs, which would lower the count in the middle of a measurement.
+    /// </summary>
+    public static long SettledCount()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return Tensor.TotalCount;
+    }
 }
 
 [Collection(LiveTensorCountCollection.Name)]
@@ -27,7 +39,7 @@ public sealed class MemoryTests
         var options = new TrainingOptions { Epochs = 2, BatchSize = 2 };
         Trainer.Train(model, data.Pairs, ids, null, options); // warm-up: parameters' gradients now exist
 
-        long before = Tensor.TotalCount;
+        long before = LiveTensorCountCollection.SettledCount();
         Trainer.Train(model, data.Pairs, ids, null, options with { Epochs = 5 });
         var (x, len) = Batching.BuildSources([[4, 5, 6], [7]], new SpecialIds(0, 1, 2), null);
         using (x) using (len)
