@@ -1,4 +1,5 @@
 using Transduce.Architecture;
+using Transduce.Inference;
 using static TorchSharp.torch;
 
 namespace Transduce.Bench;
@@ -12,29 +13,9 @@ namespace Transduce.Bench;
 internal static class FixedLength
 {
     /// <summary>A view of <paramref name="model"/> (sharing its modules: do not dispose it) whose outputs are never shorter than <paramref name="minTokens"/>.</summary>
-    public static EncoderDecoder Of(EncoderDecoder model, int eos, int minTokens) => new View(model, eos, minTokens);
-
-    private sealed class View : EncoderDecoder
-    {
-        private readonly EncoderDecoder model;
-        private readonly int eos, minTokens;
-
-        public View(EncoderDecoder model, int eos, int minTokens) : base("fixed-length")
-        {
-            this.model = model;
-            this.eos = eos;
-            this.minTokens = minTokens;
-            register_module("model", model);
-        }
-
-        public override Tensor forward(Tensor source, Tensor sourceValidLengths, Tensor targetInput) =>
-            model.call(source, sourceValidLengths, targetInput);
-
-        internal override bool HasCrossAttention => model.HasCrossAttention;
-
-        internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
-            new Decoding(model.BeginDecoding(source, sourceValidLengths, recomputePrefix), eos, minTokens);
-    }
+    public static EncoderDecoder Of(EncoderDecoder model, int eos, int minTokens) =>
+        new DecodingView(model, "fixed-length", (source, lengths, recompute) =>
+            new Decoding(model.BeginDecoding(source, lengths, recompute), eos, minTokens));
 
     /// <summary>The wrapped decoding, with <c>&lt;eos&gt;</c> banned from the logits of the first <c>minTokens</c> steps.</summary>
     private sealed class Decoding(IncrementalDecoding inner, int eos, int minTokens) : IncrementalDecoding

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using Transduce.Models;
 using Transduce.Training;
 
 namespace Transduce.Cli.Commands;
@@ -84,7 +85,7 @@ internal static class TrainFlags
         Value<int>("--keep-last", "training.keep_last", "Also keep the models of the last K saves in OUT/history (for transduce average)."),
         Value<int>("--average-last", "training.average_last", "At the end, average the last K saves, validate the average and keep it in OUT/best if it wins."),
         Value<string>("--precision", "training.precision", "Compute precision: fp32, or bf16 (matmuls in bfloat16; weights, optimiser state, layer norms, softmax and loss in float32; checkpoints stay float32).",
-            convert: s => Transduce.Models.ComputeTypes.Name(Transduce.Models.ComputeTypes.Parse(s)), choices: ["fp32", "bf16", "float32", "bfloat16"]),
+            convert: s => ComputeTypes.Parse(s).Name(), choices: ["fp32", "bf16", "float32", "bfloat16"]),
         Value<int>("--threads", "training.threads", "libtorch intra-op threads (default: all cores)."),
         Value<string>("--valid", "validation.file", "Validation corpus (tab-separated): loss and greedy BLEU at every epoch end (or --valid-every), and on the final weights."),
         Value<int>("--valid-every", "validation.every", "Validate every N updates instead of at epoch ends."),

@@ -12,24 +12,6 @@ namespace Transduce.Inference;
 internal static class RecomputePrefix
 {
     /// <summary>A view of <paramref name="model"/> that decodes by recomputing the prefix. It shares the model's modules: do not dispose it.</summary>
-    public static EncoderDecoder Of(EncoderDecoder model) => new View(model);
-
-    private sealed class View : EncoderDecoder
-    {
-        private readonly EncoderDecoder model;
-
-        public View(EncoderDecoder model) : base("recompute-prefix")
-        {
-            this.model = model;
-            register_module("model", model);
-        }
-
-        public override Tensor forward(Tensor source, Tensor sourceValidLengths, Tensor targetInput) =>
-            model.call(source, sourceValidLengths, targetInput);
-
-        internal override bool HasCrossAttention => model.HasCrossAttention;
-
-        internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
-            model.BeginDecoding(source, sourceValidLengths, recomputePrefix: true);
-    }
+    public static EncoderDecoder Of(EncoderDecoder model) =>
+        new DecodingView(model, "recompute-prefix", (source, lengths, _) => model.BeginDecoding(source, lengths, recomputePrefix: true));
 }

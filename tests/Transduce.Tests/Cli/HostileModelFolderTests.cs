@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Transduce.Checkpoints;
+using Transduce.Tests.Models.Transformer.Marian;
 
 namespace Transduce.Tests.Cli;
 
@@ -14,26 +15,9 @@ public sealed class HostileModelFolderTests : IDisposable
 
     public void Dispose() => dir.Dispose();
 
-    private static string Marian => Transduce.Tests.Models.Transformer.Marian.MarianFolders.Shipped;
+    private static string Marian => MarianFolders.Shipped;
 
-    private string MarianCopy(Action<string> edit)
-    {
-        string copy = Path.Combine(dir.Path, $"marian-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(copy);
-        foreach (var file in Directory.GetFiles(Marian))
-            if (Path.GetFileName(file) != "expected.json") File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
-        foreach (var file in Directory.GetFiles(copy)) File.SetAttributes(file, FileAttributes.Normal);
-        edit(copy);
-        return copy;
-    }
-
-    private static void SetConfig(string folder, string key, JsonNode value)
-    {
-        string path = Path.Combine(folder, "config.json");
-        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
-        json[key] = value;
-        File.WriteAllText(path, json.ToJsonString());
-    }
+    private string MarianCopy(Action<string> edit) => MarianFolders.CopyTo(Path.Combine(dir.Path, $"marian-{Guid.NewGuid():N}"), edit);
 
     /// <summary>Runs the three commands that load a model folder and checks each ends in one line naming <paramref name="file"/>.</summary>
     private void EachCommandRefuses(string folder, string file, string reason)
@@ -60,7 +44,7 @@ public sealed class HostileModelFolderTests : IDisposable
     [Fact]
     public void MarianConfigWithAGiganticWidth()
     {
-        string folder = MarianCopy(f => SetConfig(f, "d_model", 1_000_000_000));
+        string folder = MarianCopy(f => MarianFolders.SetConfig(f, "d_model", 1_000_000_000));
         EachCommandRefuses(folder, Path.Combine(folder, "config.json"), "'d_model' 1000000000 is larger than any supported model");
     }
 
@@ -70,8 +54,8 @@ public sealed class HostileModelFolderTests : IDisposable
         // Within the absolute bounds, but 8192 wide with 2,000 layers worth of weights the file does not have.
         string folder = MarianCopy(f =>
         {
-            SetConfig(f, "d_model", 8192);
-            SetConfig(f, "encoder_layers", 200);
+            MarianFolders.SetConfig(f, "d_model", 8192);
+            MarianFolders.SetConfig(f, "encoder_layers", 200);
         });
         EachCommandRefuses(folder, Path.Combine(folder, "config.json"), "does not belong to these weights");
     }

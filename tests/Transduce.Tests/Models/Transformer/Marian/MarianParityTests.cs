@@ -162,24 +162,8 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     }
 
     /// <summary>A writable copy of the test folder, changed by <paramref name="edit"/>.</summary>
-    private static string BrokenCopy(Action<string> edit)
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"marian-broken-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        foreach (var file in Directory.GetFiles(Folder))
-            if (Path.GetFileName(file) != "expected.json") File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
-        foreach (var file in Directory.GetFiles(dir)) File.SetAttributes(file, FileAttributes.Normal);
-        edit(dir);
-        return dir;
-    }
-
-    private static void EditConfig(string dir, string key, string value)
-    {
-        string path = Path.Combine(dir, "config.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
-        json[key] = System.Text.Json.Nodes.JsonNode.Parse(value);
-        File.WriteAllText(path, json.ToJsonString());
-    }
+    private static string BrokenCopy(Action<string> edit) =>
+        MarianFolders.CopyTo(Path.Combine(Path.GetTempPath(), $"marian-broken-{Guid.NewGuid():N}"), edit);
 
     private static Exception LoadFails(Action<string> edit)
     {
@@ -259,15 +243,15 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     [Fact]
     public void ShapeMismatchNamesTheTensors()
     {
-        var e = LoadFails(dir => EditConfig(dir, "encoder_ffn_dim", "96"));
+        var e = LoadFails(dir => MarianFolders.SetConfig(dir, "encoder_ffn_dim", 96));
         // encoder and decoder FFN widths must agree: the config itself is refused first
         Assert.Contains("config.json", e.Message);
         Assert.Contains("encoder_ffn_dim", e.Message);
 
         e = LoadFails(dir =>
         {
-            EditConfig(dir, "encoder_ffn_dim", "96");
-            EditConfig(dir, "decoder_ffn_dim", "96");
+            MarianFolders.SetConfig(dir, "encoder_ffn_dim", 96);
+            MarianFolders.SetConfig(dir, "decoder_ffn_dim", 96);
         });
         Assert.IsType<InvalidDataException>(e);
         Assert.Contains("model.safetensors", e.Message);
@@ -280,8 +264,8 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     {
         var e = LoadFails(dir =>
         {
-            EditConfig(dir, "encoder_layers", "3");
-            EditConfig(dir, "decoder_layers", "1");
+            MarianFolders.SetConfig(dir, "encoder_layers", 3);
+            MarianFolders.SetConfig(dir, "decoder_layers", 1);
         });
         Assert.Contains("model.safetensors", e.Message);
         Assert.Contains("missing tensor 'model.encoder.layers.2.self_attn.q_proj.weight'", e.Message);
@@ -291,7 +275,7 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     [Fact]
     public void UnknownActivationIsNamed()
     {
-        var e = LoadFails(dir => EditConfig(dir, "activation_function", "\"mish\""));
+        var e = LoadFails(dir => MarianFolders.SetConfig(dir, "activation_function", "mish"));
         Assert.IsType<InvalidDataException>(e);
         Assert.Contains("config.json", e.Message);
         Assert.Contains("unknown 'activation_function' 'mish'", e.Message);
@@ -307,13 +291,30 @@ public sealed class MarianFolders : IDisposable
     /// <summary>The copy without <c>model.safetensors</c>.</summary>
     public string PyTorchOnly { get; } = Path.Combine(Path.GetTempPath(), $"marian-bin-{Guid.NewGuid():N}");
 
-    public MarianFolders()
+    public MarianFolders() => CopyTo(PyTorchOnly, leaveOut: "model.safetensors");
+
+    /// <summary>
+    /// A writable copy of the shipped folder at <paramref name="into"/>, without <c>expected.json</c> and
+    /// <paramref name="leaveOut"/>, then changed by <paramref name="edit"/>.
+    /// </summary>
+    public static string CopyTo(string into, Action<string>? edit = null, params string[] leaveOut)
     {
-        Directory.CreateDirectory(PyTorchOnly);
+        Directory.CreateDirectory(into);
         foreach (var file in Directory.GetFiles(Shipped))
-            if (Path.GetFileName(file) is not ("model.safetensors" or "expected.json"))
-                File.Copy(file, Path.Combine(PyTorchOnly, Path.GetFileName(file)));
-        foreach (var file in Directory.GetFiles(PyTorchOnly)) File.SetAttributes(file, FileAttributes.Normal);
+            if (Path.GetFileName(file) is var name && name != "expected.json" && !leaveOut.Contains(name))
+                File.Copy(file, Path.Combine(into, name));
+        foreach (var file in Directory.GetFiles(into)) File.SetAttributes(file, FileAttributes.Normal);
+        edit?.Invoke(into);
+        return into;
+    }
+
+    /// <summary>Sets <paramref name="key"/> of the folder's <c>config.json</c>.</summary>
+    public static void SetConfig(string folder, string key, System.Text.Json.Nodes.JsonNode? value)
+    {
+        string path = Path.Combine(folder, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json[key] = value;
+        File.WriteAllText(path, json.ToJsonString());
     }
 
     public void Dispose() => Directory.Delete(PyTorchOnly, recursive: true);
