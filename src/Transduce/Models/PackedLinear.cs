@@ -7,9 +7,12 @@ namespace Transduce.Models;
 /// An inference-only copy of one linear layer — or of several that read the same input, concatenated along their
 /// outputs (a fused query/key/value projection) — laid out for decoding in a <see cref="ComputeType"/>:
 /// <list type="bullet">
-/// <item><b>float32</b>: the weight transposed once to (in, out), so a product is one <c>addmm</c>. At one row libtorch's
-/// <c>linear</c> runs MKL's transposed matrix–vector kernel, which on this project's AMD CPU is 2–2.5× slower than the
-/// plain product with the transposed copy (8k-vocabulary output layer: 230 against 93 µs).</item>
+/// <item><b>float32</b>: the weight reordered once for oneDNN's inner product (<see cref="OneDnnKernels"/>), which is 2–4×
+/// faster than libtorch's MKL products on this project's AMD CPU from two rows up, and at one row for layers larger
+/// than 256 × 1,024. Small layers also keep the weight transposed to (in, out) for one-row products, where
+/// <c>addmm</c> wins: oneDNN's ≈ 12 µs per call costs more than the product. (libtorch's own <c>linear</c> at one row runs MKL's transposed
+/// matrix–vector kernel, 2–2.5× slower than <c>addmm</c> with the transposed copy.) Without oneDNN every product is
+/// that <c>addmm</c>.</item>
 /// <item><b>bfloat16</b>: the weight rounded to bfloat16 (oneDNN kernels); inputs rounded on the way in, outputs back to float32.</item>
 /// <item><b>int8</b>: each output row scaled to [−1, 1] and quantized (per-channel symmetric scales, so a row with small
 /// weights keeps its precision), products in FBGEMM's int8 kernels with the input quantized on the fly, then the rows
@@ -22,7 +25,8 @@ namespace Transduce.Models;
 internal sealed class PackedLinear : IDisposable
 {
     private readonly ComputeType type;
-    private readonly Tensor weight;          // float32: (in, out); bfloat16: (out, in); int8: quantized (out, in)
+    private readonly Tensor? weight;         // float32: (in, out) when small or without oneDNN; bfloat16: (out, in); int8: quantized (out, in)
+    private readonly Tensor? oneDnn;         // float32: oneDNN's reordered (out, in)
     private readonly Tensor? bias;           // float32/bfloat16: (out); int8: bias / row scale
     private readonly Tensor? packed, columnOffsets, rowScales; // int8 only
     private readonly double int8Scale;
@@ -67,8 +71,9 @@ internal sealed class PackedLinear : IDisposable
         switch (type)
         {
             case ComputeType.Float32:
-                weight = w.t().contiguous();
                 bias = b?.contiguous();
+                if (OneDnnKernels.Available) oneDnn = OneDnnKernels.Pack(w);
+                if (oneDnn is null || InFeatures * OutFeatures <= SmallProduct) weight = w.t().contiguous();
                 break;
             case ComputeType.BFloat16:
                 weight = w.to_type(ScalarType.BFloat16).contiguous();
@@ -93,9 +98,15 @@ internal sealed class PackedLinear : IDisposable
         }
     }
 
+    // At most this many multiply-adds (rows × in × out), addmm with the transposed weight beats oneDNN's call overhead
+    // (BENCHMARKS.md, issue 17: 1 × 256 → 1,024 10–12 µs against 15–17; 1 × 512 → 1,536 39 against 29).
+    private const long SmallProduct = 256 * 1024;
+
+    private Tensor?[] Owned => [weight, oneDnn, bias, packed, columnOffsets, rowScales];
+
     private void Detach()
     {
-        foreach (var t in new[] { weight, bias, packed, columnOffsets, rowScales })
+        foreach (var t in Owned)
             t?.DetachFromDisposeScope(); // long-lived: owned by this object, not by the caller's scope
     }
 
@@ -108,28 +119,32 @@ internal sealed class PackedLinear : IDisposable
         switch (type)
         {
             case ComputeType.Float32:
-                return bias is null ? x.mm(weight) : addmm(bias, x, weight, 1, 1);
+                long rows = x.shape[0];
+                if (rows == 0) return zeros(0, OutFeatures, device: x.device);
+                if (oneDnn is not null && (weight is null || rows * InFeatures * OutFeatures > SmallProduct))
+                    return OneDnnKernels.Linear(x.is_contiguous() ? x : x.contiguous(), oneDnn, bias);
+                return bias is null ? x.mm(weight!) : addmm(bias, x, weight!, 1, 1);
             case ComputeType.BFloat16:
             {
                 using var xb = x.to_type(ScalarType.BFloat16);
-                using var y = nn.functional.linear(xb, weight, bias);
+                using var y = nn.functional.linear(xb, weight!, bias);
                 return y.to_type(ScalarType.Float32);
             }
             default:
             {
-                var y = Int8Kernels.Linear(x, weight, packed!, columnOffsets!, int8Scale, int8ZeroPoint, bias!);
+                var y = Int8Kernels.Linear(x, weight!, packed!, columnOffsets!, int8Scale, int8ZeroPoint, bias!);
                 return y.mul_(rowScales!);
             }
         }
     }
 
     /// <summary>Bytes held by the packed copy.</summary>
-    public long Bytes => new[] { weight, bias, packed, columnOffsets, rowScales }.Sum(t => t is null ? 0 : t.NumberOfElements * t.ElementSize);
+    public long Bytes => Owned.Sum(t => t is null ? 0 : t.NumberOfElements * t.ElementSize);
 
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (var t in new[] { weight, bias, packed, columnOffsets, rowScales }) t?.Dispose();
+        foreach (var t in Owned) t?.Dispose();
     }
 }
 

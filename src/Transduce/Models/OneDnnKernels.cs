@@ -1,0 +1,117 @@
+using System.IO.Compression;
+using System.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Transduce.Models;
+
+/// <summary>
+/// oneDNN's float32 inner product over a weight reordered once into oneDNN's own blocked layout
+/// (libtorch's <c>mkldnn::_reorder_linear_weight</c> and <c>mkldnn::_linear_pointwise</c>, the kernels PyTorch's
+/// compiler uses on CPU). libtorch's <c>linear</c>/<c>addmm</c> run MKL, which takes a generic path on this project's
+/// AMD CPU: 114 GFLOP/s for the GRU's 32 × 256 → 17,644 output layer where oneDNN's AVX-512 kernel reaches 463
+/// (BENCHMARKS.md, issue 17). Without the one-time reorder oneDNN would reorder the weight on every call and lose
+/// its advantage, which is why a dense weight is not simply handed to libtorch's <c>mkldnn_linear</c>.
+/// <para>
+/// TorchSharp binds neither operator, and TorchScript compiled from source (<see cref="jit.compile"/>) resolves only
+/// <c>aten</c>; a TorchScript archive resolves every registered namespace. So this class writes a four-file archive
+/// (code, an empty module's pickle, no constants) in memory and loads it with TorchSharp's <c>jit.load</c>.
+/// </para>
+/// Set <c>TRANSDUCE_ONEDNN=0</c> to decode with MKL's products instead (<see cref="Available"/> is then false).
+/// </summary>
+internal static class OneDnnKernels
+{
+    // TorchScript's serialized form of a module with three methods: what torch.jit.save writes, written by hand.
+    private const string Code = """
+        class Kernels(Module):
+          __parameters__ = []
+          __buffers__ = []
+          training : bool
+          def pack(self: __torch__.Kernels,
+            w: Tensor) -> Tensor:
+            return ops.mkldnn._reorder_linear_weight(w, None)
+          def linear(self: __torch__.Kernels,
+            x: Tensor,
+            w: Tensor,
+            b: Tensor) -> Tensor:
+            return ops.mkldnn._linear_pointwise(x, w, b, "none", annotate(List[Optional[number]], []), "")
+          def linear_no_bias(self: __torch__.Kernels,
+            x: Tensor,
+            w: Tensor) -> Tensor:
+            return ops.mkldnn._linear_pointwise(x, w, None, "none", annotate(List[Optional[number]], []), "")
+
+        """;
+
+    private static readonly Lazy<jit.ScriptModule?> Module = new(Load);
+
+    /// <summary>Whether the kernels loaded (libtorch built with oneDNN, and not switched off by <c>TRANSDUCE_ONEDNN=0</c>).</summary>
+    public static bool Available => Module.Value is not null;
+
+    /// <summary>The float32 weight (out, in) reordered into oneDNN's blocked layout (an opaque oneDNN tensor).</summary>
+    public static Tensor Pack(Tensor weight) =>
+        (Tensor)Module.Value!.invoke("pack", weight.contiguous());
+
+    /// <summary>x (rows ≥ 1, in) float32, contiguous, times the packed weight, plus <paramref name="bias"/>: (rows, out).</summary>
+    public static Tensor Linear(Tensor x, Tensor packed, Tensor? bias) =>
+        bias is null
+            ? (Tensor)Module.Value!.invoke("linear_no_bias", x, packed)
+            : (Tensor)Module.Value!.invoke("linear", x, packed, bias);
+
+    private static jit.ScriptModule? Load()
+    {
+        if (Environment.GetEnvironmentVariable("TRANSDUCE_ONEDNN") == "0") return null;
+        try
+        {
+            var module = jit.load(Archive());
+            module.eval();
+            using var probe = ones(1, 2);
+            using var weight = ones(3, 2);
+            using var packed = (Tensor)module.invoke("pack", weight);
+            using var y = (Tensor)module.invoke("linear_no_bias", probe, packed);
+            return y.shape.SequenceEqual([1L, 3L]) && y[0, 0].item<float>() == 2f ? module : null;
+        }
+        catch (Exception)
+        {
+            return null; // a libtorch without oneDNN: the MKL products serve
+        }
+    }
+
+    /// <summary>The archive torch.jit.save would write for <see cref="Code"/>: stored (uncompressed) zip entries.</summary>
+    private static byte[] Archive()
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            void Add(string name, byte[] content)
+            {
+                var entry = zip.CreateEntry("transduce_kernels/" + name, CompressionLevel.NoCompression);
+                using var stream = entry.Open();
+                stream.Write(content);
+            }
+            Add("version", "3\n"u8.ToArray());
+            Add("code/__torch__.py", Encoding.UTF8.GetBytes(Code.ReplaceLineEndings("\n")));
+            Add("constants.pkl", [0x80, 0x02, (byte)')', (byte)'.']); // pickle protocol 2: an empty tuple
+            Add("data.pkl", ModulePickle());
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>Pickle (protocol 2) of a <c>__torch__.Kernels</c> object whose only state is <c>training = False</c>.</summary>
+    private static byte[] ModulePickle()
+    {
+        var bytes = new List<byte> { 0x80, 0x02 };                        // PROTO 2
+        bytes.Add((byte)'c');                                              // GLOBAL module\nname\n
+        bytes.AddRange(Encoding.ASCII.GetBytes("__torch__\nKernels\n"));
+        bytes.Add((byte)')');                                              // EMPTY_TUPLE
+        bytes.Add(0x81);                                                   // NEWOBJ
+        bytes.Add((byte)'}');                                              // EMPTY_DICT
+        bytes.Add((byte)'X');                                              // BINUNICODE "training"
+        bytes.AddRange([8, 0, 0, 0]);                                      //   its length, little-endian
+        bytes.AddRange(Encoding.ASCII.GetBytes("training"));
+        bytes.Add(0x89);                                                   // NEWFALSE
+        bytes.Add((byte)'s');                                              // SETITEM
+        bytes.Add((byte)'b');                                              // BUILD
+        bytes.Add((byte)'.');                                              // STOP
+        return bytes.ToArray();
+    }
+}

@@ -1,0 +1,52 @@
+using Transduce.Models;
+using static TorchSharp.torch;
+
+namespace Transduce.Tests.Models;
+
+/// <summary>
+/// Packed float32 products give <c>linear</c>'s result whichever kernel serves them: oneDNN's inner product over its
+/// reordered weight (large products), or <c>addmm</c> over the transposed copy (one row of a small layer).
+/// </summary>
+public sealed class PackedLinearTests
+{
+    [Fact]
+    public void OneDnnKernelsLoadWithThisLibtorch() =>
+        Assert.True(OneDnnKernels.Available, "the oneDNN inner product did not load: float32 decoding falls back to MKL");
+
+    [Theory]
+    [InlineData(256, 1100, true)]   // large: oneDNN at every row count
+    [InlineData(64, 96, true)]      // small: addmm at one row, oneDNN from 43 rows up
+    [InlineData(300, 1000, false)]
+    public void ProductsEqualLinear(int inputs, int outputs, bool bias)
+    {
+        manual_seed(7);
+        using var scope = NewDisposeScope();
+        using var grad = inference_mode();
+        var w = randn(outputs, inputs) / Math.Sqrt(inputs);
+        var b = bias ? randn(outputs) : null;
+        using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, b)]);
+        foreach (long rows in new long[] { 0, 1, 3, 64 })
+        {
+            var x = randn(rows, inputs);
+            var expected = nn.functional.linear(x, w, b);
+            var actual = packed.Forward(x);
+            Assert.Equal(expected.shape, actual.shape);
+            if (rows > 0)
+                Assert.True(expected.allclose(actual, rtol: 1e-4, atol: 1e-5),
+                    $"{rows} rows: max difference {(expected - actual).abs().max().item<float>()}");
+        }
+    }
+
+    [Fact]
+    public void AStridedInputGivesTheSameProduct()
+    {
+        manual_seed(8);
+        using var scope = NewDisposeScope();
+        using var grad = inference_mode();
+        var w = randn(2000, 256) / 16;
+        using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, null)]);
+        var wide = randn(5, 512);
+        var x = wide.narrow(1, 100, 256); // not contiguous
+        Assert.True(nn.functional.linear(x, w).allclose(packed.Forward(x), rtol: 1e-4, atol: 1e-5));
+    }
+}
