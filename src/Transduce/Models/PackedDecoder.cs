@@ -18,7 +18,7 @@ internal interface IPackedPlan : IDisposable
 /// <typeparam name="TState">The decoder's state.</typeparam>
 internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionDecoder where TState : IDecoderState
 {
-    private IPackedPlan? plan;
+    private readonly PlanCache plans = new();
     private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>Creates a decoder registered under <paramref name="name"/>.</summary>
@@ -35,21 +35,21 @@ internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisi
         {
             if (value == computeType) return;
             computeType = value;
-            DropPlan();
+            plans.Drop();
         }
     }
 
     /// <summary>Leaving or entering eval mode drops the packed decoding weights (they are packed again when next needed).</summary>
     public override void train(bool train = true)
     {
-        DropPlan();
+        plans.Drop();
         base.train(train);
     }
 
     /// <summary>Disposing the decoder also releases its packed decoding weights.</summary>
     protected override void Dispose(bool disposing)
     {
-        if (disposing) DropPlan();
+        if (disposing) plans.Drop();
         base.Dispose(disposing);
     }
 
@@ -58,21 +58,43 @@ internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisi
     /// by <c>TRANSDUCE_PACKED_DECODING=0</c>). <paramref name="pack"/> packs them for a compute type and weights version
     /// when there are none yet, or when the compute type or a weight changed since.
     /// </summary>
-    private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan
+    private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan =>
+        training ? null : plans.Get(parameters(), version => pack(computeType, version));
+
+    /// <summary>The weights packed for the decoding under way (by <see cref="Plan{TPlan}"/>), or null; steps use them as they are.</summary>
+    private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => training ? null : plans.Current as TPlan;
+}
+
+/// <summary>
+/// One module's packed eval-mode weights (<see cref="IPackedPlan"/>): packed on demand and packed again when a weight
+/// changed since (their version counters, <see cref="WeightVersions"/>). The owner drops them when it leaves eval mode,
+/// changes compute type or is disposed.
+/// </summary>
+internal sealed class PlanCache
+{
+    private IPackedPlan? plan;
+
+    /// <summary>The plan packed last, or null.</summary>
+    public IPackedPlan? Current => plan;
+
+    /// <summary>
+    /// The plan for <paramref name="weights"/> as they are now, or null when packed paths are switched off
+    /// (<c>TRANSDUCE_PACKED_DECODING=0</c>). <paramref name="pack"/> packs them, given their version, when there is no
+    /// plan yet or a weight changed since.
+    /// </summary>
+    public TPlan? Get<TPlan>(IEnumerable<Tensor> weights, Func<long, TPlan> pack) where TPlan : class, IPackedPlan
     {
-        if (training || !PackedDecoding.Enabled) return null;
-        long? version = WeightVersions.Sum(parameters());
+        if (!PackedDecoding.Enabled) return null;
+        long? version = WeightVersions.Sum(weights);
         if (plan is TPlan current && version is long v && v == current.Version) return current;
-        DropPlan();
+        Drop();
         using (no_grad())
-            plan = pack(computeType, version ?? -1);
+            plan = pack(version ?? -1);
         return (TPlan)plan;
     }
 
-    /// <summary>The weights packed for the decoding under way (by <see cref="Plan{TPlan}"/>), or null; steps use them as they are.</summary>
-    private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => training ? null : plan as TPlan;
-
-    private void DropPlan()
+    /// <summary>Releases the packed weights.</summary>
+    public void Drop()
     {
         plan?.Dispose();
         plan = null;

@@ -21,6 +21,13 @@ internal static class WeightVersions
     [DllImport("libtorch_cpu", EntryPoint = "_ZN2at4_ops8_version4callERKNS_6TensorE")]
     private static extern long Version(IntPtr tensor);
 
+    // Inference tensors (made under inference mode, e.g. a model loaded inside one) have no version counter: asking
+    // throws in C++, which would end the process. They are read as version 0: they change only in place under
+    // inference mode, which no counter records.
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at4_ops12is_inference4callERKNS_6TensorE")]
+    [return: MarshalAs(UnmanagedType.U1)]
+    private static extern bool IsInference(IntPtr tensor);
+
     private static bool available = true;
 
     /// <summary>The sum of the version counters of <paramref name="tensors"/>, or null when they cannot be read.</summary>
@@ -30,7 +37,8 @@ internal static class WeightVersions
         try
         {
             long sum = 0;
-            foreach (var t in tensors) sum += Version(t.Handle);
+            foreach (var t in tensors)
+                if (!IsInference(t.Handle)) sum += Version(t.Handle);
             return sum;
         }
         catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)

@@ -48,6 +48,30 @@ public sealed class PackedDecodingTests
 
     [Theory]
     [InlineData(false, false, "relu")]
+    [InlineData(true, true, "swish")]
+    public void EvalEncoderOutputsEqualTheModules(bool preNorm, bool bias, string activation)
+    {
+        // Wide enough that the encoder's products run through oneDNN (36 rows × 128 → 384 and up).
+        manual_seed(13);
+        var config = new TransformerConfig
+        {
+            SourceVocabSize = 40, TargetVocabSize = 50, EmbeddingSize = 128, HiddenSize = 128, Layers = 2,
+            Heads = 4, FfnSize = 256, Dropout = 0, PreNorm = preNorm, AttentionBias = bias, Activation = activation,
+        };
+        using var model = new TransformerSeq2Seq(config);
+        using var grad = no_grad();
+        var source = randint(4, 40, [3, 12]);
+        var lengths = tensor(new long[] { 12, 9, 1 });
+        model.train();
+        var modules = model.Encoder.call(source, lengths).Outputs;
+        model.eval();
+        var packed = model.Encoder.call(source, lengths).Outputs;
+        Assert.Equal(modules.shape, packed.shape);
+        Assert.True(modules.allclose(packed, rtol: 1e-4, atol: 1e-5), $"max difference {(modules - packed).abs().max().item<float>()}");
+    }
+
+    [Theory]
+    [InlineData(false, false, "relu")]
     [InlineData(true, true, "gelu")]
     [InlineData(false, true, "swish")]
     [InlineData(false, true, "gelu_tanh")]
@@ -82,6 +106,31 @@ public sealed class PackedDecodingTests
         Assert.NotNull(before);
         using (no_grad()) w.add_(1);
         Assert.Equal(before + 1, WeightVersions.Sum([w]));
+    }
+
+    [Fact]
+    public void AModelMadeUnderInferenceModeDecodes()
+    {
+        // Its weights are inference tensors, which have no version counter: reading one used to end the process.
+        TransformerSeq2Seq model;
+        Tensor inferenceWeight;
+        using (inference_mode())
+        {
+            model = Model(preNorm: false, bias: true, activation: "relu");
+            inferenceWeight = zeros(3);
+        }
+        using (model)
+        using (inferenceWeight)
+        {
+            Assert.Equal(WeightVersions.Sum([]), WeightVersions.Sum([inferenceWeight]));
+            model.eval();
+            using var grad = no_grad();
+            var source = randint(4, 40, [2, 5]);
+            var lengths = tensor(new long[] { 5, 3 });
+            var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+            var (logits, _) = model.Decoder.call(full(2, 1, 1, ScalarType.Int64), state);
+            Assert.Equal([2L, 1, 50], logits.shape);
+        }
     }
 
     [Fact]

@@ -104,7 +104,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             // Self-attention over the cache and the new positions.
             var normed = preNorm ? b.Norm1.call(h) : h;
             var qkv = b.SelfQkv.Forward(normed);
-            var (q, k, v) = SplitQkv(qkv, batch, steps);
+            var (q, k, v) = PackedBlockOps.SplitQkv(qkv, batch, steps, heads, headSize);
             if (state.SelfKeys[i] is { } pastKeys)
             {
                 k = cat([pastKeys, k], 2);
@@ -112,58 +112,24 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             }
             keys[i] = k;
             values[i] = v;
-            h = Residual(h, b.SelfOut.Forward(Attend(q, k, v, causalMasked, batch, steps, out _)), b.Norm1);
+            h = PackedBlockOps.Residual(h, b.SelfOut.Forward(PackedBlockOps.Attend(q, k, v, causalMasked, out _)), b.Norm1, preNorm);
             // Cross-attention over the encoder output.
             normed = preNorm ? b.Norm2.call(h) : h;
             var cq = SplitHeads(b.CrossQuery.Forward(normed), batch, steps);
-            h = Residual(h, b.CrossOut.Forward(Attend(cq, state.CrossKeys[i], state.CrossValues[i], sourceMasked, batch, steps, out crossWeights[i])), b.Norm2);
+            var crossContext = PackedBlockOps.Attend(cq, state.CrossKeys[i], state.CrossValues[i], sourceMasked, out crossWeights[i]);
+            h = PackedBlockOps.Residual(h, b.CrossOut.Forward(crossContext), b.Norm2, preNorm);
             // Feed-forward.
             normed = preNorm ? b.Norm3.call(h) : h;
-            var inner = b.Ffn1.Forward(normed);
-            inner = activation switch
-            {
-                "gelu" => inner.gelu_(),
-                "gelu_tanh" => PositionWiseFfn.GeluTanh(inner),
-                "swish" => inner.silu_(),
-                _ => inner.relu_(),
-            };
-            h = Residual(h, b.Ffn2.Forward(inner), b.Norm3);
+            var inner = PackedBlockOps.Activate(b.Ffn1.Forward(normed), activation);
+            h = PackedBlockOps.Residual(h, b.Ffn2.Forward(inner), b.Norm3, preNorm);
         }
         if (finalNorm is not null) h = finalNorm.call(h);
         var logits = output.Forward(h);
         return (logits.view(batch, steps, output.OutFeatures), keys, values, crossWeights);
     }
 
-    private Tensor Residual(Tensor x, Tensor y, LayerNorm norm) => preNorm ? y.add_(x) : norm.call(y.add_(x));
-
-    /// <summary>(batch·steps, 3·hidden) → query, key, value as (batch, heads, steps, head size) views.</summary>
-    private (Tensor Q, Tensor K, Tensor V) SplitQkv(Tensor qkv, long batch, long steps)
-    {
-        if (steps == 1)
-        {
-            // One position: (batch, 3, heads, 1, head size) is the same memory, no transpose needed.
-            var parts = qkv.view(batch, 3, heads, 1, headSize).unbind(1);
-            return (parts[0], parts[1], parts[2]);
-        }
-        var all = qkv.view(batch, steps, 3, heads, headSize).permute(2, 0, 3, 1, 4).unbind(0);
-        return (all[0], all[1], all[2]);
-    }
-
     private Tensor SplitHeads(Tensor x, long batch, long steps) =>
         steps == 1 ? x.view(batch, heads, 1, headSize) : x.view(batch, steps, heads, headSize).transpose(1, 2);
-
-    /// <summary>
-    /// Softmax attention of pre-scaled queries; masked (true) keys get −∞. Returns (batch·steps, hidden) and the weights,
-    /// (batch, heads, steps, keys).
-    /// </summary>
-    private Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? masked, long batch, long steps, out Tensor weights)
-    {
-        var scores = q.matmul(k.transpose(-2, -1));
-        if (masked is not null) scores.masked_fill_(masked, float.NegativeInfinity);
-        weights = scores.softmax(-1);
-        var context = weights.matmul(v);                                   // (batch, heads, steps, head size)
-        return steps == 1 ? context.view(batch, hidden) : context.transpose(1, 2).reshape(batch * steps, hidden);
-    }
 
     public void Dispose()
     {

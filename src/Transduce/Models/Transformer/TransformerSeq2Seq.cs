@@ -90,6 +90,11 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
     private readonly Residual addNorm1, addNorm2;
     private readonly PositionWiseFfn ffn;
 
+    internal MultiHeadAttention Attention => attention;
+    internal LayerNorm Norm1 => addNorm1.Norm;
+    internal LayerNorm Norm2 => addNorm2.Norm;
+    internal PositionWiseFfn Ffn => ffn;
+
     public TransformerEncoderBlock(TransformerConfig c) : base(nameof(TransformerEncoderBlock))
     {
         attention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
@@ -114,11 +119,16 @@ internal sealed class TransformerEncoder : Encoder
     private readonly ModuleList<TransformerEncoderBlock> blocks;
     private readonly LayerNorm? finalNorm;
     private readonly double embeddingScale;
+    private readonly bool preNorm;
+    private readonly string activation;
+    private readonly PlanCache plans = new();
 
     /// <summary>Creates the encoder; <paramref name="embedding"/> may be shared with the decoder.</summary>
     public TransformerEncoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerEncoder))
     {
         this.embedding = embedding;
+        preNorm = c.PreNorm;
+        activation = c.Activation;
         positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, c.Layout);
         blocks = nn.ModuleList(Enumerable.Range(0, c.Layers).Select(_ => new TransformerEncoderBlock(c)).ToArray());
         finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
@@ -132,9 +142,27 @@ internal sealed class TransformerEncoder : Encoder
         using var scope = NewDisposeScope();
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = positions.call(embedding.call(source).mul_(embeddingScale), 0);
-        foreach (var block in blocks) x = block.call(x, mask);
+        // In eval mode the blocks run over packed weights (the same computation); training runs the modules.
+        if (!training && plans.Get(parameters(), version => new TransformerEncodePlan(blocks.ToList(), preNorm, activation, version)) is { } plan)
+            x = plan.Forward(x, mask);
+        else
+            foreach (var block in blocks) x = block.call(x, mask);
         if (finalNorm is not null) x = finalNorm.call(x);
         return new EncoderOutput(x.MoveToOuterDisposeScope(), null);
+    }
+
+    /// <summary>Leaving or entering eval mode drops the packed weights (they are packed again when next needed).</summary>
+    public override void train(bool train = true)
+    {
+        plans.Drop();
+        base.train(train);
+    }
+
+    /// <summary>Disposing the encoder also releases its packed weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) plans.Drop();
+        base.Dispose(disposing);
     }
 }
 

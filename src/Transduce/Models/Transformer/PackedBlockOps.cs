@@ -1,0 +1,51 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Transduce.Models.Transformer;
+
+/// <summary>
+/// The sub-layer arithmetic the packed encoder and decoder paths share (<see cref="TransformerEncodePlan"/>,
+/// <see cref="TransformerDecodePlan"/>): attention over projected heads, the FFN activation, the residual connection —
+/// the modules' computation without their dropout and training checks.
+/// </summary>
+internal static class PackedBlockOps
+{
+    /// <summary>
+    /// Softmax attention of pre-scaled queries (batch, heads, queries, head size) over keys and values (batch, heads, keys,
+    /// head size); masked (true) keys get −∞. Returns (batch·queries, heads·head size) and the weights (batch, heads, queries, keys).
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? masked, out Tensor weights)
+    {
+        long batch = q.shape[0], queries = q.shape[2], width = q.shape[1] * q.shape[3];
+        var scores = q.matmul(k.transpose(-2, -1));
+        if (masked is not null) scores.masked_fill_(masked, float.NegativeInfinity);
+        weights = scores.softmax(-1);
+        var context = weights.matmul(v);                                   // (batch, heads, queries, head size)
+        return queries == 1 ? context.view(batch, width) : context.transpose(1, 2).reshape(batch * queries, width);
+    }
+
+    /// <summary>The FFN's activation, in place where libtorch has an in-place form.</summary>
+    public static Tensor Activate(Tensor inner, string activation) => activation switch
+    {
+        "gelu" => inner.gelu_(),
+        "gelu_tanh" => PositionWiseFfn.GeluTanh(inner),
+        "swish" => inner.silu_(),
+        _ => inner.relu_(),
+    };
+
+    /// <summary>Post-norm: LN(x + y); pre-norm: x + y (the sub-layer normalised its own input).</summary>
+    public static Tensor Residual(Tensor x, Tensor y, LayerNorm norm, bool preNorm) => preNorm ? y.add_(x) : norm.call(y.add_(x));
+
+    /// <summary>(batch·steps, 3·hidden) → query, key, value as (batch, heads, steps, head size) views.</summary>
+    public static (Tensor Q, Tensor K, Tensor V) SplitQkv(Tensor qkv, long batch, long steps, int heads, long headSize)
+    {
+        if (steps == 1)
+        {
+            // One position: (batch, 3, heads, 1, head size) is the same memory, no transpose needed.
+            var parts = qkv.view(batch, 3, heads, 1, headSize).unbind(1);
+            return (parts[0], parts[1], parts[2]);
+        }
+        var all = qkv.view(batch, steps, 3, heads, headSize).permute(2, 0, 3, 1, 4).unbind(0);
+        return (all[0], all[1], all[2]);
+    }
+}
