@@ -38,6 +38,7 @@ internal static class StepProfile
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
+            Transduce.Training.NativeMemory.KeepFreedMemory(); // as a Translator does
             string? dir = r.GetValue(model);
             using var checkpoint = dir is not null ? Checkpoint.Load(dir)
                 : Synthetic.Create(r.GetValue(synthetic)!, Path.Combine(r.GetValue(cache)!, r.GetValue(synthetic)!));
