@@ -17,7 +17,7 @@ internal static class InferReport
         md.AppendLine("### Decoding throughput: Transduce vs PyTorch twin").AppendLine();
         md.AppendLine(Inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {CpuModel()}, {s.Threads} thread(s) on both sides. " +
             $"Transduce on libtorch {TorchSharp.torch.__version__} (TorchSharp); twin on PyTorch {twinInfo} (eager, inference_mode). " +
-            $"Matmul peak {peak.GFlops:F1} GFLOP/s (fp32, n = {peak.Size}), measured in this run.").AppendLine();
+            $"Matmul peak {peak.GFlops:F1} GFLOP/s (fp32, n = {peak.Size}; the faster of MKL's mm and oneDNN's inner product), measured in this run.").AppendLine();
         md.AppendLine(Inv, $"Data: {s.Data}, {sentences} sentences; batch-{s.Batch} rows decode all of them (sorted by length, " +
             $"as `translate` does), batch-1 rows {Math.Min(s.Batch1Sentences, sentences)} of them spread evenly over the file (it is sorted from short to long). " +
             $"Each mode is warmed up first (untimed).");

@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Transduce.Bench;
 
 /// <summary>
-/// <c>Transduce.Bench train|infer|ddp</c>: throughput of training and of decoding, each measured side by side with a
+/// <c>Transduce.Bench train|infer|step|gemm|infer-synthetic|ddp</c>: throughput of training and of decoding, each measured side by side with a
 /// PyTorch twin (bench/pytorch, Debian's python3-torch) in the same run, with the model FLOPs utilisation against the
 /// matmul peak measured on the same threads.
 /// </summary>
@@ -16,6 +16,7 @@ internal static class Program
             TrainBench.Create(),
             InferBench.Create(),
             StepProfile.Create(),
+            GemmBench.Create(),
             SyntheticInferBench.Create(),
             DdpBench.Create(),
         };

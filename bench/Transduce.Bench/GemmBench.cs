@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Transduce.Models;
+using static TorchSharp.torch;
+
+namespace Transduce.Bench;
+
+/// <summary>
+/// <c>Transduce.Bench gemm</c>: one float32 linear product (x Wᵀ + b) at decoding's shapes through each kernel libtorch
+/// offers here — <c>linear</c> (MKL), <c>addmm</c> over the transposed copy, oneDNN's inner product over a weight
+/// reordered once (<see cref="OneDnnKernels"/>), and what <see cref="PackedLinear"/> picks — beside the PyTorch twin's
+/// <c>linear</c> (OpenBLAS in Debian's python3-torch), in the same run.
+/// </summary>
+internal static class GemmBench
+{
+    private static readonly string[] DefaultShapes =
+    [
+        "1x256x768", "1x256x1024", "1x1024x256", "1x512x1536", "1x256x8000", "1x256x17644", "8x256x17644",
+        "32x256x17644", "128x256x17644", "32x512x768", "32x512x58101",
+    ];
+
+    public static Command Create()
+    {
+        var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads, both sides.", DefaultValueFactory = _ => 2 };
+        var shapes = new Option<string[]>("--shapes") { Description = "Products as ROWSxINxOUT.", DefaultValueFactory = _ => DefaultShapes, AllowMultipleArgumentsPerToken = true };
+        var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only." };
+        var command = new Command("gemm", "Microseconds per float32 linear product, per kernel, beside the PyTorch twin.") { threads, shapes, noTwin };
+        command.SetAction(r =>
+        {
+            int n = r.GetValue(threads);
+            set_num_threads(n);
+            var list = r.GetValue(shapes)!;
+            var twin = r.GetValue(noTwin) ? [] : PythonTwin.Run("gemm_twin.py", [n.ToString(CultureInfo.InvariantCulture), .. list])
+                .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => double.Parse(l.Split(' ')[3], CultureInfo.InvariantCulture)).ToArray();
+            Console.WriteLine($"float32 products, {n} thread(s), µs per call (best of 5 windows); GFLOP/s in brackets; oneDNN loaded: {OneDnnKernels.Available}");
+            Console.WriteLine();
+            Console.WriteLine("| rows × in → out | linear (MKL) | addmm, Wᵀ stored | oneDNN, reordered weight | PackedLinear | PyTorch 1.13 linear (OpenBLAS) | PackedLinear ÷ twin |");
+            Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            using var grad = inference_mode();
+            for (int i = 0; i < list.Length; i++)
+            {
+                var dims = list[i].Split('x').Select(long.Parse).ToArray();
+                long rows = dims[0], inputs = dims[1], outputs = dims[2];
+                using var scope = NewDisposeScope();
+                var x = randn(rows, inputs);
+                var w = randn(outputs, inputs);
+                var b = randn(outputs);
+                var wt = w.t().contiguous();
+                using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, b)]);
+                double flops = 2.0 * rows * inputs * outputs;
+                string Cell(double us) => $"{us:F0} ({flops / us / 1e3:F0})";
+                double linear = Best(() => nn.functional.linear(x, w, b));
+                double transposed = Best(() => addmm(b, x, wt, 1, 1));
+                string oneDnn = "—";
+                if (OneDnnKernels.Available)
+                {
+                    var reordered = OneDnnKernels.Pack(w);
+                    oneDnn = Cell(Best(() => OneDnnKernels.Linear(x, reordered, b)));
+                }
+                double chosen = Best(() => packed.Forward(x));
+                string twinCell = i < twin.Length ? Cell(twin[i]) : "—";
+                string ratio = i < twin.Length ? $"{twin[i] / chosen:F2}×" : "—";
+                Console.WriteLine($"| {rows} × {inputs} → {outputs} | {Cell(linear)} | {Cell(transposed)} | {oneDnn} | {Cell(chosen)} | {twinCell} | {ratio} |");
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Microseconds per call: the best of five 0.2-second windows after five warm-up calls.</summary>
+    private static double Best(Func<Tensor> product)
+    {
+        for (int i = 0; i < 5; i++) product().Dispose();
+        double best = double.MaxValue;
+        for (int window = 0; window < 5; window++)
+        {
+            long calls = 0;
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalSeconds < 0.2)
+            {
+                product().Dispose();
+                calls++;
+            }
+            best = Math.Min(best, clock.Elapsed.TotalMilliseconds * 1000 / calls);
+        }
+        return best;
+    }
+}
