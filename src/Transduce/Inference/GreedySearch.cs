@@ -11,6 +11,9 @@ namespace Transduce.Inference;
 /// </summary>
 internal static class GreedySearch
 {
+    // Finished rows leave the decoder batch once they are at least 1/this of it (each drop copies the decoder state).
+    private const int DropFinishedFraction = 8;
+
     /// <summary>
     /// Decodes a batch. Returns, per row, the output ids without <c>&lt;bos&gt;</c>/<c>&lt;eos&gt;</c>.
     /// </summary>
@@ -52,7 +55,10 @@ internal static class GreedySearch
         var rules = LogitsProcessors.Standard(options, ids, maxLengths);
         var outputs = new List<int>[batch];
         for (int i = 0; i < batch; i++) outputs[i] = [];
-        var rowSentences = Enumerable.Range(0, batch).ToArray();   // −1 once a row is done
+        // Row r of the decoder batch decodes sentence rowSentences[r]; −1 once it is done. Finished rows are dropped
+        // from the batch (fairseq and CTranslate2 do the same) once enough of them have piled up to pay for the copy of
+        // the decoder state; until then they decode along, their tokens ignored.
+        var rowSentences = Enumerable.Range(0, batch).ToArray();
         bool wantAttention = options.CrossAttention && model.HasCrossAttention;
         var trails = new AttentionTrail?[batch];
         StepAttention? shape = null;
@@ -72,23 +78,36 @@ internal static class GreedySearch
                 best = rules.Apply(logits, new SearchPosition(step, rowSentences)).argmax(-1);
                 shape = StepAttention.From(attention) ?? shape;
                 if (attention is not null)
-                    for (int i = 0; i < batch; i++)
-                        if (rowSentences[i] >= 0) trails[i] = new AttentionTrail(shape!.Row(i), trails[i]);
+                    for (int r = 0; r < rowSentences.Length; r++)
+                        if (rowSentences[r] is int s and >= 0) trails[s] = new AttentionTrail(shape!.Row(r), trails[s]);
                 stepScope.MoveToOuter(best);
             }
             input.Dispose();
             input = best;
             var tokens = best.data<long>().ToArray();
-            bool all = true;
-            for (int i = 0; i < batch; i++)
+            int done = 0;
+            for (int r = 0; r < rowSentences.Length; r++)
             {
-                if (rowSentences[i] < 0) continue;
-                int token = (int)tokens[i];
-                if (token == ids.Eos || outputs[i].Count >= maxLengths[i]) rowSentences[i] = -1;
-                else outputs[i].Add(token);
-                all &= rowSentences[i] < 0;
+                int s = rowSentences[r];
+                if (s >= 0)
+                {
+                    int token = (int)tokens[r];
+                    if (token == ids.Eos || outputs[s].Count >= maxLengths[s]) rowSentences[r] = -1;
+                    else outputs[s].Add(token);
+                }
+                if (rowSentences[r] < 0) done++;
             }
-            if (all) break;
+            if (done == rowSentences.Length) break;
+            if (done * DropFinishedFraction >= rowSentences.Length)
+            {
+                var keep = Enumerable.Range(0, rowSentences.Length).Where(r => rowSentences[r] >= 0).Select(r => (long)r).ToArray();
+                using var rows = tensor(keep, device: source.device);
+                decoding.SelectRows(rows);
+                var kept = input.index_select(0, rows);
+                input.Dispose();
+                input = kept;
+                rowSentences = keep.Select(r => rowSentences[r]).ToArray();
+            }
         }
 
         var sourceLengths = wantAttention ? validLengths.to(ScalarType.Int64).cpu().data<long>().ToArray() : [];

@@ -54,4 +54,49 @@ public sealed class GreedySearchTests
             }
         }
     }
+
+    [Theory]
+    [InlineData("transformer")]
+    [InlineData("bahdanau")]
+    public void RowsThatFinishLeaveTheBatchWithoutChangingAnyOutputOrAttention(string architecture)
+    {
+        // Caps end the rows at different steps, so finished rows are dropped from the decoder batch mid-way; every
+        // sentence must still get what it gets decoded alone, tokens and cross-attention alike.
+        manual_seed(4);
+        var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
+        using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture));
+        model.eval();
+        var tgt = data.TargetVocabulary;
+        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        var srcIds = new SpecialIds(0, 1, 2);
+        int[][] sources = [[4, 5], [6], [7, 8, 9], [5, 4, 6, 7], [9], [8, 8]];
+        int[] caps = [6, 0, 3, 9, 1, 4];
+        var options = new SearchOptions { BannedTokens = [ids.Eos], CrossAttention = true };
+        var (x, len) = Batching.BuildSources(sources, srcIds, null);
+        using (x) using (len)
+        {
+            var batched = GreedySearch.Decode(model, x, len, ids, caps, options);
+            Assert.Equal(caps, batched.Select(h => h.Tokens.Length));
+            for (int i = 0; i < sources.Length; i++)
+            {
+                var (xi, li) = Batching.BuildSources([sources[i]], srcIds, null);
+                using (xi) using (li)
+                {
+                    var alone = GreedySearch.Decode(model, xi, li, ids, [caps[i]], options)[0];
+                    Assert.Equal(alone.Tokens, batched[i].Tokens);
+                    Assert.NotNull(batched[i].CrossAttention);
+                    var (a, b) = (alone.CrossAttention!, batched[i].CrossAttention!);
+                    Assert.Equal(a.Count, b.Count);
+                    for (int layer = 0; layer < a.Count; layer++)
+                    {
+                        Assert.Equal(a[layer].Length, b[layer].Length);
+                        var flatA = a[layer].Cast<float>().ToArray();
+                        var flatB = b[layer].Cast<float>().ToArray();
+                        for (int k = 0; k < flatA.Length; k++)
+                            Assert.True(Math.Abs(flatA[k] - flatB[k]) <= 1e-5, $"sentence {i}, layer {layer}: attention differs");
+                    }
+                }
+            }
+        }
+    }
 }
