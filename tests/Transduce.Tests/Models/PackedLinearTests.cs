@@ -49,4 +49,25 @@ public sealed class PackedLinearTests
         var x = wide.narrow(1, 100, 256); // not contiguous
         Assert.True(nn.functional.linear(x, w).allclose(packed.Forward(x), rtol: 1e-4, atol: 1e-5));
     }
+
+    [Fact]
+    public void BFloat16ProductsStayCloseToFloat32()
+    {
+        manual_seed(9);
+        using var scope = NewDisposeScope();
+        using var grad = inference_mode();
+        var w = randn(1100, 256) / 16;
+        var b = randn(1100);
+        using var packed = PackedLinear.Pack(ComputeType.BFloat16, [(w, b)]);
+        foreach (long rows in new long[] { 0, 1, 5 })
+        {
+            var x = randn(rows, 256);
+            var expected = nn.functional.linear(x, w, b);
+            var actual = packed.Forward(x);
+            Assert.Equal(ScalarType.Float32, actual.dtype);
+            Assert.Equal(expected.shape, actual.shape);
+            if (rows > 0)
+                Assert.True(expected.allclose(actual, rtol: 0.05, atol: 0.05), $"{rows} rows: max difference {(expected - actual).abs().max().item<float>()}");
+        }
+    }
 }
