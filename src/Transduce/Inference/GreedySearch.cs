@@ -75,7 +75,8 @@ internal static class GreedySearch
             using (var stepScope = NewDisposeScope())
             {
                 var (logits, attention) = decoding.Step(input, wantAttention);
-                best = rules.Apply(logits, new SearchPosition(step, rowSentences)).argmax(-1);
+                // max(dim)'s indices are argmax's (the first maximal value of each row) at about half its cost in libtorch 2.10.
+                best = rules.Apply(logits, new SearchPosition(step, rowSentences)).max(-1).indexes;
                 shape = StepAttention.From(attention) ?? shape;
                 if (attention is not null)
                     for (int r = 0; r < rowSentences.Length; r++)
