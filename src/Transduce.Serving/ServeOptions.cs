@@ -108,7 +108,7 @@ public sealed record ServeOptions
     /// <summary>Shortest API key accepted.</summary>
     public const int MinApiKeyLength = 16;
 
-    /// <summary>The number type of the decoder's products (null: the checkpoint's default, else float32); see <see cref="Models.ComputeType"/>.</summary>
+    /// <summary>The number type of the model's linear layers in decoding (null: the checkpoint's default, else float32); see <see cref="Models.ComputeType"/>.</summary>
     public Models.ComputeType? ComputeType { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first setting out of range.</summary>

@@ -22,7 +22,7 @@ internal static class EvaluateCommand
         var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed test lines (and count them)." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the decoder's products: float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
         {

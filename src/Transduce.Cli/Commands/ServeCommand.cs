@@ -46,7 +46,7 @@ internal static class ServeCommand
         var logText = new Option<bool>("--log-text") { Description = "Also log the sentences and their translations (off: only counts, timings and costs)." };
         var noRequestLog = new Option<bool>("--no-request-log") { Description = "Do not log each request." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the decoder's products: float32, bfloat16 or int8 (default: each checkpoint's, else float32)." };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: each checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var command = new Command("serve", "Serve translations over HTTP: POST /v1/translate, GET /v1/models, /healthz, /metrics, the OpenAPI document at /openapi/v1.json, and a web page at /.")
         {

@@ -23,7 +23,7 @@ internal static class TranslateCommand
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
         var layer = new Option<int>("--attention-layer") { Description = "Decoder layer to show (negative counts from the last).", DefaultValueFactory = _ => -1 };
         var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the decoder's products: float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {

@@ -45,7 +45,7 @@ public sealed record TranslationOptions
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
 
-    /// <summary>The number type of the decoder's products; null uses <see cref="Translator.ComputeType"/>.</summary>
+    /// <summary>The number type of the model's linear layers in decoding (encoder and decoder); null uses <see cref="Translator.ComputeType"/>.</summary>
     public Models.ComputeType? ComputeType { get; init; }
 }
 

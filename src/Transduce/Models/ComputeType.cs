@@ -30,10 +30,13 @@ public enum ComputeType
     Int8,
 }
 
-/// <summary>A decoder that can decode in a reduced <see cref="Models.ComputeType"/> (through packed weights in eval mode).</summary>
-internal interface IReducedPrecisionDecoder
+/// <summary>
+/// An encoder or decoder that can run in a reduced <see cref="Models.ComputeType"/> in eval mode (through packed weights):
+/// the Transformer's encoder and decoder, the GRU's decoder.
+/// </summary>
+internal interface IReducedPrecisionModule
 {
-    /// <summary>The number type of the products when decoding in eval mode.</summary>
+    /// <summary>The number type of the products in eval mode.</summary>
     ComputeType ComputeType { get; set; }
 }
 
@@ -58,7 +61,7 @@ public static class ComputeTypes
     /// </summary>
     public static void Apply(TorchSharp.torch.nn.Module model, ComputeType type)
     {
-        var decoders = model.modules().OfType<IReducedPrecisionDecoder>().ToList();
+        var decoders = model.modules().OfType<IReducedPrecisionModule>().ToList();
         if (decoders.Count == 0 && type != ComputeType.Float32)
             throw new ArgumentException($"this model ({model.GetName()}) decodes in float32 only; --compute-type {type.Name()} needs a Transformer or GRU model");
         foreach (var d in decoders) d.ComputeType = type;

@@ -16,7 +16,7 @@ internal interface IPackedPlan : IDisposable
 /// the decoder leaves eval mode or is disposed. Training always runs the modules.
 /// </summary>
 /// <typeparam name="TState">The decoder's state.</typeparam>
-internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionDecoder where TState : IDecoderState
+internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionModule where TState : IDecoderState
 {
     private readonly PlanCache plans = new();
     private ComputeType computeType = ComputeType.Float32;

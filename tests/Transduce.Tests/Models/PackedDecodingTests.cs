@@ -47,6 +47,24 @@ public sealed class PackedDecodingTests
     }
 
     [Theory]
+    [InlineData(ComputeType.BFloat16)]
+    [InlineData(ComputeType.Int8)]
+    public void TheEncoderRunsInTheReducedTypeToo(ComputeType type)
+    {
+        using var model = Model(preNorm: false, bias: true, activation: "relu");
+        using var grad = no_grad();
+        manual_seed(3);
+        var source = randint(4, 40, [3, 7]);
+        var lengths = tensor(new long[] { 7, 5, 2 });
+        model.eval();
+        var float32 = model.Encoder.call(source, lengths).Outputs;
+        ComputeTypes.Apply(model, type);
+        var reduced = model.Encoder.call(source, lengths).Outputs;
+        Assert.False(float32.allclose(reduced, rtol: 1e-6, atol: 1e-7), "the encoder gave float32's exact output: the reduced type did not run");
+        Assert.True(float32.allclose(reduced, rtol: 0.1, atol: 0.1), $"max difference {(float32 - reduced).abs().max().item<float>()}");
+    }
+
+    [Theory]
     [InlineData(false, false, "relu")]
     [InlineData(true, true, "swish")]
     public void EvalEncoderOutputsEqualTheModules(bool preNorm, bool bias, string activation)

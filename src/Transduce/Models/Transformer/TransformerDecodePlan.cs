@@ -48,8 +48,8 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                 PackedLinear.Pack(type, [s.Query, s.Key, s.Value], [queryScale, 1, 1]),
                 PackedLinear.Pack(type, [s.Output]),
                 PackedLinear.Pack(type, [c.Query], [queryScale]),
-                // Cross-attention keys/values are computed once per sentence over the whole source: float32 keeps them exact.
-                PackedLinear.Pack(ComputeType.Float32, [c.Key, c.Value]),
+                // Cross-attention keys/values: once per sentence over the whole source, in the same type as the rest.
+                PackedLinear.Pack(type, [c.Key, c.Value]),
                 PackedLinear.Pack(type, [c.Output]),
                 PackedLinear.Pack(type, [m.Ffn.First]),
                 PackedLinear.Pack(type, [m.Ffn.Second]));

@@ -4,11 +4,12 @@ using static TorchSharp.torch;
 namespace Transduce.Models.Transformer;
 
 /// <summary>
-/// The eval-mode path of <see cref="TransformerEncoder"/>: the blocks' computation over float32 products packed once
-/// (<see cref="PackedLinear"/>, oneDNN from a few rows up), with the query, key and value projections as one product and
-/// 1/√d folded into the query weights, as <see cref="TransformerDecodePlan"/> does for the decoder. The encoder runs once
-/// per source batch over every source position, so its products are large: through MKL they were 35 ms of a 32-sentence
-/// batch of the <c>transformer-base-cpu</c> size (BENCHMARKS.md, issue 17). It stays float32 in every compute type.
+/// The eval-mode path of <see cref="TransformerEncoder"/>: the blocks' computation over products packed once in a
+/// <see cref="ComputeType"/> (<see cref="PackedLinear"/>; float32 through oneDNN from a few rows up), with the query, key
+/// and value projections as one product and 1/√d folded into the query weights, as <see cref="TransformerDecodePlan"/>
+/// does for the decoder. The encoder runs once per source batch over every source position, so its products are large:
+/// through MKL they were 33 ms of a 32-sentence batch of the <c>transformer-base-cpu</c> size, 16 ms packed
+/// (BENCHMARKS.md, issue 17). Layer norms, softmax and residuals stay float32.
 /// </summary>
 internal sealed class TransformerEncodePlan : IPackedPlan
 {
@@ -26,7 +27,7 @@ internal sealed class TransformerEncodePlan : IPackedPlan
     private readonly int heads;
     private readonly long hidden, headSize;
 
-    public TransformerEncodePlan(IReadOnlyList<TransformerEncoderBlock> modules, bool preNorm, string activation, long version)
+    public TransformerEncodePlan(ComputeType type, IReadOnlyList<TransformerEncoderBlock> modules, bool preNorm, string activation, long version)
     {
         Version = version;
         this.preNorm = preNorm;
@@ -36,7 +37,6 @@ internal sealed class TransformerEncodePlan : IPackedPlan
         headSize = first.HeadSize;
         hidden = heads * headSize;
         double queryScale = 1.0 / Math.Sqrt(headSize);
-        const ComputeType type = ComputeType.Float32;
         blocks = modules.Select(m => new Block(m.Norm1, m.Norm2,
             PackedLinear.Pack(type, [m.Attention.Query, m.Attention.Key, m.Attention.Value], [queryScale, 1, 1]),
             PackedLinear.Pack(type, [m.Attention.Output]),

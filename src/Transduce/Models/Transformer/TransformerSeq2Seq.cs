@@ -112,7 +112,7 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
 }
 
 /// <summary>Transformer encoder (d2l §11.7.4): scaled embeddings + positions, then a stack of blocks.</summary>
-internal sealed class TransformerEncoder : Encoder
+internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -122,6 +122,19 @@ internal sealed class TransformerEncoder : Encoder
     private readonly bool preNorm;
     private readonly string activation;
     private readonly PlanCache plans = new();
+    private ComputeType computeType = ComputeType.Float32;
+
+    /// <summary>The number type of the blocks' linear layers in eval mode (float32 by default); training runs the modules in float32.</summary>
+    public ComputeType ComputeType
+    {
+        get => computeType;
+        set
+        {
+            if (value == computeType) return;
+            computeType = value;
+            plans.Drop();
+        }
+    }
 
     /// <summary>Creates the encoder; <paramref name="embedding"/> may be shared with the decoder.</summary>
     public TransformerEncoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerEncoder))
@@ -143,7 +156,7 @@ internal sealed class TransformerEncoder : Encoder
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = positions.call(embedding.call(source).mul_(embeddingScale), 0);
         // In eval mode the blocks run over packed weights (the same computation); training runs the modules.
-        if (!training && plans.Get(parameters(), version => new TransformerEncodePlan(blocks.ToList(), preNorm, activation, version)) is { } plan)
+        if (!training && plans.Get(parameters(), version => new TransformerEncodePlan(computeType, blocks.ToList(), preNorm, activation, version)) is { } plan)
             x = plan.Forward(x, mask);
         else
             foreach (var block in blocks) x = block.call(x, mask);
