@@ -1,4 +1,6 @@
 using System.IO.Compression;
+using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Text;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -17,7 +19,8 @@ namespace Transduce.Models;
 /// <c>aten</c>; a TorchScript archive resolves every registered namespace. So this class writes a four-file archive
 /// (code, an empty module's pickle, no constants) in memory and loads it with TorchSharp's <c>jit.load</c>.
 /// </para>
-/// Set <c>TRANSDUCE_ONEDNN=0</c> to decode with MKL's products instead (<see cref="Available"/> is then false).
+/// Set <c>TRANSDUCE_ONEDNN=0</c> to decode with MKL's products instead (<see cref="Available"/> is then false, as it is
+/// on a libtorch without these operators: see <c>LinearPointwise</c>).
 /// </summary>
 internal static class OneDnnKernels
 {
@@ -44,6 +47,26 @@ internal static class OneDnnKernels
 
     private static readonly Lazy<jit.ScriptModule?> Module = new(Load);
 
+    // libtorch's implementation of mkldnn::_linear_pointwise, by its Itanium-mangled name, which spells out the signature
+    // this archive calls. A TorchScript archive naming an operator libtorch lacks (a build without oneDNN, another
+    // schema) does not fail with an exception: libtorch terminates the process. So the archive is loaded only where this
+    // symbol exists: libtorch_cpu for Linux built with oneDNN, with this signature. Never called, only resolved.
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at6native23mkldnn_linear_pointwiseERKNS_6TensorES3_RKSt8optionalIS1_ESt17basic_string_viewIcSt11char_traitsIcEEN3c104ListIS4_INSC_6ScalarEEEES4_ISB_E")]
+    private static extern void LinearPointwise();
+
+    private static bool OperatorsPresent()
+    {
+        try
+        {
+            Marshal.Prelink(typeof(OneDnnKernels).GetMethod(nameof(LinearPointwise), BindingFlags.NonPublic | BindingFlags.Static)!);
+            return true;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Whether the kernels loaded (libtorch built with oneDNN, and not switched off by <c>TRANSDUCE_ONEDNN=0</c>).</summary>
     public static bool Available => Module.Value is not null;
 
@@ -59,7 +82,7 @@ internal static class OneDnnKernels
 
     private static jit.ScriptModule? Load()
     {
-        if (Environment.GetEnvironmentVariable("TRANSDUCE_ONEDNN") == "0") return null;
+        if (Environment.GetEnvironmentVariable("TRANSDUCE_ONEDNN") == "0" || !OperatorsPresent()) return null;
         try
         {
             var module = jit.load(Archive());
