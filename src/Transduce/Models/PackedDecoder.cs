@@ -19,7 +19,6 @@ internal interface IPackedPlan : IDisposable
 internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisionModule where TState : IDecoderState
 {
     private readonly PlanCache plans = new();
-    private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>Creates a decoder registered under <paramref name="name"/>.</summary>
     protected PackedDecoder(string name) : base(name) { }
@@ -30,13 +29,8 @@ internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisi
     /// </summary>
     public ComputeType ComputeType
     {
-        get => computeType;
-        set
-        {
-            if (value == computeType) return;
-            computeType = value;
-            plans.Drop();
-        }
+        get => plans.ComputeType;
+        set => plans.ComputeType = value;
     }
 
     /// <summary>Leaving or entering eval mode drops the packed decoding weights (they are packed again when next needed).</summary>
@@ -59,20 +53,33 @@ internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisi
     /// when there are none yet, or when the compute type or a weight changed since.
     /// </summary>
     private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan =>
-        training ? null : plans.Get(parameters(), version => pack(computeType, version));
+        training ? null : plans.Get(parameters(), version => pack(plans.ComputeType, version));
 
     /// <summary>The weights packed for the decoding under way (by <see cref="Plan{TPlan}"/>), or null; steps use them as they are.</summary>
     private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => training ? null : plans.Current as TPlan;
 }
 
 /// <summary>
-/// One module's packed eval-mode weights (<see cref="IPackedPlan"/>): packed on demand and packed again when a weight
-/// changed since (their version counters, <see cref="WeightVersions"/>). The owner drops them when it leaves eval mode,
-/// changes compute type or is disposed.
+/// One module's packed eval-mode weights (<see cref="IPackedPlan"/>) and the compute type they are packed in: packed on
+/// demand, packed again when a weight changed since (their version counters, <see cref="WeightVersions"/>), dropped when
+/// the compute type changes. The owner drops them too when it leaves eval mode or is disposed.
 /// </summary>
 internal sealed class PlanCache
 {
     private IPackedPlan? plan;
+    private ComputeType computeType = ComputeType.Float32;
+
+    /// <summary>The number type to pack in (float32 by default); changing it drops the plan.</summary>
+    public ComputeType ComputeType
+    {
+        get => computeType;
+        set
+        {
+            if (value == computeType) return;
+            computeType = value;
+            Drop();
+        }
+    }
 
     /// <summary>The plan packed last, or null.</summary>
     public IPackedPlan? Current => plan;

@@ -24,6 +24,10 @@ internal static class PackedBlockOps
         return queries == 1 ? context.view(batch, width) : context.transpose(1, 2).reshape(batch * queries, width);
     }
 
+    /// <summary>Heads, head width, model width and the 1/√d folded into packed query weights, read from an attention module.</summary>
+    public static (int Heads, long HeadSize, long Hidden, double QueryScale) Geometry(MultiHeadAttention attention) =>
+        (attention.Heads, attention.HeadSize, attention.Heads * attention.HeadSize, 1.0 / Math.Sqrt(attention.HeadSize));
+
     /// <summary>The FFN's activation, in place where libtorch has an in-place form.</summary>
     public static Tensor Activate(Tensor inner, string activation) => activation switch
     {

@@ -35,11 +35,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         Version = version;
         this.preNorm = preNorm;
         this.activation = activation;
-        var first = modules[0].SelfAttention;
-        heads = first.Heads;
-        headSize = first.HeadSize;
-        hidden = heads * headSize;
-        double queryScale = 1.0 / Math.Sqrt(headSize);
+        (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(modules[0].SelfAttention);
         blocks = modules.Select(m =>
         {
             var s = m.SelfAttention;

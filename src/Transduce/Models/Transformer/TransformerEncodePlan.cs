@@ -32,11 +32,7 @@ internal sealed class TransformerEncodePlan : IPackedPlan
         Version = version;
         this.preNorm = preNorm;
         this.activation = activation;
-        var first = modules[0].Attention;
-        heads = first.Heads;
-        headSize = first.HeadSize;
-        hidden = heads * headSize;
-        double queryScale = 1.0 / Math.Sqrt(headSize);
+        (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(modules[0].Attention);
         blocks = modules.Select(m => new Block(m.Norm1, m.Norm2,
             PackedLinear.Pack(type, [m.Attention.Query, m.Attention.Key, m.Attention.Value], [queryScale, 1, 1]),
             PackedLinear.Pack(type, [m.Attention.Output]),

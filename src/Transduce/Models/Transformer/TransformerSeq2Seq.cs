@@ -122,18 +122,12 @@ internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
     private readonly bool preNorm;
     private readonly string activation;
     private readonly PlanCache plans = new();
-    private ComputeType computeType = ComputeType.Float32;
 
     /// <summary>The number type of the blocks' linear layers in eval mode (float32 by default); training runs the modules in float32.</summary>
     public ComputeType ComputeType
     {
-        get => computeType;
-        set
-        {
-            if (value == computeType) return;
-            computeType = value;
-            plans.Drop();
-        }
+        get => plans.ComputeType;
+        set => plans.ComputeType = value;
     }
 
     /// <summary>Creates the encoder; <paramref name="embedding"/> may be shared with the decoder.</summary>
@@ -156,7 +150,7 @@ internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = positions.call(embedding.call(source).mul_(embeddingScale), 0);
         // In eval mode the blocks run over packed weights (the same computation); training runs the modules.
-        if (!training && plans.Get(parameters(), version => new TransformerEncodePlan(computeType, blocks.ToList(), preNorm, activation, version)) is { } plan)
+        if (!training && plans.Get(parameters(), version => new TransformerEncodePlan(plans.ComputeType, blocks.ToList(), preNorm, activation, version)) is { } plan)
             x = plan.Forward(x, mask);
         else
             foreach (var block in blocks) x = block.call(x, mask);
