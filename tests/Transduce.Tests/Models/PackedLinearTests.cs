@@ -70,4 +70,28 @@ public sealed class PackedLinearTests
                 Assert.True(expected.allclose(actual, rtol: 0.05, atol: 0.05), $"{rows} rows: max difference {(expected - actual).abs().max().item<float>()}");
         }
     }
+
+    [Fact]
+    public void ProductsFromSeveralThreadsAtOnceAreRight()
+    {
+        // A service runs one decoder thread per model; they share the one loaded kernel module.
+        manual_seed(10);
+        using var w = randn(3000, 256) / 16;
+        using var b = randn(3000);
+        using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, b)]);
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var threads = Enumerable.Range(0, 3).Select(t => new Thread(() =>
+        {
+            using var grad = inference_mode();
+            for (int i = 0; i < 40; i++)
+            {
+                using var scope = NewDisposeScope();
+                var x = randn(1 + (t * 7 + i) % 9, 256);
+                if (!nn.functional.linear(x, w, b).allclose(packed.Forward(x), rtol: 1e-4, atol: 1e-5)) failures.Add($"thread {t}, call {i}");
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(failures);
+    }
 }
