@@ -53,10 +53,10 @@ internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisi
     /// when there are none yet, or when the compute type or a weight changed since.
     /// </summary>
     private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan =>
-        training ? null : plans.Get(parameters(), version => pack(plans.ComputeType, version));
+        PlanCache.Applies(this) ? plans.Get(parameters(), version => pack(plans.ComputeType, version)) : null;
 
     /// <summary>The weights packed for the decoding under way (by <see cref="Plan{TPlan}"/>), or null; steps use them as they are.</summary>
-    private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => training ? null : plans.Current as TPlan;
+    private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => PlanCache.Applies(this) ? plans.Current as TPlan : null;
 }
 
 /// <summary>
@@ -80,6 +80,13 @@ internal sealed class PlanCache
             Drop();
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="module"/> runs its packed path: in eval mode with gradients off (decoding runs under
+    /// inference mode). The packed weights are detached copies, so a forward pass that may be differentiated runs the
+    /// modules, whose weights get their gradients.
+    /// </summary>
+    public static bool Applies(nn.Module module) => !module.training && !is_grad_enabled();
 
     /// <summary>The plan packed last, or null.</summary>
     public IPackedPlan? Current => plan;

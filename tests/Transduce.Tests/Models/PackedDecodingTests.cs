@@ -207,4 +207,44 @@ public sealed class PackedGruDecodingTests
         double range = reference.abs().max().item<float>();
         Assert.True(error <= tolerance * Math.Max(1, range), $"max difference {error} (logits up to {range})");
     }
+
+    [Theory]
+    [InlineData(16, 24, 1)]
+    [InlineData(64, 128, 2)]   // wide enough for oneDNN's products over every position
+    public void EvalEncoderEqualsThePackedSequenceGru(int embedding, int hiddenSize, int layers)
+    {
+        manual_seed(6);
+        var config = new GruConfig { SourceVocabSize = 30, TargetVocabSize = 40, EmbeddingSize = embedding, HiddenSize = hiddenSize, Layers = layers, Dropout = 0 };
+        using var model = new GruSeq2Seq(config);
+        using var grad = no_grad();
+        var source = randint(4, 30, [4, 9]);
+        var lengths = tensor(new long[] { 3, 9, 1, 6 }); // unsorted, one of a single token; 4 rows: the packed path
+        model.train();
+        var modules = model.Encoder.call(source, lengths);
+        model.eval();
+        var packed = model.Encoder.call(source, lengths);
+        Assert.True(modules.Outputs.allclose(packed.Outputs, rtol: 1e-4, atol: 1e-5), $"outputs: max difference {(modules.Outputs - packed.Outputs).abs().max().item<float>()}");
+        Assert.True(modules.FinalState!.allclose(packed.FinalState!, rtol: 1e-4, atol: 1e-5), $"final state: max difference {(modules.FinalState! - packed.FinalState!).abs().max().item<float>()}");
+        Assert.Equal(0f, packed.Outputs[2, 1..].abs().max().item<float>()); // past a sentence's end: zeros
+    }
+
+    [Theory]
+    [InlineData("gru")]
+    [InlineData("transformer")]
+    public void AnEvalModePassWithGradientsReachesEveryWeight(string architecture)
+    {
+        // Packed weights are detached copies: with gradients on, eval mode must run the modules so weights get gradients.
+        manual_seed(2);
+        var data = Transduce.Data.TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
+        using var model = ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, data.TargetVocabulary, architecture: architecture));
+        model.eval();
+        using var source = randint(4, data.SourceVocabulary.Count, [2, 5]);
+        using var lengths = tensor(new long[] { 5, 3 });
+        using var target = randint(4, data.TargetVocabulary.Count, [2, 4]);
+        using var loss = model.call(source, lengths, target).square().sum();
+        loss.backward();
+        var missing = model.named_parameters().Where(p => p.parameter.grad is null || p.parameter.grad.abs().sum().item<float>() == 0)
+            .Select(p => p.name).ToList();
+        Assert.Empty(missing);
+    }
 }

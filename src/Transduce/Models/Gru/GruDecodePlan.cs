@@ -39,12 +39,7 @@ internal sealed class GruDecodePlan : IPackedPlan
         for (int l = 0; l < layers.Length; l++)
         {
             var h = state.Hidden[l];
-            var gi = layers[l].Input.Forward(x).chunk(3, 1);
-            var gh = layers[l].Hidden.Forward(h).chunk(3, 1);
-            var reset = gi[0].add(gh[0]).sigmoid_();
-            var update = gi[1].add(gh[1]).sigmoid_();
-            var candidate = gi[2].add(gh[2].mul_(reset)).tanh_();
-            x = next[l] = h.sub(candidate).mul_(update).add_(candidate);
+            x = next[l] = GruCell.Step(layers[l].Input.Forward(x), layers[l].Hidden.Forward(h), h);
         }
         var logits = output.Forward(x).view(batch, 1, output.OutFeatures);
         var hiddenState = stack(next, 0);

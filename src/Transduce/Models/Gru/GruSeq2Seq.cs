@@ -13,6 +13,9 @@ internal sealed class GruEncoder : Encoder
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;
+    private readonly int layers;
+    private readonly PlanCache plans = new();
+    private const long PackedFromBatch = 4;
 
     /// <summary>Creates the encoder.</summary>
     public GruEncoder(int vocabSize, int embeddingSize, int hiddenSize, int layers, double dropout)
@@ -20,6 +23,7 @@ internal sealed class GruEncoder : Encoder
     {
         embedding = nn.Embedding(vocabSize, embeddingSize);
         rnn = nn.GRU(embeddingSize, hiddenSize, layers, batchFirst: true, dropout: dropout);
+        this.layers = layers;
         RegisterComponents();
     }
 
@@ -29,6 +33,14 @@ internal sealed class GruEncoder : Encoder
         long steps = source.shape[1];
         using var embedded = embedding.call(source);
         using var lengths = validLengths.to(ScalarType.Int64, CPU);
+        // In eval mode without gradients, from 4 sentences up, the same GRU runs over packed weights; otherwise the module.
+        // Below that libtorch's GRU, one native call per layer, is cheaper than the plan's per-step calls
+        // (`Transduce.Bench encoder --synthetic gru`: 40 tokens, batch 1 1.8 against 2.5 ms, batch 4 4.4 against 3.5).
+        if (source.shape[0] >= PackedFromBatch && PlanCache.Applies(this) && plans.Get(parameters(), version => new GruEncodePlan(GruWeights.Of(rnn, layers), version)) is { } plan)
+        {
+            var (encoded, final) = plan.Forward(embedded, lengths.data<long>().ToArray());
+            return new EncoderOutput(encoded, final);
+        }
         using var packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first: true, enforce_sorted: false);
         var (packedOutputs, finalState) = rnn.call(packed);
         using (packedOutputs)
@@ -38,6 +50,29 @@ internal sealed class GruEncoder : Encoder
             return new EncoderOutput(outputs, finalState);
         }
     }
+
+    /// <summary>Leaving or entering eval mode drops the packed weights (they are packed again when next needed).</summary>
+    public override void train(bool train = true)
+    {
+        plans.Drop();
+        base.train(train);
+    }
+
+    /// <summary>Disposing the encoder also releases its packed weights.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) plans.Drop();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>The per-layer weights of libtorch's <see cref="GRU"/> module, by its parameter names.</summary>
+internal static class GruWeights
+{
+    public static IReadOnlyList<(Tensor Wih, Tensor Whh, Tensor? Bih, Tensor? Bhh)> Of(GRU rnn, int layers) =>
+        Enumerable.Range(0, layers).Select(l =>
+            ((Tensor)rnn.get_parameter($"weight_ih_l{l}")!, (Tensor)rnn.get_parameter($"weight_hh_l{l}")!,
+             (Tensor?)rnn.get_parameter($"bias_ih_l{l}"), (Tensor?)rnn.get_parameter($"bias_hh_l{l}"))).ToList();
 }
 
 /// <summary>
@@ -74,13 +109,8 @@ internal sealed class GruDecoder : PackedDecoder<GruState>
         RegisterComponents();
     }
 
-    private GruDecodePlan Pack(ComputeType type, long version)
-    {
-        var weights = Enumerable.Range(0, layers).Select(l =>
-            ((Tensor)rnn.get_parameter($"weight_ih_l{l}")!, (Tensor)rnn.get_parameter($"weight_hh_l{l}")!,
-             (Tensor?)rnn.get_parameter($"bias_ih_l{l}"), (Tensor?)rnn.get_parameter($"bias_hh_l{l}"))).ToList();
-        return new GruDecodePlan(type, weights, (dense.weight!, dense.bias), version);
-    }
+    private GruDecodePlan Pack(ComputeType type, long version) =>
+        new(type, GruWeights.Of(rnn, layers), (dense.weight!, dense.bias), version);
 
     /// <inheritdoc />
     public override GruState InitState(EncoderOutput encoderOutput, Tensor sourceValidLengths)

@@ -149,8 +149,8 @@ internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
         using var scope = NewDisposeScope();
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = positions.call(embedding.call(source).mul_(embeddingScale), 0);
-        // In eval mode the blocks run over packed weights (the same computation); training runs the modules.
-        if (!training && plans.Get(parameters(), version => new TransformerEncodePlan(plans.ComputeType, blocks.ToList(), preNorm, activation, version)) is { } plan)
+        // In eval mode without gradients the blocks run over packed weights (the same computation); otherwise the modules.
+        if (PlanCache.Applies(this) && plans.Get(parameters(), version => new TransformerEncodePlan(plans.ComputeType, blocks.ToList(), preNorm, activation, version)) is { } plan)
             x = plan.Forward(x, mask);
         else
             foreach (var block in blocks) x = block.call(x, mask);
