@@ -9,12 +9,11 @@ namespace Transduce.Models.Gru;
 /// Multi-layer GRU encoder (d2l §10.7). Padded positions are packed away, so the final state of
 /// every sentence is taken at its own last token rather than after a run of padding.
 /// </summary>
-internal sealed class GruEncoder : Encoder
+internal sealed class GruEncoder : PackedEncoder
 {
     private readonly Embedding embedding;
     private readonly GRU rnn;
     private readonly int layers;
-    private readonly PlanCache plans = new();
     private const long PackedFromBatch = 4;
 
     /// <summary>Creates the encoder.</summary>
@@ -36,7 +35,7 @@ internal sealed class GruEncoder : Encoder
         // In eval mode without gradients, from 4 sentences up, the same GRU runs over packed weights; otherwise the module.
         // Below that libtorch's GRU, one native call per layer, is cheaper than the plan's per-step calls
         // (`Transduce.Bench encoder --synthetic gru`: 40 tokens, batch 1 1.8 against 2.5 ms, batch 4 4.4 against 3.5).
-        if (source.shape[0] >= PackedFromBatch && PlanCache.Applies(this) && plans.Get(parameters(), version => new GruEncodePlan(GruWeights.Of(rnn, layers), version)) is { } plan)
+        if (source.shape[0] >= PackedFromBatch && Plan((_, version) => new GruEncodePlan(GruWeights.Of(rnn, layers), version)) is { } plan)
         {
             var (encoded, final) = plan.Forward(embedded, lengths.data<long>().ToArray());
             return new EncoderOutput(encoded, final);
@@ -49,20 +48,6 @@ internal sealed class GruEncoder : Encoder
             outLengths.Dispose();
             return new EncoderOutput(outputs, finalState);
         }
-    }
-
-    /// <summary>Leaving or entering eval mode drops the packed weights (they are packed again when next needed).</summary>
-    public override void train(bool train = true)
-    {
-        plans.Drop();
-        base.train(train);
-    }
-
-    /// <summary>Disposing the encoder also releases its packed weights.</summary>
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) plans.Drop();
-        base.Dispose(disposing);
     }
 }
 

@@ -112,7 +112,7 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
 }
 
 /// <summary>Transformer encoder (d2l §11.7.4): scaled embeddings + positions, then a stack of blocks.</summary>
-internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
+internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModule
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
@@ -121,13 +121,12 @@ internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
     private readonly double embeddingScale;
     private readonly bool preNorm;
     private readonly string activation;
-    private readonly PlanCache plans = new();
 
     /// <summary>The number type of the blocks' linear layers in eval mode (float32 by default); training runs the modules in float32.</summary>
     public ComputeType ComputeType
     {
-        get => plans.ComputeType;
-        set => plans.ComputeType = value;
+        get => PackedType;
+        set => PackedType = value;
     }
 
     /// <summary>Creates the encoder; <paramref name="embedding"/> may be shared with the decoder.</summary>
@@ -150,26 +149,12 @@ internal sealed class TransformerEncoder : Encoder, IReducedPrecisionModule
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = positions.call(embedding.call(source).mul_(embeddingScale), 0);
         // In eval mode without gradients the blocks run over packed weights (the same computation); otherwise the modules.
-        if (PlanCache.Applies(this) && plans.Get(parameters(), version => new TransformerEncodePlan(plans.ComputeType, blocks.ToList(), preNorm, activation, version)) is { } plan)
+        if (Plan((type, version) => new TransformerEncodePlan(type, blocks.ToList(), preNorm, activation, version)) is { } plan)
             x = plan.Forward(x, mask);
         else
             foreach (var block in blocks) x = block.call(x, mask);
         if (finalNorm is not null) x = finalNorm.call(x);
         return new EncoderOutput(x.MoveToOuterDisposeScope(), null);
-    }
-
-    /// <summary>Leaving or entering eval mode drops the packed weights (they are packed again when next needed).</summary>
-    public override void train(bool train = true)
-    {
-        plans.Drop();
-        base.train(train);
-    }
-
-    /// <summary>Disposing the encoder also releases its packed weights.</summary>
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) plans.Drop();
-        base.Dispose(disposing);
     }
 }
 
