@@ -47,11 +47,23 @@ internal sealed class PackedLinear : IDisposable
     /// </summary>
     public static PackedLinear Pack(ComputeType type, IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null)
     {
+        using var scope = NewDisposeScope();
+        var (w, b) = Concatenate(parts, scales);
+        var result = new PackedLinear(type, w, b);
+        result.Detach();
+        return result;
+    }
+
+    /// <summary>
+    /// The float32 weight (Σ out_i, in) and bias (Σ out_i, or null) of <paramref name="parts"/> concatenated in order,
+    /// each part multiplied by its scale when <paramref name="scales"/> is given; detached copies in the caller's scope.
+    /// </summary>
+    internal static (Tensor Weight, Tensor? Bias) Concatenate(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales)
+    {
         if (parts.Count == 0) throw new ArgumentException("nothing to pack", nameof(parts));
         bool hasBias = parts[0].Bias is not null;
         if (parts.Any(p => (p.Bias is not null) != hasBias)) throw new ArgumentException("either every part has a bias or none", nameof(parts));
         using var grad = no_grad();
-        using var scope = NewDisposeScope();
         var weights = parts.Select((p, i) => scales is null || scales[i] == 1.0 ? p.Weight.detach() : p.Weight.detach().mul(scales[i])).ToArray();
         var w = weights.Length == 1 ? weights[0] : cat(weights, 0);
         Tensor? b = null;
@@ -60,9 +72,7 @@ internal sealed class PackedLinear : IDisposable
             var biases = parts.Select((p, i) => scales is null || scales[i] == 1.0 ? p.Bias!.detach() : p.Bias!.detach().mul(scales[i])).ToArray();
             b = biases.Length == 1 ? biases[0] : cat(biases, 0);
         }
-        var result = new PackedLinear(type, w.to_type(ScalarType.Float32), b?.to_type(ScalarType.Float32));
-        result.Detach();
-        return result;
+        return (w.to_type(ScalarType.Float32), b?.to_type(ScalarType.Float32));
     }
 
     private PackedLinear(ComputeType type, Tensor w, Tensor? b)

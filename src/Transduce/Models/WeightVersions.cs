@@ -8,6 +8,9 @@ internal static class PackedDecoding
 {
     /// <summary>False when the environment sets <c>TRANSDUCE_PACKED_DECODING=0</c>: decoding then runs the modules (for A/B measurements).</summary>
     public static bool Enabled { get; } = Environment.GetEnvironmentVariable("TRANSDUCE_PACKED_DECODING") != "0";
+
+    /// <summary>False when the environment sets <c>TRANSDUCE_ROW_STEP=0</c>: one-sentence float32 Transformer steps then run through libtorch too.</summary>
+    public static bool RowStepEnabled { get; } = Environment.GetEnvironmentVariable("TRANSDUCE_ROW_STEP") != "0";
 }
 
 /// <summary>

@@ -43,6 +43,9 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The encodings, (1, max positions, hidden).</summary>
+    internal Tensor Table => table;
+
     private static Tensor InterleavedTable(long hiddenSize, long maxPositions)
     {
         var position = arange(maxPositions, ScalarType.Float32).reshape(-1, 1);

@@ -53,6 +53,29 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         output = PackedLinear.Pack(type, [(dense.weight!, dense.bias)]);
     }
 
+    private TransformerRowStep? rowStep;
+    private bool rowStepTried;
+
+    /// <summary>The packed output layer.</summary>
+    public PackedLinear Output => output;
+
+    /// <summary>
+    /// The managed one-row step for the same weights (float32 only; made by <paramref name="create"/> on first use, null
+    /// where it does not apply or <c>TRANSDUCE_ROW_STEP=0</c>), released with the plan.
+    /// </summary>
+    public TransformerRowStep? RowStep(Func<TransformerRowStep?> create)
+    {
+        lock (blocks)
+        {
+            if (!rowStepTried)
+            {
+                rowStepTried = true;
+                if (ComputeType == ComputeType.Float32 && PackedDecoding.RowStepEnabled) rowStep = create();
+            }
+            return rowStep;
+        }
+    }
+
     /// <summary>The number type the plan multiplies in.</summary>
     public ComputeType ComputeType { get; }
 
@@ -131,5 +154,6 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     {
         foreach (var b in blocks) b.Dispose();
         output.Dispose();
+        rowStep?.Dispose();
     }
 }

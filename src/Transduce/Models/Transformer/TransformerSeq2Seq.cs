@@ -173,6 +173,12 @@ internal sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, T
 
     /// <inheritdoc />
     public IReadOnlyList<Tensor> CrossAttention { get; init; } = [];
+
+    /// <summary>
+    /// The self-attention cache in managed memory when the last step was a row step (<see cref="TransformerRowStep"/>;
+    /// <see cref="SelfKeys"/> and <see cref="SelfValues"/> are then null), else null.
+    /// </summary>
+    internal TransformerRowStep.RowDecoding? Row { get; init; }
 }
 
 /// <summary>One decoder block: causal self-attention, cross-attention over the encoder output, FFN.</summary>
@@ -283,19 +289,30 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     }
 
     /// <inheritdoc />
-    public override TransformerState SelectRows(TransformerState s, Tensor batchIndices) => new(
+    public override TransformerState SelectRows(TransformerState s, Tensor batchIndices)
+    {
+        // Keeping the one row of a row-step decoding (a beam of one) keeps its managed cache as it is.
+        if (s.Row is not null && batchIndices.NumberOfElements == 1 && batchIndices.item<long>() == 0) return s;
+        s = TransformerRowStep.Materialize(s);
+        return new(
         s.SourceMask.index_select(0, batchIndices),
         s.CrossKeys.Select(t => t.index_select(0, batchIndices)).ToArray(),
         s.CrossValues.Select(t => t.index_select(0, batchIndices)).ToArray(),
         s.SelfKeys.Select(t => t?.index_select(0, batchIndices)).ToArray(),
         s.SelfValues.Select(t => t?.index_select(0, batchIndices)).ToArray(),
         s.Steps);
+    }
 
     /// <inheritdoc />
     public override (Tensor Logits, TransformerState State) forward(Tensor target, TransformerState state)
     {
-        using var scope = NewDisposeScope();
         long steps = target.shape[1];
+        if (steps == 1 && TransformerRowStep.Accepts(state, target.shape[0]) && Packed<TransformerDecodePlan>() is { } rowPlan
+            && rowPlan.RowStep(() => TransformerRowStep.TryCreate(blocks.ToList(), dense, rowPlan.Output, finalNorm, embedding, positions.Table,
+                embeddingScale, preNorm, activation)) is { } row)
+            return row.Step(target, state);
+        using var scope = NewDisposeScope();
+        state = TransformerRowStep.Materialize(state);
         // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
         Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
         var x = positions.call(embedding.call(target).mul_(embeddingScale), state.Steps);

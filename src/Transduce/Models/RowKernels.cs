@@ -1,0 +1,255 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Transduce.Models;
+
+/// <summary>
+/// One-row float32 arithmetic in managed SIMD, for decoding one sentence at a time (<see cref="Transformer.TransformerRowStep"/>).
+/// At one row a libtorch operation costs 2–4 µs of dispatch and tensor bookkeeping whatever its size, and a small
+/// matrix–vector product through MKL runs 2–3× slower than a panel-packed loop here (BENCHMARKS.md, issue 17, third
+/// pass): a step of a small model is then mostly overhead. These kernels work on raw float32 memory instead.
+/// </summary>
+internal static unsafe class RowKernels
+{
+    /// <summary>Whether the kernels run vectorised here (x64 with AVX2 or AVX-512); elsewhere callers keep libtorch.</summary>
+    public static bool Supported => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
+
+    /// <summary>y = LN(x) over <paramref name="n"/> values: (x − mean) / √(var + eps) · γ + β (biased variance, as libtorch).</summary>
+    public static void LayerNorm(float* x, float* y, float* gamma, float* beta, int n, float eps)
+    {
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += x[i];
+        float mean = (float)(sum / n);
+        double squares = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double d = x[i] - mean;
+            squares += d * d;
+        }
+        float rstd = (float)(1.0 / Math.Sqrt(squares / n + eps));
+        for (int i = 0; i < n; i++) y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+
+    /// <summary>Σ a[i]·b[i] over <paramref name="n"/> values.</summary>
+    public static float Dot(float* a, float* b, int n)
+    {
+        int i = 0;
+        var acc = Vector256<float>.Zero;
+        for (; i + 8 <= n; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
+        float s = Vector256.Sum(acc);
+        for (; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+
+    /// <summary>y += p · x over <paramref name="n"/> values.</summary>
+    public static void AddScaled(float* y, float* x, float p, int n)
+    {
+        int i = 0;
+        var pv = Vector256.Create(p);
+        for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(pv, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
+        for (; i < n; i++) y[i] += p * x[i];
+    }
+
+    /// <summary>Softmax of <paramref name="n"/> scores in place (max subtracted first, as libtorch).</summary>
+    public static void Softmax(float* s, int n)
+    {
+        float max = float.NegativeInfinity;
+        for (int i = 0; i < n; i++) max = MathF.Max(max, s[i]);
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += s[i] = MathF.Exp(s[i] - max);
+        float inverse = 1f / sum;
+        for (int i = 0; i < n; i++) s[i] *= inverse;
+    }
+
+    /// <summary>The FFN activations a row step can apply (libtorch's exact erf GELU has no managed twin here).</summary>
+    public static bool CanActivate(string activation) => activation is "relu" or "swish" or "gelu_tanh";
+
+    /// <summary>The FFN activation in place over <paramref name="n"/> values.</summary>
+    public static void Activate(float* x, int n, string activation)
+    {
+        switch (activation)
+        {
+            case "relu":
+                for (int i = 0; i < n; i++) x[i] = MathF.Max(x[i], 0f);
+                break;
+            case "swish":
+                for (int i = 0; i < n; i++) x[i] /= 1f + MathF.Exp(-x[i]);
+                break;
+            case "gelu_tanh":
+                const float c = 0.7978845608028654f; // √(2/π)
+                for (int i = 0; i < n; i++)
+                {
+                    float v = x[i];
+                    x[i] = 0.5f * v * (1f + MathF.Tanh(c * (v + 0.044715f * v * v * v)));
+                }
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(activation), activation, "no managed form");
+        }
+    }
+
+    /// <summary>The address of a contiguous float32 CPU tensor's first element (the tensor must outlive its use).</summary>
+    public static float* Pointer(Tensor t)
+    {
+        if (t.dtype != ScalarType.Float32 || !t.is_contiguous() || t.device_type != DeviceType.CPU)
+            throw new ArgumentException("a contiguous float32 CPU tensor is required", nameof(t));
+        using var storage = t.storage<float>();
+        return (float*)storage.data_ptr() + t.storage_offset();
+    }
+
+    /// <summary>The memory of a contiguous float32 CPU tensor (valid while the tensor lives).</summary>
+    public static Span<float> Floats(Tensor t)
+    {
+        if (t.dtype != ScalarType.Float32 || !t.is_contiguous() || t.device_type != DeviceType.CPU)
+            throw new ArgumentException("a contiguous float32 CPU tensor is required", nameof(t));
+        return MemoryMarshal.Cast<byte, float>(t.bytes);
+    }
+
+    /// <summary>Copies a float32 tensor's values into a new array.</summary>
+    public static float[] Copy(Tensor t)
+    {
+        using var c = t.detach().to_type(ScalarType.Float32).contiguous().cpu();
+        return c.data<float>().ToArray();
+    }
+}
+
+/// <summary>
+/// A linear layer (or several that read the same input, concatenated along their outputs) packed for one-row float32
+/// products in managed SIMD: the transposed weight cut into panels of 128 outputs, each panel's (in × 128) block
+/// contiguous, so that a product streams the weights once, in order, with 128 running sums in registers. The panels are
+/// a copy (native memory, 64-byte aligned): as many bytes as the float32 weights.
+/// </summary>
+internal sealed unsafe class RowLinear : IDisposable
+{
+    /// <summary>Outputs per panel.</summary>
+    public const int Panel = 128;
+
+    private float* panels;   // [panel][in][Panel]
+    private float* bias;     // [PaddedOut], zeros without a bias
+
+    /// <summary>Input width.</summary>
+    public int In { get; }
+
+    /// <summary>Output width.</summary>
+    public int Out { get; }
+
+    /// <summary>Output width rounded up to whole panels: the length an output buffer needs.</summary>
+    public int PaddedOut { get; }
+
+    /// <summary>Bytes of native memory held.</summary>
+    public long Bytes => ((long)PaddedOut * In + PaddedOut) * sizeof(float);
+
+    /// <summary>Packs layers that read the same input, as <see cref="PackedLinear.Pack"/> does (same order and scales).</summary>
+    public static RowLinear Pack(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null)
+    {
+        using var scope = NewDisposeScope();
+        var (w, b) = PackedLinear.Concatenate(parts, scales);
+        return new RowLinear(RowKernels.Copy(w), b is null ? null : RowKernels.Copy(b), (int)w.shape[0], (int)w.shape[1]);
+    }
+
+    private RowLinear(float[] weight, float[]? bias, int outFeatures, int inFeatures)
+    {
+        Out = outFeatures;
+        In = inFeatures;
+        PaddedOut = (outFeatures + Panel - 1) / Panel * Panel;
+        panels = (float*)NativeMemory.AlignedAlloc((nuint)((long)PaddedOut * In * sizeof(float)), 64);
+        this.bias = (float*)NativeMemory.AlignedAlloc((nuint)(PaddedOut * sizeof(float)), 64);
+        for (int p = 0; p < PaddedOut / Panel; p++)
+            for (int i = 0; i < In; i++)
+            {
+                float* row = panels + ((long)p * In + i) * Panel;
+                for (int j = 0; j < Panel; j++)
+                {
+                    int o = p * Panel + j;
+                    row[j] = o < Out ? weight[(long)o * In + i] : 0f;
+                }
+            }
+        for (int o = 0; o < PaddedOut; o++) this.bias[o] = bias is not null && o < Out ? bias[o] : 0f;
+    }
+
+    /// <summary>
+    /// y = x Wᵀ + b for one row <paramref name="x"/> (<see cref="In"/> values) into <paramref name="y"/>
+    /// (<see cref="PaddedOut"/> values; those past <see cref="Out"/> are zero), plus <paramref name="residual"/> when given.
+    /// </summary>
+    public void Forward(float* x, float* y, float* residual = null) => Forward(x, y, residual, 0, PaddedOut / Panel);
+
+    /// <summary>As <see cref="Forward(float*, float*, float*)"/> for the panels <paramref name="first"/> … <paramref name="end"/> − 1 only.</summary>
+    public void Forward(float* x, float* y, float* residual, int first, int end)
+    {
+        ObjectDisposedException.ThrowIf(panels is null, this);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (int p = first; p < end; p++) Panel512(x, panels + (long)p * In * Panel, bias + p * Panel, y + p * Panel);
+        }
+        else
+        {
+            for (int p = first; p < end; p++)
+                for (int half = 0; half < Panel; half += Panel / 2)
+                    Half256(x, panels + (long)p * In * Panel + half, bias + p * Panel + half, y + p * Panel + half);
+        }
+        if (residual is not null)
+            for (int o = first * Panel; o < Math.Min(end * Panel, Out); o++) y[o] += residual[o];
+    }
+
+    private void Panel512(float* x, float* w, float* b, float* y)
+    {
+        // Eight 16-wide running sums hold the panel's 128 outputs; each input value scales one 512-byte weight row.
+        var a0 = Vector512.Load(b); var a1 = Vector512.Load(b + 16); var a2 = Vector512.Load(b + 32); var a3 = Vector512.Load(b + 48);
+        var a4 = Vector512.Load(b + 64); var a5 = Vector512.Load(b + 80); var a6 = Vector512.Load(b + 96); var a7 = Vector512.Load(b + 112);
+        for (int i = 0; i < In; i++, w += Panel)
+        {
+            var xi = Vector512.Create(x[i]);
+            a0 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w), a0);
+            a1 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 48), a3);
+            a4 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 64), a4);
+            a5 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 80), a5);
+            a6 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 96), a6);
+            a7 = Vector512.FusedMultiplyAdd(xi, Vector512.Load(w + 112), a7);
+        }
+        a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
+        a4.Store(y + 64); a5.Store(y + 80); a6.Store(y + 96); a7.Store(y + 112);
+    }
+
+    private void Half256(float* x, float* w, float* b, float* y)
+    {
+        // AVX2: the panel in two halves of 64 outputs, eight 8-wide sums each (16 registers would spill).
+        var a0 = Vector256.Load(b); var a1 = Vector256.Load(b + 8); var a2 = Vector256.Load(b + 16); var a3 = Vector256.Load(b + 24);
+        var a4 = Vector256.Load(b + 32); var a5 = Vector256.Load(b + 40); var a6 = Vector256.Load(b + 48); var a7 = Vector256.Load(b + 56);
+        for (int i = 0; i < In; i++, w += Panel)
+        {
+            var xi = Vector256.Create(x[i]);
+            a0 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w), a0);
+            a1 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 8), a1);
+            a2 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 16), a2);
+            a3 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 24), a3);
+            a4 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 32), a4);
+            a5 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 40), a5);
+            a6 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 48), a6);
+            a7 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 56), a7);
+        }
+        a0.Store(y); a1.Store(y + 8); a2.Store(y + 16); a3.Store(y + 24);
+        a4.Store(y + 32); a5.Store(y + 40); a6.Store(y + 48); a7.Store(y + 56);
+    }
+
+    /// <summary>Frees the panels.</summary>
+    public void Dispose()
+    {
+        Free();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Frees the panels if the owner never disposed this copy.</summary>
+    ~RowLinear() => Free();
+
+    private void Free()
+    {
+        NativeMemory.AlignedFree(panels);
+        NativeMemory.AlignedFree(bias);
+        panels = null;
+        bias = null;
+    }
+}
