@@ -117,6 +117,41 @@ public sealed class PackedDecodingTests
     }
 
     [Fact]
+    public void TheKeyValueCacheGrowsAndBranchesLikeTheModules()
+    {
+        // 40 steps outgrow the preallocated capacity twice; a second continuation of an older state must not see the
+        // positions the first one wrote into the shared buffers.
+        using var model = Model(true, true, "relu");
+        using var grad = no_grad();
+        manual_seed(8);
+        var source = randint(4, 40, [2, 6]);
+        var lengths = tensor(new long[] { 6, 4 });
+        var target = randint(4, 50, [2, 41]);
+        model.train();
+        var reference = model.call(source, lengths, target);
+        model.eval();
+        var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        var steps = new List<Tensor>();
+        TransformerState? older = null;
+        for (long t = 0; t < 40; t++)
+        {
+            if (t == 36) older = state;
+            var (logits, next) = model.Decoder.call(target.narrow(1, t, 1), state);
+            steps.Add(logits);
+            state = next;
+        }
+        Assert.NotNull(state.Cache);
+        Assert.True(state.Cache!.Capacity >= 40);
+        // Another token at position 36, from the older state (the buffers have not grown since): a branch of its own…
+        model.Decoder.call(target.narrow(1, 36, 1).add(1).remainder(50), older!);
+        // …which leaves the newest state's position 36 alone.
+        (var last, _) = model.Decoder.call(target.narrow(1, 40, 1), state);
+        steps.Add(last);
+        var all = cat(steps, 1);
+        Assert.True(reference.allclose(all, rtol: 1e-4, atol: 1e-5), $"max difference {(reference - all).abs().max().item<float>()}");
+    }
+
+    [Fact]
     public void WeightVersionsAreReadAndBumpedByInPlaceChanges()
     {
         using var w = zeros(4);

@@ -105,12 +105,14 @@ internal sealed class TransformerDecodePlan : IPackedPlan
 
     /// <summary>
     /// One decoder call on <paramref name="x"/>, the embedded and position-encoded target (batch, steps, hidden);
-    /// returns the logits, each block's grown self-attention keys and values, and each block's cross-attention weights
-    /// (batch, heads, steps, source), which the softmax computes anyway.
+    /// returns the logits, each block's self-attention keys and values so far (views of the cache's buffers), each block's
+    /// cross-attention weights (batch, heads, steps, source), which the softmax computes anyway, and the cache written.
     /// </summary>
-    public (Tensor Logits, Tensor[] Keys, Tensor[] Values, Tensor[] CrossAttention) Forward(Tensor x, TransformerState state, Tensor? causal, LayerNorm? finalNorm)
+    public (Tensor Logits, Tensor[] Keys, Tensor[] Values, Tensor[] CrossAttention, KeyValueCache Cache) Forward(Tensor x, TransformerState state,
+        Tensor? causal, LayerNorm? finalNorm)
     {
         long batch = x.shape[0], steps = x.shape[1];
+        var cache = KeyValueCache.For(state, batch, steps, heads, headSize);
         var keys = new Tensor[blocks.Length];
         var values = new Tensor[blocks.Length];
         var crossWeights = new Tensor[blocks.Length];
@@ -124,11 +126,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             var normed = preNorm ? b.Norm1.call(h) : h;
             var qkv = b.SelfQkv.Forward(normed);
             var (q, k, v) = PackedBlockOps.SplitQkv(qkv, batch, steps, heads, headSize);
-            if (state.SelfKeys[i] is { } pastKeys)
-            {
-                k = cat([pastKeys, k], 2);
-                v = cat([state.SelfValues[i]!, v], 2);
-            }
+            (k, v) = cache.Append(i, k, v, state.Steps);
             keys[i] = k;
             values[i] = v;
             h = PackedBlockOps.Residual(h, b.SelfOut.Forward(PackedBlockOps.Attend(q, k, v, causalMasked, out _)), b.Norm1, preNorm);
@@ -144,7 +142,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         }
         if (finalNorm is not null) h = finalNorm.call(h);
         var logits = output.Forward(h);
-        return (logits.view(batch, steps, output.OutFeatures), keys, values, crossWeights);
+        return (logits.view(batch, steps, output.OutFeatures), keys, values, crossWeights, cache);
     }
 
     private Tensor SplitHeads(Tensor x, long batch, long steps) =>

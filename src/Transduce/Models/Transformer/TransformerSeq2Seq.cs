@@ -169,7 +169,8 @@ internal sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, T
 {
     /// <inheritdoc />
     public IEnumerable<Tensor> Tensors =>
-        new[] { SourceMask }.Concat(CrossKeys).Concat(CrossValues).Concat(SelfKeys.OfType<Tensor>()).Concat(SelfValues.OfType<Tensor>());
+        new[] { SourceMask }.Concat(CrossKeys).Concat(CrossValues).Concat(SelfKeys.OfType<Tensor>()).Concat(SelfValues.OfType<Tensor>())
+            .Concat(Cache?.Tensors ?? []);
 
     /// <inheritdoc />
     public IReadOnlyList<Tensor> CrossAttention { get; init; } = [];
@@ -179,6 +180,12 @@ internal sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, T
     /// <see cref="SelfKeys"/> and <see cref="SelfValues"/> are then null), else null.
     /// </summary>
     internal TransformerRowStep.RowDecoding? Row { get; init; }
+
+    /// <summary>
+    /// The buffers behind <see cref="SelfKeys"/> and <see cref="SelfValues"/> (views of their first <see cref="Steps"/>
+    /// positions) when the packed path wrote them, else null.
+    /// </summary>
+    internal KeyValueCache? Cache { get; init; }
 }
 
 /// <summary>One decoder block: causal self-attention, cross-attention over the encoder output, FFN.</summary>
@@ -294,13 +301,20 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         // Keeping the one row of a row-step decoding (a beam of one) keeps its managed cache as it is.
         if (s.Row is not null && batchIndices.NumberOfElements == 1 && batchIndices.item<long>() == 0) return s;
         s = TransformerRowStep.Materialize(s);
-        return new(
-        s.SourceMask.index_select(0, batchIndices),
-        s.CrossKeys.Select(t => t.index_select(0, batchIndices)).ToArray(),
-        s.CrossValues.Select(t => t.index_select(0, batchIndices)).ToArray(),
-        s.SelfKeys.Select(t => t?.index_select(0, batchIndices)).ToArray(),
-        s.SelfValues.Select(t => t?.index_select(0, batchIndices)).ToArray(),
-        s.Steps);
+        var mask = s.SourceMask.index_select(0, batchIndices);
+        var crossKeys = s.CrossKeys.Select(t => t.index_select(0, batchIndices)).ToArray();
+        var crossValues = s.CrossValues.Select(t => t.index_select(0, batchIndices)).ToArray();
+        if (s.Cache is { } cache)
+        {
+            // The buffers' rows, with their room to grow: the next step writes in place again.
+            var selected = cache.SelectRows(batchIndices, s.Steps);
+            return new(mask, crossKeys, crossValues, selected.Keys.Select(k => (Tensor?)k.narrow(2, 0, s.Steps)).ToArray(),
+                selected.Values.Select(v => (Tensor?)v.narrow(2, 0, s.Steps)).ToArray(), s.Steps) { Cache = selected };
+        }
+        return new(mask, crossKeys, crossValues,
+            s.SelfKeys.Select(t => t?.index_select(0, batchIndices)).ToArray(),
+            s.SelfValues.Select(t => t?.index_select(0, batchIndices)).ToArray(),
+            s.Steps);
     }
 
     /// <inheritdoc />
@@ -319,10 +333,12 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         if (Packed<TransformerDecodePlan>() is { } plan)
         {
             // InitState packed (or checked) the weights for this decoding; steps use them as they are.
-            var (leanLogits, keys, values, attention) = plan.Forward(x, state, causal, finalNorm);
+            var (leanLogits, keys, values, attention, cache) = plan.Forward(x, state, causal, finalNorm);
             foreach (var t in keys.Concat(values).Concat(attention)) t.MoveToOuterDisposeScope();
+            if (!ReferenceEquals(cache, state.Cache))
+                foreach (var t in cache.Tensors) t.MoveToOuterDisposeScope();
             return (leanLogits.MoveToOuterDisposeScope(),
-                state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention });
+                state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention, Cache = cache });
         }
         var selfKeys = new Tensor?[blocks.Count];
         var selfValues = new Tensor?[blocks.Count];
@@ -337,7 +353,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         }
         if (finalNorm is not null) x = finalNorm.call(x);
         var logits = dense.call(x).MoveToOuterDisposeScope();
-        return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps, CrossAttention = crossWeights });
+        return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps, CrossAttention = crossWeights, Cache = null });
     }
 }
 
