@@ -72,11 +72,15 @@ internal static class GreedySearch
         {
             cancellation.ThrowIfCancellationRequested();
             Tensor best;
+            long[]? picks;
             using (var stepScope = NewDisposeScope())
             {
                 var (logits, attention) = decoding.Step(input, wantAttention);
-                // max(dim)'s indices are argmax's (the first maximal value of each row) at about half its cost in libtorch 2.10.
-                best = rules.Apply(logits, new SearchPosition(step, rowSentences)).max(-1).indexes;
+                // The first maximal value of each row (argmax's choice): in managed code where it applies, else max(dim),
+                // whose indices are argmax's at about half its cost in libtorch 2.10.
+                var scores = rules.Apply(logits, new SearchPosition(step, rowSentences));
+                picks = Models.RowKernels.ArgMaxRows(scores);
+                best = picks is null ? scores.max(-1).indexes : tensor(picks, device: scores.device);
                 shape = StepAttention.From(attention) ?? shape;
                 if (attention is not null)
                     for (int r = 0; r < rowSentences.Length; r++)
@@ -85,7 +89,7 @@ internal static class GreedySearch
             }
             input.Dispose();
             input = best;
-            var tokens = best.data<long>().ToArray();
+            var tokens = picks ?? best.data<long>().ToArray();
             int done = 0;
             for (int r = 0; r < rowSentences.Length; r++)
             {

@@ -12,13 +12,13 @@ namespace Transduce.Tests.Models;
 /// </summary>
 public sealed class PackedDecodingTests
 {
-    private static TransformerSeq2Seq Model(bool preNorm, bool bias, string activation)
+    private static TransformerSeq2Seq Model(bool preNorm, bool bias, string activation, int hidden = 32, int heads = 4)
     {
         manual_seed(11);
         var config = new TransformerConfig
         {
-            SourceVocabSize = 40, TargetVocabSize = 50, EmbeddingSize = 32, HiddenSize = 32, Layers = 2,
-            Heads = 4, FfnSize = 64, Dropout = 0, PreNorm = preNorm, AttentionBias = bias, Activation = activation,
+            SourceVocabSize = 40, TargetVocabSize = 50, EmbeddingSize = hidden, HiddenSize = hidden, Layers = 2,
+            Heads = heads, FfnSize = 64, Dropout = 0, PreNorm = preNorm, AttentionBias = bias, Activation = activation,
         };
         return new TransformerSeq2Seq(config);
     }
@@ -93,9 +93,10 @@ public sealed class PackedDecodingTests
     [InlineData(true, true, "gelu")]
     [InlineData(false, true, "swish")]
     [InlineData(false, true, "gelu_tanh")]
-    public void Float32StepsEqualTheModules(bool preNorm, bool bias, string activation)
+    [InlineData(true, false, "relu", 128, 2)] // heads of 64: the managed attention's register path
+    public void Float32StepsEqualTheModules(bool preNorm, bool bias, string activation, int hidden = 32, int heads = 4)
     {
-        using var model = Model(preNorm, bias, activation);
+        using var model = Model(preNorm, bias, activation, hidden, heads);
         var (modules, packed) = Logits(model, ComputeType.Float32);
         Assert.True(modules.allclose(packed, rtol: 1e-4, atol: 1e-5), $"max difference {(modules - packed).abs().max().item<float>()}");
     }

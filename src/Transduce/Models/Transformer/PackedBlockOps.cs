@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -10,6 +11,40 @@ namespace Transduce.Models.Transformer;
 /// </summary>
 internal static class PackedBlockOps
 {
+    /// <summary>
+    /// Each row's visible source length when a one-position step can attend in managed code (<see cref="AttendOne"/>):
+    /// float32 CPU tensors laid out contiguously, and a CPU with the kernels' vector units; else null.
+    /// </summary>
+    public static int[]? OneQueryLengths(TransformerState state, long batch)
+    {
+        if (!RowKernels.Supported || state.SourceMask.device_type != DeviceType.CPU) return null;
+        if (state.CrossKeys.Concat(state.CrossValues).Any(t => t.dtype != ScalarType.Float32 || !t.is_contiguous())) return null;
+        using var lengths = state.SourceMask.sum([1, 2, 3], type: ScalarType.Int32);  // masks are prefixes: the valid length
+        var result = lengths.data<int>().ToArray();
+        return result.Length == batch ? result : null;
+    }
+
+    /// <summary>
+    /// Attention of one query position per row in managed code: <paramref name="queries"/> (batch, ≥ heads · head size),
+    /// row b's heads side by side in its first columns (pre-scaled); keys and values (batch, heads, positions, head size),
+    /// of which row b sees the first <paramref name="lengths"/>[b]. Returns (batch, heads · head size) and, when
+    /// <paramref name="weighted"/>, the weights as (batch, heads, 1, positions), zero where a row does not see.
+    /// </summary>
+    public static unsafe Tensor AttendOne(Tensor queries, Tensor keys, Tensor values, int[] lengths, int heads, long headSize, bool weighted, out Tensor weights)
+    {
+        long batch = queries.shape[0], positions = keys.shape[2];
+        var context = empty(batch, heads * headSize, device: queries.device);
+        weights = weighted ? empty(batch, heads, 1, positions, device: queries.device) : null!;
+        var q = RowKernels.Floats(queries);
+        var k = RowKernels.Floats(keys);
+        var v = RowKernels.Floats(values);
+        var c = RowKernels.Floats(context);
+        var w = weighted ? RowKernels.Floats(weights) : default;
+        fixed (float* pq = q, pk = k, pv = v, pc = c, pw = w)
+            RowKernels.AttendOne(pq, queries.shape[1], pk, pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw);
+        return context;
+    }
+
     /// <summary>
     /// Softmax attention of pre-scaled queries (batch, heads, queries, head size) over keys and values (batch, heads, keys,
     /// head size); masked (true) keys get −∞. Returns (batch·queries, heads·head size) and the weights (batch, heads, queries, keys).

@@ -131,7 +131,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         var attention = new float[blocks.Length * heads * row.SourceStride];
         float[] logits = row.Logits;
         fixed (float* h = row.Hidden, a = row.Normed, qkv = row.Qkv, context = row.Context, y = row.Output, inner = row.Inner,
-            scores = row.Scores, weights = attention, pos = positions, outputs = logits)
+            weights = attention, pos = positions, outputs = logits)
         {
             float* e = embeddingRows + id * hidden, p = pos + (long)position * hidden;
             for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale + p[i];
@@ -149,14 +149,15 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                         new ReadOnlySpan<float>(qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
                         new ReadOnlySpan<float>(qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
                     }
-                    Attend(qkv, keys, values, row.Capacity, position + 1, scores, context, null);
+                    RowKernels.AttendOne(qkv, 0, keys, values, 1, heads, headSize, row.Capacity, [position + 1], context, null);
                 }
                 AddAndNorm(h, context, b.SelfOut, b.Norm1, y);
                 // Cross-attention over the source's keys and values.
                 x = Normed(h, a, b.Norm2);
                 b.CrossQuery.Forward(x, qkv);
                 fixed (float* keys = row.CrossKeys[l], values = row.CrossValues[l])
-                    Attend(qkv, keys, values, row.SourceStride, row.SourceLength, scores, context, weights + (long)l * heads * row.SourceStride);
+                    RowKernels.AttendOne(qkv, 0, keys, values, 1, heads, headSize, row.SourceStride, [row.SourceLength], context,
+                        weights + (long)l * heads * row.SourceStride);
                 AddAndNorm(h, context, b.CrossOut, b.Norm2, y);
                 // Feed-forward.
                 x = Normed(h, a, b.Norm3);
@@ -198,22 +199,6 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         f.Forward(x, y, h);
         if (preNorm) new ReadOnlySpan<float>(y, hidden).CopyTo(new Span<float>(h, hidden));
         else norm.Apply(y, h);
-    }
-
-    // Softmax attention of each head's pre-scaled query (the first `hidden` values of q) over keys/values laid out
-    // (heads, stride, head size), of which the first `count` positions are visible; the heads' contexts side by side.
-    private void Attend(float* q, float* keys, float* values, int stride, int count, float* scores, float* context, float* weightsOut)
-    {
-        for (int head = 0; head < heads; head++)
-        {
-            float* qh = q + head * headSize, kh = keys + (long)head * stride * headSize, vh = values + (long)head * stride * headSize;
-            for (int t = 0; t < count; t++) scores[t] = RowKernels.Dot(qh, kh + (long)t * headSize, headSize);
-            RowKernels.Softmax(scores, count);
-            float* c = context + head * headSize;
-            new Span<float>(c, headSize).Clear();
-            for (int t = 0; t < count; t++) RowKernels.AddScaled(c, vh + (long)t * headSize, scores[t], headSize);
-            if (weightsOut is not null) new ReadOnlySpan<float>(scores, count).CopyTo(new Span<float>(weightsOut + (long)head * stride, count));
-        }
     }
 
     /// <summary>
@@ -276,7 +261,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     {
         public required float[][] Keys, Values, CrossKeys, CrossValues;
         public required int Capacity, SourceStride, SourceLength, HeadSize, Heads;
-        public required float[] Hidden, Normed, Qkv, Context, Output, Inner, Scores, Logits;
+        public required float[] Hidden, Normed, Qkv, Context, Output, Inner, Logits;
 
         /// <summary>Positions written so far (by the newest state that shares this cache).</summary>
         public int Length { get; set; }
@@ -298,7 +283,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 CrossValues = state.CrossValues.Select(RowKernels.Copy).ToArray(),
                 Capacity = capacity, SourceStride = source, SourceLength = (int)valid, HeadSize = step.headSize, Heads = step.heads,
                 Hidden = new float[width], Normed = new float[width], Qkv = new float[padded], Context = new float[width],
-                Output = new float[padded], Inner = new float[padded], Scores = new float[Math.Max(source, capacity)],
+                Output = new float[padded], Inner = new float[padded],
                 Logits = new float[step.output?.PaddedOut ?? 0],
             };
         }
@@ -306,7 +291,6 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         /// <summary>Room for <paramref name="positions"/> cached positions (doubling).</summary>
         public void Reserve(int positions)
         {
-            if (positions > Scores.Length) Scores = new float[Math.Max(positions, 2 * Scores.Length)];
             if (positions <= Capacity) return;
             int capacity = Math.Max(positions, 2 * Capacity);
             Keys = Keys.Select(k => Regrow(k, capacity, Length)).ToArray();
@@ -329,7 +313,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             CrossKeys = CrossKeys, CrossValues = CrossValues,
             Capacity = Capacity, SourceStride = SourceStride, SourceLength = SourceLength, HeadSize = HeadSize, Heads = Heads,
             Hidden = new float[Hidden.Length], Normed = new float[Normed.Length], Qkv = new float[Qkv.Length], Context = new float[Context.Length],
-            Output = new float[Output.Length], Inner = new float[Inner.Length], Scores = new float[Scores.Length], Logits = new float[Logits.Length],
+            Output = new float[Output.Length], Inner = new float[Inner.Length], Logits = new float[Logits.Length],
             Length = keep,
         };
 
