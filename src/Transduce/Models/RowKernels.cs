@@ -246,13 +246,26 @@ internal static unsafe class RowKernels
     }
 }
 
+/// <summary>A linear layer applied to one row in managed memory: y = x Wᵀ + b (+ a residual), as the row step needs it.</summary>
+internal unsafe interface IRowProduct : IDisposable
+{
+    /// <summary>Output width.</summary>
+    int Out { get; }
+
+    /// <summary>The length an output buffer needs (at least <see cref="Out"/>).</summary>
+    int PaddedOut { get; }
+
+    /// <summary>y = x Wᵀ + b for one row <paramref name="x"/>, plus <paramref name="residual"/> when given (not null).</summary>
+    void Forward(float* x, float* y, float* residual);
+}
+
 /// <summary>
 /// A linear layer (or several that read the same input, concatenated along their outputs) packed for one-row float32
 /// products in managed SIMD: the transposed weight cut into panels of 128 outputs, each panel's (in × 128) block
 /// contiguous, so that a product streams the weights once, in order, with 128 running sums in registers. The panels are
 /// a copy (native memory, 64-byte aligned): as many bytes as the float32 weights.
 /// </summary>
-internal sealed unsafe class RowLinear : IDisposable
+internal sealed unsafe class RowLinear : IRowProduct
 {
     /// <summary>Outputs per panel.</summary>
     public const int Panel = 128;
@@ -304,7 +317,7 @@ internal sealed unsafe class RowLinear : IDisposable
     /// y = x Wᵀ + b for one row <paramref name="x"/> (<see cref="In"/> values) into <paramref name="y"/>
     /// (<see cref="PaddedOut"/> values; those past <see cref="Out"/> are zero), plus <paramref name="residual"/> when given.
     /// </summary>
-    public void Forward(float* x, float* y, float* residual = null) => Forward(x, y, residual, 0, PaddedOut / Panel);
+    public void Forward(float* x, float* y, float* residual) => Forward(x, y, residual, 0, PaddedOut / Panel);
 
     /// <summary>As <see cref="Forward(float*, float*, float*)"/> for the panels <paramref name="first"/> … <paramref name="end"/> − 1 only.</summary>
     public void Forward(float* x, float* y, float* residual, int first, int end)

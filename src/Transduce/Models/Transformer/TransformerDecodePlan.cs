@@ -13,7 +13,8 @@ namespace Transduce.Models.Transformer;
 /// </summary>
 internal sealed class TransformerDecodePlan : IPackedPlan
 {
-    private sealed record Block(LayerNorm Norm1, LayerNorm Norm2, LayerNorm Norm3, PackedLinear SelfQkv, PackedLinear SelfOut,
+    /// <summary>One decoder block's packed layers (and its modules' layer norms).</summary>
+    internal sealed record Block(LayerNorm Norm1, LayerNorm Norm2, LayerNorm Norm3, PackedLinear SelfQkv, PackedLinear SelfOut,
         PackedLinear CrossQuery, PackedLinear CrossKeyValue, PackedLinear CrossOut, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable
     {
         public void Dispose()
@@ -59,9 +60,12 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     /// <summary>The packed output layer.</summary>
     public PackedLinear Output => output;
 
+    /// <summary>The packed blocks, in order.</summary>
+    public IReadOnlyList<Block> Blocks => blocks;
+
     /// <summary>
-    /// The managed one-row step for the same weights (float32 only; made by <paramref name="create"/> on first use, null
-    /// where it does not apply or <c>TRANSDUCE_ROW_STEP=0</c>), released with the plan.
+    /// The managed one-row step for the same weights (made by <paramref name="create"/> on first use, null where it does
+    /// not apply or <c>TRANSDUCE_ROW_STEP=0</c>), released with the plan.
     /// </summary>
     public TransformerRowStep? RowStep(Func<TransformerRowStep?> create)
     {
@@ -70,7 +74,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             if (!rowStepTried)
             {
                 rowStepTried = true;
-                if (ComputeType == ComputeType.Float32 && PackedDecoding.RowStepEnabled) rowStep = create();
+                if (PackedDecoding.RowStepEnabled) rowStep = create();
             }
             return rowStep;
         }

@@ -6,17 +6,19 @@ using static TorchSharp.torch;
 namespace Transduce.Models.Transformer;
 
 /// <summary>
-/// The float32 decoder step of one sentence (batch 1, one new position) in managed SIMD (<see cref="RowKernels"/>): the
-/// same network as <see cref="TransformerDecodePlan"/> — fused and pre-scaled query/key/value projection, cached
-/// self-attention keys and values, cross-attention over keys and values computed once per sentence — with no libtorch
-/// call between the token and the logits. At batch 1 a libtorch step of a small model is mostly per-operation overhead
-/// (~90 tensors a step at 2–4 µs each) and MKL matrix–vector products; this step is 2–3× faster on
-/// <c>transformer-base-cpu</c> (BENCHMARKS.md, issue 17, third pass).
+/// The decoder step of one sentence (batch 1, one new position) in managed SIMD (<see cref="RowKernels"/>): the same
+/// network as <see cref="TransformerDecodePlan"/> — fused and pre-scaled query/key/value projection, cached self-attention
+/// keys and values, cross-attention over keys and values computed once per sentence — with the embedding, layer norms,
+/// attention, activations and residuals in managed code. At batch 1 a libtorch step is mostly per-operation overhead
+/// (~75 tensors a step at 2–4 µs each) and, in float32, MKL matrix–vector products.
 /// <para>
-/// Built only for models whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>): beyond it the
-/// products stream from memory, where libtorch's two threads win. The output layer joins in when it is small enough
-/// (<see cref="MaxOutputBytes"/>); otherwise it stays a <see cref="PackedLinear"/>. The packed panels are a copy of the
-/// weights they cover (float32: as many bytes again).
+/// Products: a float32 plan whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>) gets managed
+/// panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
+/// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: 0.21–0.23
+/// against 0.37–0.48 ms a step). Otherwise (larger layers, which stream from memory where libtorch's two threads win;
+/// bfloat16 and int8) each product is the plan's own packed layer on the one row, and the rest still runs here
+/// (base-cpu bfloat16 and int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third pass). Panels
+/// cost as many bytes again as the weights they cover.
 /// </para>
 /// </summary>
 internal sealed unsafe class TransformerRowStep : IDisposable
@@ -39,10 +41,10 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         }
     }
 
-    private sealed record Block(Norm Norm1, Norm Norm2, Norm Norm3, RowLinear SelfQkv, RowLinear SelfOut, RowLinear CrossQuery,
-        RowLinear CrossOut, RowLinear Ffn1, RowLinear Ffn2) : IDisposable
+    private sealed record Block(Norm Norm1, Norm Norm2, Norm Norm3, IRowProduct SelfQkv, IRowProduct SelfOut, IRowProduct CrossQuery,
+        IRowProduct CrossOut, IRowProduct Ffn1, IRowProduct Ffn2) : IDisposable
     {
-        public IEnumerable<RowLinear> Linears => [SelfQkv, SelfOut, CrossQuery, CrossOut, Ffn1, Ffn2];
+        public IEnumerable<IRowProduct> Linears => [SelfQkv, SelfOut, CrossQuery, CrossOut, Ffn1, Ffn2];
 
         public void Dispose()
         {
@@ -63,25 +65,29 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly bool preNorm;
     private readonly string activation;
 
-    private TransformerRowStep(IReadOnlyList<TransformerDecoderBlock> modules, Linear dense, PackedLinear packedOutput, LayerNorm? finalNorm,
-        Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation)
+    private TransformerRowStep(TransformerDecodePlan plan, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense, LayerNorm? finalNorm,
+        Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation, bool managedProducts)
     {
         (heads, long size, long width, double queryScale) = PackedBlockOps.Geometry(modules[0].SelfAttention);
         (headSize, hidden) = ((int)size, (int)width);
         this.preNorm = preNorm;
         this.activation = activation;
         this.embeddingScale = (float)embeddingScale;
-        this.packedOutput = packedOutput;
-        blocks = modules.Select(m => new Block(new Norm(m.Norm1), new Norm(m.Norm2), new Norm(m.Norm3),
-            RowLinear.Pack([m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value], [queryScale, 1, 1]),
-            RowLinear.Pack([m.SelfAttention.Output]),
-            RowLinear.Pack([m.CrossAttention.Query], [queryScale]),
-            RowLinear.Pack([m.CrossAttention.Output]),
-            RowLinear.Pack([m.Ffn.First]),
-            RowLinear.Pack([m.Ffn.Second]))).ToArray();
+        packedOutput = plan.Output;
+        blocks = modules.Zip(plan.Blocks, (m, packed) => managedProducts
+            ? new Block(new Norm(m.Norm1), new Norm(m.Norm2), new Norm(m.Norm3),
+                RowLinear.Pack([m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value], [queryScale, 1, 1]),
+                RowLinear.Pack([m.SelfAttention.Output]),
+                RowLinear.Pack([m.CrossAttention.Query], [queryScale]),
+                RowLinear.Pack([m.CrossAttention.Output]),
+                RowLinear.Pack([m.Ffn.First]),
+                RowLinear.Pack([m.Ffn.Second]))
+            : new Block(new Norm(m.Norm1), new Norm(m.Norm2), new Norm(m.Norm3),
+                new PackedRowProduct(packed.SelfQkv), new PackedRowProduct(packed.SelfOut), new PackedRowProduct(packed.CrossQuery),
+                new PackedRowProduct(packed.CrossOut), new PackedRowProduct(packed.Ffn1), new PackedRowProduct(packed.Ffn2))).ToArray();
         ffnSize = blocks[0].Ffn1.Out;
         this.finalNorm = finalNorm is null ? null : new Norm(finalNorm);
-        if (dense.weight!.NumberOfElements * sizeof(float) <= MaxOutputBytes) output = RowLinear.Pack([(dense.weight!, dense.bias)]);
+        if (managedProducts && dense.weight!.NumberOfElements * sizeof(float) <= MaxOutputBytes) output = RowLinear.Pack([(dense.weight!, dense.bias)]);
         this.embedding = embedding.weight!.detach().alias();
         embeddingRows = RowKernels.Pointer(this.embedding);
         vocabulary = this.embedding.shape[0];
@@ -91,25 +97,24 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     }
 
     /// <summary>
-    /// The row step of a float32 decoder, or null where it does not apply: no AVX2, an activation without a managed
-    /// form, decoder layers larger than <see cref="MaxBlockBytes"/>, weights not float32 on the CPU.
+    /// The row step of <paramref name="plan"/>'s decoder, or null where it does not apply: no AVX2, an activation without a
+    /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 plan whose decoder
+    /// layers fit <see cref="MaxBlockBytes"/>, else the plan's own packed layers (any compute type).
     /// </summary>
-    public static TransformerRowStep? TryCreate(IReadOnlyList<TransformerDecoderBlock> modules, Linear dense, PackedLinear packedOutput,
+    public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense,
         LayerNorm? finalNorm, Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation)
     {
-        if (!RowKernels.Supported || !RowKernels.CanActivate(activation) || modules.Count == 0) return null;
+        if (!RowKernels.Supported || !RowKernels.CanActivate(activation) || modules.Count == 0 || modules.Count != plan.Blocks.Count) return null;
         var weights = modules.SelectMany(m => new[] { m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value, m.SelfAttention.Output,
             m.CrossAttention.Query, m.CrossAttention.Output, m.Ffn.First, m.Ffn.Second }).Select(p => p.Weight).ToList();
-        weights.Add(embedding.weight!);
-        if (weights.Any(w => w.dtype != ScalarType.Float32 || w.device_type != DeviceType.CPU)) return null;
-        long blockBytes = weights.Take(weights.Count - 1).Sum(w => w.NumberOfElements) * sizeof(float);
-        if (blockBytes > MaxBlockBytes) return null;
+        if (weights.Append(embedding.weight!).Any(w => w.dtype != ScalarType.Float32 || w.device_type != DeviceType.CPU)) return null;
+        bool managedProducts = plan.ComputeType == ComputeType.Float32 && weights.Sum(w => w.NumberOfElements) * sizeof(float) <= MaxBlockBytes;
         using var scope = NewDisposeScope();
-        return new TransformerRowStep(modules, dense, packedOutput, finalNorm, embedding, positionTable, embeddingScale, preNorm, activation);
+        return new TransformerRowStep(plan, modules, dense, finalNorm, embedding, positionTable, embeddingScale, preNorm, activation, managedProducts);
     }
 
     /// <summary>Bytes of packed copies (the embedding is read in place).</summary>
-    public long Bytes => blocks.Sum(b => b.Linears.Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + positions.Length * sizeof(float);
+    public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + positions.Length * sizeof(float);
 
     /// <summary>Whether <paramref name="state"/> can take a row step: a fresh state of one sentence, or one the row step made.</summary>
     public static bool Accepts(TransformerState state, long rows) =>
@@ -140,7 +145,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 var b = blocks[l];
                 // Self-attention: this position's key and value join the cache, its query attends over all of it.
                 float* x = Normed(h, a, b.Norm1);
-                b.SelfQkv.Forward(x, qkv);
+                b.SelfQkv.Forward(x, qkv, null);
                 fixed (float* keys = row.Keys[l], values = row.Values[l])
                 {
                     for (int head = 0; head < heads; head++)
@@ -154,19 +159,19 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 AddAndNorm(h, context, b.SelfOut, b.Norm1, y);
                 // Cross-attention over the source's keys and values.
                 x = Normed(h, a, b.Norm2);
-                b.CrossQuery.Forward(x, qkv);
+                b.CrossQuery.Forward(x, qkv, null);
                 fixed (float* keys = row.CrossKeys[l], values = row.CrossValues[l])
                     RowKernels.AttendOne(qkv, 0, keys, values, 1, heads, headSize, row.SourceStride, [row.SourceLength], context,
                         weights + (long)l * heads * row.SourceStride);
                 AddAndNorm(h, context, b.CrossOut, b.Norm2, y);
                 // Feed-forward.
                 x = Normed(h, a, b.Norm3);
-                b.Ffn1.Forward(x, inner);
+                b.Ffn1.Forward(x, inner, null);
                 RowKernels.Activate(inner, ffnSize, activation);
                 AddAndNorm(h, inner, b.Ffn2, b.Norm3, y);
             }
             finalNorm?.Apply(h, h);
-            if (output is not null) output.Forward(h, outputs);
+            output?.Forward(h, outputs, null);
         }
         Tensor result;
         if (output is not null)
@@ -194,7 +199,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     }
 
     // Pre-norm: h += f(x); post-norm: h = LN(h + f(x)). The product adds the residual as it stores.
-    private void AddAndNorm(float* h, float* x, RowLinear f, Norm norm, float* y)
+    private void AddAndNorm(float* h, float* x, IRowProduct f, Norm norm, float* y)
     {
         f.Forward(x, y, h);
         if (preNorm) new ReadOnlySpan<float>(y, hidden).CopyTo(new Span<float>(h, hidden));
@@ -225,6 +230,31 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         foreach (var b in blocks) b.Dispose();
         output?.Dispose();
         embedding.Dispose();
+    }
+
+    /// <summary>
+    /// A product of the plan's packed layer (any compute type) on one managed row: the row goes in as a (1, in) tensor and
+    /// the product comes back into managed memory. Used where managed panels do not apply (reduced types; decoder layers
+    /// larger than the cache), so that the rest of the step still runs without libtorch.
+    /// </summary>
+    private sealed class PackedRowProduct(PackedLinear linear) : IRowProduct
+    {
+        public int Out { get; } = (int)linear.OutFeatures;
+
+        public int PaddedOut => Out;
+
+        public void Forward(float* x, float* y, float* residual)
+        {
+            using var input = empty(1, linear.InFeatures);
+            new ReadOnlySpan<float>(x, (int)linear.InFeatures).CopyTo(RowKernels.Floats(input));
+            using var product = linear.Forward(input);
+            var result = RowKernels.Floats(product);
+            if (residual is null) result.CopyTo(new Span<float>(y, Out));
+            else
+                for (int o = 0; o < Out; o++) y[o] = result[o] + residual[o];
+        }
+
+        public void Dispose() { } // the plan owns the layer
     }
 
     /// <summary>One step's cross-attention weights as the (1, heads, 1, source) tensors of a libtorch step, made when read.</summary>

@@ -322,7 +322,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     {
         long steps = target.shape[1];
         if (steps == 1 && TransformerRowStep.Accepts(state, target.shape[0]) && Packed<TransformerDecodePlan>() is { } rowPlan
-            && rowPlan.RowStep(() => TransformerRowStep.TryCreate(blocks.ToList(), dense, rowPlan.Output, finalNorm, embedding, positions.Table,
+            && rowPlan.RowStep(() => TransformerRowStep.TryCreate(rowPlan, blocks.ToList(), dense, finalNorm, embedding, positions.Table,
                 embeddingScale, preNorm, activation)) is { } row)
             return row.Step(target, state);
         using var scope = NewDisposeScope();

@@ -96,6 +96,32 @@ public sealed class RowStepTests
         }
     }
 
+    [Theory]
+    [InlineData(ComputeType.BFloat16)]
+    [InlineData(ComputeType.Int8)]
+    public void ReducedTypesTakeTheRowStepOverThePlansProducts(ComputeType type)
+    {
+        // In a reduced type the row step multiplies through the plan's packed layers, so one sentence decodes as it does
+        // in a batch: the same products, the rest in float32 either way.
+        using var model = Model(true, true, "relu", hidden: 64, heads: 2, targetVocabulary: 300);
+        ComputeTypes.Apply(model, type);
+        using var grad = inference_mode();
+        manual_seed(7);
+        var source = randint(4, 40, [1, 6]);
+        var lengths = tensor(new long[] { 6 });
+        var pair = model.Decoder.InitState(model.Encoder.call(source.expand(2, 6), lengths.expand(2)), lengths.expand(2));
+        var single = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        foreach (long token in Target[..6])
+        {
+            (var pairLogits, pair) = Step(model, pair, token, rows: 2);
+            (var rowLogits, single) = Step(model, single, token);
+            Assert.NotNull(single.Row);
+            double error = (pairLogits.narrow(0, 0, 1) - rowLogits).abs().max().item<float>();
+            double range = pairLogits.abs().max().item<float>();
+            Assert.True(error <= 0.02 * range, $"max difference {error} against logits up to {range}");
+        }
+    }
+
     [Fact]
     public void ExpandingToABeamHandsTheCacheToLibtorch()
     {
