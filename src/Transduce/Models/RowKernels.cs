@@ -85,7 +85,19 @@ internal static unsafe class RowKernels
     /// each row's count.
     /// </summary>
     public static void AttendOne(float* queries, long queryStride, float* keys, float* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights)
+        ReadOnlySpan<int> count, float* context, float* weights) =>
+        AttendOne<Float32Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights);
+
+    /// <summary>
+    /// <see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*)"/> over
+    /// keys and values stored as bfloat16 (their raw 16-bit patterns), widened to float32 as they are read.
+    /// </summary>
+    public static void AttendOne(float* queries, long queryStride, ushort* keys, ushort* values, int batch, int heads, int headSize, int stride,
+        ReadOnlySpan<int> count, float* context, float* weights) =>
+        AttendOne<BFloat16Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights);
+
+    private static void AttendOne<TRows>(float* queries, long queryStride, void* keys, void* values, int batch, int heads, int headSize, int stride,
+        ReadOnlySpan<int> count, float* context, float* weights) where TRows : IRows
     {
         var scores = stride <= 1024 ? stackalloc float[stride] : new float[stride];
         fixed (float* s = scores)
@@ -93,16 +105,16 @@ internal static unsafe class RowKernels
                 for (int h = 0; h < heads; h++)
                 {
                     int n = count[b];
-                    long head = (long)b * heads + h;
-                    float* q = queries + b * queryStride + h * headSize, k = keys + head * stride * headSize, v = values + head * stride * headSize;
+                    long head = (long)b * heads + h, first = head * stride * headSize;
+                    float* q = queries + b * queryStride + h * headSize;
                     float* c = context + head * headSize;
-                    if (headSize == 64 && Vector512.IsHardwareAccelerated) Head64(q, k, v, n, s, c);
+                    if (headSize == 64 && Vector512.IsHardwareAccelerated) Head64<TRows>(q, keys, values, first, n, s, c);
                     else
                     {
-                        for (int t = 0; t < n; t++) s[t] = Dot(q, k + (long)t * headSize, headSize);
+                        for (int t = 0; t < n; t++) s[t] = TRows.Dot(q, keys, first + (long)t * headSize, headSize);
                         Softmax(s, n);
                         new Span<float>(c, headSize).Clear();
-                        for (int t = 0; t < n; t++) AddScaled(c, v + (long)t * headSize, s[t], headSize);
+                        for (int t = 0; t < n; t++) TRows.AddScaled(c, values, first + (long)t * headSize, s[t], headSize);
                     }
                     if (weights is not null)
                     {
@@ -114,26 +126,68 @@ internal static unsafe class RowKernels
     }
 
     // One head of width 64 (Marian's and most models'): the query and the context stay in four 16-wide registers.
-    private static void Head64(float* q, float* k, float* v, int n, float* s, float* c)
+    private static void Head64<TRows>(float* q, void* k, void* v, long first, int n, float* s, float* c) where TRows : IRows
     {
         var q0 = Vector512.Load(q); var q1 = Vector512.Load(q + 16); var q2 = Vector512.Load(q + 32); var q3 = Vector512.Load(q + 48);
-        for (int t = 0; t < n; t++, k += 64)
+        for (long t = 0, at = first; t < n; t++, at += 64)
         {
-            var sum = Vector512.FusedMultiplyAdd(q3, Vector512.Load(k + 48), Vector512.FusedMultiplyAdd(q2, Vector512.Load(k + 32),
-                Vector512.FusedMultiplyAdd(q1, Vector512.Load(k + 16), q0 * Vector512.Load(k))));
+            var sum = Vector512.FusedMultiplyAdd(q3, TRows.Load16(k, at + 48), Vector512.FusedMultiplyAdd(q2, TRows.Load16(k, at + 32),
+                Vector512.FusedMultiplyAdd(q1, TRows.Load16(k, at + 16), q0 * TRows.Load16(k, at))));
             s[t] = Vector512.Sum(sum);
         }
         Softmax(s, n);
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (int t = 0; t < n; t++, v += 64)
+        for (long t = 0, at = first; t < n; t++, at += 64)
         {
             var p = Vector512.Create(s[t]);
-            c0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(v), c0);
-            c1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(v + 16), c1);
-            c2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(v + 32), c2);
-            c3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(v + 48), c3);
+            c0 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at), c0);
+            c1 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at + 16), c1);
+            c2 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at + 32), c2);
+            c3 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at + 48), c3);
         }
         c0.Store(c); c1.Store(c + 16); c2.Store(c + 32); c3.Store(c + 48);
+    }
+
+    // How attention reads stored keys and values: float32, or bfloat16 widened on the fly (a bfloat16 is the top half of
+    // a float32, so widening is exact). Static abstract members let the JIT compile one specialised loop per format.
+    private interface IRows
+    {
+        static abstract Vector512<float> Load16(void* rows, long at);
+
+        static abstract float Dot(float* q, void* rows, long at, int n);
+
+        static abstract void AddScaled(float* c, void* rows, long at, float p, int n);
+    }
+
+    private readonly struct Float32Rows : IRows
+    {
+        public static Vector512<float> Load16(void* rows, long at) => Vector512.Load((float*)rows + at);
+
+        public static float Dot(float* q, void* rows, long at, int n) => RowKernels.Dot(q, (float*)rows + at, n);
+
+        public static void AddScaled(float* c, void* rows, long at, float p, int n) => RowKernels.AddScaled(c, (float*)rows + at, p, n);
+    }
+
+    private readonly struct BFloat16Rows : IRows
+    {
+        public static Vector512<float> Load16(void* rows, long at) =>
+            Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)rows + at).ToVector512Unsafe()), 16).AsSingle();
+
+        public static float Dot(float* q, void* rows, long at, int n)
+        {
+            ushort* r = (ushort*)rows + at;
+            float sum = 0;
+            for (int i = 0; i < n; i++) sum += q[i] * Widen(r[i]);
+            return sum;
+        }
+
+        public static void AddScaled(float* c, void* rows, long at, float p, int n)
+        {
+            ushort* r = (ushort*)rows + at;
+            for (int i = 0; i < n; i++) c[i] += p * Widen(r[i]);
+        }
+
+        private static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
     }
 
     /// <summary>

@@ -152,6 +152,46 @@ public sealed class PackedDecodingTests
         Assert.True(reference.allclose(all, rtol: 1e-4, atol: 1e-5), $"max difference {(reference - all).abs().max().item<float>()}");
     }
 
+    [Theory]
+    [InlineData(32, 4)]
+    [InlineData(128, 2)] // heads of 64: the managed attention's register path
+    public void ABfloat16PlanCachesKeysAndValuesInBfloat16WithoutChangingTheLogits(int hidden, int heads)
+    {
+        // The bfloat16 products' outputs are bfloat16 numbers, so caching them in bfloat16 loses nothing: the logits must
+        // be those of the same step from a state whose cross-attention keys and values are float32 copies (the managed
+        // attention's float32 loop instead of its bfloat16 one).
+        using var model = Model(true, true, "relu", hidden, heads);
+        using var grad = no_grad();
+        model.eval();
+        ((TransformerDecoder)model.Decoder).ComputeType = ComputeType.BFloat16;
+        manual_seed(12);
+        var source = randint(4, 40, [3, 7]);
+        var lengths = tensor(new long[] { 7, 5, 2 });
+        var target = randint(4, 50, [3, 5]);
+        var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+        Assert.All(state.CrossKeys, k => Assert.Equal(ScalarType.BFloat16, k.dtype));
+        for (long t = 0; t < target.shape[1]; t++)
+        {
+            // The same step from a float32 copy of the state.
+            var float32 = state with
+            {
+                CrossKeys = state.CrossKeys.Select(k => k.to_type(ScalarType.Float32)).ToArray(),
+                CrossValues = state.CrossValues.Select(v => v.to_type(ScalarType.Float32)).ToArray(),
+                SelfKeys = state.SelfKeys.Select(k => k?.to_type(ScalarType.Float32)).ToArray(),
+                SelfValues = state.SelfValues.Select(v => v?.to_type(ScalarType.Float32)).ToArray(),
+                Cache = null,
+            };
+            var (expected, _) = model.Decoder.call(target.narrow(1, t, 1), float32);
+            (var logits, state) = model.Decoder.call(target.narrow(1, t, 1), state);
+            Assert.Equal(ScalarType.BFloat16, state.Cache!.Keys[0].dtype);
+            Assert.True(expected.allclose(logits, rtol: 1e-4, atol: 1e-4), $"step {t}: max difference {(expected - logits).abs().max().item<float>()}");
+        }
+        // A bfloat16 state continues in the modules (train mode) in float32.
+        model.train();
+        var (continued, _) = model.Decoder.call(target.narrow(1, 0, 1), state);
+        Assert.Equal(ScalarType.Float32, continued.dtype);
+    }
+
     [Fact]
     public void WeightVersionsAreReadAndBumpedByInPlaceChanges()
     {

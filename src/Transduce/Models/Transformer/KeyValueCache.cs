@@ -7,7 +7,9 @@ namespace Transduce.Models.Transformer;
 /// size): a step writes its new positions in place and attends over a view of the first ones, instead of concatenating
 /// the whole cache anew every step (which copied all of it each step: at OPUS-MT size, batch 32, 24 MB a step by the
 /// 32nd token). The capacity doubles when full. States share the buffers as decoding advances; a step from an older state
-/// (a second continuation of the same prefix) copies them first, so no state sees another's positions.
+/// (a second continuation of the same prefix) copies them first, so no state sees another's positions. A bfloat16 plan
+/// stores them in bfloat16: its key and value projections' outputs are bfloat16 numbers already, so nothing is lost, and
+/// attention reads half the bytes.
 /// </summary>
 internal sealed class KeyValueCache
 {
@@ -31,12 +33,14 @@ internal sealed class KeyValueCache
     /// <summary>
     /// Buffers to write positions <c>state.Steps</c> … + <paramref name="steps"/> − 1 of <paramref name="rows"/> rows
     /// into: the state's own when they have room and no other state wrote past its positions, else new ones holding a
-    /// copy of its cached positions (new tensors in the caller's dispose scope).
+    /// copy of its cached positions (new tensors in the caller's dispose scope), of element type <paramref name="type"/>.
     /// </summary>
-    public static KeyValueCache For(TransformerState state, long rows, long steps, int heads, long headSize)
+    public static KeyValueCache For(TransformerState state, long rows, long steps, int heads, long headSize, ScalarType type)
     {
         long needed = state.Steps + steps;
-        if (state.Cache is { } own && own.Written == state.Steps && own.Capacity >= needed && own.Keys[0].shape[0] == rows) return own;
+        if (state.Cache is { } own && own.Written == state.Steps && own.Capacity >= needed && own.Keys[0].shape[0] == rows
+            && own.Keys[0].dtype == type)
+            return own;
         // One step at a time: double, so that growing costs O(1) per step; a whole prefix at once (teacher forcing,
         // prefix recomputation): exactly what it needs.
         long capacity = steps == 1 ? Math.Max(16, 2 * needed) : needed;
@@ -45,8 +49,8 @@ internal sealed class KeyValueCache
         var values = new Tensor[layers];
         for (int i = 0; i < layers; i++)
         {
-            keys[i] = empty(rows, heads, capacity, headSize, device: state.SourceMask.device);
-            values[i] = empty(rows, heads, capacity, headSize, device: state.SourceMask.device);
+            keys[i] = empty(rows, heads, capacity, headSize, type, device: state.SourceMask.device);
+            values[i] = empty(rows, heads, capacity, headSize, type, device: state.SourceMask.device);
             if (state.SelfKeys[i] is { } pastKeys)
             {
                 using (var slot = keys[i].narrow(2, 0, state.Steps)) slot.copy_(pastKeys);

@@ -18,7 +18,7 @@ internal static class PackedBlockOps
     public static int[]? OneQueryLengths(TransformerState state, long batch)
     {
         if (!RowKernels.Supported || state.SourceMask.device_type != DeviceType.CPU) return null;
-        if (state.CrossKeys.Concat(state.CrossValues).Any(t => t.dtype != ScalarType.Float32 || !t.is_contiguous())) return null;
+        if (state.CrossKeys.Concat(state.CrossValues).Any(t => t.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || !t.is_contiguous())) return null;
         using var lengths = state.SourceMask.sum([1, 2, 3], type: ScalarType.Int32);  // masks are prefixes: the valid length
         var result = lengths.data<int>().ToArray();
         return result.Length == batch ? result : null;
@@ -36,12 +36,20 @@ internal static class PackedBlockOps
         var context = empty(batch, heads * headSize, device: queries.device);
         weights = weighted ? empty(batch, heads, 1, positions, device: queries.device) : null!;
         var q = RowKernels.Floats(queries);
-        var k = RowKernels.Floats(keys);
-        var v = RowKernels.Floats(values);
         var c = RowKernels.Floats(context);
         var w = weighted ? RowKernels.Floats(weights) : default;
-        fixed (float* pq = q, pk = k, pv = v, pc = c, pw = w)
-            RowKernels.AttendOne(pq, queries.shape[1], pk, pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw);
+        if (keys.dtype != values.dtype || !keys.is_contiguous() || !values.is_contiguous())
+            throw new ArgumentException("keys and values must be contiguous and of one type");
+        fixed (float* pq = q, pc = c, pw = w)
+        fixed (byte* pk = keys.bytes, pv = values.bytes)
+        {
+            if (keys.dtype == ScalarType.BFloat16)
+                RowKernels.AttendOne(pq, queries.shape[1], (ushort*)pk, (ushort*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw);
+            else if (keys.dtype == ScalarType.Float32)
+                RowKernels.AttendOne(pq, queries.shape[1], (float*)pk, (float*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw);
+            else
+                throw new ArgumentException($"keys of type {keys.dtype}: float32 or bfloat16 expected");
+        }
         return context;
     }
 
@@ -52,6 +60,7 @@ internal static class PackedBlockOps
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? masked, out Tensor weights)
     {
         long batch = q.shape[0], queries = q.shape[2], width = q.shape[1] * q.shape[3];
+        if (k.dtype != q.dtype) (k, v) = (k.to_type(q.dtype), v.to_type(q.dtype)); // a bfloat16 key/value cache (KeyValueCache)
         var scores = q.matmul(k.transpose(-2, -1));
         if (masked is not null) scores.masked_fill_(masked, float.NegativeInfinity);
         weights = scores.softmax(-1);

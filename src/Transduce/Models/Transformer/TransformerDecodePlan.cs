@@ -80,6 +80,18 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         }
     }
 
+    /// <summary>
+    /// The element type of cached keys and values: bfloat16 for a bfloat16 plan, whose products round their outputs to
+    /// bfloat16 anyway (exact, and half the bytes for attention to read), else float32.
+    /// </summary>
+    public ScalarType CacheType => ComputeType == ComputeType.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
+
+    private Tensor Stored(Tensor t)
+    {
+        using var dense = t.contiguous();
+        return CacheType == ScalarType.Float32 ? dense.alias() : dense.to_type(CacheType);
+    }
+
     /// <summary>The number type the plan multiplies in.</summary>
     public ComputeType ComputeType { get; }
 
@@ -101,8 +113,8 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             using var kv = blocks[i].CrossKeyValue.Forward(flat);
             using var split = kv.view(batch, steps, 2, heads, headSize);
             using var perm = split.permute(2, 0, 3, 1, 4);        // (2, batch, heads, steps, head size)
-            keys[i] = perm[0].contiguous();
-            values[i] = perm[1].contiguous();
+            keys[i] = Stored(perm[0]);
+            values[i] = Stored(perm[1]);
         }
         return (keys, values);
     }
@@ -116,7 +128,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         Tensor? causal, LayerNorm? finalNorm)
     {
         long batch = x.shape[0], steps = x.shape[1];
-        var cache = KeyValueCache.For(state, batch, steps, heads, headSize);
+        var cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType);
         var keys = new Tensor[blocks.Length];
         var values = new Tensor[blocks.Length];
         var crossWeights = new Tensor[blocks.Length];

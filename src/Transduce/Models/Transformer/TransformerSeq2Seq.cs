@@ -340,6 +340,16 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
             return (leanLogits.MoveToOuterDisposeScope(),
                 state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention, Cache = cache });
         }
+        // A state a bfloat16 plan started (its keys and values cached in bfloat16) continues here in float32.
+        if (state.CrossKeys.Concat(state.SelfKeys.OfType<Tensor>()).Any(t => t.dtype != x.dtype))
+        {
+            Tensor?[] Float(Tensor?[] ts) => ts.Select(t => t?.to_type(x.dtype)).ToArray();
+            state = state with
+            {
+                CrossKeys = Float(state.CrossKeys)!, CrossValues = Float(state.CrossValues)!,
+                SelfKeys = Float(state.SelfKeys), SelfValues = Float(state.SelfValues), Cache = null,
+            };
+        }
         var selfKeys = new Tensor?[blocks.Count];
         var selfValues = new Tensor?[blocks.Count];
         var crossWeights = new Tensor[blocks.Count];
