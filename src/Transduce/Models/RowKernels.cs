@@ -284,6 +284,18 @@ internal static unsafe class RowKernels
         return (float*)storage.data_ptr() + t.storage_offset();
     }
 
+    /// <summary>The bfloat16 nearest to <paramref name="value"/> (ties to even, NaN kept), as its raw 16 bits: libtorch's rounding.</summary>
+    public static ushort ToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return 0x7FC0;
+        bits += 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)(bits >> 16);
+    }
+
+    /// <summary><paramref name="value"/> rounded to the nearest bfloat16 (ties to even), as a float32.</summary>
+    public static float RoundToBFloat16(float value) => BitConverter.UInt32BitsToSingle((uint)ToBFloat16(value) << 16);
+
     /// <summary>The memory of a contiguous float32 CPU tensor (valid while the tensor lives).</summary>
     public static Span<float> Floats(Tensor t)
     {
@@ -324,7 +336,8 @@ internal sealed unsafe class RowLinear : IRowProduct
     /// <summary>Outputs per panel.</summary>
     public const int Panel = 128;
 
-    private float* panels;   // [panel][in][Panel]
+    private float* panels;   // float32: [panel][in][Panel]
+    private ushort* halves;  // bfloat16 (raw 16-bit patterns): [panel][in][Panel]
     private float* bias;     // [PaddedOut], zeros without a bias
 
     /// <summary>Input width.</summary>
@@ -336,35 +349,55 @@ internal sealed unsafe class RowLinear : IRowProduct
     /// <summary>Output width rounded up to whole panels: the length an output buffer needs.</summary>
     public int PaddedOut { get; }
 
-    /// <summary>Bytes of native memory held.</summary>
-    public long Bytes => ((long)PaddedOut * In + PaddedOut) * sizeof(float);
+    /// <summary>Whether the weights are stored in bfloat16 (see <see cref="Pack"/>).</summary>
+    public bool BFloat16 => halves is not null;
 
-    /// <summary>Packs layers that read the same input, as <see cref="PackedLinear.Pack"/> does (same order and scales).</summary>
-    public static RowLinear Pack(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null)
+    /// <summary>Bytes of native memory held.</summary>
+    public long Bytes => (long)PaddedOut * In * (BFloat16 ? sizeof(ushort) : sizeof(float)) + PaddedOut * sizeof(float);
+
+    /// <summary>Whether bfloat16 panels can run here (they need AVX-512 to widen 32 weights at a time).</summary>
+    public static bool BFloat16Supported => Vector512.IsHardwareAccelerated;
+
+    /// <summary>
+    /// Packs layers that read the same input, as <see cref="PackedLinear.Pack"/> does (same order and scales). With
+    /// <paramref name="bfloat16"/> the weights and bias are rounded to bfloat16 and so are each product's input and output,
+    /// as oneDNN's bfloat16 inner product computes (float32 sums in between): the same numbers as
+    /// <see cref="PackedLinear"/> in <see cref="ComputeType.BFloat16"/>, up to the order of the sums.
+    /// </summary>
+    public static RowLinear Pack(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null, bool bfloat16 = false)
     {
+        if (bfloat16 && !BFloat16Supported) throw new PlatformNotSupportedException("bfloat16 panels need AVX-512");
         using var scope = NewDisposeScope();
         var (w, b) = PackedLinear.Concatenate(parts, scales);
-        return new RowLinear(RowKernels.Copy(w), b is null ? null : RowKernels.Copy(b), (int)w.shape[0], (int)w.shape[1]);
+        return new RowLinear(RowKernels.Copy(w), b is null ? null : RowKernels.Copy(b), (int)w.shape[0], (int)w.shape[1], bfloat16);
     }
 
-    private RowLinear(float[] weight, float[]? bias, int outFeatures, int inFeatures)
+    private RowLinear(float[] weight, float[]? bias, int outFeatures, int inFeatures, bool bfloat16)
     {
         Out = outFeatures;
         In = inFeatures;
         PaddedOut = (outFeatures + Panel - 1) / Panel * Panel;
-        panels = (float*)NativeMemory.AlignedAlloc((nuint)((long)PaddedOut * In * sizeof(float)), 64);
+        long entries = (long)PaddedOut * In;
+        if (bfloat16) halves = (ushort*)NativeMemory.AlignedAlloc((nuint)(entries * sizeof(ushort)), 64);
+        else panels = (float*)NativeMemory.AlignedAlloc((nuint)(entries * sizeof(float)), 64);
         this.bias = (float*)NativeMemory.AlignedAlloc((nuint)(PaddedOut * sizeof(float)), 64);
         for (int p = 0; p < PaddedOut / Panel; p++)
             for (int i = 0; i < In; i++)
             {
-                float* row = panels + ((long)p * In + i) * Panel;
+                long at = ((long)p * In + i) * Panel;
                 for (int j = 0; j < Panel; j++)
                 {
                     int o = p * Panel + j;
-                    row[j] = o < Out ? weight[(long)o * In + i] : 0f;
+                    float value = o < Out ? weight[(long)o * In + i] : 0f;
+                    if (bfloat16) halves[at + j] = RowKernels.ToBFloat16(value);
+                    else panels[at + j] = value;
                 }
             }
-        for (int o = 0; o < PaddedOut; o++) this.bias[o] = bias is not null && o < Out ? bias[o] : 0f;
+        for (int o = 0; o < PaddedOut; o++)
+        {
+            float value = bias is not null && o < Out ? bias[o] : 0f;
+            this.bias[o] = bfloat16 ? RowKernels.RoundToBFloat16(value) : value;
+        }
     }
 
     /// <summary>
@@ -376,8 +409,17 @@ internal sealed unsafe class RowLinear : IRowProduct
     /// <summary>As <see cref="Forward(float*, float*, float*)"/> for the panels <paramref name="first"/> … <paramref name="end"/> − 1 only.</summary>
     public void Forward(float* x, float* y, float* residual, int first, int end)
     {
-        ObjectDisposedException.ThrowIf(panels is null, this);
-        if (Vector512.IsHardwareAccelerated)
+        ObjectDisposedException.ThrowIf(panels is null && halves is null, this);
+        if (halves is not null)
+        {
+            // The input rounded to bfloat16 as oneDNN rounds it; sums in float32; the output rounded back to bfloat16.
+            var rounded = In <= 4096 ? stackalloc float[In] : new float[In];
+            for (int i = 0; i < In; i++) rounded[i] = RowKernels.RoundToBFloat16(x[i]);
+            fixed (float* xr = rounded)
+                for (int p = first; p < end; p++) Panel512BFloat16(xr, halves + (long)p * In * Panel, bias + p * Panel, y + p * Panel);
+            for (int o = first * Panel; o < end * Panel; o++) y[o] = RowKernels.RoundToBFloat16(y[o]);
+        }
+        else if (Vector512.IsHardwareAccelerated)
         {
             for (int p = first; p < end; p++) Panel512(x, panels + (long)p * In * Panel, bias + p * Panel, y + p * Panel);
         }
@@ -390,6 +432,30 @@ internal sealed unsafe class RowLinear : IRowProduct
         if (residual is not null)
             for (int o = first * Panel; o < Math.Min(end * Panel, Out); o++) y[o] += residual[o];
     }
+
+    private void Panel512BFloat16(float* x, ushort* w, float* b, float* y)
+    {
+        // As Panel512, the 128 weights of each input widened from bfloat16 (exact: a bfloat16 is a float32's top half).
+        var a0 = Vector512.Load(b); var a1 = Vector512.Load(b + 16); var a2 = Vector512.Load(b + 32); var a3 = Vector512.Load(b + 48);
+        var a4 = Vector512.Load(b + 64); var a5 = Vector512.Load(b + 80); var a6 = Vector512.Load(b + 96); var a7 = Vector512.Load(b + 112);
+        for (int i = 0; i < In; i++, w += Panel)
+        {
+            var xi = Vector512.Create(x[i]);
+            var h0 = Vector512.Load(w); var h1 = Vector512.Load(w + 32); var h2 = Vector512.Load(w + 64); var h3 = Vector512.Load(w + 96);
+            a0 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenLower(h0)), a0);
+            a1 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenUpper(h0)), a1);
+            a2 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenLower(h1)), a2);
+            a3 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenUpper(h1)), a3);
+            a4 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenLower(h2)), a4);
+            a5 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenUpper(h2)), a5);
+            a6 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenLower(h3)), a6);
+            a7 = Vector512.FusedMultiplyAdd(xi, Widen(Vector512.WidenUpper(h3)), a7);
+        }
+        a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
+        a4.Store(y + 64); a5.Store(y + 80); a6.Store(y + 96); a7.Store(y + 112);
+    }
+
+    private static Vector512<float> Widen(Vector512<uint> bits) => Vector512.ShiftLeft(bits, 16).AsSingle();
 
     private void Panel512(float* x, float* w, float* b, float* y)
     {
@@ -446,8 +512,10 @@ internal sealed unsafe class RowLinear : IRowProduct
     private void Free()
     {
         NativeMemory.AlignedFree(panels);
+        NativeMemory.AlignedFree(halves);
         NativeMemory.AlignedFree(bias);
         panels = null;
+        halves = null;
         bias = null;
     }
 }

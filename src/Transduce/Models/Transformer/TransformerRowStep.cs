@@ -23,10 +23,10 @@ namespace Transduce.Models.Transformer;
 /// </summary>
 internal sealed unsafe class TransformerRowStep : IDisposable
 {
-    /// <summary>Largest float32 size of the decoder layers' step weights that the row step takes on.</summary>
+    /// <summary>Largest size of the decoder layers' step weights, in the compute type, that the row step multiplies itself.</summary>
     public const long MaxBlockBytes = 24L << 20;
 
-    /// <summary>Largest float32 output layer the row step multiplies itself.</summary>
+    /// <summary>Largest output layer, in the compute type, that the row step multiplies itself.</summary>
     public const long MaxOutputBytes = 16L << 20;
 
     private sealed class Norm(LayerNorm norm)
@@ -74,20 +74,22 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         this.activation = activation;
         this.embeddingScale = (float)embeddingScale;
         packedOutput = plan.Output;
+        bool half = plan.ComputeType == ComputeType.BFloat16;
         blocks = modules.Zip(plan.Blocks, (m, packed) => managedProducts
             ? new Block(new Norm(m.Norm1), new Norm(m.Norm2), new Norm(m.Norm3),
-                RowLinear.Pack([m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value], [queryScale, 1, 1]),
-                RowLinear.Pack([m.SelfAttention.Output]),
-                RowLinear.Pack([m.CrossAttention.Query], [queryScale]),
-                RowLinear.Pack([m.CrossAttention.Output]),
-                RowLinear.Pack([m.Ffn.First]),
-                RowLinear.Pack([m.Ffn.Second]))
+                RowLinear.Pack([m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value], [queryScale, 1, 1], half),
+                RowLinear.Pack([m.SelfAttention.Output], bfloat16: half),
+                RowLinear.Pack([m.CrossAttention.Query], [queryScale], half),
+                RowLinear.Pack([m.CrossAttention.Output], bfloat16: half),
+                RowLinear.Pack([m.Ffn.First], bfloat16: half),
+                RowLinear.Pack([m.Ffn.Second], bfloat16: half))
             : new Block(new Norm(m.Norm1), new Norm(m.Norm2), new Norm(m.Norm3),
                 new PackedRowProduct(packed.SelfQkv), new PackedRowProduct(packed.SelfOut), new PackedRowProduct(packed.CrossQuery),
                 new PackedRowProduct(packed.CrossOut), new PackedRowProduct(packed.Ffn1), new PackedRowProduct(packed.Ffn2))).ToArray();
         ffnSize = blocks[0].Ffn1.Out;
         this.finalNorm = finalNorm is null ? null : new Norm(finalNorm);
-        if (managedProducts && dense.weight!.NumberOfElements * sizeof(float) <= MaxOutputBytes) output = RowLinear.Pack([(dense.weight!, dense.bias)]);
+        if (managedProducts && dense.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes)
+            output = RowLinear.Pack([(dense.weight!, dense.bias)], bfloat16: half);
         this.embedding = embedding.weight!.detach().alias();
         embeddingRows = RowKernels.Pointer(this.embedding);
         vocabulary = this.embedding.shape[0];
@@ -98,8 +100,9 @@ internal sealed unsafe class TransformerRowStep : IDisposable
 
     /// <summary>
     /// The row step of <paramref name="plan"/>'s decoder, or null where it does not apply: no AVX2, an activation without a
-    /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 plan whose decoder
-    /// layers fit <see cref="MaxBlockBytes"/>, else the plan's own packed layers (any compute type).
+    /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 or bfloat16 plan whose
+    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type (bfloat16 panels need AVX-512), else the plan's own
+    /// packed layers (int8, larger layers).
     /// </summary>
     public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense,
         LayerNorm? finalNorm, Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation)
@@ -108,7 +111,13 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         var weights = modules.SelectMany(m => new[] { m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value, m.SelfAttention.Output,
             m.CrossAttention.Query, m.CrossAttention.Output, m.Ffn.First, m.Ffn.Second }).Select(p => p.Weight).ToList();
         if (weights.Append(embedding.weight!).Any(w => w.dtype != ScalarType.Float32 || w.device_type != DeviceType.CPU)) return null;
-        bool managedProducts = plan.ComputeType == ComputeType.Float32 && weights.Sum(w => w.NumberOfElements) * sizeof(float) <= MaxBlockBytes;
+        long elements = weights.Sum(w => w.NumberOfElements);
+        bool managedProducts = plan.ComputeType switch
+        {
+            ComputeType.Float32 => elements * sizeof(float) <= MaxBlockBytes,
+            ComputeType.BFloat16 => RowLinear.BFloat16Supported && elements * sizeof(ushort) <= MaxBlockBytes,
+            _ => false,
+        };
         using var scope = NewDisposeScope();
         return new TransformerRowStep(plan, modules, dense, finalNorm, embedding, positionTable, embeddingScale, preNorm, activation, managedProducts);
     }

@@ -99,10 +99,10 @@ public sealed class RowStepTests
     [Theory]
     [InlineData(ComputeType.BFloat16)]
     [InlineData(ComputeType.Int8)]
-    public void ReducedTypesTakeTheRowStepOverThePlansProducts(ComputeType type)
+    public void ReducedTypesTakeTheRowStepAndMatchTheBatchedPlan(ComputeType type)
     {
-        // In a reduced type the row step multiplies through the plan's packed layers, so one sentence decodes as it does
-        // in a batch: the same products, the rest in float32 either way.
+        // One sentence decodes as it does in a batch: bfloat16 panels round inputs, weights and outputs as oneDNN's bfloat16
+        // products do; int8 multiplies through the plan's own packed layers; the rest is float32 either way.
         using var model = Model(true, true, "relu", hidden: 64, heads: 2, targetVocabulary: 300);
         ComputeTypes.Apply(model, type);
         using var grad = inference_mode();
