@@ -12,13 +12,13 @@ namespace Transduce.Models.Transformer;
 /// attention, activations and residuals in managed code. At batch 1 a libtorch step is mostly per-operation overhead
 /// (~75 tensors a step at 2–4 µs each) and, in float32, MKL matrix–vector products.
 /// <para>
-/// Products: a float32 plan whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>) gets managed
-/// panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
-/// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: 0.21–0.23
-/// against 0.37–0.48 ms a step). Otherwise (larger layers, which stream from memory where libtorch's two threads win;
-/// bfloat16 and int8) each product is the plan's own packed layer on the one row, and the rest still runs here
-/// (base-cpu bfloat16 and int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third pass). Panels
-/// cost as many bytes again as the weights they cover.
+/// Products: a float32 or bfloat16 plan whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>)
+/// gets managed panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
+/// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: float32
+/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). Otherwise (larger layers, which stream
+/// from memory where libtorch's two threads win; int8) each product is the plan's own packed layer on the one row, and
+/// the rest still runs here (base-cpu int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third
+/// pass). Panels cost as many bytes as the weights they cover, in the compute type.
 /// </para>
 /// </summary>
 internal sealed unsafe class TransformerRowStep : IDisposable
