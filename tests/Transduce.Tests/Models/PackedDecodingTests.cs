@@ -186,10 +186,15 @@ public sealed class PackedDecodingTests
             Assert.Equal(ScalarType.BFloat16, state.Cache!.Keys[0].dtype);
             Assert.True(expected.allclose(logits, rtol: 1e-4, atol: 1e-4), $"step {t}: max difference {(expected - logits).abs().max().item<float>()}");
         }
-        // A bfloat16 state continues in the modules (train mode) in float32.
+        // A bfloat16 state continues in the modules (train mode) in float32, for as many steps as it likes.
         model.train();
-        var (continued, _) = model.Decoder.call(target.narrow(1, 0, 1), state);
-        Assert.Equal(ScalarType.Float32, continued.dtype);
+        using (var scope = NewDisposeScope())
+        {
+            var (continued, next) = model.Decoder.call(target.narrow(1, 0, 1), state);
+            Assert.Equal(ScalarType.Float32, continued.dtype);
+            (continued, _) = model.Decoder.call(target.narrow(1, 1, 1), next);
+            Assert.Equal([3L, 1, 50], continued.shape);
+        }
     }
 
     [Fact]

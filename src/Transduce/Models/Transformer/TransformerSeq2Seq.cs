@@ -343,7 +343,8 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         // A state a bfloat16 plan started (its keys and values cached in bfloat16) continues here in float32.
         if (state.CrossKeys.Concat(state.SelfKeys.OfType<Tensor>()).Any(t => t.dtype != x.dtype))
         {
-            Tensor?[] Float(Tensor?[] ts) => ts.Select(t => t?.to_type(x.dtype)).ToArray();
+            // The converted tensors outlive this call (the next state holds the cross-attention ones).
+            Tensor?[] Float(Tensor?[] ts) => ts.Select(t => t?.to_type(x.dtype).MoveToOuterDisposeScope()).ToArray();
             state = state with
             {
                 CrossKeys = Float(state.CrossKeys)!, CrossValues = Float(state.CrossValues)!,
