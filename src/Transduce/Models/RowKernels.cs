@@ -6,10 +6,12 @@ using static TorchSharp.torch;
 namespace Transduce.Models;
 
 /// <summary>
-/// One-row float32 arithmetic in managed SIMD, for decoding one sentence at a time (<see cref="Transformer.TransformerRowStep"/>).
-/// At one row a libtorch operation costs 2–4 µs of dispatch and tensor bookkeeping whatever its size, and a small
-/// matrix–vector product through MKL runs 2–3× slower than a panel-packed loop here (BENCHMARKS.md, issue 17, third
-/// pass): a step of a small model is then mostly overhead. These kernels work on raw float32 memory instead.
+/// The arithmetic of one decoding position in managed SIMD, on raw float32 (and bfloat16) memory: the whole step of one
+/// sentence (<see cref="Transformer.TransformerRowStep"/>), and in batched steps the new position's attention
+/// (<see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*)"/>) and
+/// greedy's pick (<see cref="ArgMaxRows"/>). At one row a libtorch operation costs 2–4 µs of dispatch and tensor
+/// bookkeeping whatever its size, and small matrix–vector products through MKL run 2–3× slower than a panel-packed loop
+/// here (BENCHMARKS.md, issue 17, third pass).
 /// </summary>
 internal static unsafe class RowKernels
 {
