@@ -357,8 +357,11 @@ internal sealed unsafe class RowLinear : IRowProduct
     /// <summary>Bytes of native memory held.</summary>
     public long Bytes => (long)PaddedOut * In * (BFloat16 ? sizeof(ushort) : sizeof(float)) + PaddedOut * sizeof(float);
 
-    /// <summary>Whether bfloat16 panels can run here (they need AVX-512 to widen 32 weights at a time).</summary>
-    public static bool BFloat16Supported => Vector512.IsHardwareAccelerated;
+    /// <summary>
+    /// Whether panels run here: they keep a panel's 128 sums in eight AVX-512 registers (and widen bfloat16 weights 32 at
+    /// a time). Elsewhere the row step multiplies through <see cref="PackedLinear"/>.
+    /// </summary>
+    public static bool Supported => Vector512.IsHardwareAccelerated;
 
     /// <summary>
     /// Packs layers that read the same input, as <see cref="PackedLinear.Pack"/> does (same order and scales). With
@@ -368,7 +371,7 @@ internal sealed unsafe class RowLinear : IRowProduct
     /// </summary>
     public static RowLinear Pack(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null, bool bfloat16 = false)
     {
-        if (bfloat16 && !BFloat16Supported) throw new PlatformNotSupportedException("bfloat16 panels need AVX-512");
+        if (!Supported) throw new PlatformNotSupportedException("panels need AVX-512");
         using var scope = NewDisposeScope();
         var (w, b) = PackedLinear.Concatenate(parts, scales);
         return new RowLinear(RowKernels.Copy(w), b is null ? null : RowKernels.Copy(b), (int)w.shape[0], (int)w.shape[1], bfloat16);
@@ -421,15 +424,9 @@ internal sealed unsafe class RowLinear : IRowProduct
                 for (int p = first; p < end; p++) Panel512BFloat16(xr, halves + (long)p * In * Panel, bias + p * Panel, y + p * Panel);
             for (int o = first * Panel; o < end * Panel; o++) y[o] = RowKernels.RoundToBFloat16(y[o]);
         }
-        else if (Vector512.IsHardwareAccelerated)
-        {
-            for (int p = first; p < end; p++) Panel512(x, panels + (long)p * In * Panel, bias + p * Panel, y + p * Panel);
-        }
         else
         {
-            for (int p = first; p < end; p++)
-                for (int half = 0; half < Panel; half += Panel / 2)
-                    Half256(x, panels + (long)p * In * Panel + half, bias + p * Panel + half, y + p * Panel + half);
+            for (int p = first; p < end; p++) Panel512(x, panels + (long)p * In * Panel, bias + p * Panel, y + p * Panel);
         }
         if (residual is not null)
             for (int o = first * Panel; o < Math.Min(end * Panel, Out); o++) y[o] += residual[o];
@@ -478,27 +475,6 @@ internal sealed unsafe class RowLinear : IRowProduct
         }
         a0.Store(y); a1.Store(y + 16); a2.Store(y + 32); a3.Store(y + 48);
         a4.Store(y + 64); a5.Store(y + 80); a6.Store(y + 96); a7.Store(y + 112);
-    }
-
-    private void Half256(float* x, float* w, float* b, float* y)
-    {
-        // AVX2: the panel in two halves of 64 outputs, eight 8-wide sums each (16 registers would spill).
-        var a0 = Vector256.Load(b); var a1 = Vector256.Load(b + 8); var a2 = Vector256.Load(b + 16); var a3 = Vector256.Load(b + 24);
-        var a4 = Vector256.Load(b + 32); var a5 = Vector256.Load(b + 40); var a6 = Vector256.Load(b + 48); var a7 = Vector256.Load(b + 56);
-        for (int i = 0; i < In; i++, w += Panel)
-        {
-            var xi = Vector256.Create(x[i]);
-            a0 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w), a0);
-            a1 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 8), a1);
-            a2 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 16), a2);
-            a3 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 24), a3);
-            a4 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 32), a4);
-            a5 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 40), a5);
-            a6 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 48), a6);
-            a7 = Vector256.FusedMultiplyAdd(xi, Vector256.Load(w + 56), a7);
-        }
-        a0.Store(y); a1.Store(y + 8); a2.Store(y + 16); a3.Store(y + 24);
-        a4.Store(y + 32); a5.Store(y + 40); a6.Store(y + 48); a7.Store(y + 56);
     }
 
     /// <summary>Frees the panels.</summary>

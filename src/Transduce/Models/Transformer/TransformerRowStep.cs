@@ -101,8 +101,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// <summary>
     /// The row step of <paramref name="plan"/>'s decoder, or null where it does not apply: no AVX2, an activation without a
     /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 or bfloat16 plan whose
-    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type (bfloat16 panels need AVX-512), else the plan's own
-    /// packed layers (int8, larger layers).
+    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type (panels need AVX-512), else the plan's own packed
+    /// layers (int8, larger layers, AVX2 only).
     /// </summary>
     public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense,
         LayerNorm? finalNorm, Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation)
@@ -114,8 +114,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         long elements = weights.Sum(w => w.NumberOfElements);
         bool managedProducts = plan.ComputeType switch
         {
-            ComputeType.Float32 => elements * sizeof(float) <= MaxBlockBytes,
-            ComputeType.BFloat16 => RowLinear.BFloat16Supported && elements * sizeof(ushort) <= MaxBlockBytes,
+            ComputeType.Float32 => RowLinear.Supported && elements * sizeof(float) <= MaxBlockBytes,
+            ComputeType.BFloat16 => RowLinear.Supported && elements * sizeof(ushort) <= MaxBlockBytes,
             _ => false,
         };
         using var scope = NewDisposeScope();
