@@ -10,7 +10,9 @@ namespace Transduce.Bench;
 /// <c>Transduce.Bench gemm</c>: one float32 linear product (x Wᵀ + b) at decoding's shapes through each kernel libtorch
 /// offers here — <c>linear</c> (MKL), <c>addmm</c> over the transposed copy, oneDNN's inner product over a weight
 /// reordered once (<see cref="OneDnnKernels"/>), and what <see cref="PackedLinear"/> picks — beside the PyTorch twin's
-/// <c>linear</c> (OpenBLAS in Debian's python3-torch), in the same run.
+/// <c>linear</c> (OpenBLAS in Debian's python3-torch), in the same run; for one-row products also the managed panels of
+/// the batch-1 step (<see cref="RowLinear"/>, one thread), and <see cref="PackedLinear"/> in bfloat16 (input and output
+/// converted, as decoding calls it).
 /// </summary>
 internal static class GemmBench
 {
@@ -35,8 +37,8 @@ internal static class GemmBench
                 .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => double.Parse(l.Split(' ')[3], CultureInfo.InvariantCulture)).ToArray();
             Console.WriteLine($"float32 products, {n} thread(s), µs per call (best of 5 windows); GFLOP/s in brackets; oneDNN loaded: {OneDnnKernels.Available}");
             Console.WriteLine();
-            Console.WriteLine("| rows × in → out | linear (MKL) | addmm, Wᵀ stored | oneDNN, reordered weight | PackedLinear | PyTorch 1.13 linear (OpenBLAS) | PackedLinear ÷ twin |");
-            Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            Console.WriteLine("| rows × in → out | linear (MKL) | addmm, Wᵀ stored | oneDNN, reordered weight | PackedLinear | managed panels, 1 thread | PackedLinear bfloat16 | PyTorch 1.13 linear (OpenBLAS) | PackedLinear ÷ twin |");
+            Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
             using var grad = inference_mode();
             for (int i = 0; i < list.Length; i++)
             {
@@ -48,6 +50,7 @@ internal static class GemmBench
                 var b = randn(outputs);
                 var wt = w.t().contiguous();
                 using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, b)]);
+                using var half = PackedLinear.Pack(ComputeType.BFloat16, [(w, b)]);
                 double flops = 2.0 * rows * inputs * outputs;
                 string Cell(double us) => $"{us:F0} ({flops / us / 1e3:F0})";
                 double linear = Best(() => nn.functional.linear(x, w, b));
@@ -59,19 +62,35 @@ internal static class GemmBench
                     oneDnn = Cell(Best(() => OneDnnKernels.Linear(x, reordered, b)));
                 }
                 double chosen = Best(() => packed.Forward(x));
+                string panels = rows == 1 && RowLinear.Supported ? Cell(Panels(w, b, x)) : "—";
+                double bfloat16 = Best(() => half.Forward(x));
                 string twinCell = i < twin.Length ? Cell(twin[i]) : "—";
                 string ratio = i < twin.Length ? $"{twin[i] / chosen:F2}×" : "—";
-                Console.WriteLine($"| {rows} × {inputs} → {outputs} | {Cell(linear)} | {Cell(transposed)} | {oneDnn} | {Cell(chosen)} | {twinCell} | {ratio} |");
+                Console.WriteLine($"| {rows} × {inputs} → {outputs} | {Cell(linear)} | {Cell(transposed)} | {oneDnn} | {Cell(chosen)} | {panels} | {Cell(bfloat16)} | {twinCell} | {ratio} |");
             }
             return 0;
         });
         return command;
     }
 
-    /// <summary>Microseconds per call: the best of five 0.2-second windows after five warm-up calls.</summary>
-    private static double Best(Func<Tensor> product)
+    /// <summary>Microseconds per one-row product through <see cref="RowLinear"/>, on managed memory.</summary>
+    private static unsafe double Panels(Tensor w, Tensor b, Tensor x)
     {
-        for (int i = 0; i < 5; i++) product().Dispose();
+        using var linear = RowLinear.Pack([(w, b)]);
+        var input = x.data<float>().ToArray();
+        var output = new float[linear.PaddedOut];
+        return Best(() =>
+        {
+            fixed (float* px = input, py = output) linear.Forward(px, py, null);
+        });
+    }
+
+    /// <summary>Microseconds per call: the best of five 0.2-second windows after five warm-up calls.</summary>
+    private static double Best(Func<Tensor> product) => Best(() => product().Dispose());
+
+    private static double Best(Action product)
+    {
+        for (int i = 0; i < 5; i++) product();
         double best = double.MaxValue;
         for (int window = 0; window < 5; window++)
         {
@@ -79,7 +98,7 @@ internal static class GemmBench
             var clock = Stopwatch.StartNew();
             while (clock.Elapsed.TotalSeconds < 0.2)
             {
-                product().Dispose();
+                product();
                 calls++;
             }
             best = Math.Min(best, clock.Elapsed.TotalMilliseconds * 1000 / calls);

@@ -17,6 +17,7 @@ internal static class Program
             InferBench.Create(),
             StepProfile.Create(),
             GemmBench.Create(),
+            KernelBench.Create(),
             EncoderBench.Create(),
             SyntheticInferBench.Create(),
             DdpBench.Create(),
