@@ -45,7 +45,28 @@ def model_config(config):
     c.update(config)
     if c["decoder_layers"] is None:
         c["decoder_layers"] = c["layers"]
+    if c["architecture"] == "transformer":
+        # The spec choices this twin does not implement: refuse a model that sets one, rather than run another network.
+        for key, default in UNIMPLEMENTED_SPEC.items():
+            value = c.get(key, default)
+            if key == "final_norm" and value == c["pre_norm"]:
+                continue
+            if value != default:
+                raise ValueError(f"model config: '{key}' {value!r} is not implemented by the PyTorch twin (only {default!r})")
+        if c["activation"] not in ACTIVATIONS:
+            raise ValueError(f"model config: 'activation' '{c['activation']}' is not implemented by the PyTorch twin "
+                             f"(known: {', '.join(ACTIVATIONS)})")
     return c
+
+
+# Keys of the .NET TransformerConfig (src/Transduce/Models/Transformer/TransformerConfig.cs) beyond what this twin builds,
+# with the value that means "as this twin does".
+UNIMPLEMENTED_SPEC = {
+    "ffn_bias": True, "norm": "layer_norm", "norm_epsilon": 1e-5, "embedding_norm": False, "final_norm": None,
+    "scale_attention": True, "output_bias": True, "output_scale": 1.0, "positions": "sinusoidal", "position_offset": 0,
+}
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "swish": F.silu}
 
 
 def build_model(config):
@@ -157,7 +178,7 @@ class PositionWiseFfn(nn.Module):
         super().__init__()
         self.dense1 = nn.Linear(hidden, ffn)
         self.dense2 = nn.Linear(ffn, hidden)
-        self.activation = {"gelu": F.gelu, "swish": F.silu}.get(activation, F.relu)
+        self.activation = ACTIVATIONS[activation]
 
     def forward(self, x):
         return self.dense2(self.activation(self.dense1(x)))

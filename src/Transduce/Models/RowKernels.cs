@@ -34,6 +34,15 @@ internal static unsafe class RowKernels
         for (int i = 0; i < n; i++) y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
     }
 
+    /// <summary>y = x / √(mean(x²) + eps) · γ over <paramref name="n"/> values (RMSNorm; no mean, no bias).</summary>
+    public static void RmsNorm(float* x, float* y, float* gamma, int n, float eps)
+    {
+        double squares = 0;
+        for (int i = 0; i < n; i++) squares += (double)x[i] * x[i];
+        float rstd = (float)(1.0 / Math.Sqrt(squares / n + eps));
+        for (int i = 0; i < n; i++) y[i] = x[i] * rstd * gamma[i];
+    }
+
     /// <summary>Σ a[i]·b[i] over <paramref name="n"/> values.</summary>
     public static float Dot(float* a, float* b, int n)
     {
@@ -248,33 +257,6 @@ internal static unsafe class RowKernels
         for (int i = 0; i < n; i++)
             if (float.IsNaN(x[i])) return i;
         return 0;
-    }
-
-    /// <summary>The FFN activations a row step can apply (libtorch's exact erf GELU has no managed twin here).</summary>
-    public static bool CanActivate(string activation) => activation is "relu" or "swish" or "gelu_tanh";
-
-    /// <summary>The FFN activation in place over <paramref name="n"/> values.</summary>
-    public static void Activate(float* x, int n, string activation)
-    {
-        switch (activation)
-        {
-            case "relu":
-                for (int i = 0; i < n; i++) x[i] = MathF.Max(x[i], 0f);
-                break;
-            case "swish":
-                for (int i = 0; i < n; i++) x[i] /= 1f + MathF.Exp(-x[i]);
-                break;
-            case "gelu_tanh":
-                const float c = 0.7978845608028654f; // √(2/π)
-                for (int i = 0; i < n; i++)
-                {
-                    float v = x[i];
-                    x[i] = 0.5f * v * (1f + MathF.Tanh(c * (v + 0.044715f * v * v * v)));
-                }
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(activation), activation, "no managed form");
-        }
     }
 
     /// <summary>The address of a contiguous float32 CPU tensor's first element (the tensor must outlive its use).</summary>

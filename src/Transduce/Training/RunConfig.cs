@@ -130,7 +130,16 @@ public sealed record ModelOptions
     /// <summary>The model configuration for vocabularies of these sizes (the one mapping from this section to a model).</summary>
     internal ModelConfig ToModelConfig(int sourceVocabSize, int targetVocabSize, int padId) =>
         ModelRegistry.Get(Architecture).Configure(new ModelSettings(EmbeddingSize, HiddenSize, Layers, Heads, FfnSize,
-            Activation switch { FeedForwardActivation.Gelu => "gelu", FeedForwardActivation.Swish => "swish", _ => "relu" },
+            Activation switch
+            {
+                FeedForwardActivation.Relu => "relu",
+                FeedForwardActivation.Gelu => "gelu",
+                FeedForwardActivation.GeluTanh => "gelu_tanh",
+                FeedForwardActivation.Swish => "swish",
+                FeedForwardActivation.GatedGeluTanh => "gated_gelu_tanh",
+                FeedForwardActivation.Swiglu => "swiglu",
+                _ => throw new ArgumentOutOfRangeException(nameof(Activation), Activation, "unknown feed-forward activation"),
+            },
             PreNorm, TieEmbeddings, ShareEmbeddings, Dropout), sourceVocabSize, targetVocabSize, padId);
 }
 
@@ -145,6 +154,15 @@ public enum FeedForwardActivation
 
     /// <summary>x · sigmoid(x) (SiLU), as Marian models use.</summary>
     Swish,
+
+    /// <summary>GELU with the tanh approximation (transformers' <c>gelu_new</c>).</summary>
+    GeluTanh,
+
+    /// <summary>Gated GELU (tanh approximation): W₂(gelu(W₁x) ⊙ Vx), as T5 v1.1 and Flan-T5.</summary>
+    GatedGeluTanh,
+
+    /// <summary>Gated SiLU (SwiGLU): W₂(silu(W₁x) ⊙ Vx).</summary>
+    Swiglu,
 }
 
 /// <summary>The text section of a <see cref="RunConfig"/>: normalisation, tokenisation and vocabularies.</summary>

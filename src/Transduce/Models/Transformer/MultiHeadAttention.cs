@@ -15,14 +15,20 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly PackedDropout dropout;
     private readonly int heads;
     private readonly long headSize;
+    private readonly bool scaleScores;
+
+    /// <summary>Creates the attention of <paramref name="spec"/>: its width, heads, dropout, biases and score scaling.</summary>
+    public MultiHeadAttention(TransformerSpec spec) : this(spec.Hidden, spec.Heads, spec.Dropout, spec.AttentionBias, spec.ScaleAttention) { }
 
     /// <summary>Creates the module.</summary>
     /// <param name="hiddenSize">Model width (divisible by <paramref name="heads"/>).</param>
     /// <param name="heads">Number of heads.</param>
     /// <param name="dropout">Dropout on the attention weights.</param>
     /// <param name="bias">Whether the four projections have biases (d2l: no; Marian: yes).</param>
-    public MultiHeadAttention(long hiddenSize, int heads, double dropout, bool bias) : base(nameof(MultiHeadAttention))
+    /// <param name="scaleScores">Whether scores are divided by √(head size) (the paper's; T5: no).</param>
+    public MultiHeadAttention(long hiddenSize, int heads, double dropout, bool bias, bool scaleScores = true) : base(nameof(MultiHeadAttention))
     {
+        this.scaleScores = scaleScores;
         if (hiddenSize % heads != 0) throw new ArgumentException($"model config: hidden size {hiddenSize} is not divisible by {heads} heads");
         this.heads = heads;
         headSize = hiddenSize / heads;
@@ -80,7 +86,8 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, out Tensor weights)
     {
         using var scope = NewDisposeScope();
-        var scores = q.matmul(k.transpose(-2, -1)).div_(Math.Sqrt(headSize));
+        var scores = q.matmul(k.transpose(-2, -1));
+        if (scaleScores) scores.div_(Math.Sqrt(headSize));
         weights = AttentionMasks.MaskedSoftmax(scores, mask);
         var context = (training ? dropout.call(weights) : weights).matmul(v);   // (b, h, q, d)
         var merged = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], heads * headSize);

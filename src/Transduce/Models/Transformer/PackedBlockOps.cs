@@ -68,21 +68,12 @@ internal static class PackedBlockOps
         return queries == 1 ? context.view(batch, width) : context.transpose(1, 2).reshape(batch * queries, width);
     }
 
-    /// <summary>Heads, head width, model width and the 1/√d folded into packed query weights, read from an attention module.</summary>
-    public static (int Heads, long HeadSize, long Hidden, double QueryScale) Geometry(MultiHeadAttention attention) =>
-        (attention.Heads, attention.HeadSize, attention.Heads * attention.HeadSize, 1.0 / Math.Sqrt(attention.HeadSize));
+    /// <summary>Heads, head width, model width and the score scale folded into packed query weights (1/√d, or 1), from a spec.</summary>
+    public static (int Heads, long HeadSize, long Hidden, double QueryScale) Geometry(TransformerSpec spec) =>
+        (spec.Heads, spec.HeadSize, spec.Hidden, spec.AttentionScale);
 
-    /// <summary>The FFN's activation, in place where libtorch has an in-place form.</summary>
-    public static Tensor Activate(Tensor inner, string activation) => activation switch
-    {
-        "gelu" => inner.gelu_(),
-        "gelu_tanh" => PositionWiseFfn.GeluTanh(inner),
-        "swish" => inner.silu_(),
-        _ => inner.relu_(),
-    };
-
-    /// <summary>Post-norm: LN(x + y); pre-norm: x + y (the sub-layer normalised its own input).</summary>
-    public static Tensor Residual(Tensor x, Tensor y, LayerNorm norm, bool preNorm) => preNorm ? y.add_(x) : norm.call(y.add_(x));
+    /// <summary>Post-norm: N(x + y); pre-norm: x + y (the sub-layer normalised its own input).</summary>
+    public static Tensor Residual(Tensor x, Tensor y, nn.Module<Tensor, Tensor> norm, bool preNorm) => preNorm ? y.add_(x) : norm.call(y.add_(x));
 
     /// <summary>(batch·steps, 3·hidden) → query, key, value as (batch, heads, steps, head size) views.</summary>
     public static (Tensor Q, Tensor K, Tensor V) SplitQkv(Tensor qkv, long batch, long steps, int heads, long headSize)

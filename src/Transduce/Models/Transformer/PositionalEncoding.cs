@@ -18,33 +18,48 @@ internal enum SinusoidLayout
 }
 
 /// <summary>
-/// Sinusoidal positional encoding (d2l §11.6): P[pos, 2i] = sin(pos / 10000^(2i/d)), P[pos, 2i+1] = cos(…),
-/// added to the (scaled) embeddings, followed by dropout. <see cref="SinusoidLayout.Halves"/> puts the same values
-/// in Marian's column order instead.
+/// Absolute positions of a <see cref="TransformerSpec"/>, added to the (scaled) embeddings: a fixed sinusoid table
+/// (d2l §11.6: P[pos, 2i] = sin(pos / 10000^(2i/d)), P[pos, 2i+1] = cos(…), or Marian's <see cref="SinusoidLayout.Halves"/>),
+/// a learned table (parameter <c>weight</c>), or nothing. Position p reads row p + <see cref="TransformerSpec.PositionOffset"/>.
+/// Dropout is the caller's (after an embedding norm, where a model has one).
 /// </summary>
 internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
 {
-    private readonly PackedDropout dropout;
-    private readonly Tensor table;
+    private readonly Tensor? table;
+    private readonly int offset;
 
-    /// <summary>Creates a table for <paramref name="maxPositions"/> positions of width <paramref name="hiddenSize"/>.</summary>
-    /// <param name="hiddenSize">Model width.</param>
-    /// <param name="dropout">Dropout after the addition.</param>
-    /// <param name="maxPositions">Rows of the table.</param>
-    /// <param name="layout">Column layout; the default is d2l's interleaving.</param>
-    public PositionalEncoding(long hiddenSize, double dropout, long maxPositions, SinusoidLayout layout = SinusoidLayout.Interleaved)
-        : base(nameof(PositionalEncoding))
+    /// <summary>Creates the positions <paramref name="spec"/> describes.</summary>
+    public PositionalEncoding(TransformerSpec spec) : base(nameof(PositionalEncoding))
     {
-        this.dropout = new PackedDropout(dropout);
+        offset = spec.PositionOffset;
+        Positions = spec.MaxPositions;
         using var scope = NewDisposeScope();
-        table = (layout == SinusoidLayout.Halves ? HalvesTable(hiddenSize, maxPositions) : InterleavedTable(hiddenSize, maxPositions))
-            .unsqueeze(0).MoveToOuterDisposeScope();
-        register_buffer("P", table, persistent: false);
+        switch (spec.Positions)
+        {
+            case PositionKind.Sinusoidal:
+                table = (spec.SinusoidLayout == SinusoidLayout.Halves ? HalvesTable(spec.Hidden, spec.PositionRows) : InterleavedTable(spec.Hidden, spec.PositionRows))
+                    .MoveToOuterDisposeScope();
+                register_buffer("P", table, persistent: false);
+                break;
+            case PositionKind.Learned:
+                var weight = new TorchSharp.Modules.Parameter(empty(spec.PositionRows, spec.Hidden));
+                using (no_grad()) nn.init.normal_(weight, 0, Math.Pow(spec.Hidden, -0.5));
+                table = weight.MoveToOuterDisposeScope();
+                register_parameter("weight", (TorchSharp.Modules.Parameter)table);
+                break;
+            case PositionKind.None:
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(spec), spec.Positions, "unknown position kind");
+        }
         RegisterComponents();
     }
 
-    /// <summary>The encodings, (1, max positions, hidden).</summary>
-    internal Tensor Table => table;
+    /// <summary>Positions a sequence may take.</summary>
+    public int Positions { get; }
+
+    /// <summary>The rows positions 0 … <see cref="Positions"/> − 1 read, (positions, hidden) (a view), or null without positions.</summary>
+    internal Tensor? Rows => table?.narrow(0, offset, Positions);
 
     private static Tensor InterleavedTable(long hiddenSize, long maxPositions)
     {
@@ -68,15 +83,14 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         return cat([angles.sin(), cos], 1).to_type(ScalarType.Float32);
     }
 
-    /// <summary>Adds the encodings of positions <paramref name="offset"/> … offset + steps − 1 to <paramref name="x"/> (batch, steps, hidden).</summary>
-    public override Tensor forward(Tensor x, long offset)
+    /// <summary>Adds the positions <paramref name="start"/> … start + steps − 1 to <paramref name="x"/> (batch, steps, hidden), in place.</summary>
+    public override Tensor forward(Tensor x, long start)
     {
         long steps = x.shape[1];
-        if (offset + steps > table.shape[1])
-            throw new ArgumentException($"sequence of {offset + steps} positions exceeds the positional table ({table.shape[1]}); raise max_positions");
-        using var slice = table.narrow(1, offset, steps);
-        var sum = x + slice;
-        if (!training) return sum;
-        using (sum) return dropout.call(sum);
+        if (start + steps > Positions)
+            throw new ArgumentException($"sequence of {start + steps} positions exceeds the positional table ({Positions}); raise max_positions");
+        if (table is null) return x;
+        using var slice = table.narrow(0, offset + start, steps);
+        return x.add_(slice);
     }
 }

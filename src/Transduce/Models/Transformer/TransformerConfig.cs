@@ -31,8 +31,41 @@ internal sealed record TransformerConfig : ModelConfig
     /// <summary>Inner width of the position-wise feed-forward network.</summary>
     public int FfnSize { get; init; } = 64;
 
-    /// <summary>Feed-forward activation: <c>relu</c>, <c>gelu</c>, <c>gelu_tanh</c> (transformers' <c>gelu_new</c>) or <c>swish</c>.</summary>
+    /// <summary>
+    /// Feed-forward kind (<see cref="FeedForwardKinds"/>): <c>relu</c>, <c>gelu</c>, <c>gelu_tanh</c> (transformers'
+    /// <c>gelu_new</c>), <c>swish</c>, or a gated one: <c>gated_relu</c>, <c>gated_gelu</c>, <c>gated_gelu_tanh</c>, <c>swiglu</c>.
+    /// </summary>
     public string Activation { get; init; } = "relu";
+
+    /// <summary>Biases on the feed-forward products (T5: none).</summary>
+    public bool FfnBias { get; init; } = true;
+
+    /// <summary>The normalisation: <c>layer_norm</c> (the default) or <c>rms_norm</c> (T5's: no mean, no bias).</summary>
+    public string Norm { get; init; } = "layer_norm";
+
+    /// <summary>ε of every norm.</summary>
+    public double NormEpsilon { get; init; } = 1e-5;
+
+    /// <summary>A norm over embeddings + positions before the first block (mBART's <c>layernorm_embedding</c>).</summary>
+    public bool EmbeddingNorm { get; init; }
+
+    /// <summary>A norm after the last block of each stack; null (the default) means one exactly when <see cref="PreNorm"/>.</summary>
+    public bool? FinalNorm { get; init; }
+
+    /// <summary>Attention scores divided by √(head width) (the paper's; T5: no).</summary>
+    public bool ScaleAttention { get; init; } = true;
+
+    /// <summary>A bias on the output projection (Marian's <c>final_logits_bias</c>; T5: none).</summary>
+    public bool OutputBias { get; init; } = true;
+
+    /// <summary>The decoder's output is multiplied by this before the output projection (T5 with tied embeddings: d^−½).</summary>
+    public double OutputScale { get; init; } = 1.0;
+
+    /// <summary>Positions: <c>sinusoidal</c> (the default, laid out by <see cref="PositionalLayout"/>), <c>learned</c> or <c>none</c>.</summary>
+    public string Positions { get; init; } = "sinusoidal";
+
+    /// <summary>Position p reads row p + offset of the position table (fairseq-style tables start past the padding id).</summary>
+    public int PositionOffset { get; init; }
 
     /// <summary>Layer norm before each sub-layer (pre-norm) instead of after the residual sum (post-norm, the book's).</summary>
     public bool PreNorm { get; init; }
@@ -66,9 +99,38 @@ internal sealed record TransformerConfig : ModelConfig
     [JsonIgnore]
     public override int DecoderLayerCount => DecoderLayers ?? Layers;
 
-    /// <summary>The position table's layout as <see cref="PositionalEncoding"/> takes it.</summary>
-    [JsonIgnore]
-    public SinusoidLayout Layout => PositionalLayout == "halves" ? SinusoidLayout.Halves : SinusoidLayout.Interleaved;
+    /// <summary>The model's structure (<see cref="TransformerSpec"/>), which the modules, the packed plans and the row step are built from.</summary>
+    public TransformerSpec ToSpec() => new TransformerSpec
+    {
+        Hidden = HiddenSize, Heads = Heads, FfnSize = FfnSize, EncoderLayers = Layers, DecoderLayers = DecoderLayerCount,
+        SourceVocabulary = SourceVocabSize, TargetVocabulary = TargetVocabSize, MaxPositions = MaxPositions, Dropout = Dropout,
+        EmbeddingScale = ScaleEmbedding ? Math.Sqrt(HiddenSize) : 1.0,
+        Positions = Positions switch
+        {
+            "sinusoidal" => PositionKind.Sinusoidal,
+            "learned" => PositionKind.Learned,
+            "none" => PositionKind.None,
+            _ => throw new ArgumentException($"model config: unknown 'positions' '{Positions}' (known: sinusoidal, learned, none)"),
+        },
+        SinusoidLayout = PositionalLayout switch
+        {
+            "interleaved" => SinusoidLayout.Interleaved,
+            "halves" => SinusoidLayout.Halves,
+            _ => throw new ArgumentException($"model config: unknown 'positional_layout' '{PositionalLayout}' (known: interleaved, halves)"),
+        },
+        PositionOffset = PositionOffset,
+        Norm = Norm switch
+        {
+            "layer_norm" => NormKind.LayerNorm,
+            "rms_norm" => NormKind.RmsNorm,
+            _ => throw new ArgumentException($"model config: unknown 'norm' '{Norm}' (known: layer_norm, rms_norm)"),
+        },
+        NormEpsilon = NormEpsilon, PreNorm = PreNorm, EmbeddingNorm = EmbeddingNorm,
+        FinalEncoderNorm = FinalNorm ?? PreNorm, FinalDecoderNorm = FinalNorm ?? PreNorm,
+        ScaleAttention = ScaleAttention, AttentionBias = AttentionBias,
+        FeedForward = FeedForwardKinds.Parse(Activation), FeedForwardBias = FfnBias,
+        ShareEmbeddings = ShareEmbeddings, TieOutput = TieEmbeddings, OutputScale = OutputScale, OutputBias = OutputBias,
+    };
 
     /// <inheritdoc />
     [JsonIgnore]
@@ -84,16 +146,19 @@ internal sealed record TransformerConfig : ModelConfig
         if ((long)MaxPositions * HiddenSize > MaxPositionTable)
             throw new ArgumentException($"model config: 'max_positions' {MaxPositions} × 'hidden_size' {HiddenSize} makes a position table larger than {MaxPositionTable} values");
         if (DecoderLayers is int d) Positive(d, "decoder_layers", MaxLayers);
-        if (PositionalLayout is not ("interleaved" or "halves"))
-            throw new ArgumentException($"model config: unknown 'positional_layout' '{PositionalLayout}' (known: interleaved, halves)");
+        if (PositionOffset is < 0 or > MaxPositionCount)
+            throw new ArgumentException($"model config: 'position_offset' must be in [0, {MaxPositionCount}] (got {PositionOffset})");
+        if ((long)(MaxPositions + PositionOffset) * HiddenSize > MaxPositionTable)
+            throw new ArgumentException($"model config: 'max_positions' + 'position_offset' × 'hidden_size' makes a position table larger than {MaxPositionTable} values");
+        if (!(NormEpsilon > 0 && NormEpsilon < 1)) throw new ArgumentException($"model config: 'norm_epsilon' must be in (0, 1) (got {NormEpsilon})");
+        if (!(OutputScale > 0) || double.IsInfinity(OutputScale)) throw new ArgumentException($"model config: 'output_scale' must be positive and finite (got {OutputScale})");
         if (HiddenSize % Heads != 0)
             throw new ArgumentException($"model config: 'hidden_size' {HiddenSize} must be divisible by 'heads' {Heads}");
         if (EmbeddingSize != HiddenSize)
             throw new ArgumentException($"model config: a transformer needs 'embedding_size' = 'hidden_size' (got {EmbeddingSize} and {HiddenSize})");
         if (ShareEmbeddings && SourceVocabSize != TargetVocabSize)
             throw new ArgumentException("model config: 'share_embeddings' needs one joint vocabulary (source and target sizes differ)");
-        if (Activation is not ("relu" or "gelu" or "gelu_tanh" or "swish"))
-            throw new ArgumentException($"model config: unknown 'activation' '{Activation}' (known: relu, gelu, gelu_tanh, swish)");
+        ToSpec().Validate(); // every name (activation, norm, positions, layout) known
     }
 
     /// <inheritdoc />
@@ -102,8 +167,10 @@ internal sealed record TransformerConfig : ModelConfig
         long h = HiddenSize, src = SourceVocabSize, tgt = TargetVocabSize;
         yield return ("target_vocab_size × hidden_size", tgt * h);
         if (!ShareEmbeddings) yield return ("source_vocab_size × hidden_size", src * h);
+        if (Positions == "learned") yield return ("(max_positions + position_offset) × hidden_size (learned positions)", 2L * (MaxPositions + PositionOffset) * h);
         if (!TieEmbeddings) yield return ("target_vocab_size × hidden_size (output layer)", tgt * h);
-        yield return ("layers × hidden_size × (hidden_size, ffn_size)", Layers * (4 * h * h + 2 * h * FfnSize));
-        yield return ("decoder_layers × hidden_size × (hidden_size, ffn_size)", DecoderLayerCount * (8 * h * h + 2 * h * FfnSize));
+        long ffnMatrices = FeedForwardKinds.Parse(Activation).IsGated() ? 3 : 2;
+        yield return ("layers × hidden_size × (hidden_size, ffn_size)", Layers * (4 * h * h + ffnMatrices * h * FfnSize));
+        yield return ("decoder_layers × hidden_size × (hidden_size, ffn_size)", DecoderLayerCount * (8 * h * h + ffnMatrices * h * FfnSize));
     }
 }

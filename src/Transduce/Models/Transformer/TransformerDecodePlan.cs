@@ -1,4 +1,4 @@
-using TorchSharp.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Transduce.Models.Transformer;
@@ -14,7 +14,7 @@ namespace Transduce.Models.Transformer;
 internal sealed class TransformerDecodePlan : IPackedPlan
 {
     /// <summary>One decoder block's packed layers (and its modules' layer norms).</summary>
-    internal sealed record Block(LayerNorm Norm1, LayerNorm Norm2, LayerNorm Norm3, PackedLinear SelfQkv, PackedLinear SelfOut,
+    internal sealed record Block(nn.Module<Tensor, Tensor> Norm1, nn.Module<Tensor, Tensor> Norm2, nn.Module<Tensor, Tensor> Norm3, PackedLinear SelfQkv, PackedLinear SelfOut,
         PackedLinear CrossQuery, PackedLinear CrossKeyValue, PackedLinear CrossOut, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable
     {
         public void Dispose()
@@ -28,16 +28,19 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     private readonly bool preNorm;
     private readonly int heads;
     private readonly long hidden, headSize;
-    private readonly string activation;
+    private readonly FeedForwardKind feedForward;
+    private readonly nn.Module<Tensor, Tensor>? finalNorm;
 
-    public TransformerDecodePlan(ComputeType type, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense, bool preNorm, string activation, long version)
+    public TransformerDecodePlan(ComputeType type, TransformerDecoder decoder, long version)
     {
+        var spec = decoder.Spec;
         ComputeType = type;
         Version = version;
-        this.preNorm = preNorm;
-        this.activation = activation;
-        (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(modules[0].SelfAttention);
-        blocks = modules.Select(m =>
+        preNorm = spec.PreNorm;
+        feedForward = spec.FeedForward;
+        finalNorm = decoder.FinalNorm;
+        (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(spec);
+        blocks = decoder.Blocks.Select(m =>
         {
             var s = m.SelfAttention;
             var c = m.CrossAttention;
@@ -48,10 +51,19 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                 // Cross-attention keys/values: once per sentence over the whole source, in the same type as the rest.
                 PackedLinear.Pack(type, [c.Key, c.Value]),
                 PackedLinear.Pack(type, [c.Output]),
-                PackedLinear.Pack(type, [m.Ffn.First]),
+                PackedLinear.Pack(type, m.Ffn.FirstParts),
                 PackedLinear.Pack(type, [m.Ffn.Second]));
         }).ToArray();
-        output = PackedLinear.Pack(type, [(dense.weight!, dense.bias)]);
+        // The output scale (T5's d^−½ before a tied projection) is folded into the weights, not into the bias.
+        output = PackedLinear.Pack(type, [OutputProjection(decoder)]);
+    }
+
+    /// <summary>The output projection's weight, multiplied by the spec's output scale, and its bias: what the packed paths multiply by.</summary>
+    internal static (Tensor Weight, Tensor? Bias) OutputProjection(TransformerDecoder decoder)
+    {
+        var dense = decoder.Output;
+        double scale = decoder.Spec.OutputScale;
+        return (scale == 1.0 ? dense.weight! : dense.weight!.detach().mul(scale), dense.bias);
     }
 
     private TransformerRowStep? rowStep;
@@ -125,7 +137,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     /// cross-attention weights (batch, heads, steps, source), which the softmax computes anyway, and the cache written.
     /// </summary>
     public (Tensor Logits, Tensor[] Keys, Tensor[] Values, Tensor[] CrossAttention, KeyValueCache Cache) Forward(Tensor x, TransformerState state,
-        Tensor? causal, LayerNorm? finalNorm)
+        Tensor? causal)
     {
         long batch = x.shape[0], steps = x.shape[1];
         var cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType);
@@ -163,7 +175,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             h = PackedBlockOps.Residual(h, b.CrossOut.Forward(crossContext), b.Norm2, preNorm);
             // Feed-forward.
             normed = preNorm ? b.Norm3.call(h) : h;
-            var inner = PackedBlockOps.Activate(b.Ffn1.Forward(normed), activation);
+            var inner = feedForward.Hidden(b.Ffn1.Forward(normed));
             h = PackedBlockOps.Residual(h, b.Ffn2.Forward(inner), b.Norm3, preNorm);
         }
         if (finalNorm is not null) h = finalNorm.call(h);

@@ -1,4 +1,4 @@
-using TorchSharp.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Transduce.Models.Transformer;
@@ -13,7 +13,7 @@ namespace Transduce.Models.Transformer;
 /// </summary>
 internal sealed class TransformerEncodePlan : IPackedPlan
 {
-    private sealed record Block(LayerNorm Norm1, LayerNorm Norm2, PackedLinear Qkv, PackedLinear Out, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable
+    private sealed record Block(nn.Module<Tensor, Tensor> Norm1, nn.Module<Tensor, Tensor> Norm2, PackedLinear Qkv, PackedLinear Out, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable
     {
         public void Dispose()
         {
@@ -23,20 +23,20 @@ internal sealed class TransformerEncodePlan : IPackedPlan
 
     private readonly Block[] blocks;
     private readonly bool preNorm;
-    private readonly string activation;
+    private readonly FeedForwardKind feedForward;
     private readonly int heads;
     private readonly long hidden, headSize;
 
-    public TransformerEncodePlan(ComputeType type, IReadOnlyList<TransformerEncoderBlock> modules, bool preNorm, string activation, long version)
+    public TransformerEncodePlan(ComputeType type, IReadOnlyList<TransformerEncoderBlock> modules, TransformerSpec spec, long version)
     {
         Version = version;
-        this.preNorm = preNorm;
-        this.activation = activation;
-        (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(modules[0].Attention);
+        preNorm = spec.PreNorm;
+        feedForward = spec.FeedForward;
+        (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(spec);
         blocks = modules.Select(m => new Block(m.Norm1, m.Norm2,
             PackedLinear.Pack(type, [m.Attention.Query, m.Attention.Key, m.Attention.Value], [queryScale, 1, 1]),
             PackedLinear.Pack(type, [m.Attention.Output]),
-            PackedLinear.Pack(type, [m.Ffn.First]),
+            PackedLinear.Pack(type, m.Ffn.FirstParts),
             PackedLinear.Pack(type, [m.Ffn.Second]))).ToArray();
     }
 
@@ -59,7 +59,7 @@ internal sealed class TransformerEncodePlan : IPackedPlan
             var (q, k, v) = PackedBlockOps.SplitQkv(b.Qkv.Forward(normed), batch, steps, heads, headSize);
             h = PackedBlockOps.Residual(h, b.Out.Forward(PackedBlockOps.Attend(q, k, v, masked, out _)), b.Norm1, preNorm);
             normed = preNorm ? b.Norm2.call(h) : h;
-            var inner = PackedBlockOps.Activate(b.Ffn1.Forward(normed), activation);
+            var inner = feedForward.Hidden(b.Ffn1.Forward(normed));
             h = PackedBlockOps.Residual(h, b.Ffn2.Forward(inner), b.Norm2, preNorm);
         }
         return h.view(batch, steps, hidden).MoveToOuterDisposeScope();

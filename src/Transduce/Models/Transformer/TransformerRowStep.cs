@@ -29,15 +29,28 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// <summary>Largest output layer, in the compute type, that the row step multiplies itself.</summary>
     public const long MaxOutputBytes = 16L << 20;
 
-    private sealed class Norm(LayerNorm norm)
+    // A norm module's parameters in managed memory, applied as the spec's norm kind.
+    private sealed class Norm
     {
-        private readonly float[] gamma = norm.weight is { } w ? RowKernels.Copy(w) : Enumerable.Repeat(1f, (int)norm.normalized_shape[^1]).ToArray();
-        private readonly float[] beta = norm.bias is { } b ? RowKernels.Copy(b) : new float[norm.normalized_shape[^1]];
-        private readonly float eps = (float)norm.eps;
+        private readonly NormKind kind;
+        private readonly float[] gamma, beta;
+        private readonly float eps;
+
+        public Norm(nn.Module<Tensor, Tensor> module)
+        {
+            (kind, var g, var b, double e) = Norms.Parameters(module);
+            gamma = RowKernels.Copy(g);
+            beta = b is null ? new float[gamma.Length] : RowKernels.Copy(b);
+            eps = (float)e;
+        }
 
         public void Apply(float* x, float* y)
         {
-            fixed (float* g = gamma, b = beta) RowKernels.LayerNorm(x, y, g, b, gamma.Length, eps);
+            fixed (float* g = gamma, b = beta)
+            {
+                if (kind == NormKind.RmsNorm) RowKernels.RmsNorm(x, y, g, gamma.Length, eps);
+                else RowKernels.LayerNorm(x, y, g, b, gamma.Length, eps);
+            }
         }
     }
 
@@ -53,26 +66,27 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     }
 
     private readonly Block[] blocks;
-    private readonly Norm? finalNorm;
+    private readonly Norm? finalNorm, embeddingNorm;
     private readonly RowLinear? output;        // null: the plan's packed output layer multiplies
     private readonly PackedLinear packedOutput;
     private readonly Tensor embedding;          // an alias of the target embedding's weight, kept alive for its memory
     private readonly float* embeddingRows;
     private readonly long vocabulary;
     private readonly float embeddingScale;
-    private readonly float[] positions;         // (max positions, hidden)
+    private readonly float[]? positions;        // (max positions, hidden), or null without absolute positions
     private readonly int maxPositions, heads, headSize, hidden, ffnSize;
     private readonly bool preNorm;
-    private readonly string activation;
+    private readonly FeedForwardKind feedForward;
 
-    private TransformerRowStep(TransformerDecodePlan plan, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense, LayerNorm? finalNorm,
-        Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation, bool managedProducts)
+    private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts)
     {
-        (heads, long size, long width, double queryScale) = PackedBlockOps.Geometry(modules[0].SelfAttention);
+        var spec = decoder.Spec;
+        var modules = decoder.Blocks;
+        (heads, long size, long width, double queryScale) = PackedBlockOps.Geometry(spec);
         (headSize, hidden) = ((int)size, (int)width);
-        this.preNorm = preNorm;
-        this.activation = activation;
-        this.embeddingScale = (float)embeddingScale;
+        preNorm = spec.PreNorm;
+        feedForward = spec.FeedForward;
+        embeddingScale = (float)spec.EmbeddingScale;
         packedOutput = plan.Output;
         bool half = plan.ComputeType == ComputeType.BFloat16;
         blocks = modules.Zip(plan.Blocks, (m, packed) => managedProducts
@@ -81,21 +95,25 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 RowLinear.Pack([m.SelfAttention.Output], bfloat16: half),
                 RowLinear.Pack([m.CrossAttention.Query], [queryScale], half),
                 RowLinear.Pack([m.CrossAttention.Output], bfloat16: half),
-                RowLinear.Pack([m.Ffn.First], bfloat16: half),
+                RowLinear.Pack(m.Ffn.FirstParts, bfloat16: half),
                 RowLinear.Pack([m.Ffn.Second], bfloat16: half))
             : new Block(new Norm(m.Norm1), new Norm(m.Norm2), new Norm(m.Norm3),
                 new PackedRowProduct(packed.SelfQkv), new PackedRowProduct(packed.SelfOut), new PackedRowProduct(packed.CrossQuery),
                 new PackedRowProduct(packed.CrossOut), new PackedRowProduct(packed.Ffn1), new PackedRowProduct(packed.Ffn2))).ToArray();
-        ffnSize = blocks[0].Ffn1.Out;
-        this.finalNorm = finalNorm is null ? null : new Norm(finalNorm);
-        if (managedProducts && dense.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes)
-            output = RowLinear.Pack([(dense.weight!, dense.bias)], bfloat16: half);
-        this.embedding = embedding.weight!.detach().alias();
-        embeddingRows = RowKernels.Pointer(this.embedding);
-        vocabulary = this.embedding.shape[0];
-        using var table = positionTable.reshape(-1, hidden);
-        maxPositions = (int)table.shape[0];
-        positions = RowKernels.Copy(table);
+        ffnSize = spec.FfnSize;
+        finalNorm = decoder.FinalNorm is { } final ? new Norm(final) : null;
+        embeddingNorm = decoder.EmbeddingNorm is { } first ? new Norm(first) : null;
+        if (managedProducts && decoder.Output.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes)
+            output = RowLinear.Pack([TransformerDecodePlan.OutputProjection(decoder)], bfloat16: half);
+        embedding = decoder.Embedding.weight!.detach().alias();
+        embeddingRows = RowKernels.Pointer(embedding);
+        vocabulary = embedding.shape[0];
+        maxPositions = decoder.Positions.Positions;
+        if (decoder.Positions.Rows is { } rows)
+        {
+            using var table = rows.detach().contiguous();
+            positions = RowKernels.Copy(table);
+        }
     }
 
     /// <summary>
@@ -104,13 +122,14 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// decoder layers fit <see cref="MaxBlockBytes"/> in that type (panels need AVX-512), else the plan's own packed
     /// layers (int8, larger layers, AVX2 only).
     /// </summary>
-    public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, IReadOnlyList<TransformerDecoderBlock> modules, Linear dense,
-        LayerNorm? finalNorm, Embedding embedding, Tensor positionTable, double embeddingScale, bool preNorm, string activation)
+    public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, TransformerDecoder decoder)
     {
-        if (!RowKernels.Supported || !RowKernels.CanActivate(activation) || modules.Count == 0 || modules.Count != plan.Blocks.Count) return null;
+        var modules = decoder.Blocks;
+        if (!RowKernels.Supported || !decoder.Spec.FeedForward.Function().HasManagedForm() || modules.Count == 0 || modules.Count != plan.Blocks.Count)
+            return null;
         var weights = modules.SelectMany(m => new[] { m.SelfAttention.Query, m.SelfAttention.Key, m.SelfAttention.Value, m.SelfAttention.Output,
-            m.CrossAttention.Query, m.CrossAttention.Output, m.Ffn.First, m.Ffn.Second }).Select(p => p.Weight).ToList();
-        if (weights.Append(embedding.weight!).Any(w => w.dtype != ScalarType.Float32 || w.device_type != DeviceType.CPU)) return null;
+            m.CrossAttention.Query, m.CrossAttention.Output, m.Ffn.Second }.Concat(m.Ffn.FirstParts)).Select(p => p.Weight).ToList();
+        if (weights.Append(decoder.Embedding.weight!).Any(w => w.dtype != ScalarType.Float32 || w.device_type != DeviceType.CPU)) return null;
         long elements = weights.Sum(w => w.NumberOfElements);
         bool managedProducts = plan.ComputeType switch
         {
@@ -119,11 +138,11 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             _ => false,
         };
         using var scope = NewDisposeScope();
-        return new TransformerRowStep(plan, modules, dense, finalNorm, embedding, positionTable, embeddingScale, preNorm, activation, managedProducts);
+        return new TransformerRowStep(plan, decoder, managedProducts);
     }
 
     /// <summary>Bytes of packed copies (the embedding is read in place).</summary>
-    public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + positions.Length * sizeof(float);
+    public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + (positions?.Length ?? 0) * sizeof(float);
 
     /// <summary>Whether <paramref name="state"/> can take a row step: a fresh state of one sentence, or one the row step made.</summary>
     public static bool Accepts(TransformerState state, long rows) =>
@@ -147,8 +166,15 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         fixed (float* h = row.Hidden, a = row.Normed, qkv = row.Qkv, context = row.Context, y = row.Output, inner = row.Inner,
             weights = attention, pos = positions, outputs = logits)
         {
-            float* e = embeddingRows + id * hidden, p = pos + (long)position * hidden;
-            for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale + p[i];
+            float* e = embeddingRows + id * hidden;
+            if (pos is null)
+                for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale;
+            else
+            {
+                float* p = pos + (long)position * hidden;
+                for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale + p[i];
+            }
+            embeddingNorm?.Apply(h, h);
             for (int l = 0; l < blocks.Length; l++)
             {
                 var b = blocks[l];
@@ -176,7 +202,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 // Feed-forward.
                 x = Normed(h, a, b.Norm3);
                 b.Ffn1.Forward(x, inner, null);
-                RowKernels.Activate(inner, ffnSize, activation);
+                feedForward.Hidden(inner, ffnSize);
                 AddAndNorm(h, inner, b.Ffn2, b.Norm3, y);
             }
             finalNorm?.Apply(h, h);

@@ -5,42 +5,38 @@ using static TorchSharp.torch;
 
 namespace Transduce.Models.Transformer;
 
-/// <summary>Position-wise feed-forward network (d2l §11.7.2): Linear → activation → Linear.</summary>
+/// <summary>
+/// Position-wise feed-forward network (d2l §11.7.2): Linear → activation → Linear, or for a gated
+/// <see cref="FeedForwardKind"/> W₂·(f(W₁x) ⊙ Vx) with V as <c>up</c>.
+/// </summary>
 internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
 {
     private readonly Linear dense1, dense2;
-    private readonly string activation;
+    private readonly Linear? up;
+    private readonly FeedForwardKind kind;
 
     internal (Tensor Weight, Tensor? Bias) First => (dense1.weight!, dense1.bias);
+    internal (Tensor Weight, Tensor? Bias)? Up => up is null ? null : (up.weight!, up.bias);
     internal (Tensor Weight, Tensor? Bias) Second => (dense2.weight!, dense2.bias);
 
-    public PositionWiseFfn(long hiddenSize, long ffnSize, string activation) : base(nameof(PositionWiseFfn))
+    /// <summary>The first product's parts: W₁, and V after it for a gated kind (their outputs side by side).</summary>
+    internal IReadOnlyList<(Tensor Weight, Tensor? Bias)> FirstParts => Up is { } v ? [First, v] : [First];
+
+    public PositionWiseFfn(TransformerSpec spec) : base(nameof(PositionWiseFfn))
     {
-        dense1 = nn.Linear(hiddenSize, ffnSize);
-        dense2 = nn.Linear(ffnSize, hiddenSize);
-        this.activation = activation;
+        kind = spec.FeedForward;
+        dense1 = nn.Linear(spec.Hidden, spec.FfnSize, hasBias: spec.FeedForwardBias);
+        if (kind.IsGated()) up = nn.Linear(spec.Hidden, spec.FfnSize, hasBias: spec.FeedForwardBias);
+        dense2 = nn.Linear(spec.FfnSize, spec.Hidden, hasBias: spec.FeedForwardBias);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x)
     {
-        using var h = dense1.call(x);
-        using var a = activation switch
-        {
-            "gelu" => nn.functional.gelu(h),
-            "gelu_tanh" => GeluTanh(h),
-            "swish" => nn.functional.silu(h),
-            _ => nn.functional.relu(h),
-        };
-        return dense2.call(a);
-    }
-
-    /// <summary>GELU with the tanh approximation (transformers' <c>gelu_new</c>): ½x(1 + tanh(√(2/π)(x + 0.044715x³))).</summary>
-    internal static Tensor GeluTanh(Tensor x)
-    {
         using var scope = NewDisposeScope();
-        var inner = (x + x.pow(3) * 0.044715) * Math.Sqrt(2 / Math.PI);
-        return (x * 0.5 * (inner.tanh() + 1)).MoveToOuterDisposeScope();
+        var h = kind.Function().Apply(dense1.call(x), inPlace: false);
+        if (up is not null) h = h.mul(up.call(x));
+        return dense2.call(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -51,17 +47,17 @@ internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
 /// </summary>
 internal sealed class Residual : nn.Module<Tensor, Func<Tensor, Tensor>, Tensor>
 {
-    private readonly LayerNorm norm;
+    private readonly nn.Module<Tensor, Tensor> norm;
     private readonly PackedDropout dropout;
     private readonly bool preNorm;
 
-    internal LayerNorm Norm => norm;
+    internal nn.Module<Tensor, Tensor> Norm => norm;
 
-    public Residual(long hiddenSize, double dropout, bool preNorm) : base(nameof(Residual))
+    public Residual(TransformerSpec spec) : base(nameof(Residual))
     {
-        norm = nn.LayerNorm(hiddenSize);
-        this.dropout = new PackedDropout(dropout);
-        this.preNorm = preNorm;
+        norm = Norms.Create(spec);
+        dropout = new PackedDropout(spec.Dropout);
+        preNorm = spec.PreNorm;
         RegisterComponents();
     }
 
@@ -91,16 +87,16 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
     private readonly PositionWiseFfn ffn;
 
     internal MultiHeadAttention Attention => attention;
-    internal LayerNorm Norm1 => addNorm1.Norm;
-    internal LayerNorm Norm2 => addNorm2.Norm;
+    internal nn.Module<Tensor, Tensor> Norm1 => addNorm1.Norm;
+    internal nn.Module<Tensor, Tensor> Norm2 => addNorm2.Norm;
     internal PositionWiseFfn Ffn => ffn;
 
-    public TransformerEncoderBlock(TransformerConfig c) : base(nameof(TransformerEncoderBlock))
+    public TransformerEncoderBlock(TransformerSpec spec) : base(nameof(TransformerEncoderBlock))
     {
-        attention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
-        addNorm1 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
-        ffn = new PositionWiseFfn(c.HiddenSize, c.FfnSize, c.Activation);
-        addNorm2 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
+        attention = new MultiHeadAttention(spec);
+        addNorm1 = new Residual(spec);
+        ffn = new PositionWiseFfn(spec);
+        addNorm2 = new Residual(spec);
         RegisterComponents();
     }
 
@@ -111,16 +107,36 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
     }
 }
 
-/// <summary>Transformer encoder (d2l §11.7.4): scaled embeddings + positions, then a stack of blocks.</summary>
+/// <summary>
+/// The input stage of either stack, as a <see cref="TransformerSpec"/> says: embedding × scale + positions, the embedding
+/// norm where the model has one, dropout while training. (The modules stay fields of the encoder and decoder, so that
+/// parameter names do not change.)
+/// </summary>
+internal static class TransformerEmbedding
+{
+    /// <summary>Embeds <paramref name="tokens"/> (batch, steps) at positions <paramref name="start"/> onwards.</summary>
+    public static Tensor Embed(Embedding embedding, double scale, PositionalEncoding positions, nn.Module<Tensor, Tensor>? norm,
+        PackedDropout dropout, Tensor tokens, long start)
+    {
+        using var scope = NewDisposeScope();
+        var x = positions.call(embedding.call(tokens).mul_(scale), start);
+        if (norm is not null) x = norm.call(x);
+        // Dropout is skipped outright in eval mode: at decoding time every op saved is a native call saved per step.
+        if (dropout.training) x = dropout.call(x);
+        return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Transformer encoder (d2l §11.7.4): embeddings and positions, then a stack of blocks.</summary>
 internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModule
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
+    private readonly nn.Module<Tensor, Tensor>? embeddingNorm;
+    private readonly PackedDropout dropout;
     private readonly ModuleList<TransformerEncoderBlock> blocks;
-    private readonly LayerNorm? finalNorm;
-    private readonly double embeddingScale;
-    private readonly bool preNorm;
-    private readonly string activation;
+    private readonly nn.Module<Tensor, Tensor>? finalNorm;
+    private readonly TransformerSpec spec;
 
     /// <summary>The number type of the blocks' linear layers in eval mode (float32 by default); training runs the modules in float32.</summary>
     public ComputeType ComputeType
@@ -130,15 +146,15 @@ internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModul
     }
 
     /// <summary>Creates the encoder; <paramref name="embedding"/> may be shared with the decoder.</summary>
-    public TransformerEncoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerEncoder))
+    public TransformerEncoder(TransformerSpec spec, Embedding embedding) : base(nameof(TransformerEncoder))
     {
+        this.spec = spec;
         this.embedding = embedding;
-        preNorm = c.PreNorm;
-        activation = c.Activation;
-        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, c.Layout);
-        blocks = nn.ModuleList(Enumerable.Range(0, c.Layers).Select(_ => new TransformerEncoderBlock(c)).ToArray());
-        finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
-        embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
+        positions = new PositionalEncoding(spec);
+        embeddingNorm = spec.EmbeddingNorm ? Norms.Create(spec) : null;
+        dropout = new PackedDropout(spec.Dropout);
+        blocks = nn.ModuleList(Enumerable.Range(0, spec.EncoderLayers).Select(_ => new TransformerEncoderBlock(spec)).ToArray());
+        finalNorm = spec.FinalEncoderNorm ? Norms.Create(spec) : null;
         RegisterComponents();
     }
 
@@ -147,9 +163,9 @@ internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModul
     {
         using var scope = NewDisposeScope();
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
-        var x = positions.call(embedding.call(source).mul_(embeddingScale), 0);
+        var x = TransformerEmbedding.Embed(embedding, spec.EmbeddingScale, positions, embeddingNorm, dropout, source, 0);
         // In eval mode without gradients the blocks run over packed weights (the same computation); otherwise the modules.
-        if (Plan((type, version) => new TransformerEncodePlan(type, blocks.ToList(), preNorm, activation, version)) is { } plan)
+        if (Plan((type, version) => new TransformerEncodePlan(type, blocks.ToList(), spec, version)) is { } plan)
             x = plan.Forward(x, mask);
         else
             foreach (var block in blocks) x = block.call(x, mask);
@@ -195,19 +211,19 @@ internal sealed class TransformerDecoderBlock : nn.Module
     private readonly Residual addNorm1, addNorm2, addNorm3;
     private readonly PositionWiseFfn ffn;
 
-    internal LayerNorm Norm1 => addNorm1.Norm;
-    internal LayerNorm Norm2 => addNorm2.Norm;
-    internal LayerNorm Norm3 => addNorm3.Norm;
+    internal nn.Module<Tensor, Tensor> Norm1 => addNorm1.Norm;
+    internal nn.Module<Tensor, Tensor> Norm2 => addNorm2.Norm;
+    internal nn.Module<Tensor, Tensor> Norm3 => addNorm3.Norm;
     internal PositionWiseFfn Ffn => ffn;
 
-    public TransformerDecoderBlock(TransformerConfig c) : base(nameof(TransformerDecoderBlock))
+    public TransformerDecoderBlock(TransformerSpec spec) : base(nameof(TransformerDecoderBlock))
     {
-        SelfAttention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
-        addNorm1 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
-        CrossAttention = new MultiHeadAttention(c.HiddenSize, c.Heads, c.Dropout, c.AttentionBias);
-        addNorm2 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
-        ffn = new PositionWiseFfn(c.HiddenSize, c.FfnSize, c.Activation);
-        addNorm3 = new Residual(c.HiddenSize, c.Dropout, c.PreNorm);
+        SelfAttention = new MultiHeadAttention(spec);
+        addNorm1 = new Residual(spec);
+        CrossAttention = new MultiHeadAttention(spec);
+        addNorm2 = new Residual(spec);
+        ffn = new PositionWiseFfn(spec);
+        addNorm3 = new Residual(spec);
         RegisterComponents();
     }
 
@@ -254,34 +270,54 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
 {
     private readonly Embedding embedding;
     private readonly PositionalEncoding positions;
+    private readonly nn.Module<Tensor, Tensor>? embeddingNorm;
+    private readonly PackedDropout dropout;
     private readonly ModuleList<TransformerDecoderBlock> blocks;
-    private readonly LayerNorm? finalNorm;
+    private readonly nn.Module<Tensor, Tensor>? finalNorm;
     private readonly Linear dense;
-    private readonly double embeddingScale;
-    private readonly bool preNorm;
-    private readonly string activation;
+    private readonly TransformerSpec spec;
 
     /// <summary>Creates the decoder; <paramref name="embedding"/> may be shared with the encoder and/or tied to the output projection.</summary>
-    public TransformerDecoder(TransformerConfig c, Embedding embedding) : base(nameof(TransformerDecoder))
+    public TransformerDecoder(TransformerSpec spec, Embedding embedding) : base(nameof(TransformerDecoder))
     {
-        preNorm = c.PreNorm;
-        activation = c.Activation;
+        this.spec = spec;
         this.embedding = embedding;
-        embeddingScale = c.ScaleEmbedding ? Math.Sqrt(c.HiddenSize) : 1.0;
-        positions = new PositionalEncoding(c.HiddenSize, c.Dropout, c.MaxPositions, c.Layout);
-        blocks = nn.ModuleList(Enumerable.Range(0, c.DecoderLayerCount).Select(_ => new TransformerDecoderBlock(c)).ToArray());
-        finalNorm = c.PreNorm ? nn.LayerNorm(c.HiddenSize) : null;
-        dense = nn.Linear(c.HiddenSize, c.TargetVocabSize);
-        if (c.TieEmbeddings) dense.weight = embedding.weight!;
+        positions = new PositionalEncoding(spec);
+        embeddingNorm = spec.EmbeddingNorm ? Norms.Create(spec) : null;
+        dropout = new PackedDropout(spec.Dropout);
+        blocks = nn.ModuleList(Enumerable.Range(0, spec.DecoderLayers).Select(_ => new TransformerDecoderBlock(spec)).ToArray());
+        finalNorm = spec.FinalDecoderNorm ? Norms.Create(spec) : null;
+        dense = nn.Linear(spec.Hidden, spec.TargetVocabulary, hasBias: spec.OutputBias);
+        if (spec.TieOutput) dense.weight = embedding.weight!;
         RegisterComponents();
     }
 
-    /// <inheritdoc />
+    /// <summary>The structure this decoder was built from.</summary>
+    internal TransformerSpec Spec => spec;
+
+    /// <summary>The target embedding.</summary>
+    internal Embedding Embedding => embedding;
+
+    /// <summary>The positions.</summary>
+    internal PositionalEncoding Positions => positions;
+
+    /// <summary>The norm over embeddings + positions, or null.</summary>
+    internal nn.Module<Tensor, Tensor>? EmbeddingNorm => embeddingNorm;
+
+    /// <summary>The blocks, in order.</summary>
+    internal IReadOnlyList<TransformerDecoderBlock> Blocks => blocks.ToList();
+
+    /// <summary>The norm after the last block, or null.</summary>
+    internal nn.Module<Tensor, Tensor>? FinalNorm => finalNorm;
+
+    /// <summary>The output projection (its input multiplied by <see cref="TransformerSpec.OutputScale"/> first).</summary>
+    internal Linear Output => dense;
+
     /// <inheritdoc />
     public override TransformerState InitState(EncoderOutput encoderOutput, Tensor sourceValidLengths)
     {
         var memory = encoderOutput.Outputs;
-        if (Plan((type, version) => new TransformerDecodePlan(type, blocks.ToList(), dense, preNorm, activation, version)) is { } lean)
+        if (Plan((type, version) => new TransformerDecodePlan(type, this, version)) is { } lean)
         {
             var (keys, values) = lean.CrossKeyValues(memory);
             return new TransformerState(AttentionMasks.FromValidLengths(sourceValidLengths, memory.shape[1]), keys, values,
@@ -322,18 +358,17 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     {
         long steps = target.shape[1];
         if (steps == 1 && TransformerRowStep.Accepts(state, target.shape[0]) && Packed<TransformerDecodePlan>() is { } rowPlan
-            && rowPlan.RowStep(() => TransformerRowStep.TryCreate(rowPlan, blocks.ToList(), dense, finalNorm, embedding, positions.Table,
-                embeddingScale, preNorm, activation)) is { } row)
+            && rowPlan.RowStep(() => TransformerRowStep.TryCreate(rowPlan, this)) is { } row)
             return row.Step(target, state);
         using var scope = NewDisposeScope();
         state = TransformerRowStep.Materialize(state);
         // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
         Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
-        var x = positions.call(embedding.call(target).mul_(embeddingScale), state.Steps);
+        var x = TransformerEmbedding.Embed(embedding, spec.EmbeddingScale, positions, embeddingNorm, dropout, target, state.Steps);
         if (Packed<TransformerDecodePlan>() is { } plan)
         {
             // InitState packed (or checked) the weights for this decoding; steps use them as they are.
-            var (leanLogits, keys, values, attention, cache) = plan.Forward(x, state, causal, finalNorm);
+            var (leanLogits, keys, values, attention, cache) = plan.Forward(x, state, causal);
             foreach (var t in keys.Concat(values).Concat(attention)) t.MoveToOuterDisposeScope();
             if (!ReferenceEquals(cache, state.Cache))
                 foreach (var t in cache.Tensors) t.MoveToOuterDisposeScope();
@@ -363,6 +398,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
             crossWeights[i] = w.MoveToOuterDisposeScope();
         }
         if (finalNorm is not null) x = finalNorm.call(x);
+        if (spec.OutputScale != 1.0) x = x.mul(spec.OutputScale);
         var logits = dense.call(x).MoveToOuterDisposeScope();
         return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps, CrossAttention = crossWeights, Cache = null });
     }
@@ -377,24 +413,27 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
 internal sealed class TransformerSeq2Seq : EncoderDecoder<TransformerState>
 {
     /// <summary>Builds the model from <paramref name="config"/>.</summary>
-    public TransformerSeq2Seq(TransformerConfig config) : this(config, CreateEmbeddings(config)) { }
+    public TransformerSeq2Seq(TransformerConfig config) : this(config.ToSpec().Validate()) { }
 
-    private TransformerSeq2Seq(TransformerConfig config, (Embedding Source, Embedding Target) embeddings)
-        : base(nameof(TransformerSeq2Seq), new TransformerEncoder(config, embeddings.Source), new TransformerDecoder(config, embeddings.Target))
+    /// <summary>Builds the model <paramref name="spec"/> describes.</summary>
+    public TransformerSeq2Seq(TransformerSpec spec) : this(spec, CreateEmbeddings(spec)) { }
+
+    private TransformerSeq2Seq(TransformerSpec spec, (Embedding Source, Embedding Target) embeddings)
+        : base(nameof(TransformerSeq2Seq), new TransformerEncoder(spec, embeddings.Source), new TransformerDecoder(spec, embeddings.Target))
     {
         // As in d2l §11.7, linear layers keep PyTorch's default (Kaiming-uniform) initialisation.
     }
 
-    private static (Embedding, Embedding) CreateEmbeddings(TransformerConfig c)
+    private static (Embedding, Embedding) CreateEmbeddings(TransformerSpec spec)
     {
-        var target = nn.Embedding(c.TargetVocabSize, c.HiddenSize);
-        var source = c.ShareEmbeddings ? target : nn.Embedding(c.SourceVocabSize, c.HiddenSize);
-        if (c.TieEmbeddings || !c.ScaleEmbedding)
+        var target = nn.Embedding(spec.TargetVocabulary, spec.Hidden);
+        var source = spec.ShareEmbeddings ? target : nn.Embedding(spec.SourceVocabulary, spec.Hidden);
+        if (spec.TieOutput || spec.EmbeddingScale == 1.0)
         {
             // A tied or unscaled embedding is used at N(0, 1/d) so that logits and inputs start at unit scale.
             using var _ = no_grad();
-            nn.init.normal_(target.weight, 0, Math.Pow(c.HiddenSize, -0.5));
-            if (!ReferenceEquals(source, target)) nn.init.normal_(source.weight, 0, Math.Pow(c.HiddenSize, -0.5));
+            nn.init.normal_(target.weight, 0, Math.Pow(spec.Hidden, -0.5));
+            if (!ReferenceEquals(source, target)) nn.init.normal_(source.weight, 0, Math.Pow(spec.Hidden, -0.5));
         }
         return (source, target);
     }

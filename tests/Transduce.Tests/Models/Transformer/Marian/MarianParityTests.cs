@@ -123,7 +123,8 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
     public void HalvesLayoutPutsSinesFirstAndCosinesSecond()
     {
         using var scope = NewDisposeScope();
-        using var encoding = new Transduce.Models.Transformer.PositionalEncoding(6, 0, 4, Transduce.Models.Transformer.SinusoidLayout.Halves);
+        using var encoding = new Transduce.Models.Transformer.PositionalEncoding(
+            Transduce.Tests.Models.Transformer.PositionalEncodingTests.Spec(6, 4, Transduce.Models.Transformer.SinusoidLayout.Halves));
         var table = encoding.call(zeros(1, 4, 6), 0)[0];
         for (int pos = 0; pos < 4; pos++)
             for (int i = 0; i < 3; i++)
