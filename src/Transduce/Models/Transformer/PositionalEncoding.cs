@@ -25,7 +25,9 @@ internal enum SinusoidLayout
 /// </summary>
 internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
 {
+    // Field names are parameter names: checkpoints store a sinusoid table as 'positions.table', (1, rows, hidden).
     private readonly Tensor? table;
+    private readonly TorchSharp.Modules.Parameter? weight;
     private readonly int offset;
 
     /// <summary>Creates the positions <paramref name="spec"/> describes.</summary>
@@ -38,14 +40,13 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         {
             case PositionKind.Sinusoidal:
                 table = (spec.SinusoidLayout == SinusoidLayout.Halves ? HalvesTable(spec.Hidden, spec.PositionRows) : InterleavedTable(spec.Hidden, spec.PositionRows))
-                    .MoveToOuterDisposeScope();
+                    .unsqueeze(0).MoveToOuterDisposeScope();
                 register_buffer("P", table, persistent: false);
                 break;
             case PositionKind.Learned:
-                var weight = new TorchSharp.Modules.Parameter(empty(spec.PositionRows, spec.Hidden));
+                weight = new TorchSharp.Modules.Parameter(empty(spec.PositionRows, spec.Hidden));
                 using (no_grad()) nn.init.normal_(weight, 0, Math.Pow(spec.Hidden, -0.5));
-                table = weight.MoveToOuterDisposeScope();
-                register_parameter("weight", (TorchSharp.Modules.Parameter)table);
+                weight.MoveToOuterDisposeScope();
                 break;
             case PositionKind.None:
                 break;
@@ -59,7 +60,7 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
     public int Positions { get; }
 
     /// <summary>The rows positions 0 … <see cref="Positions"/> − 1 read, (positions, hidden) (a view), or null without positions.</summary>
-    internal Tensor? Rows => table?.narrow(0, offset, Positions);
+    internal Tensor? Rows => (weight ?? table?[0])?.narrow(0, offset, Positions);
 
     private static Tensor InterleavedTable(long hiddenSize, long maxPositions)
     {
@@ -89,8 +90,13 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         long steps = x.shape[1];
         if (start + steps > Positions)
             throw new ArgumentException($"sequence of {start + steps} positions exceeds the positional table ({Positions}); raise max_positions");
+        if (weight is not null)
+        {
+            using var rows = weight.narrow(0, offset + start, steps);
+            return x.add_(rows);
+        }
         if (table is null) return x;
-        using var slice = table.narrow(0, offset + start, steps);
+        using var slice = table.narrow(1, offset + start, steps);
         return x.add_(slice);
     }
 }

@@ -185,4 +185,36 @@ public sealed class TransformerSpecTests
                 spec.PositionOffset, spec.FeedForward, spec.FeedForwardBias, spec.OutputScale, spec.EmbeddingNorm));
         Assert.Equal(Math.Sqrt(256), spec.EmbeddingScale);
     }
+
+    [Fact]
+    public void TheDefaultModelKeepsItsCheckpointNamesAndShapes()
+    {
+        // Checkpoints written before the spec must load: the state dict of today's Transformer is unchanged.
+        using var model = new TransformerSeq2Seq(new TransformerConfig
+        {
+            SourceVocabSize = 7, TargetVocabSize = 9, EmbeddingSize = 8, HiddenSize = 8, Layers = 1, Heads = 2, FfnSize = 12, MaxPositions = 20,
+        });
+        var entries = model.state_dict().Select(kv => $"{kv.Key} [{string.Join(",", kv.Value.shape)}]").Order(StringComparer.Ordinal).ToList();
+        string[] expected =
+        [
+            "decoder.blocks.0.CrossAttention.W_k.weight [8,8]", "decoder.blocks.0.CrossAttention.W_o.weight [8,8]",
+            "decoder.blocks.0.CrossAttention.W_q.weight [8,8]", "decoder.blocks.0.CrossAttention.W_v.weight [8,8]",
+            "decoder.blocks.0.SelfAttention.W_k.weight [8,8]", "decoder.blocks.0.SelfAttention.W_o.weight [8,8]",
+            "decoder.blocks.0.SelfAttention.W_q.weight [8,8]", "decoder.blocks.0.SelfAttention.W_v.weight [8,8]",
+            "decoder.blocks.0.addNorm1.norm.bias [8]", "decoder.blocks.0.addNorm1.norm.weight [8]",
+            "decoder.blocks.0.addNorm2.norm.bias [8]", "decoder.blocks.0.addNorm2.norm.weight [8]",
+            "decoder.blocks.0.addNorm3.norm.bias [8]", "decoder.blocks.0.addNorm3.norm.weight [8]",
+            "decoder.blocks.0.ffn.dense1.bias [12]", "decoder.blocks.0.ffn.dense1.weight [12,8]",
+            "decoder.blocks.0.ffn.dense2.bias [8]", "decoder.blocks.0.ffn.dense2.weight [8,12]",
+            "decoder.dense.bias [9]", "decoder.dense.weight [9,8]", "decoder.embedding.weight [9,8]", "decoder.positions.table [1,20,8]",
+            "encoder.blocks.0.addNorm1.norm.bias [8]", "encoder.blocks.0.addNorm1.norm.weight [8]",
+            "encoder.blocks.0.addNorm2.norm.bias [8]", "encoder.blocks.0.addNorm2.norm.weight [8]",
+            "encoder.blocks.0.attention.W_k.weight [8,8]", "encoder.blocks.0.attention.W_o.weight [8,8]",
+            "encoder.blocks.0.attention.W_q.weight [8,8]", "encoder.blocks.0.attention.W_v.weight [8,8]",
+            "encoder.blocks.0.ffn.dense1.bias [12]", "encoder.blocks.0.ffn.dense1.weight [12,8]",
+            "encoder.blocks.0.ffn.dense2.bias [8]", "encoder.blocks.0.ffn.dense2.weight [8,12]",
+            "encoder.embedding.weight [7,8]", "encoder.positions.table [1,20,8]",
+        ];
+        Assert.Equal(expected, entries);
+    }
 }
