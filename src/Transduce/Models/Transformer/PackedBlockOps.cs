@@ -72,9 +72,6 @@ internal static class PackedBlockOps
     public static (int Heads, long HeadSize, long Hidden, double QueryScale) Geometry(TransformerSpec spec) =>
         (spec.Heads, spec.HeadSize, spec.Hidden, spec.AttentionScale);
 
-    /// <summary>Post-norm: N(x + y); pre-norm: x + y (the sub-layer normalised its own input).</summary>
-    public static Tensor Residual(Tensor x, Tensor y, nn.Module<Tensor, Tensor> norm, bool preNorm) => preNorm ? y.add_(x) : norm.call(y.add_(x));
-
     /// <summary>(batch·steps, 3·hidden) → query, key, value as (batch, heads, steps, head size) views.</summary>
     public static (Tensor Q, Tensor K, Tensor V) SplitQkv(Tensor qkv, long batch, long steps, int heads, long headSize)
     {

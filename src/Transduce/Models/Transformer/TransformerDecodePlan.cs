@@ -17,6 +17,12 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     internal sealed record Block(nn.Module<Tensor, Tensor> Norm1, nn.Module<Tensor, Tensor> Norm2, nn.Module<Tensor, Tensor> Norm3, PackedLinear SelfQkv, PackedLinear SelfOut,
         PackedLinear CrossQuery, PackedLinear CrossKeyValue, PackedLinear CrossOut, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable
     {
+        /// <summary>The norm of a sub-layer.</summary>
+        public nn.Module<Tensor, Tensor> Norm(SubLayer sub) => sub switch { SubLayer.Self => Norm1, SubLayer.Cross => Norm2, _ => Norm3 };
+
+        /// <summary>The output product of a sub-layer.</summary>
+        public PackedLinear Output(SubLayer sub) => sub switch { SubLayer.Self => SelfOut, SubLayer.Cross => CrossOut, _ => Ffn2 };
+
         public void Dispose()
         {
             foreach (var p in new[] { SelfQkv, SelfOut, CrossQuery, CrossKeyValue, CrossOut, Ffn1, Ffn2 }) p.Dispose();
@@ -25,7 +31,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
 
     private readonly Block[] blocks;
     private readonly PackedLinear output;
-    private readonly bool preNorm;
+    private readonly TransformerSpec spec;
     private readonly int heads;
     private readonly long hidden, headSize;
     private readonly FeedForwardKind feedForward;
@@ -36,7 +42,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         var spec = decoder.Spec;
         ComputeType = type;
         Version = version;
-        preNorm = spec.PreNorm;
+        this.spec = spec;
         feedForward = spec.FeedForward;
         finalNorm = decoder.FinalNorm;
         (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(spec);
@@ -140,47 +146,75 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         Tensor? causal)
     {
         long batch = x.shape[0], steps = x.shape[1];
-        var cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType);
-        var keys = new Tensor[blocks.Length];
-        var values = new Tensor[blocks.Length];
-        var crossWeights = new Tensor[blocks.Length];
-        var h = x.reshape(batch * steps, hidden);
         using var sourceMasked = state.SourceMask.logical_not();          // (batch, 1, 1, source): true = padding
         using var causalMasked = causal?.logical_not();
         // One new position attends in managed code (RowKernels.AttendOne): through libtorch each head's scores and
         // context are a one-row product, which MKL runs on its slow generic path here (1.6 ms of a 8.4 ms bfloat16 step
         // at OPUS-MT size, batch 32).
         var attendOne = steps == 1 ? PackedBlockOps.OneQueryLengths(state, batch) : null;
-        var selfLengths = attendOne is null ? null : Enumerable.Repeat((int)state.Steps + 1, (int)batch).ToArray();
-        for (int i = 0; i < blocks.Length; i++)
+        var backend = new Batched
         {
-            var b = blocks[i];
-            // Self-attention over the cache and the new positions.
-            var normed = preNorm ? b.Norm1.call(h) : h;
-            var qkv = b.SelfQkv.Forward(normed);
-            var (q, k, v) = PackedBlockOps.SplitQkv(qkv, batch, steps, heads, headSize);
-            (k, v) = cache.Append(i, k, v, state.Steps);
-            keys[i] = k;
-            values[i] = v;
-            var selfContext = attendOne is null
-                ? PackedBlockOps.Attend(q, k, v, causalMasked, out _)
-                : PackedBlockOps.AttendOne(qkv, cache.Keys[i], cache.Values[i], selfLengths!, heads, headSize, weighted: false, out _);
-            h = PackedBlockOps.Residual(h, b.SelfOut.Forward(selfContext), b.Norm1, preNorm);
-            // Cross-attention over the encoder output.
-            normed = preNorm ? b.Norm2.call(h) : h;
-            var crossQuery = b.CrossQuery.Forward(normed);
-            var crossContext = attendOne is null
-                ? PackedBlockOps.Attend(SplitHeads(crossQuery, batch, steps), state.CrossKeys[i], state.CrossValues[i], sourceMasked, out crossWeights[i])
-                : PackedBlockOps.AttendOne(crossQuery, state.CrossKeys[i], state.CrossValues[i], attendOne, heads, headSize, weighted: true, out crossWeights[i]);
-            h = PackedBlockOps.Residual(h, b.CrossOut.Forward(crossContext), b.Norm2, preNorm);
-            // Feed-forward.
-            normed = preNorm ? b.Norm3.call(h) : h;
-            var inner = feedForward.Hidden(b.Ffn1.Forward(normed));
-            h = PackedBlockOps.Residual(h, b.Ffn2.Forward(inner), b.Norm3, preNorm);
-        }
-        if (finalNorm is not null) h = finalNorm.call(h);
+            Plan = this, State = state, Batch = batch, Steps = steps,
+            Cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType),
+            Keys = new Tensor[blocks.Length], Values = new Tensor[blocks.Length], CrossWeights = new Tensor[blocks.Length],
+            SourceMasked = sourceMasked, CausalMasked = causalMasked, AttendOne = attendOne,
+            SelfLengths = attendOne is null ? null : Enumerable.Repeat((int)state.Steps + 1, (int)batch).ToArray(),
+        };
+        var h = TransformerStep.Decoder<Batched, Tensor>(ref backend, spec, x.reshape(batch * steps, hidden));
         var logits = output.Forward(h);
-        return (logits.view(batch, steps, output.OutFeatures), keys, values, crossWeights, cache);
+        return (logits.view(batch, steps, output.OutFeatures), backend.Keys, backend.Values, backend.CrossWeights, backend.Cache);
+    }
+
+    /// <summary>
+    /// The step's operations on a batch of rows through the packed layers (<see cref="IStepBackend{TValue}"/> over
+    /// (rows, width) tensors, in the caller's dispose scope): the new positions' keys and values are written into the
+    /// cache, attention runs in libtorch, or for one new position in managed code.
+    /// </summary>
+    private struct Batched : IStepBackend<Tensor>
+    {
+        public TransformerDecodePlan Plan;
+        public TransformerState State;
+        public KeyValueCache Cache;
+        public long Batch, Steps;
+        public Tensor[] Keys, Values, CrossWeights;
+        public Tensor SourceMasked;
+        public Tensor? CausalMasked;
+        public int[]? AttendOne, SelfLengths;
+
+        public readonly Tensor Norm(int layer, SubLayer sub, Tensor x) => Plan.blocks[layer].Norm(sub).call(x);
+
+        public Tensor Inner(int layer, SubLayer sub, Tensor x)
+        {
+            var b = Plan.blocks[layer];
+            int heads = Plan.heads;
+            long headSize = Plan.headSize;
+            switch (sub)
+            {
+                case SubLayer.Self:
+                    // Over the cache and the new positions.
+                    var qkv = b.SelfQkv.Forward(x);
+                    var (q, k, v) = PackedBlockOps.SplitQkv(qkv, Batch, Steps, heads, headSize);
+                    (k, v) = Cache.Append(layer, k, v, State.Steps);
+                    Keys[layer] = k;
+                    Values[layer] = v;
+                    return AttendOne is null
+                        ? PackedBlockOps.Attend(q, k, v, CausalMasked, out _)
+                        : PackedBlockOps.AttendOne(qkv, Cache.Keys[layer], Cache.Values[layer], SelfLengths!, heads, headSize, weighted: false, out _);
+                case SubLayer.Cross:
+                    // Over the encoder output; the weights are kept (attention maps come from the decoding itself).
+                    var query = b.CrossQuery.Forward(x);
+                    return AttendOne is null
+                        ? PackedBlockOps.Attend(Plan.SplitHeads(query, Batch, Steps), State.CrossKeys[layer], State.CrossValues[layer], SourceMasked, out CrossWeights[layer])
+                        : PackedBlockOps.AttendOne(query, State.CrossKeys[layer], State.CrossValues[layer], AttendOne, heads, headSize, weighted: true, out CrossWeights[layer]);
+                default:
+                    return Plan.feedForward.Hidden(b.Ffn1.Forward(x));
+            }
+        }
+
+        public readonly Tensor Project(int layer, SubLayer sub, Tensor inner, Tensor residual) =>
+            Plan.blocks[layer].Output(sub).Forward(inner).add_(residual);
+
+        public readonly Tensor FinalNorm(Tensor x) => Plan.finalNorm!.call(x);
     }
 
     private Tensor SplitHeads(Tensor x, long batch, long steps) =>

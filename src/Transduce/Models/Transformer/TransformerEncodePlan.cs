@@ -15,6 +15,10 @@ internal sealed class TransformerEncodePlan : IPackedPlan
 {
     private sealed record Block(nn.Module<Tensor, Tensor> Norm1, nn.Module<Tensor, Tensor> Norm2, PackedLinear Qkv, PackedLinear Out, PackedLinear Ffn1, PackedLinear Ffn2) : IDisposable
     {
+        public nn.Module<Tensor, Tensor> Norm(SubLayer sub) => sub == SubLayer.Self ? Norm1 : Norm2;
+
+        public PackedLinear Output(SubLayer sub) => sub == SubLayer.Self ? Out : Ffn2;
+
         public void Dispose()
         {
             foreach (var p in new[] { Qkv, Out, Ffn1, Ffn2 }) p.Dispose();
@@ -22,15 +26,18 @@ internal sealed class TransformerEncodePlan : IPackedPlan
     }
 
     private readonly Block[] blocks;
-    private readonly bool preNorm;
+    private readonly TransformerSpec spec;
     private readonly FeedForwardKind feedForward;
+    private readonly nn.Module<Tensor, Tensor>? finalNorm;
     private readonly int heads;
     private readonly long hidden, headSize;
 
-    public TransformerEncodePlan(ComputeType type, IReadOnlyList<TransformerEncoderBlock> modules, TransformerSpec spec, long version)
+    public TransformerEncodePlan(ComputeType type, IReadOnlyList<TransformerEncoderBlock> modules, nn.Module<Tensor, Tensor>? finalNorm,
+        TransformerSpec spec, long version)
     {
         Version = version;
-        preNorm = spec.PreNorm;
+        this.spec = spec;
+        this.finalNorm = finalNorm;
         feedForward = spec.FeedForward;
         (heads, headSize, hidden, double queryScale) = PackedBlockOps.Geometry(spec);
         blocks = modules.Select(m => new Block(m.Norm1, m.Norm2,
@@ -44,25 +51,40 @@ internal sealed class TransformerEncodePlan : IPackedPlan
     public long Version { get; }
 
     /// <summary>
-    /// The blocks over <paramref name="x"/>, the embedded and position-encoded source (batch, steps, hidden), whose keys
-    /// <paramref name="mask"/> (batch, 1, 1, steps) keeps (true) or hides; returns (batch, steps, hidden).
+    /// The blocks and the final norm over <paramref name="x"/>, the embedded and position-encoded source (batch, steps,
+    /// hidden), whose keys <paramref name="mask"/> (batch, 1, 1, steps) keeps (true) or hides; returns (batch, steps, hidden).
     /// </summary>
     public Tensor Forward(Tensor x, Tensor mask)
     {
         long batch = x.shape[0], steps = x.shape[1];
         using var scope = NewDisposeScope();
         using var masked = mask.logical_not();
-        var h = x.reshape(batch * steps, hidden);
-        foreach (var b in blocks)
-        {
-            var normed = preNorm ? b.Norm1.call(h) : h;
-            var (q, k, v) = PackedBlockOps.SplitQkv(b.Qkv.Forward(normed), batch, steps, heads, headSize);
-            h = PackedBlockOps.Residual(h, b.Out.Forward(PackedBlockOps.Attend(q, k, v, masked, out _)), b.Norm1, preNorm);
-            normed = preNorm ? b.Norm2.call(h) : h;
-            var inner = feedForward.Hidden(b.Ffn1.Forward(normed));
-            h = PackedBlockOps.Residual(h, b.Ffn2.Forward(inner), b.Norm2, preNorm);
-        }
+        var backend = new Batched { Plan = this, Batch = batch, Steps = steps, Masked = masked };
+        var h = TransformerStep.Encoder<Batched, Tensor>(ref backend, spec, x.reshape(batch * steps, hidden));
         return h.view(batch, steps, hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The encoder block's operations on (rows, width) tensors through the packed layers (<see cref="IStepBackend{TValue}"/>).</summary>
+    private struct Batched : IStepBackend<Tensor>
+    {
+        public TransformerEncodePlan Plan;
+        public long Batch, Steps;
+        public Tensor Masked;
+
+        public readonly Tensor Norm(int layer, SubLayer sub, Tensor x) => Plan.blocks[layer].Norm(sub).call(x);
+
+        public readonly Tensor Inner(int layer, SubLayer sub, Tensor x)
+        {
+            var b = Plan.blocks[layer];
+            if (sub == SubLayer.FeedForward) return Plan.feedForward.Hidden(b.Ffn1.Forward(x));
+            var (q, k, v) = PackedBlockOps.SplitQkv(b.Qkv.Forward(x), Batch, Steps, Plan.heads, Plan.headSize);
+            return PackedBlockOps.Attend(q, k, v, Masked, out _);
+        }
+
+        public readonly Tensor Project(int layer, SubLayer sub, Tensor inner, Tensor residual) =>
+            Plan.blocks[layer].Output(sub).Forward(inner).add_(residual);
+
+        public readonly Tensor FinalNorm(Tensor x) => Plan.finalNorm!.call(x);
     }
 
     public void Dispose()

@@ -57,6 +57,10 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private sealed record Block(Norm Norm1, Norm Norm2, Norm Norm3, IRowProduct SelfQkv, IRowProduct SelfOut, IRowProduct CrossQuery,
         IRowProduct CrossOut, IRowProduct Ffn1, IRowProduct Ffn2) : IDisposable
     {
+        public Norm Norm(SubLayer sub) => sub switch { SubLayer.Self => Norm1, SubLayer.Cross => Norm2, _ => Norm3 };
+
+        public IRowProduct Output(SubLayer sub) => sub switch { SubLayer.Self => SelfOut, SubLayer.Cross => CrossOut, _ => Ffn2 };
+
         public IEnumerable<IRowProduct> Linears => [SelfQkv, SelfOut, CrossQuery, CrossOut, Ffn1, Ffn2];
 
         public void Dispose()
@@ -75,7 +79,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly float embeddingScale;
     private readonly float[]? positions;        // (max positions, hidden), or null without absolute positions
     private readonly int maxPositions, heads, headSize, hidden, ffnSize;
-    private readonly bool preNorm;
+    private readonly TransformerSpec spec;
     private readonly FeedForwardKind feedForward;
 
     private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts)
@@ -84,7 +88,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         var modules = decoder.Blocks;
         (heads, long size, long width, double queryScale) = PackedBlockOps.Geometry(spec);
         (headSize, hidden) = ((int)size, (int)width);
-        preNorm = spec.PreNorm;
+        this.spec = spec;
         feedForward = spec.FeedForward;
         embeddingScale = (float)spec.EmbeddingScale;
         packedOutput = plan.Output;
@@ -163,7 +167,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         row.Reserve(position + 1);
         var attention = new float[blocks.Length * heads * row.SourceStride];
         float[] logits = row.Logits;
-        fixed (float* h = row.Hidden, a = row.Normed, qkv = row.Qkv, context = row.Context, y = row.Output, inner = row.Inner,
+        Tensor? hiddenRow = null;
+        fixed (float* h = row.Hidden, qkv = row.Qkv, context = row.Context, y = row.Output, inner = row.Inner,
             weights = attention, pos = positions, outputs = logits)
         {
             float* e = embeddingRows + id * hidden;
@@ -175,38 +180,18 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale + p[i];
             }
             embeddingNorm?.Apply(h, h);
-            for (int l = 0; l < blocks.Length; l++)
+            var backend = new Managed
             {
-                var b = blocks[l];
-                // Self-attention: this position's key and value join the cache, its query attends over all of it.
-                float* x = Normed(h, a, b.Norm1);
-                b.SelfQkv.Forward(x, qkv, null);
-                fixed (float* keys = row.Keys[l], values = row.Values[l])
-                {
-                    for (int head = 0; head < heads; head++)
-                    {
-                        long at = ((long)head * row.Capacity + position) * headSize;
-                        new ReadOnlySpan<float>(qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
-                        new ReadOnlySpan<float>(qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
-                    }
-                    RowKernels.AttendOne(qkv, 0, keys, values, 1, heads, headSize, row.Capacity, [position + 1], context, null);
-                }
-                AddAndNorm(h, context, b.SelfOut, b.Norm1, y);
-                // Cross-attention over the source's keys and values.
-                x = Normed(h, a, b.Norm2);
-                b.CrossQuery.Forward(x, qkv, null);
-                fixed (float* keys = row.CrossKeys[l], values = row.CrossValues[l])
-                    RowKernels.AttendOne(qkv, 0, keys, values, 1, heads, headSize, row.SourceStride, [row.SourceLength], context,
-                        weights + (long)l * heads * row.SourceStride);
-                AddAndNorm(h, context, b.CrossOut, b.Norm2, y);
-                // Feed-forward.
-                x = Normed(h, a, b.Norm3);
-                b.Ffn1.Forward(x, inner, null);
-                feedForward.Hidden(inner, ffnSize);
-                AddAndNorm(h, inner, b.Ffn2, b.Norm3, y);
+                Step = this, Decoding = row, Position = position,
+                H = h, Y = y, Qkv = qkv, Context = context, Hidden = inner, Weights = weights,
+            };
+            float* last = TransformerStep.Decoder<Managed, Row>(ref backend, spec, new Row(h)).P;
+            if (output is not null) output.Forward(last, outputs, null);
+            else
+            {
+                hiddenRow = empty(1, hidden);
+                new ReadOnlySpan<float>(last, hidden).CopyTo(RowKernels.Floats(hiddenRow));
             }
-            finalNorm?.Apply(h, h);
-            output?.Forward(h, outputs, null);
         }
         Tensor result;
         if (output is not null)
@@ -216,8 +201,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         }
         else
         {
-            using var hidden1 = empty(1, hidden);
-            row.Hidden.AsSpan().CopyTo(RowKernels.Floats(hidden1));
+            using var hidden1 = hiddenRow!;
             using var flat = packedOutput.Forward(hidden1);
             result = flat.view(1, 1, packedOutput.OutFeatures);
         }
@@ -225,20 +209,81 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         return (result, state with { Steps = position + 1, Row = row, CrossAttention = new Weights(attention, blocks.Length, heads, row.SourceStride) });
     }
 
-    // Pre-norm: the sub-layer reads LN(h); post-norm: h itself.
-    private float* Normed(float* h, float* a, Norm norm)
+    /// <summary>A managed row of activations: the value type of the row step's <see cref="IStepBackend{TValue}"/>.</summary>
+    private readonly struct Row(float* p)
     {
-        if (!preNorm) return h;
-        norm.Apply(h, a);
-        return a;
+        public readonly float* P = p;
     }
 
-    // Pre-norm: h += f(x); post-norm: h = LN(h + f(x)). The product adds the residual as it stores.
-    private void AddAndNorm(float* h, float* x, IRowProduct f, Norm norm, float* y)
+    /// <summary>
+    /// The step's operations on one managed row (<see cref="IStepBackend{TValue}"/>): products through the row products
+    /// (panels or the plan's packed layers), attention over the managed cache. The running row alternates between two
+    /// buffers, <see cref="H"/> and <see cref="Y"/>: a product adds its residual as it stores into the other one, and a
+    /// norm writes the other one too, so nothing is copied.
+    /// </summary>
+    private struct Managed : IStepBackend<Row>
     {
-        f.Forward(x, y, h);
-        if (preNorm) new ReadOnlySpan<float>(y, hidden).CopyTo(new Span<float>(h, hidden));
-        else norm.Apply(y, h);
+        public TransformerRowStep Step;
+        public RowDecoding Decoding;
+        public int Position;
+        public float* H, Y, Qkv, Context, Hidden, Weights;
+
+        private readonly float* Other(Row x) => x.P == H ? Y : H;
+
+        public readonly Row Norm(int layer, SubLayer sub, Row x)
+        {
+            float* to = Other(x);
+            Step.blocks[layer].Norm(sub).Apply(x.P, to);
+            return new Row(to);
+        }
+
+        public readonly Row Inner(int layer, SubLayer sub, Row x)
+        {
+            var b = Step.blocks[layer];
+            var row = Decoding;
+            int heads = Step.heads, headSize = Step.headSize, hidden = Step.hidden;
+            switch (sub)
+            {
+                case SubLayer.Self:
+                    // This position's key and value join the cache; its query attends over all of it.
+                    b.SelfQkv.Forward(x.P, Qkv, null);
+                    fixed (float* keys = row.Keys[layer], values = row.Values[layer])
+                    {
+                        for (int head = 0; head < heads; head++)
+                        {
+                            long at = ((long)head * row.Capacity + Position) * headSize;
+                            new ReadOnlySpan<float>(Qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
+                            new ReadOnlySpan<float>(Qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
+                        }
+                        RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, row.Capacity, [Position + 1], Context, null);
+                    }
+                    return new Row(Context);
+                case SubLayer.Cross:
+                    b.CrossQuery.Forward(x.P, Qkv, null);
+                    fixed (float* keys = row.CrossKeys[layer], values = row.CrossValues[layer])
+                        RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, row.SourceStride, [row.SourceLength], Context,
+                            Weights + (long)layer * heads * row.SourceStride);
+                    return new Row(Context);
+                default:
+                    b.Ffn1.Forward(x.P, Hidden, null);
+                    Step.feedForward.Hidden(Hidden, Step.ffnSize);
+                    return new Row(Hidden);
+            }
+        }
+
+        public readonly Row Project(int layer, SubLayer sub, Row inner, Row residual)
+        {
+            float* to = Other(residual);
+            Step.blocks[layer].Output(sub).Forward(inner.P, to, residual.P);
+            return new Row(to);
+        }
+
+        public readonly Row FinalNorm(Row x)
+        {
+            float* to = Other(x);
+            Step.finalNorm!.Apply(x.P, to);
+            return new Row(to);
+        }
     }
 
     /// <summary>
@@ -326,7 +371,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     {
         public required float[][] Keys, Values, CrossKeys, CrossValues;
         public required int Capacity, SourceStride, SourceLength, HeadSize, Heads;
-        public required float[] Hidden, Normed, Qkv, Context, Output, Inner, Logits;
+        public required float[] Hidden, Qkv, Context, Output, Inner, Logits;
 
         /// <summary>Positions written so far (by the newest state that shares this cache).</summary>
         public int Length { get; set; }
@@ -347,7 +392,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 CrossKeys = state.CrossKeys.Select(RowKernels.Copy).ToArray(),
                 CrossValues = state.CrossValues.Select(RowKernels.Copy).ToArray(),
                 Capacity = capacity, SourceStride = source, SourceLength = (int)valid, HeadSize = step.headSize, Heads = step.heads,
-                Hidden = new float[width], Normed = new float[width], Qkv = new float[padded], Context = new float[width],
+                Hidden = new float[padded], Qkv = new float[padded], Context = new float[width],
                 Output = new float[padded], Inner = new float[padded],
                 Logits = new float[step.output?.PaddedOut ?? 0],
             };
@@ -377,7 +422,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             Values = Values.Select(v => (float[])v.Clone()).ToArray(),
             CrossKeys = CrossKeys, CrossValues = CrossValues,
             Capacity = Capacity, SourceStride = SourceStride, SourceLength = SourceLength, HeadSize = HeadSize, Heads = Heads,
-            Hidden = new float[Hidden.Length], Normed = new float[Normed.Length], Qkv = new float[Qkv.Length], Context = new float[Context.Length],
+            Hidden = new float[Hidden.Length], Qkv = new float[Qkv.Length], Context = new float[Context.Length],
             Output = new float[Output.Length], Inner = new float[Inner.Length], Logits = new float[Logits.Length],
             Length = keep,
         };

@@ -165,11 +165,13 @@ internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModul
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = TransformerEmbedding.Embed(embedding, spec.EmbeddingScale, positions, embeddingNorm, dropout, source, 0);
         // In eval mode without gradients the blocks run over packed weights (the same computation); otherwise the modules.
-        if (Plan((type, version) => new TransformerEncodePlan(type, blocks.ToList(), spec, version)) is { } plan)
-            x = plan.Forward(x, mask);
+        if (Plan((type, version) => new TransformerEncodePlan(type, blocks.ToList(), finalNorm, spec, version)) is { } plan)
+            x = plan.Forward(x, mask); // the blocks and the final norm
         else
+        {
             foreach (var block in blocks) x = block.call(x, mask);
-        if (finalNorm is not null) x = finalNorm.call(x);
+            if (finalNorm is not null) x = finalNorm.call(x);
+        }
         return new EncoderOutput(x.MoveToOuterDisposeScope(), null);
     }
 }
