@@ -8,7 +8,7 @@ namespace Transduce.Models;
 /// <summary>
 /// The arithmetic of one decoding position in managed SIMD, on raw float32 (and bfloat16) memory: the whole step of one
 /// sentence (<see cref="Transformer.TransformerRowStep"/>), and in batched steps the new position's attention
-/// (<see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*)"/>) and
+/// (<see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*, float*, int)"/>) and
 /// greedy's pick (<see cref="ArgMaxRows"/>). At one row a libtorch operation costs 2–4 µs of dispatch and tensor
 /// bookkeeping whatever its size, and small matrix–vector products through MKL run 2–3× slower than a panel-packed loop
 /// here (BENCHMARKS.md, issue 17, third pass).
@@ -93,22 +93,23 @@ internal static unsafe class RowKernels
     /// heads side by side at b · <paramref name="queryStride"/>; keys and values are laid out (batch, heads,
     /// <paramref name="stride"/>, head size); <paramref name="context"/> receives (batch, heads · head size), and
     /// <paramref name="weights"/>, when given, the softmax weights as (batch, heads, <paramref name="stride"/>), zero past
-    /// each row's count.
+    /// each row's count. <paramref name="bias"/>, when given, is added to head h's scores before the softmax, from
+    /// h · <paramref name="biasStride"/> on (the same for every row: relative position biases).
     /// </summary>
     public static void AttendOne(float* queries, long queryStride, float* keys, float* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights) =>
-        AttendOne<Float32Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights);
+        ReadOnlySpan<int> count, float* context, float* weights, float* bias = null, int biasStride = 0) =>
+        AttendOne<Float32Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights, bias, biasStride);
 
     /// <summary>
-    /// <see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*)"/> over
+    /// <see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*, float*, int)"/> over
     /// keys and values stored as bfloat16 (their raw 16-bit patterns), widened to float32 as they are read.
     /// </summary>
     public static void AttendOne(float* queries, long queryStride, ushort* keys, ushort* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights) =>
-        AttendOne<BFloat16Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights);
+        ReadOnlySpan<int> count, float* context, float* weights, float* bias = null, int biasStride = 0) =>
+        AttendOne<BFloat16Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights, bias, biasStride);
 
     private static void AttendOne<TRows>(float* queries, long queryStride, void* keys, void* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights) where TRows : IRows
+        ReadOnlySpan<int> count, float* context, float* weights, float* bias, int biasStride) where TRows : IRows
     {
         var scores = stride <= 1024 ? stackalloc float[stride] : new float[stride];
         fixed (float* s = scores)
@@ -119,10 +120,13 @@ internal static unsafe class RowKernels
                     long head = (long)b * heads + h, first = head * stride * headSize;
                     float* q = queries + b * queryStride + h * headSize;
                     float* c = context + head * headSize;
-                    if (headSize == 64 && Vector512.IsHardwareAccelerated) Head64<TRows>(q, keys, values, first, n, s, c);
+                    float* headBias = bias is null ? null : bias + (long)h * biasStride;
+                    if (headSize == 64 && Vector512.IsHardwareAccelerated) Head64<TRows>(q, keys, values, first, n, s, c, headBias);
                     else
                     {
                         for (int t = 0; t < n; t++) s[t] = TRows.Dot(q, keys, first + (long)t * headSize, headSize);
+                        if (headBias is not null)
+                            for (int t = 0; t < n; t++) s[t] += headBias[t];
                         Softmax(s, n);
                         new Span<float>(c, headSize).Clear();
                         for (int t = 0; t < n; t++) TRows.AddScaled(c, values, first + (long)t * headSize, s[t], headSize);
@@ -137,7 +141,7 @@ internal static unsafe class RowKernels
     }
 
     // One head of width 64 (Marian's and most models'): the query and the context stay in four 16-wide registers.
-    private static void Head64<TRows>(float* q, void* k, void* v, long first, int n, float* s, float* c) where TRows : IRows
+    private static void Head64<TRows>(float* q, void* k, void* v, long first, int n, float* s, float* c, float* bias) where TRows : IRows
     {
         var q0 = Vector512.Load(q); var q1 = Vector512.Load(q + 16); var q2 = Vector512.Load(q + 32); var q3 = Vector512.Load(q + 48);
         for (long t = 0, at = first; t < n; t++, at += 64)
@@ -146,6 +150,8 @@ internal static unsafe class RowKernels
                 Vector512.FusedMultiplyAdd(q1, TRows.Load16(k, at + 16), q0 * TRows.Load16(k, at))));
             s[t] = Vector512.Sum(sum);
         }
+        if (bias is not null)
+            for (int t = 0; t < n; t++) s[t] += bias[t];
         Softmax(s, n);
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
         for (long t = 0, at = first; t < n; t++, at += 64)

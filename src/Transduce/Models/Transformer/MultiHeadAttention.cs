@@ -73,21 +73,23 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     }
 
     /// <summary>Attention over already projected heads; returns the output projection, (batch, queries, hidden).</summary>
-    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor? bias = null)
     {
         using var scope = NewDisposeScope();
-        return Attend(q, k, v, mask, out _).MoveToOuterDisposeScope();
+        return Attend(q, k, v, mask, out _, bias).MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// Attention over already projected heads; returns the output projection, (batch, queries, hidden), and the attention
-    /// weights, (batch, heads, queries, keys) — before dropout, i.e. where each head looked.
+    /// weights, (batch, heads, queries, keys) — before dropout, i.e. where each head looked. <paramref name="bias"/>, when
+    /// given, is added to the scores ((1, heads, queries, keys): relative position biases).
     /// </summary>
-    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, out Tensor weights)
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, out Tensor weights, Tensor? bias = null)
     {
         using var scope = NewDisposeScope();
         var scores = q.matmul(k.transpose(-2, -1));
         if (scaleScores) scores.div_(Math.Sqrt(headSize));
+        if (bias is not null) scores.add_(bias);
         weights = AttentionMasks.MaskedSoftmax(scores, mask);
         var context = (training ? dropout.call(weights) : weights).matmul(v);   // (b, h, q, d)
         var merged = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], heads * headSize);
@@ -97,12 +99,15 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     }
 
     /// <summary>Full multi-head attention of <paramref name="queries"/> over <paramref name="keys"/>/<paramref name="values"/>.</summary>
-    public override Tensor forward(Tensor queries, Tensor keys, Tensor values, Tensor? mask)
+    public override Tensor forward(Tensor queries, Tensor keys, Tensor values, Tensor? mask) => Forward(queries, keys, values, mask, null);
+
+    /// <summary><see cref="forward"/> with a bias added to the scores (relative positions).</summary>
+    public Tensor Forward(Tensor queries, Tensor keys, Tensor values, Tensor? mask, Tensor? bias)
     {
         using var q = ProjectQuery(queries);
         var (k, v) = ProjectKeyValue(keys, values);
         using (k)
         using (v)
-            return Attend(q, k, v, mask);
+            return Attend(q, k, v, mask, bias);
     }
 }

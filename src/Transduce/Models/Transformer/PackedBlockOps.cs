@@ -30,7 +30,8 @@ internal static class PackedBlockOps
     /// of which row b sees the first <paramref name="lengths"/>[b]. Returns (batch, heads · head size) and, when
     /// <paramref name="weighted"/>, the weights as (batch, heads, 1, positions), zero where a row does not see.
     /// </summary>
-    public static unsafe Tensor AttendOne(Tensor queries, Tensor keys, Tensor values, int[] lengths, int heads, long headSize, bool weighted, out Tensor weights)
+    public static unsafe Tensor AttendOne(Tensor queries, Tensor keys, Tensor values, int[] lengths, int heads, long headSize, bool weighted, out Tensor weights,
+        Tensor? positionBias = null)
     {
         long batch = queries.shape[0], positions = keys.shape[2];
         var context = empty(batch, heads * headSize, device: queries.device);
@@ -40,13 +41,18 @@ internal static class PackedBlockOps
         var w = weighted ? RowKernels.Floats(weights) : default;
         if (keys.dtype != values.dtype || !keys.is_contiguous() || !values.is_contiguous())
             throw new ArgumentException("keys and values must be contiguous and of one type");
-        fixed (float* pq = q, pc = c, pw = w)
+        // A position bias (1, heads, 1, keys) is shared by every row.
+        using var bias = positionBias?.reshape(heads, -1).contiguous();
+        var b = bias is null ? default : RowKernels.Floats(bias);
+        int biasStride = bias is null ? 0 : (int)bias.shape[1];
+        if (bias is not null && lengths.Any(n => n > biasStride)) throw new ArgumentException("the position bias is shorter than the keys attended to");
+        fixed (float* pq = q, pc = c, pw = w, pb = b)
         fixed (byte* pk = keys.bytes, pv = values.bytes)
         {
             if (keys.dtype == ScalarType.BFloat16)
-                RowKernels.AttendOne(pq, queries.shape[1], (ushort*)pk, (ushort*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw);
+                RowKernels.AttendOne(pq, queries.shape[1], (ushort*)pk, (ushort*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw, pb, biasStride);
             else if (keys.dtype == ScalarType.Float32)
-                RowKernels.AttendOne(pq, queries.shape[1], (float*)pk, (float*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw);
+                RowKernels.AttendOne(pq, queries.shape[1], (float*)pk, (float*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw, pb, biasStride);
             else
                 throw new ArgumentException($"keys of type {keys.dtype}: float32 or bfloat16 expected");
         }
@@ -55,13 +61,14 @@ internal static class PackedBlockOps
 
     /// <summary>
     /// Softmax attention of pre-scaled queries (batch, heads, queries, head size) over keys and values (batch, heads, keys,
-    /// head size); masked (true) keys get −∞. Returns (batch·queries, heads·head size) and the weights (batch, heads, queries, keys).
+    /// head size); masked (true) keys get −∞, after <paramref name="positionBias"/> (1, heads, queries, keys) is added when given. Returns (batch·queries, heads·head size) and the weights (batch, heads, queries, keys).
     /// </summary>
-    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? masked, out Tensor weights)
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? masked, out Tensor weights, Tensor? positionBias = null)
     {
         long batch = q.shape[0], queries = q.shape[2], width = q.shape[1] * q.shape[3];
         if (k.dtype != q.dtype) (k, v) = (k.to_type(q.dtype), v.to_type(q.dtype)); // a bfloat16 key/value cache (KeyValueCache)
         var scores = q.matmul(k.transpose(-2, -1));
+        if (positionBias is not null) scores.add_(positionBias);
         if (masked is not null) scores.masked_fill_(masked, float.NegativeInfinity);
         weights = scores.softmax(-1);
         var context = weights.matmul(v);                                   // (batch, heads, queries, head size)

@@ -49,6 +49,7 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
                 weight.MoveToOuterDisposeScope();
                 break;
             case PositionKind.None:
+            case PositionKind.RelativeBuckets: // no absolute table: the attention's relative bias encodes order
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(spec), spec.Positions, "unknown position kind");

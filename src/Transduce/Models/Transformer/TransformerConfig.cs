@@ -61,8 +61,17 @@ internal sealed record TransformerConfig : ModelConfig
     /// <summary>The decoder's output is multiplied by this before the output projection (T5 with tied embeddings: d^−½).</summary>
     public double OutputScale { get; init; } = 1.0;
 
-    /// <summary>Positions: <c>sinusoidal</c> (the default, laid out by <see cref="PositionalLayout"/>), <c>learned</c> or <c>none</c>.</summary>
+    /// <summary>
+    /// Positions: <c>sinusoidal</c> (the default, laid out by <see cref="PositionalLayout"/>), <c>learned</c>, <c>none</c>,
+    /// or <c>relative</c> (T5's bucketed relative-position biases on self-attention; see <see cref="RelativeBuckets"/>).
+    /// </summary>
     public string Positions { get; init; } = "sinusoidal";
+
+    /// <summary>With <c>relative</c> positions: the number of buckets.</summary>
+    public int RelativeBuckets { get; init; } = 32;
+
+    /// <summary>With <c>relative</c> positions: the distance from which all share the last bucket.</summary>
+    public int RelativeMaxDistance { get; init; } = 128;
 
     /// <summary>Position p reads row p + offset of the position table (fairseq-style tables start past the padding id).</summary>
     public int PositionOffset { get; init; }
@@ -110,8 +119,10 @@ internal sealed record TransformerConfig : ModelConfig
             "sinusoidal" => PositionKind.Sinusoidal,
             "learned" => PositionKind.Learned,
             "none" => PositionKind.None,
-            _ => throw new ArgumentException($"model config: unknown 'positions' '{Positions}' (known: sinusoidal, learned, none)"),
+            "relative" => PositionKind.RelativeBuckets,
+            _ => throw new ArgumentException($"model config: unknown 'positions' '{Positions}' (known: sinusoidal, learned, none, relative)"),
         },
+        RelativeBuckets = RelativeBuckets, RelativeMaxDistance = RelativeMaxDistance,
         SinusoidLayout = PositionalLayout switch
         {
             "interleaved" => SinusoidLayout.Interleaved,

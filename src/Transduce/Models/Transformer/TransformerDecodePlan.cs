@@ -143,7 +143,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     /// cross-attention weights (batch, heads, steps, source), which the softmax computes anyway, and the cache written.
     /// </summary>
     public (Tensor Logits, Tensor[] Keys, Tensor[] Values, Tensor[] CrossAttention, KeyValueCache Cache) Forward(Tensor x, TransformerState state,
-        Tensor? causal)
+        Tensor? causal, Tensor? positionBias = null)
     {
         long batch = x.shape[0], steps = x.shape[1];
         using var sourceMasked = state.SourceMask.logical_not();          // (batch, 1, 1, source): true = padding
@@ -157,7 +157,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             Plan = this, State = state, Batch = batch, Steps = steps,
             Cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType),
             Keys = new Tensor[blocks.Length], Values = new Tensor[blocks.Length], CrossWeights = new Tensor[blocks.Length],
-            SourceMasked = sourceMasked, CausalMasked = causalMasked, AttendOne = attendOne,
+            SourceMasked = sourceMasked, CausalMasked = causalMasked, AttendOne = attendOne, PositionBias = positionBias,
             SelfLengths = attendOne is null ? null : Enumerable.Repeat((int)state.Steps + 1, (int)batch).ToArray(),
         };
         var h = TransformerStep.Decoder<Batched, Tensor>(ref backend, spec, x.reshape(batch * steps, hidden));
@@ -178,7 +178,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         public long Batch, Steps;
         public Tensor[] Keys, Values, CrossWeights;
         public Tensor SourceMasked;
-        public Tensor? CausalMasked;
+        public Tensor? CausalMasked, PositionBias;
         public int[]? AttendOne, SelfLengths;
 
         public readonly Tensor Norm(int layer, SubLayer sub, Tensor x) => Plan.blocks[layer].Norm(sub).call(x);
@@ -198,8 +198,8 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                     Keys[layer] = k;
                     Values[layer] = v;
                     return AttendOne is null
-                        ? PackedBlockOps.Attend(q, k, v, CausalMasked, out _)
-                        : PackedBlockOps.AttendOne(qkv, Cache.Keys[layer], Cache.Values[layer], SelfLengths!, heads, headSize, weighted: false, out _);
+                        ? PackedBlockOps.Attend(q, k, v, CausalMasked, out _, PositionBias)
+                        : PackedBlockOps.AttendOne(qkv, Cache.Keys[layer], Cache.Values[layer], SelfLengths!, heads, headSize, weighted: false, out _, PositionBias);
                 case SubLayer.Cross:
                     // Over the encoder output; the weights are kept (attention maps come from the decoding itself).
                     var query = b.CrossQuery.Forward(x);

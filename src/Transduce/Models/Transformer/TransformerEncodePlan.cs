@@ -54,12 +54,12 @@ internal sealed class TransformerEncodePlan : IPackedPlan
     /// The blocks and the final norm over <paramref name="x"/>, the embedded and position-encoded source (batch, steps,
     /// hidden), whose keys <paramref name="mask"/> (batch, 1, 1, steps) keeps (true) or hides; returns (batch, steps, hidden).
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor mask)
+    public Tensor Forward(Tensor x, Tensor mask, Tensor? positionBias = null)
     {
         long batch = x.shape[0], steps = x.shape[1];
         using var scope = NewDisposeScope();
         using var masked = mask.logical_not();
-        var backend = new Batched { Plan = this, Batch = batch, Steps = steps, Masked = masked };
+        var backend = new Batched { Plan = this, Batch = batch, Steps = steps, Masked = masked, PositionBias = positionBias };
         var h = TransformerStep.Encoder<Batched, Tensor>(ref backend, spec, x.reshape(batch * steps, hidden));
         return h.view(batch, steps, hidden).MoveToOuterDisposeScope();
     }
@@ -70,6 +70,7 @@ internal sealed class TransformerEncodePlan : IPackedPlan
         public TransformerEncodePlan Plan;
         public long Batch, Steps;
         public Tensor Masked;
+        public Tensor? PositionBias;
 
         public readonly Tensor Norm(int layer, SubLayer sub, Tensor x) => Plan.blocks[layer].Norm(sub).call(x);
 
@@ -78,7 +79,7 @@ internal sealed class TransformerEncodePlan : IPackedPlan
             var b = Plan.blocks[layer];
             if (sub == SubLayer.FeedForward) return Plan.feedForward.Hidden(b.Ffn1.Forward(x));
             var (q, k, v) = PackedBlockOps.SplitQkv(b.Qkv.Forward(x), Batch, Steps, Plan.heads, Plan.headSize);
-            return PackedBlockOps.Attend(q, k, v, Masked, out _);
+            return PackedBlockOps.Attend(q, k, v, Masked, out _, PositionBias);
         }
 
         public readonly Tensor Project(int layer, SubLayer sub, Tensor inner, Tensor residual) =>

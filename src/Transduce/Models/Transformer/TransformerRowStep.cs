@@ -78,6 +78,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly long vocabulary;
     private readonly float embeddingScale;
     private readonly float[]? positions;        // (max positions, hidden), or null without absolute positions
+    private readonly float[]? relativeTable;    // relative position biases: (buckets, heads), or null
+    private readonly int[]? bucketByDistance;   // the bucket of each look-back distance
     private readonly int maxPositions, heads, headSize, hidden, ffnSize;
     private readonly TransformerSpec spec;
     private readonly FeedForwardKind feedForward;
@@ -113,6 +115,12 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         embeddingRows = RowKernels.Pointer(embedding);
         vocabulary = embedding.shape[0];
         maxPositions = decoder.Positions.Positions;
+        if (decoder.RelativeBias is { } relative)
+        {
+            using var table = relative.Weight.detach().contiguous();
+            relativeTable = RowKernels.Copy(table);
+            bucketByDistance = relative.CausalBucketsByDistance(maxPositions);
+        }
         if (decoder.Positions.Rows is { } rows)
         {
             using var table = rows.detach().contiguous();
@@ -168,8 +176,17 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         var attention = new float[blocks.Length * heads * row.SourceStride];
         float[] logits = row.Logits;
         Tensor? hiddenRow = null;
+        float[]? bias = null;
+        if (relativeTable is not null)
+        {
+            // This position's bias over every cached key: head h, key k reads the bucket of distance position − k.
+            bias = new float[heads * (position + 1)];
+            for (int head = 0; head < heads; head++)
+                for (int k = 0; k <= position; k++)
+                    bias[head * (position + 1) + k] = relativeTable[bucketByDistance![position - k] * heads + head];
+        }
         fixed (float* h = row.Hidden, qkv = row.Qkv, context = row.Context, y = row.Output, inner = row.Inner,
-            weights = attention, pos = positions, outputs = logits)
+            weights = attention, pos = positions, outputs = logits, relativeBias = bias)
         {
             float* e = embeddingRows + id * hidden;
             if (pos is null)
@@ -183,7 +200,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             var backend = new Managed
             {
                 Step = this, Decoding = row, Position = position,
-                H = h, Y = y, Qkv = qkv, Context = context, Hidden = inner, Weights = weights,
+                H = h, Y = y, Qkv = qkv, Context = context, Hidden = inner, Weights = weights, Bias = relativeBias,
             };
             float* last = TransformerStep.Decoder<Managed, Row>(ref backend, spec, new Row(h)).P;
             if (output is not null) output.Forward(last, outputs, null);
@@ -226,7 +243,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         public TransformerRowStep Step;
         public RowDecoding Decoding;
         public int Position;
-        public float* H, Y, Qkv, Context, Hidden, Weights;
+        public float* H, Y, Qkv, Context, Hidden, Weights, Bias;
 
         private readonly float* Other(Row x) => x.P == H ? Y : H;
 
@@ -255,7 +272,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                             new ReadOnlySpan<float>(Qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
                             new ReadOnlySpan<float>(Qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
                         }
-                        RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, row.Capacity, [Position + 1], Context, null);
+                        RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, row.Capacity, [Position + 1], Context, null, Bias, Position + 1);
                     }
                     return new Row(Context);
                 case SubLayer.Cross:

@@ -100,9 +100,12 @@ internal sealed class TransformerEncoderBlock : nn.Module<Tensor, Tensor, Tensor
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor mask)
+    public override Tensor forward(Tensor x, Tensor mask) => Forward(x, mask, null);
+
+    /// <summary>The block, with <paramref name="positionBias"/> (1, heads, steps, steps) added to the attention scores when given.</summary>
+    public Tensor Forward(Tensor x, Tensor mask, Tensor? positionBias)
     {
-        using var y = addNorm1.call(x, h => attention.call(h, h, h, mask));
+        using var y = addNorm1.call(x, h => attention.Forward(h, h, h, mask, positionBias));
         return addNorm2.call(y, h => ffn.call(h));
     }
 }
@@ -134,6 +137,7 @@ internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModul
     private readonly PositionalEncoding positions;
     private readonly nn.Module<Tensor, Tensor>? embeddingNorm;
     private readonly PackedDropout dropout;
+    private readonly RelativePositionBias? relativeBias;
     private readonly ModuleList<TransformerEncoderBlock> blocks;
     private readonly nn.Module<Tensor, Tensor>? finalNorm;
     private readonly TransformerSpec spec;
@@ -153,6 +157,7 @@ internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModul
         positions = new PositionalEncoding(spec);
         embeddingNorm = spec.EmbeddingNorm ? Norms.Create(spec) : null;
         dropout = new PackedDropout(spec.Dropout);
+        if (spec.Positions == PositionKind.RelativeBuckets) relativeBias = new RelativePositionBias(spec, bidirectional: true);
         blocks = nn.ModuleList(Enumerable.Range(0, spec.EncoderLayers).Select(_ => new TransformerEncoderBlock(spec)).ToArray());
         finalNorm = spec.FinalEncoderNorm ? Norms.Create(spec) : null;
         RegisterComponents();
@@ -165,11 +170,13 @@ internal sealed class TransformerEncoder : PackedEncoder, IReducedPrecisionModul
         var mask = AttentionMasks.FromValidLengths(validLengths, source.shape[1]);
         var x = TransformerEmbedding.Embed(embedding, spec.EmbeddingScale, positions, embeddingNorm, dropout, source, 0);
         // In eval mode without gradients the blocks run over packed weights (the same computation); otherwise the modules.
+        // Relative position biases: computed once, shared by every block.
+        var bias = relativeBias?.Bias(0, source.shape[1], source.shape[1]);
         if (Plan((type, version) => new TransformerEncodePlan(type, blocks.ToList(), finalNorm, spec, version)) is { } plan)
-            x = plan.Forward(x, mask); // the blocks and the final norm
+            x = plan.Forward(x, mask, bias); // the blocks and the final norm
         else
         {
-            foreach (var block in blocks) x = block.call(x, mask);
+            foreach (var block in blocks) x = block.Forward(x, mask, bias);
             if (finalNorm is not null) x = finalNorm.call(x);
         }
         return new EncoderOutput(x.MoveToOuterDisposeScope(), null);
@@ -231,7 +238,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
 
     /// <summary>Runs the block on new positions <paramref name="x"/>; returns the output, the grown self-attention cache and the cross-attention weights.</summary>
     public (Tensor Output, Tensor Keys, Tensor Values, Tensor CrossWeights) Forward(Tensor x, Tensor? pastKeys, Tensor? pastValues, Tensor? causalMask,
-        Tensor crossKeys, Tensor crossValues, Tensor sourceMask)
+        Tensor crossKeys, Tensor crossValues, Tensor sourceMask, Tensor? positionBias = null)
     {
         Tensor keys = null!, values = null!;
         var y = addNorm1.call(x, h =>
@@ -248,7 +255,7 @@ internal sealed class TransformerDecoderBlock : nn.Module
             }
             keys = k;
             values = v;
-            return SelfAttention.Attend(q, k, v, causalMask);
+            return SelfAttention.Attend(q, k, v, causalMask, positionBias);
         });
         using (y)
         {
@@ -274,6 +281,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     private readonly PositionalEncoding positions;
     private readonly nn.Module<Tensor, Tensor>? embeddingNorm;
     private readonly PackedDropout dropout;
+    private readonly RelativePositionBias? relativeBias;
     private readonly ModuleList<TransformerDecoderBlock> blocks;
     private readonly nn.Module<Tensor, Tensor>? finalNorm;
     private readonly Linear dense;
@@ -287,6 +295,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         positions = new PositionalEncoding(spec);
         embeddingNorm = spec.EmbeddingNorm ? Norms.Create(spec) : null;
         dropout = new PackedDropout(spec.Dropout);
+        if (spec.Positions == PositionKind.RelativeBuckets) relativeBias = new RelativePositionBias(spec, bidirectional: false);
         blocks = nn.ModuleList(Enumerable.Range(0, spec.DecoderLayers).Select(_ => new TransformerDecoderBlock(spec)).ToArray());
         finalNorm = spec.FinalDecoderNorm ? Norms.Create(spec) : null;
         dense = nn.Linear(spec.Hidden, spec.TargetVocabulary, hasBias: spec.OutputBias);
@@ -305,6 +314,9 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
 
     /// <summary>The norm over embeddings + positions, or null.</summary>
     internal nn.Module<Tensor, Tensor>? EmbeddingNorm => embeddingNorm;
+
+    /// <summary>The causal relative position biases of self-attention, or null.</summary>
+    internal RelativePositionBias? RelativeBias => relativeBias;
 
     /// <summary>The blocks, in order.</summary>
     internal IReadOnlyList<TransformerDecoderBlock> Blocks => blocks.ToList();
@@ -370,7 +382,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         if (Packed<TransformerDecodePlan>() is { } plan)
         {
             // InitState packed (or checked) the weights for this decoding; steps use them as they are.
-            var (leanLogits, keys, values, attention, cache) = plan.Forward(x, state, causal);
+            var (leanLogits, keys, values, attention, cache) = plan.Forward(x, state, causal, relativeBias?.Bias(state.Steps, steps, state.Steps + steps));
             foreach (var t in keys.Concat(values).Concat(attention)) t.MoveToOuterDisposeScope();
             if (!ReferenceEquals(cache, state.Cache))
                 foreach (var t in cache.Tensors) t.MoveToOuterDisposeScope();
@@ -391,10 +403,11 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         var selfKeys = new Tensor?[blocks.Count];
         var selfValues = new Tensor?[blocks.Count];
         var crossWeights = new Tensor[blocks.Count];
+        var positionBias = relativeBias?.Bias(state.Steps, steps, state.Steps + steps);
         for (int i = 0; i < blocks.Count; i++)
         {
             (x, var k, var v, var w) = blocks[i].Forward(x, state.SelfKeys[i], state.SelfValues[i], causal,
-                state.CrossKeys[i], state.CrossValues[i], state.SourceMask);
+                state.CrossKeys[i], state.CrossValues[i], state.SourceMask, positionBias);
             selfKeys[i] = k.MoveToOuterDisposeScope();
             selfValues[i] = v.MoveToOuterDisposeScope();
             crossWeights[i] = w.MoveToOuterDisposeScope();

@@ -11,6 +11,12 @@ internal enum PositionKind
 
     /// <summary>No absolute positions (a model that encodes order elsewhere).</summary>
     None,
+
+    /// <summary>
+    /// No absolute positions; self-attention scores get a learned per-head bias by relative-distance bucket
+    /// (<see cref="RelativePositionBias"/>, T5), one table per stack.
+    /// </summary>
+    RelativeBuckets,
 }
 
 /// <summary>The normalisation of every sub-layer, the embedding norm and the final norms.</summary>
@@ -70,6 +76,12 @@ internal sealed record TransformerSpec
 
     /// <summary>Position p reads table row p + offset (fairseq-style models start their tables past the padding id).</summary>
     public int PositionOffset { get; init; }
+
+    /// <summary>Buckets of a <see cref="PositionKind.RelativeBuckets"/> table (T5: 32).</summary>
+    public int RelativeBuckets { get; init; } = 32;
+
+    /// <summary>The distance from which every farther one shares the last bucket (T5: 128).</summary>
+    public int RelativeMaxDistance { get; init; } = 128;
 
     /// <summary>The normalisation used everywhere.</summary>
     public NormKind Norm { get; init; } = NormKind.LayerNorm;
@@ -134,6 +146,8 @@ internal sealed record TransformerSpec
         if (!Enum.IsDefined(SinusoidLayout)) throw new ArgumentException($"transformer spec: unknown sinusoid layout {SinusoidLayout}");
         if (!Enum.IsDefined(Norm)) throw new ArgumentException($"transformer spec: unknown norm {Norm}");
         if (!Enum.IsDefined(FeedForward)) throw new ArgumentException($"transformer spec: unknown feed-forward kind {FeedForward}");
+        if (Positions == PositionKind.RelativeBuckets && (RelativeBuckets < 4 || RelativeBuckets > 4096 || RelativeMaxDistance <= RelativeBuckets / 2))
+            throw new ArgumentException($"transformer spec: relative buckets {RelativeBuckets} must be in [4, 4096] and max distance {RelativeMaxDistance} above half of them");
         if (!(NormEpsilon > 0 && NormEpsilon < 1)) throw new ArgumentException($"transformer spec: norm epsilon {NormEpsilon} must be in (0, 1)");
         if (!(EmbeddingScale > 0) || double.IsInfinity(EmbeddingScale)) throw new ArgumentException($"transformer spec: embedding scale {EmbeddingScale} must be positive and finite");
         if (!(OutputScale > 0) || double.IsInfinity(OutputScale)) throw new ArgumentException($"transformer spec: output scale {OutputScale} must be positive and finite");

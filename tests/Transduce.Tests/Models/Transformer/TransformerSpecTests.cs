@@ -28,8 +28,11 @@ public sealed class TransformerSpecTests
         {
             PreNorm = true, Norm = "rms_norm", NormEpsilon = 1e-6, AttentionBias = false, FfnBias = false, ScaleAttention = false,
             Activation = "gated_gelu_tanh", OutputBias = false, TieEmbeddings = true, ShareEmbeddings = true, SourceVocabSize = 50,
-            OutputScale = Math.Pow(32, -0.5), ScaleEmbedding = false, Positions = "none",
+            OutputScale = Math.Pow(32, -0.5), ScaleEmbedding = false, Positions = "relative", RelativeBuckets = 8, RelativeMaxDistance = 10,
         },
+        // Heads of 64: the managed attention's register path, with relative biases.
+        ["t5_heads_of_64"] = c => VariantConfigs!["t5"](c) with { EmbeddingSize = 128, HiddenSize = 128, Heads = 2 },
+        ["no_positions"] = c => c with { Positions = "none", ScaleEmbedding = false },
         // mBART-like: learned positions past an offset, an embedding norm, post-norm blocks with final norms anyway.
         ["mbart"] = c => c with { Positions = "learned", PositionOffset = 2, EmbeddingNorm = true, FinalNorm = true, Activation = "gelu_tanh" },
         ["swiglu"] = c => c with { Activation = "swiglu", PreNorm = true },
@@ -43,7 +46,7 @@ public sealed class TransformerSpecTests
     {
         manual_seed(23);
         var model = new TransformerSeq2Seq(VariantConfigs[variant](Base));
-        if (variant == "t5" || variant == "gated_gelu")
+        if (variant.StartsWith("t5") || variant == "gated_gelu")
         {
             // RMS norms start at γ = 1: give them other values so that a path that skipped γ would show.
             using var grad = no_grad();
@@ -130,6 +133,32 @@ public sealed class TransformerSpecTests
         AssertClose(reference, reduced, 0.15, type.Name());
         var oneReduced = Stepped(model, source.narrow(0, 0, 1), lengths.narrow(0, 0, 1));
         AssertClose(reference.narrow(0, 0, 1), oneReduced, 0.15, $"{type.Name()}, one row");
+    }
+
+    // Where the bucket changes, for distances −300 … 300 (key − query) with 32 buckets and a maximum distance of 128:
+    // computed with PyTorch 1.13 in float32 from the T5 paper's bucketing as transformers implements it. The asymmetry at
+    // ±90 is float32 rounding, which the buckets must reproduce.
+    private static readonly (int Distance, int Bucket)[] Bidirectional =
+        [(-300, 15), (-90, 14), (-63, 13), (-45, 12), (-31, 11), (-22, 10), (-15, 9), (-11, 8), (-7, 7), (-6, 6), (-5, 5), (-4, 4), (-3, 3),
+         (-2, 2), (-1, 1), (0, 0), (1, 17), (2, 18), (3, 19), (4, 20), (5, 21), (6, 22), (7, 23), (8, 24), (12, 25), (16, 26), (23, 27),
+         (32, 28), (46, 29), (64, 30), (91, 31)];
+
+    private static readonly (int Distance, int Bucket)[] Causal =
+        [(-300, 31), (-112, 30), (-98, 29), (-86, 28), (-76, 27), (-66, 26), (-58, 25), (-51, 24), (-45, 23), (-39, 22), (-34, 21), (-30, 20),
+         (-26, 19), (-23, 18), (-20, 17), (-18, 16), (-15, 15), (-14, 14), (-13, 13), (-12, 12), (-11, 11), (-10, 10), (-9, 9), (-8, 8),
+         (-7, 7), (-6, 6), (-5, 5), (-4, 4), (-3, 3), (-2, 2), (-1, 1), (0, 0)];
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void RelativeBucketsFallWhereTheReferencePutsThem(bool bidirectional)
+    {
+        using var scope = NewDisposeScope();
+        var buckets = RelativePositionBias.Buckets(arange(-300, 301, ScalarType.Int64), 32, 128, bidirectional).data<long>().ToArray();
+        var changes = new List<(int, int)> { (-300, (int)buckets[0]) };
+        for (int i = 1; i < buckets.Length; i++)
+            if (buckets[i] != buckets[i - 1]) changes.Add((i - 300, (int)buckets[i]));
+        Assert.Equal(bidirectional ? Bidirectional : Causal, changes);
     }
 
     [Fact]
