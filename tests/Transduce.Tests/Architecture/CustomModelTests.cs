@@ -101,6 +101,29 @@ public sealed class CustomModelTests : IDisposable
     }
 
     [Fact]
+    public async Task TheSampleProgramLearnsItsPairs()
+    {
+        // samples/CustomModel as built beside these tests (same configuration), run as a user runs it.
+        string configuration = Path.GetRelativePath(Path.Combine(TestPaths.RepoRoot, "tests", "Transduce.Tests"), AppContext.BaseDirectory);
+        string program = Path.Combine(TestPaths.RepoRoot, "samples", "CustomModel", configuration, "CustomModel.dll");
+        Assert.True(File.Exists(program), $"{program} is missing: the test project builds the sample first");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { WorkingDirectory = dir.Path, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(program);
+        start.ArgumentList.Add(dir.File("model"));
+        using var process = System.Diagnostics.Process.Start(start)!;
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        using var kill = limit.Token.Register(() => process.Kill(entireProcessTree: true));
+        var error = process.StandardError.ReadToEndAsync(limit.Token);
+        string output = await process.StandardOutput.ReadToEndAsync(limit.Token);
+        await process.WaitForExitAsync(limit.Token);
+        Assert.True(process.ExitCode == 0, $"the sample failed ({process.ExitCode}): {await error}");
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Matches(@"^trained \d+ updates in ", lines[0]);
+        Assert.Equal("loaded luong: LuongSeq2Seq", lines[1]);
+        Assert.Equal(Pairs.Zip(Expected, (p, e) => $"{p.Source}\t{e}"), lines[2..]);
+    }
+
+    [Fact]
     public void ADuplicateNameIsRefused()
     {
         var again = Assert.Throws<ArgumentException>(() => ModelRegistry.Register(LuongConfig.Registration));
