@@ -53,6 +53,20 @@ public sealed class ApiSurfaceTests
         Assert.Contains($"**{exported.Count} public types**: ", Section(ServingSection, "\n### "));
     }
 
+    [Fact]
+    public void EveryAbstractMemberOfAPublicBaseCanBeOverriddenFromAnotherAssembly()
+    {
+        // An internal (or private protected) abstract member would make a public abstract class impossible to derive from
+        // outside the library: Encoder, Decoder<TState>, EncoderDecoder, IncrementalDecoding and ModelConfig are meant to be.
+        var sealedOff = typeof(RunConfig).Assembly.GetExportedTypes()
+            .Where(t => t.IsClass && t.IsAbstract && !t.IsSealed)
+            .SelectMany(t => t.GetMethods(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic).Select(m => (Type: t, Method: m)))
+            .Where(x => x.Method.IsAbstract && !(x.Method.IsPublic || x.Method.IsFamily || x.Method.IsFamilyOrAssembly))
+            .Select(x => $"{x.Type.Name}.{x.Method.Name}").ToList();
+        Assert.Empty(sealedOff);
+        Assert.Contains(typeof(Transduce.Architecture.Encoder), typeof(RunConfig).Assembly.GetExportedTypes());
+    }
+
     [Theory]
     [InlineData(typeof(RunConfig))]
     [InlineData(typeof(ServingApp))]

@@ -98,6 +98,13 @@ public sealed class CustomModelTests : IDisposable
         // The packed reduced-precision paths are the built-in models': asking for one is refused by name.
         var e = Assert.ThrowsAny<ArgumentException>(() => translator.Translate(["Go."], new TranslationOptions { ComputeType = ComputeType.BFloat16 }));
         Assert.Contains("decodes in float32 only", e.Message);
+
+        // A checkpoint of an architecture this process has not registered (a program that forgot Register) says so.
+        string configPath = Path.Combine(run, Checkpoint.ConfigFile);
+        File.WriteAllText(configPath, File.ReadAllText(configPath).Replace("\"luong\"", "\"luong-unregistered\""));
+        var unknown = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(run));
+        Assert.Contains("unknown architecture 'luong-unregistered'", unknown.Message);
+        Assert.Contains("ModelRegistry.Register", unknown.Message);
     }
 
     [Fact]
