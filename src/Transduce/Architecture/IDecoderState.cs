@@ -9,7 +9,10 @@ namespace Transduce.Architecture;
 /// </summary>
 public interface IDecoderState
 {
-    /// <summary>Every tensor the state carries to the next step.</summary>
+    /// <summary>
+    /// Every tensor the state carries to the next step. Decoding frees whatever else a step allocated, so a tensor the
+    /// state holds but leaves out of this list would be freed under it.
+    /// </summary>
     IEnumerable<Tensor> Tensors { get; }
 }
 
