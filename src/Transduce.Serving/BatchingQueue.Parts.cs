@@ -3,7 +3,7 @@ using Transduce.Inference;
 namespace Transduce.Serving;
 
 // The line's bookkeeping: a request in it, a decoder call's parts, and the cancellation of a call.
-public sealed partial class BatchingQueue
+internal sealed partial class BatchingQueue
 {
     private sealed class WorkItem(TranslationJob job, CancellationToken cancellation)
     {

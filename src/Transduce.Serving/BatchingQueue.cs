@@ -5,7 +5,7 @@ using Transduce.Inference;
 namespace Transduce.Serving;
 
 /// <summary>Why <see cref="BatchingQueue.TrySubmit"/> refused a request.</summary>
-public enum SubmitRejection
+internal enum SubmitRejection
 {
     /// <summary>Accepted.</summary>
     None,
@@ -25,14 +25,14 @@ public enum SubmitRejection
 /// <param name="Costs">Per sentence, <see cref="ITranslationBackend.EstimateCost"/> for <paramref name="Options"/>.</param>
 /// <param name="Options">Beam, n-best, output limits.</param>
 /// <param name="Attention">Whether the best translation's cross-attention is wanted.</param>
-public sealed record TranslationJob(IReadOnlyList<string> Sentences, IReadOnlyList<DecodingCost> Costs, TranslationOptions Options, bool Attention)
+internal sealed record TranslationJob(IReadOnlyList<string> Sentences, IReadOnlyList<DecodingCost> Costs, TranslationOptions Options, bool Attention)
 {
     /// <summary>The request's estimated cost: the sum over its sentences.</summary>
     public long Cost { get; } = Costs.Sum(c => c.Cost);
 }
 
 /// <summary>Thrown to requests still waiting when the service stops before it could decode them.</summary>
-public sealed class ServiceStoppingException() : Exception("the service stopped before the request was translated");
+internal sealed class ServiceStoppingException() : Exception("the service stopped before the request was translated");
 
 /// <summary>
 /// The decoder of one model and the requests waiting for it. Requests are written to a channel; one dedicated worker
@@ -46,7 +46,7 @@ public sealed class ServiceStoppingException() : Exception("the service stopped 
 /// <para>A decoder call stops within one decoding step once every request in it has been cancelled (client gone or
 /// time out), or when the host's shutdown time is up. Stopping refuses new requests and finishes those admitted.</para>
 /// </summary>
-public sealed partial class BatchingQueue : IDisposable
+internal sealed partial class BatchingQueue : IDisposable
 {
     private readonly ITranslationBackend backend;
     private readonly ServeOptions options;

@@ -9,7 +9,7 @@ namespace Transduce.Serving;
 /// or when nothing is in flight, so a stream of the largest admissible requests cannot lock ordinary ones out. It also
 /// learns how fast the decoders drain cost, to tell a refused client when to retry. Thread-safe.
 /// </summary>
-public sealed class CostBudget
+internal sealed class CostBudget
 {
     private readonly object gate = new();
     private readonly long limit;

@@ -5,19 +5,19 @@ namespace Transduce.Serving;
 /// <summary>One scored translation.</summary>
 /// <param name="Text">The translation.</param>
 /// <param name="Score">Its length-normalised log-probability (higher is better).</param>
-public readonly record struct ScoredTranslation(string Text, double Score);
+internal readonly record struct ScoredTranslation(string Text, double Score);
 
 /// <summary>What the decoder made of one sentence.</summary>
 /// <param name="NBest">Translations, best first.</param>
 /// <param name="TargetTokens">Tokens of the best translation (for metrics and logs).</param>
 /// <param name="Attention">Cross-attention of the best translation, when asked for and the model has it.</param>
-public sealed record SentenceTranslation(IReadOnlyList<ScoredTranslation> NBest, int TargetTokens, AttentionMap? Attention = null);
+internal sealed record SentenceTranslation(IReadOnlyList<ScoredTranslation> NBest, int TargetTokens, AttentionMap? Attention = null);
 
 /// <summary>
 /// What the service decodes with. Only the model's batching worker calls <see cref="Translate"/>, one call at a time;
 /// <see cref="EstimateCost"/> may be called from any thread.
 /// </summary>
-public interface ITranslationBackend
+internal interface ITranslationBackend
 {
     /// <summary>
     /// The most work each of <paramref name="sentences"/> can take with <paramref name="options"/>, known before decoding
@@ -35,7 +35,10 @@ public interface ITranslationBackend
         CancellationToken cancellation);
 }
 
-/// <summary>The production backend: a loaded <see cref="Transduce.Inference.Translator"/>.</summary>
+/// <summary>
+/// What a served model decodes with: a loaded <see cref="Transduce.Inference.Translator"/>. One backend may be served
+/// under several names (<see cref="ServedModel"/>); the host disposes it after the app.
+/// </summary>
 public sealed class TranslatorBackend : ITranslationBackend, IDisposable
 {
     /// <summary>Wraps <paramref name="translator"/>; the backend owns and disposes it.</summary>
@@ -45,11 +48,11 @@ public sealed class TranslatorBackend : ITranslationBackend, IDisposable
     public Translator Translator { get; }
 
     /// <inheritdoc />
-    public IReadOnlyList<DecodingCost> EstimateCost(IReadOnlyList<string> sentences, TranslationOptions options) =>
+    IReadOnlyList<DecodingCost> ITranslationBackend.EstimateCost(IReadOnlyList<string> sentences, TranslationOptions options) =>
         Translator.EstimateCost(sentences, options);
 
     /// <inheritdoc />
-    public IReadOnlyList<SentenceTranslation> Translate(IReadOnlyList<string> sentences, TranslationOptions options, bool attention,
+    IReadOnlyList<SentenceTranslation> ITranslationBackend.Translate(IReadOnlyList<string> sentences, TranslationOptions options, bool attention,
         CancellationToken cancellation)
     {
         // The attention maps come from the very decoding that produced the translations returned.

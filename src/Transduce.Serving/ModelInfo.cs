@@ -82,7 +82,7 @@ public sealed record ModelInfo
             EmbeddingSize = config.EmbeddingSize,
             HiddenSize = config.HiddenSize,
             Layers = config.Layers,
-            Heads = fields["heads"]?.GetValue<int>(),
+            Heads = fields["heads"] is System.Text.Json.Nodes.JsonValue heads && heads.TryGetValue<int>(out int h) ? h : null,
             Parameters = checkpoint.Model.parameters().Sum(p => p.numel()),
             SourceVocabSize = config.SourceVocabSize,
             TargetVocabSize = config.TargetVocabSize,

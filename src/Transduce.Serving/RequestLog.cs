@@ -9,7 +9,7 @@ namespace Transduce.Serving;
 /// error reason and (only with <see cref="ServeOptions.LogText"/>) the text. Filled in by the handler, written once
 /// by the logging middleware when the response is done.
 /// </summary>
-public sealed class RequestLogEntry
+internal sealed class RequestLogEntry
 {
     private static readonly object s_key = new();
 
@@ -58,7 +58,7 @@ public sealed class RequestLogEntry
 }
 
 /// <summary>The structured request log (category <c>Transduce.Serving.Requests</c>): one line per request.</summary>
-public static partial class RequestLog
+internal static partial class RequestLog
 {
     /// <summary>The logger category.</summary>
     public const string Category = "Transduce.Serving.Requests";

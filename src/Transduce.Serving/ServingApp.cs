@@ -35,7 +35,7 @@ public static class ServingApp
     };
 
     /// <summary>One model under <paramref name="model"/>'s name: see <see cref="Build(ServeOptions, IReadOnlyList{ServedModel}, IReadOnlyList{IPEndPoint}?, Action{WebApplicationBuilder}?)"/>.</summary>
-    public static WebApplication Build(ServeOptions options, ITranslationBackend backend, ModelInfo model,
+    internal static WebApplication Build(ServeOptions options, ITranslationBackend backend, ModelInfo model,
         IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
         Build(options, [new ServedModel(backend, model)], urls, configure);
 
@@ -96,13 +96,13 @@ public static class ServingApp
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<ServingMetrics>();
         builder.Services.AddSingleton(new CostBudget(options.MaxInflightCost, options.RetryAfterSeconds));
-        builder.Services.AddSingleton(sp => new ModelRegistry(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>()));
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelRegistry>());
+        builder.Services.AddSingleton(sp => new ServedModels(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>()));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ServedModels>());
         configure?.Invoke(builder);
 
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServingMetrics>();
-        var registry = app.Services.GetRequiredService<ModelRegistry>();
+        var registry = app.Services.GetRequiredService<ServedModels>();
         var requestLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(RequestLog.Category);
         app.Use(async (context, next) =>
         {

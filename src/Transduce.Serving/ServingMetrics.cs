@@ -9,7 +9,7 @@ namespace Transduce.Serving;
 /// The service's counters and histograms, and the process's runtime figures (CPU, memory, GC, thread pool), rendered
 /// in the Prometheus text exposition format (version 0.0.4) by <see cref="Render"/>. All members are thread-safe.
 /// </summary>
-public sealed class ServingMetrics
+internal sealed class ServingMetrics
 {
     /// <summary>Upper bounds (seconds) of the request-latency histogram buckets.</summary>
     public static readonly double[] LatencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

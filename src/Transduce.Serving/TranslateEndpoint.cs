@@ -10,7 +10,7 @@ namespace Transduce.Serving;
 /// </summary>
 internal static class TranslateEndpoint
 {
-    public static async Task<IResult> HandleAsync(HttpContext context, ModelRegistry registry, ServeOptions options, ServingMetrics metrics)
+    public static async Task<IResult> HandleAsync(HttpContext context, ServedModels registry, ServeOptions options, ServingMetrics metrics)
     {
         var log = RequestLogEntry.Of(context);
         IResult Fail(string reason, RequestProblem problem)

@@ -9,7 +9,7 @@ namespace Transduce.Serving;
 /// <param name="NBest">Translations wanted per sentence.</param>
 /// <param name="Attention">Whether attention weights were asked for.</param>
 /// <param name="Model">The model named by the request; null for the default (the first served).</param>
-public sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null);
+internal sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null);
 
 /// <summary>
 /// An error answered as <c>application/problem+json</c>: HTTP status, a message, the offending field and, when a
@@ -22,11 +22,11 @@ public sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int
 /// <param name="Limit">The limit hit, as named in <c>/metrics</c> and the docs (e.g. <c>max_request_cost</c>); null when none.</param>
 /// <param name="LimitValue">The limit's configured value.</param>
 /// <param name="Requested">What the request needed of it (e.g. its estimated cost).</param>
-public sealed record RequestProblem(int Status, string Title, string Detail, string? Field, string? Limit = null,
+internal sealed record RequestProblem(int Status, string Title, string Detail, string? Field, string? Limit = null,
     long? LimitValue = null, long? Requested = null);
 
 /// <summary>Reads and validates <c>POST /v1/translate</c> bodies against <see cref="ServeOptions"/>.</summary>
-public static class TranslateRequestReader
+internal static class TranslateRequestReader
 {
     private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention", "model"];
 

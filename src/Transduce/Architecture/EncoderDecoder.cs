@@ -5,16 +5,23 @@ namespace Transduce.Architecture;
 
 /// <summary>
 /// What an <see cref="Encoder"/> hands to a decoder: per-position outputs and, for recurrent
-/// encoders, the final hidden state.
+/// encoders, the final hidden state. A decoder's <see cref="Decoder{TState}.InitState"/> reads it; what it keeps goes into
+/// its state.
 /// </summary>
-/// <param name="Outputs">Encoder outputs, shape (batch, source steps, hidden).</param>
-/// <param name="FinalState">The final recurrent state (layers, batch, hidden), or null for encoders without one.</param>
-internal sealed record EncoderOutput(Tensor Outputs, Tensor? FinalState);
+/// <param name="Outputs">Encoder outputs, shape (batch, source steps, width).</param>
+/// <param name="FinalState">
+/// The final recurrent state (layers, batch, hidden), or null for encoders without one. Any tensor shape whose second
+/// dimension is the batch works: decoding that recomputes the prefix selects its rows along dimension 1.
+/// </param>
+public sealed record EncoderOutput(Tensor Outputs, Tensor? FinalState);
 
 /// <summary>
-/// The encoder of d2l §10.6: maps a variable-length source sequence to <see cref="EncoderOutput"/>.
+/// The encoder of d2l §10.6: maps a variable-length source sequence to <see cref="EncoderOutput"/>. Subclass it and
+/// implement <c>forward(source, sourceValidLengths)</c>: <c>source</c> is (batch, steps) token ids padded with the
+/// config's <see cref="Models.ModelConfig.PadId"/>, <c>sourceValidLengths</c> (batch) the length of each row.
+/// Create submodules in the constructor and call <c>RegisterComponents()</c>, as for any TorchSharp module.
 /// </summary>
-internal abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
+public abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
 {
     /// <summary>Creates an encoder registered under <paramref name="name"/>.</summary>
     protected Encoder(string name) : base(name) { }
@@ -25,8 +32,15 @@ internal abstract class Encoder : nn.Module<Tensor, Tensor, EncoderOutput>
 /// turns the encoder's outputs into the decoder state; <c>forward(X, state)</c> consumes
 /// target tokens (a whole teacher-forced sequence or one step) and returns logits and the new state.
 /// </summary>
+/// <remarks>
+/// Subclass it and implement <c>forward(target, state)</c>, <see cref="InitState"/> and <see cref="SelectRows"/>.
+/// <c>target</c> is (batch, steps) token ids: the whole teacher-forced target in training (starting with <c>&lt;bos&gt;</c>),
+/// one column per step when decoding; the logits are (batch, steps, target vocabulary). The same <c>forward</c> serves
+/// both, so a model decodes incrementally as soon as its state carries what the next step needs (a recurrent hidden
+/// state, cached keys and values).
+/// </remarks>
 /// <typeparam name="TState">The model-specific decoder state. Searches treat it as opaque.</typeparam>
-internal abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits, TState State)>
+public abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logits, TState State)>
     where TState : IDecoderState
 {
     /// <summary>Creates a decoder registered under <paramref name="name"/>.</summary>
@@ -45,7 +59,8 @@ internal abstract class Decoder<TState> : nn.Module<Tensor, TState, (Tensor Logi
 /// <summary>
 /// Non-generic view of every encoder–decoder (d2l §10.6): <c>forward(source, sourceValidLengths, targetInput)</c>
 /// returns the decoder's logits, shape (batch, target steps, target vocabulary); <see cref="BeginDecoding"/> decodes
-/// one token at a time. Searches, trainers and the CLI see only this.
+/// one token at a time. Searches, trainers and the CLI see only this. A model author composes an <see cref="Encoder"/>
+/// and a <see cref="Decoder{TState}"/> with <see cref="EncoderDecoder{TState}"/> rather than deriving from this class.
 /// </summary>
 public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
@@ -53,7 +68,7 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
     protected EncoderDecoder(string name) : base(name) { }
 
     /// <summary>True when the decoder attends over the source, so that decoding can return cross-attention weights.</summary>
-    internal abstract bool HasCrossAttention { get; }
+    public abstract bool HasCrossAttention { get; }
 
     /// <summary>
     /// Encodes a source batch and starts decoding it one token per row at a time (dispose the result to free its state).
@@ -65,15 +80,17 @@ public abstract class EncoderDecoder : nn.Module<Tensor, Tensor, Tensor, Tensor>
     /// time): the same logits at a cost that grows with the prefix, the baseline incremental decoding is checked and
     /// measured against.
     /// </param>
-    internal abstract IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false);
+    public abstract IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false);
 }
 
 /// <summary>
 /// Composes an <see cref="Encoder"/> and a <see cref="Decoder{TState}"/> (d2l §10.6); the forward pass
-/// returns only the decoder output.
+/// returns only the decoder output. Training calls the forward pass; greedy and beam search call
+/// <see cref="BeginDecoding"/>, which carries the decoder's state from step to step. Use it as it is, or derive from it
+/// to build the two parts from a config (and, say, initialise the weights) in a constructor of your own.
 /// </summary>
 /// <typeparam name="TState">The decoder's state type.</typeparam>
-internal class EncoderDecoder<TState> : EncoderDecoder
+public class EncoderDecoder<TState> : EncoderDecoder
     where TState : IDecoderState
 {
     /// <summary>The encoder.</summary>
@@ -100,10 +117,10 @@ internal class EncoderDecoder<TState> : EncoderDecoder
     }
 
     /// <inheritdoc />
-    internal override bool HasCrossAttention => typeof(ICrossAttentionState).IsAssignableFrom(typeof(TState));
+    public override bool HasCrossAttention => typeof(ICrossAttentionState).IsAssignableFrom(typeof(TState));
 
     /// <inheritdoc />
-    internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+    public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
         recomputePrefix
             ? new PrefixRecomputingDecoding<TState>(Encoder, Decoder, source, sourceValidLengths)
             : new StateCarryingDecoding<TState>(Encoder, Decoder, source, sourceValidLengths);

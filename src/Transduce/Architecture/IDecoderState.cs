@@ -4,11 +4,15 @@ namespace Transduce.Architecture;
 
 /// <summary>
 /// A decoder state. Searches never look inside it; they only need its tensors, to keep them alive
-/// across a step while everything else the step allocated is disposed.
+/// across a step while everything else the step allocated is disposed. A record of tensors is the usual shape:
+/// <c>forward</c> returns a new state (<c>state with { Hidden = next }</c>) rather than changing the one it got.
 /// </summary>
-internal interface IDecoderState
+public interface IDecoderState
 {
-    /// <summary>Every tensor the state carries to the next step.</summary>
+    /// <summary>
+    /// Every tensor the state carries to the next step. Decoding frees whatever else a step allocated, so a tensor the
+    /// state holds but leaves out of this list would be freed under it.
+    /// </summary>
     IEnumerable<Tensor> Tensors { get; }
 }
 
@@ -17,7 +21,7 @@ internal interface IDecoderState
 /// produced it looked. Decoding reads it to return each step's cross-attention with that step's logits, so an attention
 /// map comes from the very decoding that produced the translation.
 /// </summary>
-internal interface ICrossAttentionState : IDecoderState
+public interface ICrossAttentionState : IDecoderState
 {
     /// <summary>
     /// Per decoder layer, the cross-attention weights of the forward call that produced this state, shape

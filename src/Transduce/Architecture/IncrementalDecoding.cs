@@ -6,7 +6,7 @@ namespace Transduce.Architecture;
 /// <summary>What one decoding step gives.</summary>
 /// <param name="Logits">Next-token logits, (rows, target vocabulary).</param>
 /// <param name="CrossAttention">When asked for and the model has it: this step's cross-attention, (rows, layers, heads, source steps); else null.</param>
-internal readonly record struct DecodingStep(Tensor Logits, Tensor? CrossAttention);
+public readonly record struct DecodingStep(Tensor Logits, Tensor? CrossAttention);
 
 /// <summary>
 /// Decoding of one source batch, one token per row at a time, begun by <see cref="EncoderDecoder.BeginDecoding"/>:
@@ -18,8 +18,11 @@ internal readonly record struct DecodingStep(Tensor Logits, Tensor? CrossAttenti
 /// The decoding owns its state: each step's state replaces the last one's, whose tensors are freed unless the new state
 /// still holds them, so memory stays flat however long the output. What <see cref="Step"/> returns belongs to the
 /// caller (to the caller's dispose scope, if one is open). Dispose the decoding to free the state.
+/// <see cref="EncoderDecoder{TState}"/> implements it for every model; derive from it only to change how a model
+/// decodes, typically as a decorator over the decoding the model begins (override <see cref="Dispose(bool)"/> to dispose
+/// the wrapped one).
 /// </remarks>
-internal abstract class IncrementalDecoding : IDisposable
+public abstract class IncrementalDecoding : IDisposable
 {
     private readonly HashSet<Tensor> owned = new(ReferenceEqualityComparer.Instance);
 
@@ -38,7 +41,7 @@ internal abstract class IncrementalDecoding : IDisposable
     public abstract void SelectRows(Tensor rows);
 
     /// <summary>Takes the tensors of <paramref name="state"/> that <paramref name="scope"/> holds out of it: from now on this decoding frees them.</summary>
-    protected void Own(DisposeScope scope, IEnumerable<Tensor> state)
+    private protected void Own(DisposeScope scope, IEnumerable<Tensor> state)
     {
         foreach (var t in state)
             if (!owned.Contains(t) && scope.Contains(t))
@@ -49,7 +52,7 @@ internal abstract class IncrementalDecoding : IDisposable
     }
 
     /// <summary>Frees the tensors of a replaced state that the current state no longer holds (tensors this decoding does not own are left alone).</summary>
-    protected void Release(IEnumerable<Tensor> replaced, IEnumerable<Tensor> current)
+    private protected void Release(IEnumerable<Tensor> replaced, IEnumerable<Tensor> current)
     {
         var live = new HashSet<Tensor>(current, ReferenceEqualityComparer.Instance);
         foreach (var t in replaced)
@@ -57,7 +60,7 @@ internal abstract class IncrementalDecoding : IDisposable
     }
 
     /// <summary>The last target step of each layer's cross-attention, as (rows, layers, heads, source steps).</summary>
-    protected static Tensor LastStep(IReadOnlyList<Tensor> layers) => stack(layers.Select(w => w[.., .., -1]), 1);
+    private protected static Tensor LastStep(IReadOnlyList<Tensor> layers) => stack(layers.Select(w => w[.., .., -1]), 1);
 
     /// <summary>Frees the decoding state.</summary>
     public void Dispose()

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Transduce.Checkpoints;
 
 /// <summary>Writes files so that a crash leaves either the old file or the complete new one, never a torn one.</summary>
-public static class AtomicFile
+internal static class AtomicFile
 {
     /// <summary>
     /// Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, flushes it to disk,

@@ -7,7 +7,7 @@ namespace Transduce.Inference;
 /// <param name="SourcePositions">Source positions the encoder sees (tokens and <c>&lt;eos&gt;</c>, after the model's cut).</param>
 /// <param name="MaxOutputTokens">The output limit (before <c>&lt;eos&gt;</c>), <see cref="Translator.MaxOutputLength"/>.</param>
 /// <param name="Rows">Hypotheses decoded side by side: 1 for greedy search, the beam size for beam search.</param>
-public readonly record struct DecodingCost(int SourceTokens, int SourcePositions, int MaxOutputTokens, int Rows)
+internal readonly record struct DecodingCost(int SourceTokens, int SourcePositions, int MaxOutputTokens, int Rows)
 {
     /// <summary>
     /// <c>Rows × (SourcePositions + MaxOutputTokens + 1)</c>: the positions all hypotheses of the sentence may hold at

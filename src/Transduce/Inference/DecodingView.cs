@@ -26,8 +26,8 @@ internal sealed class DecodingView : EncoderDecoder
     public override Tensor forward(Tensor source, Tensor sourceValidLengths, Tensor targetInput) =>
         model.call(source, sourceValidLengths, targetInput);
 
-    internal override bool HasCrossAttention => model.HasCrossAttention;
+    public override bool HasCrossAttention => model.HasCrossAttention;
 
-    internal override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
+    public override IncrementalDecoding BeginDecoding(Tensor source, Tensor sourceValidLengths, bool recomputePrefix = false) =>
         begin(source, sourceValidLengths, recomputePrefix);
 }

@@ -216,7 +216,7 @@ public sealed class Translator : IDisposable
     /// <see cref="TranslationOptions.Beam"/> and <see cref="TranslationOptions.NBest"/>). A service admits or refuses
     /// requests by it (<see cref="DecodingCost.Cost"/>).
     /// </summary>
-    public IReadOnlyList<DecodingCost> EstimateCost(IReadOnlyList<string> sentences, TranslationOptions? options = null)
+    internal IReadOnlyList<DecodingCost> EstimateCost(IReadOnlyList<string> sentences, TranslationOptions? options = null)
     {
         options ??= new TranslationOptions();
         int rows = Math.Max(1, Math.Max(options.Beam, options.NBest));

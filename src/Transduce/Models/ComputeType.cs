@@ -59,11 +59,11 @@ public static class ComputeTypes
     /// Sets the compute type of every decoder in <paramref name="model"/> that has one; a reduced type on a model with none
     /// (the Bahdanau GRU) throws <see cref="ArgumentException"/>.
     /// </summary>
-    public static void Apply(TorchSharp.torch.nn.Module model, ComputeType type)
+    internal static void Apply(TorchSharp.torch.nn.Module model, ComputeType type)
     {
         var decoders = model.modules().OfType<IReducedPrecisionModule>().ToList();
         if (decoders.Count == 0 && type != ComputeType.Float32)
-            throw new ArgumentException($"this model ({model.GetName()}) decodes in float32 only; --compute-type {type.Name()} needs a Transformer or GRU model");
+            throw new ArgumentException($"this model ({model.GetName()}) decodes in float32 only; --compute-type {type.Name()} needs a built-in Transformer or GRU model");
         foreach (var d in decoders) d.ComputeType = type;
     }
 

@@ -9,6 +9,11 @@ namespace Transduce.Models;
 /// <c>config.json</c>). Each architecture has its own config type, in its folder, registered in <see cref="ModelRegistry"/>;
 /// the sizes every encoder–decoder has live here. In JSON the <c>architecture</c> field names the type.
 /// </summary>
+/// <remarks>
+/// A model of your own derives a <c>sealed record</c> from it: <see cref="Architecture"/> returns the registered name,
+/// its own settings are <c>init</c> properties (written to <c>config.json</c> in snake_case and read back by
+/// <c>System.Text.Json</c>), and <see cref="Validate"/> may be overridden to check them (call the base first).
+/// </remarks>
 public abstract record ModelConfig
 {
     /// <summary>The architecture's registered name (<see cref="ModelRegistry"/>).</summary>
@@ -84,9 +89,11 @@ public abstract record ModelConfig
 
     /// <summary>
     /// A lower bound on the number of weights a model of this configuration has, term by term, each labelled with the
-    /// config keys it comes from (leaving out biases and norms).
+    /// config keys it comes from (leaving out biases and norms). Loading a checkpoint refuses a <c>config.json</c> that
+    /// needs more weights than the checkpoint stores, before building the model: a config edited to huge sizes must not
+    /// make it allocate them. The default claims nothing (no check); a model's config may override it.
     /// </summary>
-    public abstract IEnumerable<(string Keys, long Count)> MinimumParameterTerms();
+    public virtual IEnumerable<(string Keys, long Count)> MinimumParameterTerms() => [];
 
     /// <summary>
     /// Refuses a configuration that needs more weights than <paramref name="weights"/> stores, before a model is built

@@ -91,10 +91,13 @@ public sealed record TranslationExample(string Source, string Reference);
 /// <summary>The model section of a <see cref="RunConfig"/>: architecture and sizes (vocabulary sizes come from the data).</summary>
 public sealed record ModelOptions
 {
-    /// <summary>Architecture: one of <see cref="Architectures"/> — <c>gru</c> (d2l §10.7), <c>bahdanau</c> (§11.4) or <c>transformer</c> (§11.7).</summary>
+    /// <summary>
+    /// Architecture: one of <see cref="Architectures"/> — <c>gru</c> (d2l §10.7), <c>bahdanau</c> (§11.4),
+    /// <c>transformer</c> (§11.7), or one added with <see cref="ModelRegistry.Register"/>.
+    /// </summary>
     public string Architecture { get; init; } = "gru";
 
-    /// <summary>The architecture names the library knows.</summary>
+    /// <summary>The architecture names the library knows: the built-in ones and those registered in this process.</summary>
     public static IReadOnlyList<string> Architectures => ModelRegistry.Names;
 
     /// <summary>Embedding width of the recurrent models (a Transformer's embeddings are <see cref="HiddenSize"/> wide).</summary>
@@ -127,9 +130,18 @@ public sealed record ModelOptions
     /// <summary>Dropout probability while training.</summary>
     public double Dropout { get; init; } = 0.2;
 
-    /// <summary>The model configuration for vocabularies of these sizes (the one mapping from this section to a model).</summary>
-    internal ModelConfig ToModelConfig(int sourceVocabSize, int targetVocabSize, int padId) =>
-        ModelRegistry.Get(Architecture).Configure(new ModelSettings(EmbeddingSize, HiddenSize, Layers, Heads, FfnSize,
+    /// <summary>
+    /// Settings of a registered architecture of your own that the keys above do not cover, by key, as text
+    /// (<c>model.extra</c>: a mapping whose values are numbers, booleans or text, all read as text); its <c>configure</c>
+    /// function gets them as <see cref="ModelSettings.Extra"/>. The built-in architectures take none. Null (the default)
+    /// is none, and leaves the key out of the files written.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<string, string>? Extra { get; init; }
+
+    /// <summary>The common settings this section gives every architecture's <c>configure</c> function.</summary>
+    public ModelSettings ToModelSettings() =>
+        new(EmbeddingSize, HiddenSize, Layers, Heads, FfnSize,
             Activation switch
             {
                 FeedForwardActivation.Relu => "relu",
@@ -140,7 +152,11 @@ public sealed record ModelOptions
                 FeedForwardActivation.Swiglu => "swiglu",
                 _ => throw new ArgumentOutOfRangeException(nameof(Activation), Activation, "unknown feed-forward activation"),
             },
-            PreNorm, TieEmbeddings, ShareEmbeddings, Dropout), sourceVocabSize, targetVocabSize, padId);
+            PreNorm, TieEmbeddings, ShareEmbeddings, Dropout) { Extra = new Dictionary<string, string>(Extra ?? new Dictionary<string, string>(), StringComparer.Ordinal) };
+
+    /// <summary>The model configuration for vocabularies of these sizes (the one mapping from this section to a model).</summary>
+    internal ModelConfig ToModelConfig(int sourceVocabSize, int targetVocabSize, int padId) =>
+        ModelRegistry.Get(Architecture).Configure(ToModelSettings(), sourceVocabSize, targetVocabSize, padId);
 }
 
 /// <summary>A Transformer's feed-forward activation.</summary>

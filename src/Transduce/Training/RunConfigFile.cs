@@ -146,6 +146,10 @@ internal static partial class RunConfigFile
         Check(layer, typeof(RunConfig), "", lines, source);
         var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
         Merge(merged, layer);
+        // model.extra holds an architecture's own settings as text: a number or boolean in a file is read as its text.
+        if (merged["model"]?["extra"] is JsonObject extra)
+            foreach (var (key, value) in extra.ToList())
+                if (value is JsonValue v && v.GetValueKind() != JsonValueKind.String) extra[key] = v.ToJsonString();
         try
         {
             return merged.Deserialize<RunConfig>(Json) ?? new RunConfig();
@@ -190,6 +194,17 @@ internal static partial class RunConfigFile
                             $"{Where(source, lines, at)}: unknown key '{at}' ({hint}{(path.Length == 0 ? "sections" : path)}: {string.Join(", ", known)})");
                     }
                     Check(value, property.PropertyType, at, lines, source);
+                }
+                return;
+            case JsonTypeInfoKind.Dictionary:
+                // A mapping of free keys (model.extra) to single values: numbers, booleans or text.
+                if (node is not JsonObject entries) throw Mistyped(node, "a mapping of keys", path, lines, source);
+                foreach (var (key, value) in entries)
+                {
+                    string at = $"{path}.{key}";
+                    if (value is null) throw new InvalidDataException($"{Where(source, lines, at)}: '{at}' must be a number, a boolean or text (got null)");
+                    if (value is not JsonValue entry || entry.GetValueKind() is not (JsonValueKind.String or JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False))
+                        throw Mistyped(value, "a number, a boolean or text", at, lines, source);
                 }
                 return;
             case JsonTypeInfoKind.Enumerable:
@@ -335,6 +350,8 @@ internal static partial class RunConfigFile
         Positive(m.Heads, "model.heads");
         Positive(m.FfnSize, "model.ffn_size");
         if (m.Dropout is < 0 or >= 1) throw new ArgumentException($"'model.dropout' must be in [0, 1) (got {m.Dropout})");
+        if (m.Extra is { Count: > 0 } && m.Architecture is "gru" or "bahdanau" or "transformer")
+            throw new ArgumentException($"'model.extra': the built-in architecture '{m.Architecture}' takes no extra settings (got {string.Join(", ", m.Extra.Keys)})");
         if (m.Architecture == "transformer" && m.HiddenSize % m.Heads != 0)
             throw new ArgumentException($"'model.hidden_size' {m.HiddenSize} must be divisible by 'model.heads' {m.Heads}");
 

@@ -10,18 +10,21 @@ namespace Transduce.Tests.Models;
 /// <summary>The registry is the one list of architectures; configs round-trip through config.json by their architecture.</summary>
 public sealed class ModelRegistryTests
 {
-    public static TheoryData<string> Names => [.. ModelRegistry.Names];
+    // The built-in ones (tests elsewhere register architectures of their own in this process).
+    public static TheoryData<string> Names => ["gru", "bahdanau", "transformer"];
 
     [Fact]
     public void EveryArchitectureIsRegisteredOnceWithItsConfigType()
     {
-        Assert.Equal(["gru", "bahdanau", "transformer"], ModelRegistry.Names);
+        Assert.Equal(["gru", "bahdanau", "transformer"], ModelRegistry.Names.Take(3));
+        Assert.Equal(ModelRegistry.Names.Distinct().Count(), ModelRegistry.Names.Count);
         Assert.Equal(typeof(GruConfig), ModelRegistry.Get("gru").ConfigType);
         Assert.Equal(typeof(BahdanauConfig), ModelRegistry.Get("bahdanau").ConfigType);
         Assert.Equal(typeof(TransformerConfig), ModelRegistry.Get("transformer").ConfigType);
         Assert.All(ModelRegistry.Architectures, a => Assert.False(string.IsNullOrWhiteSpace(a.Description)));
         var e = Assert.Throws<ArgumentException>(() => ModelRegistry.Get("lstm"));
-        Assert.Contains("unknown architecture 'lstm' (known: gru, bahdanau, transformer)", e.Message);
+        Assert.Contains("unknown architecture 'lstm' (known: gru, bahdanau, transformer", e.Message);
+        Assert.Contains("ModelRegistry.Register", e.Message);
     }
 
     [Theory]

@@ -203,7 +203,7 @@ public sealed class ProductionTests(ServingFixture fixture)
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "has space" }));
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "-dash-first" }));
         var twice = new[] { new ServedModel(new GatedBackend(), GatedBackend.Info), new ServedModel(new GatedBackend(), GatedBackend.Info) };
-        var e = Assert.Throws<ArgumentException>(() => new ModelRegistry(twice, new ServeOptions(), new ServingMetrics(), new CostBudget(10)));
+        var e = Assert.Throws<ArgumentException>(() => new ServedModels(twice, new ServeOptions(), new ServingMetrics(), new CostBudget(10)));
         Assert.Contains("given twice", e.Message);
     }
 

@@ -71,7 +71,7 @@ internal sealed class TestService : IAsyncDisposable
 
     public HttpClient Client { get; }
 
-    public ModelRegistry Models => (ModelRegistry)App.Services.GetService(typeof(ModelRegistry))!;
+    public ServedModels Models => (ServedModels)App.Services.GetService(typeof(ServedModels))!;
 
     /// <summary>The default model's queue.</summary>
     public BatchingQueue Queue => Models.Default.Queue;

@@ -6,8 +6,11 @@ namespace Transduce.Serving;
 /// <summary>A model to serve: the name requests use, its decoder and what <c>/v1/models</c> says about it.</summary>
 public sealed partial record ServedModel
 {
-    /// <summary>Pairs <paramref name="backend"/> with its description; the name is <paramref name="info"/>'s.</summary>
-    public ServedModel(ITranslationBackend backend, ModelInfo info)
+    /// <summary>Pairs <paramref name="backend"/> with its description (<see cref="ModelInfo.From"/>); the name is <paramref name="info"/>'s.</summary>
+    public ServedModel(TranslatorBackend backend, ModelInfo info) : this((ITranslationBackend)backend, info) { }
+
+    /// <summary>Pairs any decoder (the tests' fakes) with its description; the name is <paramref name="info"/>'s.</summary>
+    internal ServedModel(ITranslationBackend backend, ModelInfo info)
     {
         if (!IsValidName(info.Name))
             throw new ArgumentException($"model name '{info.Name}': use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
@@ -19,7 +22,7 @@ public sealed partial record ServedModel
     public string Name => Info.Name;
 
     /// <summary>The decoder.</summary>
-    public ITranslationBackend Backend { get; }
+    internal ITranslationBackend Backend { get; }
 
     /// <summary>What <c>/v1/models</c> reports.</summary>
     public ModelInfo Info { get; }
@@ -36,12 +39,12 @@ public sealed partial record ServedModel
 /// against one <see cref="CostBudget"/>. Starting the host starts every queue; stopping it stops them together and
 /// returns once every decoder thread has ended.
 /// </summary>
-public sealed class ModelRegistry : IHostedService, IDisposable
+internal sealed class ServedModels : IHostedService, IDisposable
 {
     private readonly Dictionary<string, Entry> byName = new(StringComparer.Ordinal);
 
     /// <summary>Creates a queue per model in <paramref name="models"/> (names must differ; the first is the default).</summary>
-    public ModelRegistry(IReadOnlyList<ServedModel> models, ServeOptions options, ServingMetrics metrics, CostBudget budget)
+    public ServedModels(IReadOnlyList<ServedModel> models, ServeOptions options, ServingMetrics metrics, CostBudget budget)
     {
         if (models.Count == 0) throw new ArgumentException("no model to serve", nameof(models));
         var entries = new List<Entry>();
