@@ -3,7 +3,7 @@ using Transduce.Checkpoints;
 using Transduce.Models;
 using Transduce.Models.Gru;
 using Transduce.Models.Transformer;
-using Transduce.Models.Transformer.Marian;
+using Transduce.Import.Marian;
 using Transduce.Text;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using ScottPlot;
 using SkiaSharp;
+using Transduce.IO;
 using Transduce.Checkpoints;
 
 namespace Transduce.Evaluation;

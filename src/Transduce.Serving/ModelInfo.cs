@@ -98,7 +98,7 @@ public sealed record ModelInfo
     private static string WeightsOf(string directory)
     {
         string safetensors = Path.Combine(directory, Checkpoint.WeightsFile);
-        string pickled = Path.Combine(directory, Models.Transformer.Marian.MarianImport.PyTorchWeightsFile);
+        string pickled = Path.Combine(directory, Import.Marian.MarianImport.PyTorchWeightsFile);
         return File.Exists(safetensors) || !File.Exists(pickled) ? safetensors : pickled;
     }
 

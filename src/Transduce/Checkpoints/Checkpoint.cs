@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Transduce.IO;
 using Transduce.Architecture;
 using Transduce.Models;
 using Transduce.Text;
@@ -172,7 +173,7 @@ public sealed class Checkpoint : IDisposable
     /// </summary>
     public static Checkpoint Load(string directory)
     {
-        if (Models.Transformer.Marian.MarianConvert.IsMarianFolder(directory)) return Models.Transformer.Marian.MarianConvert.ToCheckpoint(directory);
+        if (ForeignFormats.TryConvert(directory) is { } converted) return converted;
         if (!Directory.Exists(directory))
         {
             // A reader never moves a writer's folders; it names the complete copy an interrupted save left.

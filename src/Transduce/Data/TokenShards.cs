@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Transduce.IO;
 using Transduce.Checkpoints;
 using static TorchSharp.torch;
 

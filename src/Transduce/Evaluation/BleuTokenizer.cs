@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 
+using Transduce.Text;
+
 namespace Transduce.Evaluation;
 
 /// <summary>

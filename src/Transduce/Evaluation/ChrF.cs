@@ -1,5 +1,7 @@
 using System.Globalization;
 
+using Transduce.Text;
+
 namespace Transduce.Evaluation;
 
 /// <summary>Settings of sacreBLEU-compatible chrF.</summary>

@@ -1,5 +1,7 @@
 using System.Text;
 
+using Transduce.Text;
+
 namespace Transduce.Evaluation;
 
 /// <summary>Reads plain-text files of segments (one per line) the way the <c>sacrebleu</c> command line does.</summary>

@@ -96,22 +96,6 @@ public abstract record ModelConfig
     public virtual IEnumerable<(string Keys, long Count)> MinimumParameterTerms() => [];
 
     /// <summary>
-    /// Refuses a configuration that needs more weights than <paramref name="weights"/> stores, before a model is built
-    /// from it: a config edited to huge sizes must not make us allocate them. Throws <see cref="InvalidDataException"/>
-    /// naming <paramref name="configPath"/> and the keys of the largest term.
-    /// </summary>
-    internal void CheckFits(Checkpoints.WeightsIndex weights, string configPath)
-    {
-        var terms = MinimumParameterTerms().ToList();
-        long needed = terms.Sum(t => t.Count);
-        if (needed <= weights.StoredElements) return;
-        var largest = terms.MaxBy(t => t.Count);
-        throw new InvalidDataException(
-            $"{configPath}: describes a model of at least {needed:N0} weights ({largest.Keys} alone is {largest.Count:N0}), " +
-            $"but {Path.GetFileName(weights.Path)} stores {weights.StoredElements:N0}: the config does not belong to these weights");
-    }
-
-    /// <summary>
     /// Reads a config as the type its <c>architecture</c> names (an old config without the field is a <c>gru</c>, the
     /// former default) and writes one with <c>architecture</c> first, then its own fields.
     /// </summary>

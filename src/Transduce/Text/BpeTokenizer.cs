@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Text;
+using Transduce.IO;
 using Transduce.Checkpoints;
 using static Transduce.Text.BpeSymbols;
 

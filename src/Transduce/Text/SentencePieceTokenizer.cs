@@ -68,7 +68,7 @@ internal sealed class SentencePieceTokenizer : ITokenizer
         return AsMarianText(model.DecodePieces(pieces));
     }
 
-    private static string AsMarianText(string decoded) => Evaluation.PyText.Strip(decoded.Replace('\u2581', ' '));
+    private static string AsMarianText(string decoded) => PyText.Strip(decoded.Replace('\u2581', ' '));
 
     /// <summary>A piece's vocabulary id; a run of unknown characters (SentencePiece's unknown id) is looked up by its text.</summary>
     private int VocabularyId((string Piece, int Id) piece) =>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Transduce.IO;
 using Transduce.Checkpoints;
 
 namespace Transduce.Text;

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using Transduce.Checkpoints;
-using Transduce.Tests.Models.Transformer.Marian;
+using Transduce.Tests.Import.Marian;
 
 namespace Transduce.Tests.Cli;
 

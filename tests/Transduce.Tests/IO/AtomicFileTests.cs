@@ -1,6 +1,7 @@
+using Transduce.IO;
 using Transduce.Checkpoints;
 
-namespace Transduce.Tests.Checkpoints;
+namespace Transduce.Tests.IO;
 
 /// <summary>A file written through <see cref="AtomicFile"/> is either the old one or the complete new one.</summary>
 public sealed class AtomicFileTests : IDisposable

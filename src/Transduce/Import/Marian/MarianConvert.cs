@@ -5,7 +5,10 @@ using Transduce.Inference;
 using Transduce.Text;
 using static TorchSharp.torch;
 
-namespace Transduce.Models.Transformer.Marian;
+using Transduce.Models;
+using Transduce.Models.Transformer;
+
+namespace Transduce.Import.Marian;
 
 /// <summary>
 /// Turns a Hugging Face MarianMT folder into a native Transduce <see cref="Checkpoint"/>: the same network with its
@@ -16,6 +19,12 @@ namespace Transduce.Models.Transformer.Marian;
 /// </summary>
 internal static class MarianConvert
 {
+    /// <summary>Makes <see cref="Checkpoint.Load"/> convert MarianMT folders (checkpoints sit below this folder and cannot name it).</summary>
+#pragma warning disable CA2255 // a library's own registration of a format it contains, run before any load
+    [System.Runtime.CompilerServices.ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Register() => ForeignFormats.Register("marian", IsMarianFolder, ToCheckpoint);
+
     /// <summary>True when <paramref name="directory"/> looks like a MarianMT folder (<c>config.json</c> with <c>model_type: marian</c>).</summary>
     public static bool IsMarianFolder(string directory)
     {

@@ -1,4 +1,7 @@
-namespace Transduce.Models.Transformer.Marian;
+using Transduce.Models;
+using Transduce.Models.Transformer;
+
+namespace Transduce.Import.Marian;
 
 /// <summary>
 /// The decoding settings of a Hugging Face MarianMT folder, read from <c>generation_config.json</c> (falling back to

@@ -2,7 +2,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Transduce.Inference;
 
-namespace Transduce.Models.Transformer.Marian;
+using Transduce.Models;
+using Transduce.Models.Transformer;
+
+namespace Transduce.Import.Marian;
 
 /// <summary>Reading a MarianMT folder's JSON files: the model config, the generation settings, the vocabularies.</summary>
 internal static partial class MarianImport

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Text;
 
-namespace Transduce.Evaluation;
+namespace Transduce.Text;
 
 /// <summary>
 /// String primitives that behave like their Python 3 counterparts (<c>str.split()</c>,

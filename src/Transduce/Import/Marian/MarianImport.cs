@@ -1,7 +1,10 @@
 using Transduce.Checkpoints;
 using static TorchSharp.torch;
 
-namespace Transduce.Models.Transformer.Marian;
+using Transduce.Models;
+using Transduce.Models.Transformer;
+
+namespace Transduce.Import.Marian;
 
 /// <summary>
 /// Loads a Hugging Face MarianMT folder (the format OPUS-MT models are published in): maps <c>config.json</c> onto a

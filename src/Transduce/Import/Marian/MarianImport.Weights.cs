@@ -1,6 +1,9 @@
 using static TorchSharp.torch;
 
-namespace Transduce.Models.Transformer.Marian;
+using Transduce.Models;
+using Transduce.Models.Transformer;
+
+namespace Transduce.Import.Marian;
 
 /// <summary>Mapping a MarianMT state dict onto a <see cref="TransformerSeq2Seq"/>, by parameter name.</summary>
 internal static partial class MarianImport

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Transduce.Checkpoints;
+namespace Transduce.IO;
 
 /// <summary>Writes files so that a crash leaves either the old file or the complete new one, never a torn one.</summary>
 internal static class AtomicFile

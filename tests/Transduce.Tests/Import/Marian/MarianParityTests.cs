@@ -1,9 +1,9 @@
 using System.Text.Json;
 using Transduce.Inference;
-using Transduce.Models.Transformer.Marian;
+using Transduce.Import.Marian;
 using static TorchSharp.torch;
 
-namespace Transduce.Tests.Models.Transformer.Marian;
+namespace Transduce.Tests.Import.Marian;
 
 /// <summary>
 /// Parity with transformers on <c>../shared/testdata/marian-tiny</c>: a random MarianMT model and what transformers

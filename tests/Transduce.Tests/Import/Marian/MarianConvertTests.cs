@@ -1,10 +1,10 @@
 using System.Text.Json;
 using Transduce.Checkpoints;
 using Transduce.Inference;
-using Transduce.Models.Transformer.Marian;
+using Transduce.Import.Marian;
 using static TorchSharp.torch;
 
-namespace Transduce.Tests.Models.Transformer.Marian;
+namespace Transduce.Tests.Import.Marian;
 
 /// <summary>
 /// The user's path for OPUS-MT folders: text in, text out through <see cref="Translator"/> (tokenizer, converted

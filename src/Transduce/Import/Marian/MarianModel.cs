@@ -2,7 +2,10 @@ using Transduce.Data;
 using Transduce.Inference;
 using static TorchSharp.torch;
 
-namespace Transduce.Models.Transformer.Marian;
+using Transduce.Models;
+using Transduce.Models.Transformer;
+
+namespace Transduce.Import.Marian;
 
 /// <summary>
 /// A Hugging Face MarianMT model loaded by <see cref="MarianImport.Load"/>: the <see cref="TransformerSeq2Seq"/>, its

@@ -1,0 +1,47 @@
+namespace Transduce.Checkpoints;
+
+/// <summary>
+/// Model folders in other toolkits' formats that <see cref="Checkpoint.Load"/> converts in memory (Hugging Face MarianMT
+/// today; each pretrained family is one more). A format lives in <c>Import/</c>, above this folder, and registers itself
+/// here when the assembly loads: checkpoints know that foreign formats exist, not which.
+/// </summary>
+internal static class ForeignFormats
+{
+    private static readonly List<(string Name, Func<string, bool> Recognises, Func<string, Checkpoint> Convert)> Formats = [];
+
+    /// <summary>Adds a format: <paramref name="recognises"/> tells its folders apart cheaply; <paramref name="convert"/> loads one.</summary>
+    public static void Register(string name, Func<string, bool> recognises, Func<string, Checkpoint> convert)
+    {
+        lock (Formats)
+        {
+            if (Formats.Any(f => f.Name == name)) throw new ArgumentException($"a checkpoint format called '{name}' is registered already");
+            Formats.Add((name, recognises, convert));
+        }
+    }
+
+    /// <summary>The checkpoint converted from <paramref name="directory"/> if a registered format recognises it, else null.</summary>
+    public static Checkpoint? TryConvert(string directory)
+    {
+        (string Name, Func<string, bool> Recognises, Func<string, Checkpoint> Convert)[] formats;
+        lock (Formats) formats = [.. Formats];
+        foreach (var format in formats)
+            if (format.Recognises(directory)) return format.Convert(directory);
+        return null;
+    }
+
+    /// <summary>
+    /// Refuses a configuration that needs more weights than <paramref name="weights"/> stores, before a model is built
+    /// from it: a config edited to huge sizes must not make us allocate them. Throws <see cref="InvalidDataException"/>
+    /// naming <paramref name="configPath"/> and the keys of the largest term (<see cref="Models.ModelConfig.MinimumParameterTerms"/>).
+    /// </summary>
+    public static void CheckFits(this Models.ModelConfig config, WeightsIndex weights, string configPath)
+    {
+        var terms = config.MinimumParameterTerms().ToList();
+        long needed = terms.Sum(t => t.Count);
+        if (needed <= weights.StoredElements) return;
+        var largest = terms.MaxBy(t => t.Count);
+        throw new InvalidDataException(
+            $"{configPath}: describes a model of at least {needed:N0} weights ({largest.Keys} alone is {largest.Count:N0}), " +
+            $"but {Path.GetFileName(weights.Path)} stores {weights.StoredElements:N0}: the config does not belong to these weights");
+    }
+}
