@@ -8,6 +8,7 @@ using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Training;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Bench;
 

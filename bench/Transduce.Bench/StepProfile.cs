@@ -1,10 +1,12 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Inference;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Bench;
 
@@ -39,7 +41,7 @@ internal static class StepProfile
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
-            if (r.GetValue(keepFreed)) Transduce.Training.NativeMemory.KeepFreedMemory(); // as a Translator does
+            if (r.GetValue(keepFreed)) Transduce.Native.NativeMemory.KeepFreedMemory(); // as a Translator does
             string? dir = r.GetValue(model);
             using var checkpoint = dir is not null ? Checkpoint.Load(dir)
                 : Synthetic.Create(r.GetValue(synthetic)!, Path.Combine(r.GetValue(cache)!, r.GetValue(synthetic)!));

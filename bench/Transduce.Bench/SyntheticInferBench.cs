@@ -2,11 +2,13 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Inference;
 using Transduce.Models;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Bench;
 
@@ -44,7 +46,7 @@ internal static class SyntheticInferBench
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
-            Transduce.Training.NativeMemory.KeepFreedMemory(); // as a Translator does
+            Transduce.Native.NativeMemory.KeepFreedMemory(); // as a Translator does
             string name = r.GetValue(model)!;
             string directory = Path.Combine(r.GetValue(cache)!, name);
             Log($"synthetic model {name} in {directory} …");
@@ -111,7 +113,7 @@ internal static class SyntheticInferBench
         }
         Run(rows[..Math.Min(rows.Length, mode.Batch == 1 ? 2 : mode.Batch)]); // warm-up (and packing the weights), untimed
         GC.Collect();
-        Transduce.Training.NativeMemory.ReleaseFreedMemory();
+        Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
         var clock = Stopwatch.StartNew();
         var decoded = Run(rows);

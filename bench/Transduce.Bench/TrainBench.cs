@@ -11,6 +11,7 @@ using Transduce.Models.Transformer;
 using Transduce.Text;
 using Transduce.Training;
 using static TorchSharp.torch;
+using Transduce.IO;
 
 namespace Transduce.Bench;
 
@@ -139,7 +140,7 @@ internal static class TrainBench
             for (int repeat = 1; repeat <= s.Repeats; repeat++)
                 foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
                 {
-                    NativeMemory.ReleaseFreedMemory();
+                    Transduce.Native.NativeMemory.ReleaseFreedMemory();
                     Hardware.ResetPeakRss();
                     using var run = new TrainingRun(config with { Training = options with { Precision = precision } }, Path.Combine(work, $"run{++runNumber}"));
                     if (runNumber == 1) run.DataPrepared += WriteBatches;

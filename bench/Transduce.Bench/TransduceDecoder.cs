@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using Transduce.Translation;
 using Transduce.Architecture;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Inference;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Bench;
 
@@ -55,7 +57,7 @@ internal sealed class TransduceDecoder
         // memory), and a cheap mode would inherit an expensive one's peak.
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        Transduce.Training.NativeMemory.ReleaseFreedMemory();
+        Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
         var clock = Stopwatch.StartNew();
         var outputs = Decode(model, mode, rows);

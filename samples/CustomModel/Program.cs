@@ -4,6 +4,7 @@ using Transduce.Data;
 using Transduce.Inference;
 using Transduce.Models;
 using Transduce.Training;
+using Transduce.Translation;
 
 // A model of one's own (LuongModel.cs): add it to the registry once, before anything names it.
 ModelRegistry.Register(LuongConfig.Registration);

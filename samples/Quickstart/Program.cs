@@ -1,6 +1,6 @@
 using Transduce.Data;
-using Transduce.Inference;
 using Transduce.Training;
+using Transduce.Translation;
 
 // A dozen English–French sentence pairs, in memory.
 SentencePair[] pairs =

@@ -1,4 +1,4 @@
-using Transduce.Inference;
+using Transduce.Translation;
 
 // Usage: TranslateFile MODEL FILE — MODEL is a Transduce checkpoint or a Hugging Face MarianMT (OPUS-MT) folder.
 using var translator = Translator.Load(args[0]);

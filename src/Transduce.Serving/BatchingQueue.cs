@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using Transduce.Translation;
 using Transduce.Inference;
 
 namespace Transduce.Serving;

@@ -1,3 +1,4 @@
+using Transduce.Translation;
 using Transduce.Inference;
 
 namespace Transduce.Serving;
@@ -36,7 +37,7 @@ internal interface ITranslationBackend
 }
 
 /// <summary>
-/// What a served model decodes with: a loaded <see cref="Transduce.Inference.Translator"/>. One backend may be served
+/// What a served model decodes with: a loaded <see cref="Transduce.Translation.Translator"/>. One backend may be served
 /// under several names (<see cref="ServedModel"/>); the host disposes it after the app.
 /// </summary>
 public sealed class TranslatorBackend : ITranslationBackend, IDisposable

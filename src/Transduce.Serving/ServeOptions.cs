@@ -1,8 +1,10 @@
+using Transduce.Translation;
+
 namespace Transduce.Serving;
 
 /// <summary>
 /// Limits and tuning of the translation service. Every limit on a request is checked before the request is queued;
-/// costs are <see cref="Inference.DecodingCost.Cost"/> units (hypothesis positions: rows × (source + output)).
+/// costs are <see cref="Translation.DecodingCost.Cost"/> units (hypothesis positions: rows × (source + output)).
 /// </summary>
 public sealed record ServeOptions
 {
@@ -35,15 +37,15 @@ public sealed record ServeOptions
 
     /// <summary>
     /// Output tokens per sentence at most, as a function of its source tokens: <c>⌈ratio × (tokens + 1)⌉ + extra</c>
-    /// (<see cref="Inference.TranslationOptions.MaxLengthA"/>), also for models with a fixed limit of their own (a
+    /// (<see cref="Translation.TranslationOptions.MaxLengthA"/>), also for models with a fixed limit of their own (a
     /// MarianMT folder's <c>max_length</c>): the smaller applies.
     /// </summary>
     public double MaxOutputRatio { get; init; } = 2.0;
 
-    /// <summary>The constant of the output limit (<see cref="Inference.TranslationOptions.MaxLengthB"/>).</summary>
+    /// <summary>The constant of the output limit (<see cref="Translation.TranslationOptions.MaxLengthB"/>).</summary>
     public int MaxOutputExtra { get; init; } = 10;
 
-    /// <summary>Output tokens per sentence at most, whatever its length (<see cref="Inference.TranslationOptions.MaxOutputTokens"/>).</summary>
+    /// <summary>Output tokens per sentence at most, whatever its length (<see cref="Translation.TranslationOptions.MaxOutputTokens"/>).</summary>
     public int MaxOutputTokens { get; init; } = 256;
 
     /// <summary>
@@ -149,7 +151,7 @@ public sealed record ServeOptions
     }
 
     /// <summary>The decoding options a request with <paramref name="beam"/> and <paramref name="nBest"/> is decoded with.</summary>
-    public Inference.TranslationOptions Decoding(int beam, int nBest) => new()
+    public Translation.TranslationOptions Decoding(int beam, int nBest) => new()
     {
         Beam = beam, NBest = nBest, BatchSize = MaxBatch,
         MaxLengthA = MaxOutputRatio, MaxLengthB = MaxOutputExtra, MaxOutputTokens = MaxOutputTokens, AlwaysApplyLengthRule = true,

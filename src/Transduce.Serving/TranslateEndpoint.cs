@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
+using Transduce.Translation;
 using Transduce.Inference;
 
 namespace Transduce.Serving;

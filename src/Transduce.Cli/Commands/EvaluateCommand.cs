@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using Transduce.Translation;
 using Transduce.IO;
 using Transduce.Checkpoints;
 using Transduce.Data;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Spectre.Console;
+using Transduce.Translation;
 using Transduce.IO;
 using Transduce.Checkpoints;
 using Transduce.Inference;

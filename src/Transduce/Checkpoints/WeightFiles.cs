@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Transduce.IO;
 
 namespace Transduce.Checkpoints;
 

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Data;
 
@@ -6,12 +7,6 @@ namespace Transduce.Data;
 /// <param name="Source">Source token ids.</param>
 /// <param name="Target">Target token ids.</param>
 internal sealed record EncodedPair(int[] Source, int[] Target);
-
-/// <summary>The ids of the special tokens that batching inserts.</summary>
-/// <param name="Pad">Padding id.</param>
-/// <param name="Bos">Beginning-of-sequence id (first decoder input).</param>
-/// <param name="Eos">End-of-sequence id (appended to source and target).</param>
-internal readonly record struct SpecialIds(int Pad, int Bos, int Eos);
 
 /// <summary>
 /// One mini-batch as tensors (d2l §10.5): sources with <c>&lt;eos&gt;</c> appended, truncated and padded;

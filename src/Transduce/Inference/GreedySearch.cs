@@ -1,6 +1,6 @@
 using Transduce.Architecture;
-using Transduce.Data;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Inference;
 

@@ -1,5 +1,5 @@
-using Transduce.Data;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Inference;
 

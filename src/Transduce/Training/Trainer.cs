@@ -5,6 +5,7 @@ using Transduce.Architecture;
 using Transduce.Data;
 using Transduce.Models;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Training;
 
@@ -73,7 +74,7 @@ public sealed record TrainingOptions
     public int? Threads { get; init; }
 
     /// <summary>
-    /// Keep native memory that libtorch frees for reuse (process-wide, see <see cref="NativeMemory.KeepFreedMemory"/>):
+    /// Keep native memory that libtorch frees for reuse (process-wide, see <see cref="Native.NativeMemory.KeepFreedMemory"/>):
     /// faster steps at the cost of holding the peak footprint. On by default.
     /// </summary>
     public bool KeepFreedMemory { get; init; } = true;
@@ -292,7 +293,7 @@ internal static class Trainer
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
         if (options.Precision == ComputeType.Int8) throw new ArgumentException("precision int8 is for decoding; training computes in float32 or bfloat16");
-        if (options.KeepFreedMemory) NativeMemory.KeepFreedMemory();
+        if (options.KeepFreedMemory) Native.NativeMemory.KeepFreedMemory();
         var parameters = DistinctParameters(model);
         using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);

@@ -2,6 +2,7 @@ using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Text;
 using static TorchSharp.torch;
+using Transduce.IO;
 
 namespace Transduce.Training;
 

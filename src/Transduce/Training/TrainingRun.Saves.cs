@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Transduce.Translation;
 using Transduce.IO;
 using Transduce.Checkpoints;
 using Transduce.Evaluation;

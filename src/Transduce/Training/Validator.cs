@@ -1,8 +1,10 @@
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Evaluation;
 using Transduce.Inference;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Training;
 

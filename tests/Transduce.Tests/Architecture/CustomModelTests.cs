@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using CustomModel;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Inference;

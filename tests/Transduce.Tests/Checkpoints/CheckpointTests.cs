@@ -1,8 +1,10 @@
 using System.Text.Json.Nodes;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Inference;
 using Transduce.Text;
 using static TorchSharp.torch;
+using Transduce.IO;
 
 namespace Transduce.Tests.Checkpoints;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
 using Transduce.Checkpoints;
+using Transduce.IO;
 
 namespace Transduce.Tests.Checkpoints;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Transduce.IO;
 
 namespace Transduce.Tests.Cli;
 
@@ -102,7 +103,7 @@ public sealed class ResumeTests : IDisposable
         string precision = setup.EndsWith("bf16", StringComparison.Ordinal) ? "bfloat16" : "float32";
         Assert.Equal(precision, JsonNode.Parse(File.ReadAllText(Path.Combine(interrupted, "train.json")))!["training"]!["precision"]!.GetValue<string>());
         // Whatever the compute precision, the checkpoint holds float32 weights.
-        var weights = Transduce.Checkpoints.Safetensors.Load(Path.Combine(interrupted, "model.safetensors"), out _);
+        var weights = Transduce.IO.Safetensors.Load(Path.Combine(interrupted, "model.safetensors"), out _);
         Assert.All(weights.Values, w => Assert.Equal(TorchSharp.torch.ScalarType.Float32, w.dtype));
         foreach (var w in weights.Values) w.Dispose();
         Assert.True(File.ReadAllBytes(Path.Combine(reference, "model.safetensors")).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(interrupted, "model.safetensors"))),

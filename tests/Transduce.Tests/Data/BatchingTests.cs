@@ -1,4 +1,5 @@
 using Transduce.Data;
+using Transduce.Text;
 
 namespace Transduce.Tests.Data;
 

@@ -1,11 +1,13 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Inference;
 using Transduce.Tests.Cli;
 using Transduce.Training;
+using Transduce.Text;
 
 namespace Transduce.Tests.Distributed;
 

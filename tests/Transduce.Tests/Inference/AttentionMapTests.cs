@@ -1,3 +1,4 @@
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Inference;
 

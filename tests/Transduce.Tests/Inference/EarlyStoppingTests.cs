@@ -2,6 +2,7 @@ using Transduce.Architecture;
 using Transduce.Data;
 using Transduce.Inference;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Tests.Inference;
 

@@ -1,6 +1,7 @@
 using Transduce.Data;
 using Transduce.Inference;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Tests.Inference;
 

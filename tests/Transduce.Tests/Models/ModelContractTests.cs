@@ -1,3 +1,4 @@
+using Transduce.Translation;
 using Transduce.Architecture;
 using Transduce.Data;
 using Transduce.Inference;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Transduce.Translation;
 using Transduce.Bench.Load;
 using Transduce.Checkpoints;
 using Transduce.Inference;

@@ -2,6 +2,7 @@ using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.TestHost;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Inference;
 using Transduce.Serving;

@@ -2,6 +2,7 @@ using Transduce.Data;
 using Transduce.Models;
 using Transduce.Training;
 using static TorchSharp.torch;
+using Transduce.Text;
 
 namespace Transduce.Tests.Training;
 

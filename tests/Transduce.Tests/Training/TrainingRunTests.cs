@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Inference;

@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 
 using Transduce.Models;
 using Transduce.Models.Transformer;
+using Transduce.Text;
 
 namespace Transduce.Import.Marian;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Transduce.Translation;
 using Transduce.Checkpoints;
 using Transduce.Inference;
 using Transduce.Import.Marian;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Transduce.Inference;
 using Transduce.Import.Marian;
 using static TorchSharp.torch;
+using Transduce.IO;
 
 namespace Transduce.Tests.Import.Marian;
 
@@ -208,7 +209,7 @@ public sealed class MarianParityTests(MarianFolders folders) : IClassFixture<Mar
         var tensors = Transduce.Checkpoints.WeightFiles.Load(bin);
         try
         {
-            var fromSafetensors = Transduce.Checkpoints.Safetensors.Load(Path.Combine(Folder, MarianImport.WeightsFile), out _);
+            var fromSafetensors = Transduce.IO.Safetensors.Load(Path.Combine(Folder, MarianImport.WeightsFile), out _);
             try
             {
                 // transformers' safetensors keep one name per shared weight; the pickle has all of them.

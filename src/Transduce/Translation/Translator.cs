@@ -1,9 +1,11 @@
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Evaluation;
+using Transduce.Inference;
 using static TorchSharp.torch;
+using Transduce.Text;
 
-namespace Transduce.Inference;
+namespace Transduce.Translation;
 
 /// <summary>Options for <see cref="Translator"/>.</summary>
 public sealed record TranslationOptions
@@ -69,7 +71,7 @@ public sealed class Translator : IDisposable
         this.checkpoint = checkpoint;
         owns = ownsCheckpoint;
         pipeline = checkpoint.CreateTextPipeline();
-        Training.NativeMemory.KeepFreedMemory();
+        Native.NativeMemory.KeepFreedMemory();
         checkpoint.Model.eval();
         ComputeType = checkpoint.Generation.ComputeType ?? Models.ComputeType.Float32;
     }

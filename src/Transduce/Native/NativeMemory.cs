@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Transduce.Training;
+namespace Transduce.Native;
 
 /// <summary>
 /// libtorch takes tensor memory from the C library's <c>malloc</c>. glibc serves every block above its mmap threshold

@@ -1,4 +1,4 @@
-namespace Transduce.Inference;
+namespace Transduce.Translation;
 
 /// <summary>Cross-attention weights of one translation, from the decoding that produced it.</summary>
 /// <param name="SourceTokens">Source tokens, with the <c>&lt;eos&gt;</c> the encoder saw.</param>

@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using Transduce.IO;
 using static TorchSharp.torch;
 
-namespace Transduce.Checkpoints;
+namespace Transduce.IO;
 
 /// <summary>
 /// Reads and writes the safetensors format (an 8-byte little-endian header length, a JSON header

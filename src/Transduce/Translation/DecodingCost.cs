@@ -1,4 +1,4 @@
-namespace Transduce.Inference;
+namespace Transduce.Translation;
 
 /// <summary>
 /// The most work decoding one sentence can take, known before decoding it (<see cref="Translator.EstimateCost"/>).
