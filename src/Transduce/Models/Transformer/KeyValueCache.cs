@@ -11,8 +11,10 @@ namespace Transduce.Models.Transformer;
 /// stores them in bfloat16: its key and value projections' outputs are bfloat16 numbers already, so nothing is lost, and
 /// attention reads half the bytes.
 /// </summary>
-internal sealed class KeyValueCache
+internal sealed unsafe class KeyValueCache
 {
+    private nint[]? keyPointers, valuePointers;
+
     private KeyValueCache(Tensor[] keys, Tensor[] values, long written) => (Keys, Values, Written) = (keys, values, written);
 
     /// <summary>Each layer's key buffer, (rows, heads, capacity, head size).</summary>
@@ -51,10 +53,12 @@ internal sealed class KeyValueCache
         {
             keys[i] = empty(rows, heads, capacity, headSize, type, device: state.SourceMask.device);
             values[i] = empty(rows, heads, capacity, headSize, type, device: state.SourceMask.device);
-            if (state.SelfKeys[i] is { } pastKeys)
+            if (state.Steps > 0)
             {
+                using var pastKeys = state.PastKeys(i);
+                using var pastValues = state.PastValues(i);
                 using (var slot = keys[i].narrow(2, 0, state.Steps)) slot.copy_(pastKeys);
-                using (var slot = values[i].narrow(2, 0, state.Steps)) slot.copy_(state.SelfValues[i]!);
+                using (var slot = values[i].narrow(2, 0, state.Steps)) slot.copy_(pastValues);
             }
         }
         return new KeyValueCache(keys, values, state.Steps);
@@ -72,6 +76,25 @@ internal sealed class KeyValueCache
         Written = offset + steps;
         return (Keys[layer].narrow(2, 0, offset + steps), Values[layer].narrow(2, 0, offset + steps));
     }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s float32 key and value buffers of a one-row cache, (heads, capacity, head size), for
+    /// code that writes and reads them in place (the managed row step); the buffers never move while the cache lives.
+    /// </summary>
+    public void Rows(int layer, out float* keys, out float* values)
+    {
+        if (keyPointers is null)
+        {
+            if (Keys[0].dtype != ScalarType.Float32 || Keys[0].shape[0] != 1) throw new InvalidOperationException("managed access needs a one-row float32 cache");
+            keyPointers = Keys.Select(k => (nint)RowKernels.Pointer(k)).ToArray();
+            valuePointers = Values.Select(v => (nint)RowKernels.Pointer(v)).ToArray();
+        }
+        keys = (float*)keyPointers[layer];
+        values = (float*)valuePointers![layer];
+    }
+
+    /// <summary>Records that positions up to <paramref name="written"/> were written in place (through <see cref="Rows"/>).</summary>
+    public void Wrote(long written) => Written = written;
 
     /// <summary>The buffers' rows <paramref name="rows"/> (reordered, repeated or dropped), with the same capacity.</summary>
     public KeyValueCache SelectRows(Tensor rows, long steps) =>

@@ -19,6 +19,7 @@ internal static class PackedBlockOps
     {
         if (!RowKernels.Supported || state.SourceMask.device_type != DeviceType.CPU) return null;
         if (state.CrossKeys.Concat(state.CrossValues).Any(t => t.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || !t.is_contiguous())) return null;
+        if (state.SourceLengths is { } known) return known.Length == batch ? known : null;
         using var lengths = state.SourceMask.sum([1, 2, 3], type: ScalarType.Int32);  // masks are prefixes: the valid length
         var result = lengths.data<int>().ToArray();
         return result.Length == batch ? result : null;

@@ -83,6 +83,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly int maxPositions, heads, headSize, hidden, ffnSize;
     private readonly TransformerSpec spec;
     private readonly FeedForwardKind feedForward;
+    private readonly ThreadLocal<Scratch> scratch;
+    private readonly Tensor?[] noViews;          // a managed step's state hands out no per-layer views (see TransformerState.PastKeys)
 
     private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts)
     {
@@ -107,6 +109,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 new PackedRowProduct(packed.SelfQkv), new PackedRowProduct(packed.SelfOut), new PackedRowProduct(packed.CrossQuery),
                 new PackedRowProduct(packed.CrossOut), new PackedRowProduct(packed.Ffn1), new PackedRowProduct(packed.Ffn2))).ToArray();
         ffnSize = spec.FfnSize;
+        noViews = new Tensor?[modules.Count];
         finalNorm = decoder.FinalNorm is { } final ? new Norm(final) : null;
         embeddingNorm = decoder.EmbeddingNorm is { } first ? new Norm(first) : null;
         if (managedProducts && decoder.Output.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes)
@@ -126,6 +129,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             using var table = rows.detach().contiguous();
             positions = RowKernels.Copy(table);
         }
+        int padded = Math.Max(Math.Max(blocks[0].SelfQkv.PaddedOut, blocks[0].Ffn1.PaddedOut), blocks[0].SelfOut.PaddedOut), logits = output?.PaddedOut ?? 0;
+        scratch = new ThreadLocal<Scratch>(() => new Scratch(padded, hidden, logits));
     }
 
     /// <summary>
@@ -156,13 +161,19 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// <summary>Bytes of packed copies (the embedding is read in place).</summary>
     public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + (positions?.Length ?? 0) * sizeof(float);
 
-    /// <summary>Whether <paramref name="state"/> can take a row step: a fresh state of one sentence, or one the row step made.</summary>
+    /// <summary>
+    /// Whether <paramref name="state"/> can take a row step: one sentence whose cross-attention keys and values are
+    /// contiguous float32 or bfloat16 tensors (as the packed plan makes them), with its source length known.
+    /// </summary>
     public static bool Accepts(TransformerState state, long rows) =>
-        rows == 1 && (state.Row is not null || (state.Steps == 0 && state.SelfKeys.All(k => k is null)));
+        rows == 1 && state.SourceLengths is [_] && state.CrossKeys.Concat(state.CrossValues).All(t =>
+            t.device_type == DeviceType.CPU && t.dtype is ScalarType.Float32 or ScalarType.BFloat16 && t.is_contiguous());
 
     /// <summary>
     /// Feeds <paramref name="token"/> (1, 1) at position <c>state.Steps</c>; returns the logits (1, 1, vocabulary) and the
-    /// next state, whose self-attention cache lives in managed memory (<see cref="Materialize"/> turns it into tensors).
+    /// next state. The new position's key and value are written in place into the state's <see cref="KeyValueCache"/>
+    /// (float32; a new one, with the past copied, when the state has none that fits), which the next state carries and
+    /// libtorch reads where it takes over; the step creates no other tensor.
     /// </summary>
     public (Tensor Logits, TransformerState State) Step(Tensor token, TransformerState state)
     {
@@ -171,11 +182,10 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         int position = (int)state.Steps;
         if (position >= maxPositions)
             throw new ArgumentException($"sequence of {position + 1} positions exceeds the positional table ({maxPositions}); raise max_positions");
-        var row = RowDecoding.For(state, this);
-        row.Reserve(position + 1);
-        var attention = new float[blocks.Length * heads * row.SourceStride];
-        float[] logits = row.Logits;
-        Tensor? hiddenRow = null;
+        var cache = KeyValueCache.For(state, 1, 1, heads, headSize, ScalarType.Float32);
+        int source = (int)state.CrossKeys[0].shape[2];
+        var attention = new float[blocks.Length * heads * source];
+        var buffers = scratch.Value!;
         float[]? bias = null;
         if (relativeTable is not null)
         {
@@ -185,8 +195,9 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 for (int k = 0; k <= position; k++)
                     bias[head * (position + 1) + k] = relativeTable[bucketByDistance![position - k] * heads + head];
         }
-        fixed (float* h = row.Hidden, qkv = row.Qkv, context = row.Context, y = row.Output, inner = row.Inner,
-            weights = attention, pos = positions, outputs = logits, relativeBias = bias)
+        Tensor? hiddenRow = null;
+        fixed (float* h = buffers.Hidden, qkv = buffers.Qkv, context = buffers.Context, y = buffers.Output, inner = buffers.Inner,
+            weights = attention, pos = positions, outputs = buffers.Logits, relativeBias = bias)
         {
             float* e = embeddingRows + id * hidden;
             if (pos is null)
@@ -199,7 +210,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             embeddingNorm?.Apply(h, h);
             var backend = new Managed
             {
-                Step = this, Decoding = row, Position = position,
+                Step = this, State = state, Cache = cache, Position = position, Source = source, SourceLength = state.SourceLengths![0],
                 H = h, Y = y, Qkv = qkv, Context = context, Hidden = inner, Weights = weights, Bias = relativeBias,
             };
             float* last = TransformerStep.Decoder<Managed, Row>(ref backend, spec, new Row(h)).P;
@@ -210,11 +221,12 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 new ReadOnlySpan<float>(last, hidden).CopyTo(RowKernels.Floats(hiddenRow));
             }
         }
+        cache.Wrote(position + 1);
         Tensor result;
         if (output is not null)
         {
             result = empty(1, 1, output.Out);
-            logits.AsSpan(0, output.Out).CopyTo(RowKernels.Floats(result));
+            buffers.Logits.AsSpan(0, output.Out).CopyTo(RowKernels.Floats(result));
         }
         else
         {
@@ -222,8 +234,11 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             using var flat = packedOutput.Forward(hidden1);
             result = flat.view(1, 1, packedOutput.OutFeatures);
         }
-        row.Length = position + 1;
-        return (result, state with { Steps = position + 1, Row = row, CrossAttention = new Weights(attention, blocks.Length, heads, row.SourceStride) });
+        return (result, state with
+        {
+            Steps = position + 1, Cache = cache, SelfKeys = noViews, SelfValues = noViews, ManagedStep = true,
+            CrossAttention = new Weights(attention, blocks.Length, heads, source),
+        });
     }
 
     /// <summary>A managed row of activations: the value type of the row step's <see cref="IStepBackend{TValue}"/>.</summary>
@@ -232,17 +247,25 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         public readonly float* P = p;
     }
 
+    /// <summary>One thread's working rows (a step uses them only while it runs).</summary>
+    private sealed class Scratch(int padded, int width, int logits)
+    {
+        public readonly float[] Hidden = new float[padded], Qkv = new float[padded], Context = new float[width], Output = new float[padded],
+            Inner = new float[padded], Logits = new float[logits];
+    }
+
     /// <summary>
     /// The step's operations on one managed row (<see cref="IStepBackend{TValue}"/>): products through the row products
-    /// (panels or the plan's packed layers), attention over the managed cache. The running row alternates between two
-    /// buffers, <see cref="H"/> and <see cref="Y"/>: a product adds its residual as it stores into the other one, and a
-    /// norm writes the other one too, so nothing is copied.
+    /// (panels or the plan's packed layers), attention over the cache's buffers in place. The running row alternates
+    /// between two buffers, <see cref="H"/> and <see cref="Y"/>: a product adds its residual as it stores into the other
+    /// one, and a norm writes the other one too, so nothing is copied.
     /// </summary>
     private struct Managed : IStepBackend<Row>
     {
         public TransformerRowStep Step;
-        public RowDecoding Decoding;
-        public int Position;
+        public TransformerState State;
+        public KeyValueCache Cache;
+        public int Position, Source, SourceLength;
         public float* H, Y, Qkv, Context, Hidden, Weights, Bias;
 
         private readonly float* Other(Row x) => x.P == H ? Y : H;
@@ -257,30 +280,39 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         public readonly Row Inner(int layer, SubLayer sub, Row x)
         {
             var b = Step.blocks[layer];
-            var row = Decoding;
             int heads = Step.heads, headSize = Step.headSize, hidden = Step.hidden;
             switch (sub)
             {
                 case SubLayer.Self:
+                {
                     // This position's key and value join the cache; its query attends over all of it.
                     b.SelfQkv.Forward(x.P, Qkv, null);
-                    fixed (float* keys = row.Keys[layer], values = row.Values[layer])
+                    Cache.Rows(layer, out float* keys, out float* values);
+                    int capacity = (int)Cache.Capacity;
+                    for (int head = 0; head < heads; head++)
                     {
-                        for (int head = 0; head < heads; head++)
-                        {
-                            long at = ((long)head * row.Capacity + Position) * headSize;
-                            new ReadOnlySpan<float>(Qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
-                            new ReadOnlySpan<float>(Qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
-                        }
-                        RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, row.Capacity, [Position + 1], Context, null, Bias, Position + 1);
+                        long at = ((long)head * capacity + Position) * headSize;
+                        new ReadOnlySpan<float>(Qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
+                        new ReadOnlySpan<float>(Qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
+                    }
+                    RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, capacity, [Position + 1], Context, null, Bias, Position + 1);
+                    return new Row(Context);
+                }
+                case SubLayer.Cross:
+                {
+                    b.CrossQuery.Forward(x.P, Qkv, null);
+                    // The state's cross-attention keys and values, read in place (bfloat16 ones widened as they are read).
+                    Tensor crossKeys = State.CrossKeys[layer], crossValues = State.CrossValues[layer];
+                    float* weights = Weights + (long)layer * heads * Source;
+                    fixed (byte* k = crossKeys.bytes, v = crossValues.bytes)
+                    {
+                        if (crossKeys.dtype == ScalarType.BFloat16)
+                            RowKernels.AttendOne(Qkv, 0, (ushort*)k, (ushort*)v, 1, heads, headSize, Source, [SourceLength], Context, weights);
+                        else
+                            RowKernels.AttendOne(Qkv, 0, (float*)k, (float*)v, 1, heads, headSize, Source, [SourceLength], Context, weights);
                     }
                     return new Row(Context);
-                case SubLayer.Cross:
-                    b.CrossQuery.Forward(x.P, Qkv, null);
-                    fixed (float* keys = row.CrossKeys[layer], values = row.CrossValues[layer])
-                        RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, row.SourceStride, [row.SourceLength], Context,
-                            Weights + (long)layer * heads * row.SourceStride);
-                    return new Row(Context);
+                }
                 default:
                     b.Ffn1.Forward(x.P, Hidden, null);
                     Step.feedForward.Hidden(Hidden, Step.ffnSize);
@@ -303,30 +335,13 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         }
     }
 
-    /// <summary>
-    /// <paramref name="state"/> with its managed self-attention cache (if any) turned into the (1, heads, steps, head size)
-    /// tensors the libtorch path grows; a state without one is returned as it is.
-    /// </summary>
-    public static TransformerState Materialize(TransformerState state)
-    {
-        if (state.Row is not { } row) return state;
-        int steps = (int)state.Steps, layers = row.Keys.Length;
-        var keys = new Tensor?[layers];
-        var values = new Tensor?[layers];
-        for (int l = 0; l < layers; l++)
-        {
-            keys[l] = row.Cache(row.Keys[l], steps);
-            values[l] = row.Cache(row.Values[l], steps);
-        }
-        return state with { SelfKeys = keys, SelfValues = values, Row = null };
-    }
-
     /// <summary>Frees the packed copies.</summary>
     public void Dispose()
     {
         foreach (var b in blocks) b.Dispose();
         output?.Dispose();
         embedding.Dispose();
+        scratch.Dispose();
     }
 
     /// <summary>
@@ -377,81 +392,5 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         }
 
         IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
-    }
-
-    /// <summary>
-    /// The managed part of one sentence's decoding state: each layer's self-attention keys and values (heads, capacity,
-    /// head size), the cross-attention keys and values copied once from the state's tensors, and scratch rows. States
-    /// share it as decoding advances; stepping again from an older state copies it first (see <see cref="For"/>).
-    /// </summary>
-    internal sealed class RowDecoding
-    {
-        public required float[][] Keys, Values, CrossKeys, CrossValues;
-        public required int Capacity, SourceStride, SourceLength, HeadSize, Heads;
-        public required float[] Hidden, Qkv, Context, Output, Inner, Logits;
-
-        /// <summary>Positions written so far (by the newest state that shares this cache).</summary>
-        public int Length { get; set; }
-
-        /// <summary>The cache to step from <paramref name="state"/> with: its own, a copy (an older state stepped again), or a new one.</summary>
-        public static RowDecoding For(TransformerState state, TransformerRowStep step)
-        {
-            if (state.Row is { } row)
-                return row.Length == state.Steps ? row : row.Clone((int)state.Steps);
-            int layers = step.blocks.Length, source = (int)state.CrossKeys[0].shape[2];
-            long valid;
-            using (var count = state.SourceMask.sum()) valid = count.item<long>();
-            int capacity = 16, width = step.hidden, padded = Math.Max(Math.Max(step.blocks[0].SelfQkv.PaddedOut, step.blocks[0].Ffn1.PaddedOut), step.blocks[0].SelfOut.PaddedOut);
-            return new RowDecoding
-            {
-                Keys = Enumerable.Range(0, layers).Select(_ => new float[step.heads * capacity * step.headSize]).ToArray(),
-                Values = Enumerable.Range(0, layers).Select(_ => new float[step.heads * capacity * step.headSize]).ToArray(),
-                CrossKeys = state.CrossKeys.Select(RowKernels.Copy).ToArray(),
-                CrossValues = state.CrossValues.Select(RowKernels.Copy).ToArray(),
-                Capacity = capacity, SourceStride = source, SourceLength = (int)valid, HeadSize = step.headSize, Heads = step.heads,
-                Hidden = new float[padded], Qkv = new float[padded], Context = new float[width],
-                Output = new float[padded], Inner = new float[padded],
-                Logits = new float[step.output?.PaddedOut ?? 0],
-            };
-        }
-
-        /// <summary>Room for <paramref name="positions"/> cached positions (doubling).</summary>
-        public void Reserve(int positions)
-        {
-            if (positions <= Capacity) return;
-            int capacity = Math.Max(positions, 2 * Capacity);
-            Keys = Keys.Select(k => Regrow(k, capacity, Length)).ToArray();
-            Values = Values.Select(v => Regrow(v, capacity, Length)).ToArray();
-            Capacity = capacity;
-        }
-
-        private float[] Regrow(float[] cache, int capacity, int keep)
-        {
-            var grown = new float[Heads * capacity * HeadSize];
-            for (int h = 0; h < Heads; h++)
-                Array.Copy(cache, (long)h * Capacity * HeadSize, grown, (long)h * capacity * HeadSize, (long)keep * HeadSize);
-            return grown;
-        }
-
-        private RowDecoding Clone(int keep) => new()
-        {
-            Keys = Keys.Select(k => (float[])k.Clone()).ToArray(),
-            Values = Values.Select(v => (float[])v.Clone()).ToArray(),
-            CrossKeys = CrossKeys, CrossValues = CrossValues,
-            Capacity = Capacity, SourceStride = SourceStride, SourceLength = SourceLength, HeadSize = HeadSize, Heads = Heads,
-            Hidden = new float[Hidden.Length], Qkv = new float[Qkv.Length], Context = new float[Context.Length],
-            Output = new float[Output.Length], Inner = new float[Inner.Length], Logits = new float[Logits.Length],
-            Length = keep,
-        };
-
-        /// <summary>The first <paramref name="steps"/> cached positions of <paramref name="cache"/> as a (1, heads, steps, head size) tensor.</summary>
-        public Tensor Cache(float[] cache, int steps)
-        {
-            var t = empty(1, Heads, steps, HeadSize);
-            var memory = RowKernels.Floats(t);
-            for (int h = 0; h < Heads; h++)
-                cache.AsSpan(h * Capacity * HeadSize, steps * HeadSize).CopyTo(memory[(h * steps * HeadSize)..]);
-            return t;
-        }
     }
 }

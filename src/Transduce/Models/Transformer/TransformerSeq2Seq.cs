@@ -201,16 +201,23 @@ internal sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, T
     public IReadOnlyList<Tensor> CrossAttention { get; init; } = [];
 
     /// <summary>
-    /// The self-attention cache in managed memory when the last step was a row step (<see cref="TransformerRowStep"/>;
-    /// <see cref="SelfKeys"/> and <see cref="SelfValues"/> are then null), else null.
-    /// </summary>
-    internal TransformerRowStep.RowDecoding? Row { get; init; }
-
-    /// <summary>
-    /// The buffers behind <see cref="SelfKeys"/> and <see cref="SelfValues"/> (views of their first <see cref="Steps"/>
-    /// positions) when the packed path wrote them, else null.
+    /// The buffers behind the self-attention keys and values when a packed step wrote them (batched or managed), else
+    /// null. The batched path also hands out views of them as <see cref="SelfKeys"/> and <see cref="SelfValues"/>; the
+    /// managed row step, which creates no tensors per step, leaves those null (<see cref="PastKeys"/> makes the views).
     /// </summary>
     internal KeyValueCache? Cache { get; init; }
+
+    /// <summary>Whether the step that made this state ran in managed code (<see cref="TransformerRowStep"/>).</summary>
+    internal bool ManagedStep { get; init; }
+
+    /// <summary>Each row's source length (the keys cross-attention sees), when known: carried so that steps need not count the mask.</summary>
+    internal int[]? SourceLengths { get; init; }
+
+    /// <summary>Layer <paramref name="layer"/>'s cached self-attention keys, (rows, heads, steps, head size): a new view or alias.</summary>
+    internal Tensor PastKeys(int layer) => SelfKeys[layer]?.alias() ?? Cache!.Keys[layer].narrow(2, 0, Steps);
+
+    /// <summary>Layer <paramref name="layer"/>'s cached self-attention values, as <see cref="PastKeys"/>.</summary>
+    internal Tensor PastValues(int layer) => SelfValues[layer]?.alias() ?? Cache!.Values[layer].narrow(2, 0, Steps);
 }
 
 /// <summary>One decoder block: causal self-attention, cross-attention over the encoder output, FFN.</summary>
@@ -331,26 +338,33 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     public override TransformerState InitState(EncoderOutput encoderOutput, Tensor sourceValidLengths)
     {
         var memory = encoderOutput.Outputs;
+        var mask = AttentionMasks.FromValidLengths(sourceValidLengths, memory.shape[1]);
         if (Plan((type, version) => new TransformerDecodePlan(type, this, version)) is { } lean)
         {
             var (keys, values) = lean.CrossKeyValues(memory);
-            return new TransformerState(AttentionMasks.FromValidLengths(sourceValidLengths, memory.shape[1]), keys, values,
-                new Tensor?[blocks.Count], new Tensor?[blocks.Count], 0);
+            int[]? lengths = null;
+            if (mask.device_type == DeviceType.CPU)
+                using (var visible = mask.sum([1, 2, 3], type: ScalarType.Int32)) lengths = visible.data<int>().ToArray(); // masks are prefixes
+            return new TransformerState(mask, keys, values, new Tensor?[blocks.Count], new Tensor?[blocks.Count], 0) { SourceLengths = lengths };
         }
         var crossKeys = new Tensor[blocks.Count];
         var crossValues = new Tensor[blocks.Count];
         for (int i = 0; i < blocks.Count; i++)
             (crossKeys[i], crossValues[i]) = blocks[i].CrossAttention.ProjectKeyValue(memory, memory);
-        var mask = AttentionMasks.FromValidLengths(sourceValidLengths, memory.shape[1]);
         return new TransformerState(mask, crossKeys, crossValues, new Tensor?[blocks.Count], new Tensor?[blocks.Count], 0);
     }
 
     /// <inheritdoc />
     public override TransformerState SelectRows(TransformerState s, Tensor batchIndices)
     {
-        // Keeping the one row of a row-step decoding (a beam of one) keeps its managed cache as it is.
-        if (s.Row is not null && batchIndices.NumberOfElements == 1 && batchIndices.item<long>() == 0) return s;
-        s = TransformerRowStep.Materialize(s);
+        // Keeping the one row of a one-row decoding (a beam of one) keeps its state as it is.
+        if (s.SourceMask.shape[0] == 1 && batchIndices.NumberOfElements == 1 && batchIndices.item<long>() == 0) return s;
+        int[]? lengths = null;
+        if (s.SourceLengths is { } known && batchIndices.device_type == DeviceType.CPU)
+        {
+            using var rows = batchIndices.to_type(ScalarType.Int64);
+            lengths = rows.data<long>().ToArray().Select(r => known[r]).ToArray();
+        }
         var mask = s.SourceMask.index_select(0, batchIndices);
         var crossKeys = s.CrossKeys.Select(t => t.index_select(0, batchIndices)).ToArray();
         var crossValues = s.CrossValues.Select(t => t.index_select(0, batchIndices)).ToArray();
@@ -359,12 +373,12 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
             // The buffers' rows, with their room to grow: the next step writes in place again.
             var selected = cache.SelectRows(batchIndices, s.Steps);
             return new(mask, crossKeys, crossValues, selected.Keys.Select(k => (Tensor?)k.narrow(2, 0, s.Steps)).ToArray(),
-                selected.Values.Select(v => (Tensor?)v.narrow(2, 0, s.Steps)).ToArray(), s.Steps) { Cache = selected };
+                selected.Values.Select(v => (Tensor?)v.narrow(2, 0, s.Steps)).ToArray(), s.Steps) { Cache = selected, SourceLengths = lengths };
         }
         return new(mask, crossKeys, crossValues,
             s.SelfKeys.Select(t => t?.index_select(0, batchIndices)).ToArray(),
             s.SelfValues.Select(t => t?.index_select(0, batchIndices)).ToArray(),
-            s.Steps);
+            s.Steps) { SourceLengths = lengths };
     }
 
     /// <inheritdoc />
@@ -375,7 +389,6 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
             && rowPlan.RowStep(() => TransformerRowStep.TryCreate(rowPlan, this)) is { } row)
             return row.Step(target, state);
         using var scope = NewDisposeScope();
-        state = TransformerRowStep.Materialize(state);
         // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
         Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
         var x = TransformerEmbedding.Embed(embedding, spec.EmbeddingScale, positions, embeddingNorm, dropout, target, state.Steps);
@@ -387,8 +400,16 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
             if (!ReferenceEquals(cache, state.Cache))
                 foreach (var t in cache.Tensors) t.MoveToOuterDisposeScope();
             return (leanLogits.MoveToOuterDisposeScope(),
-                state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention, Cache = cache });
+                state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention, Cache = cache, ManagedStep = false });
         }
+        // The modules grow plain tensors: a cache a packed step wrote (possibly in bfloat16) continues as views of it.
+        if (state.Steps > 0 && state.Cache is not null)
+            state = state with
+            {
+                SelfKeys = Enumerable.Range(0, blocks.Count).Select(i => (Tensor?)state.PastKeys(i)).ToArray(),
+                SelfValues = Enumerable.Range(0, blocks.Count).Select(i => (Tensor?)state.PastValues(i)).ToArray(),
+                Cache = null,
+            };
         // A state a bfloat16 plan started (its keys and values cached in bfloat16) continues here in float32.
         if (state.CrossKeys.Concat(state.SelfKeys.OfType<Tensor>()).Any(t => t.dtype != x.dtype))
         {
@@ -397,7 +418,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
             state = state with
             {
                 CrossKeys = Float(state.CrossKeys)!, CrossValues = Float(state.CrossValues)!,
-                SelfKeys = Float(state.SelfKeys), SelfValues = Float(state.SelfValues), Cache = null,
+                SelfKeys = Float(state.SelfKeys), SelfValues = Float(state.SelfValues),
             };
         }
         var selfKeys = new Tensor?[blocks.Count];
@@ -415,7 +436,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         if (finalNorm is not null) x = finalNorm.call(x);
         if (spec.OutputScale != 1.0) x = x.mul(spec.OutputScale);
         var logits = dense.call(x).MoveToOuterDisposeScope();
-        return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps, CrossAttention = crossWeights, Cache = null });
+        return (logits, state with { SelfKeys = selfKeys, SelfValues = selfValues, Steps = state.Steps + steps, CrossAttention = crossWeights, Cache = null, ManagedStep = false });
     }
 }
 

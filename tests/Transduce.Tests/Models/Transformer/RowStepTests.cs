@@ -65,7 +65,7 @@ public sealed class RowStepTests
         foreach (long token in Target)
         {
             (var logits, state) = Step(model, state, token);
-            Assert.NotNull(state.Row); // the row step ran
+            Assert.True(state.ManagedStep); // the row step ran
             Assert.All(state.SelfKeys, k => Assert.Null(k));
             steps.Add(logits);
         }
@@ -87,8 +87,8 @@ public sealed class RowStepTests
         {
             (var pairLogits, pair) = Step(model, pair, token, rows: 2);
             (var rowLogits, single) = Step(model, single, token);
-            Assert.NotNull(single.Row);
-            Assert.Null(pair.Row);
+            Assert.True(single.ManagedStep);
+            Assert.False(pair.ManagedStep);
             AssertClose(pairLogits.narrow(0, 0, 1), rowLogits);
             Assert.Equal(pair.CrossAttention.Count, single.CrossAttention.Count);
             for (int layer = 0; layer < pair.CrossAttention.Count; layer++)
@@ -115,7 +115,7 @@ public sealed class RowStepTests
         {
             (var pairLogits, pair) = Step(model, pair, token, rows: 2);
             (var rowLogits, single) = Step(model, single, token);
-            Assert.NotNull(single.Row);
+            Assert.True(single.ManagedStep);
             double error = (pairLogits.narrow(0, 0, 1) - rowLogits).abs().max().item<float>();
             double range = pairLogits.abs().max().item<float>();
             Assert.True(error <= 0.02 * range, $"max difference {error} against logits up to {range}");
@@ -138,10 +138,10 @@ public sealed class RowStepTests
             (var logits, state) = Step(model, state, Target[t]);
             steps.Add(logits.expand(3, 1, -1));
         }
-        // Keeping the single row (a beam of one) keeps the managed cache; three rows turn it into tensors.
+        // Keeping the single row (a beam of one) keeps the state; three rows select the cache's rows.
         Assert.Same(state, model.Decoder.SelectRows(state, tensor(new long[] { 0 })));
         state = model.Decoder.SelectRows(state, tensor(new long[] { 0, 0, 0 }));
-        Assert.Null(state.Row);
+        Assert.False(state.ManagedStep);
         Assert.All(state.SelfKeys, k => Assert.Equal([3L, 4, 4, 8], k!.shape));
         for (int t = 4; t < 8; t++)
         {
@@ -193,7 +193,7 @@ public sealed class RowStepTests
         var lengths = tensor(new long[] { 5 });
         var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
         (_, state) = Step(model, state, Target[0]);
-        Assert.Null(state.Row);
+        Assert.False(state.ManagedStep);
         Assert.NotNull(state.SelfKeys[0]);
     }
 }

@@ -98,13 +98,13 @@ public sealed class TransformerSpecTests
         var source = randint(4, 40, [3, 7]);
         var lengths = tensor(new long[] { 7, 5, 2 });
         var reference = TeacherForced(model, source, lengths);
-        AssertClose(reference, Stepped(model, source, lengths, s => Assert.Null(s.Row)), 1e-4, "packed batch of 3");
+        AssertClose(reference, Stepped(model, source, lengths, s => Assert.False(s.ManagedStep)), 1e-4, "packed batch of 3");
 
         // One sentence: the managed row step, where the activation has a managed form.
         bool managed = FeedForwardKinds.Parse(((TransformerConfig)VariantConfigs[variant](Base)).Activation).Function().HasManagedForm();
         var one = source.narrow(0, 1, 1);
         var oneLength = lengths.narrow(0, 1, 1);
-        AssertClose(TeacherForced(model, one, oneLength), Stepped(model, one, oneLength, s => Assert.Equal(managed, s.Row is not null)), 1e-4, "one row");
+        AssertClose(TeacherForced(model, one, oneLength), Stepped(model, one, oneLength, s => Assert.Equal(managed, s.ManagedStep)), 1e-4, "one row");
 
         // The encoder's packed plan against its modules.
         var packed = model.Encoder.call(source, lengths).Outputs;
