@@ -44,7 +44,7 @@ internal static class SyntheticInferBench
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
-            Transduce.Training.NativeMemory.KeepFreedMemory(); // as a Translator does
+            Transduce.Native.NativeMemory.KeepFreedMemory(); // as a Translator does
             string name = r.GetValue(model)!;
             string directory = Path.Combine(r.GetValue(cache)!, name);
             Log($"synthetic model {name} in {directory} …");
@@ -111,7 +111,7 @@ internal static class SyntheticInferBench
         }
         Run(rows[..Math.Min(rows.Length, mode.Batch == 1 ? 2 : mode.Batch)]); // warm-up (and packing the weights), untimed
         GC.Collect();
-        Transduce.Training.NativeMemory.ReleaseFreedMemory();
+        Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
         var clock = Stopwatch.StartNew();
         var decoded = Run(rows);

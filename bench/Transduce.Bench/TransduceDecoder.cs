@@ -55,7 +55,7 @@ internal sealed class TransduceDecoder
         // memory), and a cheap mode would inherit an expensive one's peak.
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        Transduce.Training.NativeMemory.ReleaseFreedMemory();
+        Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
         var clock = Stopwatch.StartNew();
         var outputs = Decode(model, mode, rows);

@@ -48,11 +48,12 @@ internal static class ServeCommand
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: each checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var kernels = KernelFlags.Create();
         var command = new Command("serve", "Serve translations over HTTP: POST /v1/translate, GET /v1/models, /healthz, /metrics, the OpenAPI document at /openapi/v1.json, and a web page at /.")
         {
             model, urls, allowRemote, allowedHosts, apiKeyFile, window, maxBatch, maxBatchCost, queueLimit, maxSentences, maxChars, maxBody, maxBeam,
             maxOutputTokens, maxOutputRatio, maxOutputExtra, maxRequestCost, maxInflightCost, maxAttentionCells, maxConnections, timeout,
-            shutdownTimeout, logFormat, logText, noRequestLog, threads, computeType,
+            shutdownTimeout, logFormat, logText, noRequestLog, threads, computeType, kernels,
         };
         command.SetAction(r =>
         {
@@ -72,6 +73,7 @@ internal static class ServeCommand
                 ApiKey = r.GetValue(apiKeyFile) is { } keyFile ? ReadApiKey(keyFile) : null,
                 LogFormat = r.GetValue(logFormat), LogText = r.GetValue(logText), LogRequests = !r.GetValue(noRequestLog),
                 ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : null,
+                Kernels = KernelFlags.Read(r, kernels), KeepFreedMemory = true,
             };
             options.Validate();
             var endpoints = ListenAddresses.Parse(r.GetValue(urls)!, options.AllowRemote);
@@ -80,6 +82,7 @@ internal static class ServeCommand
             foreach (var (name, _) in specs)
                 if (!names.Add(name)) throw new ArgumentException($"--model: the name '{name}' is given twice; name them NAME=DIR");
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
+            KernelFlags.Print(Console.Out, options.Kernels);
 
             // One translator per directory: a directory served under two names shares its weights.
             var loaded = new Dictionary<string, (TranslatorBackend Backend, string Directory)>(StringComparer.Ordinal);

@@ -4,6 +4,7 @@ using System.Text.Json.Serialization;
 using Transduce.Architecture;
 using Transduce.Data;
 using Transduce.Models;
+using Transduce.Native;
 using static TorchSharp.torch;
 
 namespace Transduce.Training;

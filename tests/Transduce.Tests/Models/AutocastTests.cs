@@ -1,4 +1,5 @@
 using Transduce.Models;
+using Transduce.Native;
 using Transduce.Training;
 using static TorchSharp.torch;
 
