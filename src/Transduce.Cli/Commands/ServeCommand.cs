@@ -82,7 +82,6 @@ internal static class ServeCommand
             foreach (var (name, _) in specs)
                 if (!names.Add(name)) throw new ArgumentException($"--model: the name '{name}' is given twice; name them NAME=DIR");
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
-            KernelFlags.Print(Console.Out, options.Kernels);
 
             // One translator per directory: a directory served under two names shares its weights.
             var loaded = new Dictionary<string, (TranslatorBackend Backend, string Directory)>(StringComparer.Ordinal);
@@ -105,6 +104,7 @@ internal static class ServeCommand
                     }
                     served.Add(new ServedModel(entry.Backend, ModelInfo.From(entry.Backend.Translator.Checkpoint, directory, name)));
                 }
+                KernelFlags.Print(Console.Out, options.Kernels);
                 using var app = ServingApp.Build(options, served, endpoints);
                 app.StartAsync().GetAwaiter().GetResult();
                 var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];

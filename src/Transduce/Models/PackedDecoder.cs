@@ -63,6 +63,9 @@ internal abstract class PackedDecoder<TState> : Decoder<TState>, IReducedPrecisi
     private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan =>
         PlanCache.Applies(this) ? plans.Get(parameters(), version => pack(plans.ComputeType, version)) : null;
 
+    /// <summary>The plan packed last, or null (tests read which kernels it holds).</summary>
+    internal IPackedPlan? CurrentPlan => plans.Current;
+
     /// <summary>The weights packed for the decoding under way (by <see cref="Plan{TPlan}"/>), or null; steps use them as they are.</summary>
     private protected TPlan? Packed<TPlan>() where TPlan : class, IPackedPlan => PlanCache.Applies(this) ? plans.Current as TPlan : null;
 }

@@ -32,6 +32,9 @@ internal abstract class PackedEncoder : Encoder, IPackedModule
         set => plans.Kernels = value;
     }
 
+    /// <summary>The plan packed last, or null (tests read which kernels it holds).</summary>
+    internal IPackedPlan? CurrentPlan => plans.Current;
+
     /// <summary>Leaving or entering eval mode drops the packed weights (they are packed again when next needed).</summary>
     public override void train(bool train = true)
     {

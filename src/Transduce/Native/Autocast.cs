@@ -48,7 +48,7 @@ internal static class Autocast
     private static Api? native;
 
     /// <summary>The seven functions, resolved once. Without them, bfloat16 training cannot run (decoding does not use them).</summary>
-    public static NativeBinding Binding { get; } = new("CPU autocast (at::autocast, 7 functions)",
+    public static NativeBinding Binding { get; } = new("CPU autocast", "at::autocast: 7 functions",
         "training with --precision bf16 stops with an error; float32 training and all decoding are unaffected", Bind);
 
     /// <summary>True when this libtorch exposes CPU autocast.</summary>

@@ -18,7 +18,7 @@ namespace Transduce.Native;
 public sealed record Capability(string Name, string Status, string Detail)
 {
     /// <summary>The line as <c>transduce doctor</c> prints it.</summary>
-    public override string ToString() => Detail.Length == 0 ? $"{Name,-34} {Status}" : $"{Name,-34} {Status,-9} {Detail}";
+    public override string ToString() => Detail.Length == 0 ? $"{Name,-26} {Status}" : $"{Name,-26} {Status,-9} {Detail}";
 }
 
 /// <summary>
@@ -82,11 +82,11 @@ public static class Capabilities
 
     private static Capability Binding(NativeBinding binding, bool wanted, string offReason, string use) =>
         !wanted ? new(binding.Name, "off", offReason)
-        : binding.Available ? new(binding.Name, "in use", use)
-        : new(binding.Name, "fallback", $"{binding.Reason}: {binding.Fallback}");
+        : binding.Available ? new(binding.Name, "in use", $"{use} ({binding.Symbols})")
+        : new(binding.Name, "fallback", $"{binding.Reason} ({binding.Symbols}): {binding.Fallback}");
 
     private static string AvxNote() =>
-        Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0" ? "DOTNET_EnableAVX512F=0 hides it from .NET" : "";
+        Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0" ? "DOTNET_EnableAVX512=0 hides it from .NET" : "";
 
     private static string CpuFlag(string flag)
     {

@@ -12,10 +12,14 @@ internal sealed class NativeBinding
     private string? disabled;
     private int warned;
 
-    /// <summary>A binding named <paramref name="name"/>; <paramref name="probe"/> returns null when it works, else why not.</summary>
-    public NativeBinding(string name, string fallback, Func<string?> probe)
+    /// <summary>
+    /// A binding named <paramref name="name"/> to <paramref name="symbols"/>; <paramref name="probe"/> returns null when it
+    /// works, else why not; <paramref name="fallback"/> says what runs instead.
+    /// </summary>
+    public NativeBinding(string name, string symbols, string fallback, Func<string?> probe)
     {
         Name = name;
+        Symbols = symbols;
         Fallback = fallback;
         this.probe = new Lazy<string?>(() =>
         {
@@ -33,6 +37,9 @@ internal sealed class NativeBinding
     /// <summary>The binding's name, as the capability report prints it.</summary>
     public string Name { get; }
 
+    /// <summary>The native functions or operators it binds.</summary>
+    public string Symbols { get; }
+
     /// <summary>What runs instead when the binding is unavailable.</summary>
     public string Fallback { get; }
 
@@ -47,7 +54,7 @@ internal sealed class NativeBinding
             if (disabled is not null) return false;
             if (probe.Value is null) return true;
             if (Interlocked.Exchange(ref warned, 1) == 0)
-                Warn($"warning: {Name} is not available ({probe.Value}); {Fallback}");
+                Warn($"warning: {Name} ({Symbols}) is not available: {probe.Value}; {Fallback}");
             return false;
         }
     }

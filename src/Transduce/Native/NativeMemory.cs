@@ -20,7 +20,7 @@ internal static class NativeMemory
     private static extern int MallocTrim(nuint pad);
 
     /// <summary>glibc's <c>mallopt</c> and <c>malloc_trim</c>, resolved once (Linux with glibc only).</summary>
-    public static NativeBinding Binding { get; } = new("glibc mallopt (keep freed native memory)",
+    public static NativeBinding Binding { get; } = new("keep freed native memory", "glibc mallopt, malloc_trim",
         "freed native memory goes back to the system as the C library decides", Probe);
 
     private static string? Probe()

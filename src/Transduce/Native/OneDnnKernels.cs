@@ -48,7 +48,7 @@ internal static class OneDnnKernels
     private static jit.ScriptModule? module;
 
     /// <summary>The two operators, resolved and tried once (the archive loads only where both are present).</summary>
-    public static NativeBinding Binding { get; } = new("oneDNN inner product (mkldnn::_linear_pointwise, _reorder_linear_weight)",
+    public static NativeBinding Binding { get; } = new("oneDNN inner product", "mkldnn::_linear_pointwise, mkldnn::_reorder_linear_weight",
         "float32 products run libtorch's addmm (MKL) and bfloat16 products its linear", Load);
 
     // libtorch's implementation of mkldnn::_linear_pointwise, by its Itanium-mangled name, which spells out the signature

@@ -28,7 +28,7 @@ internal static class WeightVersions
     private static extern bool IsInference(IntPtr tensor);
 
     /// <summary>The two entry points, resolved once.</summary>
-    public static NativeBinding Binding { get; } = new("weight version counters (at::_ops::_version, is_inference)",
+    public static NativeBinding Binding { get; } = new("weight version counters", "at::_ops::_version, at::_ops::is_inference",
         "packed weights are treated as unchanged: packed once per load, not after an in-place change in eval mode", Probe);
 
     private static string? Probe()
