@@ -98,6 +98,14 @@ public sealed class KernelChoiceTests
         // The managed row step runs exactly when it is allowed (and the CPU has 256-bit vectors or wider).
         bool rowStep = kernels.Packed && kernels.RowStep && RowKernels.Supported;
         Assert.All(states, s => Assert.Equal(rowStep, s.Row is not null));
+        if (rowStep)
+        {
+            // Its products: managed panels with AVX-512, the plan's packed layers without (DOTNET_EnableAVX512=0 runs that).
+            var plan = (TransformerDecodePlan)((TransformerDecoder)model.Decoder).CurrentPlan!;
+            var step = plan.RowStep(() => throw new InvalidOperationException("the row step should exist already"));
+            Assert.NotNull(step);
+            Assert.Equal(RowLinear.Supported, step!.ManagedProducts);
+        }
     }
 
     [Theory]
