@@ -161,7 +161,8 @@ public sealed class KernelChoiceTests
             Model = model, ModelConfig = config, TextConfig = pipeline.Config, SourceVocabulary = data.SourceVocabulary, TargetVocabulary = data.TargetVocabulary,
         });
         string[] sentences = [.. TinyModels.Pairs.Select(p => p.Source)];
-        var expected = translator.TranslateTokens(sentences, new TranslationOptions { Kernels = DecodingKernels.Auto with { Packed = false } });
+        var expected = translator.TranslateTokens(sentences, new TranslationOptions { Kernels = DecodingKernels.Auto with { Packed = false }, KeepFreedMemory = true });
+        Assert.Equal(NativeMemory.Binding.Available, NativeMemory.Kept); // the option was applied
         var decoder = model.modules().OfType<TransformerDecoder>().Single();
         IPackedPlan? last = null;
         foreach (string choice in ChoiceNames)
@@ -183,6 +184,18 @@ public sealed class KernelChoiceTests
         translator.Kernels = DecodingKernels.Parse("modules");
         translator.TranslateTokens(sentences);
         Assert.Null(decoder.CurrentPlan);
+    }
+
+    [Fact]
+    public void TheServiceCarriesItsKernelsAndMemoryChoiceIntoEachDecoding()
+    {
+        var defaults = new Transduce.Serving.ServeOptions().Decoding(1, 1);
+        Assert.Equal(DecodingKernels.Auto, defaults.Kernels);
+        Assert.False(defaults.KeepFreedMemory);
+        Assert.False(new TranslationOptions().KeepFreedMemory); // opt-in: a library leaves its host's allocator alone unasked
+        var chosen = new Transduce.Serving.ServeOptions { Kernels = DecodingKernels.Parse("no-onednn"), KeepFreedMemory = true }.Decoding(4, 2);
+        Assert.Equal(DecodingKernels.Parse("no-onednn"), chosen.Kernels);
+        Assert.True(chosen.KeepFreedMemory);
     }
 
     [Fact]
