@@ -8,7 +8,7 @@ namespace Transduce.Bench;
 
 /// <summary>
 /// <c>Transduce.Bench encoder</c>: milliseconds to encode one source batch in eval mode, per batch size, on a synthetic
-/// checkpoint. Run it with <c>TRANSDUCE_PACKED_DECODING=0</c> for the modules' path (libtorch's <c>linear</c>, MKL)
+/// checkpoint. Run it with <c>--kernels modules</c> for the modules' path (libtorch's <c>linear</c>, MKL)
 /// and without for the packed one (<see cref="Models.Transformer.TransformerEncodePlan"/>, oneDNN).
 /// </summary>
 internal static class EncoderBench
@@ -20,7 +20,8 @@ internal static class EncoderBench
         var batches = new Option<string>("--batches") { Description = "Batch sizes, comma-separated.", DefaultValueFactory = _ => "1,8,32,64" };
         var sourceTokens = new Option<int>("--source-tokens") { Description = "Tokens of every source.", DefaultValueFactory = _ => 40 };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 2 };
-        var command = new Command("encoder", "Milliseconds per encoded source batch (eval mode), per batch size.") { synthetic, cache, batches, sourceTokens, threads };
+        var kernels = new Option<string>("--kernels") { Description = $"Decoding kernels, comma-separated: {string.Join(", ", Models.DecodingKernels.Names)}.", DefaultValueFactory = _ => "auto" };
+        var command = new Command("encoder", "Milliseconds per encoded source batch (eval mode), per batch size.") { synthetic, cache, batches, sourceTokens, threads, kernels };
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
@@ -28,10 +29,11 @@ internal static class EncoderBench
             using var checkpoint = Synthetic.Create(name, Path.Combine(r.GetValue(cache)!, name));
             var model = checkpoint.Model;
             model.eval();
+            var chosenKernels = Models.DecodingKernels.Parse(r.GetValue(kernels)!);
+            chosenKernels.Apply(model);
             var encoder = (Encoder)model.GetType().GetProperty("Encoder")!.GetValue(model)!;
             long steps = r.GetValue(sourceTokens);
-            bool packed = Models.PackedDecoding.Enabled;
-            Console.WriteLine($"{name}: {steps} source tokens, {get_num_threads()} thread(s), {(packed ? "packed (oneDNN)" : "modules (TRANSDUCE_PACKED_DECODING=0)")}");
+            Console.WriteLine($"{name}: {steps} source tokens, {get_num_threads()} thread(s), kernels {chosenKernels.Name}");
             using var grad = inference_mode();
             foreach (long batch in r.GetValue(batches)!.Split(',').Select(long.Parse))
             {

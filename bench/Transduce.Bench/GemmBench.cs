@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Transduce.Models;
+using Transduce.Native;
 using static TorchSharp.torch;
 
 namespace Transduce.Bench;

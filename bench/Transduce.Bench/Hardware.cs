@@ -11,7 +11,7 @@ internal static class Hardware
     /// libtorch threads: the ceiling that model FLOPs utilisation is measured against. Each size runs for about
     /// <paramref name="secondsPerSize"/>, in four windows of which the best counts, so a moment of noise on a shared
     /// machine does not lower the ceiling. In float32 the same products also run through oneDNN's inner product over a
-    /// pre-reordered weight (what decoding uses, <see cref="Transduce.Models.OneDnnKernels"/>), and the faster kernel
+    /// pre-reordered weight (what decoding uses, <see cref="Transduce.Native.OneDnnKernels"/>), and the faster kernel
     /// sets the ceiling: on this AMD CPU it is oneDNN, about twice MKL's.
     /// </summary>
     public static (double GFlops, int Size) MatmulPeak(double secondsPerSize = 2, ScalarType type = ScalarType.Float32)
@@ -23,9 +23,9 @@ internal static class Hardware
         {
             using var a = randn(n, n, dtype: type);
             using var b = randn(n, n, dtype: type);
-            using var packed = type == ScalarType.Float32 && Transduce.Models.OneDnnKernels.Available ? Transduce.Models.OneDnnKernels.Pack(b) : null;
+            using var packed = type == ScalarType.Float32 && Transduce.Native.OneDnnKernels.Available ? Transduce.Native.OneDnnKernels.Pack(b) : null;
             var products = new List<Func<Tensor>> { () => a.mm(b) };
-            if (packed is not null) products.Add(() => Transduce.Models.OneDnnKernels.Linear(a, packed, null));
+            if (packed is not null) products.Add(() => Transduce.Native.OneDnnKernels.Linear(a, packed, null));
             foreach (var product in products)
             {
                 product().Dispose(); // warm-up

@@ -33,19 +33,22 @@ internal static class StepProfile
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 2 };
         var computeType = new Option<string>("--compute-type") { Description = "float32, bfloat16 or int8.", DefaultValueFactory = _ => "float32" };
         var only = new Option<int?>("--only-tokens") { Description = "Decode once with exactly N output tokens per sentence and exit (for external counters)." };
-        var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "Keep freed native memory for reuse, as a Translator does (false: glibc's default, for comparison).", DefaultValueFactory = _ => true };
+        var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "Keep freed native memory for reuse, as translate/evaluate/serve do (false: glibc's default, for comparison).", DefaultValueFactory = _ => true };
+        var kernels = new Option<string>("--kernels") { Description = $"Decoding kernels, comma-separated: {string.Join(", ", Models.DecodingKernels.Names)}.", DefaultValueFactory = _ => "auto" };
         var command = new Command("step", "Per-step cost of decoding: time, tensors created, managed allocations.")
         {
-            model, synthetic, cache, batch, beam, tokens, sourceTokens, sentences, repeat, threads, computeType, only, keepFreed,
+            model, synthetic, cache, batch, beam, tokens, sourceTokens, sentences, repeat, threads, computeType, only, keepFreed, kernels,
         };
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
-            if (r.GetValue(keepFreed)) Transduce.Native.NativeMemory.KeepFreedMemory(); // as a Translator does
+            if (r.GetValue(keepFreed)) Transduce.Native.NativeMemory.KeepFreedMemory(); // as translate/evaluate/serve do
             string? dir = r.GetValue(model);
             using var checkpoint = dir is not null ? Checkpoint.Load(dir)
                 : Synthetic.Create(r.GetValue(synthetic)!, Path.Combine(r.GetValue(cache)!, r.GetValue(synthetic)!));
             Models.ComputeTypes.Apply(checkpoint.Model, Models.ComputeTypes.Parse(r.GetValue(computeType)!));
+            var chosenKernels = Models.DecodingKernels.Parse(r.GetValue(kernels)!);
+            chosenKernels.Apply(checkpoint.Model);
             var runner = new Runner(checkpoint, r.GetValue(batch), r.GetValue(beam), r.GetValue(sourceTokens), r.GetValue(sentences));
             if (r.GetValue(only) is int n)
             {
@@ -54,7 +57,7 @@ internal static class StepProfile
             }
             int longRun = r.GetValue(tokens), shortRun = Math.Max(1, longRun / 4);
             Console.WriteLine($"{Describe(checkpoint)}; batch {runner.Batch}, beam {runner.Beam}, {runner.Sentences} sentences of {runner.SourceTokens} source tokens, " +
-                $"{shortRun} vs {longRun} output tokens, {get_num_threads()} thread(s), {r.GetValue(computeType)}");
+                $"{shortRun} vs {longRun} output tokens, {get_num_threads()} thread(s), {r.GetValue(computeType)}, kernels {chosenKernels.Name}");
             runner.Decode(shortRun); // warm-up
             for (int i = 0; i < r.GetValue(repeat); i++)
             {

@@ -46,7 +46,7 @@ internal static class SyntheticInferBench
         command.SetAction(r =>
         {
             set_num_threads(r.GetValue(threads));
-            Transduce.Native.NativeMemory.KeepFreedMemory(); // as a Translator does
+            Transduce.Native.NativeMemory.KeepFreedMemory(); // as translate/evaluate/serve do
             string name = r.GetValue(model)!;
             string directory = Path.Combine(r.GetValue(cache)!, name);
             Log($"synthetic model {name} in {directory} …");

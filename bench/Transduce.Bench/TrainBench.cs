@@ -10,6 +10,7 @@ using Transduce.Models;
 using Transduce.Models.Transformer;
 using Transduce.Text;
 using Transduce.Training;
+using Transduce.Native;
 using static TorchSharp.torch;
 using Transduce.IO;
 

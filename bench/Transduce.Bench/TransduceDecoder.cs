@@ -31,6 +31,7 @@ internal sealed class TransduceDecoder
         targetIds = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
         maxSourceSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
         Sources = sentences.Select(pipeline.EncodeSource).ToArray();
+        Transduce.Native.NativeMemory.KeepFreedMemory(); // as translate/evaluate/serve do (a Translator did so itself when these figures were taken)
         using var translator = new Translator(checkpoint, ownsCheckpoint: false);
         MaxLengths = Sources.Select(source => translator.MaxOutputLength(source.Length)).ToArray();
     }

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Transduce.Cli.Commands;
 
-var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, prepare, translate, evaluate, score, serve, convert, average).")
+var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence models for .NET (train, prepare, translate, evaluate, score, serve, convert, average, doctor).")
 {
     TrainCommand.Create(),
     PrepareCommand.Create(),
@@ -11,5 +11,6 @@ var root = new RootCommand("Transduce: encoder–decoder sequence-to-sequence mo
     ServeCommand.Create(),
     ConvertCommand.Create(),
     AverageCommand.Create(),
+    DoctorCommand.Create(),
 };
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

@@ -113,6 +113,12 @@ public sealed record ServeOptions
     /// <summary>The number type of the model's linear layers in decoding (null: the checkpoint's default, else float32); see <see cref="Models.ComputeType"/>.</summary>
     public Models.ComputeType? ComputeType { get; init; }
 
+    /// <summary>Which decoding kernels may run (<see cref="Models.DecodingKernels.Auto"/> by default); see <see cref="Translation.TranslationOptions.Kernels"/>.</summary>
+    public Models.DecodingKernels Kernels { get; init; } = Models.DecodingKernels.Auto;
+
+    /// <summary>Keep the native memory libtorch frees for reuse (process-wide); see <see cref="Translation.TranslationOptions.KeepFreedMemory"/>. Off by default; <c>transduce serve</c> turns it on.</summary>
+    public bool KeepFreedMemory { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first setting out of range.</summary>
     public void Validate()
     {
@@ -155,6 +161,7 @@ public sealed record ServeOptions
     {
         Beam = beam, NBest = nBest, BatchSize = MaxBatch,
         MaxLengthA = MaxOutputRatio, MaxLengthB = MaxOutputExtra, MaxOutputTokens = MaxOutputTokens, AlwaysApplyLengthRule = true,
+        Kernels = Kernels, KeepFreedMemory = KeepFreedMemory,
     };
 }
 

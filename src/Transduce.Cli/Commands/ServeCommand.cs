@@ -49,11 +49,12 @@ internal static class ServeCommand
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: each checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var kernels = KernelFlags.Create();
         var command = new Command("serve", "Serve translations over HTTP: POST /v1/translate, GET /v1/models, /healthz, /metrics, the OpenAPI document at /openapi/v1.json, and a web page at /.")
         {
             model, urls, allowRemote, allowedHosts, apiKeyFile, window, maxBatch, maxBatchCost, queueLimit, maxSentences, maxChars, maxBody, maxBeam,
             maxOutputTokens, maxOutputRatio, maxOutputExtra, maxRequestCost, maxInflightCost, maxAttentionCells, maxConnections, timeout,
-            shutdownTimeout, logFormat, logText, noRequestLog, threads, computeType,
+            shutdownTimeout, logFormat, logText, noRequestLog, threads, computeType, kernels,
         };
         command.SetAction(r =>
         {
@@ -73,6 +74,7 @@ internal static class ServeCommand
                 ApiKey = r.GetValue(apiKeyFile) is { } keyFile ? ReadApiKey(keyFile) : null,
                 LogFormat = r.GetValue(logFormat), LogText = r.GetValue(logText), LogRequests = !r.GetValue(noRequestLog),
                 ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : null,
+                Kernels = KernelFlags.Read(r, kernels), KeepFreedMemory = true,
             };
             options.Validate();
             var endpoints = ListenAddresses.Parse(r.GetValue(urls)!, options.AllowRemote);
@@ -103,6 +105,7 @@ internal static class ServeCommand
                     }
                     served.Add(new ServedModel(entry.Backend, ModelInfo.From(entry.Backend.Translator.Checkpoint, directory, name)));
                 }
+                KernelFlags.Print(Console.Out, options.Kernels);
                 using var app = ServingApp.Build(options, served, endpoints);
                 app.StartAsync().GetAwaiter().GetResult();
                 var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];

@@ -27,14 +27,18 @@ internal static class TranslateCommand
         var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var kernels = KernelFlags.Create();
+        var verbose = new Option<bool>("--verbose") { Description = "Print the capability report (CPU features, versions, each kernel in use or its fallback) on standard error first." };
         var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {
-            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType,
+            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, kernels, verbose,
         };
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
             if (r.GetValue(window) < 1) throw new ArgumentException("--window must be at least 1");
+            var chosenKernels = KernelFlags.Read(r, kernels);
+            if (r.GetValue(verbose)) KernelFlags.Print(Console.Error, chosenKernels);
             using var translator = Translator.Load(r.GetValue(model)!);
             if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
             var defaults = translator.DefaultOptions;
@@ -43,6 +47,7 @@ internal static class TranslateCommand
                 BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,
                 NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) ?? defaults.MaxNewTokens,
                 ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : defaults.ComputeType,
+                Kernels = chosenKernels, KeepFreedMemory = true,
             };
             var args = r.GetValue(sentences) ?? [];
             if (r.GetValue(attention) is { } png)

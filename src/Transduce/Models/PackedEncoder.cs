@@ -8,7 +8,7 @@ namespace Transduce.Models;
 /// when a weight or the compute type changed, released when the encoder leaves eval mode or is disposed. Training and
 /// any pass with gradients on run the modules.
 /// </summary>
-internal abstract class PackedEncoder : Encoder
+internal abstract class PackedEncoder : Encoder, IPackedModule
 {
     private readonly PlanCache plans = new();
 
@@ -24,6 +24,16 @@ internal abstract class PackedEncoder : Encoder
         get => plans.ComputeType;
         set => plans.ComputeType = value;
     }
+
+    /// <summary>The kernels the packed path may use (<see cref="DecodingKernels.Auto"/> by default); a change drops the packed weights.</summary>
+    public DecodingKernels Kernels
+    {
+        get => plans.Kernels;
+        set => plans.Kernels = value;
+    }
+
+    /// <summary>The plan packed last, or null (tests read which kernels it holds).</summary>
+    internal IPackedPlan? CurrentPlan => plans.Current;
 
     /// <summary>Leaving or entering eval mode drops the packed weights (they are packed again when next needed).</summary>
     public override void train(bool train = true)
@@ -41,7 +51,7 @@ internal abstract class PackedEncoder : Encoder
 
     /// <summary>
     /// The packed weights for this pass, or null when the modules must run (training, gradients on, or packed paths
-    /// switched off by <c>TRANSDUCE_PACKED_DECODING=0</c>); <paramref name="pack"/> packs them for a compute type and
+    /// switched off by <see cref="DecodingKernels.Packed"/>); <paramref name="pack"/> packs them for a compute type and
     /// weights version when needed.
     /// </summary>
     private protected TPlan? Plan<TPlan>(Func<ComputeType, long, TPlan> pack) where TPlan : class, IPackedPlan =>

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Transduce.Native;
 using static TorchSharp.torch;
 
 namespace Transduce.Models;
@@ -21,6 +22,9 @@ namespace Transduce.Models;
 /// scaled back. libtorch's <c>fbgemm_linear_int8_weight_fp32_activation</c> is reached through a TorchScript function
 /// compiled from source (<see cref="torch.jit.compile"/>): TorchSharp has no binding for it.</item>
 /// </list>
+/// Without oneDNN (<see cref="DecodingKernels.OneDnn"/> off, or not in this libtorch) float32 products are
+/// <c>addmm</c> and bfloat16 ones libtorch's <c>linear</c>; without FBGEMM (<see cref="Int8Kernels.Binding"/>) an int8
+/// layer is packed as a float32 one.
 /// The source weights are copied: after they change, pack again. The copy costs memory (float32: one more copy of
 /// each packed weight; bfloat16 half; int8 a quarter).
 /// </summary>
@@ -43,13 +47,17 @@ internal sealed class PackedLinear : IDisposable
     /// <summary>
     /// Packs the layers <paramref name="parts"/> (weights (out_i, in), optional biases (out_i)) as one layer of
     /// Σ out_i outputs in the order given. <paramref name="scales"/>, when given, multiplies each part's weight and bias
-    /// (the attention's 1/√d folded into the query projection).
+    /// (the attention's 1/√d folded into the query projection). <paramref name="kernels"/> (null: those of the plan being
+    /// packed, <see cref="PlanCache.Packing"/>) says whether oneDNN may serve.
     /// </summary>
-    public static PackedLinear Pack(ComputeType type, IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null)
+    public static PackedLinear Pack(ComputeType type, IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null,
+        DecodingKernels? kernels = null)
     {
         using var scope = NewDisposeScope();
         var (w, b) = Concatenate(parts, scales);
-        var result = new PackedLinear(type, w, b);
+        bool oneDnn = (kernels ?? PlanCache.Packing).OneDnn && OneDnnKernels.Available;
+        if (type == ComputeType.Int8 && !Int8Kernels.Available) type = ComputeType.Float32;
+        var result = new PackedLinear(type, w, b, oneDnn);
         result.Detach();
         return result;
     }
@@ -75,7 +83,7 @@ internal sealed class PackedLinear : IDisposable
         return (w.to_type(ScalarType.Float32), b?.to_type(ScalarType.Float32));
     }
 
-    private PackedLinear(ComputeType type, Tensor w, Tensor? b)
+    private PackedLinear(ComputeType type, Tensor w, Tensor? b, bool useOneDnn)
     {
         this.type = type;
         OutFeatures = w.shape[0];
@@ -84,14 +92,14 @@ internal sealed class PackedLinear : IDisposable
         {
             case ComputeType.Float32:
                 bias = b?.contiguous();
-                if (OneDnnKernels.Available) oneDnn = OneDnnKernels.Pack(w);
+                if (useOneDnn) oneDnn = OneDnnKernels.Pack(w);
                 if (oneDnn is null || InFeatures * OutFeatures <= SmallProduct) weight = w.t().contiguous();
                 break;
             case ComputeType.BFloat16:
                 bias = b?.to_type(ScalarType.BFloat16);
                 using (var rounded = w.to_type(ScalarType.BFloat16).contiguous())
                 {
-                    if (OneDnnKernels.Available) oneDnn = OneDnnKernels.Pack(rounded);
+                    if (useOneDnn) oneDnn = OneDnnKernels.Pack(rounded);
                     else weight = rounded.alias();
                 }
                 break;
@@ -125,6 +133,9 @@ internal sealed class PackedLinear : IDisposable
         foreach (var t in Owned)
             t?.DetachFromDisposeScope(); // long-lived: owned by this object, not by the caller's scope
     }
+
+    /// <summary>Whether the products run oneDNN's inner product (for some or all row counts).</summary>
+    public bool UsesOneDnn => oneDnn is not null;
 
     /// <summary>The number type of the products.</summary>
     public ComputeType ComputeType => type;
@@ -163,37 +174,4 @@ internal sealed class PackedLinear : IDisposable
     {
         foreach (var t in Owned) t?.Dispose();
     }
-}
-
-/// <summary>
-/// libtorch's FBGEMM int8 linear kernels, which TorchSharp does not bind, reached through a TorchScript compilation unit
-/// compiled once from source. (libtorch marks them deprecated and logs that once per process; they are what its own
-/// dynamically quantized LSTM used, and they run on VNNI.)
-/// </summary>
-internal static class Int8Kernels
-{
-    private const string Script = """
-        def quantize(w: Tensor):
-            q, offsets, scale, zero = torch.fbgemm_linear_quantize_weight(w)
-            packed = torch.fbgemm_pack_quantized_matrix(q)
-            return q, packed, offsets, torch.full([1], scale, dtype=7), torch.full([1], zero, dtype=4)  # float64, int64
-
-        def linear(x: Tensor, q: Tensor, packed: Tensor, offsets: Tensor, scale: float, zero: int, b: Tensor):
-            return torch.fbgemm_linear_int8_weight_fp32_activation(x, q, packed, offsets, scale, zero, b)
-        """;
-
-    private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Script + "\n"));
-
-    /// <summary>Quantizes (out, in) float32 weights with one scale and zero point, and packs them for FBGEMM.</summary>
-    public static (Tensor Weight, Tensor Packed, Tensor ColumnOffsets, double Scale, long ZeroPoint) Quantize(Tensor w)
-    {
-        var (q, packed, offsets, scale, zero) = Unit.Value.invoke<(Tensor, Tensor, Tensor, Tensor, Tensor)>("quantize", w.contiguous());
-        using (scale)
-        using (zero)
-            return (q, packed, offsets, scale.item<double>(), zero.item<long>());
-    }
-
-    /// <summary>x (rows, in) float32 times the quantized weights, plus <paramref name="bias"/>; float32 (rows, out).</summary>
-    public static Tensor Linear(Tensor x, Tensor q, Tensor packed, Tensor offsets, double scale, long zeroPoint, Tensor bias) =>
-        (Tensor)Unit.Value.invoke("linear", x, q, packed, offsets, scale, zeroPoint, bias);
 }

@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Runtime.InteropServices;
 
 namespace Transduce.Native;
@@ -18,6 +19,28 @@ internal static class NativeMemory
     [DllImport("libc.so.6", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 
+    /// <summary>glibc's <c>mallopt</c> and <c>malloc_trim</c>, resolved once (Linux with glibc only).</summary>
+    public static NativeBinding Binding { get; } = new("keep freed native memory", "glibc mallopt, malloc_trim",
+        "freed native memory goes back to the system as the C library decides", Probe);
+
+    private static string? Probe()
+    {
+        if (!OperatingSystem.IsLinux()) return "not Linux";
+        try
+        {
+            Marshal.Prelink(typeof(NativeMemory).GetMethod(nameof(Mallopt), BindingFlags.NonPublic | BindingFlags.Static)!);
+            Marshal.Prelink(typeof(NativeMemory).GetMethod(nameof(MallocTrim), BindingFlags.NonPublic | BindingFlags.Static)!);
+            return null;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return "no glibc (libc.so.6 with mallopt, malloc_trim)"; // musl, for one: its allocator keeps its own policy
+        }
+    }
+
+    /// <summary>Whether <see cref="KeepFreedMemory"/> has been applied in this process.</summary>
+    public static bool Kept { get; private set; }
+
     /// <summary>
     /// Process-wide: serves large blocks from the heap instead of fresh mappings and never gives freed memory back to the
     /// system, so the process keeps its peak footprint and reuses it (the way PyTorch's caching allocators do).
@@ -26,15 +49,9 @@ internal static class NativeMemory
     /// <returns>True when the setting was applied.</returns>
     public static bool KeepFreedMemory()
     {
-        if (!OperatingSystem.IsLinux()) return false;
-        try
-        {
-            return Mallopt(MmapMax, 0) == 1 && Mallopt(TrimThreshold, int.MaxValue) == 1;
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            return false; // not glibc (musl, for one): its allocator keeps its own policy
-        }
+        if (!Binding.Available) return false;
+        if (Kept) return true;
+        return Kept = Mallopt(MmapMax, 0) == 1 && Mallopt(TrimThreshold, int.MaxValue) == 1;
     }
 
     /// <summary>
@@ -43,14 +60,6 @@ internal static class NativeMemory
     /// </summary>
     public static void ReleaseFreedMemory()
     {
-        if (!OperatingSystem.IsLinux()) return;
-        try
-        {
-            MallocTrim(0);
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            // not glibc: nothing to trim this way
-        }
+        if (Binding.Available) MallocTrim(0);
     }
 }

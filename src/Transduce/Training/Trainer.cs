@@ -4,6 +4,7 @@ using System.Text.Json.Serialization;
 using Transduce.Architecture;
 using Transduce.Data;
 using Transduce.Models;
+using Transduce.Native;
 using static TorchSharp.torch;
 using Transduce.Text;
 
@@ -337,7 +338,7 @@ internal static class Trainer
                         if (pending == 0) optimizer.zero_grad();
                         Tensor logits;
                         // The forward pass in the run's precision; the loss (float32) and the backward pass after it.
-                        using (Autocast.Enter(options.Precision))
+                        using (Autocast.Enter(options.Precision == ComputeType.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32))
                             logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
                         var l = Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing);
                         (options.AccumulateSteps == 1 ? l : l / options.AccumulateSteps).backward();

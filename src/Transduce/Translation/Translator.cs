@@ -49,14 +49,27 @@ public sealed record TranslationOptions
 
     /// <summary>The number type of the model's linear layers in decoding (encoder and decoder); null uses <see cref="Translator.ComputeType"/>.</summary>
     public Models.ComputeType? ComputeType { get; init; }
+
+    /// <summary>
+    /// Which decoding kernels may run (see <see cref="Models.DecodingKernels"/>); null uses <see cref="Translator.Kernels"/>.
+    /// A choice other than the last one's repacks the model's weights for it.
+    /// </summary>
+    public Models.DecodingKernels? Kernels { get; init; }
+
+    /// <summary>
+    /// When true, decoding first makes the process keep the native memory libtorch frees for reuse (process-wide, for the
+    /// rest of the process; Linux with glibc only): a beam search's per-step buffers (128 rows × 17.6k words in float64
+    /// is 18 MB) are otherwise mapped and faulted in afresh at every step, which cost a third of the step time. The process
+    /// then holds its peak native footprint. Off by default: a library should not change its host's allocator unasked
+    /// (the command line and the service opt in).
+    /// </summary>
+    public bool KeepFreedMemory { get; init; }
 }
 
 /// <summary>
 /// Loads a checkpoint once and translates text with it (greedy or beam search, batched). Calls are serialised,
-/// so one instance can be shared between threads. Like training, a translator keeps the native memory libtorch frees
-/// for reuse (process-wide, on Linux with glibc): a beam search's per-step buffers (128 rows × 17.6k words in float64
-/// is 18 MB) are otherwise mapped and faulted in afresh at every step, which cost a third of the step time. The process
-/// then holds its peak native footprint.
+/// so one instance can be shared between threads. Asked to (<see cref="TranslationOptions.KeepFreedMemory"/>), it keeps
+/// the native memory libtorch frees for reuse, as training does.
 /// </summary>
 public sealed class Translator : IDisposable
 {
@@ -71,7 +84,6 @@ public sealed class Translator : IDisposable
         this.checkpoint = checkpoint;
         owns = ownsCheckpoint;
         pipeline = checkpoint.CreateTextPipeline();
-        Native.NativeMemory.KeepFreedMemory();
         checkpoint.Model.eval();
         ComputeType = checkpoint.Generation.ComputeType ?? Models.ComputeType.Float32;
     }
@@ -82,6 +94,12 @@ public sealed class Translator : IDisposable
     /// layers in that type; see <see cref="Models.ComputeType"/>.
     /// </summary>
     public Models.ComputeType ComputeType { get; set; }
+
+    /// <summary>
+    /// The decoding kernels used when <see cref="TranslationOptions.Kernels"/> is not set: <see cref="Models.DecodingKernels.Auto"/>
+    /// unless changed.
+    /// </summary>
+    public Models.DecodingKernels Kernels { get; set; } = Models.DecodingKernels.Auto;
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
@@ -308,7 +326,9 @@ public sealed class Translator : IDisposable
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         lock (gate)
         {
+            if (options.KeepFreedMemory) Native.NativeMemory.KeepFreedMemory();
             Models.ComputeTypes.Apply(model, options.ComputeType ?? ComputeType);
+            (options.Kernels ?? Kernels).Apply(model);
             foreach (var chunk in Batches(order, encoded, options))
             {
                 cancellation.ThrowIfCancellationRequested();

@@ -52,6 +52,13 @@ public sealed class CliTests : IDisposable
         Assert.Equal(0, args.Code);
         Assert.Equal(["va !", "je suis chez moi ."], args.Out.TrimEnd('\n').Split('\n'));
 
+        // Another kernel choice gives the same output; --verbose puts the capability report on standard error first.
+        var modules = Run(null, "translate", "--model", model, "--kernels", "modules", "--verbose", "Go.", "I'm home.");
+        Assert.Equal(0, modules.Code);
+        Assert.Equal(args.Out, modules.Out);
+        Assert.Contains(modules.Err.Split('\n'), l => l.StartsWith("packed decoding", StringComparison.Ordinal) && l.Contains(" off "));
+        Assert.Equal(args.Out, Run(null, "translate", "--model", model, "--kernels", "no-row-step,no-onednn", "Go.", "I'm home.").Out);
+
         // Standard input: one output line per input line, in order, blank lines included.
         var stdin = Run("I lost.\n\nThank you!\n", "translate", "--model", model);
         Assert.Equal(0, stdin.Code);

@@ -1,4 +1,5 @@
 using Transduce.Models;
+using Transduce.Native;
 using Transduce.Training;
 using static TorchSharp.torch;
 
@@ -11,7 +12,7 @@ public sealed class AutocastTests
     {
         using var linear = nn.Linear(8, 4);
         using var x = randn(3, 8);
-        using (Autocast.Enter(ComputeType.BFloat16))
+        using (Autocast.Enter(ScalarType.BFloat16))
         {
             Assert.True(Autocast.IsActive);
             using var inside = linear.call(x);
@@ -28,12 +29,12 @@ public sealed class AutocastTests
     {
         using var linear = nn.Linear(8, 4);
         using var x = randn(3, 8);
-        using (Autocast.Enter(ComputeType.Float32))
+        using (Autocast.Enter(ScalarType.Float32))
         using (var y = linear.call(x))
             Assert.Equal(ScalarType.Float32, y.dtype);
-        using (Autocast.Enter(ComputeType.BFloat16))
+        using (Autocast.Enter(ScalarType.BFloat16))
         {
-            using (Autocast.Enter(ComputeType.BFloat16)) { }
+            using (Autocast.Enter(ScalarType.BFloat16)) { }
             Assert.True(Autocast.IsActive);
             using var y = linear.call(x);
             Assert.Equal(ScalarType.BFloat16, y.dtype);
@@ -50,7 +51,7 @@ public sealed class AutocastTests
         using var x = ones(1, 8);
         float Output()
         {
-            using var _ = Autocast.Enter(ComputeType.BFloat16);
+            using var _ = Autocast.Enter(ScalarType.BFloat16);
             using var y = linear.call(x);
             return y.sum().to_type(ScalarType.Float32).item<float>();
         }
@@ -66,7 +67,7 @@ public sealed class AutocastTests
         using var linear = nn.Linear(8, 4);
         using var x = randn(5, 8);
         Tensor y;
-        using (Autocast.Enter(ComputeType.BFloat16)) y = linear.call(x);
+        using (Autocast.Enter(ScalarType.BFloat16)) y = linear.call(x);
         using (y)
         using (var loss = y.to_type(ScalarType.Float32).square().mean())
             loss.backward();
@@ -100,6 +101,6 @@ public sealed class AutocastTests
     [Fact]
     public void Int8IsForDecodingNotForAutocast()
     {
-        Assert.Throws<ArgumentException>(() => Autocast.Enter(ComputeType.Int8));
+        Assert.Throws<ArgumentException>(() => Autocast.Enter(ScalarType.Int8));
     }
 }

@@ -1,4 +1,5 @@
 using Transduce.Models;
+using Transduce.Native;
 using Transduce.Models.Gru;
 using Transduce.Models.Transformer;
 using static TorchSharp.torch;

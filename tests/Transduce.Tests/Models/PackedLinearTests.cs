@@ -1,4 +1,5 @@
 using Transduce.Models;
+using Transduce.Native;
 using static TorchSharp.torch;
 
 namespace Transduce.Tests.Models;

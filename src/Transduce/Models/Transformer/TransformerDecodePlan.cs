@@ -9,7 +9,7 @@ namespace Transduce.Models.Transformer;
 /// step — the self-attention's query, key and value projections are one product, 1/√d is folded into the query weights,
 /// a single new position reshapes heads with views only, and nothing checks <c>training</c> or builds a mask it does not
 /// need. Built lazily on the first eval-mode call; rebuilt when the weights change (their version counters, see
-/// <see cref="WeightVersions"/>) or when the model leaves eval mode.
+/// <see cref="Native.WeightVersions"/>) or when the model leaves eval mode.
 /// </summary>
 internal sealed class TransformerDecodePlan : IPackedPlan
 {
@@ -74,6 +74,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
 
     private TransformerRowStep? rowStep;
     private bool rowStepTried;
+    private readonly bool rowStepAllowed = PlanCache.Packing.RowStep;
 
     /// <summary>The packed output layer.</summary>
     public PackedLinear Output => output;
@@ -83,7 +84,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
 
     /// <summary>
     /// The managed one-row step for the same weights (made by <paramref name="create"/> on first use, null where it does
-    /// not apply or <c>TRANSDUCE_ROW_STEP=0</c>), released with the plan.
+    /// not apply or <see cref="DecodingKernels.RowStep"/> is off), released with the plan.
     /// </summary>
     public TransformerRowStep? RowStep(Func<TransformerRowStep?> create)
     {
@@ -92,7 +93,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
             if (!rowStepTried)
             {
                 rowStepTried = true;
-                if (PackedDecoding.RowStepEnabled) rowStep = create();
+                if (rowStepAllowed) rowStep = create();
             }
             return rowStep;
         }

@@ -158,6 +158,9 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         return new TransformerRowStep(plan, decoder, managedProducts);
     }
 
+    /// <summary>Whether the decoder layers multiply through managed panels (<see cref="RowLinear"/>) rather than the plan's packed layers.</summary>
+    internal bool ManagedProducts => blocks.Any(b => b.Linears.OfType<RowLinear>().Any());
+
     /// <summary>Bytes of packed copies (the embedding is read in place).</summary>
     public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + (positions?.Length ?? 0) * sizeof(float);
 

@@ -130,12 +130,20 @@ public sealed class MarianConvertTests : IDisposable
     }
 
     [Theory]
-    [InlineData(1, "greedy_ids")]
-    [InlineData(4, "beam4_ids")]
-    public void TranslatorOnTextReproducesGenerate(int beam, string field)
+    [InlineData(1, "greedy_ids", "auto", 64)]
+    [InlineData(4, "beam4_ids", "auto", 64)]
+    [InlineData(1, "greedy_ids", "auto", 1)]        // one sentence at a time: the managed row step
+    [InlineData(1, "greedy_ids", "modules", 64)]
+    [InlineData(4, "beam4_ids", "modules", 64)]
+    [InlineData(1, "greedy_ids", "no-row-step", 1)]
+    [InlineData(1, "greedy_ids", "no-onednn", 64)]
+    [InlineData(1, "greedy_ids", "no-onednn", 1)]
+    [InlineData(4, "beam4_ids", "no-onednn", 64)]
+    public void TranslatorOnTextReproducesGenerate(int beam, string field, string kernels, int batch)
     {
         using var translator = new Translator(ConvertAsExpected());
-        var outputs = translator.TranslateTokens(Sentences, new TranslationOptions { Beam = beam, MaxNewTokens = 24 });
+        var outputs = translator.TranslateTokens(Sentences,
+            new TranslationOptions { Beam = beam, MaxNewTokens = 24, Kernels = Transduce.Models.DecodingKernels.Parse(kernels), BatchSize = batch });
         var marian = MarianVocabulary();
         var expected = Ints(field);
         for (int i = 0; i < expected.Length; i++)

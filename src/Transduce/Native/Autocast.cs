@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
-namespace Transduce.Models;
+namespace Transduce.Native;
 
 /// <summary>
 /// libtorch's CPU autocast, which TorchSharp 0.107 does not wrap: inside a scope, the operations on libtorch's
@@ -44,27 +44,31 @@ internal static class Autocast
     private sealed record Api(SetEnabledFn SetEnabled, IsEnabledFn IsEnabled, SetDtypeFn SetDtype, GetDtypeFn GetDtype,
         NestingFn Increment, NestingFn Decrement, ClearCacheFn ClearCache);
 
-    private static readonly Lazy<(Api? Api, string? Error)> Native = new(Bind);
+    private static Api? native;
+
+    /// <summary>The seven functions, resolved once. Without them, bfloat16 training cannot run (decoding does not use them).</summary>
+    public static NativeBinding Binding { get; } = new("CPU autocast", "at::autocast: 7 functions",
+        "training with --precision bf16 stops with an error; float32 training and all decoding are unaffected", Bind);
 
     /// <summary>True when this libtorch exposes CPU autocast.</summary>
-    public static bool IsAvailable => Native.Value.Api is not null;
+    public static bool IsAvailable => Binding.Available;
 
     /// <summary>True when the calling thread is inside a bfloat16 autocast scope.</summary>
-    public static bool IsActive => Native.Value.Api is { } api && api.IsEnabled(Cpu);
+    public static bool IsActive => Binding.Available && native!.IsEnabled(Cpu);
 
     /// <summary>
     /// Enters a scope in which the calling thread computes in <paramref name="type"/>; disposing it restores what was
-    /// there before. <see cref="ComputeType.Float32"/> gives a scope that changes nothing.
+    /// there before. Float32 gives a scope that changes nothing.
     /// </summary>
     /// <exception cref="NotSupportedException">bfloat16 was asked for and this libtorch has no CPU autocast.</exception>
-    /// <exception cref="ArgumentException"><see cref="ComputeType.Int8"/>: autocast has no int8 (decoding reaches it through <see cref="PackedLinear"/>).</exception>
-    public static IDisposable Enter(ComputeType type)
+    /// <exception cref="ArgumentException">Any other type: autocast computes in float32 or bfloat16 only (int8 decoding goes through packed products instead).</exception>
+    public static IDisposable Enter(ScalarType type)
     {
-        if (type == ComputeType.Float32) return NoScope.Instance;
-        if (type != ComputeType.BFloat16) throw new ArgumentException($"compute type {type.Name()}: autocast computes in float32 or bfloat16 only");
-        var (api, error) = Native.Value;
-        if (api is null) throw new NotSupportedException($"precision bf16 needs libtorch's CPU autocast, which is not available here: {error}");
-        return new Scope(api, ScalarType.BFloat16);
+        if (type == ScalarType.Float32) return NoScope.Instance;
+        if (type != ScalarType.BFloat16) throw new ArgumentException($"{type}: autocast computes in float32 or bfloat16 only");
+        if (!Binding.Available)
+            throw new NotSupportedException($"precision bf16 needs libtorch's CPU autocast, which is not available here: {Binding.Reason}");
+        return new Scope(native!, ScalarType.BFloat16);
     }
 
     private sealed class NoScope : IDisposable
@@ -102,14 +106,14 @@ internal static class Autocast
         }
     }
 
-    private static (Api?, string?) Bind()
+    private static string? Bind()
     {
         // TorchSharp has loaded libtorch_cpu by the time any tensor exists; make sure of it, then find it the way
         // DllImport would (the application's folder, runtimes/<rid>/native).
         using (var _ = empty(0)) { }
         if (!NativeLibrary.TryLoad("torch_cpu", typeof(Autocast).Assembly, null, out var library) &&
             !NativeLibrary.TryLoad("libtorch_cpu", typeof(Autocast).Assembly, null, out library))
-            return (null, "libtorch_cpu was not found");
+            return "libtorch_cpu was not found";
         T? Get<T>(string symbol) where T : Delegate =>
             NativeLibrary.TryGetExport(library, symbol, out var address) ? Marshal.GetDelegateForFunctionPointer<T>(address) : null;
         var setEnabled = Get<SetEnabledFn>("_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb");
@@ -120,7 +124,8 @@ internal static class Autocast
         var decrement = Get<NestingFn>("_ZN2at8autocast17decrement_nestingEv");
         var clear = Get<ClearCacheFn>("_ZN2at8autocast11clear_cacheEv");
         if (setEnabled is null || isEnabled is null || setDtype is null || getDtype is null || increment is null || decrement is null || clear is null)
-            return (null, "libtorch_cpu does not export at::autocast (set_autocast_enabled, set_autocast_dtype, …)");
-        return (new Api(setEnabled, isEnabled, setDtype, getDtype, increment, decrement, clear), null);
+            return "libtorch_cpu does not export at::autocast (set_autocast_enabled, set_autocast_dtype, …)";
+        native = new Api(setEnabled, isEnabled, setDtype, getDtype, increment, decrement, clear);
+        return null;
     }
 }

@@ -5,7 +5,7 @@ using System.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Transduce.Models;
+namespace Transduce.Native;
 
 /// <summary>
 /// oneDNN's float32 inner product over a weight reordered once into oneDNN's own blocked layout
@@ -19,8 +19,8 @@ namespace Transduce.Models;
 /// <c>aten</c>; a TorchScript archive resolves every registered namespace. So this class writes a four-file archive
 /// (code, an empty module's pickle, no constants) in memory and loads it with TorchSharp's <c>jit.load</c>.
 /// </para>
-/// Set <c>TRANSDUCE_ONEDNN=0</c> to decode with MKL's products instead (<see cref="Available"/> is then false, as it is
-/// on a libtorch without these operators: see <c>LinearPointwise</c>).
+/// <see cref="Models.DecodingKernels.OneDnn"/> set to false decodes with MKL's products instead, which is also the
+/// fallback where these operators are missing (<see cref="Binding"/>: see <c>LinearPointwise</c>).
 /// </summary>
 internal static class OneDnnKernels
 {
@@ -45,7 +45,11 @@ internal static class OneDnnKernels
 
         """;
 
-    private static readonly Lazy<jit.ScriptModule?> Module = new(Load);
+    private static jit.ScriptModule? module;
+
+    /// <summary>The two operators, resolved and tried once (the archive loads only where both are present).</summary>
+    public static NativeBinding Binding { get; } = new("oneDNN inner product", "mkldnn::_linear_pointwise, mkldnn::_reorder_linear_weight",
+        "float32 products run libtorch's addmm (MKL) and bfloat16 products its linear", Load);
 
     // libtorch's implementation of mkldnn::_linear_pointwise, by its Itanium-mangled name, which spells out the signature
     // this archive calls. A TorchScript archive naming an operator libtorch lacks (a build without oneDNN, another
@@ -54,49 +58,59 @@ internal static class OneDnnKernels
     [DllImport("libtorch_cpu", EntryPoint = "_ZN2at6native23mkldnn_linear_pointwiseERKNS_6TensorES3_RKSt8optionalIS1_ESt17basic_string_viewIcSt11char_traitsIcEEN3c104ListIS4_INSC_6ScalarEEEES4_ISB_E")]
     private static extern void LinearPointwise();
 
-    private static bool OperatorsPresent()
+    // mkldnn::_reorder_linear_weight has no exported symbol of its own (its kernel is file-local); it is registered in
+    // MKLDNNConversions.cpp, whose exported neighbour this is. Never called, only resolved.
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at6native28mkldnn_reorder_conv2d_weightERKNS_6TensorEN3c108ArrayRefIlEES6_S6_lNS4_16OptionalArrayRefIlEE")]
+    private static extern void ReorderConversions();
+
+    private static string? MissingOperator()
     {
-        try
+        foreach (string name in new[] { nameof(LinearPointwise), nameof(ReorderConversions) })
         {
-            Marshal.Prelink(typeof(OneDnnKernels).GetMethod(nameof(LinearPointwise), BindingFlags.NonPublic | BindingFlags.Static)!);
-            return true;
+            try
+            {
+                Marshal.Prelink(typeof(OneDnnKernels).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!);
+            }
+            catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+            {
+                return name == nameof(LinearPointwise)
+                    ? "libtorch_cpu has no at::native::mkldnn_linear_pointwise with the expected signature"
+                    : "libtorch_cpu has no oneDNN weight conversions (mkldnn::_reorder_linear_weight)";
+            }
         }
-        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
-        {
-            return false;
-        }
+        return null;
     }
 
-    /// <summary>Whether the kernels loaded (libtorch built with oneDNN, and not switched off by <c>TRANSDUCE_ONEDNN=0</c>).</summary>
-    public static bool Available => Module.Value is not null;
+    /// <summary>Whether the kernels loaded (libtorch built with oneDNN with these operators).</summary>
+    public static bool Available => Binding.Available;
 
     /// <summary>The float32 weight (out, in) reordered into oneDNN's blocked layout (an opaque oneDNN tensor).</summary>
     public static Tensor Pack(Tensor weight) =>
-        (Tensor)Module.Value!.invoke("pack", weight.contiguous());
+        (Tensor)module!.invoke("pack", weight.contiguous());
 
     /// <summary>x (rows ≥ 1, in) float32, contiguous, times the packed weight, plus <paramref name="bias"/>: (rows, out).</summary>
     public static Tensor Linear(Tensor x, Tensor packed, Tensor? bias) =>
         bias is null
-            ? (Tensor)Module.Value!.invoke("linear_no_bias", x, packed)
-            : (Tensor)Module.Value!.invoke("linear", x, packed, bias);
+            ? (Tensor)module!.invoke("linear_no_bias", x, packed)
+            : (Tensor)module!.invoke("linear", x, packed, bias);
 
-    private static jit.ScriptModule? Load()
+    private static string? Load()
     {
-        if (Environment.GetEnvironmentVariable("TRANSDUCE_ONEDNN") == "0" || !OperatorsPresent()) return null;
-        try
+        using (var _ = empty(0)) { } // TorchSharp has loaded libtorch_cpu
+        if (MissingOperator() is { } missing) return missing;
+        var loaded = jit.load(Archive());
+        loaded.eval();
+        using var probe = ones(1, 2);
+        using var weight = ones(3, 2);
+        using var packed = (Tensor)loaded.invoke("pack", weight);
+        using var y = (Tensor)loaded.invoke("linear_no_bias", probe, packed);
+        if (!y.shape.SequenceEqual([1L, 3L]) || y[0, 0].item<float>() != 2f)
         {
-            var module = jit.load(Archive());
-            module.eval();
-            using var probe = ones(1, 2);
-            using var weight = ones(3, 2);
-            using var packed = (Tensor)module.invoke("pack", weight);
-            using var y = (Tensor)module.invoke("linear_no_bias", probe, packed);
-            return y.shape.SequenceEqual([1L, 3L]) && y[0, 0].item<float>() == 2f ? module : null;
+            loaded.Dispose();
+            return "the oneDNN inner product gave a wrong result on its probe";
         }
-        catch (Exception)
-        {
-            return null; // a libtorch without oneDNN: the MKL products serve
-        }
+        module = loaded;
+        return null;
     }
 
     /// <summary>The archive torch.jit.save would write for <see cref="Code"/>: stored (uncompressed) zip entries.</summary>
