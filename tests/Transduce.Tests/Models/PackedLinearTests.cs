@@ -15,17 +15,20 @@ public sealed class PackedLinearTests
         Assert.True(OneDnnKernels.Available, "the oneDNN inner product did not load: float32 decoding falls back to MKL");
 
     [Theory]
-    [InlineData(256, 1100, true)]   // large: oneDNN at every row count
-    [InlineData(64, 96, true)]      // small: addmm at one row, oneDNN from 43 rows up
-    [InlineData(300, 1000, false)]
-    public void ProductsEqualLinear(int inputs, int outputs, bool bias)
+    [InlineData(256, 1100, true, true)]   // large: oneDNN at every row count
+    [InlineData(64, 96, true, true)]      // small: addmm at one row, oneDNN from 43 rows up
+    [InlineData(300, 1000, false, true)]
+    [InlineData(256, 1100, true, false)]  // --kernels no-onednn: addmm at every row count
+    [InlineData(300, 1000, false, false)]
+    public void ProductsEqualLinear(int inputs, int outputs, bool bias, bool oneDnn)
     {
         manual_seed(7);
         using var scope = NewDisposeScope();
         using var grad = inference_mode();
         var w = randn(outputs, inputs) / Math.Sqrt(inputs);
         var b = bias ? randn(outputs) : null;
-        using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, b)]);
+        using var packed = PackedLinear.Pack(ComputeType.Float32, [(w, b)], kernels: DecodingKernels.Auto with { OneDnn = oneDnn });
+        Assert.Equal(oneDnn && OneDnnKernels.Available, packed.UsesOneDnn);
         foreach (long rows in new long[] { 0, 1, 3, 64 })
         {
             var x = randn(rows, inputs);
@@ -51,15 +54,18 @@ public sealed class PackedLinearTests
         Assert.True(nn.functional.linear(x, w).allclose(packed.Forward(x), rtol: 1e-4, atol: 1e-5));
     }
 
-    [Fact]
-    public void BFloat16ProductsStayCloseToFloat32()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]   // --kernels no-onednn: libtorch's bfloat16 linear
+    public void BFloat16ProductsStayCloseToFloat32(bool oneDnn)
     {
         manual_seed(9);
         using var scope = NewDisposeScope();
         using var grad = inference_mode();
         var w = randn(1100, 256) / 16;
         var b = randn(1100);
-        using var packed = PackedLinear.Pack(ComputeType.BFloat16, [(w, b)]);
+        using var packed = PackedLinear.Pack(ComputeType.BFloat16, [(w, b)], kernels: DecodingKernels.Auto with { OneDnn = oneDnn });
+        Assert.Equal(oneDnn && OneDnnKernels.Available, packed.UsesOneDnn);
         foreach (long rows in new long[] { 0, 1, 5 })
         {
             var x = randn(rows, 256);

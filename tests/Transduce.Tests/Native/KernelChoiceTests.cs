@@ -110,6 +110,36 @@ public sealed class KernelChoiceTests
     }
 
     [Theory]
+    [InlineData(ComputeType.BFloat16, "auto", 1)]
+    [InlineData(ComputeType.BFloat16, "no-onednn", 1)]
+    [InlineData(ComputeType.BFloat16, "no-row-step", 1)]
+    [InlineData(ComputeType.BFloat16, "no-onednn", 3)]
+    [InlineData(ComputeType.Int8, "auto", 1)]
+    [InlineData(ComputeType.Int8, "no-row-step", 3)]
+    public void ReducedTypesStayCloseToTheModulesUnderEveryChoice(ComputeType type, string choice, int rows)
+    {
+        var kernels = DecodingKernels.Parse(choice);
+        using var model = Transformer();
+        ((TransformerDecoder)model.Decoder).ComputeType = type;
+        ((TransformerEncoder)model.Encoder).ComputeType = type;
+        manual_seed(6);
+        var source = randint(4, 40, [rows, 7]);
+        var lengths = full(rows, 7L, ScalarType.Int64);
+        var (modules, steps, states) = Decode(model, kernels, source, lengths);
+        double error = (modules - steps).abs().max().item<float>();
+        double range = modules.abs().max().item<float>();
+        Assert.True(error < 0.05 * range, $"max difference {error} against logits up to {range}");
+        Assert.False(modules.allclose(steps, rtol: 1e-6, atol: 1e-7), "the reduced type gave float32's exact logits: it did not run");
+        double agree = modules.argmax(-1).eq(steps.argmax(-1)).to_type(ScalarType.Float32).mean().item<float>();
+        Assert.True(agree >= 0.8, $"only {agree:P0} of the arg-maxes agree");
+        var plan = Assert.IsType<TransformerDecodePlan>(((TransformerDecoder)model.Decoder).CurrentPlan);
+        Assert.Equal(type, plan.ComputeType);
+        if (type == ComputeType.BFloat16)
+            Assert.All(Layers(plan), layer => Assert.Equal(kernels.OneDnn && OneDnnKernels.Available, layer.UsesOneDnn));
+        Assert.All(states, s => Assert.Equal(rows == 1 && kernels.RowStep && RowKernels.Supported, s.Row is not null));
+    }
+
+    [Theory]
     [MemberData(nameof(Choices))]
     public void BatchedStepsEqualTheModulesUnderEveryChoice(string choice)
     {

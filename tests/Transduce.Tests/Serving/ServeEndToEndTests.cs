@@ -133,6 +133,8 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             lock (stderr) throw new InvalidOperationException($"serve did not start:\n{output}\n{stderr}");
         }
         url = found;
+        // The capability report comes first, once the models are loaded.
+        Assert.Contains(output.ToString().Split('\n'), l => l.StartsWith("managed row step", StringComparison.Ordinal));
         _ = process.StandardOutput.ReadToEndAsync();   // keep the pipe drained
         return process;
     }
