@@ -136,7 +136,7 @@ public sealed class KernelChoiceTests
         Assert.Equal(type, plan.ComputeType);
         if (type == ComputeType.BFloat16)
             Assert.All(Layers(plan), layer => Assert.Equal(kernels.OneDnn && OneDnnKernels.Available, layer.UsesOneDnn));
-        Assert.All(states, s => Assert.Equal(rows == 1 && kernels.RowStep && RowKernels.Supported, s.Row is not null));
+        Assert.All(states, s => Assert.Equal(rows == 1 && kernels.RowStep && RowKernels.Supported, s.ManagedStep));
     }
 
     [Theory]
