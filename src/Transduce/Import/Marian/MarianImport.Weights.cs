@@ -1,4 +1,4 @@
-using static TorchSharp.torch;
+using Transduce.Import.HuggingFace;
 
 using Transduce.Models;
 using Transduce.Models.Transformer;
@@ -48,83 +48,15 @@ internal static partial class MarianImport
     }
 
     /// <summary>
-    /// Copies a MarianMT weights file (safetensors or pytorch_model.bin) into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
-    /// shared/tied tensors that differ are reported together, by their Hugging Face names, in one <see cref="InvalidDataException"/>.
+    /// Copies MarianMT weights (<see cref="HuggingFaceWeights"/>: one file or shards) into <paramref name="model"/> by
+    /// <see cref="ParameterNames"/> (<see cref="WeightMapping.Copy"/>): a missing <c>final_logits_bias</c> starts at zero, as
+    /// in transformers; an older checkpoint's stored sinusoid table is only checked for its shape (the table is computed).
     /// </summary>
-    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, string path)
-    {
-        var loaded = ReadWeights(path);
-        try
-        {
-            var expected = model.state_dict();
-            var names = ParameterNames(config);
-            var problems = new List<string>();
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            var plan = new List<(Tensor Target, Tensor? Source)>();
-            foreach (var (ours, target) in expected)
-            {
-                if (ours.EndsWith(".positions.table", StringComparison.Ordinal)) continue; // the sinusoid table is computed, not loaded
-                if (!names.TryGetValue(ours, out var candidates))
-                {
-                    problems.Add($"model tensor '{ours}' has no Hugging Face counterpart (internal error)");
-                    continue;
-                }
-                var present = candidates.Where(loaded.ContainsKey).ToList();
-                used.UnionWith(present);
-                if (present.Count == 0)
-                {
-                    if (ours == "decoder.dense.bias") plan.Add((target, null)); // transformers, too, starts a missing final_logits_bias at zero
-                    else problems.Add($"missing tensor '{candidates[0]}'" + (candidates.Count > 1 ? $" (or any of '{string.Join("', '", candidates.Skip(1))}')" : ""));
-                    continue;
-                }
-                var source = loaded[present[0]];
-                long[] shape = ours == "decoder.dense.bias" && source.shape is [1, var v] ? [v] : source.shape;
-                if (!shape.SequenceEqual(target.shape))
-                {
-                    long[] theirs = ours == "decoder.dense.bias" ? [1, .. target.shape] : target.shape;
-                    problems.Add($"tensor '{present[0]}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", theirs)}]");
-                    continue;
-                }
-                foreach (var other in present.Skip(1))
-                    if (!SameValues(loaded[other], source))
-                        problems.Add($"tensors '{present[0]}' and '{other}' must be one shared/tied weight (config) but differ");
-                plan.Add((target, source));
-            }
-            foreach (var name in loaded.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
-            {
-                if (name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight")
-                {
-                    if (!loaded[name].shape.SequenceEqual([config.MaxPositions, config.HiddenSize]))
-                        problems.Add($"tensor '{name}' has shape [{string.Join(", ", loaded[name].shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]");
-                    continue;
-                }
-                problems.Add($"unexpected tensor '{name}'");
-            }
-            if (problems.Count > 0)
-                throw new InvalidDataException($"{path}: weights do not fit the MarianMT config: {string.Join("; ", problems)}");
-            using var _ = no_grad();
-            foreach (var (target, source) in plan)
-            {
-                if (source is null)
-                {
-                    target.zero_();
-                    continue;
-                }
-                using var view = source.reshape(target.shape);
-                target.copy_(view);
-            }
-        }
-        finally
-        {
-            foreach (var t in loaded.Values) t.Dispose();
-        }
-    }
-
-    private static bool SameValues(Tensor a, Tensor b)
-    {
-        if (!a.shape.SequenceEqual(b.shape)) return false;
-        using var same = a.eq(b);
-        using var all = same.all();
-        return all.item<bool>();
-    }
+    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, HuggingFaceWeights weights) =>
+        WeightMapping.Copy(model, ParameterNames(config), weights, "MarianMT",
+            zeroWhenMissing: ours => ours == "decoder.dense.bias",
+            extra: (name, tensor) => name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight"
+                ? tensor.shape.SequenceEqual([config.MaxPositions, config.HiddenSize]) ? null
+                    : $"tensor '{name}' has shape [{string.Join(", ", tensor.shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]"
+                : WeightMapping.Unexpected(name));
 }
