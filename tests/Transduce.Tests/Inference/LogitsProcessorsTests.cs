@@ -56,7 +56,7 @@ public sealed class LogitsProcessorsTests
     {
         using var scope = NewDisposeScope();
         var rules = LogitsProcessors.Standard(new SearchOptions { MinLength = 5, BannedTokens = [3] }, Ids, [2]);
-        Assert.Equal([typeof(MinLengthProcessor), typeof(BannedTokensProcessor), typeof(MaxLengthProcessor)], rules.Select(r => r.GetType()));
+        Assert.Equal([typeof(BannedTokensProcessor), typeof(MinLengthProcessor), typeof(MaxLengthProcessor)], rules.Select(r => r.GetType())); // transformers' order
         var atLimit = Rows(rules.Apply(zeros(1, 5), new SearchPosition(2, [0])))[0];
         Assert.Equal([float.NegativeInfinity, float.NegativeInfinity, 0, float.NegativeInfinity, float.NegativeInfinity], atLimit); // <eos> alone
         var before = Rows(rules.Apply(zeros(1, 5), new SearchPosition(1, [0])))[0];

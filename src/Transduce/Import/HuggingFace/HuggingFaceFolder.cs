@@ -61,11 +61,11 @@ internal sealed class HuggingFaceFolder
         return full;
     }
 
-    /// <summary>Reads the folder's JSON file <paramref name="name"/> (<see cref="JsonFile"/>).</summary>
-    public JsonFile Json(string name, bool required) => new(File(name), required);
+    /// <summary>Reads the folder's JSON file <paramref name="name"/> (<see cref="HfJsonFile"/>).</summary>
+    public HfJsonFile Json(string name, bool required) => new(File(name), required);
 
     /// <summary>The folder's <c>config.json</c> (required).</summary>
-    public JsonFile Config() => Json(ConfigFile, required: true);
+    public HfJsonFile Config() => Json(ConfigFile, required: true);
 
     /// <summary>The weights (one file or shards), found as transformers looks for them (<see cref="HuggingFaceWeights.Find"/>).</summary>
     public HuggingFaceWeights Weights() => HuggingFaceWeights.Find(this);

@@ -54,7 +54,7 @@ internal sealed class HuggingFaceWeights
 
     private static HuggingFaceWeights FromIndex(HuggingFaceFolder folder, string indexPath, bool safetensors)
     {
-        var index = new JsonFile(indexPath, required: true);
+        var index = new HfJsonFile(indexPath, required: true);
         if (index.Node("weight_map") is not JsonObject map || map.Count == 0)
             throw index.Error("'weight_map' must be an object of tensor name → shard file");
         var weightMap = new Dictionary<string, string>(StringComparer.Ordinal);

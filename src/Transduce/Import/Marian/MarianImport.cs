@@ -46,7 +46,7 @@ internal static partial class MarianImport
         var folder = new HuggingFaceFolder(directory, Family);
         string configPath = folder.File(ConfigFile);
         var config = ReadModelConfig(configPath);
-        var generation = ReadGenerationConfig(folder.Directory);
+        var generation = ReadGenerationConfig(folder.Directory, config);
         var (sourceVocabulary, targetVocabulary) = ReadVocabularies(folder.Directory, config, generation);
         var weights = folder.Weights();
 

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -6,29 +5,32 @@ namespace Transduce.Import.HuggingFace;
 
 /// <summary>
 /// A JSON object file of a Hugging Face folder (<c>config.json</c>, <c>generation_config.json</c>,
-/// <c>tokenizer_config.json</c>, a shard index) with typed accessors whose errors name the file and the key.
+/// <c>tokenizer_config.json</c>) with typed accessors whose errors name the file and the key.
 /// </summary>
-internal sealed class JsonFile
+internal sealed class HfJsonFile
 {
     private readonly string path;
     private readonly JsonObject? root;
 
-    /// <summary>Reads <paramref name="path"/>; a missing file throws when <paramref name="required"/>, else reads as absent (<see cref="Exists"/> false).</summary>
-    public JsonFile(string path, bool required)
+    /// <summary>Reads <paramref name="path"/>; a missing file is an error when <paramref name="required"/>, else an empty object.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="required">Whether the file must exist.</param>
+    /// <param name="folderKind">What folder a missing required file suggests this is not (for the error).</param>
+    public HfJsonFile(string path, bool required, string folderKind = "Hugging Face model")
     {
         this.path = path;
         if (!File.Exists(path))
         {
-            if (required) throw new FileNotFoundException($"{path}: not found — is this a Hugging Face model folder?", path);
+            if (required) throw new FileNotFoundException($"{path}: not found — is this a {folderKind} folder?", path);
             return;
         }
         try
         {
-            // A duplicate key (which transformers' json.load would silently resolve to the last) is refused at parse time.
+            // A duplicate key (which Python's json.load silently resolves to the last) is refused at parse time.
             root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
                 ?? throw new InvalidDataException($"{path}: not a JSON object");
         }
-        catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)
+        catch (JsonException e)
         {
             throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
         }
@@ -40,13 +42,10 @@ internal sealed class JsonFile
     /// <summary>True when the file was there.</summary>
     public bool Exists => root is not null;
 
-    /// <summary>An error naming the file: "<c>path: message</c>".</summary>
     public InvalidDataException Error(string message) => new($"{path}: {message}");
 
-    /// <summary>True when the file has <paramref name="key"/> (even with a null value).</summary>
     public bool Has(string key) => root?.ContainsKey(key) == true;
 
-    /// <summary>The value of <paramref name="key"/>, or null.</summary>
     public JsonNode? Node(string key) => root?[key];
 
     private T? Get<T>(string key, string kind) where T : struct
@@ -60,7 +59,6 @@ internal sealed class JsonFile
         throw Error($"'{key}' must be {kind} (got {node.ToJsonString()})");
     }
 
-    /// <summary>An integer (a whole number written as 2.0 is accepted), or null when absent.</summary>
     public int? Int(string key) => Get<int>(key, "an integer");
 
     /// <summary>A size: an integer from 1 to <paramref name="max"/> (a bound far above any real model).</summary>
@@ -72,13 +70,10 @@ internal sealed class JsonFile
         return value;
     }
 
-    /// <summary>A number, or null when absent.</summary>
     public double? Double(string key) => Get<double>(key, "a number");
 
-    /// <summary>true or false, or null when absent.</summary>
     public bool? Bool(string key) => Get<bool>(key, "true or false");
 
-    /// <summary>A string, or null when absent.</summary>
     public string? String(string key)
     {
         var node = Node(key);
@@ -89,11 +84,21 @@ internal sealed class JsonFile
     /// <summary>A token id that may be written as a one-element list (transformers allows lists of eos ids).</summary>
     public int? TokenId(string key)
     {
-        if (Node(key) is JsonArray list)
-        {
-            if (list.Count == 1 && list[0] is JsonValue v && v.TryGetValue<int>(out int id)) return id;
-            throw Error($"'{key}': only a single id is supported (got {list.ToJsonString()})");
-        }
-        return Int(key);
+        var ids = TokenIds(key);
+        if (ids is null) return null;
+        if (ids.Distinct().Count() == 1) return ids[0];
+        throw Error($"'{key}': only a single id is supported (got {Node(key)!.ToJsonString()})");
+    }
+
+    /// <summary>An id or a non-empty list of ids (transformers' <c>eos_token_id</c> may be either); null when absent.</summary>
+    public int[]? TokenIds(string key)
+    {
+        var node = Node(key);
+        if (node is null) return null;
+        if (node is not JsonArray list) return [Int(key)!.Value];
+        if (list.Count == 0) throw Error($"'{key}' is an empty list");
+        return list.Select(item => item is JsonValue v && v.TryGetValue<int>(out int id)
+            ? id
+            : throw Error($"'{key}' must be an id or a list of ids (got {node.ToJsonString()})")).ToArray();
     }
 }
