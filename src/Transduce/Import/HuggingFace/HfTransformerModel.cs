@@ -77,27 +77,30 @@ internal class HfTransformerModel : IDisposable
     }
 
     /// <summary>Output tokens allowed before <c>&lt;eos&gt;</c> when <paramref name="newTokens"/> may follow the start token.</summary>
-    private int TokensBeforeEos(int? newTokens)
+    private static int TokensBeforeEos(HfGenerationConfig generation, int? newTokens)
     {
-        int limit = newTokens ?? Generation.NewTokenLimit;
+        int limit = newTokens ?? generation.NewTokenLimit;
         if (limit < 1) throw new ArgumentException("at least one new token must be allowed", nameof(newTokens));
-        return Generation.ForcedEosTokenId is null ? limit : limit - 1;
+        return generation.ForcedEosTokenId is null ? limit : limit - 1;
     }
 
     /// <summary>Greedy decoding as <c>generate(num_beams=1)</c>; per row the tokens after the start token, without <c>&lt;eos&gt;</c>.</summary>
     /// <param name="inputIds">(batch, steps) source ids, right-padded.</param>
     /// <param name="attentionMask">(batch, steps) 1 for tokens, 0 for padding.</param>
     /// <param name="maxNewTokens"><c>max_new_tokens</c>; null for the generation config's limit.</param>
-    public int[][] Greedy(Tensor inputIds, Tensor attentionMask, int? maxNewTokens = null)
+    /// <param name="settings">Decoding settings for this call (e.g. with a target language forced); null for <see cref="Generation"/>.</param>
+    public int[][] Greedy(Tensor inputIds, Tensor attentionMask, int? maxNewTokens = null, HfGenerationConfig? settings = null)
     {
+        settings ??= Generation;
         using var lengths = ValidLengths(attentionMask);
-        int max = TokensBeforeEos(maxNewTokens);
-        return GreedySearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), Generation.ToSettings().Greedy())
+        int max = TokensBeforeEos(settings, maxNewTokens);
+        return GreedySearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), settings.ToSettings().Greedy())
             .Select(h => h.Tokens).ToArray();
     }
 
     /// <summary>The beam options that reproduce <c>generate</c> with this model's settings.</summary>
-    public BeamSearchOptions BeamOptions(int? numBeams = null, int nBest = 1) => Generation.ToSettings().Beam(numBeams ?? Generation.NumBeams, nBest);
+    public BeamSearchOptions BeamOptions(int? numBeams = null, int nBest = 1, HfGenerationConfig? settings = null) =>
+        (settings ?? Generation).ToSettings().Beam(numBeams ?? (settings ?? Generation).NumBeams, nBest);
 
     /// <summary>
     /// Beam search as <c>generate(num_beams=k)</c> with the folder's <c>early_stopping</c> (or <paramref name="earlyStopping"/>);
@@ -109,12 +112,14 @@ internal class HfTransformerModel : IDisposable
     /// <param name="maxNewTokens"><c>max_new_tokens</c>; null for the generation config's limit.</param>
     /// <param name="nBest">Hypotheses returned per row.</param>
     /// <param name="earlyStopping"><c>early_stopping</c>; null for the generation config's.</param>
+    /// <param name="settings">Decoding settings for this call (e.g. with a target language forced); null for <see cref="Generation"/>.</param>
     public IReadOnlyList<IReadOnlyList<Hypothesis>> Beam(Tensor inputIds, Tensor attentionMask, int? numBeams = null, int? maxNewTokens = null,
-        int nBest = 1, EarlyStopping? earlyStopping = null)
+        int nBest = 1, EarlyStopping? earlyStopping = null, HfGenerationConfig? settings = null)
     {
+        settings ??= Generation;
         using var lengths = ValidLengths(attentionMask);
-        int max = TokensBeforeEos(maxNewTokens);
-        var options = BeamOptions(numBeams, nBest);
+        int max = TokensBeforeEos(settings, maxNewTokens);
+        var options = BeamOptions(numBeams, nBest, settings);
         if (earlyStopping is { } rule) options = options with { EarlyStopping = rule };
         return BeamSearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), options);
     }

@@ -26,15 +26,7 @@ internal static partial class MarianImport
             throw json.Error($"'encoder_attention_heads' {encoderHeads} and 'decoder_attention_heads' {decoderHeads} differ, which is not supported");
         if (encoderFfn != decoderFfn)
             throw json.Error($"'encoder_ffn_dim' {encoderFfn} and 'decoder_ffn_dim' {decoderFfn} differ, which is not supported");
-        string activation = json.String("activation_function") ?? "gelu";
-        string mapped = activation switch
-        {
-            "swish" or "silu" => "swish",
-            "gelu" => "gelu",
-            "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh" => "gelu_tanh",
-            "relu" => "relu",
-            _ => throw json.Error($"unknown 'activation_function' '{activation}' (supported: swish, silu, gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu)"),
-        };
+        string mapped = HfActivations.Read(json, "gelu");
         // Keys of the BART-era MarianConfig that today's transformers ignores; anything but their Marian values would
         // describe a different network (and tensors this import does not map), so refuse it rather than run it wrongly.
         RequireFlag(json, "normalize_before", false);

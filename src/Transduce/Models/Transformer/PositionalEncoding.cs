@@ -15,6 +15,14 @@ internal enum SinusoidLayout
     /// the remaining columns cos(pos·ωᵢ), with the same frequencies ωᵢ = 10000^(−2i/d).
     /// </summary>
     Halves,
+
+    /// <summary>
+    /// fairseq's (M2M100, NLLB; transformers' <c>M2M100SinusoidalPositionalEmbedding</c>): sines of the d/2 frequencies
+    /// ωᵢ = exp(−i · ln 10000 / (d/2 − 1)) in the first half of the columns, their cosines in the second, a zero last column
+    /// when d is odd, computed in float32 as fairseq does. Row r is position r of the table: models that number positions
+    /// from the padding id + 1 read it with a <see cref="TransformerSpec.PositionOffset"/> of padding id + 1.
+    /// </summary>
+    Fairseq,
 }
 
 /// <summary>
@@ -39,8 +47,12 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         switch (spec.Positions)
         {
             case PositionKind.Sinusoidal:
-                table = (spec.SinusoidLayout == SinusoidLayout.Halves ? HalvesTable(spec.Hidden, spec.PositionRows) : InterleavedTable(spec.Hidden, spec.PositionRows))
-                    .unsqueeze(0).MoveToOuterDisposeScope();
+                table = (spec.SinusoidLayout switch
+                {
+                    SinusoidLayout.Halves => HalvesTable(spec.Hidden, spec.PositionRows),
+                    SinusoidLayout.Fairseq => FairseqTable(spec.Hidden, spec.PositionRows),
+                    _ => InterleavedTable(spec.Hidden, spec.PositionRows),
+                }).unsqueeze(0).MoveToOuterDisposeScope();
                 register_buffer("P", table, persistent: false);
                 break;
             case PositionKind.Learned:
@@ -83,6 +95,16 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
         var angles = position / pow(10000.0, exponents);                  // (positions, ⌈d/2⌉)
         var cos = angles.narrow(1, 0, cosines).cos();
         return cat([angles.sin(), cos], 1).to_type(ScalarType.Float32);
+    }
+
+    private static Tensor FairseqTable(long hiddenSize, long rows)
+    {
+        // float32 throughout, in fairseq's order of operations, so the table is the one transformers computes.
+        long half = hiddenSize / 2;
+        var frequencies = arange(half, ScalarType.Float32).mul_(-Math.Log(10000) / Math.Max(1, half - 1)).exp_();
+        var angles = arange(rows, ScalarType.Float32).unsqueeze(1) * frequencies.unsqueeze(0);   // (rows, d/2)
+        var table = cat([angles.sin(), angles.cos()], 1);
+        return hiddenSize % 2 == 1 ? cat([table, zeros(rows, 1)], 1) : table;
     }
 
     /// <summary>Adds the positions <paramref name="start"/> … start + steps − 1 to <paramref name="x"/> (batch, steps, hidden), in place.</summary>

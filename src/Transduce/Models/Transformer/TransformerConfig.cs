@@ -100,7 +100,8 @@ internal sealed record TransformerConfig : ModelConfig
     /// <summary>
     /// Column layout of the sinusoidal position table. <c>interleaved</c> (d2l, the default): sin and cos of each
     /// frequency in adjacent columns 2i, 2i+1; <c>halves</c> (Marian / Hugging Face <c>MarianSinusoidalPositionalEmbedding</c>):
-    /// all sines in the first half, all cosines in the second.
+    /// all sines in the first half, all cosines in the second; <c>fairseq</c> (M2M100 / NLLB): halves with fairseq's
+    /// frequencies 10000^(−i/(d/2−1)), read from row position + <see cref="PositionOffset"/>.
     /// </summary>
     public string PositionalLayout { get; init; } = "interleaved";
 
@@ -127,7 +128,8 @@ internal sealed record TransformerConfig : ModelConfig
         {
             "interleaved" => SinusoidLayout.Interleaved,
             "halves" => SinusoidLayout.Halves,
-            _ => throw new ArgumentException($"model config: unknown 'positional_layout' '{PositionalLayout}' (known: interleaved, halves)"),
+            "fairseq" => SinusoidLayout.Fairseq,
+            _ => throw new ArgumentException($"model config: unknown 'positional_layout' '{PositionalLayout}' (known: interleaved, halves, fairseq)"),
         },
         PositionOffset = PositionOffset,
         Norm = Norm switch
