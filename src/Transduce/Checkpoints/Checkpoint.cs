@@ -46,6 +46,9 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     internal Inference.GenerationSettings Generation { get; init; } = new();
 
+    /// <summary>The languages of a multilingual model (NLLB, M2M100), or null.</summary>
+    internal LanguageTable? Languages { get; init; }
+
     /// <summary>
     /// The same checkpoint with <paramref name="type"/> as its default number type for decoding; it shares the model,
     /// so dispose only one of them.
@@ -57,7 +60,7 @@ public sealed class Checkpoint : IDisposable
     {
         Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
         TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
-        TrainingInfo = TrainingInfo,
+        TrainingInfo = TrainingInfo, Languages = Languages,
     };
 
     /// <summary>The text pipeline (normaliser, tokenizers over the vocabularies) of this checkpoint.</summary>

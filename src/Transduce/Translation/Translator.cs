@@ -70,6 +70,18 @@ public sealed record TranslationOptions
     /// </summary>
     internal int? ForcedBosTokenId { get; init; }
 
+    /// <summary>
+    /// The source language of a multilingual model (NLLB: <c>eng_Latn</c>; M2M100: <c>en</c>): its token starts each source;
+    /// null uses the model's default. A model without languages refuses it; an unknown code is an error naming close ones.
+    /// </summary>
+    public string? SourceLanguage { get; init; }
+
+    /// <summary>
+    /// The target language of a multilingual model: decoding starts with its token (transformers' <c>forced_bos_token_id</c>);
+    /// null uses the model's default. A model without languages refuses it; an unknown code is an error naming close ones.
+    /// </summary>
+    public string? TargetLanguage { get; init; }
+
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
 
@@ -162,7 +174,7 @@ public sealed class Translator : IDisposable
     /// checked between batches and between decoding steps (then <see cref="OperationCanceledException"/>).
     /// </summary>
     public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
-        TranslateIds(sentences, options, cancellation).Select(pipeline.Decode).ToList();
+        TranslateIds(sentences, options, cancellation).Select(DecodeText).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> on the thread pool; results come back in input order. Cancelling skips
@@ -209,7 +221,7 @@ public sealed class Translator : IDisposable
     /// in input order: greedy search when <see cref="TranslationOptions.Beam"/> is 1, otherwise the best hypothesis of beam search.
     /// </summary>
     internal IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
-        Search(Encode(sentences), options, nBest: null, crossAttention: false, cancellation).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
+        Search(Encode(sentences, options), options, nBest: null, crossAttention: false, cancellation).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> with beam search and returns, per sentence in input order, up to
@@ -233,10 +245,10 @@ public sealed class Translator : IDisposable
     {
         options ??= new TranslationOptions();
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
-        var encoded = Encode(sentences);
+        var encoded = Encode(sentences, options);
         return Search(encoded, options, options.NBest, crossAttention, cancellation)
             .Select((n, i) => (IReadOnlyList<TranslationHypothesis>)n.Select(h =>
-                new TranslationHypothesis(pipeline.Decode(h.Tokens), h.Score, checkpoint.TargetVocabulary.Decode(h.Tokens).ToArray())
+                new TranslationHypothesis(DecodeText(h.Tokens), h.Score, checkpoint.TargetVocabulary.Decode(h.Tokens).ToArray())
                 {
                     Attention = h.CrossAttention is { } weights ? Map(encoded[i], sentences[i], h.Tokens, weights) : null,
                 }).ToArray())
@@ -249,9 +261,9 @@ public sealed class Translator : IDisposable
     /// </summary>
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
-        int[] sourceIds = pipeline.EncodeSource(sentence);
+        int[] sourceIds = EncodeSource(sentence, options);
         var best = Search([sourceIds], options, nBest: null, crossAttention: true, default)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
-        string text = pipeline.Decode(best.Tokens);
+        string text = DecodeText(best.Tokens);
         return (text, best.CrossAttention is { } weights ? Map(sourceIds, sentence, best.Tokens, weights) : null);
     }
 
@@ -270,7 +282,7 @@ public sealed class Translator : IDisposable
         var costs = new DecodingCost[sentences.Count];
         for (int i = 0; i < costs.Length; i++)
         {
-            int tokens = pipeline.EncodeSource(sentences[i]).Length;
+            int tokens = EncodeSource(sentences[i], options).Length;
             int positions = maxSteps is int m ? Math.Min(tokens + 1, m) : tokens + 1;
             costs[i] = new DecodingCost(tokens, Math.Max(1, positions), MaxOutputLength(tokens, options), rows);
         }
@@ -327,7 +339,24 @@ public sealed class Translator : IDisposable
     /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
 
-    private int[][] Encode(IReadOnlyList<string> sentences) => sentences.Select(pipeline.EncodeSource).ToArray();
+    private int[][] Encode(IReadOnlyList<string> sentences, TranslationOptions? options) => sentences.Select(s => EncodeSource(s, options)).ToArray();
+
+    /// <summary>The source ids of <paramref name="sentence"/>, with the source language's token for a multilingual model.</summary>
+    private int[] EncodeSource(string sentence, TranslationOptions? options)
+    {
+        int[] ids = pipeline.EncodeSource(sentence);
+        if (checkpoint.Languages is not { } languages)
+        {
+            if (options?.SourceLanguage is not null || options?.TargetLanguage is not null)
+                throw new ArgumentException("this model has no languages to choose: leave out the source and target language", nameof(options));
+            return ids;
+        }
+        return [languages.SourceId(options?.SourceLanguage), .. ids];
+    }
+
+    /// <summary>Output text without the tokens that are never text (a multilingual model's language codes).</summary>
+    private string DecodeText(IEnumerable<int> ids) =>
+        pipeline.Decode(checkpoint.Languages is { } languages ? ids.Where(id => !languages.TargetSpecials.Contains(id)) : ids);
 
     /// <summary>
     /// Decodes <paramref name="encoded"/> sources in length-sorted batches and returns, per source in input order, its
@@ -345,7 +374,9 @@ public sealed class Translator : IDisposable
             MinLength = options.MinLength ?? checkpoint.Generation.MinLength,
             NoRepeatNgramSize = options.NoRepeatNgramSize ?? checkpoint.Generation.NoRepeatNgramSize,
             RepetitionPenalty = options.RepetitionPenalty ?? checkpoint.Generation.RepetitionPenalty,
-            ForcedBosTokenId = options.ForcedBosTokenId ?? checkpoint.Generation.ForcedBosTokenId,
+            ForcedBosTokenId = options.ForcedBosTokenId
+                ?? (checkpoint.Languages is { } languages ? languages.TargetId(options.TargetLanguage) : (int?)null)
+                ?? checkpoint.Generation.ForcedBosTokenId,
         };
         var greedy = generation.Greedy(crossAttention);
         var beam = generation.Beam(Math.Max(options.Beam, nBest ?? 1), nBest ?? 1, crossAttention);

@@ -115,6 +115,9 @@ internal sealed class NllbTokenizer
     public int[] EncodePieces(string text) =>
         model.Encode(text).Select(p => p.Id == 0 ? UnkId : p.Id + Offset).ToArray();
 
+    /// <summary>The SentencePiece piece behind <paramref name="id"/> (ids 4 and up, below the language codes), or null.</summary>
+    public string? Piece(int id) => id > UnkId && id - Offset < model.Count && !special.Contains(id) ? model.IdToPiece(id - Offset) : null;
+
     /// <summary>The encoder input for <paramref name="text"/> in <paramref name="sourceLanguage"/> (default: the folder's <c>src_lang</c>).</summary>
     public int[] EncodeSource(string text, string? sourceLanguage = null)
     {

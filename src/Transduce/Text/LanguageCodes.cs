@@ -1,4 +1,4 @@
-namespace Transduce.Import.M2M100;
+namespace Transduce.Text;
 
 /// <summary>Messages for language codes a model does not know.</summary>
 internal static class LanguageCodes

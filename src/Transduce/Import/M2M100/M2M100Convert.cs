@@ -1,0 +1,83 @@
+using Transduce.Checkpoints;
+using Transduce.Import.HuggingFace;
+using Transduce.Text;
+
+namespace Transduce.Import.M2M100;
+
+/// <summary>
+/// Turns an NLLB folder into a native <see cref="Checkpoint"/>, so <c>Checkpoint.Load</c>, <c>translate --model DIR</c> and
+/// <c>serve --model DIR</c> take it: the same network with its vocabulary rows in our layout (<c>&lt;pad&gt; &lt;bos&gt;
+/// &lt;eos&gt; &lt;unk&gt;</c>, then NLLB's ids in order: <c>&lt;s&gt;</c>, the pieces, the language codes, <c>&lt;mask&gt;</c>,
+/// any rows beyond the tokenizer), the SentencePiece model as the <c>spm</c> tokenizer, a <see cref="LanguageTable"/> and
+/// decoding defaults that follow <c>generate</c>. Our <c>&lt;bos&gt;</c> row is NLLB's decoder start token (<c>&lt;/s&gt;</c>),
+/// so decoding starts exactly as transformers does; being a copy of the end token's row it is banned as an output.
+/// </summary>
+internal static class M2M100Convert
+{
+    /// <summary>Makes <see cref="Checkpoint.Load"/> convert NLLB / M2M100 folders (checkpoints sit below this folder and cannot name it).</summary>
+#pragma warning disable CA2255 // a library's own registration of a format it contains, run before any load
+    [System.Runtime.CompilerServices.ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Register() => ForeignFormats.Register(M2M100Import.ModelType, IsM2M100Folder, ToCheckpoint);
+
+    /// <summary>True when <paramref name="directory"/>'s <c>config.json</c> says <c>model_type: m2m_100</c>.</summary>
+    public static bool IsM2M100Folder(string directory) => HuggingFaceFolder.ModelType(directory) == M2M100Import.ModelType;
+
+    /// <summary>Loads and converts the folder <paramref name="directory"/>.</summary>
+    public static Checkpoint ToCheckpoint(string directory)
+    {
+        using var nllb = M2M100Import.Load(directory);
+        var folder = new HuggingFaceFolder(directory, M2M100Import.Family);
+        var tokenizer = nllb.Tokenizer;
+        if (tokenizer.Legacy)
+            throw new InvalidDataException(
+                $"{folder.File(HuggingFaceFolder.TokenizerConfigFile)}: 'legacy_behaviour': true (the language code after </s>) is read by the NLLB import but not yet by translate and serve");
+        var gen = nllb.Generation;
+        int rows = nllb.Config.TargetVocabSize;
+
+        // For each of our ids, the NLLB row it takes, and its token text.
+        var tokens = new List<string> { Vocabulary.PadToken, Vocabulary.BosToken, Vocabulary.EosToken, Vocabulary.UnkToken, "<s>" };
+        var map = new List<int> { gen.PadTokenId, gen.DecoderStartTokenId, gen.EosTokenId, NllbTokenizer.UnkId, NllbTokenizer.BosId };
+        var names = tokenizer.Languages.ToDictionary(kv => kv.Value, kv => kv.Key);
+        names[tokenizer.MaskId] = "<mask>";
+        for (int id = NllbTokenizer.UnkId + 1; id < rows; id++)
+        {
+            tokens.Add(names.TryGetValue(id, out var name) ? name : tokenizer.Piece(id) ?? $"<row {id}>");
+            map.Add(id);
+        }
+        var vocabulary = Vocabulary.FromTokens(tokens, Path.Combine(folder.Directory, NllbTokenizer.ModelFile));
+        var ourId = new Dictionary<int, int>();
+        for (int i = map.Count - 1; i >= 0; i--) ourId[map[i]] = i; // the first of our ids that takes each NLLB row
+
+        var config = nllb.Config with { SourceVocabSize = vocabulary.Count, TargetVocabSize = vocabulary.Count, PadId = vocabulary.PadId };
+        var mapArray = map.ToArray();
+        var model = VocabularyRemap.Reindex(nllb.Model, config, mapArray, mapArray);
+        var languages = tokenizer.Languages.ToDictionary(kv => kv.Key, kv => ourId[kv.Value], StringComparer.Ordinal);
+        var specials = new HashSet<int>(languages.Values) { ourId[tokenizer.MaskId] };
+        var table = new LanguageTable(languages, languages, specials, tokenizer.DefaultSourceLanguage,
+            folder.Json(HuggingFaceFolder.TokenizerConfigFile, required: false).String("tgt_lang"));
+        var settings = gen.ToSettings();
+        byte[] spm = File.ReadAllBytes(folder.File(NllbTokenizer.ModelFile));
+        return new Checkpoint
+        {
+            Model = model,
+            ModelConfig = config,
+            TextConfig = new TextConfig { Normalizer = "none", Tokenizer = "spm" },
+            SourceVocabulary = vocabulary,
+            TargetVocabulary = vocabulary,
+            SentencePiece = new SentencePiecePair(spm, spm),
+            Languages = table,
+            Generation = settings with
+            {
+                // Every banned NLLB id banned as ours, and our <bos> (a copy of </s>'s row) never an output.
+                BannedTokens = [vocabulary.BosId, .. settings.BannedTokens.Select(id => ourId[id])],
+                BannedSequences = [.. settings.BannedSequences.Select(seq => seq.Select(id => ourId[id]).ToArray())],
+                ForcedBosTokenId = settings.ForcedBosTokenId is int forced ? ourId[forced] : null,
+                // The translator's limit counts a closing </s> that forced_eos_token_id would write; without one (NLLB),
+                // generate's max_length allows one more output token.
+                MaxNewTokens = gen.ForcedEosTokenId is null ? settings.MaxNewTokens + 1 : settings.MaxNewTokens,
+            },
+            TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "nllb", ["source_folder"] = Path.GetFileName(folder.Directory.TrimEnd('/')) },
+        };
+    }
+}

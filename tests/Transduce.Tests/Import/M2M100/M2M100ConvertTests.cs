@@ -1,0 +1,43 @@
+using System.Text.Json;
+using Transduce.Checkpoints;
+using Transduce.Translation;
+
+namespace Transduce.Tests.Import.M2M100;
+
+/// <summary>
+/// An NLLB folder through <see cref="Checkpoint.Load"/> and <see cref="Translator"/>: languages chosen per call, the
+/// same output text as transformers' <c>generate</c> + <c>decode(skip_special_tokens=True)</c>.
+/// </summary>
+public sealed class M2M100ConvertTests
+{
+    private static readonly Lazy<JsonElement> s_expected = new(() =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(M2M100ParityTests.Folder, "expected.json"))).RootElement);
+
+    private static string[] Strings(JsonElement e) => e.EnumerateArray().Select(x => x.GetString()!).ToArray();
+
+    [Fact]
+    public void TranslateTakesTheFolderAndTheLanguages()
+    {
+        var expected = s_expected.Value;
+        using var translator = new Translator(Checkpoint.Load(M2M100ParityTests.Folder));
+        var options = new TranslationOptions { SourceLanguage = "eng_Latn", TargetLanguage = "fra_Latn" };
+        var sentences = Strings(expected.GetProperty("sentences"));
+        Assert.Equal(Strings(expected.GetProperty("greedy_text")), translator.Translate(sentences, options));
+        Assert.Equal(Strings(expected.GetProperty("beam4_text").GetProperty("False")), translator.Translate(sentences, options with { Beam = 4 }));
+        // The folder's src_lang is the default source language.
+        Assert.Equal(Strings(expected.GetProperty("greedy_text")), translator.Translate(sentences, options with { SourceLanguage = null }));
+    }
+
+    [Fact]
+    public void LanguagesAreCheckedByName()
+    {
+        using var translator = new Translator(Checkpoint.Load(M2M100ParityTests.Folder));
+        var sentences = new[] { "The house is wonderful." };
+        var missing = Assert.Throws<ArgumentException>(() => translator.Translate(sentences, new TranslationOptions { SourceLanguage = "eng_Latn" }));
+        Assert.Contains("name the target language", missing.Message);
+        var unknown = Assert.Throws<ArgumentException>(() => translator.Translate(sentences, new TranslationOptions { TargetLanguage = "fr" }));
+        Assert.Contains("fra_Latn", unknown.Message);
+        var source = Assert.Throws<ArgumentException>(() => translator.Translate(sentences, new TranslationOptions { SourceLanguage = "english", TargetLanguage = "fra_Latn" }));
+        Assert.Contains("source language", source.Message);
+    }
+}
