@@ -25,6 +25,14 @@ public sealed record TranslateRequestBody
     [Description("Return the cross-attention (last layer, averaged over heads) of each best translation.")]
     public bool? Attention { get; init; }
 
+    /// <summary>The source language of a multilingual model (one of its <c>languages</c> in <c>/v1/models</c>).</summary>
+    [Description("Source language of a multilingual model (NLLB: e.g. eng_Latn; one of its languages in /v1/models); the model's default when absent.")]
+    public string? SourceLang { get; init; }
+
+    /// <summary>The target language of a multilingual model.</summary>
+    [Description("Target language of a multilingual model (NLLB: e.g. fra_Latn); required by such a model unless it has a default.")]
+    public string? TargetLang { get; init; }
+
     /// <summary>The model to use (a name from <c>/v1/models</c>); the first served when absent.</summary>
     [Description("A model name from /v1/models; the first model served when absent.")]
     public string? Model { get; init; }

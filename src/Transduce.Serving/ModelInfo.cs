@@ -59,6 +59,18 @@ public sealed record ModelInfo
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? DefaultBeam { get; init; }
 
+    /// <summary>The language codes of a multilingual model (NLLB), which requests name in <c>source_lang</c> / <c>target_lang</c>; null for others.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Languages { get; init; }
+
+    /// <summary>The source language a request that names none gets (a multilingual model's default), or null.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DefaultSourceLang { get; init; }
+
+    /// <summary>The target language a request that names none gets, or null (then requests must name one).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DefaultTargetLang { get; init; }
+
     /// <summary>Whether translations can come with cross-attention weights (<c>"attention": true</c>).</summary>
     public bool Attention { get; init; }
 
@@ -91,15 +103,26 @@ public sealed record ModelInfo
             Training = checkpoint.TrainingInfo,
             Attention = checkpoint.Model.HasCrossAttention,
             DefaultBeam = checkpoint.Generation.NumBeams,
+            Languages = checkpoint.Languages?.Codes,
+            DefaultSourceLang = checkpoint.Languages?.DefaultSource,
+            DefaultTargetLang = checkpoint.Languages?.DefaultTarget,
         };
     }
 
-    /// <summary>The weights file a folder was loaded from: <c>model.safetensors</c>, else (MarianMT folders) <c>pytorch_model.bin</c>.</summary>
+    /// <summary>The weights file a folder was loaded from: <c>model.safetensors</c>, else (Hugging Face folders) <c>pytorch_model.bin</c> or a shard index.</summary>
     private static string WeightsOf(string directory)
     {
         string safetensors = Path.Combine(directory, Checkpoint.WeightsFile);
-        string pickled = Path.Combine(directory, Import.Marian.MarianImport.PyTorchWeightsFile);
-        return File.Exists(safetensors) || !File.Exists(pickled) ? safetensors : pickled;
+        if (File.Exists(safetensors)) return safetensors;
+        try
+        {
+            // A Hugging Face folder: pytorch_model.bin, or the index of sharded weights (which names every shard).
+            return Import.HuggingFace.HuggingFaceWeights.Find(new Import.HuggingFace.HuggingFaceFolder(directory, "model")).Path;
+        }
+        catch (FileNotFoundException)
+        {
+            return safetensors;
+        }
     }
 
     private static string HashPrefix(string path)

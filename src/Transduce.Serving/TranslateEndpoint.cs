@@ -42,7 +42,8 @@ internal static class TranslateEndpoint
                 return Fail("invalid", new RequestProblem(StatusCodes.Status400BadRequest, "No attention",
                     $"the '{model.Info.Architecture}' model has no cross-attention to show; send \"attention\": false or leave it out", "attention"));
 
-            var decoding = options.Decoding(beam, request.NBest);
+            if (LanguageProblem(request, model.Info) is { } languageProblem) return Fail("invalid", languageProblem);
+            var decoding = options.Decoding(beam, request.NBest) with { SourceLanguage = request.SourceLang, TargetLanguage = request.TargetLang };
             var costs = model.Backend.EstimateCost(request.Text, decoding);
             var job = new TranslationJob(request.Text, costs, decoding, request.Attention);
             log.Cost = job.Cost;
@@ -103,6 +104,27 @@ internal static class TranslateEndpoint
     /// Null when the request fits the per-request limits; otherwise 413 (too much text even for greedy search: send
     /// less) or 422 (the search settings make it too costly: a smaller beam or n-best, or no attention, would fit).
     /// </summary>
+    /// <summary>A language the model does not have (or any language for a model without), or a missing one it needs; else null.</summary>
+    private static RequestProblem? LanguageProblem(TranslateRequest request, ModelInfo info)
+    {
+        foreach (var (field, code, fallback) in new[] { ("source_lang", request.SourceLang, info.DefaultSourceLang), ("target_lang", request.TargetLang, info.DefaultTargetLang) })
+        {
+            if (info.Languages is not { } known)
+            {
+                if (code is not null)
+                    return new RequestProblem(StatusCodes.Status400BadRequest, "No languages",
+                        $"the model has no languages to choose; leave '{field}' out", field);
+                continue;
+            }
+            if (code is null && fallback is null)
+                return new RequestProblem(StatusCodes.Status400BadRequest, "Language required",
+                    $"the model is multilingual: '{field}' is required (one of its languages in /v1/models)", field);
+            if (code is not null && !known.Contains(code))
+                return new RequestProblem(StatusCodes.Status400BadRequest, "Unknown language", $"'{field}': {Text.LanguageCodes.Unknown(code, known)}", field);
+        }
+        return null;
+    }
+
     private static RequestProblem? TooCostly(TranslateRequest request, TranslationJob job, ServeOptions options)
     {
         if (job.Cost > options.MaxRequestCost)

@@ -9,7 +9,10 @@ namespace Transduce.Serving;
 /// <param name="NBest">Translations wanted per sentence.</param>
 /// <param name="Attention">Whether attention weights were asked for.</param>
 /// <param name="Model">The model named by the request; null for the default (the first served).</param>
-internal sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null);
+/// <param name="SourceLang">A multilingual model's source language, or null.</param>
+/// <param name="TargetLang">A multilingual model's target language, or null.</param>
+internal sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null,
+    string? SourceLang = null, string? TargetLang = null);
 
 /// <summary>
 /// An error answered as <c>application/problem+json</c>: HTTP status, a message, the offending field and, when a
@@ -28,7 +31,7 @@ internal sealed record RequestProblem(int Status, string Title, string Detail, s
 /// <summary>Reads and validates <c>POST /v1/translate</c> bodies against <see cref="ServeOptions"/>.</summary>
 internal static class TranslateRequestReader
 {
-    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention", "model"];
+    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention", "model", "source_lang", "target_lang"];
 
     /// <summary>Longest model name accepted in a request.</summary>
     public const int MaxModelNameLength = 64;
@@ -92,7 +95,7 @@ internal static class TranslateRequestReader
         {
             foreach (var property in root.EnumerateObject())
                 if (!s_fields.Contains(property.Name))
-                    return (null, Invalid($"unknown field '{property.Name}' (known: text, beam, n_best, attention, model)", property.Name));
+                    return (null, Invalid($"unknown field '{property.Name}' (known: {string.Join(", ", s_fields)})", property.Name));
         }
         catch (InvalidOperationException)
         {
@@ -151,7 +154,18 @@ internal static class TranslateRequestReader
             if (model.Length == 0 || model.Length > MaxModelNameLength)
                 return (null, Invalid($"'model' must be a name of 1 to {MaxModelNameLength} characters (see /v1/models)", "model"));
         }
-        return (new TranslateRequest(sentences, beam, nBest, attention, model), null);
+        var languages = new string?[2];
+        foreach (var (field, slot) in new[] { ("source_lang", 0), ("target_lang", 1) })
+        {
+            if (!root.TryGetProperty(field, out var code)) continue;
+            if (code.ValueKind != JsonValueKind.String)
+                return (null, Invalid($"'{field}' must be a string (a language of the model, see /v1/models), not {Kind(code)}", field));
+            languages[slot] = StringOrNull(code);
+            if (languages[slot] is null) return (null, LoneSurrogate(field));
+            if (languages[slot]!.Length is 0 or > MaxModelNameLength)
+                return (null, Invalid($"'{field}' must be a language code of 1 to {MaxModelNameLength} characters (see /v1/models)", field));
+        }
+        return (new TranslateRequest(sentences, beam, nBest, attention, model, languages[0], languages[1]), null);
     }
 
     private static (int, RequestProblem?) Integer(JsonElement root, string name, int fallback, int max)
