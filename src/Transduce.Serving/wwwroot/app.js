@@ -16,7 +16,25 @@
   const modelLabel = document.getElementById("model-label");
   const keyForm = document.getElementById("key-form");
   const keyInput = document.getElementById("api-key");
+  const sourceLang = document.getElementById("source-lang");
+  const targetLang = document.getElementById("target-lang");
   let models = [];
+
+  // A multilingual model's languages (NLLB codes) as the two choices; hidden for a model without.
+  function showLanguages(model) {
+    const codes = model.languages || [];
+    function fill(select, chosen) {
+      select.replaceChildren.apply(select, codes.map(function (code) {
+        const option = document.createElement("option");
+        option.value = option.textContent = code;
+        return option;
+      }));
+      if (chosen) select.value = chosen;
+    }
+    fill(sourceLang, model.default_source_lang);
+    fill(targetLang, model.default_target_lang || codes.find(function (c) { return c !== model.default_source_lang; }));
+    document.querySelectorAll(".lang").forEach(function (e) { e.hidden = codes.length === 0; });
+  }
 
   // With --api-key-file the API needs "Authorization: Bearer KEY": asked for once, kept for this tab only.
   function headers(extra) {
@@ -88,6 +106,7 @@
     direction.textContent = model.source_language + " → " + model.target_language;
     attention.disabled = !model.attention;
     attention.checked = !!model.attention;
+    showLanguages(model);
     document.getElementById("target-heading").textContent = "Translation (" + model.target_language + ")";
     footer.textContent = model.architecture + " · " + model.parameters.toLocaleString("en") + " parameters · vocabularies " +
       model.source_vocab_size + " / " + model.target_vocab_size + " · checkpoint " + model.id;
@@ -133,6 +152,7 @@
     try {
       const request = { text: lines, beam: Number(beam.value), n_best: 1, attention: attention.checked };
       if (models.length > 1) request.model = modelSelect.value;
+      if (!sourceLang.hidden) { request.source_lang = sourceLang.value; request.target_lang = targetLang.value; }
       const response = await fetch("/v1/translate", {
         method: "POST",
         headers: headers({ "Content-Type": "application/json" }),

@@ -69,6 +69,42 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
     }
 
     [Fact]
+    public async Task PageOffersAMultilingualModelsLanguages()
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
+        string nllb = Transduce.Tests.Import.M2M100.M2M100ParityTests.Folder;
+        var expected = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(nllb, "expected.json"))).RootElement;
+        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "nllb=" + nllb);
+        try
+        {
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+            {
+                ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
+                Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            });
+            var page = await browser.NewPageAsync();
+            await page.GotoAsync(url);
+            await Assertions.Expect(page.Locator("#model-select option")).ToHaveCountAsync(2);
+            await Assertions.Expect(page.Locator("#target-lang")).ToBeHiddenAsync();   // the first model has no languages
+            await page.Locator("#model-select").SelectOptionAsync("nllb");
+            await Assertions.Expect(page.Locator("#target-lang")).ToBeVisibleAsync();
+            await Assertions.Expect(page.Locator("#source-lang")).ToHaveValueAsync("eng_Latn");
+            await Assertions.Expect(page.Locator("#target-lang option")).ToHaveCountAsync(4);
+            await page.Locator("#target-lang").SelectOptionAsync("fra_Latn");
+            await page.Locator("#beam").SelectOptionAsync("1");
+            await page.Locator("#source").FillAsync(expected.GetProperty("sentences")[0].GetString()!);
+            await page.Locator("#translate").ClickAsync();
+            await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync([expected.GetProperty("greedy_text")[0].GetString()!]);
+        }
+        finally
+        {
+            Terminate(server);
+        }
+        Assert.True(server.WaitForExit(20_000), "serve did not stop within 20 s of SIGTERM");
+    }
+
+    [Fact]
     public async Task PageAsksForTheApiKeyWhenTheServiceNeedsOne()
     {
         Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
