@@ -35,17 +35,16 @@ internal static class M2M100Convert
         var gen = nllb.Generation;
         int rows = nllb.Config.TargetVocabSize;
 
-        // For each of our ids, the NLLB row it takes, and its token text.
-        var tokens = new List<string> { Vocabulary.PadToken, Vocabulary.BosToken, Vocabulary.EosToken, Vocabulary.UnkToken, "<s>" };
-        var map = new List<int> { gen.PadTokenId, gen.DecoderStartTokenId, gen.EosTokenId, NllbTokenizer.UnkId, NllbTokenizer.BosId };
-        var names = tokenizer.Languages.ToDictionary(kv => kv.Value, kv => kv.Key);
-        names[tokenizer.MaskId] = "<mask>";
-        for (int id = NllbTokenizer.UnkId + 1; id < rows; id++)
+        // For each of our ids, the folder's row it takes, and its token text.
+        var tokens = new List<string> { Vocabulary.PadToken, Vocabulary.BosToken, Vocabulary.EosToken, Vocabulary.UnkToken };
+        var map = new List<int> { gen.PadTokenId, gen.DecoderStartTokenId, gen.EosTokenId, NllbTokenizer.UnkId };
+        for (int id = 0; id < rows; id++)
         {
-            tokens.Add(names.TryGetValue(id, out var name) ? name : tokenizer.Piece(id) ?? $"<row {id}>");
+            if (id == gen.PadTokenId || id == gen.EosTokenId || id == NllbTokenizer.UnkId) continue;
+            tokens.Add(tokenizer.Token(id) ?? $"<row {id}>");
             map.Add(id);
         }
-        var vocabulary = Vocabulary.FromTokens(tokens, Path.Combine(folder.Directory, NllbTokenizer.ModelFile));
+        var vocabulary = Vocabulary.FromTokens(tokens, Path.Combine(folder.Directory, MultilingualTokenizer.ModelFile));
         var ourId = new Dictionary<int, int>();
         for (int i = map.Count - 1; i >= 0; i--) ourId[map[i]] = i; // the first of our ids that takes each NLLB row
 
@@ -53,11 +52,10 @@ internal static class M2M100Convert
         var mapArray = map.ToArray();
         var model = VocabularyRemap.Reindex(nllb.Model, config, mapArray, mapArray);
         var languages = tokenizer.Languages.ToDictionary(kv => kv.Key, kv => ourId[kv.Value], StringComparer.Ordinal);
-        var specials = new HashSet<int>(languages.Values) { ourId[tokenizer.MaskId] };
-        var table = new LanguageTable(languages, languages, specials, tokenizer.DefaultSourceLanguage,
-            folder.Json(HuggingFaceFolder.TokenizerConfigFile, required: false).String("tgt_lang"));
+        var specials = tokenizer.SpecialIds.Where(ourId.ContainsKey).Select(id => ourId[id]).Where(id => id > vocabulary.UnkId).ToHashSet();
+        var table = new LanguageTable(languages, languages, specials, tokenizer.DefaultSourceLanguage, tokenizer.DefaultTargetLanguage);
         var settings = gen.ToSettings();
-        byte[] spm = File.ReadAllBytes(folder.File(NllbTokenizer.ModelFile));
+        byte[] spm = File.ReadAllBytes(folder.File(MultilingualTokenizer.ModelFile));
         return new Checkpoint
         {
             Model = model,

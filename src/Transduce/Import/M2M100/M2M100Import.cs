@@ -8,7 +8,7 @@ namespace Transduce.Import.M2M100;
 /// <summary>
 /// Loads a transformers <c>M2M100ForConditionalGeneration</c> folder (NLLB-200 and M2M100 share it): <c>config.json</c>
 /// onto a <see cref="TransformerConfig"/>, the weights (one file or shards) onto a <see cref="TransformerSeq2Seq"/>, the
-/// decoding settings and the NLLB tokenizer. Every problem throws one line naming the file and the field.
+/// decoding settings and the tokenizer (<see cref="NllbTokenizer"/> or <see cref="M2M100Tokenizer"/>). Every problem throws one line naming the file and the field.
 /// </summary>
 /// <remarks>
 /// <para><b>Architecture</b> (transformers' <c>modeling_m2m_100.py</c>): pre-norm blocks x + f(LN(x)) with a final LayerNorm
@@ -35,7 +35,7 @@ internal static class M2M100Import
         var json = folder.Config();
         var config = ReadModelConfig(json);
         var generation = HfGenerationConfig.Read(folder.Directory, Defaults, config.TargetVocabSize, config.MaxPositions);
-        var tokenizer = NllbTokenizer.Load(folder);
+        var tokenizer = MultilingualTokenizer.ForFolder(folder);
         if (tokenizer.Size > config.TargetVocabSize)
             throw new InvalidDataException(
                 $"{folder.File(HuggingFaceFolder.TokenizerConfigFile)}: the tokenizer's ids reach {tokenizer.Size - 1}, beyond the model's 'vocab_size' {config.TargetVocabSize}");

@@ -10,11 +10,11 @@ namespace Transduce.Import.M2M100;
 /// </summary>
 internal sealed class M2M100Model : HfTransformerModel
 {
-    internal M2M100Model(TransformerSeq2Seq model, TransformerConfig config, HfGenerationConfig generation, NllbTokenizer tokenizer)
+    internal M2M100Model(TransformerSeq2Seq model, TransformerConfig config, HfGenerationConfig generation, MultilingualTokenizer tokenizer)
         : base(model, config, generation) => Tokenizer = tokenizer;
 
     /// <summary>The tokenizer of the folder.</summary>
-    public NllbTokenizer Tokenizer { get; }
+    public MultilingualTokenizer Tokenizer { get; }
 
     /// <summary>The decoding settings with <c>forced_bos_token_id</c> = <paramref name="targetLanguage"/>'s code.</summary>
     public HfGenerationConfig ForTarget(string targetLanguage) => Generation with { ForcedBosTokenId = Tokenizer.LanguageId(targetLanguage) };

@@ -11,11 +11,8 @@ namespace Transduce.Import.M2M100;
 /// <c>tokenizer_config.json</c> sets <c>legacy_behaviour</c>. Ids come from the folder's <c>added_tokens_decoder</c> when
 /// <c>tokenizer_config.json</c> has one (what <c>save_pretrained</c> writes), else from the classic layout.
 /// </summary>
-internal sealed class NllbTokenizer
+internal sealed class NllbTokenizer : MultilingualTokenizer
 {
-    /// <summary>The SentencePiece model's file name.</summary>
-    public const string ModelFile = "sentencepiece.bpe.model";
-
     /// <summary>fairseq's special ids.</summary>
     public const int BosId = 0, PadId = 1, EosId = 2, UnkId = 3;
 
@@ -24,8 +21,9 @@ internal sealed class NllbTokenizer
     private readonly Dictionary<string, int> languages;
     private readonly HashSet<int> special;
 
-    private NllbTokenizer(SentencePieceModel model, Dictionary<string, int> languages, int maskId, bool legacy, string defaultSource)
+    private NllbTokenizer(SentencePieceModel model, Dictionary<string, int> languages, int maskId, bool legacy, string defaultSource, string? defaultTarget)
     {
+        DefaultTargetLanguage = defaultTarget;
         this.model = model;
         this.languages = languages;
         MaskId = maskId;
@@ -34,20 +32,26 @@ internal sealed class NllbTokenizer
         special = [BosId, PadId, EosId, UnkId, maskId, .. languages.Values];
     }
 
-    /// <summary>The language codes and their ids.</summary>
-    public IReadOnlyDictionary<string, int> Languages => languages;
+    /// <inheritdoc />
+    public override IReadOnlyDictionary<string, int> Languages => languages;
+
+    /// <inheritdoc />
+    public override IReadOnlySet<int> SpecialIds => special;
+
+    /// <inheritdoc />
+    public override string? DefaultTargetLanguage { get; }
 
     /// <summary>The id of <c>&lt;mask&gt;</c>.</summary>
     public int MaskId { get; }
 
     /// <summary>The folder's <c>legacy_behaviour</c>: the language code after <c>&lt;/s&gt;</c> instead of first.</summary>
-    public bool Legacy { get; }
+    public override bool Legacy { get; }
 
     /// <summary><c>src_lang</c> of <c>tokenizer_config.json</c>, else <c>eng_Latn</c>.</summary>
-    public string DefaultSourceLanguage { get; }
+    public override string DefaultSourceLanguage { get; }
 
     /// <summary>The largest id this tokenizer produces, plus one.</summary>
-    public int Size => Math.Max(MaskId, languages.Values.DefaultIfEmpty(0).Max()) + 1;
+    public override int Size => Math.Max(MaskId, languages.Values.DefaultIfEmpty(0).Max()) + 1;
 
     /// <summary>Reads the tokenizer of <paramref name="folder"/>; a missing or malformed file throws naming it and the field.</summary>
     public static NllbTokenizer Load(HuggingFaceFolder folder)
@@ -85,14 +89,14 @@ internal sealed class NllbTokenizer
         {
             var codes = Strings(config, "additional_special_tokens")
                 ?? Strings(folder.Json(HuggingFaceFolder.SpecialTokensMapFile, required: false), "additional_special_tokens")
-                ?? NllbLanguages.Codes;
+                ?? FairseqLanguages.Nllb;
             foreach (var code in codes)
                 if (!languages.TryAdd(code, pieces + languages.Count))
                     throw config.Error($"'additional_special_tokens': '{code}' appears twice");
             mask = pieces + languages.Count;
         }
         string source = config.String("src_lang") ?? "eng_Latn";
-        return new NllbTokenizer(model, languages, mask, legacy, source);
+        return new NllbTokenizer(model, languages, mask, legacy, source, config.String("tgt_lang"));
     }
 
     private static IReadOnlyList<string>? Strings(HfJsonFile file, string key)
@@ -107,30 +111,24 @@ internal sealed class NllbTokenizer
         }).ToList();
     }
 
-    /// <summary>The id of language <paramref name="code"/>; an unknown code throws naming the closest known ones.</summary>
-    public int LanguageId(string code) =>
-        languages.TryGetValue(code, out int id) ? id : throw new ArgumentException(LanguageCodes.Unknown(code, languages.Keys));
-
     /// <summary>The SentencePiece pieces of <paramref name="text"/> as ids (no language code, no <c>&lt;/s&gt;</c>).</summary>
-    public int[] EncodePieces(string text) =>
+    public override int[] EncodePieces(string text) =>
         model.Encode(text).Select(p => p.Id == 0 ? UnkId : p.Id + Offset).ToArray();
 
-    /// <summary>The SentencePiece piece behind <paramref name="id"/> (ids 4 and up, below the language codes), or null.</summary>
-    public string? Piece(int id) => id > UnkId && id - Offset < model.Count && !special.Contains(id) ? model.IdToPiece(id - Offset) : null;
-
-    /// <summary>The encoder input for <paramref name="text"/> in <paramref name="sourceLanguage"/> (default: the folder's <c>src_lang</c>).</summary>
-    public int[] EncodeSource(string text, string? sourceLanguage = null)
+    /// <inheritdoc />
+    public override string? Token(int id) => id switch
     {
-        int code = LanguageId(sourceLanguage ?? DefaultSourceLanguage);
-        var pieces = EncodePieces(text);
-        return Legacy ? [.. pieces, EosId, code] : [code, .. pieces, EosId];
-    }
+        BosId => "<s>", PadId => "<pad>", EosId => "</s>", UnkId => "<unk>",
+        _ when id == MaskId => "<mask>",
+        _ when languages.ContainsValue(id) => languages.First(kv => kv.Value == id).Key,
+        _ => id > UnkId && id - Offset < model.Count ? model.IdToPiece(id - Offset) : null,
+    };
 
     /// <summary>
     /// Text for <paramref name="ids"/> as <c>decode(ids, skip_special_tokens=True)</c>: the specials, language codes and
     /// <c>&lt;mask&gt;</c> are dropped, the pieces joined, <c>▁</c> made a space and the ends stripped.
     /// </summary>
-    public string Decode(IEnumerable<int> ids)
+    public override string Decode(IEnumerable<int> ids)
     {
         var text = new System.Text.StringBuilder();
         foreach (int id in ids)

@@ -53,7 +53,7 @@ public sealed class M2M100ParityTests
         var expected = Ints(Expected.GetProperty("input_ids"));
         for (int i = 0; i < sentences.Length; i++)
             Assert.Equal(expected[i].Where(x => x != NllbTokenizer.PadId).Select(x => (int)x), m.Tokenizer.EncodeSource(sentences[i], "eng_Latn"));
-        Assert.Equal(Expected.GetProperty("mask_id").GetInt32(), m.Tokenizer.MaskId);
+        Assert.Equal(Expected.GetProperty("mask_id").GetInt32(), Assert.IsType<NllbTokenizer>(m.Tokenizer).MaskId);
         foreach (var language in Expected.GetProperty("languages").EnumerateObject())
             Assert.Equal(language.Value.GetInt32(), m.Tokenizer.LanguageId(language.Name));
 

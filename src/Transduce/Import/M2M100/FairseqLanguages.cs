@@ -1,10 +1,10 @@
 namespace Transduce.Import.M2M100;
 
-/// <summary>NLLB-200's language codes in fairseq's order (transformers' default <c>additional_special_tokens</c> for <c>NllbTokenizer</c>).</summary>
-internal static class NllbLanguages
+/// <summary>The language codes of the multilingual families in fairseq's order: NLLB-200's (transformers' default <c>additional_special_tokens</c> for <c>NllbTokenizer</c>).</summary>
+internal static class FairseqLanguages
 {
     /// <summary>The 202 codes; code i has id (SentencePiece pieces + 1) + i unless the folder numbers its added tokens itself.</summary>
-    public static readonly IReadOnlyList<string> Codes =
+    public static readonly IReadOnlyList<string> Nllb =
     [
         "ace_Arab", "ace_Latn", "acm_Arab", "acq_Arab", "aeb_Arab", "afr_Latn", "ajp_Arab", "aka_Latn", "amh_Ethi", "apc_Arab", "arb_Arab", "ars_Arab",
         "ary_Arab", "arz_Arab", "asm_Beng", "ast_Latn", "awa_Deva", "ayr_Latn", "azb_Arab", "azj_Latn", "bak_Cyrl", "bam_Latn", "ban_Latn", "bel_Cyrl",
@@ -24,4 +24,18 @@ internal static class NllbLanguages
         "tso_Latn", "tuk_Latn", "tum_Latn", "tur_Latn", "twi_Latn", "tzm_Tfng", "uig_Arab", "ukr_Cyrl", "umb_Latn", "urd_Arab", "uzn_Latn", "vec_Latn",
         "vie_Latn", "war_Latn", "wol_Latn", "xho_Latn", "ydd_Hebr", "yor_Latn", "yue_Hant", "zho_Hans", "zho_Hant", "zul_Latn",
     ];
+
+    /// <summary>M2M100's language sets (<c>M2M100Tokenizer</c>'s <c>language_codes</c>): code i is token <c>__code__</c> with id len(vocab.json) + i.</summary>
+    public static readonly IReadOnlyDictionary<string, IReadOnlyList<string>> M2M100Codes = new Dictionary<string, IReadOnlyList<string>>
+    {
+        ["m2m100"] =
+        [
+            "af", "am", "ar", "ast", "az", "ba", "be", "bg", "bn", "br", "bs", "ca", "ceb", "cs", "cy", "da", "de", "el", "en", "es",
+            "et", "fa", "ff", "fi", "fr", "fy", "ga", "gd", "gl", "gu", "ha", "he", "hi", "hr", "ht", "hu", "hy", "id", "ig", "ilo",
+            "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "lb", "lg", "ln", "lo", "lt", "lv", "mg", "mk", "ml", "mn", "mr",
+            "ms", "my", "ne", "nl", "no", "ns", "oc", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sd", "si", "sk", "sl", "so", "sq",
+            "sr", "ss", "su", "sv", "sw", "ta", "th", "tl", "tn", "tr", "uk", "ur", "uz", "vi", "wo", "xh", "yi", "yo", "zh", "zu",
+        ],
+        ["wmt21"] = ["en", "ha", "is", "ja", "cs", "ru", "zh", "de"],
+    };
 }

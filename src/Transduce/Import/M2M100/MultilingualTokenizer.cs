@@ -1,0 +1,64 @@
+using Transduce.Import.HuggingFace;
+
+namespace Transduce.Import.M2M100;
+
+/// <summary>
+/// What the two tokenizers of <c>M2M100ForConditionalGeneration</c> folders share (<see cref="NllbTokenizer"/>,
+/// <see cref="M2M100Tokenizer"/>): SentencePiece segments, ids are fairseq's, every language is one token, a source is
+/// <c>[src_lang] pieces &lt;/s&gt;</c>, and decoding with <c>skip_special_tokens</c> drops the specials and the language tokens.
+/// </summary>
+internal abstract class MultilingualTokenizer
+{
+    /// <summary>The SentencePiece model's file name (both tokenizers).</summary>
+    public const string ModelFile = "sentencepiece.bpe.model";
+
+    /// <summary>The language codes callers name (NLLB: <c>eng_Latn</c>; M2M100: <c>en</c>) and their token ids.</summary>
+    public abstract IReadOnlyDictionary<string, int> Languages { get; }
+
+    /// <summary><c>src_lang</c> of <c>tokenizer_config.json</c>, else the tokenizer's default (<c>eng_Latn</c>, <c>en</c>).</summary>
+    public abstract string DefaultSourceLanguage { get; }
+
+    /// <summary><c>tgt_lang</c> of <c>tokenizer_config.json</c>, or null.</summary>
+    public abstract string? DefaultTargetLanguage { get; }
+
+    /// <summary>The folder's <c>legacy_behaviour</c> (NLLB): the language code after <c>&lt;/s&gt;</c> instead of first.</summary>
+    public virtual bool Legacy => false;
+
+    /// <summary>The ids that are never text (specials, language tokens, <c>&lt;mask&gt;</c>).</summary>
+    public abstract IReadOnlySet<int> SpecialIds { get; }
+
+    /// <summary>The largest id this tokenizer produces, plus one.</summary>
+    public abstract int Size { get; }
+
+    /// <summary>The text of token <paramref name="id"/> (a SentencePiece piece, a special), or null for an id no token names.</summary>
+    public abstract string? Token(int id);
+
+    /// <summary>The pieces of <paramref name="text"/> as ids (no language token, no <c>&lt;/s&gt;</c>).</summary>
+    public abstract int[] EncodePieces(string text);
+
+    /// <summary>Text for <paramref name="ids"/> as <c>decode(ids, skip_special_tokens=True)</c>.</summary>
+    public abstract string Decode(IEnumerable<int> ids);
+
+    /// <summary>The id of language <paramref name="code"/>; an unknown code throws naming the closest known ones.</summary>
+    public int LanguageId(string code) =>
+        Languages.TryGetValue(code, out int id) ? id : throw new ArgumentException(Text.LanguageCodes.Unknown(code, Languages.Keys));
+
+    /// <summary>The encoder input for <paramref name="text"/> in <paramref name="sourceLanguage"/> (default: <see cref="DefaultSourceLanguage"/>).</summary>
+    public int[] EncodeSource(string text, string? sourceLanguage = null)
+    {
+        int code = LanguageId(sourceLanguage ?? DefaultSourceLanguage);
+        var pieces = EncodePieces(text);
+        return Legacy ? [.. pieces, NllbTokenizer.EosId, code] : [code, .. pieces, NllbTokenizer.EosId];
+    }
+
+    /// <summary>
+    /// The tokenizer of <paramref name="folder"/>: <see cref="M2M100Tokenizer"/> when <c>tokenizer_config.json</c> names it or
+    /// the folder has <c>vocab.json</c>, else <see cref="NllbTokenizer"/>.
+    /// </summary>
+    public static MultilingualTokenizer ForFolder(HuggingFaceFolder folder)
+    {
+        string? named = folder.Json(HuggingFaceFolder.TokenizerConfigFile, required: false).String("tokenizer_class");
+        bool m2m = named is not null ? named.StartsWith("M2M100", StringComparison.Ordinal) : File.Exists(folder.File(M2M100Tokenizer.VocabularyFile));
+        return m2m ? M2M100Tokenizer.Load(folder) : NllbTokenizer.Load(folder);
+    }
+}
