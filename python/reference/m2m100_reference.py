@@ -14,9 +14,14 @@ models/nllb/tokenization_nllb.py, generation/utils.py), without transformers its
   * generate: decoder start </s>, forced_bos_token_id = the target language code at the first generated position,
     greedy, and beam search (num_beams 4, length_penalty 1, early_stopping true / false / "never").
 
+  * M2M100Tokenizer: vocab.json (fairseq's four specials first, then SentencePiece's pieces) numbers the pieces, a piece
+    it lacks is <unk>, the __xx__ language tokens follow the vocabulary in the order of the m2m100 code set; decode is
+    SentencePiece's decoding of the pieces without specials and language tokens.
+
 Writes tests/Transduce.Tests/Import/M2M100/testdata/: nllb-tiny/ (model.safetensors and pytorch_model.bin,
 tokenizer_config.json with added_tokens_decoder, expected.json), nllb-tiny-shards/ (the same weights as two
-pytorch_model-*.bin shards behind pytorch_model.bin.index.json, legacy_behaviour on, the classic id layout).
+pytorch_model-*.bin shards behind pytorch_model.bin.index.json, legacy_behaviour on, the classic id layout), and
+m2m100-tiny/ (M2M100Tokenizer, 3 decoder blocks, an untied lm_head, two safetensors shards behind an index, expected.json).
 Run with /usr/bin/python3 (Debian's python3-torch 1.13) from the repository root.
 """
 import json, math, os, shutil, struct, subprocess, tempfile
@@ -68,6 +73,39 @@ class Tokenizer:
     def decode(self, ids):
         special = {BOS, PAD, EOS, UNK, self.mask, *self.code_ids.values()}
         return "".join(self.pieces[i - 1] for i in ids if i not in special).replace("\u2581", " ").strip()
+
+
+M2M100_CODES = ["af", "am", "ar", "ast", "az", "ba", "be", "bg", "bn", "br", "bs", "ca", "ceb", "cs", "cy", "da", "de", "el", "en", "es",
+                "et", "fa", "ff", "fi", "fr", "fy", "ga", "gd", "gl", "gu", "ha", "he", "hi", "hr", "ht", "hu", "hy", "id", "ig", "ilo",
+                "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "lb", "lg", "ln", "lo", "lt", "lv", "mg", "mk", "ml", "mn", "mr",
+                "ms", "my", "ne", "nl", "no", "ns", "oc", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sd", "si", "sk", "sl", "so", "sq",
+                "sr", "ss", "su", "sv", "sw", "ta", "th", "tl", "tn", "tr", "uk", "ur", "uz", "vi", "wo", "xh", "yi", "yo", "zh", "zu"]
+
+
+class M2M100Tok:
+    """M2M100Tokenizer: vocab.json numbers SentencePiece's pieces (fairseq's four specials first), __xx__ tokens follow."""
+
+    def __init__(self, model):
+        self.model = model
+        pieces = [line.split("\t")[0] for line in spm(["spm_export_vocab", "--model", model], "").splitlines()]
+        self.encoder = {"<s>": BOS, "<pad>": PAD, "</s>": EOS, "<unk>": UNK}
+        for piece in pieces:
+            if piece not in ("<unk>", "<s>", "</s>"):
+                self.encoder[piece] = len(self.encoder)
+        self.decoder = {v: k for k, v in self.encoder.items()}
+        self.code_ids = {c: len(self.encoder) + i for i, c in enumerate(M2M100_CODES)}
+        self.size = len(self.encoder) + len(M2M100_CODES) + 8  # and num_madeup_words
+
+    def encode(self, text, src_lang):
+        pieces = spm(["spm_encode", "--model", self.model, "--output_format=piece"], text + "\n").split()
+        return [self.code_ids[src_lang]] + [self.encoder.get(p, UNK) for p in pieces] + [EOS]
+
+    def decode(self, ids):
+        special = {BOS, PAD, EOS, UNK, *self.code_ids.values()}
+        tokens = [self.decoder[i] for i in ids if i not in special and i in self.decoder]
+        if not tokens:
+            return ""
+        return spm(["spm_decode", "--model", self.model, "--input_format=piece"], " ".join(tokens) + "\n").rstrip("\n")
 
 
 # ---------------------------------------------------------------- the model, as modeling_m2m_100.py computes it
@@ -141,7 +179,7 @@ def decode(W, cfg, memory, mask, tokens, hidden=False):
         x = x + attention(W, p + ".encoder_attn", ln(W, p + ".encoder_attn_layer_norm", x), memory, cross, cfg)
         x = x + ffn(W, p, ln(W, p + ".final_layer_norm", x))
     x = ln(W, "model.decoder.layer_norm", x)
-    return x if hidden else x @ W["model.shared.weight"].T
+    return x if hidden else x @ W["lm_head.weight" if "lm_head.weight" in W else "model.shared.weight"].T
 
 
 # ---------------------------------------------------------------- generate (decoder start </s>, forced BOS)
@@ -237,12 +275,16 @@ def make_weights(cfg, seed):
             W[f"{p}final_layer_norm.bias"] = n(d, std=0.1)
         W[f"model.{side}.layer_norm.weight"] = 0.5 + torch.rand(d, generator=g)
         W[f"model.{side}.layer_norm.bias"] = n(d, std=0.1)
+    if not cfg["tie_word_embeddings"]:
+        W["lm_head.weight"] = n(V, d, std=d ** -0.5 * 2)
+        W["lm_head.weight"][cfg["first_added"]:] *= 0.3
     return W
 
 
 def tune_eos(W, cfg, ids, mask, forced_bos):
     """Moves </s>'s (tied) row along the mean decoder state so that greedy outputs end after a few tokens."""
-    base = W["model.shared.weight"][EOS].clone()
+    row = "lm_head.weight" if "lm_head.weight" in W else "model.shared.weight"
+    base = W[row][EOS].clone()
     memory = encode(W, cfg, ids, mask)
     states = []
     for r in range(ids.shape[0]):
@@ -252,13 +294,13 @@ def tune_eos(W, cfg, ids, mask, forced_bos):
     direction = mean / mean.norm() ** 2
     best = None
     for beta in [x / 4 for x in range(0, 60)]:
-        W["model.shared.weight"][EOS] = base + beta * direction
+        W[row][EOS] = base + beta * direction
         m = encode(W, cfg, ids, mask)
         lengths = [len(greedy(W, cfg, m[r : r + 1], mask[r : r + 1], forced_bos)) for r in range(ids.shape[0])]
         good = sum(3 <= l < MAX_LENGTH - 1 for l in lengths)
         if best is None or good > best[0]:
             best = (good, beta)
-    W["model.shared.weight"][EOS] = base + best[1] * direction
+    W[row][EOS] = base + best[1] * direction
 
 
 def tokenizer_files(folder, tok, legacy):
@@ -275,6 +317,31 @@ def tokenizer_files(folder, tok, legacy):
         config["added_tokens_decoder"] = added
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
         json.dump(config, f, indent=2)
+
+
+def reference(W, cfg, tok, source, target):
+    """Tunes </s>'s row (so that outputs end), then what transformers computes for SENTENCES from source to target."""
+    rows = [tok.encode(s, source) for s in SENTENCES]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+    mask = ids.ne(PAD).long()
+    fid = tok.code_ids[target]
+    with torch.no_grad():
+        tune_eos(W, cfg, ids, mask, fid)
+        memory = encode(W, cfg, ids, mask)
+        first = decode(W, cfg, memory, mask, torch.full((len(rows), 1), EOS))[:, 0]
+        greedy_out = [greedy(W, cfg, memory[r : r + 1], mask[r : r + 1], fid) for r in range(len(rows))]
+        beams = {str(es): [beam(W, cfg, memory[r : r + 1], mask[r : r + 1], fid, 4, es)[0] for r in range(len(rows))]
+                 for es in (False, True, "never")}
+    return {
+        "sentences": SENTENCES, "source_lang": source, "target_lang": target, "forced_bos_token_id": fid,
+        "input_ids": ids.tolist(), "attention_mask": mask.tolist(),
+        "encoder_output_0": memory[0, : int(mask[0].sum())].tolist(),
+        "first_step_logits": first.tolist(),
+        "greedy": greedy_out, "greedy_text": [tok.decode(g) for g in greedy_out],
+        "beam4": beams, "beam4_text": {k: [tok.decode(t) for t in v] for k, v in beams.items()},
+        "languages": tok.code_ids,
+    }
 
 
 def main():
@@ -294,29 +361,8 @@ def main():
     generation = {"bos_token_id": BOS, "decoder_start_token_id": EOS, "eos_token_id": EOS, "pad_token_id": PAD, "max_length": MAX_LENGTH}
     W = make_weights(dict(cfg, first_added=len(tok.pieces) + 1), seed=21)
 
-    rows = [tok.encode(s, "eng_Latn") for s in SENTENCES]
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
-    mask = ids.ne(PAD).long()
-    target = "fra_Latn"
-    fid = tok.code_ids[target]
-    with torch.no_grad():
-        tune_eos(W, cfg, ids, mask, fid)
-        memory = encode(W, cfg, ids, mask)
-        first = decode(W, cfg, memory, mask, torch.full((len(rows), 1), EOS))[:, 0]
-        greedy_out = [greedy(W, cfg, memory[r : r + 1], mask[r : r + 1], fid) for r in range(len(rows))]
-        beams = {str(es): [beam(W, cfg, memory[r : r + 1], mask[r : r + 1], fid, 4, es)[0] for r in range(len(rows))]
-                 for es in (False, True, "never")}
-    expected = {
-        "sentences": SENTENCES, "source_lang": "eng_Latn", "target_lang": target, "forced_bos_token_id": fid,
-        "input_ids": ids.tolist(), "attention_mask": mask.tolist(),
-        "legacy_input_ids": [Tokenizer(spm_model, CODES, legacy=True).encode(s, "eng_Latn") for s in SENTENCES],
-        "encoder_output_0": memory[0, : int(mask[0].sum())].tolist(),
-        "first_step_logits": first.tolist(),
-        "greedy": greedy_out, "greedy_text": [tok.decode(g) for g in greedy_out],
-        "beam4": beams, "beam4_text": {k: [tok.decode(t) for t in v] for k, v in beams.items()},
-        "languages": tok.code_ids, "mask_id": tok.mask,
-    }
+    expected = dict(reference(W, cfg, tok, "eng_Latn", "fra_Latn"),
+                    legacy_input_ids=[Tokenizer(spm_model, CODES, legacy=True).encode(s, "eng_Latn") for s in SENTENCES], mask_id=tok.mask)
 
     single = os.path.join(OUT, "nllb-tiny")
     shards = os.path.join(OUT, "nllb-tiny-shards")
@@ -345,7 +391,33 @@ def main():
     with open(os.path.join(shards, "pytorch_model.bin.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": sum(t.numel() * 4 for t in W.values())}, "weight_map": weight_map}, f, indent=2)
     tokenizer_files(shards, tok, legacy=True)
+    # M2M100 flavour: vocab.json and __xx__ language tokens, 3 decoder blocks, an untied lm_head, two safetensors shards.
+    m2m = M2M100Tok(spm_model)
+    cfg2 = dict(cfg, vocab_size=m2m.size, decoder_layers=3, tie_word_embeddings=False)
+    W2 = make_weights(dict(cfg2, first_added=len(m2m.encoder)), seed=5)
+    expected2 = reference(W2, cfg2, m2m, "en", "fr")
+    folder = os.path.join(OUT, "m2m100-tiny")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    shutil.copy(spm_model, os.path.join(folder, "sentencepiece.bpe.model"))
+    for name, content in (("config.json", cfg2), ("generation_config.json", generation), ("vocab.json", m2m.encoder), ("expected.json", expected2),
+                          ("tokenizer_config.json", {"tokenizer_class": "M2M100Tokenizer", "language_codes": "m2m100", "src_lang": "en", "tgt_lang": None,
+                                                     "num_madeup_words": 8, "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                                                     "unk_token": "<unk>", "sep_token": "</s>", "model_max_length": 1024})):
+        with open(os.path.join(folder, name), "w") as f:
+            json.dump(content, f, indent=2)
+    names2 = sorted(W2)
+    weight_map = {}
+    for s in range(2):
+        file = f"model-0000{s + 1}-of-00002.safetensors"
+        part = {n: W2[n] for i, n in enumerate(names2) if (i < len(names2) // 2) == (s == 0)}
+        write_safetensors(os.path.join(folder, file), part)
+        weight_map.update({n: file for n in part})
+    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(t.numel() * 4 for t in W2.values())}, "weight_map": weight_map}, f, indent=2)
     shutil.rmtree(work)
+    print("m2m100 greedy:", expected2["greedy_text"])
+    print("m2m100 beam4:", expected2["beam4_text"])
     print("greedy:", expected["greedy_text"])
     print("beam4:", expected["beam4_text"])
 

@@ -29,6 +29,18 @@ public sealed class M2M100ConvertTests
     }
 
     [Fact]
+    public void AnM2M100FolderTranslatesWithItsCodes()
+    {
+        var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(M2M100ParityTests.M2M100Folder, "expected.json"))).RootElement;
+        using var translator = new Translator(Checkpoint.Load(M2M100ParityTests.M2M100Folder));
+        Assert.Equal(100, translator.Checkpoint.Languages!.Codes.Count);
+        var options = new TranslationOptions { SourceLanguage = "en", TargetLanguage = "fr" };
+        var sentences = Strings(expected.GetProperty("sentences"));
+        Assert.Equal(Strings(expected.GetProperty("greedy_text")), translator.Translate(sentences, options));
+        Assert.Equal(Strings(expected.GetProperty("beam4_text").GetProperty("False")), translator.Translate(sentences, options with { Beam = 4 }));
+    }
+
+    [Fact]
     public void LanguagesAreCheckedByName()
     {
         using var translator = new Translator(Checkpoint.Load(M2M100ParityTests.Folder));

@@ -18,10 +18,17 @@ public sealed class M2M100ParityTests
 
     internal static string ShardsFolder => Path.Combine(TestPaths.RepoRoot, "tests", "Transduce.Tests", "Import", "M2M100", "testdata", "nllb-tiny-shards");
 
-    private static readonly Lazy<JsonElement> s_expected = new(() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "expected.json"))).RootElement);
+    /// <summary>The M2M100 flavour: <c>vocab.json</c>, <c>__en__</c> tokens, 3 decoder blocks, untied <c>lm_head</c>, safetensors shards.</summary>
+    internal static string M2M100Folder => Path.Combine(TestPaths.RepoRoot, "tests", "Transduce.Tests", "Import", "M2M100", "testdata", "m2m100-tiny");
 
-    private static JsonElement Expected => s_expected.Value;
+    private static string FolderOf(string name) => name == "nllb-tiny" ? Folder : M2M100Folder;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, JsonElement> s_expected = new();
+
+    private static JsonElement ExpectedOf(string name) =>
+        s_expected.GetOrAdd(name, n => JsonDocument.Parse(File.ReadAllText(Path.Combine(FolderOf(n), "expected.json"))).RootElement);
+
+    private static JsonElement Expected => ExpectedOf("nllb-tiny");
 
     private static long[][] Ints(JsonElement rows) => rows.EnumerateArray().Select(r => r.EnumerateArray().Select(x => x.GetInt64()).ToArray()).ToArray();
 
@@ -30,7 +37,8 @@ public sealed class M2M100ParityTests
     /// <summary>A reference output without the trailing <c>&lt;/s&gt;</c> (our searches return the tokens before it).</summary>
     private static int[] WithoutEos(long[] row) => row.Select(x => (int)x).TakeWhile(x => x != NllbTokenizer.EosId).ToArray();
 
-    private static (Tensor Ids, Tensor Mask) Inputs() => (Matrix(Ints(Expected.GetProperty("input_ids"))), Matrix(Ints(Expected.GetProperty("attention_mask"))));
+    private static (Tensor Ids, Tensor Mask) Inputs(JsonElement expected) =>
+        (Matrix(Ints(expected.GetProperty("input_ids"))), Matrix(Ints(expected.GetProperty("attention_mask"))));
 
     [Fact]
     public void ConfigMapsOntoTheSpec()
@@ -57,6 +65,16 @@ public sealed class M2M100ParityTests
         foreach (var language in Expected.GetProperty("languages").EnumerateObject())
             Assert.Equal(language.Value.GetInt32(), m.Tokenizer.LanguageId(language.Name));
 
+        // M2M100Tokenizer: vocab.json, __en__ after the vocabulary.
+        using var m2m = M2M100Import.Load(M2M100Folder);
+        Assert.IsType<M2M100Tokenizer>(m2m.Tokenizer);
+        var reference = ExpectedOf("m2m100-tiny");
+        var m2mIds = Ints(reference.GetProperty("input_ids"));
+        for (int i = 0; i < sentences.Length; i++)
+            Assert.Equal(m2mIds[i].Where(x => x != NllbTokenizer.PadId).Select(x => (int)x), m2m.Tokenizer.EncodeSource(sentences[i], "en"));
+        Assert.Equal(reference.GetProperty("languages").GetProperty("fr").GetInt32(), m2m.Tokenizer.LanguageId("fr"));
+        Assert.Contains("'__fr__'", Assert.Throws<ArgumentException>(() => m2m.Tokenizer.LanguageId("__fr__")).Message);
+
         // legacy_behaviour (and the classic id layout, without added_tokens_decoder): pieces </s> [src_lang].
         var legacy = NllbTokenizer.Load(new Transduce.Import.HuggingFace.HuggingFaceFolder(ShardsFolder, "test"));
         Assert.True(legacy.Legacy);
@@ -66,17 +84,20 @@ public sealed class M2M100ParityTests
     }
 
     [Theory]
-    [InlineData("model.safetensors")]
-    [InlineData("pytorch_model.bin")]
-    public void EncoderOutputAndFirstStepLogitsMatch(string weights)
+    [InlineData("nllb-tiny", "model.safetensors")]
+    [InlineData("nllb-tiny", "pytorch_model.bin")]
+    [InlineData("m2m100-tiny", "model.safetensors.index.json")]
+    public void EncoderOutputAndFirstStepLogitsMatch(string folder, string weights)
     {
+        var Expected = ExpectedOf(folder);
         using var dir = new TempDir();
-        foreach (var file in Directory.GetFiles(Folder))
+        foreach (var file in Directory.GetFiles(FolderOf(folder)))
+            // the chosen weights (shards, named model-*, come with their index), and everything that is not weights
             if (Path.GetFileName(file) is var name && name != "expected.json" && (name == weights || !name.StartsWith("model.") && !name.StartsWith("pytorch_model")))
                 File.Copy(file, dir.File(name));
         using var m = M2M100Import.Load(dir.Path);
         using var scope = NewDisposeScope();
-        var (ids, mask) = Inputs();
+        var (ids, mask) = Inputs(Expected);
         var encoded = m.Encode(ids, mask);
         var expected = Expected.GetProperty("encoder_output_0").EnumerateArray().Select(r => r.EnumerateArray().Select(x => x.GetSingle()).ToArray()).ToArray();
         var ours = encoded[0].narrow(0, 0, expected.Length);
@@ -90,37 +111,44 @@ public sealed class M2M100ParityTests
         Assert.True(logits.allclose(first, rtol: 0, atol: 1e-4), $"first-step logits differ by {(logits - first).abs().max().item<float>()}");
     }
 
-    [Fact]
-    public void GreedyWithTheTargetLanguageForcedMatchesTokenForToken()
+    [Theory]
+    [InlineData("nllb-tiny")]
+    [InlineData("m2m100-tiny")]
+    public void GreedyWithTheTargetLanguageForcedMatchesTokenForToken(string folder)
     {
-        using var m = M2M100Import.Load(Folder);
+        var reference = ExpectedOf(folder);
+        using var m = M2M100Import.Load(FolderOf(folder));
         using var scope = NewDisposeScope();
-        var (ids, mask) = Inputs();
-        var settings = m.ForTarget(Expected.GetProperty("target_lang").GetString()!);
-        Assert.Equal(Expected.GetProperty("forced_bos_token_id").GetInt32(), settings.ForcedBosTokenId);
+        var (ids, mask) = Inputs(reference);
+        var settings = m.ForTarget(reference.GetProperty("target_lang").GetString()!);
+        Assert.Equal(reference.GetProperty("forced_bos_token_id").GetInt32(), settings.ForcedBosTokenId);
         var ours = m.Greedy(ids, mask, settings: settings);
-        var expected = Ints(Expected.GetProperty("greedy")).Select(WithoutEos).ToArray();
+        var expected = Ints(reference.GetProperty("greedy")).Select(WithoutEos).ToArray();
         Assert.Equal(expected, ours);
-        var texts = Expected.GetProperty("greedy_text").EnumerateArray().Select(t => t.GetString()).ToArray();
+        var texts = reference.GetProperty("greedy_text").EnumerateArray().Select(t => t.GetString()).ToArray();
         Assert.Equal(texts, ours.Select(o => m.Tokenizer.Decode(o)).ToArray());
         Assert.All(ours, o => Assert.Equal(settings.ForcedBosTokenId, o[0]));
     }
 
     [Theory]
-    [InlineData("False")]
-    [InlineData("True")]
-    [InlineData("never")]
-    public void Beam4WithEachEarlyStoppingMatches(string key)
+    [InlineData("nllb-tiny", "False")]
+    [InlineData("nllb-tiny", "True")]
+    [InlineData("nllb-tiny", "never")]
+    [InlineData("m2m100-tiny", "False")]
+    [InlineData("m2m100-tiny", "True")]
+    [InlineData("m2m100-tiny", "never")]
+    public void Beam4WithEachEarlyStoppingMatches(string folder, string key)
     {
+        var reference = ExpectedOf(folder);
         var rule = key switch { "False" => EarlyStopping.Heuristic, "True" => EarlyStopping.WhenFull, _ => EarlyStopping.Never };
-        using var m = M2M100Import.Load(Folder);
+        using var m = M2M100Import.Load(FolderOf(folder));
         using var scope = NewDisposeScope();
-        var (ids, mask) = Inputs();
-        var settings = m.ForTarget("fra_Latn");
+        var (ids, mask) = Inputs(reference);
+        var settings = m.ForTarget(reference.GetProperty("target_lang").GetString()!);
         var ours = m.Beam(ids, mask, numBeams: 4, earlyStopping: rule, settings: settings).Select(h => h[0].Tokens).ToArray();
-        var expected = Ints(Expected.GetProperty("beam4").GetProperty(key)).Select(WithoutEos).ToArray();
+        var expected = Ints(reference.GetProperty("beam4").GetProperty(key)).Select(WithoutEos).ToArray();
         Assert.Equal(expected, ours);
-        var texts = Expected.GetProperty("beam4_text").GetProperty(key).EnumerateArray().Select(t => t.GetString()).ToArray();
+        var texts = reference.GetProperty("beam4_text").GetProperty(key).EnumerateArray().Select(t => t.GetString()).ToArray();
         Assert.Equal(texts, ours.Select(o => m.Tokenizer.Decode(o)).ToArray());
     }
 
@@ -149,7 +177,7 @@ public sealed class M2M100ParityTests
     {
         using var m = M2M100Import.Load(Folder);
         using var scope = NewDisposeScope();
-        var (ids, mask) = Inputs();
+        var (ids, mask) = Inputs(Expected);
         var settings = m.ForTarget("fra_Latn");
         var reference = m.Greedy(ids, mask, settings: settings);
         foreach (var type in new[] { Transduce.Models.ComputeType.BFloat16, Transduce.Models.ComputeType.Int8 })
