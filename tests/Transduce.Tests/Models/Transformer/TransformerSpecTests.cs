@@ -40,6 +40,8 @@ public sealed class TransformerSpecTests
         // Exact-erf GELU has no managed form: the row step steps aside and the batched plan decodes the one row.
         ["gated_gelu"] = c => c with { Activation = "gated_gelu", PreNorm = true, Norm = "rms_norm" },
         ["halves"] = c => c with { PositionalLayout = "halves", FinalNorm = false, PreNorm = true, ScaleEmbedding = false, OutputScale = 0.5 },
+        // M2M100 / NLLB: fairseq's sinusoid table read past the padding id, pre-norm with final norms, no output bias.
+        ["m2m100"] = c => c with { PositionalLayout = "fairseq", PositionOffset = 2, PreNorm = true, FinalNorm = true, OutputBias = false, AttentionBias = true, TieEmbeddings = true },
     };
 
     private static TransformerSeq2Seq Model(string variant)
@@ -118,6 +120,7 @@ public sealed class TransformerSpecTests
     [InlineData("t5", ComputeType.BFloat16)]
     [InlineData("t5", ComputeType.Int8)]
     [InlineData("mbart", ComputeType.BFloat16)]
+    [InlineData("m2m100", ComputeType.Int8)]
     [InlineData("swiglu", ComputeType.Int8)]
     public void ReducedTypesStayCloseOnEverySpec(string variant, ComputeType type)
     {
