@@ -74,10 +74,12 @@ internal sealed unsafe class KeyValueCache
     public (Tensor Keys, Tensor Values) Append(int layer, Tensor newKeys, Tensor newValues, long offset)
     {
         long steps = newKeys.shape[2], rows = newKeys.shape[0];
-        using (var mine = Keys[layer].narrow(0, 0, rows))
-        using (var slot = mine.narrow(2, offset, steps)) slot.copy_(newKeys);
-        using (var mine = Values[layer].narrow(0, 0, rows))
-        using (var slot = mine.narrow(2, offset, steps)) slot.copy_(newValues);
+        // Rows a lazily selected state no longer decodes stay behind its own (TransformerState.PositionRows).
+        bool all = rows == Keys[layer].shape[0];
+        using (var mine = all ? null : Keys[layer].narrow(0, 0, rows))
+        using (var slot = (mine ?? Keys[layer]).narrow(2, offset, steps)) slot.copy_(newKeys);
+        using (var mine = all ? null : Values[layer].narrow(0, 0, rows))
+        using (var slot = (mine ?? Values[layer]).narrow(2, offset, steps)) slot.copy_(newValues);
         Written = offset + steps;
         return (Keys[layer].narrow(2, 0, offset + steps), Values[layer].narrow(2, 0, offset + steps));
     }

@@ -151,12 +151,13 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         TransformerState state, Tensor? causal, Tensor? positionBias = null)
     {
         long batch = x.shape[0], steps = x.shape[1];
-        using var sourceMasked = state.SourceMask.logical_not();          // (batch, 1, 1, source): true = padding
         using var causalMasked = causal?.logical_not();
         // One new position attends in managed code (RowKernels.AttendOne): through libtorch each head's scores and
         // context are a one-row product, which MKL runs on its slow generic path here (1.6 ms of a 8.4 ms bfloat16 step
         // at OPUS-MT size, batch 32).
         var attendOne = steps == 1 ? PackedBlockOps.OneQueryLengths(state, batch) : null;
+        // (batch, 1, 1, source), true = padding: only libtorch's attention reads it; the managed one knows each row's length.
+        using var sourceMasked = attendOne is null ? state.SourceMask.logical_not() : null;
         if (attendOne is null && state.Remapped) throw new InvalidOperationException("lazily selected rows must be made dense before this step");
         var cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType);
         // Writing in place into lazily reordered buffers: earlier positions are where the table says.
@@ -200,7 +201,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         public Tensor?[] Keys, Values;
         public Tensor[] CrossWeights;
         public int[]? Table;
-        public Tensor SourceMasked;
+        public Tensor? SourceMasked;
         public Tensor? CausalMasked, PositionBias;
         public int[]? AttendOne, SelfLengths;
 
