@@ -236,6 +236,19 @@ public sealed class FineTuneTests : IDisposable
     }
 
     [Fact]
+    public void AnUnknownPairEncodingInConfigJsonIsRefusedByName()
+    {
+        string copy = Directory.CreateDirectory(Path.Combine(dir, "copy")).FullName;
+        foreach (var file in Directory.GetFiles(s_base.Value)) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(copy, Checkpoint.ConfigFile)))!;
+        config["pair_encoding"] = "klingon";
+        File.WriteAllText(Path.Combine(copy, Checkpoint.ConfigFile), config.ToJsonString());
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(copy));
+        Assert.Contains("config.json: unknown 'pair_encoding' 'klingon' (known: default, ", e.Message);
+        Assert.Contains("marian", e.Message);
+    }
+
+    [Fact]
     public void InitAndFreezeAreKeysOfTheRunConfiguration()
     {
         var config = RunConfig.Parse("init: models/opus\ntraining:\n  freeze: [embeddings, encoder]\n");
