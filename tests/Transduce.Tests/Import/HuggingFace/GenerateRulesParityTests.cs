@@ -113,6 +113,27 @@ public sealed class GenerateRulesParityTests : IDisposable
         }
     }
 
+    [Fact]
+    public void AConvertedCheckpointKeepsItsRulesThroughSaveAndLoad()
+    {
+        string folder = FolderFor("forced_bos_17_penalty_1.3");
+        File.WriteAllText(Path.Combine(folder, "generation_config.json"), """
+            {"decoder_start_token_id": 1074, "eos_token_id": 0, "pad_token_id": 1074, "forced_eos_token_id": 0,
+             "no_repeat_ngram_size": 2, "repetition_penalty": 1.3, "min_length": 4, "bad_words_ids": [[1074], [5, 6]], "forced_bos_token_id": 17}
+            """);
+        using var converted = Transduce.Checkpoints.Checkpoint.Load(folder);
+        string saved = Path.Combine(dir, "saved");
+        converted.Save(saved);
+        using var loaded = Transduce.Checkpoints.Checkpoint.Load(saved);
+        var (a, b) = (converted.Generation, loaded.Generation);
+        Assert.Equal((2, 1.3, 3), (b.NoRepeatNgramSize, b.RepetitionPenalty, b.MinLength));
+        Assert.Equal(a.ForcedBosTokenId, b.ForcedBosTokenId);
+        Assert.NotNull(b.ForcedBosTokenId);
+        Assert.Equal(a.BannedTokens, b.BannedTokens);
+        Assert.Equal(a.BannedSequences.Select(q => string.Join(' ', q)), b.BannedSequences.Select(q => string.Join(' ', q)));
+        Assert.Single(b.BannedSequences);
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
