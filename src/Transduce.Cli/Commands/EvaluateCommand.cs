@@ -27,10 +27,12 @@ internal static class EvaluateCommand
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var kernels = KernelFlags.Create();
+        var rules = new DecodingRuleFlags();
         var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
         {
             model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType, kernels,
         };
+        foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
         {
             string testPath = r.GetValue(test)!;
@@ -43,7 +45,7 @@ internal static class EvaluateCommand
             int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
             var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
-                translator.DefaultOptions with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true });
+                rules.Apply(r, translator.DefaultOptions) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             var bleu = translator.Score(outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");

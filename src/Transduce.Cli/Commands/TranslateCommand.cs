@@ -28,11 +28,13 @@ internal static class TranslateCommand
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var kernels = KernelFlags.Create();
+        var rules = new DecodingRuleFlags();
         var verbose = new Option<bool>("--verbose") { Description = "Print the capability report (CPU features, versions, each kernel in use or its fallback) on standard error first." };
         var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {
             model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, kernels, verbose,
         };
+        foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
@@ -42,7 +44,7 @@ internal static class TranslateCommand
             using var translator = Translator.Load(r.GetValue(model)!);
             if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
             var defaults = translator.DefaultOptions;
-            var options = defaults with
+            var options = rules.Apply(r, defaults) with
             {
                 BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,
                 NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) ?? defaults.MaxNewTokens,

@@ -153,6 +153,7 @@ internal static class BeamSearch
             var lastTokens = new long[n * k];
             var flatScores = new double[n * k];
             var rowSentences = new int[n * k];
+            var rowTokens = new IReadOnlyList<int>[n * k];
             for (int p = 0; p < n; p++)
             {
                 int s = active[p];
@@ -162,11 +163,12 @@ internal static class BeamSearch
                     lastTokens[p * k + j] = step == 0 ? ids.Bos : t.Length > 0 ? t[^1] : ids.Pad;
                     flatScores[p * k + j] = scores[s][j];
                     rowSentences[p * k + j] = s;
+                    rowTokens[p * k + j] = t;
                 }
             }
 
             var (logits, attention) = decoding.Step(tensor(lastTokens, device: device), wantAttention);
-            var logProbs = rules.Apply(BeamScores.LogSoftmax(logits), new SearchPosition(step, rowSentences));
+            var logProbs = rules.Apply(BeamScores.LogSoftmax(logits), new SearchPosition(step, rowSentences, rowTokens));
             shape = StepAttention.From(attention) ?? shape;
             long vocab = logProbs.shape[1];
             int width = (int)Math.Min(2L * k, k * vocab);

@@ -27,9 +27,31 @@ internal sealed record GenerationSettings
     /// <summary>The beam size used when the caller does not choose one (a MarianMT folder's <c>num_beams</c>); null means greedy.</summary>
     public int? NumBeams { get; init; }
 
+    /// <summary>Target token sequences never completed (multi-token <c>bad_words_ids</c>); see <see cref="SearchOptions.BannedSequences"/>.</summary>
+    public IReadOnlyList<int[]> BannedSequences { get; init; } = [];
+
+    /// <summary>Tokens an output holds at least before <c>&lt;eos&gt;</c>; see <see cref="SearchOptions.MinLength"/>.</summary>
+    public int MinLength { get; init; }
+
+    /// <summary>transformers' <c>no_repeat_ngram_size</c> (0: off); see <see cref="SearchOptions.NoRepeatNgramSize"/>.</summary>
+    public int NoRepeatNgramSize { get; init; }
+
+    /// <summary>transformers' <c>repetition_penalty</c> (1: off); see <see cref="SearchOptions.RepetitionPenalty"/>.</summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+
+    /// <summary>
+    /// The token every output starts with (transformers' <c>forced_bos_token_id</c>), or null; a caller may choose
+    /// another per call (NLLB's target language).
+    /// </summary>
+    public int? ForcedBosTokenId { get; init; }
+
     /// <summary>Greedy-search options of these settings.</summary>
     /// <param name="crossAttention">Also return each output's cross-attention.</param>
-    public SearchOptions Greedy(bool crossAttention = false) => new() { BannedTokens = BannedTokens, CrossAttention = crossAttention };
+    public SearchOptions Greedy(bool crossAttention = false) => new()
+    {
+        BannedTokens = BannedTokens, BannedSequences = BannedSequences, MinLength = MinLength, NoRepeatNgramSize = NoRepeatNgramSize,
+        RepetitionPenalty = RepetitionPenalty, ForcedBosToken = ForcedBosTokenId, CrossAttention = crossAttention,
+    };
 
     /// <summary>Beam-search options of these settings.</summary>
     /// <param name="beamSize">Hypotheses kept per sentence.</param>
@@ -38,6 +60,7 @@ internal sealed record GenerationSettings
     public BeamSearchOptions Beam(int beamSize, int nBest = 1, bool crossAttention = false) => new()
     {
         BeamSize = beamSize, NBest = nBest, Normalization = LengthNormalization, LengthPenalty = LengthPenalty,
-        BannedTokens = BannedTokens, EarlyStopping = EarlyStopping, CrossAttention = crossAttention,
+        BannedTokens = BannedTokens, BannedSequences = BannedSequences, MinLength = MinLength, NoRepeatNgramSize = NoRepeatNgramSize,
+        RepetitionPenalty = RepetitionPenalty, ForcedBosToken = ForcedBosTokenId, EarlyStopping = EarlyStopping, CrossAttention = crossAttention,
     };
 }

@@ -78,7 +78,9 @@ internal static class GreedySearch
                 var (logits, attention) = decoding.Step(input, wantAttention);
                 // The first maximal value of each row (argmax's choice): in managed code where it applies, else max(dim),
                 // whose indices are argmax's at about half its cost in libtorch 2.10.
-                var scores = rules.Apply(logits, new SearchPosition(step, rowSentences));
+                var history = new IReadOnlyList<int>[rowSentences.Length];
+                for (int r = 0; r < history.Length; r++) history[r] = rowSentences[r] >= 0 ? outputs[rowSentences[r]] : [];
+                var scores = rules.Apply(logits, new SearchPosition(step, rowSentences, history));
                 picks = Models.RowKernels.ArgMaxRows(scores);
                 best = picks is null ? scores.max(-1).indexes : tensor(picks, device: scores.device);
                 shape = StepAttention.From(attention) ?? shape;

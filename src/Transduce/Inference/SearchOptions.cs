@@ -9,8 +9,31 @@ internal record SearchOptions
     /// </summary>
     public IReadOnlyList<int> BannedTokens { get; init; } = [];
 
-    /// <summary>No <c>&lt;eos&gt;</c> before an output holds this many tokens (default 0); the maximum length still ends it.</summary>
+    /// <summary>
+    /// Token sequences never completed (default none): transformers' multi-token <c>bad_words_ids</c> entries. The last
+    /// token of a sequence gets −∞ in a row whose last input ids (the decoder start token, then the row's tokens) are the
+    /// rest of it; a one-token entry is banned always, as in <see cref="BannedTokens"/>.
+    /// </summary>
+    public IReadOnlyList<int[]> BannedSequences { get; init; } = [];
+
+    /// <summary>
+    /// No <c>&lt;eos&gt;</c> before an output holds this many tokens (default 0); the maximum length still ends it.
+    /// transformers' <c>min_new_tokens</c>, or <c>min_length</c> − 1 (its length counts the decoder start token).
+    /// </summary>
     public int MinLength { get; init; }
+
+    /// <summary>When positive, no n-gram of this many tokens occurs twice in an output, start token included (transformers' <c>no_repeat_ngram_size</c>); 0 (default) turns the rule off.</summary>
+    public int NoRepeatNgramSize { get; init; }
+
+    /// <summary>
+    /// transformers' <c>repetition_penalty</c> (default 1: off): the score of every token already in the output (or the
+    /// start token) is multiplied by it when negative and divided by it otherwise — on logits in greedy search, on
+    /// log-probabilities in beam search.
+    /// </summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+
+    /// <summary>When set, every output starts with this token (transformers' <c>forced_bos_token_id</c>; NLLB's target-language token).</summary>
+    public int? ForcedBosToken { get; init; }
 
     /// <summary>
     /// Also return, with every output, the cross-attention of the decoding steps that produced it
@@ -24,6 +47,12 @@ internal record SearchOptions
         if (BannedTokens is null || BannedTokens.Any(t => t < 0))
             throw new ArgumentException("banned token ids must be non-negative", nameof(BannedTokens));
         if (MinLength < 0) throw new ArgumentException("the minimum length must be non-negative", nameof(MinLength));
+        if (BannedSequences is null || BannedSequences.Any(q => q is null || q.Length == 0 || q.Any(t => t < 0)))
+            throw new ArgumentException("banned sequences must be non-empty lists of non-negative token ids", nameof(BannedSequences));
+        if (NoRepeatNgramSize < 0) throw new ArgumentException("the no-repeat n-gram size must be non-negative", nameof(NoRepeatNgramSize));
+        if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty))
+            throw new ArgumentException("the repetition penalty must be a positive finite number", nameof(RepetitionPenalty));
+        if (ForcedBosToken is < 0) throw new ArgumentException("the forced first token must be a non-negative id", nameof(ForcedBosToken));
     }
 }
 

@@ -44,6 +44,32 @@ public sealed record TranslationOptions
     /// </summary>
     public bool AlwaysApplyLengthRule { get; init; }
 
+    /// <summary>
+    /// When set, no <c>&lt;eos&gt;</c> before an output holds this many tokens (transformers' <c>min_new_tokens</c>); null
+    /// uses the model's setting (a Hugging Face folder's <c>min_length</c> − 1 or <c>min_new_tokens</c>, else 0). The output
+    /// limit still ends an output.
+    /// </summary>
+    public int? MinLength { get; init; }
+
+    /// <summary>
+    /// When set, no n-gram of this many tokens occurs twice in an output (transformers' <c>no_repeat_ngram_size</c>; 0 turns
+    /// the rule off); null uses the model's setting.
+    /// </summary>
+    public int? NoRepeatNgramSize { get; init; }
+
+    /// <summary>
+    /// When set, transformers' <c>repetition_penalty</c> (1 turns it off; above 1 discourages tokens already in the output:
+    /// a negative score is multiplied by it, a positive one divided — logits in greedy search, log-probabilities in beam
+    /// search); null uses the model's setting.
+    /// </summary>
+    public double? RepetitionPenalty { get; init; }
+
+    /// <summary>
+    /// When set, the target token id every output starts with (transformers' <c>forced_bos_token_id</c>, e.g. NLLB's
+    /// target-language token chosen per call); null uses the model's setting.
+    /// </summary>
+    internal int? ForcedBosTokenId { get; init; }
+
     /// <summary>Translations returned per sentence by <see cref="Translator.TranslateNBest"/> (at most this many, best first).</summary>
     public int NBest { get; init; } = 1;
 
@@ -314,9 +340,17 @@ public sealed class Translator : IDisposable
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         var model = checkpoint.Model;
-        var generation = checkpoint.Generation;
+        var generation = checkpoint.Generation with
+        {
+            MinLength = options.MinLength ?? checkpoint.Generation.MinLength,
+            NoRepeatNgramSize = options.NoRepeatNgramSize ?? checkpoint.Generation.NoRepeatNgramSize,
+            RepetitionPenalty = options.RepetitionPenalty ?? checkpoint.Generation.RepetitionPenalty,
+            ForcedBosTokenId = options.ForcedBosTokenId ?? checkpoint.Generation.ForcedBosTokenId,
+        };
         var greedy = generation.Greedy(crossAttention);
         var beam = generation.Beam(Math.Max(options.Beam, nBest ?? 1), nBest ?? 1, crossAttention);
+        greedy.Validate(); // options out of range fail before any work, naming the option
+        beam.Validate();
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
         // Decoding starts and ends with the ids training used (the family's pair encoding: decoder start, end).

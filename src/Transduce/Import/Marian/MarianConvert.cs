@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Transduce.Checkpoints;
+using Transduce.Import.HuggingFace;
 using Transduce.Inference;
 using Transduce.Text;
 using static TorchSharp.torch;
@@ -93,9 +94,14 @@ internal static class MarianConvert
         }
         model.eval();
 
-        // Every row that is Marian's banned token (usually <pad>, which is also our <bos>) stays banned.
-        var bannedMarian = new HashSet<int>(gen.BannedTokens);
-        var banned = Enumerable.Range(0, targetMap.Length).Where(i => bannedMarian.Contains(targetMap[i])).ToArray();
+        // Marian ids → ours: every row that is Marian's banned token (usually <pad>, which is also our <bos>) stays banned,
+        // and a banned sequence is banned in each of the spellings our rows give it.
+        var ours = Enumerable.Range(0, targetMap.Length).ToLookup(i => targetMap[i]);
+        var banned = gen.BannedTokens.SelectMany(t => ours[t]).Distinct().ToArray();
+        var sequences = gen.BannedSequences.SelectMany(q => q.Aggregate(
+            (IEnumerable<int[]>)[[]], (prefixes, t) => prefixes.SelectMany(prefix => ours[t].Select(id => (int[])[.. prefix, id]))))
+            .ToArray();
+        int? forcedBos = gen.ForcedBosTokenId is int f ? ours[f].Cast<int?>().FirstOrDefault() : null;
         return new Checkpoint
         {
             Model = model,
@@ -105,7 +111,7 @@ internal static class MarianConvert
             TargetVocabulary = target,
             SentencePiece = sentencePiece,
             // generate()'s defaults for this folder: its beam size, stopping rule and length limit.
-            Generation = gen.ToSettings() with { BannedTokens = banned },
+            Generation = gen.ToSettings() with { BannedTokens = banned, BannedSequences = sequences, ForcedBosTokenId = forcedBos },
             PairEncoding = MarianPairEncoding.Instance,
             TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "marian", ["source_folder"] = Path.GetFileName(Path.GetFullPath(directory).TrimEnd('/')) },
         };
@@ -123,7 +129,7 @@ internal static class MarianConvert
         : throw new InvalidDataException($"{Path.Combine(directory, MarianImport.VocabularyFile)}: has no '<unk>' piece");
 
     /// <summary>Our vocabulary for a Marian piece → id map, and for each of our ids the Marian row it takes.</summary>
-    private static (Vocabulary Vocabulary, int[] OurToMarian) Remap(IReadOnlyDictionary<string, int> marian, MarianGenerationConfig gen, int unk)
+    private static (Vocabulary Vocabulary, int[] OurToMarian) Remap(IReadOnlyDictionary<string, int> marian, HfGenerationConfig gen, int unk)
     {
         var specials = new HashSet<string>(StringComparer.Ordinal) { "</s>", "<unk>", "<pad>" };
         var pieces = marian.Where(kv => !specials.Contains(kv.Key)).OrderBy(kv => kv.Value).ToList();

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Transduce.Inference;
+using Transduce.Import.HuggingFace;
 
 using Transduce.Models;
 using Transduce.Models.Transformer;
@@ -13,7 +13,7 @@ internal static partial class MarianImport
     /// <summary>Maps a MarianMT <c>config.json</c> onto the <see cref="TransformerConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
     public static TransformerConfig ReadModelConfig(string configPath)
     {
-        var json = new JsonFile(configPath, required: true);
+        var json = new HfJsonFile(configPath, required: true, "Hugging Face MarianMT");
         string? modelType = json.String("model_type");
         if (modelType is not null && modelType != "marian")
             throw json.Error($"'model_type' is '{modelType}', not 'marian'");
@@ -82,73 +82,30 @@ internal static partial class MarianImport
         return config;
     }
 
-    private static void RequireFlag(JsonFile json, string key, bool required)
+    private static void RequireFlag(HfJsonFile json, string key, bool required)
     {
         if (json.Bool(key) is bool value && value != required)
             throw json.Error($"'{key}': {(value ? "true" : "false")} is not supported (MarianMT uses {(required ? "true" : "false")})");
     }
 
+    /// <summary>The config-class defaults of <c>MarianConfig</c>, which apply to keys <c>config.json</c> leaves out.</summary>
+    public static readonly HfConfigDefaults Defaults = new(PadTokenId: 58100, EosTokenId: 0, ForcedEosTokenId: 0);
+
     /// <summary>
-    /// Reads the decoding settings: <c>generation_config.json</c> when present, else <c>config.json</c>, else transformers' defaults.
+    /// Reads the decoding settings (<see cref="HfGenerationConfig.Read"/>): <c>generation_config.json</c> when present,
+    /// else <c>config.json</c>, else transformers' defaults; ids checked against <paramref name="config"/>'s target vocabulary.
     /// </summary>
-    public static MarianGenerationConfig ReadGenerationConfig(string directory)
-    {
-        var model = new JsonFile(Path.Combine(directory, ConfigFile), required: true);
-        var generation = new JsonFile(Path.Combine(directory, GenerationConfigFile), required: false);
-        var source = generation.Exists ? generation : model;
-        int? Id(string key) => generation.TokenId(key) ?? model.TokenId(key);
-
-        int pad = Id("pad_token_id") ?? 58100;
-        int eos = Id("eos_token_id") ?? 0;
-        int start = Id("decoder_start_token_id") ?? pad;
-        // transformers reads generation_config.json alone when it exists; otherwise it derives it from config.json (MarianConfig default 0).
-        int? forced = generation.Exists || model.Has("forced_eos_token_id") ? source.TokenId("forced_eos_token_id") : 0;
-        if (forced is int f && f != eos)
-            throw source.Error($"'forced_eos_token_id' {f} differs from 'eos_token_id' {eos}, which is not supported");
-
-        var banned = new List<int>();
-        if (source.Node("bad_words_ids") is JsonArray bad)
-        {
-            foreach (var entry in bad)
-            {
-                if (entry is not JsonArray { Count: 1 } single || single[0] is not JsonValue v || !v.TryGetValue<int>(out int id))
-                    throw source.Error("'bad_words_ids': only single-token entries such as [[pad]] are supported");
-                banned.Add(id);
-            }
-        }
-        var earlyStopping = source.Node("early_stopping") switch
-        {
-            null => EarlyStopping.Heuristic,
-            JsonValue b when b.TryGetValue<bool>(out bool flag) => flag ? EarlyStopping.WhenFull : EarlyStopping.Heuristic,
-            JsonValue s when s.TryGetValue<string>(out string? text) && text == "never" => EarlyStopping.Never,
-            var other => throw source.Error($"'early_stopping' must be true, false or \"never\" (got {other.ToJsonString()})"),
-        };
-        var result = new MarianGenerationConfig
-        {
-            DecoderStartTokenId = start,
-            EosTokenId = eos,
-            PadTokenId = pad,
-            ForcedEosTokenId = forced,
-            NumBeams = source.Size("num_beams", 1024) ?? 1,
-            MaxLength = source.Size("max_length", ModelConfig.MaxPositionCount) ?? 20,
-            MaxNewTokens = source.Size("max_new_tokens", ModelConfig.MaxPositionCount),
-            LengthPenalty = source.Double("length_penalty") ?? 1.0,
-            EarlyStopping = earlyStopping,
-            BannedTokens = banned,
-        };
-        if (result.NumBeams < 1) throw source.Error($"'num_beams' must be at least 1 (got {result.NumBeams})");
-        if (result.NewTokenLimit < 1) throw source.Error("'max_length' / 'max_new_tokens' leave no room for a generated token");
-        return result;
-    }
+    public static HfGenerationConfig ReadGenerationConfig(string directory, TransformerConfig config) =>
+        HfGenerationConfig.Read(directory, Defaults, config.TargetVocabSize, config.MaxPositions);
 
     /// <summary>
     /// Reads <c>vocab.json</c> (and <c>target_vocab.json</c> when <c>tokenizer_config.json</c> says <c>separate_vocabs</c>):
     /// piece → id maps whose ids must fit the model and whose <c>&lt;/s&gt;</c> and <c>&lt;pad&gt;</c> must be the config's ids.
     /// </summary>
     public static (IReadOnlyDictionary<string, int> Source, IReadOnlyDictionary<string, int> Target) ReadVocabularies(
-        string directory, ModelConfig config, MarianGenerationConfig generation)
+        string directory, ModelConfig config, HfGenerationConfig generation)
     {
-        var tokenizer = new JsonFile(Path.Combine(directory, TokenizerConfigFile), required: false);
+        var tokenizer = new HfJsonFile(Path.Combine(directory, TokenizerConfigFile), required: false);
         bool separate = tokenizer.Bool("separate_vocabs") ?? false;
         var source = ReadVocabulary(Path.Combine(directory, VocabularyFile), config.SourceVocabSize, generation);
         var target = separate ? ReadVocabulary(Path.Combine(directory, TargetVocabularyFile), config.TargetVocabSize, generation) : source;
@@ -158,7 +115,7 @@ internal static partial class MarianImport
         return (source, target);
     }
 
-    private static Dictionary<string, int> ReadVocabulary(string path, int size, MarianGenerationConfig generation)
+    private static Dictionary<string, int> ReadVocabulary(string path, int size, HfGenerationConfig generation)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its vocabulary", path);
         Dictionary<string, int> vocabulary;
@@ -179,82 +136,5 @@ internal static partial class MarianImport
         if (vocabulary.TryGetValue("<pad>", out int pad) && pad != generation.PadTokenId)
             throw new InvalidDataException($"{path}: '<pad>' has id {pad} but 'pad_token_id' is {generation.PadTokenId}");
         return vocabulary;
-    }
-
-    /// <summary>A JSON object file with typed, error-reporting accessors.</summary>
-    private sealed class JsonFile
-    {
-        private readonly string path;
-        private readonly JsonObject? root;
-
-        public JsonFile(string path, bool required)
-        {
-            this.path = path;
-            if (!File.Exists(path))
-            {
-                if (required) throw new FileNotFoundException($"{path}: not found — is this a Hugging Face MarianMT folder?", path);
-                return;
-            }
-            try
-            {
-                root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: not a JSON object");
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
-            }
-        }
-
-        public bool Exists => root is not null;
-
-        public InvalidDataException Error(string message) => new($"{path}: {message}");
-
-        public bool Has(string key) => root?.ContainsKey(key) == true;
-
-        public JsonNode? Node(string key) => root?[key];
-
-        private T? Get<T>(string key, string kind) where T : struct
-        {
-            var node = Node(key);
-            if (node is null) return null;
-            if (node is JsonValue v && v.TryGetValue<T>(out var value)) return value;
-            if (typeof(T) == typeof(int) && node is JsonValue d && d.TryGetValue<double>(out double x) && x == Math.Floor(x) && Math.Abs(x) <= int.MaxValue)
-                return (T)(object)(int)x;
-            if (typeof(T) == typeof(double) && node is JsonValue n && n.TryGetValue<long>(out long l)) return (T)(object)(double)l;
-            throw Error($"'{key}' must be {kind} (got {node.ToJsonString()})");
-        }
-
-        public int? Int(string key) => Get<int>(key, "an integer");
-
-        /// <summary>A size: an integer from 1 to <paramref name="max"/> (a bound far above any real model).</summary>
-        public int? Size(string key, int max)
-        {
-            int? value = Int(key);
-            if (value is <= 0) throw Error($"'{key}' must be positive (got {value})");
-            if (value > max) throw Error($"'{key}' {value} is larger than any supported model (at most {max})");
-            return value;
-        }
-
-        public double? Double(string key) => Get<double>(key, "a number");
-
-        public bool? Bool(string key) => Get<bool>(key, "true or false");
-
-        public string? String(string key)
-        {
-            var node = Node(key);
-            if (node is null) return null;
-            return node is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Error($"'{key}' must be a string (got {node.ToJsonString()})");
-        }
-
-        /// <summary>A token id that may be written as a one-element list (transformers allows lists of eos ids).</summary>
-        public int? TokenId(string key)
-        {
-            if (Node(key) is JsonArray list)
-            {
-                if (list.Count == 1 && list[0] is JsonValue v && v.TryGetValue<int>(out int id)) return id;
-                throw Error($"'{key}': only a single id is supported (got {list.ToJsonString()})");
-            }
-            return Int(key);
-        }
     }
 }

@@ -1,4 +1,5 @@
 using Transduce.Checkpoints;
+using Transduce.Import.HuggingFace;
 using static TorchSharp.torch;
 
 using Transduce.Models;
@@ -44,7 +45,7 @@ internal static partial class MarianImport
             throw new DirectoryNotFoundException($"{directory}: MarianMT folder not found");
         string configPath = Path.Combine(directory, ConfigFile);
         var config = ReadModelConfig(configPath);
-        var generation = ReadGenerationConfig(directory);
+        var generation = ReadGenerationConfig(directory, config);
         var (sourceVocabulary, targetVocabulary) = ReadVocabularies(directory, config, generation);
         string weights = WeightsPath(directory);
 

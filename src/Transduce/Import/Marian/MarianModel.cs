@@ -1,4 +1,5 @@
 using Transduce.Data;
+using Transduce.Import.HuggingFace;
 using Transduce.Inference;
 using static TorchSharp.torch;
 
@@ -15,8 +16,10 @@ namespace Transduce.Import.Marian;
 /// </summary>
 /// <remarks>
 /// Generation matches <c>generate</c> for greedy and beam search (<c>early_stopping</c> true, false or "never"): decoding starts
-/// from <c>decoder_start_token_id</c>; at most <see cref="MarianGenerationConfig.NewTokenLimit"/> tokens follow it, the last
-/// one forced to <c>&lt;eos&gt;</c> when <c>forced_eos_token_id</c> is set; <c>bad_words_ids</c> tokens are never generated;
+/// from <c>decoder_start_token_id</c>; at most <see cref="HfGenerationConfig.NewTokenLimit"/> tokens follow it, the last
+/// one forced to <c>&lt;eos&gt;</c> when <c>forced_eos_token_id</c> is set; <c>bad_words_ids</c>, <c>min_length</c> /
+/// <c>min_new_tokens</c>, <c>no_repeat_ngram_size</c>, <c>repetition_penalty</c> and <c>forced_bos_token_id</c> apply as
+/// transformers' logits processors do (<see cref="LogitsProcessors.Standard"/>);
 /// beams are ranked by log-probability / L^<c>length_penalty</c> (<see cref="LengthNormalization.HuggingFace"/>).
 /// Known difference: without <c>forced_eos_token_id</c> a beam still ends in <c>&lt;eos&gt;</c> at the length limit, where
 /// transformers would keep it unfinished (OPUS-MT folders all set it).
@@ -30,7 +33,7 @@ internal sealed class MarianModel : IDisposable
     public TransformerConfig Config { get; }
 
     /// <summary>The decoding settings of <c>generation_config.json</c>.</summary>
-    public MarianGenerationConfig Generation { get; }
+    public HfGenerationConfig Generation { get; }
 
     /// <summary>Source piece → id (<c>vocab.json</c>).</summary>
     public IReadOnlyDictionary<string, int> SourceVocabulary { get; }
@@ -38,7 +41,7 @@ internal sealed class MarianModel : IDisposable
     /// <summary>Target piece → id (<c>vocab.json</c>, or <c>target_vocab.json</c> for separate vocabularies).</summary>
     public IReadOnlyDictionary<string, int> TargetVocabulary { get; }
 
-    internal MarianModel(TransformerSeq2Seq model, TransformerConfig config, MarianGenerationConfig generation,
+    internal MarianModel(TransformerSeq2Seq model, TransformerConfig config, HfGenerationConfig generation,
         IReadOnlyDictionary<string, int> sourceVocabulary, IReadOnlyDictionary<string, int> targetVocabulary)
     {
         Model = model;
@@ -98,7 +101,8 @@ internal sealed class MarianModel : IDisposable
     {
         using var lengths = ValidLengths(attentionMask);
         int max = TokensBeforeEos(maxNewTokens);
-        return GreedySearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), Generation.BannedTokens);
+        return GreedySearch.Decode(Model, inputIds, lengths, Ids, Enumerable.Repeat(max, (int)inputIds.shape[0]).ToArray(), Generation.ToSettings().Greedy())
+            .Select(h => h.Tokens).ToArray();
     }
 
     /// <summary>The beam options that reproduce <c>generate</c> with this model's settings.</summary>

@@ -110,7 +110,8 @@ public sealed class MarianConvertTests : IDisposable
         File.WriteAllText(Path.Combine(copy, "generation_config.json"),
             """{"decoder_start_token_id": 1074, "eos_token_id": 0, "pad_token_id": 1074, "num_beams": 6, "early_stopping": "never"}""");
         using var never = Translator.Load(copy);
-        Assert.Equal((6, EarlyStopping.Never, 19), (never.DefaultOptions.Beam, never.Checkpoint.Generation.EarlyStopping, never.DefaultOptions.MaxNewTokens));
+        // No max_length: transformers 5 generates 20 new tokens (max_length = 20 + the start token, within the positions).
+        Assert.Equal((6, EarlyStopping.Never, 20), (never.DefaultOptions.Beam, never.Checkpoint.Generation.EarlyStopping, never.DefaultOptions.MaxNewTokens));
     }
 
     [Fact]

@@ -1,0 +1,98 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Transduce.Import.HuggingFace;
+
+/// <summary>
+/// A JSON object file of a Hugging Face folder (<c>config.json</c>, <c>generation_config.json</c>,
+/// <c>tokenizer_config.json</c>) with typed accessors whose errors name the file and the key.
+/// </summary>
+internal sealed class HfJsonFile
+{
+    private readonly string path;
+    private readonly JsonObject? root;
+
+    /// <summary>Reads <paramref name="path"/>; a missing file is an error when <paramref name="required"/>, else an empty object.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="required">Whether the file must exist.</param>
+    /// <param name="folderKind">What folder a missing required file suggests this is not (for the error).</param>
+    public HfJsonFile(string path, bool required, string folderKind = "Hugging Face model")
+    {
+        this.path = path;
+        if (!File.Exists(path))
+        {
+            if (required) throw new FileNotFoundException($"{path}: not found — is this a {folderKind} folder?", path);
+            return;
+        }
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+        }
+    }
+
+    public bool Exists => root is not null;
+
+    public InvalidDataException Error(string message) => new($"{path}: {message}");
+
+    public bool Has(string key) => root?.ContainsKey(key) == true;
+
+    public JsonNode? Node(string key) => root?[key];
+
+    private T? Get<T>(string key, string kind) where T : struct
+    {
+        var node = Node(key);
+        if (node is null) return null;
+        if (node is JsonValue v && v.TryGetValue<T>(out var value)) return value;
+        if (typeof(T) == typeof(int) && node is JsonValue d && d.TryGetValue<double>(out double x) && x == Math.Floor(x) && Math.Abs(x) <= int.MaxValue)
+            return (T)(object)(int)x;
+        if (typeof(T) == typeof(double) && node is JsonValue n && n.TryGetValue<long>(out long l)) return (T)(object)(double)l;
+        throw Error($"'{key}' must be {kind} (got {node.ToJsonString()})");
+    }
+
+    public int? Int(string key) => Get<int>(key, "an integer");
+
+    /// <summary>A size: an integer from 1 to <paramref name="max"/> (a bound far above any real model).</summary>
+    public int? Size(string key, int max)
+    {
+        int? value = Int(key);
+        if (value is <= 0) throw Error($"'{key}' must be positive (got {value})");
+        if (value > max) throw Error($"'{key}' {value} is larger than any supported model (at most {max})");
+        return value;
+    }
+
+    public double? Double(string key) => Get<double>(key, "a number");
+
+    public bool? Bool(string key) => Get<bool>(key, "true or false");
+
+    public string? String(string key)
+    {
+        var node = Node(key);
+        if (node is null) return null;
+        return node is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Error($"'{key}' must be a string (got {node.ToJsonString()})");
+    }
+
+    /// <summary>A token id that may be written as a one-element list (transformers allows lists of eos ids).</summary>
+    public int? TokenId(string key)
+    {
+        var ids = TokenIds(key);
+        if (ids is null) return null;
+        if (ids.Distinct().Count() == 1) return ids[0];
+        throw Error($"'{key}': only a single id is supported (got {Node(key)!.ToJsonString()})");
+    }
+
+    /// <summary>An id or a non-empty list of ids (transformers' <c>eos_token_id</c> may be either); null when absent.</summary>
+    public int[]? TokenIds(string key)
+    {
+        var node = Node(key);
+        if (node is null) return null;
+        if (node is not JsonArray list) return [Int(key)!.Value];
+        if (list.Count == 0) throw Error($"'{key}' is an empty list");
+        return list.Select(item => item is JsonValue v && v.TryGetValue<int>(out int id)
+            ? id
+            : throw Error($"'{key}' must be an id or a list of ids (got {node.ToJsonString()})")).ToArray();
+    }
+}
