@@ -234,6 +234,14 @@ class Trainer:
         settings = dict(settings, training=options)
         self.settings = settings
         self.options = TrainingOptions(options)
+        # Fine-tuning conventions of the .NET trainer this one does not implement: refused, never silently ignored.
+        if options.get("freeze"):
+            raise ValueError(f"training.freeze {options['freeze']}: this trainer does not freeze parameters; "
+                             "fine-tune with `transduce train --init` instead")
+        encoding = self.run.config.get("pair_encoding", "default")
+        if encoding != "default":
+            raise ValueError(f"config.json: pair_encoding '{encoding}' (a pretrained family's training conventions) is not "
+                             "implemented by this trainer; fine-tune with `transduce train --init` instead")
 
         self.model = build_model(self.run.config["model"])
         start = self.run.directory

@@ -28,10 +28,12 @@ internal static class EvaluateCommand
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var kernels = KernelFlags.Create();
         var languages = LanguageFlags.Create();
+        var rules = new DecodingRuleFlags();
         var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
         {
             model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType, kernels, languages.Source, languages.Target,
         };
+        foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
         {
             string testPath = r.GetValue(test)!;
@@ -44,7 +46,7 @@ internal static class EvaluateCommand
             int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
             var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
-                LanguageFlags.Apply(r, languages, translator.DefaultOptions) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true });
+                LanguageFlags.Apply(r, languages, rules.Apply(r, translator.DefaultOptions)) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             var bleu = translator.Score(outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");

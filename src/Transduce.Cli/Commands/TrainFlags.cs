@@ -49,6 +49,7 @@ internal static class TrainFlags
     [
         Value<string>("--data", "data.train", "Corpus: a tab-separated file, a folder (its train split if the preset names one), a source-side text file (with --data-target), or a known corpus name (fra-eng, downloaded into the cache)."),
         Value<string>("--data-target", "data.target", "Target-side text file aligned line by line with the --data source file."),
+        Value<string>("--init", "init", "Fine-tune: start from this model, a Transduce checkpoint (a run directory, a best/) or an OPUS-MT (MarianMT) folder. Its architecture, weights, tokenizers and text settings are kept (the model and text flags are not used); Adam starts afresh."),
         Value<string>("--model", "model.architecture", $"Architecture: {string.Join(", ", ModelOptions.Architectures)}.", choices: [.. ModelOptions.Architectures]),
         Value<int>("--embed", "model.embedding_size", "Embedding size of the recurrent models."),
         Value<int>("--hidden", "model.hidden_size", "Hidden size."),
@@ -72,6 +73,8 @@ internal static class TrainFlags
         Value<double>("--lr", "training.learning_rate", "Adam learning rate."),
         Value<string>("--schedule", "training.schedule", "Learning-rate schedule: constant or inverse-sqrt (linear warm-up, then 1/√step).", choices: Names<LearningRateSchedule>()),
         Value<int>("--warmup", "training.warmup_steps", "Warm-up updates of the inverse-sqrt schedule."),
+        Value<string>("--freeze", "training.freeze", "Keep these parts of the model fixed (comma-separated): embeddings (token embeddings, learned positions and what shares them, e.g. a tied output layer), encoder.",
+            convert: s => new JsonArray([.. s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p => (JsonNode)JsonValue.Create(p))])),
         Value<double>("--label-smoothing", "training.label_smoothing", "Label smoothing ε."),
         Value<int>("--accumulate", "training.accumulate_steps", "Mini-batches per optimiser update (gradient accumulation)."),
         Value<double>("--clip", "training.gradient_clip", "Gradient-norm clip, 0 for none."),

@@ -29,11 +29,13 @@ internal static class TranslateCommand
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var kernels = KernelFlags.Create();
         var languages = LanguageFlags.Create();
+        var rules = new DecodingRuleFlags();
         var verbose = new Option<bool>("--verbose") { Description = "Print the capability report (CPU features, versions, each kernel in use or its fallback) on standard error first." };
         var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {
             model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, kernels, languages.Source, languages.Target, verbose,
         };
+        foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
@@ -43,7 +45,7 @@ internal static class TranslateCommand
             using var translator = Translator.Load(r.GetValue(model)!);
             if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
             var defaults = translator.DefaultOptions;
-            var options = LanguageFlags.Apply(r, languages, defaults) with
+            var options = LanguageFlags.Apply(r, languages, rules.Apply(r, defaults)) with
             {
                 BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,
                 NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) ?? defaults.MaxNewTokens,

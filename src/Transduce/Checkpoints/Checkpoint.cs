@@ -50,6 +50,12 @@ public sealed class Checkpoint : IDisposable
     internal LanguageTable? Languages { get; init; }
 
     /// <summary>
+    /// How training pairs are encoded for this model's family (<see cref="Text.PairEncoding.Default"/> unless a pretrained
+    /// family sets its own); saved in <c>config.json</c> as <c>pair_encoding</c> when not the default.
+    /// </summary>
+    internal PairEncoding PairEncoding { get; init; } = PairEncoding.Default;
+
+    /// <summary>
     /// The same checkpoint with <paramref name="type"/> as its default number type for decoding; it shares the model,
     /// so dispose only one of them.
     /// </summary>
@@ -60,7 +66,7 @@ public sealed class Checkpoint : IDisposable
     {
         Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
         TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
-        TrainingInfo = TrainingInfo, Languages = Languages,
+        TrainingInfo = TrainingInfo, Languages = Languages, PairEncoding = PairEncoding,
     };
 
     /// <summary>The text pipeline (normaliser, tokenizers over the vocabularies) of this checkpoint.</summary>
@@ -102,6 +108,7 @@ public sealed class Checkpoint : IDisposable
                 ["training"] = JsonSerializer.SerializeToNode(TrainingInfo.ToDictionary(), ModelConfig.Json),
                 ["generation"] = JsonSerializer.SerializeToNode(Generation, GenerationJson),
             };
+            if (PairEncoding != PairEncoding.Default) config["pair_encoding"] = PairEncoding.Name;
             var weights = Model.state_dict();
             Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
             SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
@@ -211,15 +218,17 @@ public sealed class Checkpoint : IDisposable
         TextConfig textConfig;
         Dictionary<string, string> training;
         Inference.GenerationSettings generation;
+        PairEncoding pairEncoding;
         try
         {
             modelConfig = root["model"]?.Deserialize<ModelConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'model'");
             textConfig = root["text"]?.Deserialize<TextConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'text'");
             training = root["training"]?.Deserialize<Dictionary<string, string>>(ModelConfig.Json) ?? [];
             generation = root["generation"]?.Deserialize<Inference.GenerationSettings>(GenerationJson) ?? new();
+            pairEncoding = root["pair_encoding"] is { } pe ? PairEncoding.FromName(pe.GetValue<string>()) : PairEncoding.Default;
             modelConfig.Validate();
         }
-        catch (Exception e) when (e is JsonException or ArgumentException)
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{configPath}: {e.Message}", e);
         }
@@ -270,7 +279,7 @@ public sealed class Checkpoint : IDisposable
         {
             Model = model, ModelConfig = modelConfig, TextConfig = textConfig,
             SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training, Subwords = subwords,
-            SentencePiece = sentencePiece, Generation = generation,
+            SentencePiece = sentencePiece, Generation = generation, PairEncoding = pairEncoding,
         };
     }
 

@@ -13,9 +13,17 @@ internal sealed record TranslationData(IReadOnlyList<EncodedPair> Pairs, TextPip
     /// <summary>Target vocabulary.</summary>
     public Vocabulary TargetVocabulary => Text.Target.Vocabulary;
 
-    /// <summary>Encodes <paramref name="pairs"/> with a pipeline whose vocabularies already exist (resuming, validating).</summary>
-    public static TranslationData Encode(IReadOnlyList<SentencePair> pairs, TextPipeline text) =>
-        new(pairs.Select(p => new EncodedPair(text.EncodeSource(p.Source), text.EncodeTarget(p.Target))).ToList(), text);
+    /// <summary>
+    /// Encodes <paramref name="pairs"/> with a pipeline whose vocabularies already exist (resuming, validating, fine-tuning),
+    /// as the model's family frames a training pair (<paramref name="encoding"/>; default: the pipeline's ids).
+    /// </summary>
+    public static TranslationData Encode(IReadOnlyList<SentencePair> pairs, TextPipeline text, PairEncoding? encoding = null,
+        PairEncodingContext? context = null)
+    {
+        var e = encoding ?? PairEncoding.Default;
+        var c = context ?? new PairEncodingContext();
+        return new(pairs.Select(p => new EncodedPair(e.Source(text, p.Source, c), e.Target(text, p.Target, c))).ToList(), text);
+    }
 
     /// <summary>
     /// Word-level data: normalises and splits <paramref name="pairs"/> into words, builds word vocabularies from

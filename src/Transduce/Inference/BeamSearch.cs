@@ -13,7 +13,8 @@ namespace Transduce.Inference;
 /// </summary>
 /// <remarks>
 /// <para><b>Step.</b> Candidates are scored by cumulative log-probability (log-softmax of the logits); per
-/// sentence the best <c>2k</c> of the <c>k × V</c> continuations are visited in order. An <c>&lt;eos&gt;</c>
+/// sentence the best <c>2k</c> of the <c>k × V</c> continuations are visited in order (equal scores: lower beam, then lower
+/// token first), computed in managed code (<see cref="BeamScores"/>). An <c>&lt;eos&gt;</c>
 /// candidate among the first <c>k</c> becomes a finished hypothesis (an <c>&lt;eos&gt;</c> ranked lower is dropped);
 /// the first <c>k</c> other candidates become the next beams. When a sentence's hypotheses already hold its
 /// maximum number of tokens, <c>&lt;eos&gt;</c> is forced (every other token gets probability 0), so every
@@ -167,14 +168,11 @@ internal static class BeamSearch
             }
 
             var (logits, attention) = decoding.Step(tensor(lastTokens, device: device), wantAttention);
-            var logProbs = rules.Apply(logits.to_type(ScalarType.Float64).log_softmax(-1), new SearchPosition(step, rowSentences, rowTokens));
+            var logProbs = rules.Apply(BeamScores.LogSoftmax(logits), new SearchPosition(step, rowSentences, rowTokens));
             shape = StepAttention.From(attention) ?? shape;
             long vocab = logProbs.shape[1];
-            var candidates = (tensor(flatScores, device: device).unsqueeze(1) + logProbs).reshape(n, k * vocab);
             int width = (int)Math.Min(2L * k, k * vocab);
-            var (topValues, topIndices) = candidates.topk(width, dim: 1, largest: true, sorted: true);
-            var values = topValues.cpu().data<double>().ToArray();
-            var indices = topIndices.cpu().data<long>().ToArray();
+            var (values, indices) = BeamScores.Best(logProbs, flatScores, n, k, width);
 
             for (int p = 0; p < n; p++)
             {

@@ -8,7 +8,7 @@ namespace Transduce.Models;
 /// <summary>
 /// The arithmetic of one decoding position in managed SIMD, on raw float32 (and bfloat16) memory: the whole step of one
 /// sentence (<see cref="Transformer.TransformerRowStep"/>), and in batched steps the new position's attention
-/// (<see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*, float*, int)"/>) and
+/// (<see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*, float*, int, StoredRows)"/>) and
 /// greedy's pick (<see cref="ArgMaxRows"/>). At one row a libtorch operation costs 2–4 µs of dispatch and tensor
 /// bookkeeping whatever its size, and small matrix–vector products through MKL run 2–3× slower than a panel-packed loop
 /// here (BENCHMARKS.md, issue 17, third pass).
@@ -94,42 +94,48 @@ internal static unsafe class RowKernels
     /// <paramref name="stride"/>, head size); <paramref name="context"/> receives (batch, heads · head size), and
     /// <paramref name="weights"/>, when given, the softmax weights as (batch, heads, <paramref name="stride"/>), zero past
     /// each row's count. <paramref name="bias"/>, when given, is added to head h's scores before the softmax, from
-    /// h · <paramref name="biasStride"/> on (the same for every row: relative position biases).
+    /// h · <paramref name="biasStride"/> on (the same for every row: relative position biases). <paramref name="rows"/>
+    /// says which stored row holds each row's keys and values when they are not the row's own (see <see cref="StoredRows"/>).
     /// </summary>
     public static void AttendOne(float* queries, long queryStride, float* keys, float* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights, float* bias = null, int biasStride = 0) =>
-        AttendOne<Float32Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights, bias, biasStride);
+        ReadOnlySpan<int> count, float* context, float* weights, float* bias = null, int biasStride = 0, StoredRows rows = default) =>
+        AttendOne<Float32Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights, bias, biasStride, rows);
 
     /// <summary>
-    /// <see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*, float*, int)"/> over
+    /// <see cref="AttendOne(float*, long, float*, float*, int, int, int, int, ReadOnlySpan{int}, float*, float*, float*, int, StoredRows)"/> over
     /// keys and values stored as bfloat16 (their raw 16-bit patterns), widened to float32 as they are read.
     /// </summary>
     public static void AttendOne(float* queries, long queryStride, ushort* keys, ushort* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights, float* bias = null, int biasStride = 0) =>
-        AttendOne<BFloat16Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights, bias, biasStride);
+        ReadOnlySpan<int> count, float* context, float* weights, float* bias = null, int biasStride = 0, StoredRows rows = default) =>
+        AttendOne<BFloat16Rows>(queries, queryStride, keys, values, batch, heads, headSize, stride, count, context, weights, bias, biasStride, rows);
 
     private static void AttendOne<TRows>(float* queries, long queryStride, void* keys, void* values, int batch, int heads, int headSize, int stride,
-        ReadOnlySpan<int> count, float* context, float* weights, float* bias, int biasStride) where TRows : IRows
+        ReadOnlySpan<int> count, float* context, float* weights, float* bias, int biasStride, StoredRows rows) where TRows : IRows
     {
         var scores = stride <= 1024 ? stackalloc float[stride] : new float[stride];
+        var offsets = stride <= 1024 ? stackalloc long[stride] : new long[stride];
         fixed (float* s = scores)
+        fixed (long* at = offsets)
             for (int b = 0; b < batch; b++)
                 for (int h = 0; h < heads; h++)
                 {
                     int n = count[b];
-                    long head = (long)b * heads + h, first = head * stride * headSize;
+                    long head = (long)b * heads + h;
+                    // Where each position's key and value start: consecutive in the row's own block unless a row map says
+                    // which stored row holds it (beam search reorders rows without moving them, see StoredRows).
+                    rows.Offsets(b, h, n, heads, stride, headSize, at);
                     float* q = queries + b * queryStride + h * headSize;
                     float* c = context + head * headSize;
                     float* headBias = bias is null ? null : bias + (long)h * biasStride;
-                    if (headSize == 64 && Vector512.IsHardwareAccelerated) Head64<TRows>(q, keys, values, first, n, s, c, headBias);
+                    if (headSize == 64 && Vector512.IsHardwareAccelerated) Head64<TRows>(q, keys, values, at, n, s, c, headBias);
                     else
                     {
-                        for (int t = 0; t < n; t++) s[t] = TRows.Dot(q, keys, first + (long)t * headSize, headSize);
+                        for (int t = 0; t < n; t++) s[t] = TRows.Dot(q, keys, at[t], headSize);
                         if (headBias is not null)
                             for (int t = 0; t < n; t++) s[t] += headBias[t];
                         Softmax(s, n);
                         new Span<float>(c, headSize).Clear();
-                        for (int t = 0; t < n; t++) TRows.AddScaled(c, values, first + (long)t * headSize, s[t], headSize);
+                        for (int t = 0; t < n; t++) TRows.AddScaled(c, values, at[t], s[t], headSize);
                     }
                     if (weights is not null)
                     {
@@ -141,11 +147,12 @@ internal static unsafe class RowKernels
     }
 
     // One head of width 64 (Marian's and most models'): the query and the context stay in four 16-wide registers.
-    private static void Head64<TRows>(float* q, void* k, void* v, long first, int n, float* s, float* c, float* bias) where TRows : IRows
+    private static void Head64<TRows>(float* q, void* k, void* v, long* offsets, int n, float* s, float* c, float* bias) where TRows : IRows
     {
         var q0 = Vector512.Load(q); var q1 = Vector512.Load(q + 16); var q2 = Vector512.Load(q + 32); var q3 = Vector512.Load(q + 48);
-        for (long t = 0, at = first; t < n; t++, at += 64)
+        for (int t = 0; t < n; t++)
         {
+            long at = offsets[t];
             var sum = Vector512.FusedMultiplyAdd(q3, TRows.Load16(k, at + 48), Vector512.FusedMultiplyAdd(q2, TRows.Load16(k, at + 32),
                 Vector512.FusedMultiplyAdd(q1, TRows.Load16(k, at + 16), q0 * TRows.Load16(k, at))));
             s[t] = Vector512.Sum(sum);
@@ -154,8 +161,9 @@ internal static unsafe class RowKernels
             for (int t = 0; t < n; t++) s[t] += bias[t];
         Softmax(s, n);
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (long t = 0, at = first; t < n; t++, at += 64)
+        for (int t = 0; t < n; t++)
         {
+            long at = offsets[t];
             var p = Vector512.Create(s[t]);
             c0 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at), c0);
             c1 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at + 16), c1);
@@ -163,6 +171,33 @@ internal static unsafe class RowKernels
             c3 = Vector512.FusedMultiplyAdd(p, TRows.Load16(v, at + 48), c3);
         }
         c0.Store(c); c1.Store(c + 16); c2.Store(c + 32); c3.Store(c + 48);
+    }
+
+    /// <summary>
+    /// Which stored row holds a decoding row's keys and values, for attention over tensors laid out (stored rows, heads,
+    /// positions, head size) whose rows are not the decoding's rows. Beam search reorders and drops rows every step;
+    /// instead of copying every layer's tensors, a state records where each row's data is: <paramref name="rowOf"/>[b]
+    /// for all of row b's positions (cross-attention: the encoder row a beam row reads), or, per position,
+    /// <paramref name="table"/>[b · <paramref name="columns"/> + t] for t &lt; <paramref name="columns"/> (self-attention:
+    /// position t was written by whichever row the hypothesis occupied at step t), later positions being row b's own.
+    /// The default reads row b for every position.
+    /// </summary>
+    internal readonly struct StoredRows(int* rowOf, int* table, int columns)
+    {
+        /// <summary>Element offsets of row b's positions 0 … n − 1 for head h into <paramref name="at"/>.</summary>
+        public void Offsets(int b, int h, int n, int heads, int stride, int headSize, long* at)
+        {
+            if (table is null)
+            {
+                int row = rowOf is null ? b : rowOf[b];
+                long first = ((long)row * heads + h) * stride * headSize;
+                for (int t = 0; t < n; t++) at[t] = first + (long)t * headSize;
+                return;
+            }
+            int* own = table + (long)b * columns;
+            for (int t = 0; t < n; t++)
+                at[t] = (((long)(t < columns ? own[t] : b) * heads + h) * stride + t) * headSize;
+        }
     }
 
     // How attention reads stored keys and values: float32, or bfloat16 widened on the fly (a bfloat16 is the top half of

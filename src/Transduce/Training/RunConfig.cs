@@ -24,6 +24,17 @@ public sealed record RunConfig
     /// <summary>The preset this configuration started from, if any (a file may name one to build on).</summary>
     public string? Preset { get; init; }
 
+    /// <summary>
+    /// Fine-tuning: the model to start from — a Transduce checkpoint (a run directory, a <c>best/</c>) or a model folder
+    /// <c>Checkpoint.Load</c> reads (a MarianMT / OPUS-MT folder, and the other pretrained families it knows). Its
+    /// architecture, weights, tokenizers, vocabularies and text settings are kept, so the <see cref="Model"/> and
+    /// <see cref="Text"/> sections are not used (a run says so; the SentencePiece files and <c>model.extra</c>, which
+    /// only a new model would use, are refused); the corpus is encoded with the model's own tokenizers, the optimiser
+    /// (Adam) starts afresh, and <see cref="Training"/>, <see cref="Validation"/> and <see cref="Data"/> apply as in any
+    /// run. Null (the default) trains a new model.
+    /// </summary>
+    public string? Init { get; init; }
+
     /// <summary>The model: architecture and sizes.</summary>
     public ModelOptions Model { get; init; } = new();
 

@@ -358,11 +358,20 @@ internal static partial class RunConfigFile
         var x = c.Text;
         Positive(x.MinFrequency, "text.min_frequency");
         Positive(x.MaxSteps, "text.max_steps");
-        if (x.Tokenizer == TokenizerKind.Bpe && x.BpeVocabSize < Text.BpeTrainingOptions.MinVocabSize)
+        if (c.Init is not null)
+        {
+            if (string.IsNullOrWhiteSpace(c.Init)) throw new ArgumentException("'init' must name a checkpoint or model folder (got an empty path)");
+            // The model started from brings its tokenizers and architecture: files and settings only a new model uses are refused.
+            if ((x.SpmModel ?? x.SpmTargetModel) is not null)
+                throw new ArgumentException("'text.spm_model': a run with 'init' (--init) encodes with the tokenizers of the model it starts from; leave out --spm-model/--spm-target-model");
+            if (m.Extra is { Count: > 0 })
+                throw new ArgumentException("'model.extra': a run with 'init' (--init) keeps the architecture of the model it starts from; leave out model.extra");
+        }
+        else if (x.Tokenizer == TokenizerKind.Bpe && x.BpeVocabSize < Text.BpeTrainingOptions.MinVocabSize)
             throw new ArgumentException($"'text.bpe_vocab_size' must be at least {Text.BpeTrainingOptions.MinVocabSize} (got {x.BpeVocabSize})");
-        if (x.Tokenizer == TokenizerKind.Spm && x.SpmModel is null)
+        if (c.Init is null && x.Tokenizer == TokenizerKind.Spm && x.SpmModel is null)
             throw new ArgumentException("'text.tokenizer' spm needs 'text.spm_model' (--spm-model FILE, a SentencePiece model trained beforehand, e.g. with spm_train)");
-        if (x.Tokenizer != TokenizerKind.Spm && (x.SpmModel ?? x.SpmTargetModel) is not null)
+        if (c.Init is null && x.Tokenizer != TokenizerKind.Spm && (x.SpmModel ?? x.SpmTargetModel) is not null)
             throw new ArgumentException("'text.spm_model' and 'text.spm_target_model' need 'text.tokenizer' spm (--tokenizer spm)");
 
         var t = c.Training;

@@ -86,6 +86,26 @@ public sealed record TrainingOptions
     /// <see cref="ComputeType.Int8"/> is for decoding only.
     /// </summary>
     public ComputeType Precision { get; init; } = ComputeType.Float32;
+
+    /// <summary>
+    /// Parts of the model that keep their weights (bit for bit) while the rest trains, as when fine-tuning a pretrained
+    /// model on little data: <see cref="FrozenPart.Embeddings"/>, <see cref="FrozenPart.Encoder"/>. Empty (the default)
+    /// trains everything.
+    /// </summary>
+    public IReadOnlyList<FrozenPart> Freeze { get; init; } = [];
+}
+
+/// <summary>A part of a model that <see cref="TrainingOptions.Freeze"/> keeps fixed.</summary>
+public enum FrozenPart
+{
+    /// <summary>
+    /// The token embeddings and learned position tables, and whatever shares their weights: a tied output projection,
+    /// the other side's embedding when source and target share one.
+    /// </summary>
+    Embeddings,
+
+    /// <summary>Every weight of the encoder, its embedding included (so a shared embedding, and a tied output projection, too).</summary>
+    Encoder,
 }
 
 /// <summary>How the learning rate changes over a run.</summary>
@@ -240,12 +260,36 @@ internal static class Trainer
         var seen = new HashSet<(IntPtr, long)>();
         var result = new List<TorchSharp.Modules.Parameter>();
         foreach (var p in model.parameters())
-        {
-            IntPtr storage;
-            using (NewDisposeScope()) storage = StoragePointer(p);   // the storage view makes tensors of its own
-            if (seen.Add((storage, p.storage_offset()))) result.Add(p);
-        }
+            if (seen.Add(StorageKey(p))) result.Add(p);
         return result;
+    }
+
+    /// <summary>Where a parameter's values live: its storage and offset (tied parameters share one).</summary>
+    private static (IntPtr, long) StorageKey(Tensor p)
+    {
+        IntPtr storage;
+        using (NewDisposeScope()) storage = StoragePointer(p);   // the storage view makes tensors of its own
+        return (storage, p.storage_offset());
+    }
+
+    /// <summary>
+    /// Freezes the parameters named in <paramref name="frozen"/> and every parameter that shares their values (a tied output
+    /// projection, a shared embedding): they stop requiring gradients. Returns the distinct parameters left to train and the
+    /// ones frozen here (to be thawed after training).
+    /// </summary>
+    internal static (List<TorchSharp.Modules.Parameter> Trainable, List<TorchSharp.Modules.Parameter> Frozen) Freeze(nn.Module model, IReadOnlyCollection<string> frozen)
+    {
+        var named = model.named_parameters().ToList();
+        var keys = named.Where(n => frozen.Contains(n.name)).Select(n => StorageKey(n.parameter)).ToHashSet();
+        var changed = new List<TorchSharp.Modules.Parameter>();
+        foreach (var (_, p) in named)
+            if (p.requires_grad && keys.Contains(StorageKey(p)))
+            {
+                p.requires_grad = false;
+                changed.Add(p);
+            }
+        var trainable = DistinctParameters(model).Where(p => !keys.Contains(StorageKey(p))).ToList();
+        return (trainable, changed);
     }
 
     private static IntPtr StoragePointer(Tensor t)
@@ -278,6 +322,7 @@ internal static class Trainer
     /// <param name="cancellation">Stops the run after the current step.</param>
     /// <param name="onSave">Called at every epoch end and every <see cref="TrainingOptions.SaveEverySteps"/> updates, to write a resumable checkpoint.</param>
     /// <param name="resume">Continue a saved run instead of starting afresh.</param>
+    /// <param name="frozen">Parameters (by name) that keep their values: not given to the optimiser, no gradients (<see cref="Freeze"/>).</param>
     public static TrainingResult Train(
         EncoderDecoder model,
         IReadOnlyList<EncodedPair> data,
@@ -288,14 +333,20 @@ internal static class Trainer
         Action<EpochResult>? onEpoch = null,
         CancellationToken cancellation = default,
         Action<TrainingSnapshot>? onSave = null,
-        TrainingResume? resume = null)
+        TrainingResume? resume = null,
+        IReadOnlyCollection<string>? frozen = null)
     {
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
         if (options.Precision == ComputeType.Int8) throw new ArgumentException("precision int8 is for decoding; training computes in float32 or bfloat16");
         if (options.KeepFreedMemory) Native.NativeMemory.KeepFreedMemory();
-        var parameters = DistinctParameters(model);
+        var (parameters, thaw) = Freeze(model, frozen ?? []);
+        if (parameters.Count == 0)
+        {
+            foreach (var p in thaw) p.requires_grad = true;
+            throw new ArgumentException("'training.freeze' leaves no parameter to train");
+        }
         using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
         var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
@@ -386,6 +437,7 @@ internal static class Trainer
         finally
         {
             model.eval();
+            foreach (var p in thaw) p.requires_grad = true;
         }
         if (stop == TrainingStop.Completed && !allDone && cancellation.IsCancellationRequested) stop = TrainingStop.Cancelled;
         return new TrainingResult(epochs, step, tokens, Elapsed(), stop, positions);

@@ -27,6 +27,8 @@ public sealed partial class TrainingRun
     /// <summary>Train on a folder's split and validate on its held-out file; a known corpus name stays a name (resolved at each read).</summary>
     private static RunConfig ResolveData(RunConfig config, bool pairsInMemory)
     {
+        // The model to start from is loaded when the run starts; train.json names it by full path.
+        if (config.Init is { } init && !string.IsNullOrWhiteSpace(init)) config = config with { Init = Path.GetFullPath(init) };
         // The SentencePiece models are read once, when the run starts; train.json names them by full path.
         if (config.Text.SpmModel is not null || config.Text.SpmTargetModel is not null)
             config = config with
@@ -107,6 +109,7 @@ public sealed partial class TrainingRun
 
     private Prepared PrepareNew()
     {
+        if (Config.Init is { } init) return PrepareInit(init);
         var (all, corpusName) = ReadCorpus();
         var data = Config.Data;
         var train = data.MaxPairs is int take ? all.Take(take).ToList() : all;
@@ -170,7 +173,7 @@ public sealed partial class TrainingRun
                     throw new InvalidDataException(
                         $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
                         $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
-                pairs = TranslationData.Encode(train, checkpoint.CreateTextPipeline()).Pairs;
+                pairs = TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext).Pairs;
             }
             var validation = ReadValidation();
             // A checkpoint written by another trainer has weights and a position, but neither our optimiser's state nor

@@ -39,6 +39,7 @@ public sealed partial class TrainingRun
             ["tokens_per_second"] = (position.Tokens / Math.Max(1e-9, position.ElapsedSeconds)).ToString("F0", inv),
             ["padding_fraction"] = (position.Positions == 0 ? 0 : 1 - position.Tokens / (double)position.Positions).ToString("F3", inv),
         };
+        if (Config.Init is { } init) info["init"] = init;
         if (Config.Data.SourceLanguage is { } sl) info["source_language"] = sl;
         if (Config.Data.TargetLanguage is { } tl) info["target_language"] = tl;
         var state = new TrainerFile(position, curve, validations, prepared.Corpus);

@@ -56,6 +56,7 @@ public sealed partial class TrainingRun : IDisposable
         givenPairs = trainingPairs;
         givenValidation = validationPairs;
         CheckNeeds(Config, validationPairs is not null);
+        CheckInit(Config, Directory);
         if (System.IO.Directory.Exists(Directory) && System.IO.Directory.EnumerateFileSystemEntries(Directory).Any(e => Path.GetFileName(e) != RunLock.FileName))
         {
             bool isRun = File.Exists(Path.Combine(Directory, ConfigFile));
@@ -187,13 +188,14 @@ public sealed partial class TrainingRun : IDisposable
         var checkpoint = prepared.Checkpoint;
         var model = checkpoint.Model;
         var tgt = checkpoint.TargetVocabulary;
-        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        var ids = checkpoint.PairEncoding.Ids(tgt);
+        var frozen = FrozenParameters(checkpoint);
         Say($"train {prepared.CorpusName}: {prepared.Pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
             $"{checkpoint.ModelConfig.Architecture} {Trainer.DistinctParameters(model).Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads, {t.Precision.Name()}" +
             (Config.Preset is { } p ? $", preset {p}" : ""));
 
         DataPrepared?.Invoke(checkpoint, prepared.Pairs);
-        Validator? validator = prepared.Validation is { Count: > 0 } vp ? new Validator(vp) : null;
+        Validator? validator = prepared.Validation is { Count: > 0 } vp ? new Validator(vp, context: EncodingContext) : null;
         using var stopEarly = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         bool earlyStopped = false;
         int lastStep = saved?.Position.Step ?? 0;
@@ -228,7 +230,7 @@ public sealed partial class TrainingRun : IDisposable
         }
 
         var result = Trainer.Train(model, prepared.Pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength),
-            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume);
+            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume, frozen);
         var stop = earlyStopped ? TrainingStop.EarlyStop : result.Stop;
 
         // The final weights are a candidate like any other: a run that stops between two validations validates them now.

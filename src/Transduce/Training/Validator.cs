@@ -32,14 +32,19 @@ internal sealed class Validator
 {
     private readonly IReadOnlyList<SentencePair> pairs;
     private readonly int batchSize;
+    private readonly PairEncodingContext context;
     private IReadOnlyList<EncodedPair>? encoded;
 
-    /// <summary>Validates on <paramref name="pairs"/>, decoding <paramref name="batchSize"/> sentences at a time (one run: its vocabularies must not change between calls).</summary>
-    public Validator(IReadOnlyList<SentencePair> pairs, int batchSize = 64)
+    /// <summary>
+    /// Validates on <paramref name="pairs"/>, decoding <paramref name="batchSize"/> sentences at a time (one run: its vocabularies
+    /// must not change between calls); the loss is measured on pairs encoded as the run's training pairs (<paramref name="context"/>).
+    /// </summary>
+    public Validator(IReadOnlyList<SentencePair> pairs, int batchSize = 64, PairEncodingContext? context = null)
     {
         if (pairs.Count == 0) throw new ArgumentException("validation: no pairs", nameof(pairs));
         this.pairs = pairs;
         this.batchSize = batchSize;
+        this.context = context ?? new PairEncodingContext();
     }
 
     /// <summary>Measures <paramref name="checkpoint"/>'s model as it is now.</summary>
@@ -47,10 +52,9 @@ internal sealed class Validator
     {
         var model = checkpoint.Model;
         var pipeline = checkpoint.CreateTextPipeline();
-        var tgt = checkpoint.TargetVocabulary;
-        var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
+        var ids = checkpoint.PairEncoding.Ids(checkpoint.TargetVocabulary);
         // The vocabularies of a run do not change: tokenise the validation pairs once.
-        encoded ??= TranslationData.Encode(pairs, pipeline).Pairs;
+        encoded ??= TranslationData.Encode(pairs, pipeline, checkpoint.PairEncoding, context).Pairs;
         int? maxSteps = Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
         model.eval();
         try

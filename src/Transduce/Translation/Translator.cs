@@ -384,7 +384,8 @@ public sealed class Translator : IDisposable
         beam.Validate();
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
-        var ids = new SpecialIds(tgtVocab.PadId, tgtVocab.BosId, tgtVocab.EosId);
+        // Decoding starts and ends with the ids training used (the family's pair encoding: decoder start, end).
+        var ids = checkpoint.PairEncoding.Ids(tgtVocab);
         var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId);
         var results = new IReadOnlyList<Hypothesis>[encoded.Length];
         // Sort by length so each batch pads little; write results back by original index.

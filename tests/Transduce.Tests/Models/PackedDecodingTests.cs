@@ -255,15 +255,23 @@ public sealed class PackedDecodingTests
     }
 }
 
-/// <summary>The GRU decoder's packed eval-mode step computes libtorch's GRU cell: the same logits and hidden state.</summary>
+/// <summary>
+/// The GRU decoder's packed eval-mode step computes libtorch's GRU cell: the same logits and hidden state, under every
+/// kernel choice (DecodingKernels: the modules themselves, no oneDNN products, ...).
+/// </summary>
 public sealed class PackedGruDecodingTests
 {
     [Theory]
-    [InlineData(ComputeType.Float32, 1e-5, 40)]
-    [InlineData(ComputeType.Float32, 1e-5, 12000)] // an output layer large enough for oneDNN's inner product at every row count
-    [InlineData(ComputeType.Int8, 0.05, 40)]
-    public void StepsEqualTheModules(ComputeType type, double tolerance, int targetVocabulary)
+    [InlineData(ComputeType.Float32, 1e-5, 40, "auto")]
+    [InlineData(ComputeType.Float32, 1e-5, 12000, "auto")] // an output layer large enough for oneDNN's inner product at every row count
+    [InlineData(ComputeType.Float32, 1e-5, 1200, "modules")]
+    [InlineData(ComputeType.Float32, 1e-5, 1200, "no-row-step")]
+    [InlineData(ComputeType.Float32, 1e-5, 1200, "no-onednn")]
+    [InlineData(ComputeType.Float32, 1e-5, 1200, "no-row-step,no-onednn")]
+    [InlineData(ComputeType.Int8, 0.05, 40, "auto")]
+    public void StepsEqualTheModules(ComputeType type, double tolerance, int targetVocabulary, string choice)
     {
+        var kernels = DecodingKernels.Parse(choice);
         manual_seed(5);
         var config = new GruConfig { SourceVocabSize = 30, TargetVocabSize = targetVocabulary, EmbeddingSize = 16, HiddenSize = 24, Layers = 2, Dropout = 0 };
         using var model = new GruSeq2Seq(config);
@@ -274,6 +282,7 @@ public sealed class PackedGruDecodingTests
         model.train();
         var reference = model.call(source, lengths, target);
         model.eval();
+        kernels.Apply(model);
         var decoder = (GruDecoder)model.Decoder;
         decoder.ComputeType = type;
         var state = decoder.InitState(model.Encoder.call(source, lengths), lengths);
@@ -288,6 +297,7 @@ public sealed class PackedGruDecodingTests
         double error = (reference - packed).abs().max().item<float>();
         double range = reference.abs().max().item<float>();
         Assert.True(error <= tolerance * Math.Max(1, range), $"max difference {error} (logits up to {range})");
+        Assert.Equal(kernels.Packed, decoder.CurrentPlan is not null);
     }
 
     [Theory]

@@ -1,6 +1,5 @@
 using Transduce.Inference;
 using Transduce.Models;
-using Transduce.Models.Gru;
 using Transduce.Models.Transformer;
 using Transduce.Native;
 using Transduce.Translation;
@@ -152,35 +151,6 @@ public sealed class KernelChoiceTests
         AssertClose(modules, steps);
         AssertPlanFollows(model, kernels);
         Assert.All(states, s => Assert.False(s.ManagedStep));
-    }
-
-    [Theory]
-    [MemberData(nameof(Choices))]
-    public void GruStepsEqualTheModulesUnderEveryChoice(string choice)
-    {
-        var kernels = DecodingKernels.Parse(choice);
-        manual_seed(5);
-        var config = new GruConfig { SourceVocabSize = 30, TargetVocabSize = 1200, EmbeddingSize = 16, HiddenSize = 24, Layers = 2, Dropout = 0 };
-        using var model = new GruSeq2Seq(config);
-        using var grad = no_grad();
-        var source = randint(4, 30, [2, 5]);
-        var lengths = tensor(new long[] { 5, 3 });
-        var target = randint(4, 40, [2, 4]);
-        model.train();
-        var reference = model.call(source, lengths, target);
-        model.eval();
-        kernels.Apply(model);
-        var decoder = (GruDecoder)model.Decoder;
-        var state = decoder.InitState(model.Encoder.call(source, lengths), lengths);
-        var steps = new List<Tensor>();
-        for (long t = 0; t < target.shape[1]; t++)
-        {
-            var (logits, next) = decoder.call(target.narrow(1, t, 1), state);
-            steps.Add(logits);
-            state = next;
-        }
-        AssertClose(reference, cat(steps, 1));
-        Assert.Equal(kernels.Packed, decoder.CurrentPlan is not null);
     }
 
     [Fact]

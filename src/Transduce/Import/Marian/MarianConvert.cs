@@ -18,11 +18,18 @@ namespace Transduce.Import.Marian;
 /// </summary>
 internal static class MarianConvert
 {
-    /// <summary>Makes <see cref="Checkpoint.Load"/> convert MarianMT folders (checkpoints sit below this folder and cannot name it).</summary>
+    /// <summary>
+    /// Makes <see cref="Checkpoint.Load"/> convert MarianMT folders and find Marian's pair encoding by name (checkpoints sit
+    /// below this folder and cannot name it).
+    /// </summary>
 #pragma warning disable CA2255 // a library's own registration of a format it contains, run before any load
     [System.Runtime.CompilerServices.ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void Register() => ForeignFormats.Register("marian", IsMarianFolder, ToCheckpoint);
+    internal static void Register()
+    {
+        ForeignFormats.Register("marian", IsMarianFolder, ToCheckpoint);
+        PairEncoding.Register(MarianPairEncoding.Instance);
+    }
 
     /// <summary>True when <paramref name="directory"/> looks like a MarianMT folder (<c>config.json</c> with <c>model_type: marian</c>).</summary>
     public static bool IsMarianFolder(string directory) => HuggingFaceFolder.ModelType(directory) == "marian";
@@ -61,6 +68,7 @@ internal static class MarianConvert
             SentencePiece = sentencePiece,
             // generate()'s defaults for this folder: its beam size, stopping rule and length limit.
             Generation = gen.ToSettings() with { BannedTokens = banned, BannedSequences = sequences, ForcedBosTokenId = forcedBos },
+            PairEncoding = MarianPairEncoding.Instance,
             TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "marian", ["source_folder"] = Path.GetFileName(Path.GetFullPath(directory).TrimEnd('/')) },
         };
     }

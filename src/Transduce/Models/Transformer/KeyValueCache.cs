@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Transduce.Models.Transformer;
@@ -40,8 +41,10 @@ internal sealed unsafe class KeyValueCache
     public static KeyValueCache For(TransformerState state, long rows, long steps, int heads, long headSize, ScalarType type)
     {
         long needed = state.Steps + steps;
-        if (state.Cache is { } own && own.Written == state.Steps && own.Capacity >= needed && own.Keys[0].shape[0] == rows
-            && own.Keys[0].dtype == type)
+        // A state whose rows were selected lazily (TransformerState.PositionRows) writes its row b into the buffers' row b:
+        // positions before it stay where they are, wherever the table says, and no live row reads row b at a later position.
+        if (state.Cache is { } own && own.Written == state.Steps && own.Capacity >= needed && own.Keys[0].shape[0] >= rows
+            && (own.Keys[0].shape[0] == rows || state.PositionRows is not null) && own.Keys[0].dtype == type)
             return own;
         // One step at a time: double, so that growing costs O(1) per step; a whole prefix at once (teacher forcing,
         // prefix recomputation): exactly what it needs.
@@ -70,9 +73,13 @@ internal sealed unsafe class KeyValueCache
     /// </summary>
     public (Tensor Keys, Tensor Values) Append(int layer, Tensor newKeys, Tensor newValues, long offset)
     {
-        long steps = newKeys.shape[2];
-        using (var slot = Keys[layer].narrow(2, offset, steps)) slot.copy_(newKeys);
-        using (var slot = Values[layer].narrow(2, offset, steps)) slot.copy_(newValues);
+        long steps = newKeys.shape[2], rows = newKeys.shape[0];
+        // Rows a lazily selected state no longer decodes stay behind its own (TransformerState.PositionRows).
+        bool all = rows == Keys[layer].shape[0];
+        using (var mine = all ? null : Keys[layer].narrow(0, 0, rows))
+        using (var slot = (mine ?? Keys[layer]).narrow(2, offset, steps)) slot.copy_(newKeys);
+        using (var mine = all ? null : Values[layer].narrow(0, 0, rows))
+        using (var slot = (mine ?? Values[layer]).narrow(2, offset, steps)) slot.copy_(newValues);
         Written = offset + steps;
         return (Keys[layer].narrow(2, 0, offset + steps), Values[layer].narrow(2, 0, offset + steps));
     }
@@ -95,6 +102,55 @@ internal sealed unsafe class KeyValueCache
 
     /// <summary>Records that positions up to <paramref name="written"/> were written in place (through <see cref="Rows"/>).</summary>
     public void Wrote(long written) => Written = written;
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s keys (or values) of <paramref name="rows"/> rows at positions 0 … <paramref name="steps"/> − 1,
+    /// (rows, heads, steps, head size): a view when row b's positions are the buffers' row b, else a copy gathered through
+    /// <paramref name="table"/> (<see cref="TransformerState.PositionRows"/>).
+    /// </summary>
+    public Tensor Read(bool keys, int layer, long rows, long steps, int[]? table)
+    {
+        var buffer = (keys ? Keys : Values)[layer];
+        if (table is null)
+        {
+            using var mine = buffer.narrow(0, 0, rows);
+            return mine.narrow(2, 0, steps);
+        }
+        long heads = buffer.shape[1], capacity = buffer.shape[2], headSize = buffer.shape[3];
+        if (buffer.device_type != DeviceType.CPU || !buffer.is_contiguous() || table.Length != rows * steps)
+            throw new InvalidOperationException("a row table needs contiguous CPU buffers and one entry per row and position");
+        var gathered = empty(rows, heads, steps, headSize, buffer.dtype, device: buffer.device);
+        long bytes = headSize * buffer.ElementSize;
+        fixed (byte* from = buffer.bytes, to = gathered.bytes)
+            for (long b = 0; b < rows; b++)
+                for (long h = 0; h < heads; h++)
+                    for (long t = 0; t < steps; t++)
+                    {
+                        long row = table[b * steps + t];
+                        Buffer.MemoryCopy(from + ((row * heads + h) * capacity + t) * bytes, to + ((b * heads + h) * steps + t) * bytes, bytes, bytes);
+                    }
+        return gathered;
+    }
+
+    /// <summary>
+    /// A new cache of <paramref name="rows"/> rows, the same capacity, holding each row's positions 0 … <paramref name="steps"/> − 1
+    /// where its own row is (gathered through <paramref name="table"/> when given).
+    /// </summary>
+    public KeyValueCache Gathered(long rows, long steps, int[]? table)
+    {
+        var keys = new Tensor[Keys.Length];
+        var values = new Tensor[Values.Length];
+        for (int i = 0; i < Keys.Length; i++)
+        {
+            keys[i] = empty(rows, Keys[i].shape[1], Capacity, Keys[i].shape[3], Keys[i].dtype, device: Keys[i].device);
+            values[i] = empty(rows, Values[i].shape[1], Capacity, Values[i].shape[3], Values[i].dtype, device: Values[i].device);
+            using (var past = Read(keys: true, i, rows, steps, table))
+            using (var slot = keys[i].narrow(2, 0, steps)) slot.copy_(past);
+            using (var past = Read(keys: false, i, rows, steps, table))
+            using (var slot = values[i].narrow(2, 0, steps)) slot.copy_(past);
+        }
+        return new KeyValueCache(keys, values, steps);
+    }
 
     /// <summary>The buffers' rows <paramref name="rows"/> (reordered, repeated or dropped), with the same capacity.</summary>
     public KeyValueCache SelectRows(Tensor rows, long steps) =>

@@ -31,8 +31,13 @@ internal static class PackedBlockOps
     /// of which row b sees the first <paramref name="lengths"/>[b]. Returns (batch, heads · head size) and, when
     /// <paramref name="weighted"/>, the weights as (batch, heads, 1, positions), zero where a row does not see.
     /// </summary>
+    /// <remarks>
+    /// When the stored rows are not the queries' rows, <paramref name="rowOf"/> gives each query row's stored row, or
+    /// <paramref name="table"/> (rows × <paramref name="columns"/>) the stored row of each earlier position, later ones
+    /// being the row's own (<see cref="RowKernels.StoredRows"/>).
+    /// </remarks>
     public static unsafe Tensor AttendOne(Tensor queries, Tensor keys, Tensor values, int[] lengths, int heads, long headSize, bool weighted, out Tensor weights,
-        Tensor? positionBias = null)
+        Tensor? positionBias = null, int[]? rowOf = null, int[]? table = null, int columns = 0)
     {
         long batch = queries.shape[0], positions = keys.shape[2];
         var context = empty(batch, heads * headSize, device: queries.device);
@@ -47,13 +52,20 @@ internal static class PackedBlockOps
         var b = bias is null ? default : RowKernels.Floats(bias);
         int biasStride = bias is null ? 0 : (int)bias.shape[1];
         if (bias is not null && lengths.Any(n => n > biasStride)) throw new ArgumentException("the position bias is shorter than the keys attended to");
+        if (table is not null && table.Length != batch * columns) throw new ArgumentException("the row table needs one entry per row and earlier position");
+        if (rowOf is not null && rowOf.Length != batch) throw new ArgumentException("the row map needs one entry per row");
+        long storedRows = keys.shape[0];
+        if ((rowOf ?? table ?? []).Any(r => r < 0 || r >= storedRows) || (rowOf is null && table is null && storedRows < batch))
+            throw new ArgumentException("a row map names a row the keys do not have");
         fixed (float* pq = q, pc = c, pw = w, pb = b)
         fixed (byte* pk = keys.bytes, pv = values.bytes)
+        fixed (int* pr = rowOf, pt = table)
         {
+            var rows = new RowKernels.StoredRows(pr, pt, columns);
             if (keys.dtype == ScalarType.BFloat16)
-                RowKernels.AttendOne(pq, queries.shape[1], (ushort*)pk, (ushort*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw, pb, biasStride);
+                RowKernels.AttendOne(pq, queries.shape[1], (ushort*)pk, (ushort*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw, pb, biasStride, rows);
             else if (keys.dtype == ScalarType.Float32)
-                RowKernels.AttendOne(pq, queries.shape[1], (float*)pk, (float*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw, pb, biasStride);
+                RowKernels.AttendOne(pq, queries.shape[1], (float*)pk, (float*)pv, (int)batch, heads, (int)headSize, (int)positions, lengths, pc, pw, pb, biasStride, rows);
             else
                 throw new ArgumentException($"keys of type {keys.dtype}: float32 or bfloat16 expected");
         }

@@ -143,27 +143,48 @@ internal sealed class TransformerDecodePlan : IPackedPlan
     /// returns the logits, each block's self-attention keys and values so far (views of the cache's buffers), each block's
     /// cross-attention weights (batch, heads, steps, source), which the softmax computes anyway, and the cache written.
     /// </summary>
-    public (Tensor Logits, Tensor[] Keys, Tensor[] Values, Tensor[] CrossAttention, KeyValueCache Cache) Forward(Tensor x, TransformerState state,
-        Tensor? causal, Tensor? positionBias = null)
+    /// <remarks>
+    /// A state whose rows were selected lazily (<see cref="TransformerState.MemoryRows"/>, <see cref="TransformerState.PositionRows"/>)
+    /// is read through its maps; its keys and values then have no per-layer views (null), and the next state's row table is returned.
+    /// </remarks>
+    public (Tensor Logits, Tensor?[] Keys, Tensor?[] Values, Tensor[] CrossAttention, KeyValueCache Cache, int[]? PositionRows) Forward(Tensor x,
+        TransformerState state, Tensor? causal, Tensor? positionBias = null)
     {
         long batch = x.shape[0], steps = x.shape[1];
-        using var sourceMasked = state.SourceMask.logical_not();          // (batch, 1, 1, source): true = padding
         using var causalMasked = causal?.logical_not();
         // One new position attends in managed code (RowKernels.AttendOne): through libtorch each head's scores and
         // context are a one-row product, which MKL runs on its slow generic path here (1.6 ms of a 8.4 ms bfloat16 step
         // at OPUS-MT size, batch 32).
         var attendOne = steps == 1 ? PackedBlockOps.OneQueryLengths(state, batch) : null;
+        // (batch, 1, 1, source), true = padding: only libtorch's attention reads it; the managed one knows each row's length.
+        using var sourceMasked = attendOne is null ? state.SourceMask.logical_not() : null;
+        if (attendOne is null && state.Remapped) throw new InvalidOperationException("lazily selected rows must be made dense before this step");
+        var cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType);
+        // Writing in place into lazily reordered buffers: earlier positions are where the table says.
+        var table = ReferenceEquals(cache, state.Cache) ? state.PositionRows : null;
         var backend = new Batched
         {
-            Plan = this, State = state, Batch = batch, Steps = steps,
-            Cache = KeyValueCache.For(state, batch, steps, heads, headSize, CacheType),
+            Plan = this, State = state, Batch = batch, Steps = steps, Table = table,
+            Cache = cache,
             Keys = new Tensor[blocks.Length], Values = new Tensor[blocks.Length], CrossWeights = new Tensor[blocks.Length],
             SourceMasked = sourceMasked, CausalMasked = causalMasked, AttendOne = attendOne, PositionBias = positionBias,
             SelfLengths = attendOne is null ? null : Enumerable.Repeat((int)state.Steps + 1, (int)batch).ToArray(),
         };
         var h = TransformerStep.Decoder<Batched, Tensor>(ref backend, spec, x.reshape(batch * steps, hidden));
         var logits = output.Forward(h);
-        return (logits.view(batch, steps, output.OutFeatures), backend.Keys, backend.Values, backend.CrossWeights, backend.Cache);
+        int[]? nextTable = null;
+        if (table is not null)
+        {
+            // Each row's earlier positions where they were; the one just written in its own row.
+            int before = (int)state.Steps, after = before + 1;
+            nextTable = new int[batch * after];
+            for (int b = 0; b < batch; b++)
+            {
+                Array.Copy(table, b * before, nextTable, b * after, before);
+                nextTable[b * after + before] = b;
+            }
+        }
+        return (logits.view(batch, steps, output.OutFeatures), backend.Keys, backend.Values, backend.CrossWeights, backend.Cache, nextTable);
     }
 
     /// <summary>
@@ -177,8 +198,10 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         public TransformerState State;
         public KeyValueCache Cache;
         public long Batch, Steps;
-        public Tensor[] Keys, Values, CrossWeights;
-        public Tensor SourceMasked;
+        public Tensor?[] Keys, Values;
+        public Tensor[] CrossWeights;
+        public int[]? Table;
+        public Tensor? SourceMasked;
         public Tensor? CausalMasked, PositionBias;
         public int[]? AttendOne, SelfLengths;
 
@@ -196,17 +219,20 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                     var qkv = b.SelfQkv.Forward(x);
                     var (q, k, v) = PackedBlockOps.SplitQkv(qkv, Batch, Steps, heads, headSize);
                     (k, v) = Cache.Append(layer, k, v, State.Steps);
-                    Keys[layer] = k;
-                    Values[layer] = v;
+                    // Views of the buffers are the rows' keys and values unless a row table says where they are.
+                    Keys[layer] = Table is null && Cache.Keys[0].shape[0] == Batch ? k : null;
+                    Values[layer] = Table is null && Cache.Keys[0].shape[0] == Batch ? v : null;
                     return AttendOne is null
                         ? PackedBlockOps.Attend(q, k, v, CausalMasked, out _, PositionBias)
-                        : PackedBlockOps.AttendOne(qkv, Cache.Keys[layer], Cache.Values[layer], SelfLengths!, heads, headSize, weighted: false, out _, PositionBias);
+                        : PackedBlockOps.AttendOne(qkv, Cache.Keys[layer], Cache.Values[layer], SelfLengths!, heads, headSize, weighted: false, out _, PositionBias,
+                            table: Table, columns: (int)State.Steps);
                 case SubLayer.Cross:
                     // Over the encoder output; the weights are kept (attention maps come from the decoding itself).
                     var query = b.CrossQuery.Forward(x);
                     return AttendOne is null
                         ? PackedBlockOps.Attend(Plan.SplitHeads(query, Batch, Steps), State.CrossKeys[layer], State.CrossValues[layer], SourceMasked, out CrossWeights[layer])
-                        : PackedBlockOps.AttendOne(query, State.CrossKeys[layer], State.CrossValues[layer], AttendOne, heads, headSize, weighted: true, out CrossWeights[layer]);
+                        : PackedBlockOps.AttendOne(query, State.CrossKeys[layer], State.CrossValues[layer], AttendOne, heads, headSize, weighted: true, out CrossWeights[layer],
+                            rowOf: State.MemoryRows);
                 default:
                     return Plan.feedForward.Hidden(b.Ffn1.Forward(x));
             }

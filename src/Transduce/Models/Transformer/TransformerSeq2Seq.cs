@@ -213,11 +213,57 @@ internal sealed record TransformerState(Tensor SourceMask, Tensor[] CrossKeys, T
     /// <summary>Each row's source length (the keys cross-attention sees), when known: carried so that steps need not count the mask.</summary>
     internal int[]? SourceLengths { get; init; }
 
-    /// <summary>Layer <paramref name="layer"/>'s cached self-attention keys, (rows, heads, steps, head size): a new view or alias.</summary>
-    internal Tensor PastKeys(int layer) => SelfKeys[layer]?.alias() ?? Cache!.Keys[layer].narrow(2, 0, Steps);
+    /// <summary>
+    /// For each row, the row of <see cref="SourceMask"/>, <see cref="CrossKeys"/> and <see cref="CrossValues"/> it reads, when
+    /// rows were selected without copying those (beam search: a sentence's beams all read its one encoder row); null: row b
+    /// reads row b.
+    /// </summary>
+    internal int[]? MemoryRows { get; init; }
+
+    /// <summary>
+    /// When rows were reordered without moving the cache (<see cref="TransformerDecoder.SelectRows"/>), (rows × <see cref="Steps"/>):
+    /// the <see cref="Cache"/> row that holds row b's position t, at [b · Steps + t]; null: row b's positions are in the
+    /// cache's row b.
+    /// </summary>
+    internal int[]? PositionRows { get; init; }
+
+    /// <summary>The rows being decoded.</summary>
+    internal long Rows => MemoryRows?.Length ?? SourceMask.shape[0];
+
+    /// <summary>Whether rows were selected lazily (<see cref="MemoryRows"/>, <see cref="PositionRows"/>, or a cache with more rows than the state).</summary>
+    internal bool Remapped => MemoryRows is not null || PositionRows is not null || (Cache is { } c && c.Keys[0].shape[0] != Rows);
+
+    /// <summary>Layer <paramref name="layer"/>'s cached self-attention keys, (rows, heads, steps, head size): a view or alias, or a gathered copy when <see cref="Remapped"/>.</summary>
+    internal Tensor PastKeys(int layer) => SelfKeys[layer]?.alias() ?? Cache!.Read(keys: true, layer, Rows, Steps, PositionRows);
 
     /// <summary>Layer <paramref name="layer"/>'s cached self-attention values, as <see cref="PastKeys"/>.</summary>
-    internal Tensor PastValues(int layer) => SelfValues[layer]?.alias() ?? Cache!.Values[layer].narrow(2, 0, Steps);
+    internal Tensor PastValues(int layer) => SelfValues[layer]?.alias() ?? Cache!.Read(keys: false, layer, Rows, Steps, PositionRows);
+
+    /// <summary>
+    /// This state with lazily selected rows (<see cref="Remapped"/>) copied into place — new tensors in the caller's dispose
+    /// scope — for the paths that read rows as they are stored (the modules, several positions, the row step); else itself.
+    /// </summary>
+    internal TransformerState Dense()
+    {
+        if (!Remapped) return this;
+        Tensor mask = SourceMask;
+        Tensor[] crossKeys = CrossKeys, crossValues = CrossValues;
+        if (MemoryRows is { } memoryRows)
+        {
+            using var rows = tensor(memoryRows.Select(r => (long)r).ToArray(), device: SourceMask.device);
+            mask = SourceMask.index_select(0, rows);
+            crossKeys = CrossKeys.Select(t => t.index_select(0, rows)).ToArray();
+            crossValues = CrossValues.Select(t => t.index_select(0, rows)).ToArray();
+        }
+        var cache = Cache is { } c && Steps > 0 ? c.Gathered(Rows, Steps, PositionRows) : null;
+        var keys = Enumerable.Range(0, SelfKeys.Length).Select(i => cache is null ? null : (Tensor?)cache.Keys[i].narrow(2, 0, Steps)).ToArray();
+        var values = Enumerable.Range(0, SelfKeys.Length).Select(i => cache is null ? null : (Tensor?)cache.Values[i].narrow(2, 0, Steps)).ToArray();
+        return this with
+        {
+            SourceMask = mask, CrossKeys = crossKeys, CrossValues = crossValues, SelfKeys = keys, SelfValues = values, Cache = cache,
+            MemoryRows = null, PositionRows = null, ManagedStep = false,
+        };
+    }
 }
 
 /// <summary>One decoder block: causal self-attention, cross-attention over the encoder output, FFN.</summary>
@@ -355,15 +401,49 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// On the CPU with the managed attention kernels, nothing is copied: the new state records which stored row each row
+    /// reads (<see cref="TransformerState.MemoryRows"/>, <see cref="TransformerState.PositionRows"/>) and the one-position
+    /// batched step attends through those maps, so beam search's reordering costs a table of row numbers instead of every
+    /// layer's keys and values each step. Other paths copy the rows into place when they need them (<see cref="TransformerState.Dense"/>).
+    /// </remarks>
     public override TransformerState SelectRows(TransformerState s, Tensor batchIndices)
     {
         // Keeping the one row of a one-row decoding (a beam of one) keeps its state as it is.
-        if (s.SourceMask.shape[0] == 1 && batchIndices.NumberOfElements == 1 && batchIndices.item<long>() == 0) return s;
-        int[]? lengths = null;
-        if (s.SourceLengths is { } known && batchIndices.device_type == DeviceType.CPU)
+        if (s.Rows == 1 && batchIndices.NumberOfElements == 1 && batchIndices.item<long>() == 0) return s;
+        if (s.SourceLengths is { } known && batchIndices.device_type == DeviceType.CPU && RowKernels.Supported && !training
+            && s.CrossKeys.Concat(s.CrossValues).All(t => t.dtype is ScalarType.Float32 or ScalarType.BFloat16 && t.is_contiguous())
+            && (s.Cache is not null || s.Steps == 0))
         {
             using var rows = batchIndices.to_type(ScalarType.Int64);
-            lengths = rows.data<long>().ToArray().Select(r => known[r]).ToArray();
+            var picked = rows.data<long>().ToArray();
+            if (picked.Any(r => r < 0 || r >= s.Rows)) throw new ArgumentOutOfRangeException(nameof(batchIndices), "a selected row does not exist");
+            int[]? table = null;
+            if (s.Steps > 0)
+            {
+                int steps = (int)s.Steps;
+                table = new int[picked.Length * steps];
+                for (int b = 0; b < picked.Length; b++)
+                {
+                    int from = (int)picked[b];
+                    if (s.PositionRows is { } old) Array.Copy(old, from * steps, table, b * steps, steps);
+                    else Array.Fill(table, from, b * steps, steps);
+                }
+            }
+            var noViews = new Tensor?[s.SelfKeys.Length];
+            return s with
+            {
+                MemoryRows = picked.Select(r => s.MemoryRows?[r] ?? (int)r).ToArray(), PositionRows = table,
+                SourceLengths = picked.Select(r => known[r]).ToArray(), SelfKeys = noViews, SelfValues = noViews,
+                CrossAttention = [], ManagedStep = false,
+            };
+        }
+        s = s.Dense();
+        int[]? lengths = null;
+        if (s.SourceLengths is { } sourceLengths && batchIndices.device_type == DeviceType.CPU)
+        {
+            using var rows = batchIndices.to_type(ScalarType.Int64);
+            lengths = rows.data<long>().ToArray().Select(r => sourceLengths[r]).ToArray();
         }
         var mask = s.SourceMask.index_select(0, batchIndices);
         var crossKeys = s.CrossKeys.Select(t => t.index_select(0, batchIndices)).ToArray();
@@ -385,6 +465,11 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     public override (Tensor Logits, TransformerState State) forward(Tensor target, TransformerState state)
     {
         long steps = target.shape[1];
+        // Rows selected lazily are read through their maps by the batched one-position step only; every other path gets
+        // them copied into place first (new tensors in the caller's scope, which the next state takes over).
+        if (state.Remapped && (steps != 1 || target.shape[0] == 1 || Packed<TransformerDecodePlan>() is null
+                || PackedBlockOps.OneQueryLengths(state, target.shape[0]) is null))
+            state = state.Dense();
         if (steps == 1 && TransformerRowStep.Accepts(state, target.shape[0]) && Packed<TransformerDecodePlan>() is { } rowPlan
             && rowPlan.RowStep(() => TransformerRowStep.TryCreate(rowPlan, this)) is { } row)
             return row.Step(target, state);
@@ -395,12 +480,15 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         if (Packed<TransformerDecodePlan>() is { } plan)
         {
             // InitState packed (or checked) the weights for this decoding; steps use them as they are.
-            var (leanLogits, keys, values, attention, cache) = plan.Forward(x, state, causal, relativeBias?.Bias(state.Steps, steps, state.Steps + steps));
-            foreach (var t in keys.Concat(values).Concat(attention)) t.MoveToOuterDisposeScope();
+            var (leanLogits, keys, values, attention, cache, table) = plan.Forward(x, state, causal, relativeBias?.Bias(state.Steps, steps, state.Steps + steps));
+            foreach (var t in keys.Concat(values).OfType<Tensor>().Concat(attention)) t.MoveToOuterDisposeScope();
             if (!ReferenceEquals(cache, state.Cache))
                 foreach (var t in cache.Tensors) t.MoveToOuterDisposeScope();
-            return (leanLogits.MoveToOuterDisposeScope(),
-                state with { SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention, Cache = cache, ManagedStep = false });
+            return (leanLogits.MoveToOuterDisposeScope(), state with
+            {
+                SelfKeys = keys, SelfValues = values, Steps = state.Steps + steps, CrossAttention = attention, Cache = cache, PositionRows = table,
+                ManagedStep = false,
+            });
         }
         // The modules grow plain tensors: a cache a packed step wrote (possibly in bfloat16) continues as views of it.
         if (state.Steps > 0 && state.Cache is not null)

@@ -142,7 +142,11 @@ public sealed class RowStepTests
         Assert.Same(state, model.Decoder.SelectRows(state, tensor(new long[] { 0 })));
         state = model.Decoder.SelectRows(state, tensor(new long[] { 0, 0, 0 }));
         Assert.False(state.ManagedStep);
-        Assert.All(state.SelfKeys, k => Assert.Equal([3L, 4, 4, 8], k!.shape));
+        for (int i = 0; i < state.SelfKeys.Length; i++)
+        {
+            using var keys = state.PastKeys(i);
+            Assert.Equal([3L, 4, 4, 8], keys.shape);
+        }
         for (int t = 4; t < 8; t++)
         {
             (var logits, state) = Step(model, state, Target[t], rows: 3);
