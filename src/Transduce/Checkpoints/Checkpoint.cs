@@ -109,6 +109,7 @@ public sealed class Checkpoint : IDisposable
                 ["generation"] = JsonSerializer.SerializeToNode(Generation, GenerationJson),
             };
             if (PairEncoding != PairEncoding.Default) config["pair_encoding"] = PairEncoding.Name;
+            if (Languages is { } languages) config["languages"] = languages.ToJson();
             var weights = Model.state_dict();
             Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
             SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
@@ -243,6 +244,7 @@ public sealed class Checkpoint : IDisposable
             throw new InvalidDataException(
                 $"{directory}: vocabulary sizes ({src.Count}, {tgt.Count}) differ from the model config ({modelConfig.SourceVocabSize}, {modelConfig.TargetVocabSize})");
 
+        var languages = root["languages"] is JsonObject table ? LanguageTable.FromJson(table, src.Count, tgt.Count, configPath) : null;
         try
         {
             TextPipeline.Create(textConfig, src, tgt, subwords, sentencePiece);
@@ -279,7 +281,7 @@ public sealed class Checkpoint : IDisposable
         {
             Model = model, ModelConfig = modelConfig, TextConfig = textConfig,
             SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training, Subwords = subwords,
-            SentencePiece = sentencePiece, Generation = generation, PairEncoding = pairEncoding,
+            SentencePiece = sentencePiece, Generation = generation, PairEncoding = pairEncoding, Languages = languages,
         };
     }
 

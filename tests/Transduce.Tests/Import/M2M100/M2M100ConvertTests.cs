@@ -41,6 +41,29 @@ public sealed class M2M100ConvertTests
     }
 
     [Fact]
+    public void ASavedCheckpointKeepsItsLanguages()
+    {
+        var expected = s_expected.Value;
+        using var dir = new TempDir();
+        string saved = Path.Combine(dir.Path, "nllb.transduce");
+        using (var converted = Checkpoint.Load(M2M100ParityTests.Folder)) converted.Save(saved);
+        using var translator = new Translator(Checkpoint.Load(saved));
+        Assert.Equal(["deu_Latn", "eng_Latn", "fra_Latn", "spa_Latn"], translator.Checkpoint.Languages!.Codes);
+        var sentences = Strings(expected.GetProperty("sentences"));
+        Assert.Equal(Strings(expected.GetProperty("greedy_text")),
+            translator.Translate(sentences, new TranslationOptions { SourceLanguage = "eng_Latn", TargetLanguage = "fra_Latn" }));
+
+        // A table naming an id outside the vocabulary is refused, naming the file and the key.
+        string config = Path.Combine(saved, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["languages"]!["target"]!["fra_Latn"] = 100000;
+        File.WriteAllText(config, json.ToJsonString());
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(saved).Dispose());
+        Assert.StartsWith(config, e.Message);
+        Assert.Contains("'languages.target.fra_Latn'", e.Message);
+    }
+
+    [Fact]
     public void LanguagesAreCheckedByName()
     {
         using var translator = new Translator(Checkpoint.Load(M2M100ParityTests.Folder));
