@@ -182,7 +182,7 @@ internal static partial class MarianImport
     }
 
     /// <summary>A JSON object file with typed, error-reporting accessors.</summary>
-    private sealed class JsonFile
+    internal sealed class JsonFile
     {
         private readonly string path;
         private readonly JsonObject? root;
@@ -192,7 +192,7 @@ internal static partial class MarianImport
             this.path = path;
             if (!File.Exists(path))
             {
-                if (required) throw new FileNotFoundException($"{path}: not found — is this a Hugging Face MarianMT folder?", path);
+                if (required) throw new FileNotFoundException($"{path}: not found — is this a Hugging Face model folder?", path);
                 return;
             }
             try

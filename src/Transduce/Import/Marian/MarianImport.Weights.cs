@@ -51,13 +51,31 @@ internal static partial class MarianImport
     /// Copies a MarianMT weights file (safetensors or pytorch_model.bin) into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
     /// shared/tied tensors that differ are reported together, by their Hugging Face names, in one <see cref="InvalidDataException"/>.
     /// </summary>
-    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, string path)
+    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, string path) =>
+        CopyWeights(model, ParameterNames(config), path, "MarianMT",
+            // transformers, too, starts a missing final_logits_bias at zero
+            zeroWhenMissing: ours => ours == "decoder.dense.bias",
+            // older checkpoints store the sinusoid table, which is computed, not read: only its shape is checked
+            extra: (name, tensor) => name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight"
+                ? tensor.shape.SequenceEqual([config.MaxPositions, config.HiddenSize]) ? null
+                    : $"tensor '{name}' has shape [{string.Join(", ", tensor.shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]"
+                : $"unexpected tensor '{name}'");
+
+    /// <summary>
+    /// Copies the weights file <paramref name="path"/> (safetensors or pytorch_model.bin) into <paramref name="model"/> by
+    /// <paramref name="names"/> (ours → the file's candidates, preferred first; a (1, n) file tensor fills an (n) one).
+    /// Missing and unexpected tensors, shape mismatches and shared/tied tensors that differ are reported together, by the
+    /// file's names, in one <see cref="InvalidDataException"/> naming <paramref name="family"/>. A tensor of ours named by
+    /// <paramref name="zeroWhenMissing"/> starts at zero when the file lacks it; a file tensor no name uses goes to
+    /// <paramref name="extra"/>, which returns a problem or null (accepted and not read).
+    /// </summary>
+    internal static void CopyWeights(TransformerSeq2Seq model, IReadOnlyDictionary<string, IReadOnlyList<string>> names, string path, string family,
+        Func<string, bool> zeroWhenMissing, Func<string, Tensor, string?> extra)
     {
         var loaded = ReadWeights(path);
         try
         {
             var expected = model.state_dict();
-            var names = ParameterNames(config);
             var problems = new List<string>();
             var used = new HashSet<string>(StringComparer.Ordinal);
             var plan = new List<(Tensor Target, Tensor? Source)>();
@@ -73,15 +91,16 @@ internal static partial class MarianImport
                 used.UnionWith(present);
                 if (present.Count == 0)
                 {
-                    if (ours == "decoder.dense.bias") plan.Add((target, null)); // transformers, too, starts a missing final_logits_bias at zero
+                    if (zeroWhenMissing(ours)) plan.Add((target, null));
                     else problems.Add($"missing tensor '{candidates[0]}'" + (candidates.Count > 1 ? $" (or any of '{string.Join("', '", candidates.Skip(1))}')" : ""));
                     continue;
                 }
                 var source = loaded[present[0]];
-                long[] shape = ours == "decoder.dense.bias" && source.shape is [1, var v] ? [v] : source.shape;
+                bool row = target.shape.Length == 1 && source.shape is [1, _];
+                long[] shape = row ? [source.shape[1]] : source.shape;
                 if (!shape.SequenceEqual(target.shape))
                 {
-                    long[] theirs = ours == "decoder.dense.bias" ? [1, .. target.shape] : target.shape;
+                    long[] theirs = row ? [1, .. target.shape] : target.shape;
                     problems.Add($"tensor '{present[0]}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", theirs)}]");
                     continue;
                 }
@@ -91,17 +110,9 @@ internal static partial class MarianImport
                 plan.Add((target, source));
             }
             foreach (var name in loaded.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
-            {
-                if (name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight")
-                {
-                    if (!loaded[name].shape.SequenceEqual([config.MaxPositions, config.HiddenSize]))
-                        problems.Add($"tensor '{name}' has shape [{string.Join(", ", loaded[name].shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]");
-                    continue;
-                }
-                problems.Add($"unexpected tensor '{name}'");
-            }
+                if (extra(name, loaded[name]) is { } problem) problems.Add(problem);
             if (problems.Count > 0)
-                throw new InvalidDataException($"{path}: weights do not fit the MarianMT config: {string.Join("; ", problems)}");
+                throw new InvalidDataException($"{path}: weights do not fit the {family} config: {string.Join("; ", problems)}");
             using var _ = no_grad();
             foreach (var (target, source) in plan)
             {
