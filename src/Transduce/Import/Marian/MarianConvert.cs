@@ -1,6 +1,5 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using Transduce.Checkpoints;
+using Transduce.Import.HuggingFace;
 using Transduce.Inference;
 using Transduce.Text;
 using static TorchSharp.torch;
@@ -26,20 +25,7 @@ internal static class MarianConvert
     internal static void Register() => ForeignFormats.Register("marian", IsMarianFolder, ToCheckpoint);
 
     /// <summary>True when <paramref name="directory"/> looks like a MarianMT folder (<c>config.json</c> with <c>model_type: marian</c>).</summary>
-    public static bool IsMarianFolder(string directory)
-    {
-        string config = Path.Combine(directory, MarianImport.ConfigFile);
-        if (!File.Exists(config)) return false;
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(config)) is JsonObject o
-                && o["model_type"] is JsonValue v && v.TryGetValue<string>(out var type) && type == "marian";
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
+    public static bool IsMarianFolder(string directory) => HuggingFaceFolder.ModelType(directory) == "marian";
 
     /// <summary>Loads and converts the MarianMT folder <paramref name="directory"/>.</summary>
     public static Checkpoint ToCheckpoint(string directory)
@@ -105,7 +91,7 @@ internal static class MarianConvert
 
     private static byte[] ReadRequired(string directory, string file)
     {
-        string path = Path.Combine(directory, file);
+        string path = new HuggingFaceFolder(directory, MarianImport.Family).File(file);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its SentencePiece model", path);
         return File.ReadAllBytes(path);
     }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Transduce.Import.HuggingFace;
 using Transduce.Inference;
 
 using Transduce.Models;
@@ -179,82 +180,5 @@ internal static partial class MarianImport
         if (vocabulary.TryGetValue("<pad>", out int pad) && pad != generation.PadTokenId)
             throw new InvalidDataException($"{path}: '<pad>' has id {pad} but 'pad_token_id' is {generation.PadTokenId}");
         return vocabulary;
-    }
-
-    /// <summary>A JSON object file with typed, error-reporting accessors.</summary>
-    internal sealed class JsonFile
-    {
-        private readonly string path;
-        private readonly JsonObject? root;
-
-        public JsonFile(string path, bool required)
-        {
-            this.path = path;
-            if (!File.Exists(path))
-            {
-                if (required) throw new FileNotFoundException($"{path}: not found — is this a Hugging Face model folder?", path);
-                return;
-            }
-            try
-            {
-                root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: not a JSON object");
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
-            }
-        }
-
-        public bool Exists => root is not null;
-
-        public InvalidDataException Error(string message) => new($"{path}: {message}");
-
-        public bool Has(string key) => root?.ContainsKey(key) == true;
-
-        public JsonNode? Node(string key) => root?[key];
-
-        private T? Get<T>(string key, string kind) where T : struct
-        {
-            var node = Node(key);
-            if (node is null) return null;
-            if (node is JsonValue v && v.TryGetValue<T>(out var value)) return value;
-            if (typeof(T) == typeof(int) && node is JsonValue d && d.TryGetValue<double>(out double x) && x == Math.Floor(x) && Math.Abs(x) <= int.MaxValue)
-                return (T)(object)(int)x;
-            if (typeof(T) == typeof(double) && node is JsonValue n && n.TryGetValue<long>(out long l)) return (T)(object)(double)l;
-            throw Error($"'{key}' must be {kind} (got {node.ToJsonString()})");
-        }
-
-        public int? Int(string key) => Get<int>(key, "an integer");
-
-        /// <summary>A size: an integer from 1 to <paramref name="max"/> (a bound far above any real model).</summary>
-        public int? Size(string key, int max)
-        {
-            int? value = Int(key);
-            if (value is <= 0) throw Error($"'{key}' must be positive (got {value})");
-            if (value > max) throw Error($"'{key}' {value} is larger than any supported model (at most {max})");
-            return value;
-        }
-
-        public double? Double(string key) => Get<double>(key, "a number");
-
-        public bool? Bool(string key) => Get<bool>(key, "true or false");
-
-        public string? String(string key)
-        {
-            var node = Node(key);
-            if (node is null) return null;
-            return node is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Error($"'{key}' must be a string (got {node.ToJsonString()})");
-        }
-
-        /// <summary>A token id that may be written as a one-element list (transformers allows lists of eos ids).</summary>
-        public int? TokenId(string key)
-        {
-            if (Node(key) is JsonArray list)
-            {
-                if (list.Count == 1 && list[0] is JsonValue v && v.TryGetValue<int>(out int id)) return id;
-                throw Error($"'{key}': only a single id is supported (got {list.ToJsonString()})");
-            }
-            return Int(key);
-        }
     }
 }

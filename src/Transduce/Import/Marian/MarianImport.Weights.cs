@@ -1,4 +1,4 @@
-using static TorchSharp.torch;
+using Transduce.Import.HuggingFace;
 
 using Transduce.Models;
 using Transduce.Models.Transformer;
@@ -48,94 +48,15 @@ internal static partial class MarianImport
     }
 
     /// <summary>
-    /// Copies a MarianMT weights file (safetensors or pytorch_model.bin) into <paramref name="model"/>. Missing and unexpected tensors, shape mismatches and
-    /// shared/tied tensors that differ are reported together, by their Hugging Face names, in one <see cref="InvalidDataException"/>.
+    /// Copies MarianMT weights (<see cref="HuggingFaceWeights"/>: one file or shards) into <paramref name="model"/> by
+    /// <see cref="ParameterNames"/> (<see cref="WeightMapping.Copy"/>): a missing <c>final_logits_bias</c> starts at zero, as
+    /// in transformers; an older checkpoint's stored sinusoid table is only checked for its shape (the table is computed).
     /// </summary>
-    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, string path) =>
-        CopyWeights(model, ParameterNames(config), path, "MarianMT",
-            // transformers, too, starts a missing final_logits_bias at zero
+    public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, HuggingFaceWeights weights) =>
+        WeightMapping.Copy(model, ParameterNames(config), weights, "MarianMT",
             zeroWhenMissing: ours => ours == "decoder.dense.bias",
-            // older checkpoints store the sinusoid table, which is computed, not read: only its shape is checked
             extra: (name, tensor) => name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight"
                 ? tensor.shape.SequenceEqual([config.MaxPositions, config.HiddenSize]) ? null
                     : $"tensor '{name}' has shape [{string.Join(", ", tensor.shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]"
-                : $"unexpected tensor '{name}'");
-
-    /// <summary>
-    /// Copies the weights file <paramref name="path"/> (safetensors or pytorch_model.bin) into <paramref name="model"/> by
-    /// <paramref name="names"/> (ours → the file's candidates, preferred first; a (1, n) file tensor fills an (n) one).
-    /// Missing and unexpected tensors, shape mismatches and shared/tied tensors that differ are reported together, by the
-    /// file's names, in one <see cref="InvalidDataException"/> naming <paramref name="family"/>. A tensor of ours named by
-    /// <paramref name="zeroWhenMissing"/> starts at zero when the file lacks it; a file tensor no name uses goes to
-    /// <paramref name="extra"/>, which returns a problem or null (accepted and not read).
-    /// </summary>
-    internal static void CopyWeights(TransformerSeq2Seq model, IReadOnlyDictionary<string, IReadOnlyList<string>> names, string path, string family,
-        Func<string, bool> zeroWhenMissing, Func<string, Tensor, string?> extra)
-    {
-        var loaded = ReadWeights(path);
-        try
-        {
-            var expected = model.state_dict();
-            var problems = new List<string>();
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            var plan = new List<(Tensor Target, Tensor? Source)>();
-            foreach (var (ours, target) in expected)
-            {
-                if (ours.EndsWith(".positions.table", StringComparison.Ordinal)) continue; // the sinusoid table is computed, not loaded
-                if (!names.TryGetValue(ours, out var candidates))
-                {
-                    problems.Add($"model tensor '{ours}' has no Hugging Face counterpart (internal error)");
-                    continue;
-                }
-                var present = candidates.Where(loaded.ContainsKey).ToList();
-                used.UnionWith(present);
-                if (present.Count == 0)
-                {
-                    if (zeroWhenMissing(ours)) plan.Add((target, null));
-                    else problems.Add($"missing tensor '{candidates[0]}'" + (candidates.Count > 1 ? $" (or any of '{string.Join("', '", candidates.Skip(1))}')" : ""));
-                    continue;
-                }
-                var source = loaded[present[0]];
-                bool row = target.shape.Length == 1 && source.shape is [1, _];
-                long[] shape = row ? [source.shape[1]] : source.shape;
-                if (!shape.SequenceEqual(target.shape))
-                {
-                    long[] theirs = row ? [1, .. target.shape] : target.shape;
-                    problems.Add($"tensor '{present[0]}' has shape [{string.Join(", ", source.shape)}], the model needs [{string.Join(", ", theirs)}]");
-                    continue;
-                }
-                foreach (var other in present.Skip(1))
-                    if (!SameValues(loaded[other], source))
-                        problems.Add($"tensors '{present[0]}' and '{other}' must be one shared/tied weight (config) but differ");
-                plan.Add((target, source));
-            }
-            foreach (var name in loaded.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
-                if (extra(name, loaded[name]) is { } problem) problems.Add(problem);
-            if (problems.Count > 0)
-                throw new InvalidDataException($"{path}: weights do not fit the {family} config: {string.Join("; ", problems)}");
-            using var _ = no_grad();
-            foreach (var (target, source) in plan)
-            {
-                if (source is null)
-                {
-                    target.zero_();
-                    continue;
-                }
-                using var view = source.reshape(target.shape);
-                target.copy_(view);
-            }
-        }
-        finally
-        {
-            foreach (var t in loaded.Values) t.Dispose();
-        }
-    }
-
-    private static bool SameValues(Tensor a, Tensor b)
-    {
-        if (!a.shape.SequenceEqual(b.shape)) return false;
-        using var same = a.eq(b);
-        using var all = same.all();
-        return all.item<bool>();
-    }
+                : WeightMapping.Unexpected(name));
 }

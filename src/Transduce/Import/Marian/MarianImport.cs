@@ -1,5 +1,5 @@
 using Transduce.Checkpoints;
-using static TorchSharp.torch;
+using Transduce.Import.HuggingFace;
 
 using Transduce.Models;
 using Transduce.Models.Transformer;
@@ -33,22 +33,24 @@ namespace Transduce.Import.Marian;
 internal static partial class MarianImport
 {
     /// <summary>File names inside a MarianMT folder.</summary>
-    public const string ConfigFile = "config.json", GenerationConfigFile = "generation_config.json", WeightsFile = "model.safetensors",
-        PyTorchWeightsFile = "pytorch_model.bin", VocabularyFile = "vocab.json", TargetVocabularyFile = "target_vocab.json",
-        TokenizerConfigFile = "tokenizer_config.json";
+    public const string ConfigFile = HuggingFaceFolder.ConfigFile, GenerationConfigFile = HuggingFaceFolder.GenerationConfigFile,
+        WeightsFile = HuggingFaceWeights.SafetensorsFile, PyTorchWeightsFile = HuggingFaceWeights.PyTorchFile, VocabularyFile = "vocab.json",
+        TargetVocabularyFile = "target_vocab.json", TokenizerConfigFile = HuggingFaceFolder.TokenizerConfigFile;
+
+    /// <summary>The family's name in messages.</summary>
+    public const string Family = "MarianMT";
 
     /// <summary>Loads the folder <paramref name="directory"/> as a ready-to-run model in eval mode.</summary>
     public static MarianModel Load(string directory)
     {
-        if (!Directory.Exists(directory))
-            throw new DirectoryNotFoundException($"{directory}: MarianMT folder not found");
-        string configPath = Path.Combine(directory, ConfigFile);
+        var folder = new HuggingFaceFolder(directory, Family);
+        string configPath = folder.File(ConfigFile);
         var config = ReadModelConfig(configPath);
-        var generation = ReadGenerationConfig(directory);
-        var (sourceVocabulary, targetVocabulary) = ReadVocabularies(directory, config, generation);
-        string weights = WeightsPath(directory);
+        var generation = ReadGenerationConfig(folder.Directory);
+        var (sourceVocabulary, targetVocabulary) = ReadVocabularies(folder.Directory, config, generation);
+        var weights = folder.Weights();
 
-        config.CheckFits(WeightFiles.Describe(weights), configPath);
+        config.CheckFits(weights.Describe(), configPath);
         var model = new TransformerSeq2Seq(config);
         try
         {
@@ -62,24 +64,4 @@ internal static partial class MarianImport
         model.eval();
         return new MarianModel(model, config, generation, sourceVocabulary, targetVocabulary);
     }
-
-    /// <summary>
-    /// The safetensors weights of <paramref name="directory"/>. A folder with only <c>pytorch_model.bin</c> (or no weights)
-    /// throws <see cref="FileNotFoundException"/> saying so.
-    /// </summary>
-    public static string WeightsPath(string directory)
-    {
-        string path = Path.Combine(directory, WeightsFile);
-        if (File.Exists(path)) return path;
-        string pickled = Path.Combine(directory, PyTorchWeightsFile);
-        if (File.Exists(pickled)) return pickled;
-        throw new FileNotFoundException($"{path}: not found — a MarianMT folder needs its weights as {WeightsFile} or {PyTorchWeightsFile}", path);
-    }
-
-    /// <summary>
-    /// Reads a weights file: safetensors, or a PyTorch state dict saved with <c>torch.save</c> (<c>pytorch_model.bin</c>,
-    /// read by <see cref="WeightFiles"/>' restricted reader, which rebuilds tensors and plain containers only; tied
-    /// weights that share one storage are read once).
-    /// </summary>
-    public static Dictionary<string, Tensor> ReadWeights(string path) => WeightFiles.Load(path);
 }

@@ -1,5 +1,5 @@
 using Transduce.Checkpoints;
-using Transduce.Import.Marian;
+using Transduce.Import.HuggingFace;
 using Transduce.Models;
 using Transduce.Models.Transformer;
 
@@ -34,7 +34,10 @@ namespace Transduce.Import.T5;
 internal static class T5Import
 {
     /// <summary>File names inside a T5 folder.</summary>
-    public const string ConfigFile = "config.json", SentencePieceFile = "spiece.model", TokenizerConfigFile = "tokenizer_config.json";
+    public const string ConfigFile = HuggingFaceFolder.ConfigFile, SentencePieceFile = "spiece.model", TokenizerConfigFile = HuggingFaceFolder.TokenizerConfigFile;
+
+    /// <summary>The family's name in messages.</summary>
+    public const string Family = "T5";
 
     /// <summary>Positions the converted model accepts per side (T5 has no position table; this bounds the decoder's bucket lookup).</summary>
     public const int DefaultMaxPositions = 2048;
@@ -42,7 +45,7 @@ internal static class T5Import
     /// <summary>Maps a T5 <c>config.json</c> onto the <see cref="TransformerConfig"/> of an equivalent <see cref="TransformerSeq2Seq"/>.</summary>
     public static TransformerConfig ReadModelConfig(string configPath)
     {
-        var json = new MarianImport.JsonFile(configPath, required: true);
+        var json = new JsonFile(configPath, required: true);
         string? modelType = json.String("model_type");
         if (modelType is not null && modelType != "t5")
             throw json.Error($"'model_type' is '{modelType}', not 't5'");
@@ -106,7 +109,7 @@ internal static class T5Import
     /// <c>feed_forward_proj</c> as <c>T5Config</c> parses it: <c>[gated-]act</c>, where <c>gated-gelu</c> means the tanh
     /// GELU (<c>gelu_new</c>) for backward compatibility, and <c>act</c> is one of transformers' activation names.
     /// </summary>
-    private static string FeedForward(string projection, MarianImport.JsonFile json)
+    private static string FeedForward(string projection, JsonFile json)
     {
         var parts = projection.Split('-');
         bool gated = parts.Length == 2 && parts[0] == "gated";
@@ -161,22 +164,20 @@ internal static class T5Import
         return names;
     }
 
-    /// <summary>The weights file of <paramref name="directory"/>: <c>model.safetensors</c>, else <c>pytorch_model.bin</c>.</summary>
-    public static string WeightsPath(string directory) => MarianImport.WeightsPath(directory);
-
     /// <summary>Loads the folder <paramref name="directory"/>'s network, in eval mode, and the config it was built from.</summary>
-    public static (TransformerSeq2Seq Model, TransformerConfig Config) LoadModel(string directory)
+    public static (TransformerSeq2Seq Model, TransformerConfig Config) LoadModel(string directory) => LoadModel(new HuggingFaceFolder(directory, Family));
+
+    /// <summary>Loads <paramref name="folder"/>'s network, in eval mode, and the config it was built from.</summary>
+    public static (TransformerSeq2Seq Model, TransformerConfig Config) LoadModel(HuggingFaceFolder folder)
     {
-        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: T5 folder not found");
-        string configPath = Path.Combine(directory, ConfigFile);
+        string configPath = folder.File(ConfigFile);
         var config = ReadModelConfig(configPath);
-        string weights = WeightsPath(directory);
-        config.CheckFits(WeightFiles.Describe(weights), configPath);
+        var weights = folder.Weights();
+        config.CheckFits(weights.Describe(), configPath);
         var model = new TransformerSeq2Seq(config);
         try
         {
-            MarianImport.CopyWeights(model, ParameterNames(config), weights, "T5", zeroWhenMissing: _ => false,
-                extra: (name, _) => $"unexpected tensor '{name}'");
+            WeightMapping.Copy(model, ParameterNames(config), weights, Family, zeroWhenMissing: _ => false, extra: (name, _) => WeightMapping.Unexpected(name));
         }
         catch
         {
