@@ -44,26 +44,7 @@ internal static class MarianConvert
         var model = new TransformerSeq2Seq(config);
         try
         {
-            using var _ = no_grad();
-            using var sourceIndex = tensor(sourceMap.Select(i => (long)i).ToArray());
-            using var targetIndex = tensor(targetMap.Select(i => (long)i).ToArray());
-            var from = marian.Model.state_dict();
-            foreach (var (name, to) in model.state_dict())
-            {
-                var original = from[name];
-                Tensor? index = name switch
-                {
-                    "encoder.embedding.weight" => sourceIndex,
-                    "decoder.embedding.weight" or "decoder.dense.weight" or "decoder.dense.bias" => targetIndex,
-                    _ => null,
-                };
-                if (index is null) to.copy_(original);
-                else
-                {
-                    using var rows = original.index_select(0, index);
-                    to.copy_(rows);
-                }
-            }
+            VocabularyRemap.Copy(marian.Model, model, sourceMap, targetMap, target);
         }
         catch
         {

@@ -1,0 +1,49 @@
+using Transduce.Models.Transformer;
+using Transduce.Text;
+using static TorchSharp.torch;
+
+namespace Transduce.Import.HuggingFace;
+
+/// <summary>
+/// Moves an imported model's vocabulary rows into our layout (<c>&lt;pad&gt; &lt;bos&gt; &lt;eos&gt; &lt;unk&gt;</c> first).
+/// A Hugging Face family has no <c>&lt;bos&gt;</c> of its own: its decoder starts from another token (Marian and T5: the pad
+/// token), so our <c>&lt;bos&gt;</c> row is a second copy of that token's row. As an input it must be that copy; as an output
+/// it must not exist, or the duplicate logit would enter the softmax's normaliser and shift every score from what
+/// transformers computes. Its output bias is therefore −∞: the distribution over the other rows is transformers' exactly.
+/// </summary>
+internal static class VocabularyRemap
+{
+    /// <summary>
+    /// Copies <paramref name="from"/> into <paramref name="to"/> (same architecture, vocabularies remapped; <paramref name="to"/>
+    /// has an output bias): the source embedding's rows by <paramref name="sourceRows"/>, the target embedding's and output
+    /// rows by <paramref name="targetRows"/> (for each of our ids the imported row), the rest as they are. A missing output
+    /// bias in <paramref name="from"/> starts at zero. The output bias of <paramref name="target"/>'s <c>&lt;bos&gt;</c> row becomes −∞.
+    /// </summary>
+    public static void Copy(TransformerSeq2Seq from, TransformerSeq2Seq to, int[] sourceRows, int[] targetRows, Vocabulary target)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var sourceIndex = tensor(sourceRows.Select(i => (long)i).ToArray());
+        var targetIndex = tensor(targetRows.Select(i => (long)i).ToArray());
+        var original = from.state_dict();
+        foreach (var (name, row) in to.state_dict())
+        {
+            if (!original.TryGetValue(name, out var source))
+            {
+                if (name != "decoder.dense.bias") throw new InvalidOperationException($"remapped model has '{name}', the imported one does not");
+                row.zero_();
+                continue;
+            }
+            Tensor? index = name switch
+            {
+                "encoder.embedding.weight" => sourceIndex,
+                "decoder.embedding.weight" or "decoder.dense.weight" or "decoder.dense.bias" => targetIndex,
+                _ => null,
+            };
+            row.copy_(index is null ? source : source.index_select(0, index));
+        }
+        if (!to.state_dict().TryGetValue("decoder.dense.bias", out var bias))
+            throw new InvalidOperationException("the remapped model needs an output bias to exclude its <bos> row");
+        bias[target.BosId].fill_(double.NegativeInfinity);
+    }
+}
