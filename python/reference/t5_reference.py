@@ -12,8 +12,9 @@ tokenization_t5.py with legacy=True, generation/utils.py), without transformers 
   * generate: greedy, and beam search (num_beams 4, length_penalty 1, early_stopping true / false / "never") as the
     vectorised beam search of transformers 5 scores and stops it.
 
-Writes tests/Transduce.Tests/Import/T5/testdata/{t5-tiny,flan-t5-tiny}/ : config.json, generation_config.json,
-model.safetensors, pytorch_model.bin, spiece.model, tokenizer_config.json, special_tokens_map.json, expected.json.
+Writes tests/Transduce.Tests/Import/T5/testdata/spiece.model (shared) and {t5-tiny,flan-t5-tiny}/ : config.json,
+generation_config.json, model.safetensors (t5-tiny also pytorch_model.bin), tokenizer_config.json,
+special_tokens_map.json, expected.json.
 Run with /usr/bin/python3 (Debian's python3-torch 1.13) from the repository root.
 """
 import json, math, os, struct, subprocess, sys, tempfile, re
@@ -54,6 +55,12 @@ SENTENCES = [
     "A model reads a sentence and writes another one, token by token.",
 ]
 
+# More tokenizer cases: special tokens written in the text (with and without spaces beside them), a trailing </s>.
+TOKENIZER_CASES = SENTENCES + [
+    "a<extra_id_0>b", "x <pad> y <unk>z", "Hello</s>", "<extra_id_99> at the start", "two  <extra_id_5>  <extra_id_6>  sentinels",
+    "<extra_id_100> is not a sentinel", "</s></s>",
+]
+
 
 def spm(args, text):
     return subprocess.run(args, input=text, capture_output=True, text=True, check=True).stdout
@@ -78,6 +85,10 @@ class Tokenizer:
         return [int(x) for x in out.split()]
 
     def encode(self, text):
+        ids = self.encode_raw(text)
+        return ids if ids[-1:] == [EOS] else ids + [EOS]  # _add_eos_if_not_present
+
+    def encode_raw(self, text):
         # Split on special tokens (longest first); sentinels strip the whitespace on both sides (lstrip/rstrip=True).
         names = sorted(self.special, key=len, reverse=True)
         parts = re.split("(" + "|".join(re.escape(n) for n in names) + ")", text)
@@ -91,7 +102,7 @@ class Tokenizer:
                 ids.append(self.special[part])
             elif part:
                 ids.extend(self.encode_chunk(part))
-        return ids + [EOS]
+        return ids
 
     def decode(self, ids):
         keep = [i for i in ids if i not in (PAD, EOS, UNK) and i < len(self.pieces)]
@@ -271,6 +282,8 @@ def make_weights(cfg, seed):
     def n(*shape, std):
         return torch.randn(*shape, generator=g) * std
     W = {"shared.weight": n(V, d, std=1.0)}
+    pieces = cfg["pieces"]
+    W["shared.weight"][pieces:] *= 0.3  # sentinels and unused rows: rarely the best output of a random model
     gated = cfg["feed_forward_proj"] == "gated-gelu"
     for side, layers in (("encoder", cfg["num_layers"]), ("decoder", cfg["num_decoder_layers"])):
         attns = ["SelfAttention"] if side == "encoder" else ["SelfAttention", "EncDecAttention"]
@@ -295,6 +308,7 @@ def make_weights(cfg, seed):
         W[f"{side}.final_layer_norm.weight"] = 0.5 + torch.rand(d, generator=g)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = n(V, d, std=d ** -0.5 * 3)
+        W["lm_head.weight"][pieces:] *= 0.3
     return W
 
 
@@ -369,8 +383,6 @@ def build(name, cfg, seed, spm_model):
     with open(os.path.join(folder, "special_tokens_map.json"), "w") as f:
         json.dump({"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
                    "additional_special_tokens": [f"<extra_id_{i}>" for i in range(EXTRA_IDS)]}, f)
-    with open(spm_model, "rb") as src, open(os.path.join(folder, "spiece.model"), "wb") as dst:
-        dst.write(src.read())
     # save_pretrained's safetensors: shared.weight once (embed_tokens and a tied lm_head are its aliases, not stored).
     write_safetensors(os.path.join(folder, "model.safetensors"), W)
     # torch.save of the state dict: every name, the tied ones sharing one storage.
@@ -379,13 +391,15 @@ def build(name, cfg, seed, spm_model):
     state["decoder.embed_tokens.weight"] = W["shared.weight"]
     if cfg["tie_word_embeddings"]:
         state["lm_head.weight"] = W["shared.weight"]
-    torch.save(state, os.path.join(folder, "pytorch_model.bin"))
+    if cfg["tie_word_embeddings"]:  # one folder also has pytorch_model.bin (the tests read it instead of the safetensors)
+        torch.save(state, os.path.join(folder, "pytorch_model.bin"))
     expected = {
         "sentences": SENTENCES, "max_new_tokens": MAX_NEW, "eos_tuning": beta,
         "input_ids": ids.tolist(), "attention_mask": mask.tolist(),
         "encoder_output_0": memory[0, : int(mask[0].sum())].tolist(),
-        "first_step_logits": first_logits.tolist(),
-        "forced_logits_0": forced_logits.tolist(),
+        "first_step_logits": first_logits[:3].tolist(),
+        "forced_logits_0": forced_logits[:4].tolist(),
+        "tokenizer": [{"text": t, "ids": tok.encode(t)} for t in TOKENIZER_CASES],
         "greedy_ids": greedy_ids, "greedy_text": [tok.decode(g) for g in greedy_ids],
         "beam4": {k: dict(v, text=[tok.decode(t) for t in v["ids"]]) for k, v in beams.items()},
         "decode_cases": [{"ids": c, "text": tok.decode(c)} for c in
@@ -404,15 +418,20 @@ def main():
         with open(corpus, "w") as f:
             f.write(CORPUS)
         prefix = os.path.join(tmp, "spiece")
-        subprocess.run(["spm_train", f"--input={corpus}", f"--model_prefix={prefix}", "--vocab_size=150", "--model_type=unigram",
+        subprocess.run(["spm_train", f"--input={corpus}", f"--model_prefix={prefix}", "--vocab_size=160", "--model_type=unigram", "--normalization_rule_name=identity",
                         "--character_coverage=1.0", "--pad_id=0", "--eos_id=1", "--unk_id=2", "--bos_id=-1",
                         "--pad_piece=<pad>", "--eos_piece=</s>", "--unk_piece=<unk>", "--seed_sentencepiece_size=1000",
                         "--num_threads=1", "--minloglevel=2"], check=True)
-        model = prefix + ".model"
-        common = dict(d_model=32, num_heads=3, d_kv=16, num_layers=2, relative_attention_num_buckets=8,
-                      relative_attention_max_distance=20, layer_norm_epsilon=1e-6, vocab_size=256)
-        build("t5-tiny", dict(common, d_ff=64, num_decoder_layers=2, feed_forward_proj="relu", tie_word_embeddings=True), 1, model)
-        build("flan-t5-tiny", dict(common, d_ff=48, num_decoder_layers=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False), 2, model)
+        model = os.path.join(OUT, "spiece.model")  # one SentencePiece model, shared by both folders (the tests copy it in)
+        os.makedirs(OUT, exist_ok=True)
+        with open(prefix + ".model", "rb") as src, open(model, "wb") as dst:
+            dst.write(src.read())
+        common = dict(d_model=16, num_heads=2, d_kv=12, num_layers=2, relative_attention_num_buckets=8,
+                      relative_attention_max_distance=20, layer_norm_epsilon=1e-6)
+        pieces = len(Tokenizer(model).pieces)
+        common.update(pieces=pieces, vocab_size=pieces + EXTRA_IDS + 8)  # 8 rows past the tokenizer, as t5-small has 28
+        build("t5-tiny", dict(common, d_ff=32, num_decoder_layers=2, feed_forward_proj="relu", tie_word_embeddings=True), 1, model)
+        build("flan-t5-tiny", dict(common, d_ff=24, num_decoder_layers=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False), 2, model)
 
 
 if __name__ == "__main__":

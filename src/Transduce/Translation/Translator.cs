@@ -32,6 +32,12 @@ public sealed record TranslationOptions
     public int? MaxNewTokens { get; init; }
 
     /// <summary>
+    /// Text put before every source sentence before it is tokenized: a T5 / Flan-T5 task prefix such as
+    /// <c>"translate English to German: "</c> (null: none). Attention maps and token views show the prefixed source.
+    /// </summary>
+    public string? Prefix { get; init; }
+
+    /// <summary>
     /// When set, an absolute cap on output tokens (before <c>&lt;eos&gt;</c>) per sentence, applied on top of every other
     /// limit: a bound on the work one sentence can cause whatever its length or the checkpoint's settings.
     /// </summary>
@@ -183,7 +189,7 @@ public sealed class Translator : IDisposable
     /// in input order: greedy search when <see cref="TranslationOptions.Beam"/> is 1, otherwise the best hypothesis of beam search.
     /// </summary>
     internal IReadOnlyList<int[]> TranslateIds(IReadOnlyList<string> sentences, TranslationOptions? options = null, CancellationToken cancellation = default) =>
-        Search(Encode(sentences), options, nBest: null, crossAttention: false, cancellation).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
+        Search(Encode(sentences, options), options, nBest: null, crossAttention: false, cancellation).Select(n => n.Count > 0 ? n[0].Tokens : []).ToList();
 
     /// <summary>
     /// Translates <paramref name="sentences"/> with beam search and returns, per sentence in input order, up to
@@ -207,12 +213,12 @@ public sealed class Translator : IDisposable
     {
         options ??= new TranslationOptions();
         if (options.NBest < 1) throw new ArgumentException("n-best must be at least 1", nameof(options));
-        var encoded = Encode(sentences);
+        var encoded = Encode(sentences, options);
         return Search(encoded, options, options.NBest, crossAttention, cancellation)
             .Select((n, i) => (IReadOnlyList<TranslationHypothesis>)n.Select(h =>
                 new TranslationHypothesis(pipeline.Decode(h.Tokens), h.Score, checkpoint.TargetVocabulary.Decode(h.Tokens).ToArray())
                 {
-                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], sentences[i], h.Tokens, weights) : null,
+                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], options.Prefix + sentences[i], h.Tokens, weights) : null,
                 }).ToArray())
             .ToArray();
     }
@@ -223,10 +229,11 @@ public sealed class Translator : IDisposable
     /// </summary>
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
-        int[] sourceIds = pipeline.EncodeSource(sentence);
+        string source = options?.Prefix + sentence;
+        int[] sourceIds = pipeline.EncodeSource(source);
         var best = Search([sourceIds], options, nBest: null, crossAttention: true, default)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
         string text = pipeline.Decode(best.Tokens);
-        return (text, best.CrossAttention is { } weights ? Map(sourceIds, sentence, best.Tokens, weights) : null);
+        return (text, best.CrossAttention is { } weights ? Map(sourceIds, source, best.Tokens, weights) : null);
     }
 
     /// <summary>
@@ -244,7 +251,7 @@ public sealed class Translator : IDisposable
         var costs = new DecodingCost[sentences.Count];
         for (int i = 0; i < costs.Length; i++)
         {
-            int tokens = pipeline.EncodeSource(sentences[i]).Length;
+            int tokens = EncodeSource(sentences[i], options).Length;
             int positions = maxSteps is int m ? Math.Min(tokens + 1, m) : tokens + 1;
             costs[i] = new DecodingCost(tokens, Math.Max(1, positions), MaxOutputLength(tokens, options), rows);
         }
@@ -301,7 +308,10 @@ public sealed class Translator : IDisposable
     /// <summary>Sources are cut to the training cut (d2l's num_steps) and to what the model can take.</summary>
     private int? MaxSourceSteps => Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength);
 
-    private int[][] Encode(IReadOnlyList<string> sentences) => sentences.Select(pipeline.EncodeSource).ToArray();
+    private int[][] Encode(IReadOnlyList<string> sentences, TranslationOptions? options) => sentences.Select(s => EncodeSource(s, options)).ToArray();
+
+    /// <summary>The source ids of <paramref name="sentence"/> after <see cref="TranslationOptions.Prefix"/>.</summary>
+    private int[] EncodeSource(string sentence, TranslationOptions? options) => pipeline.EncodeSource(options?.Prefix is { } prefix ? prefix + sentence : sentence);
 
     /// <summary>
     /// Decodes <paramref name="encoded"/> sources in length-sorted batches and returns, per source in input order, its

@@ -33,8 +33,8 @@ internal static class T5Convert
         string spiecePath = folder.File(T5Import.SentencePieceFile);
         if (!File.Exists(spiecePath)) throw new FileNotFoundException($"{spiecePath}: not found — a T5 folder needs its SentencePiece model", spiecePath);
         var bytes = File.ReadAllBytes(spiecePath);
+        var sentencePiece = SentencePieceModel.FromBytes(bytes, spiecePath); // errors name spiece.model
         var pieces = new SentencePiecePair(bytes, bytes);
-        var sentencePiece = SentencePieceModel.FromBytes(bytes, spiecePath);
         var generation = MarianImport.ReadGenerationConfig(folder.Directory);
 
         var (t5, config) = T5Import.LoadModel(folder);
