@@ -142,6 +142,26 @@ public sealed class T5ConvertTests
     }
 
     [Fact]
+    public void AConvertedFolderSavesAsANativeCheckpointThatDecodesTheSame()
+    {
+        using var temp = new TempDir();
+        using var saved = new TempDir();
+        string folder = Assemble("flan-t5-tiny", temp);
+        var sentences = T5ParityTests.Expected("flan-t5-tiny").GetProperty("sentences").EnumerateArray().Select(s => s.GetString()!).ToList();
+        var options = new TranslationOptions { MaxNewTokens = MaxNew, Beam = 4 };
+        string native = Path.Combine(saved.Path, "ckpt");
+        IReadOnlyList<string> before;
+        using (var converted = Translator.Load(folder))
+        {
+            before = converted.Translate(sentences, options);
+            converted.Checkpoint.Save(native);
+        }
+        using var reloaded = Translator.Load(native);
+        Assert.Equal("t5", reloaded.Checkpoint.TextConfig.Tokenizer);
+        Assert.Equal(before, reloaded.Translate(sentences, options));
+    }
+
+    [Fact]
     public void PrefixIsPutBeforeEachSource()
     {
         using var temp = new TempDir();
