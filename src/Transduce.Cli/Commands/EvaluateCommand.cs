@@ -26,12 +26,13 @@ internal static class EvaluateCommand
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed test lines (and count them)." };
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
         var kernels = KernelFlags.Create();
         var languages = LanguageFlags.Create();
         var rules = new DecodingRuleFlags();
         var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
         {
-            model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType, kernels, languages.Source, languages.Target,
+            model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType, prefix, kernels, languages.Source, languages.Target,
         };
         foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
@@ -46,7 +47,7 @@ internal static class EvaluateCommand
             int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
             var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
-                LanguageFlags.Apply(r, languages, rules.Apply(r, translator.DefaultOptions)) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true });
+                LanguageFlags.Apply(r, languages, rules.Apply(r, translator.DefaultOptions)) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true, Prefix = r.GetValue(prefix) });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             var bleu = translator.Score(outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");

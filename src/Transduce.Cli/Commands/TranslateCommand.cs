@@ -11,7 +11,7 @@ internal static class TranslateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) folder.", Required = true };
+        var model = new Option<string>("--model") { Description = "Checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) or T5 / Flan-T5 folder.", Required = true };
         var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate; none: read one per line from --input or standard input.", Arity = ArgumentArity.ZeroOrMore };
         var input = new Option<string?>("--input") { Description = "Read sentences from this file (one per line) instead of standard input; shows a progress bar on stderr." };
         var output = new Option<string?>("--output") { Description = "Write translations to this file (complete, or not at all: written aside and renamed) instead of standard output." };
@@ -27,13 +27,14 @@ internal static class TranslateCommand
         var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
         var kernels = KernelFlags.Create();
         var languages = LanguageFlags.Create();
         var rules = new DecodingRuleFlags();
         var verbose = new Option<bool>("--verbose") { Description = "Print the capability report (CPU features, versions, each kernel in use or its fallback) on standard error first." };
         var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {
-            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, kernels, languages.Source, languages.Target, verbose,
+            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, prefix, kernels, languages.Source, languages.Target, verbose,
         };
         foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
@@ -50,7 +51,7 @@ internal static class TranslateCommand
                 BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,
                 NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) ?? defaults.MaxNewTokens,
                 ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : defaults.ComputeType,
-                Kernels = chosenKernels, KeepFreedMemory = true,
+                Kernels = chosenKernels, KeepFreedMemory = true, Prefix = r.GetValue(prefix),
             };
             var args = r.GetValue(sentences) ?? [];
             if (r.GetValue(attention) is { } png)

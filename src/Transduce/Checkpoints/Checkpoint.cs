@@ -40,7 +40,7 @@ public sealed class Checkpoint : IDisposable
     /// <summary>The subword model when the text configuration uses the <c>bpe</c> tokenizer.</summary>
     internal BpeTokenizer? Subwords { get; init; }
 
-    /// <summary>The SentencePiece models when the text configuration uses the <c>spm</c> tokenizer.</summary>
+    /// <summary>The SentencePiece models when the text configuration uses the <c>spm</c> or <c>t5</c> tokenizer.</summary>
     internal SentencePiecePair? SentencePiece { get; init; }
 
     /// <summary>Decoding defaults.</summary>
@@ -235,7 +235,7 @@ public sealed class Checkpoint : IDisposable
         }
 
         BpeTokenizer? subwords = textConfig.Tokenizer == "bpe" ? BpeTokenizer.Load(Path.Combine(directory, SubwordsFile)) : null;
-        SentencePiecePair? sentencePiece = textConfig.Tokenizer == "spm"
+        SentencePiecePair? sentencePiece = textConfig.UsesSentencePiece
             ? new SentencePiecePair(ReadRequired(directory, SourceSpmFile), ReadRequired(directory, TargetSpmFile))
             : null;
         var src = Vocabulary.Load(Path.Combine(directory, SourceVocabularyFile));

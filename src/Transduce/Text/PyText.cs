@@ -36,11 +36,14 @@ internal static class PyText
     public static string RemoveSpaces(string s) => string.Concat(Split(s));
 
     /// <summary>Python's argument-less <c>str.strip()</c>.</summary>
-    public static string Strip(string s)
+    public static string Strip(string s) => RStrip(LStrip(s));
+
+    /// <summary>Python's argument-less <c>str.lstrip()</c>.</summary>
+    public static string LStrip(string s)
     {
         int start = 0;
         while (start < s.Length && IsSpace(s[start])) start++;
-        return RStrip(s.Substring(start));
+        return start == 0 ? s : s.Substring(start);
     }
 
     /// <summary>Python's argument-less <c>str.rstrip()</c>.</summary>

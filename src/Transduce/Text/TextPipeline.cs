@@ -8,7 +8,8 @@ public sealed record TextConfig
 
     /// <summary>
     /// Tokenizer name: <c>word</c> (split on spaces, d2l), <c>bpe</c> (our joint subwords) or <c>spm</c> (a SentencePiece
-    /// model per side, as OPUS-MT/Marian models ship them). Subword models travel in the checkpoint.
+    /// model per side, as OPUS-MT/Marian models ship them) or <c>t5</c> (transformers' <c>T5Tokenizer</c> over one
+    /// SentencePiece model: sentinels, <c>&lt;/s&gt;</c>; converted T5 folders). Subword models travel in the checkpoint.
     /// </summary>
     public string Tokenizer { get; init; } = "word";
 
@@ -16,7 +17,10 @@ public sealed record TextConfig
     public int? MaxSteps { get; init; }
 
     /// <summary>The tokenizer names <see cref="TextPipeline.Create"/> knows.</summary>
-    public static IReadOnlyList<string> Tokenizers { get; } = ["word", "bpe", "spm"];
+    public static IReadOnlyList<string> Tokenizers { get; } = ["word", "bpe", "spm", "t5"];
+
+    /// <summary>True for the tokenizers whose SentencePiece models travel in the checkpoint (<c>spm</c>, <c>t5</c>).</summary>
+    internal bool UsesSentencePiece => Tokenizer is "spm" or "t5";
 }
 
 /// <summary>
@@ -66,6 +70,12 @@ internal sealed class TextPipeline
                 if (sentencePiece is null) throw new ArgumentException("text config: the 'spm' tokenizer needs its SentencePiece models");
                 return new TextPipeline(config, new SentencePieceTokenizer(sentencePiece.Source, sourceVocabulary),
                     new SentencePieceTokenizer(sentencePiece.Target, targetVocabulary));
+            case "t5":
+                if (sentencePiece is null) throw new ArgumentException("text config: the 't5' tokenizer needs its SentencePiece model");
+                if (!ReferenceEquals(sourceVocabulary, targetVocabulary) && !sourceVocabulary.Tokens.SequenceEqual(targetVocabulary.Tokens))
+                    throw new ArgumentException("text config: the 't5' tokenizer needs one vocabulary for both sides");
+                var t5 = new T5Tokenizer(sentencePiece.Source, sourceVocabulary);
+                return new TextPipeline(config, t5, t5);
             default:
                 throw new ArgumentException($"text config: unknown tokenizer '{config.Tokenizer}' (known: {string.Join(", ", TextConfig.Tokenizers)})");
         }

@@ -32,6 +32,12 @@ public sealed record TranslationOptions
     public int? MaxNewTokens { get; init; }
 
     /// <summary>
+    /// Text put before every source sentence before it is tokenized: a T5 / Flan-T5 task prefix such as
+    /// <c>"translate English to German: "</c> (null: none). Attention maps and token views show the prefixed source.
+    /// </summary>
+    public string? Prefix { get; init; }
+
+    /// <summary>
     /// When set, an absolute cap on output tokens (before <c>&lt;eos&gt;</c>) per sentence, applied on top of every other
     /// limit: a bound on the work one sentence can cause whatever its length or the checkpoint's settings.
     /// </summary>
@@ -250,7 +256,7 @@ public sealed class Translator : IDisposable
             .Select((n, i) => (IReadOnlyList<TranslationHypothesis>)n.Select(h =>
                 new TranslationHypothesis(DecodeText(h.Tokens), h.Score, checkpoint.TargetVocabulary.Decode(h.Tokens).ToArray())
                 {
-                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], sentences[i], h.Tokens, weights) : null,
+                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], options.Prefix + sentences[i], h.Tokens, weights) : null,
                 }).ToArray())
             .ToArray();
     }
@@ -261,10 +267,11 @@ public sealed class Translator : IDisposable
     /// </summary>
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
+        string source = options?.Prefix + sentence;
         int[] sourceIds = EncodeSource(sentence, options);
         var best = Search([sourceIds], options, nBest: null, crossAttention: true, default)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
         string text = DecodeText(best.Tokens);
-        return (text, best.CrossAttention is { } weights ? Map(sourceIds, sentence, best.Tokens, weights) : null);
+        return (text, best.CrossAttention is { } weights ? Map(sourceIds, source, best.Tokens, weights) : null);
     }
 
     /// <summary>
@@ -341,10 +348,13 @@ public sealed class Translator : IDisposable
 
     private int[][] Encode(IReadOnlyList<string> sentences, TranslationOptions? options) => sentences.Select(s => EncodeSource(s, options)).ToArray();
 
-    /// <summary>The source ids of <paramref name="sentence"/>, with the source language's token for a multilingual model.</summary>
+    /// <summary>
+    /// The source ids of <paramref name="sentence"/> after <see cref="TranslationOptions.Prefix"/>, with the source language's
+    /// token for a multilingual model.
+    /// </summary>
     private int[] EncodeSource(string sentence, TranslationOptions? options)
     {
-        int[] ids = pipeline.EncodeSource(sentence);
+        int[] ids = pipeline.EncodeSource(options?.Prefix is { } prefix ? prefix + sentence : sentence);
         if (checkpoint.Languages is not { } languages)
         {
             if (options?.SourceLanguage is not null || options?.TargetLanguage is not null)

@@ -45,7 +45,9 @@ public sealed class TextPipelineTests
             Assert.Throws<ArgumentException>(() => TextPipeline.Create(new TextConfig { Tokenizer = "bpe" }, Words, Words)).Message);
         Assert.Contains("needs its SentencePiece models",
             Assert.Throws<ArgumentException>(() => TextPipeline.Create(new TextConfig { Tokenizer = "spm" }, Words, Words)).Message);
-        Assert.Contains("unknown tokenizer 'chars' (known: word, bpe, spm)",
+        Assert.Contains("needs its SentencePiece model",
+            Assert.Throws<ArgumentException>(() => TextPipeline.Create(new TextConfig { Tokenizer = "t5" }, Words, Words)).Message);
+        Assert.Contains("unknown tokenizer 'chars' (known: word, bpe, spm, t5)",
             Assert.Throws<ArgumentException>(() => TextPipeline.Create(new TextConfig { Tokenizer = "chars" }, Words, Words)).Message);
         Assert.Contains("'max_steps' must be positive",
             Assert.Throws<ArgumentException>(() => TextPipeline.Create(new TextConfig { MaxSteps = 0 }, Words, Words)).Message);

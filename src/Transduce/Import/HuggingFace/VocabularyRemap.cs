@@ -1,40 +1,54 @@
-using static TorchSharp.torch;
-
 using Transduce.Models.Transformer;
+using Transduce.Text;
+using static TorchSharp.torch;
 
 namespace Transduce.Import.HuggingFace;
 
-/// <summary>Moves an imported model's vocabulary rows into our layout (<c>&lt;pad&gt; &lt;bos&gt; &lt;eos&gt; &lt;unk&gt;</c> first).</summary>
+/// <summary>
+/// Moves an imported model's vocabulary rows into our layout (<c>&lt;pad&gt; &lt;bos&gt; &lt;eos&gt; &lt;unk&gt;</c> first).
+/// A Hugging Face family has no <c>&lt;bos&gt;</c> of its own: its decoder starts from another token (Marian and T5: the pad
+/// token; NLLB / M2M100: <c>&lt;/s&gt;</c>), so our <c>&lt;bos&gt;</c> row is a second copy of that token's row. As an input
+/// it must be that copy; as an output it must not exist, or the duplicate logit would enter the softmax's normaliser and
+/// shift every score from what transformers computes. Its output bias is therefore −∞: the distribution over the other
+/// rows is transformers' exactly.
+/// </summary>
 internal static class VocabularyRemap
 {
     /// <summary>
-    /// A new model of <paramref name="config"/> (eval mode) with <paramref name="from"/>'s weights, the embedding and output rows
-    /// taken in the order of <paramref name="sourceMap"/> / <paramref name="targetMap"/> (for each of our ids, the row it takes).
+    /// A new model of <paramref name="config"/> (eval mode; it must have an output bias) with <paramref name="from"/>'s
+    /// weights: the source embedding's rows taken in the order of <paramref name="sourceMap"/>, the target embedding's and
+    /// output rows in the order of <paramref name="targetMap"/> (for each of our ids, the imported row), the rest as they
+    /// are. A missing output bias in <paramref name="from"/> starts at zero; <paramref name="target"/>'s <c>&lt;bos&gt;</c>
+    /// row gets −∞.
     /// </summary>
-    public static TransformerSeq2Seq Reindex(TransformerSeq2Seq from, TransformerConfig config, int[] sourceMap, int[] targetMap)
+    public static TransformerSeq2Seq Reindex(TransformerSeq2Seq from, TransformerConfig config, int[] sourceMap, int[] targetMap, Vocabulary target)
     {
+        if (!config.OutputBias) throw new ArgumentException("the remapped model needs an output bias to exclude its <bos> row", nameof(config));
         var model = new TransformerSeq2Seq(config);
         try
         {
             using var _ = no_grad();
-            using var sourceIndex = tensor(sourceMap.Select(i => (long)i).ToArray());
-            using var targetIndex = tensor(targetMap.Select(i => (long)i).ToArray());
+            using var scope = NewDisposeScope();
+            var sourceIndex = tensor(sourceMap.Select(i => (long)i).ToArray());
+            var targetIndex = tensor(targetMap.Select(i => (long)i).ToArray());
             var original = from.state_dict();
-            foreach (var (name, to) in model.state_dict())
+            foreach (var (name, row) in model.state_dict())
             {
+                if (!original.TryGetValue(name, out var source))
+                {
+                    if (name != "decoder.dense.bias") throw new InvalidOperationException($"remapped model has '{name}', the imported one does not");
+                    row.zero_();
+                    continue;
+                }
                 Tensor? index = name switch
                 {
                     "encoder.embedding.weight" => sourceIndex,
                     "decoder.embedding.weight" or "decoder.dense.weight" or "decoder.dense.bias" => targetIndex,
                     _ => null,
                 };
-                if (index is null) to.copy_(original[name]);
-                else
-                {
-                    using var rows = original[name].index_select(0, index);
-                    to.copy_(rows);
-                }
+                row.copy_(index is null ? source : source.index_select(0, index));
             }
+            model.state_dict()["decoder.dense.bias"][target.BosId].fill_(double.NegativeInfinity);
         }
         catch
         {

@@ -48,9 +48,9 @@ internal static class M2M100Convert
         var ourId = new Dictionary<int, int>();
         for (int i = map.Count - 1; i >= 0; i--) ourId[map[i]] = i; // the first of our ids that takes each NLLB row
 
-        var config = nllb.Config with { SourceVocabSize = vocabulary.Count, TargetVocabSize = vocabulary.Count, PadId = vocabulary.PadId };
+        var config = nllb.Config with { SourceVocabSize = vocabulary.Count, TargetVocabSize = vocabulary.Count, PadId = vocabulary.PadId, OutputBias = true };
         var mapArray = map.ToArray();
-        var model = VocabularyRemap.Reindex(nllb.Model, config, mapArray, mapArray);
+        var model = VocabularyRemap.Reindex(nllb.Model, config, mapArray, mapArray, vocabulary);
         var languages = tokenizer.Languages.ToDictionary(kv => kv.Key, kv => ourId[kv.Value], StringComparer.Ordinal);
         var specials = tokenizer.SpecialIds.Where(ourId.ContainsKey).Select(id => ourId[id]).Where(id => id > vocabulary.UnkId).ToHashSet();
         var table = new LanguageTable(languages, languages, specials, tokenizer.DefaultSourceLanguage, tokenizer.DefaultTargetLanguage);

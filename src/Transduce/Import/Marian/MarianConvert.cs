@@ -48,7 +48,7 @@ internal static class MarianConvert
             : Remap(marian.TargetVocabulary, gen, unkTarget);
 
         var config = marian.Config with { SourceVocabSize = source.Count, TargetVocabSize = target.Count, PadId = source.PadId };
-        var model = VocabularyRemap.Reindex(marian.Model, config, sourceMap, targetMap);
+        var model = VocabularyRemap.Reindex(marian.Model, config, sourceMap, targetMap, target);
 
         // Marian ids → ours: every row that is Marian's banned token (usually <pad>, which is also our <bos>) stays banned,
         // and a banned sequence is banned in each of the spellings our rows give it.

@@ -18,7 +18,7 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly bool scaleScores;
 
     /// <summary>Creates the attention of <paramref name="spec"/>: its width, heads, dropout, biases and score scaling.</summary>
-    public MultiHeadAttention(TransformerSpec spec) : this(spec.Hidden, spec.Heads, spec.Dropout, spec.AttentionBias, spec.ScaleAttention) { }
+    public MultiHeadAttention(TransformerSpec spec) : this(spec.Hidden, spec.Heads, spec.Dropout, spec.AttentionBias, spec.ScaleAttention, spec.HeadSize) { }
 
     /// <summary>Creates the module.</summary>
     /// <param name="hiddenSize">Model width (divisible by <paramref name="heads"/>).</param>
@@ -26,16 +26,19 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
     /// <param name="dropout">Dropout on the attention weights.</param>
     /// <param name="bias">Whether the four projections have biases (d2l: no; Marian: yes).</param>
     /// <param name="scaleScores">Whether scores are divided by √(head size) (the paper's; T5: no).</param>
-    public MultiHeadAttention(long hiddenSize, int heads, double dropout, bool bias, bool scaleScores = true) : base(nameof(MultiHeadAttention))
+    /// <param name="headSize">Width of one head; null for <paramref name="hiddenSize"/> / <paramref name="heads"/>. Otherwise the
+    /// projections map the model width onto heads × head size and back (T5's <c>d_kv</c>).</param>
+    public MultiHeadAttention(long hiddenSize, int heads, double dropout, bool bias, bool scaleScores = true, long? headSize = null) : base(nameof(MultiHeadAttention))
     {
         this.scaleScores = scaleScores;
-        if (hiddenSize % heads != 0) throw new ArgumentException($"model config: hidden size {hiddenSize} is not divisible by {heads} heads");
+        if (headSize is null && hiddenSize % heads != 0) throw new ArgumentException($"model config: hidden size {hiddenSize} is not divisible by {heads} heads");
         this.heads = heads;
-        headSize = hiddenSize / heads;
-        W_q = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
-        W_k = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
-        W_v = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
-        W_o = nn.Linear(hiddenSize, hiddenSize, hasBias: bias);
+        this.headSize = headSize ?? hiddenSize / heads;
+        long inner = heads * this.headSize;
+        W_q = nn.Linear(hiddenSize, inner, hasBias: bias);
+        W_k = nn.Linear(hiddenSize, inner, hasBias: bias);
+        W_v = nn.Linear(hiddenSize, inner, hasBias: bias);
+        W_o = nn.Linear(inner, hiddenSize, hasBias: bias);
         this.dropout = new PackedDropout(dropout);
         RegisterComponents();
     }

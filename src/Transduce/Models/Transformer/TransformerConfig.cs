@@ -32,6 +32,12 @@ internal sealed record TransformerConfig : ModelConfig
     public int FfnSize { get; init; } = 64;
 
     /// <summary>
+    /// Width of one attention head when heads × head width is not the hidden width (T5's <c>d_kv</c>); null (the default)
+    /// means hidden / heads.
+    /// </summary>
+    public int? HeadSize { get; init; }
+
+    /// <summary>
     /// Feed-forward kind (<see cref="FeedForwardKinds"/>): <c>relu</c>, <c>gelu</c>, <c>gelu_tanh</c> (transformers'
     /// <c>gelu_new</c>), <c>swish</c>, or a gated one: <c>gated_relu</c>, <c>gated_gelu</c>, <c>gated_gelu_tanh</c>, <c>swiglu</c>.
     /// </summary>
@@ -112,7 +118,7 @@ internal sealed record TransformerConfig : ModelConfig
     /// <summary>The model's structure (<see cref="TransformerSpec"/>), which the modules, the packed plans and the row step are built from.</summary>
     public TransformerSpec ToSpec() => new TransformerSpec
     {
-        Hidden = HiddenSize, Heads = Heads, FfnSize = FfnSize, EncoderLayers = Layers, DecoderLayers = DecoderLayerCount,
+        Hidden = HiddenSize, Heads = Heads, AttentionHeadSize = HeadSize, FfnSize = FfnSize, EncoderLayers = Layers, DecoderLayers = DecoderLayerCount,
         SourceVocabulary = SourceVocabSize, TargetVocabulary = TargetVocabSize, MaxPositions = MaxPositions, Dropout = Dropout,
         EmbeddingScale = ScaleEmbedding ? Math.Sqrt(HiddenSize) : 1.0,
         Positions = Positions switch
@@ -165,7 +171,8 @@ internal sealed record TransformerConfig : ModelConfig
             throw new ArgumentException($"model config: 'max_positions' + 'position_offset' × 'hidden_size' makes a position table larger than {MaxPositionTable} values");
         if (!(NormEpsilon > 0 && NormEpsilon < 1)) throw new ArgumentException($"model config: 'norm_epsilon' must be in (0, 1) (got {NormEpsilon})");
         if (!(OutputScale > 0) || double.IsInfinity(OutputScale)) throw new ArgumentException($"model config: 'output_scale' must be positive and finite (got {OutputScale})");
-        if (HiddenSize % Heads != 0)
+        if (HeadSize is int headSize) Positive(headSize, "head_size", MaxWidth);
+        if (HeadSize is null && HiddenSize % Heads != 0)
             throw new ArgumentException($"model config: 'hidden_size' {HiddenSize} must be divisible by 'heads' {Heads}");
         if (EmbeddingSize != HiddenSize)
             throw new ArgumentException($"model config: a transformer needs 'embedding_size' = 'hidden_size' (got {EmbeddingSize} and {HiddenSize})");
@@ -177,13 +184,13 @@ internal sealed record TransformerConfig : ModelConfig
     /// <inheritdoc />
     public override IEnumerable<(string Keys, long Count)> MinimumParameterTerms()
     {
-        long h = HiddenSize, src = SourceVocabSize, tgt = TargetVocabSize;
+        long h = HiddenSize, src = SourceVocabSize, tgt = TargetVocabSize, a = (long)Heads * (HeadSize ?? HiddenSize / Heads);
         yield return ("target_vocab_size × hidden_size", tgt * h);
         if (!ShareEmbeddings) yield return ("source_vocab_size × hidden_size", src * h);
         if (Positions == "learned") yield return ("(max_positions + position_offset) × hidden_size (learned positions)", 2L * (MaxPositions + PositionOffset) * h);
         if (!TieEmbeddings) yield return ("target_vocab_size × hidden_size (output layer)", tgt * h);
         long ffnMatrices = FeedForwardKinds.Parse(Activation).IsGated() ? 3 : 2;
-        yield return ("layers × hidden_size × (hidden_size, ffn_size)", Layers * (4 * h * h + ffnMatrices * h * FfnSize));
-        yield return ("decoder_layers × hidden_size × (hidden_size, ffn_size)", DecoderLayerCount * (8 * h * h + ffnMatrices * h * FfnSize));
+        yield return ("layers × hidden_size × (heads × head_size, ffn_size)", Layers * (4 * h * a + ffnMatrices * h * FfnSize));
+        yield return ("decoder_layers × hidden_size × (heads × head_size, ffn_size)", DecoderLayerCount * (8 * h * a + ffnMatrices * h * FfnSize));
     }
 }

@@ -80,7 +80,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly float[]? positions;        // (max positions, hidden), or null without absolute positions
     private readonly float[]? relativeTable;    // relative position biases: (buckets, heads), or null
     private readonly int[]? bucketByDistance;   // the bucket of each look-back distance
-    private readonly int maxPositions, heads, headSize, hidden, ffnSize;
+    private readonly int maxPositions, heads, headSize, hidden, attentionWidth, ffnSize;
     private readonly TransformerSpec spec;
     private readonly FeedForwardKind feedForward;
     private readonly ThreadLocal<Scratch> scratch;
@@ -92,6 +92,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         var modules = decoder.Blocks;
         (heads, long size, long width, double queryScale) = PackedBlockOps.Geometry(spec);
         (headSize, hidden) = ((int)size, (int)width);
+        attentionWidth = heads * headSize;
         this.spec = spec;
         feedForward = spec.FeedForward;
         embeddingScale = (float)spec.EmbeddingScale;
@@ -130,7 +131,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             positions = RowKernels.Copy(table);
         }
         int padded = Math.Max(Math.Max(blocks[0].SelfQkv.PaddedOut, blocks[0].Ffn1.PaddedOut), blocks[0].SelfOut.PaddedOut), logits = output?.PaddedOut ?? 0;
-        scratch = new ThreadLocal<Scratch>(() => new Scratch(padded, hidden, logits));
+        scratch = new ThreadLocal<Scratch>(() => new Scratch(padded, attentionWidth, logits));
     }
 
     /// <summary>
@@ -283,7 +284,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         public readonly Row Inner(int layer, SubLayer sub, Row x)
         {
             var b = Step.blocks[layer];
-            int heads = Step.heads, headSize = Step.headSize, hidden = Step.hidden;
+            int heads = Step.heads, headSize = Step.headSize, width = Step.attentionWidth;
             switch (sub)
             {
                 case SubLayer.Self:
@@ -295,8 +296,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                     for (int head = 0; head < heads; head++)
                     {
                         long at = ((long)head * capacity + Position) * headSize;
-                        new ReadOnlySpan<float>(Qkv + hidden + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
-                        new ReadOnlySpan<float>(Qkv + 2 * hidden + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
+                        new ReadOnlySpan<float>(Qkv + width + head * headSize, headSize).CopyTo(new Span<float>(keys + at, headSize));
+                        new ReadOnlySpan<float>(Qkv + 2 * width + head * headSize, headSize).CopyTo(new Span<float>(values + at, headSize));
                     }
                     RowKernels.AttendOne(Qkv, 0, keys, values, 1, heads, headSize, capacity, [Position + 1], Context, null, Bias, Position + 1);
                     return new Row(Context);

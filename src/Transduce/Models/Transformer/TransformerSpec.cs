@@ -41,8 +41,15 @@ internal sealed record TransformerSpec
     /// <summary>Model width (d_model).</summary>
     public required int Hidden { get; init; }
 
-    /// <summary>Attention heads (the head width is <see cref="Hidden"/> / heads).</summary>
+    /// <summary>Attention heads (the head width is <see cref="Hidden"/> / heads unless <see cref="AttentionHeadSize"/> says otherwise).</summary>
     public required int Heads { get; init; }
+
+    /// <summary>
+    /// Width of one attention head when it is not <see cref="Hidden"/> / <see cref="Heads"/> (T5's <c>d_kv</c>): the query,
+    /// key and value projections then map the model width onto <see cref="AttentionWidth"/> = heads × head width and the
+    /// output projection maps it back (flan-t5-small: 6 heads × 64 = 384 inside a 512-wide model). Null: Hidden / Heads.
+    /// </summary>
+    public int? AttentionHeadSize { get; init; }
 
     /// <summary>Inner width of the feed-forward networks.</summary>
     public required int FfnSize { get; init; }
@@ -126,7 +133,10 @@ internal sealed record TransformerSpec
     public bool OutputBias { get; init; } = true;
 
     /// <summary>Width of one head.</summary>
-    public int HeadSize => Hidden / Heads;
+    public int HeadSize => AttentionHeadSize ?? Hidden / Heads;
+
+    /// <summary>Width of the attention's inside: heads × head width (the model width unless <see cref="AttentionHeadSize"/> is set).</summary>
+    public int AttentionWidth => Heads * HeadSize;
 
     /// <summary>The factor on attention scores: 1/√(head width), or 1.</summary>
     public double AttentionScale => ScaleAttention ? 1.0 / Math.Sqrt(HeadSize) : 1.0;
@@ -137,8 +147,10 @@ internal sealed record TransformerSpec
     /// <summary>Checks every field; throws <see cref="ArgumentException"/> naming the one at fault.</summary>
     public TransformerSpec Validate()
     {
-        if (Hidden <= 0 || Heads <= 0 || Hidden % Heads != 0)
+        if (AttentionHeadSize is null && (Hidden <= 0 || Heads <= 0 || Hidden % Heads != 0))
             throw new ArgumentException($"transformer spec: hidden {Hidden} must be a positive multiple of heads {Heads}");
+        if (AttentionHeadSize is int headSize && (Hidden <= 0 || Heads <= 0 || headSize <= 0 || (long)Heads * headSize > ModelConfig.MaxWidth))
+            throw new ArgumentException($"transformer spec: hidden {Hidden}, heads {Heads} and head size {headSize} must be positive, heads × head size at most {ModelConfig.MaxWidth}");
         if (FfnSize <= 0 || EncoderLayers <= 0 || DecoderLayers <= 0 || SourceVocabulary <= 0 || TargetVocabulary <= 0 || MaxPositions <= 0)
             throw new ArgumentException("transformer spec: sizes, layers, vocabularies and positions must be positive");
         if (PositionOffset < 0) throw new ArgumentException($"transformer spec: position offset {PositionOffset} is negative");

@@ -32,6 +32,8 @@ public sealed class TransformerSpecTests
         },
         // Heads of 64: the managed attention's register path, with relative biases.
         ["t5_heads_of_64"] = c => VariantConfigs!["t5"](c) with { EmbeddingSize = 128, HiddenSize = 128, Heads = 2 },
+        // T5's d_kv: heads × head width (3 × 16 = 48) wider than the model (32), and more decoder blocks than encoder ones.
+        ["t5_inner_width"] = c => VariantConfigs!["t5"](c) with { HeadSize = 16, Heads = 3, DecoderLayers = 3 },
         ["no_positions"] = c => c with { Positions = "none", ScaleEmbedding = false },
         // mBART-like: learned positions past an offset, an embedding norm, post-norm blocks with final norms anyway.
         ["mbart"] = c => c with { Positions = "learned", PositionOffset = 2, EmbeddingNorm = true, FinalNorm = true, Activation = "gelu_tanh" },
@@ -119,6 +121,8 @@ public sealed class TransformerSpecTests
     [Theory]
     [InlineData("t5", ComputeType.BFloat16)]
     [InlineData("t5", ComputeType.Int8)]
+    [InlineData("t5_inner_width", ComputeType.BFloat16)]
+    [InlineData("t5_inner_width", ComputeType.Int8)]
     [InlineData("mbart", ComputeType.BFloat16)]
     [InlineData("m2m100", ComputeType.BFloat16)]
     [InlineData("swiglu", ComputeType.Int8)]
