@@ -62,4 +62,26 @@ public sealed class MaskedLossTests
         Assert.Equal((Cost(row0, 1, 0) + Cost(row1, 3, 0)) / 2, plain.item<float>(), 5);
         Assert.True(smoothed.item<float>() > plain.item<float>()); // the targets are already the likeliest tokens
     }
+
+    [Fact]
+    public void LabelSmoothingLeavesOutClassesTheModelCanNeverProduce()
+    {
+        // A converted model's duplicate <bos> output row has bias −∞: smoothing over the other classes keeps the loss
+        // finite, and equals the plain formula over the vocabulary without that class.
+        const int pad = 0;
+        const double epsilon = 0.1;
+        var row0 = new float[] { 0.5f, float.NegativeInfinity, 2f, -1f, 0.25f };
+        var row1 = new float[] { 1f, float.NegativeInfinity, -0.5f, 0f, 3f };
+        using var logits = tensor(row0.Concat(row1).Concat(new float[] { 9, float.NegativeInfinity, 9, 9, 9 }).ToArray(), [1, 3, 5]);
+        using var labels = tensor(new long[] { 2, 4, pad }, [1, 3]);
+        static double Cost(float[] z, int y)
+        {
+            var producible = z.Where(v => !float.IsNegativeInfinity(v)).ToArray();
+            double logSum = Math.Log(producible.Sum(v => Math.Exp(v)));
+            return (1 - epsilon) * (logSum - z[y]) + epsilon * producible.Average(v => logSum - v);
+        }
+        using var smoothed = Seq2SeqLoss.MaskedCrossEntropy(logits, labels, pad, epsilon);
+        Assert.True(float.IsFinite(smoothed.item<float>()));
+        Assert.Equal((Cost(row0, 2) + Cost(row1, 4)) / 2, smoothed.item<float>(), 5);
+    }
 }
