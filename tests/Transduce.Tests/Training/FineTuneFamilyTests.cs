@@ -27,6 +27,13 @@ public sealed class FineTuneFamilyTests : IDisposable
         new("I like the small garden.", "J'aime le petit jardin."), new("The weather was cold.", "Il faisait froid."),
     ];
 
+    /// <summary>Short targets for the tiny T5 (16 dimensions reading characters learns long ones slowly).</summary>
+    private static readonly SentencePair[] ShortPairs =
+    [
+        new("The house is wonderful.", "La maison."), new("Where is the station?", "La gare ?"),
+        new("I like the small garden.", "Le jardin."), new("The weather was cold.", "Le temps est froid."),
+    ];
+
     private static RunConfig FineTune(string init, DataOptions data, int epochs, double lr) => new()
     {
         Init = init,
@@ -59,10 +66,11 @@ public sealed class FineTuneFamilyTests : IDisposable
         string folder = nllb ? M2M100ParityTests.Folder : T5ConvertTests.Assemble("t5-tiny", t5);
         const string prefix = "fr: "; // short: the tiny T5 reads characters, and 16 dimensions tell few long sources apart
         var data = nllb ? new DataOptions { SourceLanguage = "eng_Latn", TargetLanguage = "fra_Latn" } : new DataOptions { SourcePrefix = prefix };
+        var pairs = nllb ? Pairs : ShortPairs;
         string run = Path.Combine(dir, family);
         var losses = new List<double>();
         var messages = new List<string>();
-        using (var training = new TrainingRun(FineTune(folder, data, epochs: nllb ? 100 : 120, lr: 0.01), run, Pairs))
+        using (var training = new TrainingRun(FineTune(folder, data, epochs: nllb ? 100 : 200, lr: nllb ? 0.01 : 0.005), run, pairs))
         {
             training.EpochCompleted += (_, e) => losses.Add(e.Loss);
             training.Message += (_, m) => messages.Add(m);
@@ -78,10 +86,10 @@ public sealed class FineTuneFamilyTests : IDisposable
         IReadOnlyList<string> expected;
         using (var fineTuned = Checkpoint.Load(run))
         {
-            // What the model can write of each target (pieces the tiny SentencePiece model lacks are unknown tokens, never text).
+            // Targets the tiny SentencePiece models write without an unknown piece (decoding never writes <unk>).
             var pipeline = fineTuned.CreateTextPipeline();
-            expected = [.. Pairs.Select(p => pipeline.Canonical(p.Target))];
-            Console.WriteLine($"{family} canonical targets: {string.Join(" | ", expected)}");
+            Assert.All(pairs, p => Assert.DoesNotContain(fineTuned.TargetVocabulary.UnkId, pipeline.EncodeTarget(p.Target)));
+            expected = [.. pairs.Select(p => p.Target)];
             Assert.Equal(encoding, fineTuned.PairEncoding.Name);
             Assert.Equal(nllb, fineTuned.Languages is not null);
             using var original = Checkpoint.Load(folder);
@@ -91,7 +99,7 @@ public sealed class FineTuneFamilyTests : IDisposable
         }
 
         string[] how = nllb ? ["--source-lang", "eng_Latn", "--target-lang", "fra_Latn"] : ["--prefix", prefix];
-        var translated = Cli.CliTests.Run(null, ["translate", "--model", run, "--max-new-tokens", "64", .. how, .. Pairs.Select(p => p.Source)]);
+        var translated = Cli.CliTests.Run(null, ["translate", "--model", run, "--max-new-tokens", "64", .. how, .. pairs.Select(p => p.Source)]);
         Assert.True(translated.Code == 0, translated.Err);
         Assert.Equal(expected, translated.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
