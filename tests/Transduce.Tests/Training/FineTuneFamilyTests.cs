@@ -68,15 +68,23 @@ public sealed class FineTuneFamilyTests : IDisposable
         var data = nllb ? new DataOptions { SourceLanguage = "eng_Latn", TargetLanguage = "fra_Latn" } : new DataOptions { SourcePrefix = prefix };
         var pairs = nllb ? Pairs : ShortPairs;
         string run = Path.Combine(dir, family);
+        // Validation on the pairs themselves decodes with the run's languages (NLLB) or prefix (T5), as they were encoded.
+        string valid = Path.Combine(dir, family + "-valid.tsv");
+        File.WriteAllText(valid, string.Concat(pairs.Select(p => $"{p.Source}\t{p.Target}\n")));
+        var validations = new List<ValidationResult>();
         var losses = new List<double>();
         var messages = new List<string>();
-        using (var training = new TrainingRun(FineTune(folder, data, epochs: nllb ? 100 : 200, lr: nllb ? 0.01 : 0.005), run, pairs))
+        using (var training = new TrainingRun(FineTune(folder, data, epochs: nllb ? 100 : 200, lr: nllb ? 0.01 : 0.005) with
+               { Validation = new ValidationOptions { File = valid, Every = 50 } }, run, pairs))
         {
+            training.Validated += (_, v) => validations.Add(v);
             training.EpochCompleted += (_, e) => losses.Add(e.Loss);
             training.Message += (_, m) => messages.Add(m);
             training.Run();
         }
         Assert.True(losses[^1] < losses[0] / 4, $"loss went {losses[0]} → {losses[^1]}");
+        Assert.True(validations.Count >= 2 && validations[^1].Loss < validations[0].Loss && validations[^1].Bleu > 50,
+            $"validations: {string.Join(", ", validations)}");
         string encoding = nllb ? "m2m100" : "t5";
         Assert.Contains(messages, m => m.Contains($"kept fixed as the {encoding} family trains: decoder.dense.bias"));
 
