@@ -59,8 +59,12 @@ internal class PairEncoding
     {
     }
 
-    /// <summary>The source ids of a training sentence, before the <c>&lt;eos&gt;</c> batching appends.</summary>
-    public virtual int[] Source(TextPipeline text, string sentence, PairEncodingContext context) => text.EncodeSource(sentence);
+    /// <summary>
+    /// The source ids of a training sentence, before the <c>&lt;eos&gt;</c> batching appends: the context's source prefix
+    /// (if any) and the sentence as one text, as <c>TranslationOptions.Prefix</c> encodes it when translating.
+    /// </summary>
+    public virtual int[] Source(TextPipeline text, string sentence, PairEncodingContext context) =>
+        text.EncodeSource(context.SourcePrefix is { } prefix ? prefix + sentence : sentence);
 
     /// <summary>The label ids of a training target, before the <c>&lt;eos&gt;</c> batching appends (the decoder input is <see cref="SpecialIds.Bos"/> then these).</summary>
     public virtual int[] Target(TextPipeline text, string sentence, PairEncodingContext context) => text.EncodeTarget(sentence);

@@ -32,7 +32,7 @@ internal sealed class M2M100PairEncoding : PairEncoding
 
     /// <inheritdoc />
     public override int[] Source(TextPipeline text, string sentence, PairEncodingContext context) =>
-        [Id(context.SourceLanguage, context.SourceLanguageIds, "source"), .. text.EncodeSource(sentence)];
+        [Id(context.SourceLanguage, context.SourceLanguageIds, "source"), .. base.Source(text, sentence, context)];
 
     /// <inheritdoc />
     public override int[] Target(TextPipeline text, string sentence, PairEncodingContext context) =>
