@@ -7,8 +7,12 @@ internal static class ConvertCommand
 {
     public static Command Create()
     {
-        var from = new Option<string>("--from") { Description = "Format of the input folder: marian (Hugging Face MarianMT / OPUS-MT).", Required = true };
-        from.AcceptOnlyFromAmong("marian");
+        var from = new Option<string>("--from")
+        {
+            Description = "Format of the input folder: hf (a Hugging Face folder: MarianMT / OPUS-MT, NLLB-200 / M2M100, T5 / Flan-T5); marian is the same.",
+            Required = true,
+        };
+        from.AcceptOnlyFromAmong("hf", "marian");
         var input = new Argument<string>("folder") { Description = "The model folder to convert." };
         var output = new Option<string>("--out") { Description = "Transduce checkpoint directory to write.", Required = true };
         var computeType = new Option<string?>("--compute-type")
@@ -19,12 +23,10 @@ internal static class ConvertCommand
         var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output, computeType };
         command.SetAction(r =>
         {
-            using var converted = Checkpoint.Load(r.GetValue(input)!);
-            if (converted.TrainingInfo.GetValueOrDefault("converted_from") != "marian")
-                throw new ArgumentException($"{r.GetValue(input)}: not a MarianMT folder (config.json with model_type marian), already a Transduce checkpoint");
+            using var converted = ForeignFormats.Convert(r.GetValue(input)!);
             var checkpoint = r.GetValue(computeType) is { } type ? converted.WithComputeType(Models.ComputeTypes.Parse(type)) : converted;
             checkpoint.Save(r.GetValue(output)!);
-            Console.WriteLine($"converted {r.GetValue(input)} → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
+            Console.WriteLine($"converted {r.GetValue(input)} ({converted.TrainingInfo["converted_from"]}) → {r.GetValue(output)} ({checkpoint.ModelConfig.Layers}+{checkpoint.ModelConfig.DecoderLayerCount} layers, " +
                               $"d_model {checkpoint.ModelConfig.HiddenSize}, vocabulary {checkpoint.ModelConfig.TargetVocabSize:N0})");
             return 0;
         });

@@ -100,8 +100,9 @@ internal static class TrainFlags
             ? [new("data.max_pairs", r.GetValue(MaxPairs)), new("data.vocabulary_pairs", null)]
             : []),
         Switch("--skip-invalid", "data.skip_invalid", "Skip malformed corpus lines (and count them) instead of stopping."),
-        Value<string>("--source-language", "data.source_language", "Name of the source language, shown by serve (e.g. English)."),
-        Value<string>("--target-language", "data.target_language", "Name of the target language, shown by serve (e.g. French)."),
+        Value<string>("--source-language", "data.source_language", "Name of the source language, shown by serve (e.g. English); the language code when fine-tuning a multilingual model (NLLB: eng_Latn)."),
+        Value<string>("--target-language", "data.target_language", "Name of the target language, shown by serve (e.g. French); the language code when fine-tuning a multilingual model (NLLB: fra_Latn)."),
+        Value<string>("--source-prefix", "data.source_prefix", "Text put before each source sentence when fine-tuning a model that takes its task as a prefix (T5: \"translate English to French: \")."),
     ];
 
     /// <summary><c>--preset NAME</c>: the configuration to start from.</summary>

@@ -30,6 +30,22 @@ internal static class ForeignFormats
     }
 
     /// <summary>
+    /// The checkpoint converted from <paramref name="directory"/>, a folder some registered format recognises (what
+    /// <c>convert --from hf</c> reads); a missing folder throws <see cref="DirectoryNotFoundException"/>, a folder no format
+    /// recognises (a Transduce checkpoint among them) <see cref="InvalidDataException"/> naming the known formats.
+    /// </summary>
+    public static Checkpoint Convert(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such directory");
+        if (TryConvert(directory) is { } converted) return converted;
+        string[] names;
+        lock (Formats) names = [.. Formats.Select(f => f.Name)];
+        throw new InvalidDataException(File.Exists(Path.Combine(directory, Checkpoint.ConfigFile))
+            ? $"{Path.Combine(directory, Checkpoint.ConfigFile)}: not a model folder of a known format ({string.Join(", ", names)}; 'model_type' in config.json); a Transduce checkpoint needs no conversion"
+            : $"{directory}: no {Checkpoint.ConfigFile}, not a Hugging Face model folder ({string.Join(", ", names)})");
+    }
+
+    /// <summary>
     /// Refuses a configuration that needs more weights than <paramref name="weights"/> stores, before a model is built
     /// from it: a config edited to huge sizes must not make us allocate them. Throws <see cref="InvalidDataException"/>
     /// naming <paramref name="configPath"/> and the keys of the largest term (<see cref="Models.ModelConfig.MinimumParameterTerms"/>).

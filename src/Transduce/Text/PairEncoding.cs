@@ -2,11 +2,17 @@ namespace Transduce.Text;
 
 /// <summary>
 /// What a training run tells a <see cref="PairEncoding"/> beyond the text: the run's languages as its data section gives
-/// them (<c>data.source_language</c>, <c>data.target_language</c>; a multilingual family reads them as its language codes).
+/// them (<c>data.source_language</c>, <c>data.target_language</c>; a multilingual family reads them as its language codes,
+/// looked up in the model's own code tables), and a task prefix written before each source (<c>data.source_prefix</c>).
 /// </summary>
 /// <param name="SourceLanguage">The source language, or null.</param>
 /// <param name="TargetLanguage">The target language, or null.</param>
-internal sealed record PairEncodingContext(string? SourceLanguage = null, string? TargetLanguage = null);
+/// <param name="SourcePrefix">Text put before each source sentence (T5's task prefix), or null.</param>
+/// <param name="SourceLanguageIds">A multilingual model's language code → source vocabulary id, or null.</param>
+/// <param name="TargetLanguageIds">A multilingual model's language code → target vocabulary id, or null.</param>
+internal sealed record PairEncodingContext(
+    string? SourceLanguage = null, string? TargetLanguage = null, string? SourcePrefix = null,
+    IReadOnlyDictionary<string, int>? SourceLanguageIds = null, IReadOnlyDictionary<string, int>? TargetLanguageIds = null);
 
 /// <summary>
 /// How a model family turns a training pair into the token ids of teacher forcing: the hook through which a pretrained
@@ -53,8 +59,12 @@ internal class PairEncoding
     {
     }
 
-    /// <summary>The source ids of a training sentence, before the <c>&lt;eos&gt;</c> batching appends.</summary>
-    public virtual int[] Source(TextPipeline text, string sentence, PairEncodingContext context) => text.EncodeSource(sentence);
+    /// <summary>
+    /// The source ids of a training sentence, before the <c>&lt;eos&gt;</c> batching appends: the context's source prefix
+    /// (if any) and the sentence as one text, as <c>TranslationOptions.Prefix</c> encodes it when translating.
+    /// </summary>
+    public virtual int[] Source(TextPipeline text, string sentence, PairEncodingContext context) =>
+        text.EncodeSource(context.SourcePrefix is { } prefix ? prefix + sentence : sentence);
 
     /// <summary>The label ids of a training target, before the <c>&lt;eos&gt;</c> batching appends (the decoder input is <see cref="SpecialIds.Bos"/> then these).</summary>
     public virtual int[] Target(TextPipeline text, string sentence, PairEncodingContext context) => text.EncodeTarget(sentence);

@@ -323,9 +323,12 @@ public sealed record DataOptions
     /// <summary>Skip malformed corpus lines (and count them) instead of stopping at the first.</summary>
     public bool SkipInvalid { get; init; }
 
-    /// <summary>Name of the source language, shown by <c>serve</c> (e.g. English).</summary>
+    /// <summary>Name of the source language, shown by <c>serve</c> (e.g. English); a multilingual model's code (NLLB: eng_Latn) when one is fine-tuned.</summary>
     public string? SourceLanguage { get; init; }
 
-    /// <summary>Name of the target language, shown by <c>serve</c> (e.g. French).</summary>
+    /// <summary>Name of the target language, shown by <c>serve</c> (e.g. French); a multilingual model's code (NLLB: fra_Latn) when one is fine-tuned.</summary>
     public string? TargetLanguage { get; init; }
+
+    /// <summary>Text put before each source sentence when a pretrained model that takes its task as a prefix (T5) is fine-tuned, e.g. "translate English to French: ".</summary>
+    public string? SourcePrefix { get; init; }
 }

@@ -173,7 +173,7 @@ public sealed partial class TrainingRun
                     throw new InvalidDataException(
                         $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
                         $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
-                pairs = TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext).Pairs;
+                pairs = TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext(checkpoint)).Pairs;
             }
             var validation = ReadValidation();
             // A checkpoint written by another trainer has weights and a position, but neither our optimiser's state nor

@@ -8,8 +8,9 @@ namespace Transduce.Training;
 /// <summary>A <see cref="TrainingRun"/> that fine-tunes: it starts from the model <see cref="RunConfig.Init"/> names.</summary>
 public sealed partial class TrainingRun
 {
-    /// <summary>What the run's data section tells the model's pair encoding (its languages).</summary>
-    private PairEncodingContext EncodingContext => new(Config.Data.SourceLanguage, Config.Data.TargetLanguage);
+    /// <summary>What the run's data section tells the model's pair encoding (its languages, a source prefix), with the model's language codes.</summary>
+    private PairEncodingContext EncodingContext(Checkpoint checkpoint) =>
+        new(Config.Data.SourceLanguage, Config.Data.TargetLanguage, Config.Data.SourcePrefix, checkpoint.Languages?.Source, checkpoint.Languages?.Target);
 
     /// <summary>
     /// Refuses, before anything is written, an <c>init</c> that cannot be a model (missing, a file, a folder without
@@ -40,7 +41,7 @@ public sealed partial class TrainingRun
         var checkpoint = Checkpoint.Load(init);
         try
         {
-            var context = EncodingContext;
+            var context = EncodingContext(checkpoint);
             checkpoint.PairEncoding.Check(context);
             var encoded = TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, context).Pairs;
             string origin = checkpoint.TrainingInfo.TryGetValue("converted_from", out var from) ? $"a {from} model" : "a Transduce checkpoint";

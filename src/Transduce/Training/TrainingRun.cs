@@ -195,7 +195,7 @@ public sealed partial class TrainingRun : IDisposable
             (Config.Preset is { } p ? $", preset {p}" : ""));
 
         DataPrepared?.Invoke(checkpoint, prepared.Pairs);
-        Validator? validator = prepared.Validation is { Count: > 0 } vp ? new Validator(vp, context: EncodingContext) : null;
+        Validator? validator = prepared.Validation is { Count: > 0 } vp ? new Validator(vp, context: EncodingContext(checkpoint)) : null;
         using var stopEarly = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         bool earlyStopped = false;
         int lastStep = saved?.Position.Step ?? 0;

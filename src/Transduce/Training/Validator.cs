@@ -73,7 +73,14 @@ internal sealed class Validator
                 }
             }
             using var translator = new Translator(checkpoint, ownsCheckpoint: false);
-            var outputs = translator.Translate(pairs.Select(p => p.Source).ToList(), new TranslationOptions { BatchSize = batchSize });
+            // Decoded as the pairs were encoded: the run's source prefix, and its languages for a multilingual model.
+            bool multilingual = checkpoint.Languages is not null;
+            var options = new TranslationOptions
+            {
+                BatchSize = batchSize, Prefix = context.SourcePrefix,
+                SourceLanguage = multilingual ? context.SourceLanguage : null, TargetLanguage = multilingual ? context.TargetLanguage : null,
+            };
+            var outputs = translator.Translate(pairs.Select(p => p.Source).ToList(), options);
             var bleu = TranslationBleu.Score(pipeline, outputs, pairs.Select(p => p.Target));
             return new ValidationResult(step, lossSum / Math.Max(1, tokens), bleu.Score);
         }

@@ -18,7 +18,11 @@ internal static class M2M100Convert
 #pragma warning disable CA2255 // a library's own registration of a format it contains, run before any load
     [System.Runtime.CompilerServices.ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void Register() => ForeignFormats.Register(M2M100Import.ModelType, IsM2M100Folder, ToCheckpoint);
+    internal static void Register()
+    {
+        ForeignFormats.Register(M2M100Import.ModelType, IsM2M100Folder, ToCheckpoint);
+        PairEncoding.Register(M2M100PairEncoding.Instance);
+    }
 
     /// <summary>True when <paramref name="directory"/>'s <c>config.json</c> says <c>model_type: m2m_100</c>.</summary>
     public static bool IsM2M100Folder(string directory) => HuggingFaceFolder.ModelType(directory) == M2M100Import.ModelType;
@@ -65,6 +69,7 @@ internal static class M2M100Convert
             TargetVocabulary = vocabulary,
             SentencePiece = new SentencePiecePair(spm, spm),
             Languages = table,
+            PairEncoding = M2M100PairEncoding.Instance,
             Generation = settings with
             {
                 // Every banned NLLB id banned as ours, and our <bos> (a copy of </s>'s row) never an output.

@@ -17,7 +17,11 @@ internal static class T5Convert
 #pragma warning disable CA2255 // a library's own registration of a format it contains, run before any load
     [System.Runtime.CompilerServices.ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void Register() => ForeignFormats.Register("t5", IsT5Folder, ToCheckpoint);
+    internal static void Register()
+    {
+        ForeignFormats.Register("t5", IsT5Folder, ToCheckpoint);
+        PairEncoding.Register(T5PairEncoding.Instance);
+    }
 
     /// <summary>True when <paramref name="directory"/> looks like a T5 folder (<c>config.json</c> with <c>model_type: t5</c>).</summary>
     public static bool IsT5Folder(string directory) => HuggingFaceFolder.ModelType(directory) == "t5";
@@ -66,6 +70,7 @@ internal static class T5Convert
                 {
                     BannedTokens = [.. Enumerable.Range(0, rows.Length).Where(i => i != vocabulary.BosId && banned.Contains(rows[i]))],
                 },
+                PairEncoding = T5PairEncoding.Instance,
                 TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "t5", ["source_folder"] = Path.GetFileName(folder.Directory.TrimEnd('/')) },
             };
         }

@@ -19,7 +19,7 @@ public sealed class T5ConvertTests
     private const int MaxNew = 20;
 
     /// <summary>A complete copy of a test folder (they share one <c>spiece.model</c>, kept once in the repository).</summary>
-    private static string Assemble(string name, TempDir temp)
+    internal static string Assemble(string name, TempDir temp)
     {
         foreach (var file in Directory.GetFiles(T5ParityTests.Folder(name)))
             File.Copy(file, Path.Combine(temp.Path, Path.GetFileName(file)));
