@@ -178,8 +178,8 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>
-    /// Loads a checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) folder, converted in memory (its
-    /// <see cref="TrainingInfo"/> then says <c>converted_from: marian</c>). A missing, truncated or foreign file throws
+    /// Loads a checkpoint directory, or a Hugging Face folder of a registered family (MarianMT / OPUS-MT, NLLB-200 / M2M100,
+    /// T5 / Flan-T5), converted in memory (its <see cref="TrainingInfo"/> then says which, e.g. <c>converted_from: marian</c>). A missing, truncated or foreign file throws
     /// <see cref="InvalidDataException"/> (or <see cref="FileNotFoundException"/>) naming the file and the problem.
     /// </summary>
     public static Checkpoint Load(string directory)

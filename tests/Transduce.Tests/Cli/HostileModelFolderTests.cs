@@ -25,12 +25,12 @@ public sealed class HostileModelFolderTests : IDisposable
         var runs = new (string Name, string[] Args)[]
         {
             ("translate", ["translate", "--model", folder, "Hello."]),
-            ("convert", ["convert", "--from", "marian", folder, "--out", Path.Combine(dir.Path, $"out-{Guid.NewGuid():N}")]),
+            ("convert", ["convert", "--from", "hf", folder, "--out", Path.Combine(dir.Path, $"out-{Guid.NewGuid():N}")]),
             ("serve", ["serve", "--model", folder, "--urls", "http://127.0.0.1:0"]),
         };
         foreach (var (name, args) in runs)
         {
-            if (name == "convert" && !File.Exists(Path.Combine(folder, "vocab.json"))) continue; // convert reads MarianMT folders only
+            if (name == "convert" && !File.Exists(Path.Combine(folder, "vocab.json"))) continue; // convert reads Hugging Face folders, not native checkpoints
             var r = CliTests.Run(null, args);
             Assert.True(r.Code == 1, $"{name}: exit {r.Code}\n{r.Out}\n{r.Err}");
             var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
