@@ -1,3 +1,4 @@
+using Transduce.Inference;
 using Transduce.Models.Transformer;
 using Transduce.Text;
 using static TorchSharp.torch;
@@ -57,5 +58,22 @@ internal static class VocabularyRemap
         }
         model.eval();
         return model;
+    }
+
+    /// <summary>
+    /// A folder's decoding settings (<paramref name="settings"/>, in the folder's ids) in our ids, given
+    /// <paramref name="targetMap"/> (for each of our ids, the folder's row): a banned token is banned in every row that
+    /// spells it, a banned sequence in each spelling our rows give it, and the forced first token is the first of our rows
+    /// that spells it other than <paramref name="bosId"/> (which is never an output).
+    /// </summary>
+    public static GenerationSettings Generation(GenerationSettings settings, int[] targetMap, int bosId)
+    {
+        var ours = Enumerable.Range(0, targetMap.Length).ToLookup(i => targetMap[i]);
+        var banned = settings.BannedTokens.SelectMany(t => ours[t]).Distinct().ToArray();
+        var sequences = settings.BannedSequences.SelectMany(q => q.Aggregate(
+            (IEnumerable<int[]>)[[]], (prefixes, t) => prefixes.SelectMany(prefix => ours[t].Select(id => (int[])[.. prefix, id]))))
+            .ToArray();
+        int? forcedBos = settings.ForcedBosTokenId is int f ? ours[f].Where(id => id != bosId).Cast<int?>().FirstOrDefault() : null;
+        return settings with { BannedTokens = banned, BannedSequences = sequences, ForcedBosTokenId = forcedBos };
     }
 }

@@ -70,12 +70,8 @@ internal static class M2M100Convert
             SentencePiece = new SentencePiecePair(spm, spm),
             Languages = table,
             PairEncoding = M2M100PairEncoding.Instance,
-            Generation = settings with
+            Generation = VocabularyRemap.Generation(settings, mapArray, vocabulary.BosId) with
             {
-                // Every banned NLLB id banned as ours, and our <bos> (a copy of </s>'s row) never an output.
-                BannedTokens = [vocabulary.BosId, .. settings.BannedTokens.Select(id => ourId[id])],
-                BannedSequences = [.. settings.BannedSequences.Select(seq => seq.Select(id => ourId[id]).ToArray())],
-                ForcedBosTokenId = settings.ForcedBosTokenId is int forced ? ourId[forced] : null,
                 // The translator's limit counts a closing </s> that forced_eos_token_id would write; without one (NLLB),
                 // generate's max_length allows one more output token.
                 MaxNewTokens = gen.ForcedEosTokenId is null ? settings.MaxNewTokens + 1 : settings.MaxNewTokens,

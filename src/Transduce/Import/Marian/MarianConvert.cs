@@ -50,14 +50,6 @@ internal static class MarianConvert
         var config = marian.Config with { SourceVocabSize = source.Count, TargetVocabSize = target.Count, PadId = source.PadId };
         var model = VocabularyRemap.Reindex(marian.Model, config, sourceMap, targetMap, target);
 
-        // Marian ids → ours: every row that is Marian's banned token (usually <pad>, which is also our <bos>) stays banned,
-        // and a banned sequence is banned in each of the spellings our rows give it.
-        var ours = Enumerable.Range(0, targetMap.Length).ToLookup(i => targetMap[i]);
-        var banned = gen.BannedTokens.SelectMany(t => ours[t]).Distinct().ToArray();
-        var sequences = gen.BannedSequences.SelectMany(q => q.Aggregate(
-            (IEnumerable<int[]>)[[]], (prefixes, t) => prefixes.SelectMany(prefix => ours[t].Select(id => (int[])[.. prefix, id]))))
-            .ToArray();
-        int? forcedBos = gen.ForcedBosTokenId is int f ? ours[f].Cast<int?>().FirstOrDefault() : null;
         return new Checkpoint
         {
             Model = model,
@@ -67,7 +59,7 @@ internal static class MarianConvert
             TargetVocabulary = target,
             SentencePiece = sentencePiece,
             // generate()'s defaults for this folder: its beam size, stopping rule and length limit.
-            Generation = gen.ToSettings() with { BannedTokens = banned, BannedSequences = sequences, ForcedBosTokenId = forcedBos },
+            Generation = VocabularyRemap.Generation(gen.ToSettings(), targetMap, target.BosId),
             PairEncoding = MarianPairEncoding.Instance,
             TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "marian", ["source_folder"] = Path.GetFileName(Path.GetFullPath(directory).TrimEnd('/')) },
         };

@@ -56,7 +56,6 @@ internal static class T5Convert
 
             var converted = config with { SourceVocabSize = vocabulary.Count, TargetVocabSize = vocabulary.Count, PadId = vocabulary.PadId, OutputBias = true };
             var model = VocabularyRemap.Reindex(t5, converted, rows, rows, vocabulary);
-            var banned = new HashSet<int>(generation.BannedTokens);
             return new Checkpoint
             {
                 Model = model,
@@ -66,10 +65,7 @@ internal static class T5Convert
                 TargetVocabulary = vocabulary,
                 SentencePiece = pieces,
                 // generate()'s defaults for this folder: its beam size, stopping rule and length limit.
-                Generation = generation.ToSettings() with
-                {
-                    BannedTokens = [.. Enumerable.Range(0, rows.Length).Where(i => i != vocabulary.BosId && banned.Contains(rows[i]))],
-                },
+                Generation = VocabularyRemap.Generation(generation.ToSettings(), rows, vocabulary.BosId),
                 PairEncoding = T5PairEncoding.Instance,
                 TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "t5", ["source_folder"] = Path.GetFileName(folder.Directory.TrimEnd('/')) },
             };
