@@ -1,3 +1,4 @@
+using Transduce.Models;
 using Transduce.Models.Transformer;
 
 namespace Transduce.Import.HuggingFace;
@@ -8,6 +9,32 @@ namespace Transduce.Import.HuggingFace;
 /// </summary>
 internal static class BartLayout
 {
+    /// <summary>
+    /// The stack sizes of a BART-family <c>config.json</c> — <c>d_model</c>, attention heads, feed-forward width and layers
+    /// of each side (the config class defaults where absent, each bounded) — as a <see cref="TransformerConfig"/> that the
+    /// family completes. Encoder and decoder must share heads and feed-forward width (one error line naming the keys).
+    /// </summary>
+    public static TransformerConfig ReadStacks(HfJsonFile json)
+    {
+        int dModel = json.Size("d_model", ModelConfig.MaxWidth) ?? 1024;
+        int encoderHeads = json.Size("encoder_attention_heads", ModelConfig.MaxHeads) ?? 16, decoderHeads = json.Size("decoder_attention_heads", ModelConfig.MaxHeads) ?? 16;
+        int encoderFfn = json.Size("encoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096, decoderFfn = json.Size("decoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096;
+        int encoderLayers = json.Size("encoder_layers", ModelConfig.MaxLayers) ?? 12, decoderLayers = json.Size("decoder_layers", ModelConfig.MaxLayers) ?? 12;
+        if (encoderHeads != decoderHeads)
+            throw json.Error($"'encoder_attention_heads' {encoderHeads} and 'decoder_attention_heads' {decoderHeads} differ, which is not supported");
+        if (encoderFfn != decoderFfn)
+            throw json.Error($"'encoder_ffn_dim' {encoderFfn} and 'decoder_ffn_dim' {decoderFfn} differ, which is not supported");
+        return new TransformerConfig
+        {
+            EmbeddingSize = dModel,
+            HiddenSize = dModel,
+            Layers = encoderLayers,
+            DecoderLayers = decoderLayers == encoderLayers ? null : decoderLayers,
+            Heads = encoderHeads,
+            FfnSize = encoderFfn,
+        };
+    }
+
     /// <summary>
     /// Ours → transformers' names for the embeddings, the output projection and every block (<see cref="AddBlocks"/>), preferred
     /// first: <c>model.shared.weight</c> / <c>model.{encoder,decoder}.embed_tokens.weight</c> for the embeddings (one tensor when

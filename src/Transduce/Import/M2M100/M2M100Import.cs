@@ -63,27 +63,14 @@ internal static class M2M100Import
     {
         string? modelType = json.String("model_type");
         if (modelType != ModelType) throw json.Error($"'model_type' is '{modelType}', not '{ModelType}'");
-        int dModel = json.Size("d_model", ModelConfig.MaxWidth) ?? 1024;
-        int encoderHeads = json.Size("encoder_attention_heads", ModelConfig.MaxHeads) ?? 16, decoderHeads = json.Size("decoder_attention_heads", ModelConfig.MaxHeads) ?? 16;
-        int encoderFfn = json.Size("encoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096, decoderFfn = json.Size("decoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096;
-        int encoderLayers = json.Size("encoder_layers", ModelConfig.MaxLayers) ?? 12, decoderLayers = json.Size("decoder_layers", ModelConfig.MaxLayers) ?? 12;
-        if (encoderHeads != decoderHeads)
-            throw json.Error($"'encoder_attention_heads' {encoderHeads} and 'decoder_attention_heads' {decoderHeads} differ, which is not supported");
-        if (encoderFfn != decoderFfn)
-            throw json.Error($"'encoder_ffn_dim' {encoderFfn} and 'decoder_ffn_dim' {decoderFfn} differ, which is not supported");
+        var stacks = BartLayout.ReadStacks(json);
         int vocab = json.Size("vocab_size", ModelConfig.MaxVocabulary) ?? 128112;
         int pad = json.Int("pad_token_id") ?? 1;
         if (pad < 0 || pad >= vocab) throw json.Error($"'pad_token_id' {pad} is outside the vocabulary of {vocab}");
-        var config = new TransformerConfig
+        var config = stacks with
         {
             SourceVocabSize = vocab,
             TargetVocabSize = vocab,
-            EmbeddingSize = dModel,
-            HiddenSize = dModel,
-            Layers = encoderLayers,
-            DecoderLayers = decoderLayers == encoderLayers ? null : decoderLayers,
-            Heads = encoderHeads,
-            FfnSize = encoderFfn,
             Activation = HfActivations.Read(json, "relu"),
             Dropout = json.Double("dropout") ?? 0.1,
             PadId = pad,

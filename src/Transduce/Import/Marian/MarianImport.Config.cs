@@ -18,14 +18,7 @@ internal static partial class MarianImport
         if (modelType is not null && modelType != "marian")
             throw json.Error($"'model_type' is '{modelType}', not 'marian'");
 
-        int dModel = json.Size("d_model", ModelConfig.MaxWidth) ?? 1024;
-        int encoderHeads = json.Size("encoder_attention_heads", ModelConfig.MaxHeads) ?? 16, decoderHeads = json.Size("decoder_attention_heads", ModelConfig.MaxHeads) ?? 16;
-        int encoderFfn = json.Size("encoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096, decoderFfn = json.Size("decoder_ffn_dim", ModelConfig.MaxFfn) ?? 4096;
-        int encoderLayers = json.Size("encoder_layers", ModelConfig.MaxLayers) ?? 12, decoderLayers = json.Size("decoder_layers", ModelConfig.MaxLayers) ?? 12;
-        if (encoderHeads != decoderHeads)
-            throw json.Error($"'encoder_attention_heads' {encoderHeads} and 'decoder_attention_heads' {decoderHeads} differ, which is not supported");
-        if (encoderFfn != decoderFfn)
-            throw json.Error($"'encoder_ffn_dim' {encoderFfn} and 'decoder_ffn_dim' {decoderFfn} differ, which is not supported");
+        var stacks = BartLayout.ReadStacks(json);
         string mapped = HfActivations.Read(json, "gelu");
         // Keys of the BART-era MarianConfig that today's transformers ignores; anything but their Marian values would
         // describe a different network (and tensors this import does not map), so refuse it rather than run it wrongly.
@@ -42,16 +35,10 @@ internal static partial class MarianImport
             throw json.Error($"'share_encoder_decoder_embeddings' needs 'vocab_size' ({vocab}) = 'decoder_vocab_size' ({decoderVocab})");
         double dropout = json.Double("dropout") ?? 0.1;
 
-        var config = new TransformerConfig
+        var config = stacks with
         {
             SourceVocabSize = vocab,
             TargetVocabSize = decoderVocab,
-            EmbeddingSize = dModel,
-            HiddenSize = dModel,
-            Layers = encoderLayers,
-            DecoderLayers = decoderLayers == encoderLayers ? null : decoderLayers,
-            Heads = encoderHeads,
-            FfnSize = encoderFfn,
             Activation = mapped,
             Dropout = dropout,
             PadId = json.Int("pad_token_id") ?? 58100,
