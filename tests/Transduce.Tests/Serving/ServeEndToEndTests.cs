@@ -14,6 +14,13 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
 {
     private const string ChromiumPath = "/usr/bin/chromium";
 
+    /// <summary>Debian's Chromium, headless, as every page test runs it.</summary>
+    private static Task<IBrowser> LaunchChromium(IPlaywright playwright) => playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+    {
+        ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
+        Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+
     [Fact]
     public async Task PageTranslatesASentenceInChromiumAndServerStopsCleanly()
     {
@@ -26,11 +33,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
                 Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
 
             using var playwright = await Playwright.CreateAsync();
-            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-            {
-                ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
-                Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            });
+            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 900, Height = 600 } });
             var consoleErrors = new List<string>();
             page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add(m.Text); };
@@ -78,11 +81,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
         try
         {
             using var playwright = await Playwright.CreateAsync();
-            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-            {
-                ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
-                Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            });
+            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             await page.GotoAsync(url);
             await Assertions.Expect(page.Locator("#model-select option")).ToHaveCountAsync(2);
@@ -114,11 +113,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
         try
         {
             using var playwright = await Playwright.CreateAsync();
-            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-            {
-                ExecutablePath = ChromiumPath, Headless = true, Timeout = 30_000,
-                Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            });
+            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             await page.GotoAsync(url);
             await Assertions.Expect(page.Locator("#key-form")).ToBeVisibleAsync();
