@@ -206,7 +206,7 @@ public sealed class Checkpoint : IDisposable
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message})", e);
+            throw new InvalidDataException($"{configPath}: not valid JSON ({ErrorText.OneLine(e.Message)})", e);
         }
         string? format = root["format"] is JsonValue fv && fv.TryGetValue<string>(out var f) ? f : null;
         if (format != FormatTag)

@@ -99,7 +99,7 @@ internal static class Safetensors
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: safetensors header is not valid JSON ({e.Message})", e);
+            throw new InvalidDataException($"{path}: safetensors header is not valid JSON ({ErrorText.OneLine(e.Message)})", e);
         }
 
         long dataStart = 8 + (long)headerLength;

@@ -1,3 +1,4 @@
+using Transduce.IO;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -21,7 +22,7 @@ internal static class JsonModelFile
         }
         catch (JsonException ex)
         {
-            throw bad(sourceName, $"not valid JSON or truncated ({ex.Message})", ex);
+            throw bad(sourceName, $"not valid JSON or truncated ({ErrorText.OneLine(ex.Message)})", ex);
         }
         try
         {

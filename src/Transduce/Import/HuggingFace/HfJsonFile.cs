@@ -1,3 +1,4 @@
+using Transduce.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -32,7 +33,8 @@ internal sealed class HfJsonFile
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+            string detail = ErrorText.OneLine(e.Message); // the parser quotes the input, line breaks and all
+            throw new InvalidDataException($"{path}: not valid JSON ({detail})", e);
         }
     }
 
