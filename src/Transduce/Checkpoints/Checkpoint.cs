@@ -261,7 +261,7 @@ public sealed class Checkpoint : IDisposable
         EncoderDecoder model;
         try
         {
-            model = ModelRegistry.Create(modelConfig);
+            using (ModelConstruction.WithoutWeights()) model = ModelRegistry.Create(modelConfig); // the file supplies every weight
         }
         catch (ArgumentException e)
         {
@@ -286,32 +286,37 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>
-    /// Copies the tensors of a safetensors file into <paramref name="model"/>'s parameters and buffers.
-    /// Missing or unexpected tensors and shape mismatches are reported together, by name.
+    /// Gives <paramref name="model"/>'s parameters and buffers the tensors of a safetensors file: those built without
+    /// weights (<see cref="ModelConstruction.WithoutWeights"/>) become views of the mapped file, the others are copied into.
+    /// Missing or unexpected tensors and shape mismatches are reported together, by name, before anything is read.
     /// </summary>
     internal static void LoadWeights(nn.Module model, string path)
     {
-        var loaded = Safetensors.Load(path, out _);
-        try
+        using var file = SafetensorsReader.Open(path);
+        var expected = model.state_dict();
+        var problems = new List<string>();
+        foreach (var (name, t) in expected)
         {
-            var expected = model.state_dict();
-            var problems = new List<string>();
-            foreach (var (name, t) in expected)
-            {
-                if (!loaded.TryGetValue(name, out var src)) problems.Add($"missing tensor '{name}'");
-                else if (!src.shape.SequenceEqual(t.shape))
-                    problems.Add($"tensor '{name}' has shape [{string.Join(", ", src.shape)}], the model needs [{string.Join(", ", t.shape)}]");
-            }
-            foreach (var name in loaded.Keys.Where(k => !expected.ContainsKey(k)))
-                problems.Add($"unexpected tensor '{name}'");
-            if (problems.Count > 0)
-                throw new InvalidDataException($"{path}: weights do not fit the model: {string.Join("; ", problems)}");
-            using var _ = no_grad();
-            foreach (var (name, t) in expected) t.copy_(loaded[name]);
+            if (!file.Entries.TryGetValue(name, out var entry)) problems.Add($"missing tensor '{name}'");
+            else if (!entry.Shape.SequenceEqual(t.shape))
+                problems.Add($"tensor '{name}' has shape [{string.Join(", ", entry.Shape)}], the model needs [{string.Join(", ", t.shape)}]");
         }
-        finally
+        foreach (var name in file.Entries.Keys.Where(k => !expected.ContainsKey(k)))
+            problems.Add($"unexpected tensor '{name}'");
+        if (problems.Count > 0)
+            throw new InvalidDataException($"{path}: weights do not fit the model: {string.Join("; ", problems)}");
+        var built = expected.Where(kv => kv.Value.device_type != TorchSharp.DeviceType.META).ToList();
+        ModelConstruction.Materialize(model, (name, meta) =>
         {
-            foreach (var t in loaded.Values) t.Dispose();
+            var t = file.Read(name);
+            if (t.dtype == meta.dtype) return t;
+            using (t) return t.to_type(meta.dtype);
+        });
+        using var _ = no_grad();
+        foreach (var (name, t) in built)
+        {
+            using var source = file.Read(name);
+            t.copy_(source);
         }
     }
 

@@ -147,7 +147,7 @@ internal static class Safetensors
         return (tensors, meta, dataStart);
     }
 
-    private static long ElementSize(ScalarType type) => type switch
+    internal static long ElementSize(ScalarType type) => type switch
     {
         ScalarType.Float64 or ScalarType.Int64 => 8,
         ScalarType.Float32 or ScalarType.Int32 => 4,
@@ -188,5 +188,71 @@ internal static class Safetensors
         }
         metadata = meta;
         return result;
+    }
+}
+
+/// <summary>
+/// The tensors of one safetensors file, each read on demand: a view of the file mapped copy-on-write
+/// (<see cref="MappedFile"/>) where its bytes are aligned for its type, else a copy read from the file. The header is checked
+/// by <see cref="Safetensors.ReadHeader"/> when the file is opened, before any tensor memory is taken.
+/// </summary>
+internal sealed class SafetensorsReader : IDisposable
+{
+    private readonly long dataStart, fileLength;
+    private readonly Dictionary<ScalarType, Tensor> maps = [];
+
+    private SafetensorsReader(string path, Dictionary<string, Safetensors.Entry> entries, long dataStart, long fileLength)
+    {
+        Path = path;
+        Entries = entries;
+        this.dataStart = dataStart;
+        this.fileLength = fileLength;
+    }
+
+    /// <summary>The file.</summary>
+    public string Path { get; }
+
+    /// <summary>Tensor name → dtype, shape and byte range.</summary>
+    public IReadOnlyDictionary<string, Safetensors.Entry> Entries { get; }
+
+    /// <summary>Opens <paramref name="path"/>; a missing or malformed file throws as <see cref="Safetensors.ReadHeader"/> does.</summary>
+    public static SafetensorsReader Open(string path)
+    {
+        var (entries, _, dataStart) = Safetensors.ReadHeader(path);
+        return new SafetensorsReader(path, entries, dataStart, new FileInfo(path).Length);
+    }
+
+    /// <summary>The tensor called <paramref name="name"/> (which must be in <see cref="Entries"/>), owned by the caller.</summary>
+    public Tensor Read(string name)
+    {
+        var e = Entries[name];
+        long bytes = e.End - e.Start;
+        if (bytes == 0) return empty(e.Shape, e.DType);
+        long size = Safetensors.ElementSize(e.DType), offset = dataStart + e.Start;
+        if (MappedFile.Supported && offset % size == 0)
+        {
+            if (!maps.TryGetValue(e.DType, out var map))
+                maps[e.DType] = map = MappedFile.Map(Path, e.DType, fileLength / size);
+            using var flat = map.narrow(0, offset / size, bytes / size);
+            return flat.view(e.Shape);
+        }
+        if (bytes > int.MaxValue)
+            throw new InvalidDataException($"{Path}: tensor '{name}' holds {bytes} bytes at an unaligned offset; such tensors over 2 GiB are not supported");
+        var data = new byte[bytes];
+        using (var stream = File.OpenRead(Path))
+        {
+            stream.Position = offset;
+            stream.ReadExactly(data);
+        }
+        var t = empty(e.Shape, e.DType);
+        t.bytes = data;
+        return t;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var map in maps.Values) map.Dispose(); // views handed out keep their mapping alive
+        maps.Clear();
     }
 }

@@ -151,6 +151,9 @@ internal sealed class PlanCache
         {
             packing = outer;
         }
+        // Packing a large model makes gigabytes of temporaries (concatenated and normalised copies of each weight), which a
+        // process that keeps freed memory (NativeMemory.KeepFreedMemory) would otherwise hold for good.
+        Native.NativeMemory.ReleaseFreedMemory();
         return (TPlan)plan;
     }
 

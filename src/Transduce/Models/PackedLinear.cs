@@ -1,4 +1,5 @@
 using TorchSharp;
+using Transduce.IO;
 using Transduce.Native;
 using static TorchSharp.torch;
 
@@ -26,7 +27,8 @@ namespace Transduce.Models;
 /// <c>addmm</c> and bfloat16 ones libtorch's <c>linear</c>; without FBGEMM (<see cref="Int8Kernels.Binding"/>) an int8
 /// layer is packed as a float32 one.
 /// The source weights are copied: after they change, pack again. The copy costs memory (float32: one more copy of
-/// each packed weight; bfloat16 half; int8 a quarter).
+/// each packed weight; bfloat16 half; int8 a quarter); a source that is a view of a mapped weights file is handed back to
+/// the kernel after packing (<see cref="MappedFile.Evict"/>), so it stops counting.
 /// </summary>
 internal sealed class PackedLinear : IDisposable
 {
@@ -59,6 +61,7 @@ internal sealed class PackedLinear : IDisposable
         if (type == ComputeType.Int8 && !Int8Kernels.Available) type = ComputeType.Float32;
         var result = new PackedLinear(type, w, b, oneDnn);
         result.Detach();
+        foreach (var (weight, _) in parts) MappedFile.Evict(weight); // the packed copy serves now: a mapped original may leave memory
         return result;
     }
 
@@ -109,7 +112,10 @@ internal sealed class PackedLinear : IDisposable
                 var rowMax = w.abs().amax([1], keepdim: true).clamp_min(1e-12);
                 var normalised = w / rowMax;
                 var q = Int8Kernels.Quantize(normalised);
-                weight = q.Weight;
+                // FBGEMM's product reads only the shape of the unpacked int8 matrix (its values live on in the packed
+                // one): a stand-in of that shape, on one byte, halves what an int8 model keeps.
+                q.Weight.Dispose();
+                weight = zeros([1, 1], ScalarType.Int8).expand(OutFeatures, InFeatures);
                 packed = q.Packed;
                 columnOffsets = q.ColumnOffsets;
                 int8Scale = q.Scale;
@@ -167,7 +173,8 @@ internal sealed class PackedLinear : IDisposable
     }
 
     /// <summary>Bytes held by the packed copy.</summary>
-    public long Bytes => Owned.Sum(t => t is null ? 0 : t.NumberOfElements * t.ElementSize);
+    public long Bytes => Owned.Where(t => !(type == ComputeType.Int8 && ReferenceEquals(t, weight))) // int8: a one-byte stand-in
+        .Sum(t => t is null ? 0 : t.NumberOfElements * t.ElementSize);
 
     /// <inheritdoc />
     public void Dispose()

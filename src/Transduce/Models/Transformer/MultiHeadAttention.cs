@@ -35,10 +35,10 @@ internal sealed class MultiHeadAttention : nn.Module<Tensor, Tensor, Tensor, Ten
         this.heads = heads;
         this.headSize = headSize ?? hiddenSize / heads;
         long inner = heads * this.headSize;
-        W_q = nn.Linear(hiddenSize, inner, hasBias: bias);
-        W_k = nn.Linear(hiddenSize, inner, hasBias: bias);
-        W_v = nn.Linear(hiddenSize, inner, hasBias: bias);
-        W_o = nn.Linear(inner, hiddenSize, hasBias: bias);
+        W_q = ModelConstruction.Linear(hiddenSize, inner, hasBias: bias);
+        W_k = ModelConstruction.Linear(hiddenSize, inner, hasBias: bias);
+        W_v = ModelConstruction.Linear(hiddenSize, inner, hasBias: bias);
+        W_o = ModelConstruction.Linear(inner, hiddenSize, hasBias: bias);
         this.dropout = new PackedDropout(dropout);
         RegisterComponents();
     }

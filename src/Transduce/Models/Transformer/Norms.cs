@@ -15,7 +15,7 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public RmsNorm(long size, double eps) : base(nameof(RmsNorm))
     {
         Eps = eps;
-        weight = new Parameter(ones(size));
+        weight = new Parameter(ones(size, device: ModelConstruction.ParameterDevice));
         RegisterComponents();
     }
 
@@ -39,7 +39,7 @@ internal static class Norms
     /// <summary>A norm of <paramref name="spec"/>'s kind and ε over its width.</summary>
     public static nn.Module<Tensor, Tensor> Create(TransformerSpec spec) => spec.Norm switch
     {
-        NormKind.LayerNorm => nn.LayerNorm(spec.Hidden, spec.NormEpsilon),
+        NormKind.LayerNorm => ModelConstruction.LayerNorm(spec.Hidden, spec.NormEpsilon),
         NormKind.RmsNorm => new RmsNorm(spec.Hidden, spec.NormEpsilon),
         _ => throw new ArgumentOutOfRangeException(nameof(spec), spec.Norm, "unknown norm kind"),
     };

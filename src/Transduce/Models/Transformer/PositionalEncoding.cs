@@ -56,7 +56,7 @@ internal sealed class PositionalEncoding : nn.Module<Tensor, long, Tensor>
                 register_buffer("P", table, persistent: false);
                 break;
             case PositionKind.Learned:
-                weight = new TorchSharp.Modules.Parameter(empty(spec.PositionRows, spec.Hidden));
+                weight = new TorchSharp.Modules.Parameter(empty(spec.PositionRows, spec.Hidden, device: ModelConstruction.ParameterDevice));
                 using (no_grad()) nn.init.normal_(weight, 0, Math.Pow(spec.Hidden, -0.5));
                 weight.MoveToOuterDisposeScope();
                 break;

@@ -23,7 +23,7 @@ internal sealed class RelativePositionBias : nn.Module
         buckets = spec.RelativeBuckets;
         maxDistance = spec.RelativeMaxDistance;
         this.bidirectional = bidirectional;
-        weight = new Parameter(empty(buckets, spec.Heads));
+        weight = new Parameter(empty(buckets, spec.Heads, device: ModelConstruction.ParameterDevice));
         using (no_grad()) nn.init.normal_(weight, 0, Math.Pow(spec.Hidden, -0.5));
         RegisterComponents();
     }

@@ -25,9 +25,9 @@ internal sealed class PositionWiseFfn : nn.Module<Tensor, Tensor>
     public PositionWiseFfn(TransformerSpec spec) : base(nameof(PositionWiseFfn))
     {
         kind = spec.FeedForward;
-        dense1 = nn.Linear(spec.Hidden, spec.FfnSize, hasBias: spec.FeedForwardBias);
-        if (kind.IsGated()) up = nn.Linear(spec.Hidden, spec.FfnSize, hasBias: spec.FeedForwardBias);
-        dense2 = nn.Linear(spec.FfnSize, spec.Hidden, hasBias: spec.FeedForwardBias);
+        dense1 = ModelConstruction.Linear(spec.Hidden, spec.FfnSize, hasBias: spec.FeedForwardBias);
+        if (kind.IsGated()) up = ModelConstruction.Linear(spec.Hidden, spec.FfnSize, hasBias: spec.FeedForwardBias);
+        dense2 = ModelConstruction.Linear(spec.FfnSize, spec.Hidden, hasBias: spec.FeedForwardBias);
         RegisterComponents();
     }
 
@@ -351,7 +351,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         if (spec.Positions == PositionKind.RelativeBuckets) relativeBias = new RelativePositionBias(spec, bidirectional: false);
         blocks = nn.ModuleList(Enumerable.Range(0, spec.DecoderLayers).Select(_ => new TransformerDecoderBlock(spec)).ToArray());
         finalNorm = spec.FinalDecoderNorm ? Norms.Create(spec) : null;
-        dense = nn.Linear(spec.Hidden, spec.TargetVocabulary, hasBias: spec.OutputBias);
+        dense = ModelConstruction.Linear(spec.Hidden, spec.TargetVocabulary, hasBias: spec.OutputBias);
         if (spec.TieOutput) dense.weight = embedding.weight!;
         RegisterComponents();
     }
@@ -550,8 +550,8 @@ internal sealed class TransformerSeq2Seq : EncoderDecoder<TransformerState>
 
     private static (Embedding, Embedding) CreateEmbeddings(TransformerSpec spec)
     {
-        var target = nn.Embedding(spec.TargetVocabulary, spec.Hidden);
-        var source = spec.ShareEmbeddings ? target : nn.Embedding(spec.SourceVocabulary, spec.Hidden);
+        var target = ModelConstruction.Embedding(spec.TargetVocabulary, spec.Hidden);
+        var source = spec.ShareEmbeddings ? target : ModelConstruction.Embedding(spec.SourceVocabulary, spec.Hidden);
         if (spec.TieOutput || spec.EmbeddingScale == 1.0)
         {
             // A tied or unscaled embedding is used at N(0, 1/d) so that logits and inputs start at unit scale.

@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace Transduce.IO;
+
+/// <summary>
+/// Weights files mapped into memory copy-on-write (libtorch's <c>from_file</c>, <c>MAP_PRIVATE</c>): tensors that are views
+/// of the file cost no copy and no load time — the kernel reads a page when it is first touched — and writing into one
+/// (training) copies that page for this process, never changing the file. After a layer's weights were packed into
+/// another layout (<c>PackedLinear</c>), <see cref="Evict"/> tells the kernel their pages may go: the process keeps what it
+/// decodes with, not the float32 originals, and reading them again simply faults them back in from the file.
+/// Linux and macOS; elsewhere (<see cref="Supported"/> false) files are read into memory instead.
+/// </summary>
+internal static class MappedFile
+{
+    private const int MadvisePageOut = 21; // MADV_PAGEOUT (Linux ≥ 5.4): reclaim now; contents are kept (re-read from the file)
+
+    [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static extern int Madvise(IntPtr address, nuint length, int advice);
+
+    [DllImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
+    private static extern IntPtr Data(IntPtr tensor); // TorchSharp's own binding: the address of a tensor's first element
+
+    private static readonly List<(long Start, long End)> Mapped = [];
+    private static int adviseFailed;
+
+    /// <summary>Whether weights files are mapped rather than read (not on Windows, where a mapped file cannot be replaced).</summary>
+    public static bool Supported => !OperatingSystem.IsWindows();
+
+    /// <summary>
+    /// The first <paramref name="elements"/> elements of <paramref name="path"/> as a one-dimensional tensor of
+    /// <paramref name="type"/> over a private mapping of the file (the caller disposes it; views keep the mapping alive).
+    /// </summary>
+    public static Tensor Map(string path, ScalarType type, long elements)
+    {
+        var tensor = from_file(path, shared: false, size: elements, dtype: type);
+        long start = Data(tensor.Handle).ToInt64();
+        lock (Mapped) Mapped.Add((start, start + elements * tensor.ElementSize));
+        return tensor;
+    }
+
+    /// <summary>
+    /// Lets the kernel reclaim the pages of <paramref name="t"/> when it is a contiguous view of a mapped file (whole pages
+    /// inside it only); otherwise does nothing. The values stay what they were: a clean page is re-read from the file,
+    /// a page this process wrote to is kept. Returns the bytes advised.
+    /// </summary>
+    public static long Evict(Tensor t)
+    {
+        if (!OperatingSystem.IsLinux() || t.device_type != TorchSharp.DeviceType.CPU || !t.is_contiguous() || Volatile.Read(ref adviseFailed) != 0) return 0;
+        long start = Data(t.Handle).ToInt64(), end = start + t.NumberOfElements * t.ElementSize;
+        lock (Mapped)
+            if (!Mapped.Any(m => m.Start <= start && end <= m.End)) return 0;
+        long page = Environment.SystemPageSize;
+        long first = (start + page - 1) / page * page, last = end / page * page;
+        if (last <= first) return 0;
+        try
+        {
+            if (Madvise(new IntPtr(first), (nuint)(last - first), MadvisePageOut) != 0) Interlocked.Exchange(ref adviseFailed, 1); // an older kernel: keep the pages
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            Interlocked.Exchange(ref adviseFailed, 1);
+        }
+        return last - first;
+    }
+}
