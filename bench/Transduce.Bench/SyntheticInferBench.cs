@@ -50,7 +50,9 @@ internal static class SyntheticInferBench
             string name = r.GetValue(model)!;
             string directory = Path.Combine(r.GetValue(cache)!, name);
             Log($"synthetic model {name} in {directory} …");
+            var made = Stopwatch.StartNew();
             using var checkpoint = Synthetic.Create(name, directory);
+            Log($"synthetic model ready in {made.Elapsed.TotalSeconds:F1} s (created and saved, or loaded when it was there)");
             int n = r.GetValue(tokens);
             var random = new Random(1);
             int vocab = checkpoint.ModelConfig.SourceVocabSize;
