@@ -15,7 +15,7 @@ internal static class EncoderBench
 {
     public static Command Create()
     {
-        var synthetic = new Option<string>("--synthetic") { Description = "Synthetic model: opus-mt, base-cpu or gru.", DefaultValueFactory = _ => "base-cpu" };
+        var synthetic = new Option<string>("--synthetic") { Description = $"Synthetic model: {string.Join(", ", Synthetic.Names)}.", DefaultValueFactory = _ => "base-cpu" };
         var cache = new Option<string>("--cache") { Description = "Where synthetic checkpoints are written (and reused).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "transduce-synthetic") };
         var batches = new Option<string>("--batches") { Description = "Batch sizes, comma-separated.", DefaultValueFactory = _ => "1,8,32,64" };
         var sourceTokens = new Option<int>("--source-tokens") { Description = "Tokens of every source.", DefaultValueFactory = _ => 40 };

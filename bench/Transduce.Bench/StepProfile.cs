@@ -22,7 +22,7 @@ internal static class StepProfile
     public static Command Create()
     {
         var model = new Option<string?>("--model") { Description = "Checkpoint directory (default: a synthetic model, see --synthetic)." };
-        var synthetic = new Option<string>("--synthetic") { Description = "Synthetic model when no --model: opus-mt, base-cpu or gru.", DefaultValueFactory = _ => "base-cpu" };
+        var synthetic = new Option<string>("--synthetic") { Description = $"Synthetic model when no --model: {string.Join(", ", Synthetic.Names)}.", DefaultValueFactory = _ => "base-cpu" };
         var cache = new Option<string>("--cache") { Description = "Where synthetic checkpoints are written (and reused).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "transduce-synthetic") };
         var batch = new Option<int>("--batch") { Description = "Sentences per batch.", DefaultValueFactory = _ => 1 };
         var beam = new Option<int>("--beam") { Description = "Beam size (1: greedy).", DefaultValueFactory = _ => 1 };

@@ -26,7 +26,7 @@ internal static class SyntheticInferBench
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Synthetic model: opus-mt, base-cpu or gru.", DefaultValueFactory = _ => "opus-mt" };
+        var model = new Option<string>("--model") { Description = $"Synthetic model: {string.Join(", ", Synthetic.Names)}.", DefaultValueFactory = _ => "opus-mt" };
         var cache = new Option<string>("--cache") { Description = "Where the synthetic checkpoint is written (and reused).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "transduce-synthetic") };
         var sentences = new Option<int>("--sentences") { Description = "Sentences decoded by the batched modes.", DefaultValueFactory = _ => 64 };
         var batch1 = new Option<int>("--batch1-sentences") { Description = "Sentences decoded by the batch-1 modes.", DefaultValueFactory = _ => 8 };
@@ -50,7 +50,9 @@ internal static class SyntheticInferBench
             string name = r.GetValue(model)!;
             string directory = Path.Combine(r.GetValue(cache)!, name);
             Log($"synthetic model {name} in {directory} …");
+            var made = Stopwatch.StartNew();
             using var checkpoint = Synthetic.Create(name, directory);
+            Log($"synthetic model ready in {made.Elapsed.TotalSeconds:F1} s (created and saved, or loaded when it was there)");
             int n = r.GetValue(tokens);
             var random = new Random(1);
             int vocab = checkpoint.ModelConfig.SourceVocabSize;
@@ -129,8 +131,11 @@ internal static class SyntheticInferBench
         md.AppendLine(Inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {threads} thread(s) on both sides, libtorch {__version__} (TorchSharp); twin " +
             $"{(twin is null ? "not run" : $"PyTorch {twin.TorchVersion} with BLAS {twin.Blas}")}.").AppendLine();
         string network = config is Models.Transformer.TransformerConfig c
-            ? string.Create(Inv, $"Transformer {c.Layers}+{c.DecoderLayerCount}, d_model {c.HiddenSize}, {c.Heads} heads, FFN {c.FfnSize}, {c.Activation}, " +
-                $"{(c.PreNorm ? "pre" : "post")}-norm, vocabulary {c.TargetVocabSize:N0}{(c.TieEmbeddings ? ", tied" : "")}{(c.ShareEmbeddings ? ", shared" : "")}")
+            ? string.Create(Inv, $"Transformer {c.Layers}+{c.DecoderLayerCount}, d_model {c.HiddenSize}, {c.Heads} heads{(c.HeadSize is int h ? $" × {h}" : "")}, " +
+                $"FFN {c.FfnSize}, {c.Activation}, {(c.PreNorm ? "pre" : "post")}-norm ({c.Norm}), {c.Positions} positions" +
+                $"{(c.Positions == "sinusoidal" ? $" ({c.PositionalLayout}{(c.PositionOffset > 0 ? $", offset {c.PositionOffset}" : "")})" : "")}, " +
+                $"vocabulary {c.TargetVocabSize:N0}{(c.TieEmbeddings ? ", tied" : "")}{(c.ShareEmbeddings ? ", shared" : "")}" +
+                $"{(c.OutputScale != 1 ? $", output × {c.OutputScale:G4}" : "")}")
             : string.Create(Inv, $"{config.Architecture} {config.Layers} layers × {config.HiddenSize}, vocabulary {config.TargetVocabSize:N0}");
         md.AppendLine(Inv, $"Model: synthetic `{name}` (random weights, seed 1): {network}. {sources.Length} random sources of " +
             $"{sources.Min(s => s.Length)}–{sources.Max(s => s.Length)} tokens; every output exactly {tokens} tokens (`</s>` banned until then, " +

@@ -157,17 +157,32 @@ def read_config(directory):
 
 
 def load_weights(model, path):
-    """Copies a safetensors file into model (strictly: every name, no extra, same shapes), naming what does not fit."""
-    weights = read_safetensors(path)
+    """Copies a safetensors file into model (strictly: every name, no extra, same shapes), naming what does not fit.
+    Each tensor is read from the file straight into the model's own storage, so loading takes no memory beyond the
+    model's (a 600M-parameter model would otherwise hold the file's bytes and a copy of every tensor besides)."""
+    header, data_start = read_safetensors_header(path)
+    entries = {n: e for n, e in header.items() if n != "__metadata__"}
     expected = model.state_dict()
-    problems = [f"missing tensor '{n}'" for n in expected if n not in weights]
-    problems += [f"unexpected tensor '{n}'" for n in weights if n not in expected]
-    problems += [f"tensor '{n}' has shape {list(weights[n].shape)}, the model needs {list(t.shape)}"
-                 for n, t in expected.items() if n in weights and weights[n].shape != t.shape]
+    problems = [f"missing tensor '{n}'" for n in expected if n not in entries]
+    problems += [f"unexpected tensor '{n}'" for n in entries if n not in expected]
+    problems += [f"tensor '{n}' has shape {entries[n]['shape']}, the model needs {list(t.shape)}"
+                 for n, t in expected.items() if n in entries and list(t.shape) != list(entries[n]["shape"])]
     if problems:
         raise ValueError(f"{path}: weights do not fit the model: {'; '.join(problems)}")
-    # Tied/shared tensors appear under every name in the file (Transduce writes its state_dict as it is), as here.
-    model.load_state_dict(weights, strict=True)
+    # Tied/shared tensors appear under every name in the file (Transduce writes its state_dict as it is), as here: each
+    # name is read, into the one storage they share.
+    with open(path, "rb") as f, torch.no_grad():
+        for name, t in expected.items():
+            start, end = entries[name]["data_offsets"]
+            dtype = _DTYPES[entries[name]["dtype"]]
+            direct = dtype == t.dtype and t.is_contiguous() and t.device.type == "cpu"
+            target = t if direct else torch.empty(t.shape, dtype=dtype)
+            if end > start:
+                f.seek(data_start + start)
+                if f.readinto((ctypes.c_char * (end - start)).from_address(target.data_ptr())) != end - start:
+                    raise ValueError(f"{path}: tensor '{name}' is truncated")
+            if not direct:
+                t.copy_(target)
     return model
 
 

@@ -7,7 +7,10 @@ saved from them loads into Transduce unchanged.
 build_model(config) -> torch.nn.Module
     A randomly initialised model (Transduce's initialisation) from a model configuration: the "model" object of a
     checkpoint's config.json (snake_case keys as written by Transduce; a whole config.json dict is accepted too).
-    Architectures: "transformer" (TransformerSeq2Seq) and "gru" (GruSeq2Seq).
+    Architectures: "transformer" (TransformerSeq2Seq, with every spec choice of TransformerConfig that Transduce's
+    families use: layer or RMS norms and their ε, embedding and final norms, attention scaling and head width, plain
+    and gated feed-forwards with or without biases, sinusoidal (three layouts, with an offset), learned, no or T5's
+    relative positions, output bias and scale) and "gru" (GruSeq2Seq). A choice it does not build is refused.
 
 Every model (like Transduce's EncoderDecoder) has
     model(source, valid_lengths, target_input) -> logits (batch, target steps, target vocabulary)
@@ -33,40 +36,64 @@ ARCHITECTURES = ("transformer", "gru")
 
 
 def model_config(config):
-    """Transduce's ModelConfig defaults (src/Transduce/Models/ModelConfig.cs) under what the dict says."""
+    """Transduce's ModelConfig defaults (src/Transduce/Models/ModelConfig.cs, Transformer/TransformerConfig.cs) under what
+    the dict says, checked: a Transformer choice this twin does not build is refused, never run as another network."""
     if "model" in config and isinstance(config["model"], dict):
         config = config["model"]
-    c = {
-        "architecture": "gru", "embedding_size": 256, "hidden_size": 256, "layers": 2, "dropout": 0.2, "pad_id": 0,
-        "heads": 4, "ffn_size": 64, "activation": "relu", "pre_norm": False, "tie_embeddings": False,
-        "share_embeddings": False, "attention_bias": False, "scale_embedding": True, "max_positions": 1024,
-        "decoder_layers": None, "positional_layout": "interleaved",
-    }
+    c = dict(MODEL_DEFAULTS)
     c.update(config)
     if c["decoder_layers"] is None:
         c["decoder_layers"] = c["layers"]
     if c["architecture"] == "transformer":
-        # The spec choices this twin does not implement: refuse a model that sets one, rather than run another network.
-        for key, default in UNIMPLEMENTED_SPEC.items():
-            value = c.get(key, default)
-            if key == "final_norm" and value == c["pre_norm"]:
-                continue
-            if value != default:
-                raise ValueError(f"model config: '{key}' {value!r} is not implemented by the PyTorch twin (only {default!r})")
-        if c["activation"] not in ACTIVATIONS:
-            raise ValueError(f"model config: 'activation' '{c['activation']}' is not implemented by the PyTorch twin "
-                             f"(known: {', '.join(ACTIVATIONS)})")
+        for key, known in (("activation", FEED_FORWARDS), ("norm", NORMS), ("positions", POSITIONS),
+                           ("positional_layout", SINUSOID_LAYOUTS)):
+            if c[key] not in known:
+                raise ValueError(f"model config: '{key}' '{c[key]}' is not implemented by the PyTorch twin "
+                                 f"(known: {', '.join(known)})")
+        # A key this twin does not know is a choice it does not build.
+        unknown = sorted(set(config) - set(MODEL_DEFAULTS) - {"source_vocab_size", "target_vocab_size"})
+        if unknown:
+            raise ValueError(f"model config: '{unknown[0]}' is not implemented by the PyTorch twin")
+        if c["final_norm"] is None:
+            c["final_norm"] = c["pre_norm"]
+        if c["head_size"] is None and c["hidden_size"] % c["heads"] != 0:
+            raise ValueError(f"model config: 'hidden_size' {c['hidden_size']} must be divisible by 'heads' {c['heads']}")
     return c
 
 
-# Keys of the .NET TransformerConfig (src/Transduce/Models/Transformer/TransformerConfig.cs) beyond what this twin builds,
-# with the value that means "as this twin does".
-UNIMPLEMENTED_SPEC = {
-    "ffn_bias": True, "norm": "layer_norm", "norm_epsilon": 1e-5, "embedding_norm": False, "final_norm": None,
-    "scale_attention": True, "output_bias": True, "output_scale": 1.0, "positions": "sinusoidal", "position_offset": 0,
+# The Transformer's spec choices beyond d2l's (TransformerConfig.cs → TransformerSpec.cs), with their defaults. Every one
+# is built here as the .NET modules build it.
+TRANSFORMER_SPEC = {
+    "head_size": None, "ffn_bias": True, "norm": "layer_norm", "norm_epsilon": 1e-5, "embedding_norm": False,
+    "final_norm": None, "scale_attention": True, "output_bias": True, "output_scale": 1.0, "positions": "sinusoidal",
+    "relative_buckets": 32, "relative_max_distance": 128, "position_offset": 0,
 }
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "swish": F.silu}
+MODEL_DEFAULTS = {
+    "architecture": "gru", "embedding_size": 256, "hidden_size": 256, "layers": 2, "dropout": 0.2, "pad_id": 0,
+    "heads": 4, "ffn_size": 64, "activation": "relu", "pre_norm": False, "tie_embeddings": False,
+    "share_embeddings": False, "attention_bias": False, "scale_embedding": True, "max_positions": 1024,
+    "decoder_layers": None, "positional_layout": "interleaved", **TRANSFORMER_SPEC,
+}
+
+
+def _gelu_tanh(x):
+    # FeedForwardKinds.GeluTanh's operations: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+    inner = (x + x.pow(3) * 0.044715) * math.sqrt(2 / math.pi)
+    return x * 0.5 * (inner.tanh() + 1)
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu}
+
+# FeedForwardKinds: a kind's activation and whether it is gated, W₂·(f(W₁x) ⊙ Vx) with V as "up".
+FEED_FORWARDS = {
+    "relu": ("relu", False), "gelu": ("gelu", False), "gelu_tanh": ("gelu_tanh", False), "swish": ("silu", False),
+    "gated_relu": ("relu", True), "gated_gelu": ("gelu", True), "gated_gelu_tanh": ("gelu_tanh", True),
+    "swiglu": ("silu", True),
+}
+NORMS = ("layer_norm", "rms_norm")
+POSITIONS = ("sinusoidal", "learned", "none", "relative")
+SINUSOID_LAYOUTS = ("interleaved", "halves", "fairseq")
 
 
 def build_model(config):
@@ -80,7 +107,8 @@ def build_model(config):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Transformer (src/Transduce/Models/TransformerSeq2Seq.cs, Attention.cs)
+# Transformer (src/Transduce/Models/Transformer/: TransformerSeq2Seq.cs, MultiHeadAttention.cs, PositionalEncoding.cs,
+# RelativePositionBias.cs, Norms.cs, FeedForwardKind.cs)
 # ---------------------------------------------------------------------------------------------------------------------
 
 def valid_length_mask(valid_lengths, keys):
@@ -106,17 +134,39 @@ def masked_softmax(scores, mask):
     return F.softmax(scores.masked_fill(mask.logical_not(), float("-inf")), -1, dtype=dtype)
 
 
-class MultiHeadAttention(nn.Module):
-    def __init__(self, hidden, heads, dropout, bias):
+class RmsNorm(nn.Module):
+    """RmsNorm.cs (T5's T5LayerNorm): x / √(mean(x²) + ε) · γ, no mean, no bias; parameter 'weight'."""
+
+    def __init__(self, size, eps):
         super().__init__()
-        if hidden % heads != 0:
-            raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
-        self.heads, self.head_size = heads, hidden // heads
-        self.W_q = nn.Linear(hidden, hidden, bias=bias)
-        self.W_k = nn.Linear(hidden, hidden, bias=bias)
-        self.W_v = nn.Linear(hidden, hidden, bias=bias)
-        self.W_o = nn.Linear(hidden, hidden, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(size))
+
+    def forward(self, x):
+        rms = x.square().mean(-1, keepdim=True).add(self.eps).rsqrt()
+        return (x * rms) * self.weight
+
+
+def make_norm(c):
+    """Norms.Create: the spec's norm kind and ε over the model width."""
+    if c["norm"] == "rms_norm":
+        return RmsNorm(c["hidden_size"], c["norm_epsilon"])
+    return nn.LayerNorm(c["hidden_size"], eps=c["norm_epsilon"])
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        hidden, heads, bias = c["hidden_size"], c["heads"], c["attention_bias"]
+        self.heads = heads
+        self.head_size = c["head_size"] if c["head_size"] is not None else hidden // heads
+        self.scale_scores = c["scale_attention"]
+        inner = heads * self.head_size
+        self.W_q = nn.Linear(hidden, inner, bias=bias)
+        self.W_k = nn.Linear(hidden, inner, bias=bias)
+        self.W_v = nn.Linear(hidden, inner, bias=bias)
+        self.W_o = nn.Linear(inner, hidden, bias=bias)
+        self.dropout = nn.Dropout(c["dropout"])
 
     def split_heads(self, x):
         return x.reshape(x.shape[0], x.shape[1], self.heads, self.head_size).transpose(1, 2)
@@ -127,33 +177,55 @@ class MultiHeadAttention(nn.Module):
     def project_key_value(self, keys, values):
         return self.split_heads(self.W_k(keys)), self.split_heads(self.W_v(values))
 
-    def attend(self, q, k, v, mask):
-        scores = q.matmul(k.transpose(-2, -1)).div_(math.sqrt(self.head_size))
+    def attend(self, q, k, v, mask, bias=None):
+        """bias, when given, (1, heads, queries, keys), is added to the (scaled) scores: relative position biases."""
+        scores = q.matmul(k.transpose(-2, -1))
+        if self.scale_scores:
+            scores = scores.div_(math.sqrt(self.head_size))
+        if bias is not None:
+            scores = scores + bias
         weights = masked_softmax(scores, mask)
         context = self.dropout(weights).matmul(v)                      # (b, h, q, d)
         merged = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], self.heads * self.head_size)
         return self.W_o(merged)
 
-    def forward(self, queries, keys, values, mask):
+    def forward(self, queries, keys, values, mask, bias=None):
         k, v = self.project_key_value(keys, values)
-        return self.attend(self.project_query(queries), k, v, mask)
+        return self.attend(self.project_query(queries), k, v, mask, bias)
 
 
 class PositionalEncoding(nn.Module):
-    """Adds rows offset … offset + steps − 1 of a sinusoid table, then dropout. The table is a saved buffer
-    ("…positions.table"), so a loaded model uses Transduce's own float32 values."""
+    """Adds rows offset + start … of the positions: a sinusoid table (a saved buffer "…positions.table", (1, rows,
+    hidden), so a loaded model uses Transduce's own float32 values), a learned table (parameter "…positions.weight",
+    (rows, hidden)), or nothing (positions 'none' and 'relative'). Rows = max_positions + position_offset."""
 
-    def __init__(self, hidden, dropout, max_positions, layout):
+    def __init__(self, c):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        table = _halves_table(hidden, max_positions) if layout == "halves" else _interleaved_table(hidden, max_positions)
-        self.register_buffer("table", table.unsqueeze(0))
+        hidden, rows = c["hidden_size"], c["max_positions"] + c["position_offset"]
+        self.offset, self.max_positions = c["position_offset"], c["max_positions"]
+        table, weight = None, None
+        if c["positions"] == "sinusoidal":
+            layout = c["positional_layout"]
+            table = _halves_table(hidden, rows) if layout == "halves" else \
+                _fairseq_table(hidden, rows) if layout == "fairseq" else _interleaved_table(hidden, rows)
+            table = table.unsqueeze(0)
+        elif c["positions"] == "learned":
+            weight = nn.Parameter(torch.empty(rows, hidden))
+            with torch.no_grad():
+                nn.init.normal_(weight, 0, hidden ** -0.5)
+        self.register_buffer("table", table)
+        self.register_parameter("weight", weight)
 
-    def forward(self, x, offset):
+    def forward(self, x, start):
         steps = x.shape[1]
-        if offset + steps > self.table.shape[1]:
-            raise ValueError(f"sequence of {offset + steps} positions exceeds the positional table; raise max_positions")
-        return self.dropout(x + self.table[:, offset:offset + steps])
+        if start + steps > self.max_positions:
+            raise ValueError(f"sequence of {start + steps} positions exceeds the positional table ({self.max_positions}); "
+                             "raise max_positions")
+        if self.weight is not None:
+            return x + self.weight[self.offset + start:self.offset + start + steps]
+        if self.table is None:
+            return x
+        return x + self.table[:, self.offset + start:self.offset + start + steps]
 
 
 def _interleaved_table(hidden, max_positions):
@@ -173,25 +245,82 @@ def _halves_table(hidden, max_positions):
     return torch.cat([angles.sin(), angles[:, :cosines].cos()], 1).to(torch.float32)
 
 
-class PositionWiseFfn(nn.Module):
-    def __init__(self, hidden, ffn, activation):
+def _fairseq_table(hidden, rows):
+    # float32 throughout: sines of the d/2 frequencies exp(−i·ln 10000/(d/2 − 1)), then their cosines, a zero last column
+    # when d is odd; row r is position r (read with the offset).
+    half = hidden // 2
+    frequencies = torch.arange(half, dtype=torch.float32).mul_(-math.log(10000) / max(1, half - 1)).exp_()
+    angles = torch.arange(rows, dtype=torch.float32).unsqueeze(1) * frequencies.unsqueeze(0)
+    table = torch.cat([angles.sin(), angles.cos()], 1)
+    return torch.cat([table, torch.zeros(rows, 1)], 1) if hidden % 2 == 1 else table
+
+
+def relative_buckets(relative, buckets, max_distance, bidirectional):
+    """RelativePositionBias.Buckets: the bucket of each distance key − query (int64), in the same integer and float32
+    arithmetic, so the boundaries fall where .NET's do."""
+    result = torch.zeros_like(relative)
+    if bidirectional:
+        buckets //= 2
+        result = result + relative.gt(0).to(torch.int64) * buckets
+        relative = relative.abs()
+    else:
+        relative = -relative.clamp_max(0)
+    max_exact = buckets // 2
+    small = relative.lt(max_exact)
+    large = (relative.to(torch.float32) / max_exact).log() / math.log(max_distance / max_exact) * (buckets - max_exact)
+    large_buckets = (large.to(torch.int64) + max_exact).clamp_max(buckets - 1)
+    return result + torch.where(small, relative, large_buckets)
+
+
+class RelativePositionBias(nn.Module):
+    """RelativePositionBias.cs (T5): a learned bias per head for the bucket of each relative distance, parameter 'weight'
+    (buckets, heads); bidirectional in the encoder, causal in the decoder; one per stack, computed once per forward pass
+    and shared by every block's self-attention."""
+
+    def __init__(self, c, bidirectional):
         super().__init__()
-        self.dense1 = nn.Linear(hidden, ffn)
-        self.dense2 = nn.Linear(ffn, hidden)
-        self.activation = ACTIVATIONS[activation]
+        self.buckets, self.max_distance = c["relative_buckets"], c["relative_max_distance"]
+        self.bidirectional = bidirectional
+        self.weight = nn.Parameter(torch.empty(self.buckets, c["heads"]))
+        with torch.no_grad():
+            nn.init.normal_(self.weight, 0, c["hidden_size"] ** -0.5)
+
+    def bias(self, query_start, queries, keys):
+        """(1, heads, queries, keys): queries at positions query_start … over keys at 0 … keys − 1."""
+        relative = torch.arange(keys, dtype=torch.int64).unsqueeze(0) - \
+            torch.arange(query_start, query_start + queries, dtype=torch.int64).unsqueeze(1)
+        index = relative_buckets(relative, self.buckets, self.max_distance, self.bidirectional).flatten()
+        values = self.weight.index_select(0, index).view(queries, keys, -1)   # (queries, keys, heads)
+        return values.permute(2, 0, 1).unsqueeze(0)
+
+
+class PositionWiseFfn(nn.Module):
+    """Linear → activation → Linear, or gated: dense2(f(dense1(x)) ⊙ up(x))."""
+
+    def __init__(self, c):
+        super().__init__()
+        hidden, ffn, bias = c["hidden_size"], c["ffn_size"], c["ffn_bias"]
+        function, gated = FEED_FORWARDS[c["activation"]]
+        self.dense1 = nn.Linear(hidden, ffn, bias=bias)
+        self.up = nn.Linear(hidden, ffn, bias=bias) if gated else None
+        self.dense2 = nn.Linear(ffn, hidden, bias=bias)
+        self.activation = ACTIVATIONS[function]
 
     def forward(self, x):
-        return self.dense2(self.activation(self.dense1(x)))
+        h = self.activation(self.dense1(x))
+        if self.up is not None:
+            h = h * self.up(x)
+        return self.dense2(h)
 
 
 class Residual(nn.Module):
-    """Post-norm LN(x + dropout(f(x))) or pre-norm x + dropout(f(LN(x)))."""
+    """Post-norm N(x + dropout(f(x))) or pre-norm x + dropout(f(N(x)))."""
 
-    def __init__(self, hidden, dropout, pre_norm):
+    def __init__(self, c):
         super().__init__()
-        self.norm = nn.LayerNorm(hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.pre_norm = pre_norm
+        self.norm = make_norm(c)
+        self.dropout = nn.Dropout(c["dropout"])
+        self.pre_norm = c["pre_norm"]
 
     def forward(self, x, sublayer):
         if self.pre_norm:
@@ -202,32 +331,49 @@ class Residual(nn.Module):
 class TransformerEncoderBlock(nn.Module):
     def __init__(self, c):
         super().__init__()
-        d = c["hidden_size"]
-        self.attention = MultiHeadAttention(d, c["heads"], c["dropout"], c["attention_bias"])
-        self.addNorm1 = Residual(d, c["dropout"], c["pre_norm"])
-        self.ffn = PositionWiseFfn(d, c["ffn_size"], c["activation"])
-        self.addNorm2 = Residual(d, c["dropout"], c["pre_norm"])
+        self.attention = MultiHeadAttention(c)
+        self.addNorm1 = Residual(c)
+        self.ffn = PositionWiseFfn(c)
+        self.addNorm2 = Residual(c)
 
-    def forward(self, x, mask):
-        y = self.addNorm1(x, lambda h: self.attention(h, h, h, mask))
+    def forward(self, x, mask, position_bias=None):
+        y = self.addNorm1(x, lambda h: self.attention(h, h, h, mask, position_bias))
         return self.addNorm2(y, self.ffn)
 
 
-class TransformerEncoder(nn.Module):
-    def __init__(self, c, embedding):
+class TransformerStack(nn.Module):
+    """What the encoder and the decoder share (TransformerEmbedding.Embed): embedding × scale + positions, the
+    embedding norm where the spec has one, dropout; the final norm after the blocks."""
+
+    def __init__(self, c, embedding, bidirectional):
         super().__init__()
-        d = c["hidden_size"]
         self.embedding = embedding
-        self.positions = PositionalEncoding(d, c["dropout"], c["max_positions"], c["positional_layout"])
+        self.positions = PositionalEncoding(c)
+        self.embeddingNorm = make_norm(c) if c["embedding_norm"] else None
+        self.dropout = nn.Dropout(c["dropout"])
+        self.relativeBias = RelativePositionBias(c, bidirectional) if c["positions"] == "relative" else None
+        self.finalNorm = make_norm(c) if c["final_norm"] else None
+        self.embedding_scale = math.sqrt(c["hidden_size"]) if c["scale_embedding"] else 1.0
+
+    def embed(self, tokens, start):
+        x = self.positions(self.embedding(tokens).mul_(self.embedding_scale), start)
+        if self.embeddingNorm is not None:
+            x = self.embeddingNorm(x)
+        return self.dropout(x)
+
+
+class TransformerEncoder(TransformerStack):
+    def __init__(self, c, embedding):
+        super().__init__(c, embedding, bidirectional=True)
         self.blocks = nn.ModuleList([TransformerEncoderBlock(c) for _ in range(c["layers"])])
-        self.finalNorm = nn.LayerNorm(d) if c["pre_norm"] else None
-        self.embedding_scale = math.sqrt(d) if c["scale_embedding"] else 1.0
 
     def forward(self, source, valid_lengths):
-        mask = valid_length_mask(valid_lengths, source.shape[1])
-        x = self.positions(self.embedding(source).mul_(self.embedding_scale), 0)
+        steps = source.shape[1]
+        mask = valid_length_mask(valid_lengths, steps)
+        x = self.embed(source, 0)
+        bias = None if self.relativeBias is None else self.relativeBias.bias(0, steps, steps)
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, bias)
         if self.finalNorm is not None:
             x = self.finalNorm(x)
         return x, None
@@ -236,15 +382,14 @@ class TransformerEncoder(nn.Module):
 class TransformerDecoderBlock(nn.Module):
     def __init__(self, c):
         super().__init__()
-        d, heads, p, bias, pre = c["hidden_size"], c["heads"], c["dropout"], c["attention_bias"], c["pre_norm"]
-        self.SelfAttention = MultiHeadAttention(d, heads, p, bias)
-        self.addNorm1 = Residual(d, p, pre)
-        self.CrossAttention = MultiHeadAttention(d, heads, p, bias)
-        self.addNorm2 = Residual(d, p, pre)
-        self.ffn = PositionWiseFfn(d, c["ffn_size"], c["activation"])
-        self.addNorm3 = Residual(d, p, pre)
+        self.SelfAttention = MultiHeadAttention(c)
+        self.addNorm1 = Residual(c)
+        self.CrossAttention = MultiHeadAttention(c)
+        self.addNorm2 = Residual(c)
+        self.ffn = PositionWiseFfn(c)
+        self.addNorm3 = Residual(c)
 
-    def forward(self, x, past_keys, past_values, causal, cross_keys, cross_values, source_mask):
+    def forward(self, x, past_keys, past_values, causal, cross_keys, cross_values, source_mask, position_bias=None):
         """Returns the block's output and the self-attention keys/values grown by x's positions (the cache)."""
         grown = []
 
@@ -254,7 +399,7 @@ class TransformerDecoderBlock(nn.Module):
             if past_keys is not None:
                 k, v = torch.cat([past_keys, k], 2), torch.cat([past_values, v], 2)
             grown.extend((k, v))
-            return self.SelfAttention.attend(q, k, v, causal)
+            return self.SelfAttention.attend(q, k, v, causal, position_bias)
 
         y = self.addNorm1(x, self_attention)
         z = self.addNorm2(y, lambda h: self.CrossAttention.attend(self.CrossAttention.project_query(h), cross_keys, cross_values, source_mask))
@@ -269,18 +414,14 @@ class TransformerState:
         self.self_keys, self.self_values, self.steps = self_keys, self_values, steps
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(TransformerStack):
     def __init__(self, c, embedding):
-        super().__init__()
-        d = c["hidden_size"]
-        self.embedding = embedding
-        self.positions = PositionalEncoding(d, c["dropout"], c["max_positions"], c["positional_layout"])
+        super().__init__(c, embedding, bidirectional=False)
         self.blocks = nn.ModuleList([TransformerDecoderBlock(c) for _ in range(c["decoder_layers"])])
-        self.finalNorm = nn.LayerNorm(d) if c["pre_norm"] else None
-        self.dense = nn.Linear(d, c["target_vocab_size"])
+        self.dense = nn.Linear(c["hidden_size"], c["target_vocab_size"], bias=c["output_bias"])
         if c["tie_embeddings"]:
             self.dense.weight = embedding.weight
-        self.embedding_scale = math.sqrt(d) if c["scale_embedding"] else 1.0
+        self.output_scale = c["output_scale"]
 
     def init_state(self, encoded, valid_lengths):
         memory = encoded[0]
@@ -296,16 +437,20 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, target, state):
         steps = target.shape[1]
-        causal = causal_mask(steps, state.steps)
-        x = self.positions(self.embedding(target).mul_(self.embedding_scale), state.steps)
+        # One new position may see every cached key: no causal mask (as .NET).
+        causal = None if steps == 1 else causal_mask(steps, state.steps)
+        x = self.embed(target, state.steps)
+        bias = None if self.relativeBias is None else self.relativeBias.bias(state.steps, steps, state.steps + steps)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
             x, k, v = block(x, state.self_keys[i], state.self_values[i], causal,
-                            state.cross_keys[i], state.cross_values[i], state.source_mask)
+                            state.cross_keys[i], state.cross_values[i], state.source_mask, bias)
             keys.append(k)
             values.append(v)
         if self.finalNorm is not None:
             x = self.finalNorm(x)
+        if self.output_scale != 1.0:
+            x = x * self.output_scale
         return self.dense(x), TransformerState(state.source_mask, state.cross_keys, state.cross_values, keys, values,
                                                state.steps + steps)
 
