@@ -22,9 +22,11 @@ Writes tests/Transduce.Tests/Import/M2M100/testdata/: nllb-tiny/ (model.safetens
 tokenizer_config.json with added_tokens_decoder, expected.json), nllb-tiny-shards/ (the same weights as two
 pytorch_model-*.bin shards behind pytorch_model.bin.index.json, legacy_behaviour on, the classic id layout), and
 m2m100-tiny/ (M2M100Tokenizer, 3 decoder blocks, an untied lm_head, two safetensors shards behind an index, expected.json).
-Run with /usr/bin/python3 (Debian's python3-torch 1.13) from the repository root.
+Run with /usr/bin/python3 (Debian's python3-torch 1.13) from the repository root; `--extra` writes only the vectors over
+the committed folders (special-tokens-in-text.json: added tokens typed in a source, clean_up_tokenization;
+nllb-tiny-shards/expected-legacy.json: legacy_behaviour through generate and its training encoding).
 """
-import json, math, os, shutil, struct, subprocess, tempfile
+import json, math, os, re, shutil, struct, subprocess, sys, tempfile
 import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -65,14 +67,49 @@ class Tokenizer:
         out = spm(["spm_encode", "--model", self.model, "--output_format=id"], text + "\n")
         return [int(x) + 1 if int(x) != 0 else UNK for x in out.split()]
 
+    def added(self):
+        """The added tokens (content -> id, lstrip, rstrip): the four specials, the codes, <mask> (lstrip)."""
+        tokens = {"<s>": (BOS, False, False), "<pad>": (PAD, False, False), "</s>": (EOS, False, False), "<unk>": (UNK, False, False)}
+        tokens.update({c: (i, False, False) for c, i in self.code_ids.items()})
+        tokens["<mask>"] = (self.mask, True, False)
+        return tokens
+
     def encode(self, text, src_lang):
         code = self.code_ids[src_lang]
-        ids = self.pieces_of(text)
+        ids = with_added_tokens(text, self.added(), self.pieces_of)
         return ids + [EOS, code] if self.legacy else [code] + ids + [EOS]
 
     def decode(self, ids):
         special = {BOS, PAD, EOS, UNK, self.mask, *self.code_ids.values()}
         return "".join(self.pieces[i - 1] for i in ids if i not in special).replace("\u2581", " ").strip()
+
+
+def with_added_tokens(text, added, pieces_of):
+    """PreTrainedTokenizer.tokenize: the added tokens are cut out of the text (leftmost, longest first), the text beside
+    one with lstrip / rstrip loses its whitespace on that side, empty stretches go, each other stretch is segmented alone."""
+    names = sorted(added, key=len, reverse=True)
+    parts = re.split("(" + "|".join(re.escape(n) for n in names) + ")", text)  # text, token, text, token, ..., text
+    for i in range(1, len(parts), 2):
+        _, lstrip, rstrip = added[parts[i]]
+        if lstrip:
+            parts[i - 1] = parts[i - 1].rstrip()
+        if rstrip:
+            parts[i + 1] = parts[i + 1].lstrip()
+    ids = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            ids.append(added[part][0])
+        elif part:
+            ids.extend(pieces_of(part))
+    return ids
+
+
+def clean_up_tokenization(text):
+    """PreTrainedTokenizerBase.clean_up_tokenization."""
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
+                 (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(a, b)
+    return text
 
 
 M2M100_CODES = ["af", "am", "ar", "ast", "az", "ba", "be", "bg", "bn", "br", "bs", "ca", "ceb", "cs", "cy", "da", "de", "el", "en", "es",
@@ -96,9 +133,14 @@ class M2M100Tok:
         self.code_ids = {c: len(self.encoder) + i for i, c in enumerate(M2M100_CODES)}
         self.size = len(self.encoder) + len(M2M100_CODES) + 8  # and num_madeup_words
 
-    def encode(self, text, src_lang):
+    def pieces_of(self, text):
         pieces = spm(["spm_encode", "--model", self.model, "--output_format=piece"], text + "\n").split()
-        return [self.code_ids[src_lang]] + [self.encoder.get(p, UNK) for p in pieces] + [EOS]
+        return [self.encoder.get(p, UNK) for p in pieces]
+
+    def encode(self, text, src_lang):
+        added = {t: (self.encoder[t], False, False) for t in ("<s>", "<pad>", "</s>", "<unk>")}
+        added.update({f"__{c}__": (i, False, False) for c, i in self.code_ids.items()})
+        return [self.code_ids[src_lang]] + with_added_tokens(text, added, self.pieces_of) + [EOS]
 
     def decode(self, ids):
         special = {BOS, PAD, EOS, UNK, *self.code_ids.values()}
@@ -422,5 +464,58 @@ def main():
     print("beam4:", expected["beam4_text"])
 
 
+NLLB_TEXT_CASES = ["Hello fra_Latn world", "a <mask> b", "x</s>y", "<s> start <pad>", "deu_Latn", "  eng_Latn  spaced  ",
+                   "The house<unk>is", "fra_Latnx", "<mask>", "two   <mask>  masks<mask>"]
+M2M100_TEXT_CASES = ["Hello __fr__ world", "x</s>y", "__de__", "a <unk> b", "__fr__x", "<s> <pad>"]
+
+
+def extra():
+    """Vectors over the committed folders (their weights and SentencePiece model unchanged): special tokens typed in a
+    source, NLLB's legacy_behaviour through generate (nllb-tiny-shards) and its training encoding, clean_up_tokenization."""
+    torch.set_grad_enabled(False)
+    single, shards, m2m_folder = (os.path.join(OUT, n) for n in ("nllb-tiny", "nllb-tiny-shards", "m2m100-tiny"))
+    spm_model = os.path.join(single, "sentencepiece.bpe.model")
+    tok, legacy = Tokenizer(spm_model, CODES), Tokenizer(spm_model, CODES, legacy=True)
+    m2m = M2M100Tok(spm_model)
+    cases = {
+        "nllb": [{"text": t, "ids": tok.encode(t, "eng_Latn")} for t in NLLB_TEXT_CASES],
+        "nllb_legacy": [{"text": t, "ids": legacy.encode(t, "eng_Latn")} for t in NLLB_TEXT_CASES],
+        "m2m100": [{"text": t, "ids": m2m.encode(t, "en")} for t in M2M100_TEXT_CASES],
+    }
+    pieces = tok.pieces_of("Hello . World , it 's ok ?")
+    cases["clean_up"] = {"ids": pieces, "text": tok.decode(pieces), "cleaned": clean_up_tokenization(tok.decode(pieces))}
+    with open(os.path.join(OUT, "special-tokens-in-text.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+
+    # legacy_behaviour: pieces </s> [src_lang] into the same weights; generate still forces the target code first.
+    with open(os.path.join(shards, "config.json")) as f:
+        cfg = json.load(f)
+    W = {}
+    for name in sorted(os.listdir(shards)):
+        if name.endswith(".bin"):
+            W.update(torch.load(os.path.join(shards, name)))
+    rows = [legacy.encode(s, "eng_Latn") for s in SENTENCES]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+    mask = ids.ne(PAD).long()
+    fid = legacy.code_ids["fra_Latn"]
+    memory = encode(W, cfg, ids, mask)
+    greedy_out = [greedy(W, cfg, memory[r : r + 1], mask[r : r + 1], fid) for r in range(len(rows))]
+    beams = {str(es): [beam(W, cfg, memory[r : r + 1], mask[r : r + 1], fid, 4, es)[0] for r in range(len(rows))] for es in (False, True, "never")}
+    # text_target in legacy mode: labels pieces </s> [tgt_lang]; decoder input = labels shifted right after </s> (the start).
+    source, target = "The house is wonderful.", "La maison est magnifique."
+    labels = legacy.pieces_of(target) + [EOS, legacy.code_ids["fra_Latn"]]
+    expected = {
+        "sentences": SENTENCES, "source_lang": "eng_Latn", "target_lang": "fra_Latn", "input_ids": ids.tolist(),
+        "greedy": greedy_out, "greedy_text": [legacy.decode(g) for g in greedy_out],
+        "beam4": beams, "beam4_text": {k: [legacy.decode(t) for t in v] for k, v in beams.items()},
+        "train_pair": {"source": source, "target": target, "input_ids": legacy.encode(source, "eng_Latn"), "labels": labels,
+                       "decoder_input_ids": [EOS] + labels[:-1]},
+    }
+    with open(os.path.join(shards, "expected-legacy.json"), "w") as f:
+        json.dump(expected, f)
+    print("legacy greedy:", expected["greedy_text"])
+
+
 if __name__ == "__main__":
-    main()
+    extra() if sys.argv[1:] == ["--extra"] else main()

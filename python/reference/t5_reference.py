@@ -15,7 +15,8 @@ tokenization_t5.py with legacy=True, generation/utils.py), without transformers 
 Writes tests/Transduce.Tests/Import/T5/testdata/spiece.model (shared) and {t5-tiny,flan-t5-tiny}/ : config.json,
 generation_config.json, model.safetensors (t5-tiny also pytorch_model.bin), tokenizer_config.json,
 special_tokens_map.json, expected.json.
-Run with /usr/bin/python3 (Debian's python3-torch 1.13) from the repository root.
+Run with /usr/bin/python3 (Debian's python3-torch 1.13) from the repository root; `--extra` writes only
+tokenizer-nonlegacy.json (T5Tokenizer with legacy=False, add_prefix_space true and false) over the committed spiece.model.
 """
 import json, math, os, struct, subprocess, sys, tempfile, re
 import torch
@@ -434,5 +435,121 @@ def main():
         build("flan-t5-tiny", dict(common, d_ff=24, num_decoder_layers=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False), 2, model)
 
 
+# ---------------------------------------------------------------- legacy=False (tokenization_t5.py's non-legacy path)
+def varint(data, at):
+    value = shift = 0
+    while True:
+        b = data[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, at
+
+
+def put_varint(value):
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        out.append(b | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def fields(data):
+    """(field number, wire type, raw bytes of the whole field) of a protobuf message."""
+    at = 0
+    while at < len(data):
+        start = at
+        key, at = varint(data, at)
+        wire = key & 7
+        if wire == 0:
+            _, at = varint(data, at)
+        elif wire == 2:
+            n, at = varint(data, at)
+            at += n
+        elif wire == 5:
+            at += 4
+        elif wire == 1:
+            at += 8
+        else:
+            raise ValueError(f"wire type {wire}")
+        yield key >> 3, wire, data[start:at]
+
+
+def without_dummy_prefix(model_bytes):
+    """The model with normalizer_spec.add_dummy_prefix = false (what T5Tokenizer.get_spm_processor does when not legacy)."""
+    out = bytearray()
+    for number, wire, raw in fields(model_bytes):
+        if number == 3 and wire == 2:  # ModelProto.normalizer_spec
+            _, at = varint(raw, 0)
+            n, at = varint(raw, at)
+            spec = b"".join(r for f, _, r in fields(raw[at : at + n]) if f != 3) + put_varint(3 << 3) + b"\x00"
+            raw = put_varint((3 << 3) | 2) + put_varint(len(spec)) + spec
+        out += raw
+    return bytes(out)
+
+
+class NonLegacyTokenizer(Tokenizer):
+    """T5Tokenizer(legacy=False, add_prefix_space=...): tokenize / _tokenize of tokenization_t5.py."""
+
+    def __init__(self, model, plain_model, add_prefix_space=True):
+        super().__init__(plain_model)
+        self.nodp, self.add_prefix_space = model, add_prefix_space
+        self.unk_length = len(self.pieces_nodp("<unk>"))
+
+    def pieces_nodp(self, text):
+        out = spm(["spm_encode", "--model", self.nodp, "--output_format=id"], text + "\n")
+        return [self.pieces[int(x)] for x in out.split()]
+
+    def sp_tokenize(self, text):
+        if not text.startswith(("▁", " ")):
+            return self.pieces_nodp(text)
+        tokens = self.pieces_nodp("<unk>" + text)
+        return tokens[self.unk_length :] if len(tokens) >= self.unk_length else tokens
+
+    def encode(self, text):
+        if len(text) == 0:
+            return super().encode(text) if text else [EOS]
+        text = text.replace("▁", " ")
+        if self.add_prefix_space:
+            text = "▁" + text
+        names = sorted(self.special, key=len, reverse=True)
+        parts = re.split("(" + "|".join(re.escape(n) for n in names) + ")", text)
+        for i in range(1, len(parts), 2):
+            if parts[i].startswith("<extra_id_"):  # sentinels: lstrip and rstrip
+                parts[i - 1] = parts[i - 1].rstrip()
+                parts[i + 1] = parts[i + 1].lstrip()
+        tokens = []  # (text, id or None)
+        for i, part in enumerate(parts):
+            if i % 2:
+                tokens.append((part, self.special[part]))
+            elif part:
+                tokens.extend((p, None) for p in self.sp_tokenize(part))
+        if len(tokens) > 1 and tokens[0][0] == "▁" and tokens[1][1] is not None:
+            tokens = tokens[1:]
+        ids = [i if i is not None else self.pieces.index(t) for t, i in tokens]
+        return ids if ids[-1:] == [EOS] else ids + [EOS]
+
+
+NON_LEGACY_CASES = TOKENIZER_CASES + ["▁already marked", "Hello<extra_id_0>world", "<extra_id_0>   x", " leading space", "a▁b"]
+
+
+def extra():
+    """tokenizer-nonlegacy.json over the committed spiece.model: legacy=False ids with and without add_prefix_space."""
+    model = os.path.join(OUT, "spiece.model")
+    with tempfile.TemporaryDirectory() as tmp:
+        nodp = os.path.join(tmp, "nodp.model")
+        with open(model, "rb") as f, open(nodp, "wb") as g:
+            g.write(without_dummy_prefix(f.read()))
+        legacy = Tokenizer(model)
+        prefixed, bare = NonLegacyTokenizer(nodp, model), NonLegacyTokenizer(nodp, model, add_prefix_space=False)
+        cases = [{"text": t, "legacy": legacy.encode(t), "ids": prefixed.encode(t), "ids_no_prefix_space": bare.encode(t)} for t in NON_LEGACY_CASES]
+    with open(os.path.join(OUT, "tokenizer-nonlegacy.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+    print("cases differing from legacy:", sum(c["ids"] != c["legacy"] for c in cases), "of", len(cases))
+
+
 if __name__ == "__main__":
-    main()
+    extra() if sys.argv[1:] == ["--extra"] else main()

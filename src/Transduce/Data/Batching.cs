@@ -52,12 +52,19 @@ internal static class Batching
     /// d2l's <c>pad_or_trim</c>: appends <c>&lt;eos&gt;</c>, then cuts to <paramref name="maxSteps"/> (when given).
     /// A cut sequence loses its <c>&lt;eos&gt;</c>, exactly as in the book.
     /// </summary>
-    public static int[] WithEos(int[] ids, int eos, int? maxSteps)
+    public static int[] WithEos(int[] ids, int eos, int? maxSteps) => Frame(ids, new SpecialIds(0, 0, eos), maxSteps);
+
+    /// <summary>
+    /// A sequence as batching frames it: <see cref="WithEos"/> when <paramref name="specials"/> appends the end token,
+    /// else the family's whole sequence cut to <paramref name="maxSteps"/>.
+    /// </summary>
+    public static int[] Frame(int[] ids, SpecialIds specials, int? maxSteps)
     {
+        if (!specials.AppendEos) return maxSteps is int cut && ids.Length > cut ? ids[..cut] : ids;
         int length = maxSteps is int m ? Math.Min(ids.Length + 1, m) : ids.Length + 1;
         var result = new int[length];
         Array.Copy(ids, result, Math.Min(ids.Length, length));
-        if (length == ids.Length + 1) result[^1] = eos;
+        if (length == ids.Length + 1) result[^1] = specials.Eos;
         return result;
     }
 
@@ -74,8 +81,8 @@ internal static class Batching
         int srcSteps = 1, tgtSteps = 1, tokens = 0;
         for (int i = 0; i < pairs.Count; i++)
         {
-            sources[i] = WithEos(pairs[i].Source, ids.Eos, maxSteps);
-            labels[i] = WithEos(pairs[i].Target, ids.Eos, maxSteps);
+            sources[i] = Frame(pairs[i].Source, ids, maxSteps);
+            labels[i] = Frame(pairs[i].Target, ids, maxSteps);
             srcSteps = Math.Max(srcSteps, sources[i].Length);
             tgtSteps = Math.Max(tgtSteps, labels[i].Length);
             tokens += labels[i].Length;
@@ -122,7 +129,7 @@ internal static class Batching
     /// </summary>
     public static (Tensor Source, Tensor ValidLengths) BuildSources(IReadOnlyList<int[]> sources, SpecialIds ids, int? maxSteps)
     {
-        var rows = sources.Select(s => WithEos(s, ids.Eos, maxSteps)).ToArray();
+        var rows = sources.Select(s => Frame(s, ids, maxSteps)).ToArray();
         int steps = Math.Max(1, rows.Max(r => r.Length));
         var src = new long[rows.Length * steps];
         Array.Fill(src, ids.Pad);

@@ -14,6 +14,17 @@ internal static class PyText
     /// <summary>Python's <c>str.isspace()</c> for one UTF-16 unit: .NET's whitespace plus U+001C..U+001F.</summary>
     public static bool IsSpace(char c) => char.IsWhiteSpace(c) || (c >= '\u001c' && c <= '\u001f');
 
+    /// <summary>
+    /// transformers' <c>clean_up_tokenization</c>: the space before <c>. ? ! ,</c> and English contractions
+    /// (<c>n't 'm 's 've 're</c>) goes, and <c> ' </c> becomes <c>'</c>.
+    /// </summary>
+    public static string CleanUpTokenization(string s) => s
+        .Replace(" .", ".", StringComparison.Ordinal).Replace(" ?", "?", StringComparison.Ordinal)
+        .Replace(" !", "!", StringComparison.Ordinal).Replace(" ,", ",", StringComparison.Ordinal)
+        .Replace(" ' ", "'", StringComparison.Ordinal).Replace(" n't", "n't", StringComparison.Ordinal)
+        .Replace(" 'm", "'m", StringComparison.Ordinal).Replace(" 's", "'s", StringComparison.Ordinal)
+        .Replace(" 've", "'ve", StringComparison.Ordinal).Replace(" 're", "'re", StringComparison.Ordinal);
+
     /// <summary>Python's argument-less <c>str.split()</c>: runs of whitespace separate, no empty items.</summary>
     public static List<string> Split(string s)
     {

@@ -82,9 +82,13 @@ internal sealed partial class SentencePieceModel
     private readonly SentencePieceNormalizer _normalizer;
     private readonly SentencePieceNormalizer? _denormalizer;
     private readonly string _unknownSurface;
+    private readonly SentencePieceProto _proto;
+    private readonly string _sourceName;
 
-    private SentencePieceModel(SentencePieceProto model, string sourceName)
+    private SentencePieceModel(SentencePieceProto model, string sourceName, SentencePieceNormalizerSpec? normalizer = null)
     {
+        _proto = model;
+        _sourceName = sourceName;
         int count = model.Pieces.Count;
         _pieces = new string[count];
         _scores = new float[count];
@@ -191,7 +195,7 @@ internal sealed partial class SentencePieceModel
         _userDefined = [.. userDefined];
 
         byte[][] userDefinedUtf8 = [.. userDefined.Select(Encoding.UTF8.GetBytes)];
-        SentencePieceNormalizerSpec spec = model.Normalizer ?? new SentencePieceNormalizerSpec();
+        SentencePieceNormalizerSpec spec = normalizer ?? model.Normalizer ?? new SentencePieceNormalizerSpec();
         _normalizer = new SentencePieceNormalizer(spec, TreatWhitespaceAsSuffix, userDefinedUtf8, sourceName);
         if (model.Denormalizer is { CharsMap.Length: > 0 } denormalizerSpec)
         {
@@ -207,6 +211,20 @@ internal sealed partial class SentencePieceModel
 
     /// <summary>The segmentation algorithm.</summary>
     public SentencePieceModelType ModelType { get; }
+
+    /// <summary>
+    /// This model with <c>add_dummy_prefix</c> off (what transformers' non-legacy SentencePiece tokenizers load: no <c>▁</c>
+    /// is put before the text, so text that does not start with a space does not start a word).
+    /// </summary>
+    internal SentencePieceModel WithoutDummyPrefix()
+    {
+        var spec = _proto.Normalizer ?? new SentencePieceNormalizerSpec();
+        return new SentencePieceModel(_proto, _sourceName, new SentencePieceNormalizerSpec
+        {
+            Name = spec.Name, CharsMap = spec.CharsMap, AddDummyPrefix = false,
+            RemoveExtraWhitespaces = spec.RemoveExtraWhitespaces, EscapeWhitespaces = spec.EscapeWhitespaces,
+        });
+    }
 
     /// <summary>All pieces, indexed by SentencePiece id.</summary>
     public IReadOnlyList<string> Pieces { get; }

@@ -8,20 +8,27 @@ namespace Transduce.Text;
 /// which keeps its own text and is looked up as such. Text comes back as <c>MarianTokenizer.decode(ids,
 /// skip_special_tokens=True)</c> makes it: the reserved tokens (<c>&lt;unk&gt;</c> too) are dropped, the pieces are decoded
 /// by the SentencePiece model, every <c>▁</c> still left (pieces of a joint vocabulary that this side's model does not know,
-/// which SentencePiece copies as they are) becomes a space, and the ends are stripped.
+/// which SentencePiece copies as they are) becomes a space, and the ends are stripped. With <see cref="AddedTokens"/>
+/// (NLLB's and M2M100's specials and language codes), those written in the text are split out first and become their
+/// own ids, and each stretch between them is segmented on its own, as transformers' tokenizers do.
 /// </summary>
 internal sealed class SentencePieceTokenizer : ITokenizer
 {
     private readonly SentencePieceModel model;
     private readonly int[] vocabularyIdOfPiece;
     private readonly (string Piece, int Id)[] pieceOfVocabularyId;
+    private readonly AddedTokens? added;
 
-    /// <summary>Segments with <paramref name="model"/> and numbers the pieces by <paramref name="vocabulary"/>.</summary>
-    public SentencePieceTokenizer(SentencePieceModel model, Vocabulary vocabulary)
+    /// <summary>
+    /// Segments with <paramref name="model"/> and numbers the pieces by <paramref name="vocabulary"/>; the
+    /// <paramref name="addedTokens"/> written in a text are split out first (their ids must be in the vocabulary).
+    /// </summary>
+    public SentencePieceTokenizer(SentencePieceModel model, Vocabulary vocabulary, AddedTokens? addedTokens = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(vocabulary);
         this.model = model;
+        added = addedTokens is { IsEmpty: false } ? addedTokens : null;
         Vocabulary = vocabulary;
         vocabularyIdOfPiece = model.Pieces.Select(piece => vocabulary[piece]).ToArray();
         pieceOfVocabularyId = vocabulary.Tokens.Select(token => (token, model.PieceToId(token))).ToArray();
@@ -34,14 +41,24 @@ internal sealed class SentencePieceTokenizer : ITokenizer
     public SentencePieceModel Model => model;
 
     /// <inheritdoc />
-    public int[] EncodeToIds(string text) => model.Encode(text).Select(VocabularyId).ToArray();
+    public int[] EncodeToIds(string text) =>
+        added is null ? model.Encode(text).Select(VocabularyId).ToArray() : [.. EncodeToTokens(text).Select(t => t.Id)];
 
     /// <inheritdoc />
-    public IReadOnlyList<EncodedToken> EncodeToTokens(string text) =>
-        model.Encode(text).Select(p => new EncodedToken(VocabularyId(p), p.Piece)).ToArray();
+    public IReadOnlyList<EncodedToken> EncodeToTokens(string text)
+    {
+        if (added is null) return model.Encode(text).Select(p => new EncodedToken(VocabularyId(p), p.Piece)).ToArray();
+        var tokens = new List<EncodedToken>();
+        foreach (var (part, token) in added.Split(text))
+        {
+            if (token is not null) tokens.Add(new EncodedToken(token.Id, part));
+            else tokens.AddRange(model.Encode(part).Select(p => new EncodedToken(VocabularyId(p), p.Piece)));
+        }
+        return tokens;
+    }
 
     /// <inheritdoc />
-    public int CountTokens(string text) => model.Encode(text).Count;
+    public int CountTokens(string text) => added is null ? model.Encode(text).Count : EncodeToTokens(text).Count;
 
     /// <inheritdoc />
     public string Decode(IEnumerable<int> ids)

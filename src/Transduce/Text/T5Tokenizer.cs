@@ -17,6 +17,11 @@ namespace Transduce.Text;
 /// legacy behaviour: a stretch after a special token starts a new word). transformers appends <c>&lt;/s&gt;</c> unless the
 /// text already ends with it; here the batching appends <c>&lt;eos&gt;</c>, so a trailing <c>&lt;/s&gt;</c> of the text is dropped
 /// instead, and the model sees the same ids.</para>
+/// <para><b>Non-legacy</b> (<c>legacy: false</c>): the SentencePiece model runs without its dummy prefix; every <c>▁</c> in
+/// the text becomes a space and, with <c>add_prefix_space</c> (the default), the text gets a <c>▁</c> in front; a stretch
+/// that starts with a space or <c>▁</c> is segmented after the unknown token's text (<c>&lt;unk&gt;</c>), whose pieces are
+/// then dropped, so its leading space survives, and any other stretch is segmented as it is — text right after a special
+/// token does not start a new word; a lone <c>▁</c> before a leading special token is dropped.</para>
 /// <para><b>Decoding</b> is <c>decode(ids, skip_special_tokens=True)</c>: the special tokens (pad, end, unknown, the
 /// sentinels, the rows beyond the tokenizer) are dropped, the pieces decoded by the SentencePiece model, the ends stripped.</para>
 /// </remarks>
@@ -28,26 +33,38 @@ internal sealed class T5Tokenizer : ITokenizer
     private const string SentinelStart = "<extra_id_", RowStart = "<row_";
 
     private readonly SentencePieceTokenizer pieces;
-    private readonly (string Text, int Id, bool Strip)[] specials;
+    private readonly AddedTokens specials;
     private readonly bool[] special;
+    private readonly SentencePieceTokenizer? withoutPrefix; // non-legacy segmentation
+    private readonly bool addPrefixSpace;
+    private readonly int unkLength;
 
-    /// <summary>Segments with <paramref name="model"/>; <paramref name="vocabulary"/> is a <see cref="Layout"/> of it.</summary>
-    public T5Tokenizer(SentencePieceModel model, Vocabulary vocabulary)
+    /// <summary>
+    /// Segments with <paramref name="model"/>; <paramref name="vocabulary"/> is a <see cref="Layout"/> of it.
+    /// <paramref name="legacy"/> and <paramref name="addPrefixSpace"/> are <c>T5Tokenizer</c>'s <c>legacy</c> and <c>add_prefix_space</c>.
+    /// </summary>
+    public T5Tokenizer(SentencePieceModel model, Vocabulary vocabulary, bool legacy = true, bool addPrefixSpace = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(vocabulary);
         pieces = new SentencePieceTokenizer(model, vocabulary);
+        if (!legacy)
+        {
+            withoutPrefix = new SentencePieceTokenizer(model.WithoutDummyPrefix(), vocabulary);
+            unkLength = withoutPrefix.CountTokens(Vocabulary.UnkToken);
+        }
+        this.addPrefixSpace = addPrefixSpace;
         Vocabulary = vocabulary;
         special = new bool[vocabulary.Count];
-        var list = new List<(string, int, bool)> { (EndToken, vocabulary.EosId, false), (Vocabulary.PadToken, vocabulary.PadId, false), (Vocabulary.UnkToken, vocabulary.UnkId, false) };
+        var list = new List<AddedToken> { new(EndToken, vocabulary.EosId), new(Vocabulary.PadToken, vocabulary.PadId), new(Vocabulary.UnkToken, vocabulary.UnkId) };
         for (int id = 0; id < vocabulary.Count; id++)
         {
             string token = vocabulary[id];
             bool sentinel = SentinelNumber(token) is not null;
             special[id] = id <= vocabulary.UnkId || sentinel || token.StartsWith(RowStart, StringComparison.Ordinal);
-            if (sentinel) list.Add((token, id, true));
+            if (sentinel) list.Add(new AddedToken(token, id, LStrip: true, RStrip: true));
         }
-        specials = [.. list.OrderByDescending(s => s.Item1.Length)];
+        specials = new AddedTokens(list);
     }
 
     /// <inheritdoc />
@@ -92,37 +109,33 @@ internal sealed class T5Tokenizer : ITokenizer
     public IReadOnlyList<EncodedToken> EncodeToTokens(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        // Split out the special tokens, then strip beside each sentinel.
-        var parts = new List<(string Text, int Id, bool Strip)>();
-        int start = 0;
-        for (int at = 0; at < text.Length; at++)
+        bool legacy = withoutPrefix is null || text.Length == 0;
+        if (!legacy)
         {
-            if (text[at] != '<') continue;
-            foreach (var s in specials)
-            {
-                if (string.CompareOrdinal(text, at, s.Text, 0, s.Text.Length) != 0) continue;
-                parts.Add((text[start..at], -1, false));
-                parts.Add(s);
-                at += s.Text.Length - 1;
-                start = at + 1;
-                break;
-            }
-        }
-        parts.Add((text[start..], -1, false));
-        for (int i = 0; i < parts.Count; i++)
-        {
-            if (!parts[i].Strip) continue;
-            parts[i - 1] = parts[i - 1] with { Text = PyText.RStrip(parts[i - 1].Text) };
-            parts[i + 1] = parts[i + 1] with { Text = PyText.LStrip(parts[i + 1].Text) };
+            text = text.Replace(SentencePieceModel.SpaceSymbol, " ", StringComparison.Ordinal);
+            if (addPrefixSpace) text = SentencePieceModel.SpaceSymbol + text;
         }
         var tokens = new List<EncodedToken>();
-        foreach (var part in parts)
+        var parts = specials.Split(text);
+        foreach (var (part, token) in parts)
         {
-            if (part.Id >= 0) tokens.Add(new EncodedToken(part.Id, part.Text));
-            else if (part.Text.Length > 0) tokens.AddRange(pieces.EncodeToTokens(part.Text));
+            if (token is not null) tokens.Add(new EncodedToken(token.Id, part));
+            else tokens.AddRange(legacy ? pieces.EncodeToTokens(part) : NonLegacyPieces(part));
         }
+        // A text that starts with a special token: the prefix space alone before it goes.
+        if (!legacy && tokens.Count > 1 && parts is [{ Token: null }, { Token: not null }, ..] && tokens[0].Value == SentencePieceModel.SpaceSymbol && tokens[1].Value == parts[1].Text)
+            tokens.RemoveAt(0);
         if (tokens.Count > 0 && tokens[^1].Id == Vocabulary.EosId) tokens.RemoveAt(tokens.Count - 1);
         return tokens;
+    }
+
+    /// <summary>A stretch without special tokens as <c>T5Tokenizer._tokenize</c> segments it when not legacy.</summary>
+    private IReadOnlyList<EncodedToken> NonLegacyPieces(string stretch)
+    {
+        if (!stretch.StartsWith(SentencePieceModel.SpaceSymbol, StringComparison.Ordinal) && !stretch.StartsWith(' '))
+            return withoutPrefix!.EncodeToTokens(stretch);
+        var all = withoutPrefix!.EncodeToTokens(Vocabulary.UnkToken + stretch);
+        return all.Count >= unkLength ? [.. all.Skip(unkLength)] : all;
     }
 
     /// <inheritdoc />

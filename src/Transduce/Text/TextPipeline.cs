@@ -16,6 +16,25 @@ public sealed record TextConfig
     /// <summary>Sequences are cut to this many tokens including <c>&lt;eos&gt;</c> (d2l's <c>num_steps</c>); null keeps them whole.</summary>
     public int? MaxSteps { get; init; }
 
+    /// <summary>
+    /// Tokens the <c>spm</c> tokenizer splits out of the text before SentencePiece, with their ids (a converted NLLB /
+    /// M2M100 folder's specials and language codes, as transformers' tokenizers split them); null or empty for none.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonInclude]
+    internal IReadOnlyList<AddedToken>? AddedTokens { get; init; }
+
+    /// <summary>Decoded text goes through transformers' <c>clean_up_tokenization</c> (a converted folder that sets <c>clean_up_tokenization_spaces</c>).</summary>
+    [System.Text.Json.Serialization.JsonInclude]
+    internal bool CleanUpSpaces { get; init; }
+
+    /// <summary>The <c>t5</c> tokenizer's <c>legacy</c> segmentation (transformers' default; false: <c>legacy: false</c>).</summary>
+    [System.Text.Json.Serialization.JsonInclude]
+    internal bool Legacy { get; init; } = true;
+
+    /// <summary>The <c>t5</c> tokenizer's <c>add_prefix_space</c> (read when not <see cref="Legacy"/>).</summary>
+    [System.Text.Json.Serialization.JsonInclude]
+    internal bool AddPrefixSpace { get; init; } = true;
+
     /// <summary>The tokenizer names <see cref="TextPipeline.Create"/> knows.</summary>
     public static IReadOnlyList<string> Tokenizers { get; } = ["word", "bpe", "spm", "t5"];
 
@@ -68,13 +87,17 @@ internal sealed class TextPipeline
                 return new TextPipeline(config, subwords, subwords);
             case "spm":
                 if (sentencePiece is null) throw new ArgumentException("text config: the 'spm' tokenizer needs its SentencePiece models");
-                return new TextPipeline(config, new SentencePieceTokenizer(sentencePiece.Source, sourceVocabulary),
-                    new SentencePieceTokenizer(sentencePiece.Target, targetVocabulary));
+                var added = new AddedTokens(config.AddedTokens ?? []);
+                foreach (var token in added.Tokens)
+                    if (token.Id < 0 || token.Id >= Math.Min(sourceVocabulary.Count, targetVocabulary.Count))
+                        throw new ArgumentException($"text config: 'added_tokens': '{token.Content}' has id {token.Id}, outside the vocabulary");
+                return new TextPipeline(config, new SentencePieceTokenizer(sentencePiece.Source, sourceVocabulary, added),
+                    new SentencePieceTokenizer(sentencePiece.Target, targetVocabulary, added));
             case "t5":
                 if (sentencePiece is null) throw new ArgumentException("text config: the 't5' tokenizer needs its SentencePiece model");
                 if (!ReferenceEquals(sourceVocabulary, targetVocabulary) && !sourceVocabulary.Tokens.SequenceEqual(targetVocabulary.Tokens))
                     throw new ArgumentException("text config: the 't5' tokenizer needs one vocabulary for both sides");
-                var t5 = new T5Tokenizer(sentencePiece.Source, sourceVocabulary);
+                var t5 = new T5Tokenizer(sentencePiece.Source, sourceVocabulary, config.Legacy, config.AddPrefixSpace);
                 return new TextPipeline(config, t5, t5);
             default:
                 throw new ArgumentException($"text config: unknown tokenizer '{config.Tokenizer}' (known: {string.Join(", ", TextConfig.Tokenizers)})");
@@ -106,7 +129,8 @@ internal sealed class TextPipeline
     public IReadOnlyList<EncodedToken> SourceTokens(string text) => Source.EncodeToTokens(normalizer.Normalize(text));
 
     /// <summary>The text of output (target) ids.</summary>
-    public string Decode(IEnumerable<int> targetIds) => Target.Decode(targetIds);
+    public string Decode(IEnumerable<int> targetIds) =>
+        Config.CleanUpSpaces ? PyText.CleanUpTokenization(Target.Decode(targetIds)) : Target.Decode(targetIds);
 
     /// <summary>How many target tokens <paramref name="text"/> makes.</summary>
     public int CountTargetTokens(string text) => Target.CountTokens(normalizer.Normalize(text));

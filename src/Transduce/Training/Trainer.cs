@@ -349,8 +349,8 @@ internal static class Trainer
         }
         using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
-        var sourceLengths = data.Select(p => Batching.WithEos(p.Source, ids.Eos, maxSteps).Length).ToArray();
-        var targetLengths = data.Select(p => Batching.WithEos(p.Target, ids.Eos, maxSteps).Length).ToArray();
+        var sourceLengths = data.Select(p => Batching.Frame(p.Source, ids, maxSteps).Length).ToArray();
+        var targetLengths = data.Select(p => Batching.Frame(p.Target, ids, maxSteps).Length).ToArray();
         List<int[]> EpochBatches(int epoch) => options.Bucketed || options.MaxTokens is not null
             ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch)
             : Batching.Chunk(Batching.EpochOrder(data.Count, options.Seed, epoch), options.BatchSize).ToList();

@@ -349,19 +349,21 @@ public sealed class Translator : IDisposable
     private int[][] Encode(IReadOnlyList<string> sentences, TranslationOptions? options) => sentences.Select(s => EncodeSource(s, options)).ToArray();
 
     /// <summary>
-    /// The source ids of <paramref name="sentence"/> after <see cref="TranslationOptions.Prefix"/>, with the source language's
-    /// token for a multilingual model.
+    /// The source ids of <paramref name="sentence"/> after <see cref="TranslationOptions.Prefix"/> as the model's family
+    /// frames a source (its pair encoding, as in training): with the source language's token for a multilingual model.
     /// </summary>
     private int[] EncodeSource(string sentence, TranslationOptions? options)
     {
-        int[] ids = pipeline.EncodeSource(options?.Prefix is { } prefix ? prefix + sentence : sentence);
         if (checkpoint.Languages is not { } languages)
         {
             if (options?.SourceLanguage is not null || options?.TargetLanguage is not null)
                 throw new ArgumentException("this model has no languages to choose: leave out the source and target language", nameof(options));
-            return ids;
+            return pipeline.EncodeSource(options?.Prefix is { } prefix ? prefix + sentence : sentence);
         }
-        return [languages.SourceId(options?.SourceLanguage), .. ids];
+        languages.SourceId(options?.SourceLanguage); // an unknown or missing language fails here, naming close codes
+        var context = new PairEncodingContext(SourceLanguage: options?.SourceLanguage ?? languages.DefaultSource,
+            SourcePrefix: options?.Prefix, SourceLanguageIds: languages.Source);
+        return checkpoint.PairEncoding.Source(pipeline, sentence, context);
     }
 
     /// <summary>Output text without the tokens that are never text (a multilingual model's language codes).</summary>
@@ -396,7 +398,7 @@ public sealed class Translator : IDisposable
         var tgtVocab = checkpoint.TargetVocabulary;
         // Decoding starts and ends with the ids training used (the family's pair encoding: decoder start, end).
         var ids = checkpoint.PairEncoding.Ids(tgtVocab);
-        var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId);
+        var srcIds = new SpecialIds(srcVocab.PadId, srcVocab.BosId, srcVocab.EosId, ids.AppendEos);
         var results = new IReadOnlyList<Hypothesis>[encoded.Length];
         // Sort by length so each batch pads little; write results back by original index.
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
@@ -427,7 +429,8 @@ public sealed class Translator : IDisposable
         var srcVocab = checkpoint.SourceVocabulary;
         var tgtVocab = checkpoint.TargetVocabulary;
         var sourceTokens = pipeline.SourceTokens(sentence);
-        var shownSource = Batching.WithEos(sourceIds, srcVocab.EosId, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
+        var framing = checkpoint.PairEncoding.Ids(checkpoint.TargetVocabulary) with { Eos = srcVocab.EosId };
+        var shownSource = Batching.Frame(sourceIds, framing, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
         // Unknown source words show as typed, not as <unk>.
         for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
         var shownTarget = outputIds.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();

@@ -22,6 +22,7 @@ internal static class M2M100Convert
     {
         ForeignFormats.Register(M2M100Import.ModelType, IsM2M100Folder, ToCheckpoint);
         PairEncoding.Register(M2M100PairEncoding.Instance);
+        PairEncoding.Register(M2M100PairEncoding.Legacy);
     }
 
     /// <summary>True when <paramref name="directory"/>'s <c>config.json</c> says <c>model_type: m2m_100</c>.</summary>
@@ -33,9 +34,6 @@ internal static class M2M100Convert
         using var nllb = M2M100Import.Load(directory);
         var folder = new HuggingFaceFolder(directory, M2M100Import.Family);
         var tokenizer = nllb.Tokenizer;
-        if (tokenizer.Legacy)
-            throw new InvalidDataException(
-                $"{folder.File(HuggingFaceFolder.TokenizerConfigFile)}: 'legacy_behaviour': true (the language code after </s>) is read by the NLLB import but not yet by translate and serve");
         var gen = nllb.Generation;
         int rows = nllb.Config.TargetVocabSize;
 
@@ -64,12 +62,18 @@ internal static class M2M100Convert
         {
             Model = model,
             ModelConfig = config,
-            TextConfig = new TextConfig { Normalizer = "none", Tokenizer = "spm" },
+            TextConfig = new TextConfig
+            {
+                Normalizer = "none", Tokenizer = "spm", CleanUpSpaces = tokenizer.CleanUpSpaces,
+                // The specials and codes typed in a text, with our ids (a typed </s> is our end token).
+                AddedTokens = [.. tokenizer.Added.Where(t => ourId.ContainsKey(t.Id))
+                    .Select(t => t with { Id = t.Id == gen.EosTokenId ? vocabulary.EosId : ourId[t.Id] })],
+            },
             SourceVocabulary = vocabulary,
             TargetVocabulary = vocabulary,
             SentencePiece = new SentencePiecePair(spm, spm),
             Languages = table,
-            PairEncoding = M2M100PairEncoding.Instance,
+            PairEncoding = tokenizer.Legacy ? M2M100PairEncoding.Legacy : M2M100PairEncoding.Instance,
             Generation = VocabularyRemap.Generation(settings, mapArray, vocabulary.BosId) with
             {
                 // The translator's limit counts a closing </s> that forced_eos_token_id would write; without one (NLLB),

@@ -11,14 +11,30 @@ namespace Transduce.Import.M2M100;
 /// <c>data.target_language</c>, codes of the model's own table. The output bias is no parameter in transformers (its
 /// <c>&lt;bos&gt;</c> row here is −∞): <c>decoder.dense.bias</c> stays fixed.
 /// </summary>
+/// <remarks>
+/// With NLLB's <c>legacy_behaviour</c> (<see cref="Legacy"/>, <c>m2m100-legacy</c>) both sides are
+/// <c>pieces &lt;/s&gt; [lang]</c> (<c>NllbTokenizer</c>'s suffix <c>[eos, lang_code]</c> and no prefix, for the source
+/// and for <c>text_target</c>): the language code comes after the end token, so this encoding gives each sequence whole
+/// and batching appends nothing (<see cref="SpecialIds.AppendEos"/> false). Decoding still forces the target code first,
+/// as <c>generate</c> does with <c>forced_bos_token_id</c> in either mode.
+/// </remarks>
 internal sealed class M2M100PairEncoding : PairEncoding
 {
-    /// <summary>The one instance, registered as <c>m2m100</c>.</summary>
-    public static M2M100PairEncoding Instance { get; } = new();
+    /// <summary>The encoding of the language code first, registered as <c>m2m100</c>.</summary>
+    public static M2M100PairEncoding Instance { get; } = new("m2m100", legacy: false);
 
-    private M2M100PairEncoding() : base("m2m100")
-    {
-    }
+    /// <summary>NLLB's <c>legacy_behaviour</c> (the code after <c>&lt;/s&gt;</c>), registered as <c>m2m100-legacy</c>.</summary>
+    public static M2M100PairEncoding Legacy { get; } = new("m2m100-legacy", legacy: true);
+
+    private readonly bool legacy;
+
+    private M2M100PairEncoding(string name, bool legacy) : base(name) => this.legacy = legacy;
+
+    /// <summary>
+    /// A sequence of a multilingual family around its <paramref name="pieces"/>, up to the end token batching appends:
+    /// <c>[code] pieces</c>, or whole with <paramref name="legacy"/>: <c>pieces &lt;/s&gt; [code]</c>.
+    /// </summary>
+    internal static int[] Around(int[] pieces, int code, int eos, bool legacy) => legacy ? [.. pieces, eos, code] : [code, .. pieces];
 
     /// <inheritdoc />
     public override IReadOnlyCollection<string> FixedParameters { get; } = ["decoder.dense.bias"];
@@ -32,11 +48,14 @@ internal sealed class M2M100PairEncoding : PairEncoding
 
     /// <inheritdoc />
     public override int[] Source(TextPipeline text, string sentence, PairEncodingContext context) =>
-        [Id(context.SourceLanguage, context.SourceLanguageIds, "source"), .. base.Source(text, sentence, context)];
+        Around(base.Source(text, sentence, context), Id(context.SourceLanguage, context.SourceLanguageIds, "source"), text.Source.Vocabulary.EosId, legacy);
 
     /// <inheritdoc />
     public override int[] Target(TextPipeline text, string sentence, PairEncodingContext context) =>
-        [Id(context.TargetLanguage, context.TargetLanguageIds, "target"), .. text.EncodeTarget(sentence)];
+        Around(text.EncodeTarget(sentence), Id(context.TargetLanguage, context.TargetLanguageIds, "target"), text.Target.Vocabulary.EosId, legacy);
+
+    /// <inheritdoc />
+    public override SpecialIds Ids(Vocabulary target) => base.Ids(target) with { AppendEos = !legacy };
 
     private static int Id(string? code, IReadOnlyDictionary<string, int>? ids, string side)
     {

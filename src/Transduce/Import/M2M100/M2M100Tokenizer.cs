@@ -22,8 +22,11 @@ internal sealed class M2M100Tokenizer : MultilingualTokenizer
     private readonly HashSet<int> special;
     private readonly int unk;
 
-    private M2M100Tokenizer(SentencePieceModel model, Dictionary<string, int> encoder, Dictionary<string, int> languages, string source, string? target)
+    private M2M100Tokenizer(SentencePieceModel model, Dictionary<string, int> encoder, Dictionary<string, int> languages, string source, string? target, HfJsonFile config)
     {
+        string[] fixedTokens = ["<s>", "<pad>", "</s>", "<unk>"];
+        Added = [.. fixedTokens.Select(t => Token(config, t, encoder[t])), .. languages.Select(kv => Token(config, $"__{kv.Key}__", kv.Value))];
+        CleanUpSpaces = ReadCleanUp(config);
         this.model = model;
         this.encoder = encoder;
         this.languages = languages;
@@ -84,7 +87,7 @@ internal sealed class M2M100Tokenizer : MultilingualTokenizer
                 throw new InvalidDataException($"{vocabPath}: '__{codes[i]}__' is a language token and must not be in the vocabulary");
             languages[codes[i]] = encoder.Count + i;
         }
-        return new M2M100Tokenizer(model, encoder, languages, config.String("src_lang") ?? "en", config.String("tgt_lang"));
+        return new M2M100Tokenizer(model, encoder, languages, config.String("src_lang") ?? "en", config.String("tgt_lang"), config);
     }
 
     /// <inheritdoc />
@@ -92,8 +95,11 @@ internal sealed class M2M100Tokenizer : MultilingualTokenizer
         languages.FirstOrDefault(kv => kv.Value == id) is { Key: { } code } ? $"__{code}__" : id >= 0 && id < decoder.Length ? decoder[id] : null;
 
     /// <inheritdoc />
-    public override int[] EncodePieces(string text) =>
-        model.Encode(text).Select(p => encoder.TryGetValue(p.Piece, out int id) ? id : unk).ToArray();
+    public override IReadOnlyList<AddedToken> Added { get; }
+
+    /// <inheritdoc />
+    protected override int[] SegmentIds(string stretch) =>
+        model.Encode(stretch).Select(p => encoder.TryGetValue(p.Piece, out int id) ? id : unk).ToArray();
 
     /// <inheritdoc />
     public override string Decode(IEnumerable<int> ids) =>

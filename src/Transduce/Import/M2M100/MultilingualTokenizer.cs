@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using Transduce.Import.HuggingFace;
+using Transduce.Text;
 
 namespace Transduce.Import.M2M100;
 
@@ -6,9 +8,14 @@ namespace Transduce.Import.M2M100;
 /// What the two tokenizers of <c>M2M100ForConditionalGeneration</c> folders share (<see cref="NllbTokenizer"/>,
 /// <see cref="M2M100Tokenizer"/>): SentencePiece segments, ids are fairseq's, every language is one token, a source is
 /// <c>[src_lang] pieces &lt;/s&gt;</c>, and decoding with <c>skip_special_tokens</c> drops the specials and the language tokens.
+/// The added tokens (the four specials, the language tokens, NLLB's <c>&lt;mask&gt;</c>) written in a text are split out
+/// before SentencePiece (<see cref="AddedTokens"/>), each with its <c>lstrip</c> / <c>rstrip</c>: the folder's
+/// <c>added_tokens_decoder</c> when it has one, else the tokenizer's defaults (only <c>&lt;mask&gt;</c> takes the space on its left).
 /// </summary>
 internal abstract class MultilingualTokenizer
 {
+    private AddedTokens? splitter;
+
     /// <summary>The SentencePiece model's file name (both tokenizers).</summary>
     public const string ModelFile = "sentencepiece.bpe.model";
 
@@ -33,8 +40,45 @@ internal abstract class MultilingualTokenizer
     /// <summary>The text of token <paramref name="id"/> (a SentencePiece piece, a special), or null for an id no token names.</summary>
     public abstract string? Token(int id);
 
-    /// <summary>The pieces of <paramref name="text"/> as ids (no language token, no <c>&lt;/s&gt;</c>).</summary>
-    public abstract int[] EncodePieces(string text);
+    /// <summary>The tokens split out of a text before SentencePiece, with the folder's ids.</summary>
+    public abstract IReadOnlyList<AddedToken> Added { get; }
+
+    /// <summary>The folder's <c>clean_up_tokenization_spaces</c> (absent: false, transformers' default since 4.45).</summary>
+    public bool CleanUpSpaces { get; protected init; }
+
+    /// <summary>The SentencePiece pieces of a stretch of text without added tokens, as the folder's ids.</summary>
+    protected abstract int[] SegmentIds(string stretch);
+
+    /// <summary>The ids of <paramref name="text"/>: its added tokens, and the pieces of the stretches between them (no language token, no <c>&lt;/s&gt;</c> added).</summary>
+    public int[] EncodePieces(string text)
+    {
+        splitter ??= new AddedTokens(Added);
+        var ids = new List<int>();
+        foreach (var (part, token) in splitter.Split(text))
+        {
+            if (token is not null) ids.Add(token.Id);
+            else ids.AddRange(SegmentIds(part));
+        }
+        return [.. ids];
+    }
+
+    /// <summary>
+    /// The added token <paramref name="content"/> with id <paramref name="id"/>, stripping as the folder's
+    /// <c>added_tokens_decoder</c> says (<paramref name="config"/>), else as <paramref name="lstrip"/> says.
+    /// </summary>
+    protected static AddedToken Token(HfJsonFile config, string content, int id, bool lstrip = false)
+    {
+        if (config.Node("added_tokens_decoder") is JsonObject added)
+            foreach (var (_, node) in added)
+                if (node is JsonObject entry && entry["content"] is JsonValue v && v.TryGetValue<string>(out var text) && text == content)
+                    return new AddedToken(content, id, Flag(entry, "lstrip"), Flag(entry, "rstrip"));
+        return new AddedToken(content, id, lstrip);
+
+        static bool Flag(JsonObject entry, string key) => entry[key] is JsonValue f && f.TryGetValue<bool>(out bool b) && b;
+    }
+
+    /// <summary>Reads <c>clean_up_tokenization_spaces</c> of <paramref name="config"/>.</summary>
+    protected static bool ReadCleanUp(HfJsonFile config) => config.Bool("clean_up_tokenization_spaces") ?? false;
 
     /// <summary>Text for <paramref name="ids"/> as <c>decode(ids, skip_special_tokens=True)</c>.</summary>
     public abstract string Decode(IEnumerable<int> ids);
@@ -47,8 +91,8 @@ internal abstract class MultilingualTokenizer
     public int[] EncodeSource(string text, string? sourceLanguage = null)
     {
         int code = LanguageId(sourceLanguage ?? DefaultSourceLanguage);
-        var pieces = EncodePieces(text);
-        return Legacy ? [.. pieces, NllbTokenizer.EosId, code] : [code, .. pieces, NllbTokenizer.EosId];
+        var framed = M2M100PairEncoding.Around(EncodePieces(text), code, NllbTokenizer.EosId, Legacy);
+        return Legacy ? framed : [.. framed, NllbTokenizer.EosId];
     }
 
     /// <summary>

@@ -21,8 +21,11 @@ internal sealed class NllbTokenizer : MultilingualTokenizer
     private readonly Dictionary<string, int> languages;
     private readonly HashSet<int> special;
 
-    private NllbTokenizer(SentencePieceModel model, Dictionary<string, int> languages, int maskId, bool legacy, string defaultSource, string? defaultTarget)
+    private NllbTokenizer(SentencePieceModel model, Dictionary<string, int> languages, int maskId, bool legacy, string defaultSource, string? defaultTarget, HfJsonFile config)
     {
+        string[] fixedTokens = ["<s>", "<pad>", "</s>", "<unk>"];
+        Added = [.. fixedTokens.Select((t, id) => Token(config, t, id)), .. languages.Select(kv => Token(config, kv.Key, kv.Value)), Token(config, "<mask>", maskId, lstrip: true)];
+        CleanUpSpaces = ReadCleanUp(config);
         DefaultTargetLanguage = defaultTarget;
         this.model = model;
         this.languages = languages;
@@ -96,7 +99,7 @@ internal sealed class NllbTokenizer : MultilingualTokenizer
             mask = pieces + languages.Count;
         }
         string source = config.String("src_lang") ?? "eng_Latn";
-        return new NllbTokenizer(model, languages, mask, legacy, source, config.String("tgt_lang"));
+        return new NllbTokenizer(model, languages, mask, legacy, source, config.String("tgt_lang"), config);
     }
 
     private static IReadOnlyList<string>? Strings(HfJsonFile file, string key)
@@ -111,9 +114,12 @@ internal sealed class NllbTokenizer : MultilingualTokenizer
         }).ToList();
     }
 
-    /// <summary>The SentencePiece pieces of <paramref name="text"/> as ids (no language code, no <c>&lt;/s&gt;</c>).</summary>
-    public override int[] EncodePieces(string text) =>
-        model.Encode(text).Select(p => p.Id == 0 ? UnkId : p.Id + Offset).ToArray();
+    /// <inheritdoc />
+    public override IReadOnlyList<AddedToken> Added { get; }
+
+    /// <inheritdoc />
+    protected override int[] SegmentIds(string stretch) =>
+        model.Encode(stretch).Select(p => p.Id == 0 ? UnkId : p.Id + Offset).ToArray();
 
     /// <inheritdoc />
     public override string? Token(int id) => id switch

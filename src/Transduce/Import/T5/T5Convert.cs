@@ -36,7 +36,7 @@ internal static class T5Convert
     public static Checkpoint ToCheckpoint(string directory)
     {
         var folder = new HuggingFaceFolder(directory, T5Import.Family);
-        int extraIds = ReadTokenizerConfig(folder);
+        var (extraIds, text) = ReadTokenizerConfig(folder);
         string spiecePath = folder.File(T5Import.SentencePieceFile);
         if (!File.Exists(spiecePath)) throw new FileNotFoundException($"{spiecePath}: not found — a T5 folder needs its SentencePiece model", spiecePath);
         var bytes = File.ReadAllBytes(spiecePath);
@@ -60,7 +60,7 @@ internal static class T5Convert
             {
                 Model = model,
                 ModelConfig = converted,
-                TextConfig = new TextConfig { Normalizer = "none", Tokenizer = "t5" },
+                TextConfig = text,
                 SourceVocabulary = vocabulary,
                 TargetVocabulary = vocabulary,
                 SentencePiece = pieces,
@@ -73,16 +73,24 @@ internal static class T5Convert
     }
 
     /// <summary>
-    /// <c>tokenizer_config.json</c> (optional): the sentinel count <c>extra_ids</c>, and <c>legacy</c>, which must be absent
-    /// or true (transformers' default for T5; the non-legacy segmentation is not implemented).
+    /// <c>tokenizer_config.json</c> (optional): the sentinel count <c>extra_ids</c>, <c>legacy</c> (absent or null: true, as
+    /// <c>T5Tokenizer</c> defaults), <c>add_prefix_space</c> (default true), <c>clean_up_tokenization_spaces</c> (default
+    /// false, transformers' default since 4.45) — and the text config of the <c>t5</c> tokenizer they make.
     /// </summary>
-    private static int ReadTokenizerConfig(HuggingFaceFolder folder)
+    private static (int ExtraIds, TextConfig Text) ReadTokenizerConfig(HuggingFaceFolder folder)
     {
         var json = folder.Json(T5Import.TokenizerConfigFile, required: false);
-        if (json.Bool("legacy") == false)
-            throw json.Error("'legacy': false is not supported (only T5Tokenizer's legacy segmentation, its default, is implemented)");
         int extraIds = json.Int("extra_ids") ?? DefaultExtraIds;
         if (extraIds is < 0 or > 100_000) throw json.Error($"'extra_ids' must be from 0 to 100000 (got {extraIds})");
-        return extraIds;
+        bool legacy = json.Bool("legacy") ?? true;
+        // The non-legacy segmentation cuts the unknown token's text off a stretch: ours is <unk>, T5's default.
+        if (!legacy && json.Node("unk_token") is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var unk) && unk != Vocabulary.UnkToken)
+            throw json.Error($"'unk_token' '{unk}' with 'legacy': false: only T5's '<unk>' is supported");
+        return (extraIds, new TextConfig
+        {
+            Normalizer = "none", Tokenizer = "t5", Legacy = legacy,
+            AddPrefixSpace = json.Bool("add_prefix_space") ?? true,
+            CleanUpSpaces = json.Bool("clean_up_tokenization_spaces") ?? false,
+        });
     }
 }

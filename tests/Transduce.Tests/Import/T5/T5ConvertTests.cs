@@ -28,7 +28,7 @@ public sealed class T5ConvertTests
     }
 
     /// <summary>For each of our ids, the T5 id it stands for.</summary>
-    private static int[] T5Rows(string folder)
+    internal static int[] T5Rows(string folder)
     {
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!;
         var model = SentencePieceModel.Load(Path.Combine(folder, "spiece.model"));
@@ -208,7 +208,8 @@ public sealed class T5ConvertTests
         { "config.json", "d_kv", "1000", "config.json" },
         { "config.json", "num_heads", "100000", "num_heads" },
         { "config.json", "feed_forward_proj", "\"gated-wobble\"", "feed_forward_proj" },
-        { "tokenizer_config.json", "legacy", "false", "tokenizer_config.json" },
+        { "tokenizer_config.json", "legacy", "\"no\"", "legacy" },
+        { "tokenizer_config.json", "add_prefix_space", "1", "add_prefix_space" },
         { "tokenizer_config.json", "extra_ids", "-3", "extra_ids" },
         { "tokenizer_config.json", "extra_ids", "500", "spiece.model" },
         { "generation_config.json", "eos_token_id", "5", "eos_token_id" },
