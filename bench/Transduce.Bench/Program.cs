@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Transduce.Bench;
 
 /// <summary>
-/// <c>Transduce.Bench train|infer|step|gemm|infer-synthetic|ddp</c>: throughput of training and of decoding, each measured side by side with a
+/// <c>Transduce.Bench train|infer|step|gemm|infer-synthetic|ddp|load</c>: throughput of training and of decoding, each measured side by side with a
 /// PyTorch twin (bench/pytorch, Debian's python3-torch) in the same run, with the model FLOPs utilisation against the
 /// matmul peak measured on the same threads.
 /// </summary>
@@ -22,6 +22,7 @@ internal static class Program
             SyntheticInferBench.Create(),
             DdpBench.Create(),
         };
+        foreach (var command in LoadBench.Create()) root.Subcommands.Add(command);
         return root.Parse(args).Invoke();
     }
 }

@@ -42,3 +42,42 @@ internal static class WeightFiles
         return TorchPickle.LooksLikeZip(path) ? TorchPickle.Load(path) : Safetensors.Load(path, out _);
     }
 }
+
+/// <summary>
+/// The tensors of one or more weights files (a model's shards), read one at a time by name: from a safetensors file a view of
+/// its mapping where possible (<see cref="SafetensorsReader"/>), from a PyTorch file a view of the state dict read once.
+/// </summary>
+internal sealed class WeightReader : IDisposable
+{
+    private readonly Func<string, string> fileOf;
+    private readonly Dictionary<string, SafetensorsReader> safetensors = [];
+    private readonly Dictionary<string, Dictionary<string, Tensor>> pickles = [];
+
+    /// <summary>Reads from the files <paramref name="fileOf"/> names for each tensor (all from one file, or by a shard map).</summary>
+    public WeightReader(Func<string, string> fileOf) => this.fileOf = fileOf;
+
+    /// <summary>The tensor <paramref name="name"/> (it must be in its file), owned by the caller.</summary>
+    public Tensor Read(string name)
+    {
+        string path = fileOf(name);
+        if (pickles.TryGetValue(path, out var dict)) return dict[name].alias();
+        if (safetensors.TryGetValue(path, out var reader)) return reader.Read(name);
+        if (TorchPickle.LooksLikeZip(path))
+        {
+            pickles[path] = dict = TorchPickle.Load(path);
+            return dict[name].alias();
+        }
+        safetensors[path] = reader = SafetensorsReader.Open(path);
+        return reader.Read(name);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var r in safetensors.Values) r.Dispose();
+        foreach (var d in pickles.Values)
+            foreach (var t in d.Values) t.Dispose();
+        safetensors.Clear();
+        pickles.Clear();
+    }
+}

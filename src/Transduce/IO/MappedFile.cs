@@ -39,6 +39,9 @@ internal static class MappedFile
         return tensor;
     }
 
+    /// <summary>The address of <paramref name="t"/>'s first element.</summary>
+    public static long Address(Tensor t) => Data(t.Handle).ToInt64();
+
     /// <summary>
     /// Lets the kernel reclaim the pages of <paramref name="t"/> when it is a contiguous view of a mapped file (whole pages
     /// inside it only); otherwise does nothing. The values stay what they were: a clean page is re-read from the file,

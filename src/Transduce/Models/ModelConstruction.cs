@@ -75,14 +75,23 @@ internal static class ModelConstruction
     /// </summary>
     public static void Materialize(nn.Module model, Func<string, Tensor, Tensor> supply)
     {
-        var real = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        var real = new Dictionary<IntPtr, Tensor>();
+        var supplied = new HashSet<long>();
         foreach (var (name, meta) in model.state_dict())
         {
-            if (meta.device_type != DeviceType.META || real.ContainsKey(meta)) continue;
+            if (meta.device_type != DeviceType.META || real.ContainsKey(Impl(meta))) continue;
             var tensor = supply(name, meta);
             if (!tensor.shape.SequenceEqual(meta.shape))
                 throw new InvalidOperationException($"'{name}': supplied shape [{string.Join(", ", tensor.shape)}] for [{string.Join(", ", meta.shape)}]");
-            real[meta] = meta is Parameter p ? new Parameter(tensor, p.requires_grad) : tensor;
+            // Two weights of the model must not share memory unless they are one weight (tied): a file that stores one
+            // tensor under two names for an untied model gives each its own copy.
+            if (tensor.NumberOfElements > 0 && !supplied.Add(IO.MappedFile.Address(tensor)))
+            {
+                var copy = tensor.clone();
+                tensor.Dispose();
+                tensor = copy;
+            }
+            real[Impl(meta)] = meta is Parameter p ? new Parameter(tensor, p.requires_grad) : tensor;
         }
         foreach (var module in model.modules().Prepend(model).Distinct(ReferenceEqualityComparer.Instance).Cast<nn.Module>())
             Replace(module, real);
@@ -98,23 +107,27 @@ internal static class ModelConstruction
     private static readonly FieldInfo Buffers = typeof(nn.Module).GetField("_internal_buffers", BindingFlags.Instance | BindingFlags.NonPublic)
         ?? throw new MissingFieldException("TorchSharp's Module._internal_buffers (this TorchSharp version is not supported)");
 
-    private static void Replace(nn.Module module, Dictionary<Tensor, Tensor> real)
+    // The identity of a tensor: TorchSharp hands out a new wrapper (handle) each time a native module's weight is read, so
+    // one weight tied to two modules has two handles; both point at one libtorch at::Tensor, whose first word is its TensorImpl.
+    private static IntPtr Impl(Tensor t) => System.Runtime.InteropServices.Marshal.ReadIntPtr(t.Handle);
+
+    private static void Replace(nn.Module module, Dictionary<IntPtr, Tensor> real)
     {
         // TorchSharp's native-backed modules (Embedding) keep the weight in libtorch too: their setters update it.
         foreach (var (name, parameter) in module.named_parameters(recurse: false).ToList())
-            if (real.TryGetValue(parameter, out var t) && module.GetType().GetProperty(name, BindingFlags.Instance | BindingFlags.Public) is { CanWrite: true } property
+            if (real.TryGetValue(Impl(parameter), out var t) && module.GetType().GetProperty(name, BindingFlags.Instance | BindingFlags.Public) is { CanWrite: true } property
                 && property.PropertyType.IsAssignableFrom(typeof(Parameter)))
                 property.SetValue(module, t);
         for (var type = module.GetType(); type is not null && type != typeof(nn.Module); type = type.BaseType)
             foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
-                if (typeof(Tensor).IsAssignableFrom(field.FieldType) && field.GetValue(module) is Tensor old && real.TryGetValue(old, out var t))
+                if (typeof(Tensor).IsAssignableFrom(field.FieldType) && field.GetValue(module) is Tensor { IsInvalid: false } old && real.TryGetValue(Impl(old), out var t))
                     field.SetValue(module, t);
         ReplaceValues(Parameters.GetValue(module), real);
         ReplaceValues(Buffers.GetValue(module), real);
     }
 
     // The registration dictionaries map names to a parameter, or to (tensor, persistent) for buffers.
-    private static void ReplaceValues(object? dictionary, Dictionary<Tensor, Tensor> real)
+    private static void ReplaceValues(object? dictionary, Dictionary<IntPtr, Tensor> real)
     {
         if (dictionary is null) return;
         var type = dictionary.GetType();
@@ -125,10 +138,10 @@ internal static class ModelConstruction
             object? value = indexer.GetValue(dictionary, [key]);
             switch (value)
             {
-                case Tensor t when real.TryGetValue(t, out var r):
+                case Tensor { IsInvalid: false } t when real.TryGetValue(Impl(t), out var r):
                     indexer.SetValue(dictionary, r, [key]);
                     break;
-                case ValueTuple<Tensor, bool> (var t, var persistent) when real.TryGetValue(t, out var r):
+                case ValueTuple<Tensor, bool> (var t, var persistent) when !t.IsInvalid && real.TryGetValue(Impl(t), out var r):
                     indexer.SetValue(dictionary, (r, persistent), [key]);
                     break;
             }

@@ -113,6 +113,9 @@ internal sealed class HuggingFaceWeights
         return new WeightsIndex(Path, shapes, stored);
     }
 
+    /// <summary>A reader of the tensors by name, across the shards (call <see cref="Describe"/> first: it checks them).</summary>
+    public WeightReader Open() => WeightMap is null ? new WeightReader(_ => Files[0]) : new WeightReader(name => WeightMap[name]);
+
     /// <summary>Reads every tensor (all shards), after <see cref="Describe"/>'s checks. The caller disposes them.</summary>
     public Dictionary<string, Tensor> Load()
     {

@@ -1,4 +1,5 @@
 using Transduce.Inference;
+using Transduce.Models;
 using Transduce.Models.Transformer;
 using Transduce.Text;
 using static TorchSharp.torch;
@@ -25,21 +26,22 @@ internal static class VocabularyRemap
     public static TransformerSeq2Seq Reindex(TransformerSeq2Seq from, TransformerConfig config, int[] sourceMap, int[] targetMap, Vocabulary target)
     {
         if (!config.OutputBias) throw new ArgumentException("the remapped model needs an output bias to exclude its <bos> row", nameof(config));
-        var model = new TransformerSeq2Seq(config);
+        TransformerSeq2Seq model;
+        using (ModelConstruction.WithoutWeights()) model = new TransformerSeq2Seq(config); // every weight comes from 'from'
         try
         {
             using var _ = no_grad();
-            using var scope = NewDisposeScope();
-            var sourceIndex = tensor(sourceMap.Select(i => (long)i).ToArray());
-            var targetIndex = tensor(targetMap.Select(i => (long)i).ToArray());
+            using var sourceIndex = tensor(sourceMap.Select(i => (long)i).ToArray());
+            using var targetIndex = tensor(targetMap.Select(i => (long)i).ToArray());
             var original = from.state_dict();
-            foreach (var (name, row) in model.state_dict())
+            // Only the vocabulary rows are copied (reordered); every other tensor is shared with 'from', so the import holds
+            // one copy of the network (views of the mapped files, where they came from there).
+            ModelConstruction.Materialize(model, (name, like) =>
             {
                 if (!original.TryGetValue(name, out var source))
                 {
                     if (name != "decoder.dense.bias") throw new InvalidOperationException($"remapped model has '{name}', the imported one does not");
-                    row.zero_();
-                    continue;
+                    return zeros(like.shape);
                 }
                 Tensor? index = name switch
                 {
@@ -47,8 +49,10 @@ internal static class VocabularyRemap
                     "decoder.embedding.weight" or "decoder.dense.weight" or "decoder.dense.bias" => targetIndex,
                     _ => null,
                 };
-                row.copy_(index is null ? source : source.index_select(0, index));
-            }
+                return index is null ? source.detach() : source.index_select(0, index);
+            });
+            foreach (var (name, t) in model.state_dict())
+                if (name.EndsWith(".positions.table", StringComparison.Ordinal) && original.TryGetValue(name, out var table)) t.copy_(table);
             model.state_dict()["decoder.dense.bias"][target.BosId].fill_(double.NegativeInfinity);
         }
         catch

@@ -41,13 +41,14 @@ internal static class M2M100Import
                 $"{folder.File(HuggingFaceFolder.TokenizerConfigFile)}: the tokenizer's ids reach {tokenizer.Size - 1}, beyond the model's 'vocab_size' {config.TargetVocabSize}");
         var weights = folder.Weights();
         config.CheckFits(weights.Describe(), json.Path);
-        var model = new TransformerSeq2Seq(config);
+        TransformerSeq2Seq model;
+        using (ModelConstruction.WithoutWeights()) model = new TransformerSeq2Seq(config); // the files supply every weight
         try
         {
-            WeightMapping.Copy(model, ParameterNames(config), weights, Family, zeroWhenMissing: _ => false, extra: (name, tensor) =>
+            WeightMapping.Copy(model, ParameterNames(config), weights, Family, zeroWhenMissing: _ => false, extra: (name, shape) =>
                 // Older transformers saved the (computed) sinusoid tables; they are not read.
                 name is "model.encoder.embed_positions.weights" or "model.decoder.embed_positions.weights"
-                    && tensor.shape is [_, var width] && width == config.HiddenSize ? null : WeightMapping.Unexpected(name));
+                    && shape is [_, var width] && width == config.HiddenSize ? null : WeightMapping.Unexpected(name));
         }
         catch
         {

@@ -27,8 +27,8 @@ internal static partial class MarianImport
     public static void LoadWeights(TransformerSeq2Seq model, TransformerConfig config, HuggingFaceWeights weights) =>
         WeightMapping.Copy(model, ParameterNames(config), weights, "MarianMT",
             zeroWhenMissing: ours => ours == "decoder.dense.bias",
-            extra: (name, tensor) => name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight"
-                ? tensor.shape.SequenceEqual([config.MaxPositions, config.HiddenSize]) ? null
-                    : $"tensor '{name}' has shape [{string.Join(", ", tensor.shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]"
+            extra: (name, shape) => name is "model.encoder.embed_positions.weight" or "model.decoder.embed_positions.weight"
+                ? shape.SequenceEqual([config.MaxPositions, config.HiddenSize]) ? null
+                    : $"tensor '{name}' has shape [{string.Join(", ", shape)}], the model needs [{config.MaxPositions}, {config.HiddenSize}]"
                 : WeightMapping.Unexpected(name));
 }

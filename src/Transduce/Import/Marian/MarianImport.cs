@@ -51,7 +51,8 @@ internal static partial class MarianImport
         var weights = folder.Weights();
 
         config.CheckFits(weights.Describe(), configPath);
-        var model = new TransformerSeq2Seq(config);
+        TransformerSeq2Seq model;
+        using (ModelConstruction.WithoutWeights()) model = new TransformerSeq2Seq(config); // the files supply every weight
         try
         {
             LoadWeights(model, config, weights);

@@ -174,7 +174,8 @@ internal static class T5Import
         var config = ReadModelConfig(configPath);
         var weights = folder.Weights();
         config.CheckFits(weights.Describe(), configPath);
-        var model = new TransformerSeq2Seq(config);
+        TransformerSeq2Seq model;
+        using (ModelConstruction.WithoutWeights()) model = new TransformerSeq2Seq(config); // the files supply every weight
         try
         {
             WeightMapping.Copy(model, ParameterNames(config), weights, Family, zeroWhenMissing: _ => false, extra: (name, _) => WeightMapping.Unexpected(name));
