@@ -109,9 +109,13 @@ internal sealed class PackedLinear : IDisposable
             case ComputeType.Int8:
                 // Per-channel: row r is divided by its largest |w| so every row spans [−1, 1]; FBGEMM then quantizes the
                 // whole matrix with one scale, which is now as fine for a row of small weights as for one of large weights.
-                var rowMax = w.abs().amax([1], keepdim: true).clamp_min(1e-12);
-                var normalised = w / rowMax;
-                var q = Int8Kernels.Quantize(normalised);
+                // Temporaries go as soon as they are used: for a 256k-row output layer each is a gigabyte.
+                Tensor rowMax;
+                using (var magnitude = w.abs())
+                    rowMax = magnitude.amax([1], keepdim: true).clamp_min_(1e-12);
+                (Tensor Weight, Tensor Packed, Tensor ColumnOffsets, double Scale, long ZeroPoint) q;
+                using (var normalised = w / rowMax)
+                    q = Int8Kernels.Quantize(normalised);
                 // FBGEMM's product reads only the shape of the unpacked int8 matrix (its values live on in the packed
                 // one): a stand-in of that shape, on one byte, halves what an int8 model keeps.
                 q.Weight.Dispose();
