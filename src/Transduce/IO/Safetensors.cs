@@ -144,6 +144,16 @@ internal static class Safetensors
         {
             throw new InvalidDataException($"{path}: malformed safetensors header ({e.Message})", e);
         }
+        // Tensors may not share bytes: each becomes its own weight, and a loaded weight is a view of the file's bytes
+        // (SafetensorsReader), so overlapping ranges would tie weights the model keeps apart.
+        Entry? previous = null;
+        string? previousName = null;
+        foreach (var (name, entry) in tensors.Where(kv => kv.Value.End > kv.Value.Start).OrderBy(kv => kv.Value.Start))
+        {
+            if (previous is not null && entry.Start < previous.End)
+                throw new InvalidDataException($"{path}: tensors '{previousName}' and '{name}' overlap in the file (data offsets {previous.Start}–{previous.End} and {entry.Start}–{entry.End})");
+            (previous, previousName) = (entry, name);
+        }
         return (tensors, meta, dataStart);
     }
 

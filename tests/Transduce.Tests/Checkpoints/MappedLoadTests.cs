@@ -132,6 +132,31 @@ public sealed class MappedLoadTests : IDisposable
     }
 
     [Fact]
+    public void ATensorTheMappingCannotViewIsReadIntoMemoryWithTheSameValues()
+    {
+        // 'a' starts one byte into the data, where no float32 view can start: it is copied; 'c' is aligned and viewed.
+        // Both read back exactly.
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "unaligned.safetensors");
+        string json = """{"b":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"F32","shape":[3],"data_offsets":[1,13]},"c":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}}""";
+        json = json.PadRight((json.Length + 3) / 4 * 4); // the data starts at a multiple of 4
+        var bytes = new List<byte>(BitConverter.GetBytes((ulong)json.Length));
+        bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(json));
+        bytes.Add(0x7f);
+        foreach (var v in new[] { 1.5f, -2.25f, 3e-8f }) bytes.AddRange(BitConverter.GetBytes(v));
+        bytes.AddRange(new byte[3]);
+        foreach (var v in new[] { 42f, -0.5f }) bytes.AddRange(BitConverter.GetBytes(v));
+        File.WriteAllBytes(path, bytes.ToArray());
+        using var reader = SafetensorsReader.Open(path);
+        using var a = reader.Read("a");
+        using var b = reader.Read("b");
+        using var c = reader.Read("c");
+        Assert.Equal(new[] { 1.5f, -2.25f, 3e-8f }, a.data<float>().ToArray());
+        Assert.Equal((sbyte)0x7f, b.data<sbyte>()[0]);
+        Assert.Equal(new[] { 42f, -0.5f }, c.data<float>().ToArray());
+    }
+
+    [Fact]
     public void AnInt8LayerMultipliesFromItsPackedCopyAlone()
     {
         if (!Transduce.Native.Int8Kernels.Available) return; // packed as float32 where FBGEMM is absent (checked by the kernel tests)

@@ -79,6 +79,15 @@ public sealed class UntrustedWeightsTests : IDisposable
         Assert.Contains("outside the file", Refused(path, LoadAll).Message);
     }
 
+    [Fact]
+    public void SafetensorsWhoseTensorsShareBytesIsRefused()
+    {
+        // Loaded weights are views of the file's bytes: two tensors over the same bytes would become one weight.
+        string path = Safetensors("""{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", 16);
+        Assert.Contains("overlap", Refused(path, LoadAll).Message);
+        Refused(path, p => WeightFiles.Describe(p));
+    }
+
     // ---- PyTorch pickles (torch.save zip archives) ----
 
     /// <summary>
