@@ -304,7 +304,7 @@ public sealed class Checkpoint : IDisposable
         foreach (var name in file.Entries.Keys.Where(k => !expected.ContainsKey(k)))
             problems.Add($"unexpected tensor '{name}'");
         if (problems.Count > 0)
-            throw new InvalidDataException($"{path}: weights do not fit the model: {string.Join("; ", problems)}");
+            throw new InvalidDataException($"{path}: weights do not fit the model: {ErrorText.Problems(problems)}");
         var built = expected.Where(kv => kv.Value.device_type != TorchSharp.DeviceType.META).ToList();
         ModelConstruction.Materialize(model, (name, meta) =>
         {

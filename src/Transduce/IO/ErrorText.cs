@@ -28,4 +28,11 @@ internal static class ErrorText
         }
         return line.ToString();
     }
+
+    /// <summary>
+    /// The first <paramref name="max"/> of <paramref name="problems"/> joined by "; ", then how many more there are: a file
+    /// with thousands of wrong entries still gets a readable one-line error.
+    /// </summary>
+    public static string Problems(IReadOnlyCollection<string> problems, int max = 10) =>
+        string.Join("; ", problems.Take(max)) + (problems.Count > max ? $"; … and {problems.Count - max} more" : "");
 }

@@ -144,16 +144,21 @@ internal static class Safetensors
         {
             throw new InvalidDataException($"{path}: malformed safetensors header ({e.Message})", e);
         }
-        // Tensors may not share bytes: each becomes its own weight, and a loaded weight is a view of the file's bytes
-        // (SafetensorsReader), so overlapping ranges would tie weights the model keeps apart.
-        Entry? previous = null;
+        // The format's own rule (the safetensors library enforces it): the tensors' byte ranges follow one another from the
+        // start of the data to the end of the file, without gaps or overlaps. Overlaps matter here: loaded weights are views
+        // of the file's bytes (SafetensorsReader), so two tensors over the same bytes would become one weight.
+        long expectedStart = 0;
         string? previousName = null;
-        foreach (var (name, entry) in tensors.Where(kv => kv.Value.End > kv.Value.Start).OrderBy(kv => kv.Value.Start))
+        foreach (var (name, entry) in tensors.OrderBy(kv => kv.Value.Start).ThenBy(kv => kv.Value.End))
         {
-            if (previous is not null && entry.Start < previous.End)
-                throw new InvalidDataException($"{path}: tensors '{previousName}' and '{name}' overlap in the file (data offsets {previous.Start}–{previous.End} and {entry.Start}–{entry.End})");
-            (previous, previousName) = (entry, name);
+            if (entry.Start != expectedStart)
+                throw new InvalidDataException(entry.Start < expectedStart
+                    ? $"{path}: tensors '{previousName}' and '{name}' overlap in the file (data offsets of '{name}' start at {entry.Start}, before {expectedStart})"
+                    : $"{path}: {entry.Start - expectedStart} bytes before tensor '{name}' belong to no tensor (data offsets must follow one another)");
+            (expectedStart, previousName) = (entry.End, name);
         }
+        if (expectedStart != dataLength)
+            throw new InvalidDataException($"{path}: the tensors cover {expectedStart} of the file's {dataLength} data bytes (data offsets must reach the end of the file)");
         return (tensors, meta, dataStart);
     }
 

@@ -138,7 +138,7 @@ public sealed class MappedLoadTests : IDisposable
         // Both read back exactly.
         Directory.CreateDirectory(dir);
         string path = Path.Combine(dir, "unaligned.safetensors");
-        string json = """{"b":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"F32","shape":[3],"data_offsets":[1,13]},"c":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}}""";
+        string json = """{"b":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"F32","shape":[3],"data_offsets":[1,13]},"pad":{"dtype":"U8","shape":[3],"data_offsets":[13,16]},"c":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}}""";
         json = json.PadRight((json.Length + 3) / 4 * 4); // the data starts at a multiple of 4
         var bytes = new List<byte>(BitConverter.GetBytes((ulong)json.Length));
         bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(json));
@@ -154,6 +154,21 @@ public sealed class MappedLoadTests : IDisposable
         Assert.Equal(new[] { 1.5f, -2.25f, 3e-8f }, a.data<float>().ToArray());
         Assert.Equal((sbyte)0x7f, b.data<sbyte>()[0]);
         Assert.Equal(new[] { 42f, -0.5f }, c.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void AWeightsFileWithThousandsOfStrangersIsRefusedInOneShortLine()
+    {
+        string path = Save(Tied with { Layers = 1 });
+        string weights = Path.Combine(path, Checkpoint.WeightsFile);
+        var tensors = Safetensors.Load(weights, out _);
+        for (int i = 0; i < 3000; i++) tensors[$"stranger.{i}"] = zeros(1);
+        Safetensors.Save(weights, tensors);
+        foreach (var t in tensors.Values) t.Dispose();
+        var error = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
+        Assert.Contains("unexpected tensor 'stranger.", error.Message);
+        Assert.Contains("and 2990 more", error.Message);
+        Assert.True(error.Message.Length < 2000, error.Message.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]

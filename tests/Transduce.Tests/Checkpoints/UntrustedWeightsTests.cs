@@ -88,6 +88,16 @@ public sealed class UntrustedWeightsTests : IDisposable
         Refused(path, p => WeightFiles.Describe(p));
     }
 
+    [Fact]
+    public void SafetensorsWithBytesNoTensorOwnsIsRefused()
+    {
+        // The format's rule: byte ranges follow one another from the start of the data to the end of the file.
+        string gap = Safetensors("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", 16);
+        Assert.Contains("belong to no tensor", Refused(gap, LoadAll).Message);
+        string trailing = Safetensors("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 16);
+        Assert.Contains("cover 8 of the file's 16", Refused(trailing, LoadAll).Message);
+    }
+
     // ---- PyTorch pickles (torch.save zip archives) ----
 
     /// <summary>

@@ -1,4 +1,5 @@
 using Transduce.Checkpoints;
+using Transduce.IO;
 using Transduce.Models;
 using static TorchSharp.torch;
 
@@ -61,7 +62,7 @@ internal static class WeightMapping
         foreach (var name in shapes.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
             if (extra(name, shapes[name]) is { } problem) problems.Add(problem);
         if (problems.Count > 0)
-            throw new InvalidDataException($"{weights.Path}: weights do not fit the {family} config: {string.Join("; ", problems)}");
+            throw new InvalidDataException($"{weights.Path}: weights do not fit the {family} config: {ErrorText.Problems(problems)}");
 
         Tensor Supply(string ours, Tensor like)
         {
