@@ -68,19 +68,26 @@ internal static partial class RequestLog
     {
         var request = context.Request;
         var entry = RequestLogEntry.Find(context);
+        // Everything that comes from the request is written with its control characters escaped: a percent-encoded CR or
+        // ESC in a path must not start a forged line or recolour a terminal reading the text log.
+        string path = IO.ErrorText.OneLine(request.Path.Value ?? "", MaxLogged), method = IO.ErrorText.OneLine(request.Method, 32);
         if (entry is null)
         {
-            Request(logger, request.Method, request.Path.Value ?? "", status, Math.Round(milliseconds, 2));
+            Request(logger, method, path, status, Math.Round(milliseconds, 2));
             return;
         }
         if (entry.Text is null)
-            Translation(logger, request.Method, request.Path.Value ?? "", status, Math.Round(milliseconds, 2), entry.Model, entry.Sentences,
-                entry.SourceTokens, entry.TargetTokens, entry.Beam, entry.NBest, entry.Cost, entry.Error);
+            Translation(logger, method, path, status, Math.Round(milliseconds, 2), Safe(entry.Model), entry.Sentences,
+                entry.SourceTokens, entry.TargetTokens, entry.Beam, entry.NBest, entry.Cost, Safe(entry.Error));
         else
-            TranslationWithText(logger, request.Method, request.Path.Value ?? "", status, Math.Round(milliseconds, 2), entry.Model, entry.Sentences,
-                entry.SourceTokens, entry.TargetTokens, entry.Beam, entry.NBest, entry.Cost, entry.Error,
+            TranslationWithText(logger, method, path, status, Math.Round(milliseconds, 2), Safe(entry.Model), entry.Sentences,
+                entry.SourceTokens, entry.TargetTokens, entry.Beam, entry.NBest, entry.Cost, Safe(entry.Error),
                 JsonSerializer.Serialize(entry.Text), entry.Translations is null ? null : JsonSerializer.Serialize(entry.Translations));
     }
+
+    private const int MaxLogged = 2048;
+
+    private static string? Safe(string? text) => text is null ? null : IO.ErrorText.OneLine(text, MaxLogged);
 
     [LoggerMessage(EventId = 1, EventName = "Request", Level = LogLevel.Information,
         Message = "{Method} {Path} {Status} {DurationMs} ms")]

@@ -320,6 +320,17 @@ public sealed class ProductionTests(ServingFixture fixture)
         lock (backend.Calls) Assert.All(backend.Calls.Skip(1), call => Assert.Equal(["with attention"], call));   // through the queue, nowhere else
     }
 
+    [Fact]
+    public async Task ARequestCannotForgeOrColourALogLine()
+    {
+        var sink = new LogSink();
+        await using (var service = await TestService.StartAsync(new ServeOptions(), fixture.Backend, fixture.Model, b => b.Logging.AddProvider(sink)))
+            Assert.Equal(HttpStatusCode.NotFound, (await service.Client.GetAsync("/x%0D%0A200%20GET%20/admin%1B[31m")).StatusCode);
+        var line = Assert.Single(sink.Entries, e => e.Category == RequestLog.Category);
+        Assert.DoesNotContain(line.Message, c => char.IsControl(c));
+        Assert.Contains("\\r\\n200 GET /admin\\u001b[31m", line.Message);
+    }
+
     /// <summary>Collects log entries with their structured state.</summary>
     private sealed class LogSink : ILoggerProvider
     {
