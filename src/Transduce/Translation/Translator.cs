@@ -397,7 +397,7 @@ public sealed class Translator : IDisposable
     /// The source ids of <paramref name="sentence"/> after the prefix (the options', else their task's) as the model's family
     /// frames a source (its pair encoding, as in training): with the source language's token for a multilingual model.
     /// </summary>
-    private int[] EncodeSource(string sentence, TranslationOptions? options)
+    internal int[] EncodeSource(string sentence, TranslationOptions? options)
     {
         string? prefix = PrefixOf(options);
         if (checkpoint.Languages is not { } languages)
