@@ -59,6 +59,7 @@ public sealed class T5TaskTests
         Assert.Equal(Json(model with { NumBeams = 4, EarlyStopping = EarlyStopping.WhenFull, MaxNewTokens = 299 }), Json(tasks["translation_en_to_de"].Generation));
         Assert.Equal(("", Json(model with { NumBeams = 2 })), (tasks["plain"].Prefix, Json(tasks["plain"].Generation)));
 
+        Assert.Equal(translator.Tasks, Transduce.Serving.ModelInfo.From(translator.Checkpoint, temp.Path).Tasks); // /v1/models lists them
         var options = translator.TaskOptions("summarization");
         Assert.Equal(("summarization", 4, (int?)11), (options.Task, options.Beam, options.MaxNewTokens));
         Assert.Equal(10, translator.MaxOutputLength(3, new TranslationOptions { Task = "summarization" }));
