@@ -63,6 +63,10 @@ public sealed record ModelInfo
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<string>? Languages { get; init; }
 
+    /// <summary>The tasks of the model (a T5 folder's <c>task_specific_params</c>, which <c>transduce translate --task</c> takes); null for none.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Tasks { get; init; }
+
     /// <summary>The source language a request that names none gets (a multilingual model's default), or null.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? DefaultSourceLang { get; init; }
@@ -104,6 +108,7 @@ public sealed record ModelInfo
             Attention = checkpoint.Model.HasCrossAttention,
             DefaultBeam = checkpoint.Generation.NumBeams,
             Languages = checkpoint.Languages?.Codes,
+            Tasks = checkpoint.Tasks.Count > 0 ? [.. checkpoint.Tasks.Keys] : null,
             DefaultSourceLang = checkpoint.Languages?.DefaultSource,
             DefaultTargetLang = checkpoint.Languages?.DefaultTarget,
         };

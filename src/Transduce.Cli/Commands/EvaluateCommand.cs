@@ -27,12 +27,13 @@ internal static class EvaluateCommand
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
+        var task = new Option<string?>("--task") { Description = "A task of the model (a T5 folder's task_specific_params, e.g. summarization, translation_en_to_de): its prefix and decoding settings (beam, lengths, no-repeat n-gram size, length penalty, early stopping), as a transformers pipeline for that task uses them; --prefix and the other flags win over it." };
         var kernels = KernelFlags.Create();
         var languages = LanguageFlags.Create();
         var rules = new DecodingRuleFlags();
         var command = new Command("evaluate", "Translate a test corpus and score it with corpus BLEU.")
         {
-            model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType, prefix, kernels, languages.Source, languages.Target,
+            model, test, maxPairs, batch, beam, report, hypotheses, json, skipInvalid, computeType, prefix, task, kernels, languages.Source, languages.Target,
         };
         foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
@@ -44,10 +45,11 @@ internal static class EvaluateCommand
             if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
             string normalizer = translator.Checkpoint.TextConfig.Normalizer;
             var started = DateTime.UtcNow;
-            int beamSize = r.GetValue(beam) ?? translator.DefaultOptions.Beam;
+            var defaults = r.GetValue(task) is { } name ? translator.TaskOptions(name) : translator.DefaultOptions;
+            int beamSize = r.GetValue(beam) ?? defaults.Beam;
             var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
-                LanguageFlags.Apply(r, languages, rules.Apply(r, translator.DefaultOptions)) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true, Prefix = r.GetValue(prefix) });
+                LanguageFlags.Apply(r, languages, rules.Apply(r, defaults)) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true, Prefix = r.GetValue(prefix) });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             var bleu = translator.Score(outputs, read.Pairs.Select(p => p.Target));
             if (r.GetValue(hypotheses) is { } hypPath) AtomicFile.WriteAllText(hypPath, string.Join('\n', outputs) + "\n");

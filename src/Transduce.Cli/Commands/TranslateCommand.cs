@@ -28,13 +28,14 @@ internal static class TranslateCommand
         var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
         computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
         var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
+        var task = new Option<string?>("--task") { Description = "A task of the model (a T5 folder's task_specific_params, e.g. summarization, translation_en_to_de): its prefix and decoding settings (beam, lengths, no-repeat n-gram size, length penalty, early stopping), as a transformers pipeline for that task uses them; --prefix and the other flags win over it." };
         var kernels = KernelFlags.Create();
         var languages = LanguageFlags.Create();
         var rules = new DecodingRuleFlags();
         var verbose = new Option<bool>("--verbose") { Description = "Print the capability report (CPU features, versions, each kernel in use or its fallback) on standard error first." };
         var command = new Command("translate", "Translate sentences (arguments, a file or standard input), one output line per input line, in input order.")
         {
-            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, prefix, kernels, languages.Source, languages.Target, verbose,
+            model, sentences, input, output, window, batch, batchTokens, threads, maxNew, beam, nbest, attention, layer, head, computeType, prefix, task, kernels, languages.Source, languages.Target, verbose,
         };
         foreach (var option in rules.Options) command.Options.Add(option);
         command.SetAction(r =>
@@ -45,7 +46,7 @@ internal static class TranslateCommand
             if (r.GetValue(verbose)) KernelFlags.Print(Console.Error, chosenKernels);
             using var translator = Translator.Load(r.GetValue(model)!);
             if (Training.TrainingRun.DescribeWeights(r.GetValue(model)!) is { } which) Console.Error.WriteLine($"using {which}");
-            var defaults = translator.DefaultOptions;
+            var defaults = r.GetValue(task) is { } name ? translator.TaskOptions(name) : translator.DefaultOptions;
             var options = LanguageFlags.Apply(r, languages, rules.Apply(r, defaults)) with
             {
                 BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,

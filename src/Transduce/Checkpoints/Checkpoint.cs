@@ -46,6 +46,12 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Decoding defaults.</summary>
     internal Inference.GenerationSettings Generation { get; init; } = new();
 
+    /// <summary>
+    /// The tasks of a pretrained model (a T5 folder's <c>task_specific_params</c>) by name, each with its prefix and decoding
+    /// settings; saved in <c>config.json</c> as <c>tasks</c> when there are any.
+    /// </summary>
+    internal IReadOnlyDictionary<string, Inference.TaskSettings> Tasks { get; init; } = new Dictionary<string, Inference.TaskSettings>();
+
     /// <summary>The languages of a multilingual model (NLLB, M2M100), or null.</summary>
     internal LanguageTable? Languages { get; init; }
 
@@ -66,7 +72,7 @@ public sealed class Checkpoint : IDisposable
     {
         Model = Model, ModelConfig = ModelConfig, TextConfig = TextConfig, SourceVocabulary = SourceVocabulary,
         TargetVocabulary = TargetVocabulary, Subwords = Subwords, SentencePiece = SentencePiece, Generation = generation,
-        TrainingInfo = TrainingInfo, Languages = Languages, PairEncoding = PairEncoding,
+        TrainingInfo = TrainingInfo, Languages = Languages, PairEncoding = PairEncoding, Tasks = Tasks,
     };
 
     /// <summary>The text pipeline (normaliser, tokenizers over the vocabularies) of this checkpoint.</summary>
@@ -109,6 +115,7 @@ public sealed class Checkpoint : IDisposable
                 ["generation"] = JsonSerializer.SerializeToNode(Generation, GenerationJson),
             };
             if (PairEncoding != PairEncoding.Default) config["pair_encoding"] = PairEncoding.Name;
+            if (Tasks.Count > 0) config["tasks"] = TasksToJson(Tasks);
             if (Languages is { } languages) config["languages"] = languages.ToJson();
             var weights = Model.state_dict();
             Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
@@ -219,6 +226,7 @@ public sealed class Checkpoint : IDisposable
         TextConfig textConfig;
         Dictionary<string, string> training;
         Inference.GenerationSettings generation;
+        IReadOnlyDictionary<string, Inference.TaskSettings> tasks;
         PairEncoding pairEncoding;
         try
         {
@@ -226,6 +234,7 @@ public sealed class Checkpoint : IDisposable
             textConfig = root["text"]?.Deserialize<TextConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'text'");
             training = root["training"]?.Deserialize<Dictionary<string, string>>(ModelConfig.Json) ?? [];
             generation = root["generation"]?.Deserialize<Inference.GenerationSettings>(GenerationJson) ?? new();
+            tasks = TasksFromJson(root["tasks"], configPath);
             pairEncoding = root["pair_encoding"] is { } pe ? PairEncoding.FromName(pe.GetValue<string>()) : PairEncoding.Default;
             modelConfig.Validate();
         }
@@ -281,8 +290,37 @@ public sealed class Checkpoint : IDisposable
         {
             Model = model, ModelConfig = modelConfig, TextConfig = textConfig,
             SourceVocabulary = src, TargetVocabulary = tgt, TrainingInfo = training, Subwords = subwords,
-            SentencePiece = sentencePiece, Generation = generation, PairEncoding = pairEncoding, Languages = languages,
+            SentencePiece = sentencePiece, Generation = generation, PairEncoding = pairEncoding, Languages = languages, Tasks = tasks,
         };
+    }
+
+    /// <summary>The <c>tasks</c> table of <c>config.json</c>: name → <c>prefix</c> and <c>generation</c>.</summary>
+    private static JsonObject TasksToJson(IReadOnlyDictionary<string, Inference.TaskSettings> tasks)
+    {
+        var table = new JsonObject();
+        foreach (var (name, task) in tasks)
+            table[name] = new JsonObject { ["prefix"] = task.Prefix, ["generation"] = JsonSerializer.SerializeToNode(task.Generation, GenerationJson) };
+        return table;
+    }
+
+    /// <summary>Reads the <c>tasks</c> table (absent in older checkpoints: none), bounded as an import bounds it.</summary>
+    private static IReadOnlyDictionary<string, Inference.TaskSettings> TasksFromJson(JsonNode? node, string configPath)
+    {
+        var tasks = new Dictionary<string, Inference.TaskSettings>(StringComparer.Ordinal);
+        if (node is null) return tasks;
+        if (node is not JsonObject table) throw new InvalidDataException($"{configPath}: 'tasks' must be an object");
+        if (table.Count > Inference.TaskSettings.MaxTasks)
+            throw new InvalidDataException($"{configPath}: 'tasks' has {table.Count} entries, more than the {Inference.TaskSettings.MaxTasks} supported");
+        foreach (var (name, entry) in table)
+        {
+            if (Inference.TaskSettings.CheckName(name) is { } problem) throw new InvalidDataException($"{configPath}: 'tasks': {problem}");
+            string prefix = entry?["prefix"] is JsonValue p && p.TryGetValue<string>(out var text) && text.Length <= Inference.TaskSettings.MaxPrefixLength
+                ? text : throw new InvalidDataException($"{configPath}: 'tasks' '{name}': 'prefix' must be a string of at most {Inference.TaskSettings.MaxPrefixLength} characters");
+            var generation = entry["generation"]?.Deserialize<Inference.GenerationSettings>(GenerationJson)
+                ?? throw new InvalidDataException($"{configPath}: 'tasks' '{name}': missing 'generation'");
+            tasks[name] = new Inference.TaskSettings(prefix, generation);
+        }
+        return tasks;
     }
 
     /// <summary>

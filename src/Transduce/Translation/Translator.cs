@@ -33,9 +33,21 @@ public sealed record TranslationOptions
 
     /// <summary>
     /// Text put before every source sentence before it is tokenized: a T5 / Flan-T5 task prefix such as
-    /// <c>"translate English to German: "</c> (null: none). Attention maps and token views show the prefixed source.
+    /// <c>"translate English to German: "</c> (null: none, or the <see cref="Task"/>'s). Attention maps and token views
+    /// show the prefixed source. When both are set, this prefix wins over the task's.
     /// </summary>
     public string? Prefix { get; init; }
+
+    /// <summary>
+    /// A task of the model (a T5 folder's <c>task_specific_params</c>, e.g. <c>summarization</c> or
+    /// <c>translation_en_to_de</c>; see <see cref="Translator.Tasks"/>), as a transformers pipeline built for that task
+    /// applies it: its prefix goes before every source (unless <see cref="Prefix"/> is set, which wins) and its decoding
+    /// settings — output limit, minimum length, no-repeat n-gram size, repetition penalty, length penalty, early stopping —
+    /// replace the checkpoint's wherever these options leave them unset. The beam size is <see cref="Beam"/>, as always:
+    /// <see cref="Translator.TaskOptions"/> gives options with the task's. Null: no task. An unknown task is an
+    /// <see cref="ArgumentException"/> naming the model's tasks.
+    /// </summary>
+    public string? Task { get; init; }
 
     /// <summary>
     /// When set, an absolute cap on output tokens (before <c>&lt;eos&gt;</c>) per sentence, applied on top of every other
@@ -176,6 +188,39 @@ public sealed class Translator : IDisposable
     };
 
     /// <summary>
+    /// The tasks this model was trained for, in the order its folder lists them (a T5 folder's <c>task_specific_params</c>,
+    /// e.g. t5-base's <c>summarization</c>, <c>translation_en_to_de</c>); empty for most models.
+    /// </summary>
+    public IReadOnlyList<string> Tasks => [.. checkpoint.Tasks.Keys];
+
+    /// <summary>
+    /// The options this model decodes <paramref name="task"/> with when the caller chooses nothing else, as a transformers
+    /// pipeline built for that task does: <see cref="DefaultOptions"/> with <see cref="TranslationOptions.Task"/> set and the
+    /// task's beam size and length limit. An unknown task is an <see cref="ArgumentException"/> naming the model's tasks.
+    /// </summary>
+    public TranslationOptions TaskOptions(string task)
+    {
+        var settings = TaskOf(task)!;
+        return DefaultOptions with { Task = task, Beam = settings.Generation.NumBeams ?? 1, MaxNewTokens = settings.Generation.MaxNewTokens };
+    }
+
+    /// <summary>The settings of <paramref name="task"/>, or null for none; an unknown task fails naming the known ones.</summary>
+    private Inference.TaskSettings? TaskOf(string? task)
+    {
+        if (task is null) return null;
+        if (checkpoint.Tasks.TryGetValue(task, out var settings)) return settings;
+        throw new ArgumentException(checkpoint.Tasks.Count == 0
+            ? $"unknown task '{task}': this model has no tasks"
+            : $"unknown task '{task}': this model's tasks are {string.Join(", ", checkpoint.Tasks.Keys.Select(k => $"'{k}'"))}", "options");
+    }
+
+    /// <summary>The decoding settings <paramref name="options"/> start from: their task's, else the checkpoint's.</summary>
+    private GenerationSettings BaseGeneration(TranslationOptions? options) => TaskOf(options?.Task)?.Generation ?? checkpoint.Generation;
+
+    /// <summary>The text put before each source: the options' prefix, else their task's (null: none).</summary>
+    private string? PrefixOf(TranslationOptions? options) => options?.Prefix ?? TaskOf(options?.Task)?.Prefix;
+
+    /// <summary>
     /// Translates <paramref name="sentences"/>; results come back in input order. <paramref name="cancellation"/> is
     /// checked between batches and between decoding steps (then <see cref="OperationCanceledException"/>).
     /// </summary>
@@ -256,7 +301,7 @@ public sealed class Translator : IDisposable
             .Select((n, i) => (IReadOnlyList<TranslationHypothesis>)n.Select(h =>
                 new TranslationHypothesis(DecodeText(h.Tokens), h.Score, checkpoint.TargetVocabulary.Decode(h.Tokens).ToArray())
                 {
-                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], options.Prefix + sentences[i], h.Tokens, weights) : null,
+                    Attention = h.CrossAttention is { } weights ? Map(encoded[i], PrefixOf(options) + sentences[i], h.Tokens, weights) : null,
                 }).ToArray())
             .ToArray();
     }
@@ -267,7 +312,7 @@ public sealed class Translator : IDisposable
     /// </summary>
     public (string Translation, AttentionMap? Attention) TranslateWithAttention(string sentence, TranslationOptions? options = null)
     {
-        string source = options?.Prefix + sentence;
+        string source = PrefixOf(options) + sentence;
         int[] sourceIds = EncodeSource(sentence, options);
         var best = Search([sourceIds], options, nBest: null, crossAttention: true, default)[0] is { Count: > 0 } found ? found[0] : new Hypothesis([], 0, 0);
         string text = DecodeText(best.Tokens);
@@ -321,7 +366,7 @@ public sealed class Translator : IDisposable
 
     /// <summary>
     /// The most output tokens (before <c>&lt;eos&gt;</c>) a source of <paramref name="sourceTokens"/> ids may get:
-    /// <c>max_new_tokens</c> when set (the options', else the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
+    /// <c>max_new_tokens</c> when set (the options', else their task's or the checkpoint's; it counts <c>&lt;eos&gt;</c> too), otherwise
     /// ⌈<see cref="TranslationOptions.MaxLengthA"/> × (tokens + &lt;eos&gt;)⌉ + <see cref="TranslationOptions.MaxLengthB"/>
     /// (with <see cref="TranslationOptions.AlwaysApplyLengthRule"/>, the smaller of the two); never more than the model's
     /// positions allow nor than <see cref="TranslationOptions.MaxOutputTokens"/>.
@@ -335,7 +380,7 @@ public sealed class Translator : IDisposable
             if (absolute < 0) throw new ArgumentException("the output token cap must not be negative", nameof(options));
             cap = Math.Min(cap, absolute);
         }
-        int? fixedLimit = options.MaxNewTokens ?? checkpoint.Generation.MaxNewTokens;
+        int? fixedLimit = options.MaxNewTokens ?? BaseGeneration(options).MaxNewTokens;
         double rule = Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB;
         int byRule = rule >= int.MaxValue ? int.MaxValue : (int)rule;
         int limit = fixedLimit is int n ? Math.Max(0, n - 1) : byRule;
@@ -349,20 +394,21 @@ public sealed class Translator : IDisposable
     private int[][] Encode(IReadOnlyList<string> sentences, TranslationOptions? options) => sentences.Select(s => EncodeSource(s, options)).ToArray();
 
     /// <summary>
-    /// The source ids of <paramref name="sentence"/> after <see cref="TranslationOptions.Prefix"/> as the model's family
+    /// The source ids of <paramref name="sentence"/> after the prefix (the options', else their task's) as the model's family
     /// frames a source (its pair encoding, as in training): with the source language's token for a multilingual model.
     /// </summary>
-    private int[] EncodeSource(string sentence, TranslationOptions? options)
+    internal int[] EncodeSource(string sentence, TranslationOptions? options)
     {
+        string? prefix = PrefixOf(options);
         if (checkpoint.Languages is not { } languages)
         {
             if (options?.SourceLanguage is not null || options?.TargetLanguage is not null)
                 throw new ArgumentException("this model has no languages to choose: leave out the source and target language", nameof(options));
-            return pipeline.EncodeSource(options?.Prefix is { } prefix ? prefix + sentence : sentence);
+            return pipeline.EncodeSource(prefix is not null ? prefix + sentence : sentence);
         }
         languages.SourceId(options?.SourceLanguage); // an unknown or missing language fails here, naming close codes
         var context = new PairEncodingContext(SourceLanguage: options?.SourceLanguage ?? languages.DefaultSource,
-            SourcePrefix: options?.Prefix, SourceLanguageIds: languages.Source);
+            SourcePrefix: prefix, SourceLanguageIds: languages.Source);
         return checkpoint.PairEncoding.Source(pipeline, sentence, context);
     }
 
@@ -381,14 +427,15 @@ public sealed class Translator : IDisposable
         options ??= new TranslationOptions();
         if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
         var model = checkpoint.Model;
-        var generation = checkpoint.Generation with
+        var baseline = BaseGeneration(options); // the task's settings, else the checkpoint's
+        var generation = baseline with
         {
-            MinLength = options.MinLength ?? checkpoint.Generation.MinLength,
-            NoRepeatNgramSize = options.NoRepeatNgramSize ?? checkpoint.Generation.NoRepeatNgramSize,
-            RepetitionPenalty = options.RepetitionPenalty ?? checkpoint.Generation.RepetitionPenalty,
+            MinLength = options.MinLength ?? baseline.MinLength,
+            NoRepeatNgramSize = options.NoRepeatNgramSize ?? baseline.NoRepeatNgramSize,
+            RepetitionPenalty = options.RepetitionPenalty ?? baseline.RepetitionPenalty,
             ForcedBosTokenId = options.ForcedBosTokenId
                 ?? (checkpoint.Languages is { } languages ? languages.TargetId(options.TargetLanguage) : (int?)null)
-                ?? checkpoint.Generation.ForcedBosTokenId,
+                ?? baseline.ForcedBosTokenId,
         };
         var greedy = generation.Greedy(crossAttention);
         var beam = generation.Beam(Math.Max(options.Beam, nBest ?? 1), nBest ?? 1, crossAttention);

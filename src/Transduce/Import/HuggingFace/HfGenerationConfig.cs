@@ -131,10 +131,13 @@ internal sealed record HfGenerationConfig
     /// <param name="defaults">The model family's config-class defaults for the special ids.</param>
     /// <param name="vocabularySize">The decoder's vocabulary: every id must be below it.</param>
     /// <param name="maxPositions">The decoder's positions (<c>max_position_embeddings</c>), which cap the default length; null for no cap.</param>
-    public static HfGenerationConfig Read(string directory, HfConfigDefaults defaults, int vocabularySize, int? maxPositions = null)
+    public static HfGenerationConfig Read(string directory, HfConfigDefaults defaults, int vocabularySize, int? maxPositions = null) =>
+        ReadFiles(new HfJsonFile(Path.Combine(directory, ConfigFile), required: true),
+            new HfJsonFile(Path.Combine(directory, GenerationConfigFile), required: false), defaults, vocabularySize, maxPositions);
+
+    /// <summary>As <see cref="Read"/>, from the folder's two files already read.</summary>
+    internal static HfGenerationConfig ReadFiles(HfJsonFile model, HfJsonFile generation, HfConfigDefaults defaults, int vocabularySize, int? maxPositions)
     {
-        var model = new HfJsonFile(Path.Combine(directory, ConfigFile), required: true);
-        var generation = new HfJsonFile(Path.Combine(directory, GenerationConfigFile), required: false);
         var source = generation.Exists ? generation : model;
         // The file a special id came from, for its errors.
         HfJsonFile Owner(string key) => generation.Has(key) && generation.Node(key) is not null ? generation : model;

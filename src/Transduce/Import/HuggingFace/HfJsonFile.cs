@@ -12,6 +12,7 @@ internal sealed class HfJsonFile
 {
     private readonly string path;
     private readonly JsonObject? root;
+    private readonly string context = "";
 
     /// <summary>Reads <paramref name="path"/>; a missing file is an error when <paramref name="required"/>, else an empty object.</summary>
     /// <param name="path">The file.</param>
@@ -38,13 +39,36 @@ internal sealed class HfJsonFile
         }
     }
 
+    /// <summary>
+    /// A view of <paramref name="root"/>, read from <paramref name="path"/>: errors name the file and then
+    /// <paramref name="context"/> (e.g. <c>task_specific_params 'summarization'</c>).
+    /// </summary>
+    private HfJsonFile(string path, JsonObject root, string context)
+    {
+        this.path = path;
+        this.root = root;
+        this.context = context;
+    }
+
+    /// <summary>
+    /// This file's keys with <paramref name="overrides"/>' keys put over them (a copy; this file is unchanged), as
+    /// transformers' <c>GenerationConfig.update</c> sets the attributes it is given. Errors of the copy name
+    /// <paramref name="path"/> (null: this file) and <paramref name="context"/>.
+    /// </summary>
+    public HfJsonFile With(JsonObject overrides, string? path, string context)
+    {
+        var merged = root?.DeepClone().AsObject() ?? [];
+        foreach (var (key, value) in overrides) merged[key] = value?.DeepClone();
+        return new HfJsonFile(path ?? this.path, merged, context);
+    }
+
     /// <summary>The file.</summary>
     public string Path => path;
 
     /// <summary>True when the file was there.</summary>
     public bool Exists => root is not null;
 
-    public InvalidDataException Error(string message) => new($"{path}: {message}");
+    public InvalidDataException Error(string message) => new(context.Length == 0 ? $"{path}: {message}" : $"{path}: {context}: {message}");
 
     public bool Has(string key) => root?.ContainsKey(key) == true;
 

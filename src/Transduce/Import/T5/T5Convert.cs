@@ -9,7 +9,7 @@ namespace Transduce.Import.T5;
 /// Turns a Hugging Face <c>T5ForConditionalGeneration</c> folder into a native <see cref="Checkpoint"/>: the same network
 /// with its vocabulary rows in our layout (<see cref="T5Tokenizer.Layout"/>: our <c>&lt;bos&gt;</c> is T5's decoder start,
 /// the pad row, excluded as an output by <see cref="VocabularyRemap"/>), <c>spiece.model</c> as the <c>t5</c> tokenizer,
-/// and the decoding defaults <c>generate</c> takes from the folder.
+/// the decoding defaults <c>generate</c> takes from the folder, and the tasks of its <c>task_specific_params</c>.
 /// </summary>
 internal static class T5Convert
 {
@@ -46,6 +46,7 @@ internal static class T5Convert
         using (t5)
         {
             var generation = HfGenerationConfig.Read(folder.Directory, Defaults, config.TargetVocabSize);
+            var tasks = HfTaskParams.Read(folder.Directory, generation, Defaults, config.TargetVocabSize);
             var (vocabulary, rows) = T5Tokenizer.Layout(sentencePiece, extraIds, config.TargetVocabSize, spiecePath);
             string configPath = folder.File(T5Import.ConfigFile);
             if (generation.EosTokenId != rows[vocabulary.EosId])
@@ -67,6 +68,9 @@ internal static class T5Convert
                 // generate()'s defaults for this folder: its beam size, stopping rule and length limit.
                 Generation = VocabularyRemap.Generation(generation.ToSettings(), rows, vocabulary.BosId),
                 PairEncoding = T5PairEncoding.Instance,
+                // What a pipeline built for each task of task_specific_params uses: its prefix and decoding settings.
+                Tasks = tasks.ToDictionary(t => t.Name,
+                    t => new Inference.TaskSettings(t.Prefix, VocabularyRemap.Generation(t.Generation.ToSettings(), rows, vocabulary.BosId)), StringComparer.Ordinal),
                 TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "t5", ["source_folder"] = Path.GetFileName(folder.Directory.TrimEnd('/')) },
             };
         }
