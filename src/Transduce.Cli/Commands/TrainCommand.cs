@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Transduce.Evaluation;
 using Transduce.Training;
 
@@ -55,36 +56,33 @@ internal static class TrainCommand
             if (run.LossCurve.Count > 0) Plots.SaveLossCurve(Path.Combine(dir, "loss.png"), Downsample(run.LossCurve, 200));
         };
 
+        // Ctrl+C (SIGINT) and SIGTERM (how service managers, containers and schedulers stop a job) stop the run the same
+        // way: after the current update, saved and its final weights validated, exit 0; --resume continues it exactly.
         using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        void OnSignal(PosixSignalContext context)
         {
-            if (cancel.IsCancellationRequested) return;   // a second Ctrl+C ends the process at once
-            e.Cancel = true;
-            Console.Error.WriteLine("stopping after this update: the run is saved and its final weights validated (Ctrl+C again quits at once)");
+            if (cancel.IsCancellationRequested) return;   // a second signal ends the process at once
+            context.Cancel = true;
+            string name = context.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "Ctrl+C";
+            Console.Error.WriteLine($"{name}: stopping after this update: the run is saved and its final weights validated ({name} again quits at once)");
             cancel.Cancel();
+        }
+        using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var s = ProgressView.Run(run, cancel.Token);
+        string why = s.Stop switch
+        {
+            TrainingStop.TimeLimit => " (time limit)", TrainingStop.EarlyStop => " (early stop)", TrainingStop.MaxUpdates => " (max updates)",
+            TrainingStop.Cancelled => " (stopped; --resume continues it)", _ => "",
         };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            var s = ProgressView.Run(run, cancel.Token);
-            string why = s.Stop switch
-            {
-                TrainingStop.TimeLimit => " (time limit)", TrainingStop.EarlyStop => " (early stop)", TrainingStop.MaxUpdates => " (max updates)",
-                TrainingStop.Cancelled => " (stopped; --resume continues it)", _ => "",
-            };
+        Console.WriteLine(string.Create(inv,
+            $"done: {s.Updates:N0} updates in {s.Elapsed.TotalSeconds:F1}s, {s.TokensPerSecond:N0} target tokens/s, padding {s.PaddingFraction:P1}, " +
+            $"final loss {s.FinalLoss:F3}{why}; checkpoint: {s.Directory}"));
+        if (s.Best is { } best)
             Console.WriteLine(string.Create(inv,
-                $"done: {s.Updates:N0} updates in {s.Elapsed.TotalSeconds:F1}s, {s.TokensPerSecond:N0} target tokens/s, padding {s.PaddingFraction:P1}, " +
-                $"final loss {s.FinalLoss:F3}{why}; checkpoint: {s.Directory}"));
-            if (s.Best is { } best)
-                Console.WriteLine(string.Create(inv,
-                    $"best model ({run.Config.Validation.Metric.ToString().ToLowerInvariant()}): {s.BestDirectory} = {best.Weights}, valid BLEU {best.Bleu:F2}, loss {best.Loss:F4}"));
-            foreach (var e in s.Examples) Console.WriteLine(string.Create(inv, $"{e.Source} => {e.Translation}, bleu,{e.Bleu:F3}"));
-            return 0;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+                $"best model ({run.Config.Validation.Metric.ToString().ToLowerInvariant()}): {s.BestDirectory} = {best.Weights}, valid BLEU {best.Bleu:F2}, loss {best.Loss:F4}"));
+        foreach (var e in s.Examples) Console.WriteLine(string.Create(inv, $"{e.Source} => {e.Translation}, bleu,{e.Bleu:F3}"));
+        return 0;
     }
 
     /// <summary>At most <paramref name="points"/> points, each the mean of a run of consecutive ones.</summary>

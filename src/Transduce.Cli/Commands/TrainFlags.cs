@@ -82,7 +82,7 @@ internal static class TrainFlags
         Switch("--bucketed", "training.bucketed", "Length-bucketed batches: similar lengths together, little padding."),
         Value<int>("--max-tokens", "training.max_tokens", "Length-bucketed batches of at most N padded tokens (implies --bucketed)."),
         Value<double>("--time-limit", "training.time_limit", "Stop after this many minutes of training (the final weights are saved and validated).",
-            minutes => TimeSpan.FromMinutes(minutes)),
+            minutes => JsonValue.Create(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{minutes:R}m"))),   // bounded as a file's duration is
         Value<int>("--max-updates", "training.max_updates", "Stop after this many optimiser updates."),
         Value<int>("--save-every", "training.save_every_steps", "Also write a resumable checkpoint every N updates (it is written at every epoch end)."),
         Value<int>("--keep-last", "training.keep_last", "Also keep the models of the last K saves in OUT/history (for transduce average)."),

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace Transduce.Training;
@@ -12,13 +13,21 @@ internal static partial class RunConfigFile
 {
     // ---- YAML in and out (YamlDotNet's representation model; scalars typed as YAML 1.2's core schema does) ----
 
+    /// <summary>How deep mappings and lists may nest in a configuration file (its own tree is four levels deep).</summary>
+    internal const int MaxYamlDepth = 32;
+
     /// <summary>Reads YAML into a JSON tree, with the line of every key by dotted path.</summary>
+    /// <remarks>
+    /// Anchors and aliases are refused: an alias makes a graph of a tree (<c>a: &amp;a [*a]</c> is a cycle, and ten
+    /// aliases of ten aliases are 10¹⁰ nodes from a few lines), so what is read is never larger than its text.
+    /// </remarks>
     private static (JsonNode? Node, Dictionary<string, int> Lines) ReadYaml(string text, string source)
     {
+        CheckSize(text.Length, source);
         var stream = new YamlStream();
         try
         {
-            stream.Load(new StringReader(text));
+            stream.Load(new TreeOnlyParser(text, source));
         }
         catch (YamlException e)
         {
@@ -28,6 +37,33 @@ internal static partial class RunConfigFile
         if (stream.Documents.Count == 0) return (null, lines);
         if (stream.Documents.Count > 1) throw new InvalidDataException($"{source}: holds {stream.Documents.Count} YAML documents; a configuration is one");
         return (ToJson(stream.Documents[0].RootNode, "", lines, source), lines);
+    }
+
+    /// <summary>YamlDotNet's parser, stopping at the first anchor or alias and at nesting deeper than <see cref="MaxYamlDepth"/>.</summary>
+    private sealed class TreeOnlyParser(string text, string source) : IParser
+    {
+        private readonly Parser inner = new(new StringReader(text));
+        private int depth;
+
+        public ParsingEvent? Current => inner.Current;
+
+        public bool MoveNext()
+        {
+            if (!inner.MoveNext()) return false;
+            switch (inner.Current)
+            {
+                case AnchorAlias alias:
+                    throw new InvalidDataException($"{source}:{alias.Start.Line}: YAML aliases are not read (*{Clip(alias.Value.Value)}); write the value out");
+                case NodeEvent { Anchor.IsEmpty: false } node:
+                    throw new InvalidDataException($"{source}:{node.Start.Line}: YAML anchors are not read (&{Clip(node.Anchor.Value)}); write the value out where it is used");
+                case MappingStart or SequenceStart when ++depth > MaxYamlDepth:
+                    throw new InvalidDataException($"{source}:{inner.Current.Start.Line}: mappings and lists nest more than {MaxYamlDepth} deep");
+                case MappingEnd or SequenceEnd:
+                    depth--;
+                    break;
+            }
+            return true;
+        }
     }
 
     private static JsonNode? ToJson(YamlNode node, string path, Dictionary<string, int> lines, string source)

@@ -62,10 +62,26 @@ internal static partial class RunConfigFile
             .ThenBy(p => p.Key, StringComparer.Ordinal).ToDictionary(StringComparer.Ordinal);
     }
 
+    /// <summary>The largest configuration file read (a written-out configuration is a few kilobytes).</summary>
+    internal const int MaxFileBytes = 1 << 20;
+
+    private static void CheckSize(long length, string source)
+    {
+        if (length > MaxFileBytes)
+            throw new InvalidDataException($"{source}: {length:N0} bytes; a run configuration is at most {MaxFileBytes:N0}");
+    }
+
+    /// <summary>A configuration file's text, its size checked before it is read.</summary>
+    private static string ReadBounded(string path)
+    {
+        CheckSize(new FileInfo(path).Length, path);
+        return File.ReadAllText(path);
+    }
+
     public static RunConfig Load(string path, RunConfig? over)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: configuration file not found", path);
-        string text = File.ReadAllText(path);
+        string text = ReadBounded(path);
         if (Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase))
         {
             JsonNode? node;
@@ -188,10 +204,10 @@ internal static partial class RunConfigFile
                     if (property is null)
                     {
                         var known = info.Properties.Where(p => p.Set is not null).Select(p => p.Name).ToList();
-                        string? near = known.MinBy(k => Distance(k, key));
+                        string? near = key.Length <= 64 ? known.MinBy(k => Distance(k, key)) : null;
                         string hint = near is not null && Distance(near, key) <= 2 ? $"did you mean '{near}'? " : "";
                         throw new InvalidDataException(
-                            $"{Where(source, lines, at)}: unknown key '{at}' ({hint}{(path.Length == 0 ? "sections" : path)}: {string.Join(", ", known)})");
+                            $"{Where(source, lines, at)}: unknown key '{Clip(at)}' ({hint}{(path.Length == 0 ? "sections" : path)}: {string.Join(", ", known)})");
                     }
                     Check(value, property.PropertyType, at, lines, source);
                 }
@@ -218,10 +234,22 @@ internal static partial class RunConfigFile
             : type == typeof(bool) ? kind is JsonValueKind.True or JsonValueKind.False
             : type == typeof(int) ? kind == JsonValueKind.Number && IsWhole(v)
             : type == typeof(double) ? kind == JsonValueKind.Number
-            : type == typeof(TimeSpan) ? kind == JsonValueKind.String && DurationConverter.Parse(v.GetValue<string>()) is not null
+            : type == typeof(TimeSpan) ? kind == JsonValueKind.String && Duration(v, path, lines, source) is not null
             : type.IsEnum ? kind == JsonValueKind.String && EnumNames(type).Contains(v.GetValue<string>())
             : true;
         if (!ok) throw Mistyped(node, Expected(type), path, lines, source);
+    }
+
+    private static TimeSpan? Duration(JsonValue v, string path, Dictionary<string, int> lines, string source)
+    {
+        try
+        {
+            return DurationConverter.Parse(v.GetValue<string>());
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{Where(source, lines, path)}: '{path}' {e.Message} (got {Shown(v)})", e);
+        }
     }
 
     private static bool IsWhole(JsonValue v) =>
@@ -249,8 +277,11 @@ internal static partial class RunConfigFile
     {
         JsonObject => "a mapping",
         JsonArray => "a list",
-        _ => node.ToJsonString(),
+        _ => Clip(node.ToJsonString(Json)),
     };
+
+    /// <summary>At most 80 characters of text from a file, for an error line.</summary>
+    private static string Clip(string text) => text.Length <= 80 ? text : text[..80] + "…";
 
     private static string Kind(JsonNode node) => node switch { JsonArray => "list", JsonObject => "mapping", _ => "single value" };
 
@@ -277,7 +308,7 @@ internal static partial class RunConfigFile
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidDataException($"{path}: empty");
+            root = JsonNode.Parse(ReadBounded(path))?.AsObject() ?? throw new InvalidDataException($"{path}: empty");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
@@ -389,6 +420,8 @@ internal static partial class RunConfigFile
         if (t.GradientClip < 0) throw new ArgumentException($"'training.gradient_clip' must not be negative (got {t.GradientClip})");
         if (t.LabelSmoothing is < 0 or >= 1) throw new ArgumentException($"'training.label_smoothing' must be in [0, 1) (got {t.LabelSmoothing})");
         if (t.TimeLimit is { } limit && limit <= TimeSpan.Zero) throw new ArgumentException("'training.time_limit' must be positive");
+        if (t.TimeLimit > DurationConverter.Longest)
+            throw new ArgumentException($"'training.time_limit' must be at most {DurationConverter.LongestText} (got {t.TimeLimit.Value.TotalDays:0.#} days)");
 
         var v = c.Validation;
         Positive(v.Every, "validation.every");

@@ -129,16 +129,39 @@ internal sealed class DurationConverter : JsonConverter<TimeSpan?>
         if (reader.TokenType != JsonTokenType.String)
             throw new JsonException("expected a duration such as 90m, 1.5h, 45s or 01:30:00");
         string text = reader.GetString()!.Trim();
-        return Parse(text) ?? throw new JsonException($"'{text}' is not a duration (write 90m, 1.5h, 45s or 01:30:00)");
+        try
+        {
+            return Parse(text) ?? throw new JsonException($"'{text}' is not a duration (write 90m, 1.5h, 45s or 01:30:00)");
+        }
+        catch (ArgumentException e)
+        {
+            throw new JsonException(e.Message, e);
+        }
     }
 
+    /// <summary>The longest duration read: a year (beyond it a time limit is a typo, and <see cref="TimeSpan"/> overflows).</summary>
+    internal static readonly TimeSpan Longest = TimeSpan.FromDays(365);
+
+    internal const string LongestText = "365 days (8760h)";
+
+    /// <summary>
+    /// The duration <paramref name="text"/> writes, or null if it writes none; a duration longer than
+    /// <see cref="Longest"/> is an <see cref="ArgumentException"/> (checked before a <see cref="TimeSpan"/> is made).
+    /// </summary>
     internal static TimeSpan? Parse(string text)
     {
+        text = text.Trim();
         if (text.Length > 1 && char.ToLowerInvariant(text[^1]) is 's' or 'm' or 'h'
             && double.TryParse(text[..^1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double n)
-            && n >= 0 && double.IsFinite(n))
+            && !double.IsNaN(n))
+        {
+            if (n < 0) throw new ArgumentException("must be positive");
+            double seconds = n * char.ToLowerInvariant(text[^1]) switch { 's' => 1, 'm' => 60, _ => 3600 };
+            if (seconds > Longest.TotalSeconds) throw new ArgumentException($"must be at most {LongestText}");
             return char.ToLowerInvariant(text[^1]) switch { 's' => TimeSpan.FromSeconds(n), 'm' => TimeSpan.FromMinutes(n), _ => TimeSpan.FromHours(n) };
-        return TimeSpan.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var t) && t >= TimeSpan.Zero ? t : null;
+        }
+        if (!TimeSpan.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var t) || t < TimeSpan.Zero) return null;
+        return t <= Longest ? t : throw new ArgumentException($"must be at most {LongestText}");
     }
 
     public override void Write(Utf8JsonWriter writer, TimeSpan? value, JsonSerializerOptions options)
