@@ -265,7 +265,7 @@ public sealed class UntrustedWeightsTests : IDisposable
             p.Add((byte)'r');
             p.AddRange(BitConverter.GetBytes(i));
         }
-        var e = RefusedWithin(Archive(p.ToArray(), 16), maxMiB: 300);
+        var e = RefusedWithin(Archive(p.ToArray(), 16), maxMiB: 150);
         Assert.Contains("memo grows beyond 1048576 entries", e.Message);
     }
 
