@@ -82,21 +82,21 @@ internal static partial class TorchPickle
                     case 0x80: Byte(); break;                                   // PROTO
                     case 0x95: Bytes(8); break;                                  // FRAME
                     case (byte)'.': return Pop() ?? throw new PickleException("the pickle holds None");  // STOP
-                    case (byte)'(': Push(Mark.Instance); break;                // MARK
+                    case (byte)'(': Push(Mark.Instance); break;                 // MARK
                     case (byte)'}': Push(Container(new Dictionary<object, object?>())); break;
                     case (byte)']': Push(Container(new List<object?>())); break;
                     case (byte)')': Push(Container(Array.Empty<object?>())); break;
                     case (byte)'N': Push(null); break;
                     case 0x88: Push(true); break;
                     case 0x89: Push(false); break;
-                    case (byte)'K': Push((long)Byte()); break;             // BININT1
+                    case (byte)'K': Push((long)Byte()); break;                  // BININT1
                     case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(Bytes(2))); break;
                     case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(Bytes(4))); break;
-                    case 0x8a: Push(Long(Byte())); break;                   // LONG1
+                    case 0x8a: Push(Long(Byte())); break;                       // LONG1
                     case 0x8b: Push(Long(Length(BinaryPrimitives.ReadInt32LittleEndian(Bytes(4))))); break;
                     case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(Bytes(8))); break;
                     case (byte)'X': Push(Text(Length(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4))))); break;
-                    case 0x8c: Push(Text(Byte())); break;                   // SHORT_BINUNICODE
+                    case 0x8c: Push(Text(Byte())); break;                       // SHORT_BINUNICODE
                     case 0x8d: Push(Text(Length(BinaryPrimitives.ReadInt64LittleEndian(Bytes(8))))); break;
                     case (byte)'c': Push(new Global(Line(), Line())); break;
                     case 0x93:                                                   // STACK_GLOBAL
@@ -109,9 +109,9 @@ internal static partial class TorchPickle
                     case (byte)'q': Put(Byte()); break;                          // BINPUT
                     case (byte)'r': Put(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4))); break;
                     case 0x94: Put(memo.Count); break;                           // MEMOIZE
-                    case (byte)'h': Push(Get(Byte())); break;               // BINGET
+                    case (byte)'h': Push(Get(Byte())); break;                   // BINGET
                     case (byte)'j': Push(Get(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4)))); break;
-                    case (byte)'t': Push(Tuple(PopMark().ToArray())); break; // TUPLE
+                    case (byte)'t': Push(Tuple(PopMark().ToArray())); break;    // TUPLE
                     case 0x85: Push(Tuple([Pop()])); break;
                     case 0x86: { var b = Pop(); var a = Pop(); Push(Tuple([a, b])); break; }
                     case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); Push(Tuple([a, b, c])); break; }
@@ -132,7 +132,7 @@ internal static partial class TorchPickle
                         if (Peek() is not Dictionary<object, object?>) throw new PickleException($"BUILD on a {Describe(Peek())}");
                         break;
                     }
-                    case (byte)'Q': Push(PersistentLoad(Pop())); break;     // BINPERSID
+                    case (byte)'Q': Push(PersistentLoad(Pop())); break;         // BINPERSID
                     case (byte)'R':                                              // REDUCE
                     {
                         var args = Pop() as object?[] ?? throw new PickleException("REDUCE without an argument tuple");
