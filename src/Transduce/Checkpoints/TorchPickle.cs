@@ -11,10 +11,13 @@ namespace Transduce.Checkpoints;
 /// the typed storages <c>torch.FloatStorage</c>, …). Anything else is refused.
 /// </summary>
 /// <remarks>
-/// Every size is checked before memory is taken: a storage's element count × element size must equal the length of
-/// its data entry in the archive, a tensor view must lie inside its storage (checked arithmetic), and all storages
-/// together must stay under a cap. A storage shared by several tensors (tied embeddings) is read once, and those
-/// tensors come back as views of that one buffer.
+/// Every size is checked before memory is taken: the archive's entries must fit in the file together, a storage's
+/// element count × element size must equal the length of its data entry, which must be stored uncompressed as
+/// <c>torch.save</c> writes it (so the storages never take more memory than the file's size), a tensor view must lie
+/// inside its storage (checked arithmetic), and all storages together must stay under a cap. <c>data.pkl</c> is at most
+/// 64 MiB, and what its program may build is bounded too (values, stack, memo and nesting; see <see cref="Machine"/>).
+/// A storage shared by several tensors (tied embeddings) is read once, and those tensors come back as views of that one
+/// buffer.
 /// </remarks>
 internal static partial class TorchPickle
 {
@@ -26,6 +29,9 @@ internal static partial class TorchPickle
 
     /// <summary>The largest total of storage bytes read from one file by default (16 GiB).</summary>
     internal const long DefaultMaxBytes = 16L << 30;
+
+    /// <summary>The largest <c>data.pkl</c> read (64 MiB): a state dict's structure takes some 100 bytes per tensor.</summary>
+    internal const long MaxProgramBytes = 64L << 20;
 
     /// <summary>True when the file starts like a zip archive (what <c>torch.save</c> writes since PyTorch 1.6).</summary>
     internal static bool LooksLikeZip(string path)
@@ -91,18 +97,19 @@ internal static partial class TorchPickle
 
     private static (Dictionary<string, View> Views, Dictionary<string, ZipArchiveEntry> Entries) Index(string path, ZipArchive archive, long maxBytes)
     {
+        CheckEntriesFit(path, archive);
         var pkl = archive.Entries.FirstOrDefault(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1)
             ?? throw new InvalidDataException($"{path}: not a PyTorch state dict saved with torch.save (no data.pkl in the archive)");
         string root = pkl.FullName[..^"data.pkl".Length];
         if (archive.GetEntry(root + "byteorder") is { } order)
         {
-            using var reader = new StreamReader(order.Open());
-            string text = reader.ReadToEnd().Trim();
+            if (order.Length > 16) throw new InvalidDataException($"{path}: {order.FullName} is {order.Length} bytes, not 'little' or 'big'");
+            string text = System.Text.Encoding.UTF8.GetString(ReadEntry(path, order, order.FullName)).Trim();
             if (text != "little") throw new InvalidDataException($"{path}: tensors are stored '{text}'-endian; only little-endian files are supported");
         }
-        if (pkl.Length > 64L << 20) throw new InvalidDataException($"{path}: data.pkl is {pkl.Length} bytes, more than a state dict's structure needs");
-        byte[] program = new byte[pkl.Length];
-        using (var stream = pkl.Open()) stream.ReadExactly(program);
+        if (pkl.Length > MaxProgramBytes)
+            throw new InvalidDataException($"{path}: {pkl.FullName} is {pkl.Length} bytes, more than a state dict's structure needs ({MaxProgramBytes} at most)");
+        byte[] program = ReadEntry(path, pkl, pkl.FullName);
 
         object top;
         try
@@ -111,7 +118,7 @@ internal static partial class TorchPickle
         }
         catch (PickleException e)
         {
-            throw new InvalidDataException($"{path}: not a PyTorch state dict saved with torch.save ({e.Message})", e);
+            throw new InvalidDataException($"{path}: {pkl.FullName} is not a state dict saved with torch.save ({e.Message})", e);
         }
         if (top is not Dictionary<object, object?> dict)
             throw new InvalidDataException($"{path}: holds a {Machine.Describe(top)}, not a state dict (a dict of name → tensor)");
@@ -130,6 +137,9 @@ internal static partial class TorchPickle
                 long bytes = CheckedBytes(path, name, view.Storage);
                 if (entry.Length != bytes)
                     throw new InvalidDataException($"{path}: storage '{view.Storage.Key}' of tensor '{name}' declares {bytes} bytes but its data holds {entry.Length}");
+                if (entry.CompressedLength != entry.Length)
+                    throw new InvalidDataException(
+                        $"{path}: storage '{view.Storage.Key}' of tensor '{name}' is compressed in the archive ({entry.CompressedLength} bytes for {entry.Length}); torch.save stores tensor data uncompressed");
                 total += bytes;
                 if (total > maxBytes)
                     throw new InvalidDataException($"{path}: its storages hold more than {maxBytes} bytes, the limit for one weights file");
@@ -139,6 +149,40 @@ internal static partial class TorchPickle
             views[name] = view;
         }
         return (views, entries);
+    }
+
+    /// <summary>
+    /// The entries of a zip archive never share bytes, so together (each with its local header of at least 30 bytes and
+    /// its name) they cannot take more than the file: this bounds what the central directory's lengths (untrusted) can make
+    /// us allocate before a read would find the data missing. A stored storage's length is then at most the file's.
+    /// </summary>
+    private static void CheckEntriesFit(string path, ZipArchive archive)
+    {
+        long fileLength = new FileInfo(path).Length, total = 0;
+        foreach (var entry in archive.Entries)
+        {
+            long header = 30 + System.Text.Encoding.UTF8.GetByteCount(entry.FullName);
+            if (entry.Length < 0 || entry.CompressedLength < 0 || entry.CompressedLength > fileLength - total - header)
+                throw new InvalidDataException(
+                    $"{path}: zip entry '{entry.FullName}' claims {entry.CompressedLength} bytes, more than the file's {fileLength} bytes hold beside the other entries");
+            total += header + entry.CompressedLength;
+        }
+    }
+
+    /// <summary>Reads an entry whole, exactly the length the archive declares for it (checked by the caller).</summary>
+    private static byte[] ReadEntry(string path, ZipArchiveEntry entry, string what)
+    {
+        var bytes = new byte[entry.Length];
+        try
+        {
+            using var stream = entry.Open();
+            stream.ReadExactly(bytes);
+            return bytes;
+        }
+        catch (Exception e) when (e is EndOfStreamException or InvalidDataException)
+        {
+            throw new InvalidDataException($"{path}: {what} is truncated or corrupt: it holds less than the {entry.Length} bytes the archive declares or cannot be decompressed ({e.Message})", e);
+        }
     }
 
     private static long CheckedBytes(string path, string name, Storage storage)
@@ -180,24 +224,21 @@ internal static partial class TorchPickle
 
     private static Tensor ReadStorage(string path, ZipArchiveEntry entry, Storage storage)
     {
-        long bytes = storage.Elements * ElementSize(storage.DType);
-        if (bytes > int.MaxValue)
+        long bytes = storage.Elements * ElementSize(storage.DType); // equal to entry.Length, which fits in the file
+        if (bytes > Array.MaxLength)
             throw new InvalidDataException($"{path}: storage '{storage.Key}' holds {bytes} bytes; storages over 2 GiB are not supported");
+        // The data is read before the tensor is made, so a storage whose bytes are missing takes no tensor memory.
+        var buffer = ReadEntry(path, entry, $"storage '{storage.Key}'");
         var t = empty([storage.Elements], storage.DType);
         try
         {
-            if (bytes > 0)
-            {
-                var buffer = new byte[bytes];
-                using (var stream = entry.Open()) stream.ReadExactly(buffer);
-                t.bytes = buffer;
-            }
+            if (bytes > 0) t.bytes = buffer;
             return t;
         }
-        catch (Exception e) when (e is EndOfStreamException or InvalidDataException)
+        catch
         {
             t.Dispose();
-            throw new InvalidDataException($"{path}: storage '{storage.Key}' is truncated or corrupt ({e.Message})", e);
+            throw;
         }
     }
 
