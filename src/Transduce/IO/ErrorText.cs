@@ -30,9 +30,9 @@ internal static class ErrorText
     }
 
     /// <summary>
-    /// The first <paramref name="max"/> of <paramref name="problems"/> joined by "; ", then how many more there are: a file
+    /// The first <paramref name="max"/> of <paramref name="problems"/> (a layer's worth and more) joined by "; ", then how many more there are: a file
     /// with thousands of wrong entries still gets a readable one-line error.
     /// </summary>
-    public static string Problems(IReadOnlyCollection<string> problems, int max = 10) =>
+    public static string Problems(IReadOnlyCollection<string> problems, int max = 40) =>
         string.Join("; ", problems.Take(max)) + (problems.Count > max ? $"; … and {problems.Count - max} more" : "");
 }

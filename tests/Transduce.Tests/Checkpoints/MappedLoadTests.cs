@@ -167,8 +167,8 @@ public sealed class MappedLoadTests : IDisposable
         foreach (var t in tensors.Values) t.Dispose();
         var error = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path));
         Assert.Contains("unexpected tensor 'stranger.", error.Message);
-        Assert.Contains("and 2990 more", error.Message);
-        Assert.True(error.Message.Length < 2000, error.Message.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Contains("and 2960 more", error.Message);
+        Assert.True(error.Message.Length < 6000, error.Message.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]
