@@ -209,7 +209,7 @@ internal sealed record HfGenerationConfig
 
     /// <summary>
     /// Reads and checks the decoding rules of <paramref name="file"/>: ids inside the vocabulary, the beam within
-    /// <see cref="MaxBeams"/>, lengths within the decoder's positions (<paramref name="maxPositions"/>, when known).
+    /// <see cref="MaxBeams"/>, lengths within the longest supported sequence (the default one within <paramref name="maxPositions"/>).
     /// </summary>
     private static Rules ReadRules(HfJsonFile file, int vocabularySize, int? maxPositions, int[] eos)
     {
@@ -235,8 +235,9 @@ internal sealed record HfGenerationConfig
 
         int numBeams = file.Int("num_beams") ?? 1;
         if (numBeams is < 1 or > MaxBeams) throw file.Error($"'num_beams' must be between 1 and {MaxBeams} (got {numBeams})");
-        int? maxLength = Length(file, "max_length", maxPositions);
-        int? maxNewTokens = Length(file, "max_new_tokens", maxPositions is int p0 ? p0 - 1 : null);
+        // Lengths beyond the positions are accepted, as transformers accepts them; decoding stops where the positions end.
+        int? maxLength = file.Size("max_length", ModelConfig.MaxPositionCount);
+        int? maxNewTokens = file.Size("max_new_tokens", ModelConfig.MaxPositionCount);
         int minLength = Count(file, "min_length") ?? 0;
         int? minNewTokens = Count(file, "min_new_tokens");
         int noRepeat = Count(file, "no_repeat_ngram_size") ?? 0;
@@ -254,19 +255,6 @@ internal sealed record HfGenerationConfig
             throw file.Error($"'{(minNewTokens is null ? "min_length" : "min_new_tokens")}' asks for more tokens ({minimum}) than the length limit allows ({limit})");
         return new Rules(forcedEos, forcedBos, earlyStopping, numBeams, maxLength, maxNewTokens, minLength, minNewTokens, noRepeat,
             repetition, lengthPenalty, BadWords(file, vocabularySize, eos), limit);
-    }
-
-    /// <summary>
-    /// A length limit: positive, and no longer than the decoder's positions allow (<paramref name="max"/>, when known; else
-    /// the longest supported sequence), so a folder cannot ask for more decoding steps than its model can take.
-    /// </summary>
-    private static int? Length(HfJsonFile file, string key, int? max)
-    {
-        if (max is null) return file.Size(key, ModelConfig.MaxPositionCount);
-        int? value = file.Int(key);
-        if (value is <= 0) throw file.Error($"'{key}' must be positive (got {value})");
-        if (value > max) throw file.Error($"'{key}' {value} is more than the decoder's positions allow (at most {max}, from 'max_position_embeddings')");
-        return value;
     }
 
     /// <summary>A non-negative count no larger than the longest supported sequence.</summary>
