@@ -132,7 +132,8 @@ public sealed record ServeOptions
         Positive(MaxSentences, "--max-sentences");
         Positive(MaxChars, "--max-chars");
         Positive(MaxBodyBytes, "--max-body-bytes");
-        Positive(MaxBeam, "--max-beam");
+        if (MaxBeam is < 1 or > Inference.BeamSearchOptions.MaxBeamSize)
+            throw new ArgumentException($"--max-beam must be between 1 and {Inference.BeamSearchOptions.MaxBeamSize} (got {MaxBeam})");
         Positive(MaxOutputTokens, "--max-output-tokens");
         Positive(MaxRequestCost, "--max-request-cost");
         Positive(MaxInflightCost, "--max-inflight-cost");

@@ -172,7 +172,7 @@ internal static class TranslateRequestReader
     {
         if (!root.TryGetProperty(name, out var value)) return (fallback, null);
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int n))
-            return (0, Invalid($"'{name}' must be an integer, not {Kind(value)}", name));
+            return (0, Invalid($"'{name}' must be an integer between 1 and {max}, not {Kind(value)}", name));
         if (n < 1) return (0, Invalid($"'{name}' must be between 1 and {max} (got {n})", name));
         if (n > max) return (0, Invalid($"'{name}' must be between 1 and {max} (got {n})", name) with { Limit = "max_beam", LimitValue = max, Requested = n });
         return (n, null);

@@ -19,7 +19,7 @@ internal static class EvaluateCommand
         var test = new Option<string>("--test") { Description = "Test corpus (tab-separated source and reference).", Required = true };
         var maxPairs = new Option<int?>("--max-pairs") { Description = "Evaluate on the first N pairs only." };
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together.", DefaultValueFactory = _ => 64 };
-        var beam = new Option<int?>("--beam") { Description = "Beam size (1 = greedy; default: the model's own, greedy unless a MarianMT folder sets num_beams)." };
+        var beam = BeamFlags.Beam("Beam size (1 = greedy; default: the model's own, greedy unless a MarianMT folder sets num_beams).");
         var report = new Option<string?>("--report") { Description = "Also write the figures as JSON to this file." };
         var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };

@@ -33,7 +33,7 @@ internal static class ServeCommand
         var maxSentences = new Option<int>("--max-sentences") { Description = "Sentences per request at most.", DefaultValueFactory = _ => defaults.MaxSentences };
         var maxChars = new Option<int>("--max-chars") { Description = "Characters per sentence at most.", DefaultValueFactory = _ => defaults.MaxChars };
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Request body size at most.", DefaultValueFactory = _ => defaults.MaxBodyBytes };
-        var maxBeam = new Option<int>("--max-beam") { Description = "Largest beam and n-best a request may ask for.", DefaultValueFactory = _ => defaults.MaxBeam };
+        var maxBeam = BeamFlags.WithDefault("--max-beam", "Largest beam and n-best a request may ask for.", defaults.MaxBeam);
         var maxOutputTokens = new Option<int>("--max-output-tokens") { Description = "Output tokens per sentence at most, whatever its length.", DefaultValueFactory = _ => defaults.MaxOutputTokens };
         var maxOutputRatio = new Option<double>("--max-output-ratio") { Description = "Output tokens per sentence at most: ratio × (source tokens + 1) + --max-output-extra.", DefaultValueFactory = _ => defaults.MaxOutputRatio };
         var maxOutputExtra = new Option<int>("--max-output-extra") { Description = "The constant of the output limit.", DefaultValueFactory = _ => defaults.MaxOutputExtra };

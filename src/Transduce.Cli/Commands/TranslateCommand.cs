@@ -20,8 +20,8 @@ internal static class TranslateCommand
         var batchTokens = new Option<int?>("--batch-tokens") { Description = "Padded source tokens per batch at most (batches of short sentences get larger)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
         var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens; default: the model's own limit, e.g. a MarianMT folder's max_length − 1)." };
-        var beam = new Option<int?>("--beam") { Description = "Beam size (1 = greedy; default: the model's own — a MarianMT folder's num_beams, as transformers' generate() uses it — else greedy)." };
-        var nbest = new Option<int>("--n-best") { Description = "Print this many translations per sentence, tab-separated with their scores.", DefaultValueFactory = _ => 1 };
+        var beam = BeamFlags.Beam("Beam size (1 = greedy; default: the model's own — a MarianMT folder's num_beams, as transformers' generate() uses it — else greedy).");
+        var nbest = BeamFlags.WithDefault("--n-best", "Print this many translations per sentence, tab-separated with their scores.", 1);
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
         var layer = new Option<int>("--attention-layer") { Description = "Decoder layer to show (negative counts from the last).", DefaultValueFactory = _ => -1 };
         var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };

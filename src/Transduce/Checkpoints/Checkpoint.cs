@@ -233,7 +233,7 @@ public sealed class Checkpoint : IDisposable
             modelConfig = root["model"]?.Deserialize<ModelConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'model'");
             textConfig = root["text"]?.Deserialize<TextConfig>(ModelConfig.Json) ?? throw new InvalidDataException($"{configPath}: missing 'text'");
             training = root["training"]?.Deserialize<Dictionary<string, string>>(ModelConfig.Json) ?? [];
-            generation = root["generation"]?.Deserialize<Inference.GenerationSettings>(GenerationJson) ?? new();
+            generation = ReadGeneration(root["generation"], configPath);
             tasks = TasksFromJson(root["tasks"], configPath);
             pairEncoding = root["pair_encoding"] is { } pe ? PairEncoding.FromName(pe.GetValue<string>()) : PairEncoding.Default;
             modelConfig.Validate();
@@ -252,6 +252,16 @@ public sealed class Checkpoint : IDisposable
         if (src.Count != modelConfig.SourceVocabSize || tgt.Count != modelConfig.TargetVocabSize)
             throw new InvalidDataException(
                 $"{directory}: vocabulary sizes ({src.Count}, {tgt.Count}) differ from the model config ({modelConfig.SourceVocabSize}, {modelConfig.TargetVocabSize})");
+
+        try
+        {
+            generation.Validate(tgt.Count);
+            foreach (var (name, task) in tasks) task.Generation.Validate(tgt.Count, $"tasks.{name}.generation");
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{configPath}: {e.Message}", e);
+        }
 
         var languages = root["languages"] is JsonObject table ? LanguageTable.FromJson(table, src.Count, tgt.Count, configPath) : null;
         try
@@ -316,8 +326,9 @@ public sealed class Checkpoint : IDisposable
             if (Inference.TaskSettings.CheckName(name) is { } problem) throw new InvalidDataException($"{configPath}: 'tasks': {problem}");
             string prefix = entry?["prefix"] is JsonValue p && p.TryGetValue<string>(out var text) && text.Length <= Inference.TaskSettings.MaxPrefixLength
                 ? text : throw new InvalidDataException($"{configPath}: 'tasks' '{name}': 'prefix' must be a string of at most {Inference.TaskSettings.MaxPrefixLength} characters");
-            var generation = entry["generation"]?.Deserialize<Inference.GenerationSettings>(GenerationJson)
-                ?? throw new InvalidDataException($"{configPath}: 'tasks' '{name}': missing 'generation'");
+            var generation = entry["generation"] is { } section
+                ? ReadGeneration(section, configPath, $"tasks.{name}.generation")
+                : throw new InvalidDataException($"{configPath}: 'tasks' '{name}': missing 'generation'");
             tasks[name] = new Inference.TaskSettings(prefix, generation);
         }
         return tasks;
@@ -355,6 +366,26 @@ public sealed class Checkpoint : IDisposable
         {
             using var source = file.Read(name);
             t.copy_(source);
+        }
+    }
+
+    /// <summary>
+    /// The <c>generation</c> section of <paramref name="configPath"/> (defaults when absent); a value of the wrong type is
+    /// one line naming the file and the field. Its values are checked against the vocabulary once it is known
+    /// (<see cref="Inference.GenerationSettings.Validate"/>).
+    /// </summary>
+    private static Inference.GenerationSettings ReadGeneration(JsonNode? section, string configPath, string name = "generation")
+    {
+        if (section is null) return new();
+        if (section is not JsonObject) throw new InvalidDataException($"{configPath}: '{name}' must be an object (got {ErrorText.OneLine(section.ToJsonString())})");
+        try
+        {
+            return section.Deserialize<Inference.GenerationSettings>(GenerationJson) ?? new();
+        }
+        catch (JsonException e)
+        {
+            string field = e.Path is { Length: > 1 } path ? name + path.TrimStart('$') : name;
+            throw new InvalidDataException($"{configPath}: '{field}' has a value of the wrong type or an unknown name", e);
         }
     }
 

@@ -48,10 +48,18 @@ internal static class ForeignFormats
     /// <summary>
     /// Refuses a configuration that needs more weights than <paramref name="weights"/> stores, before a model is built
     /// from it: a config edited to huge sizes must not make us allocate them. Throws <see cref="InvalidDataException"/>
-    /// naming <paramref name="configPath"/> and the keys of the largest term (<see cref="Models.ModelConfig.MinimumParameterTerms"/>).
+    /// naming <paramref name="configPath"/> and the keys of the largest term (<see cref="Models.ModelConfig.MinimumParameterTerms"/>);
+    /// likewise a configuration whose computed tables (<see cref="Models.ModelConfig.ComputedValues"/>) outgrow the weights.
     /// </summary>
     public static void CheckFits(this Models.ModelConfig config, WeightsIndex weights, string configPath)
     {
+        var (computedKeys, computed) = config.ComputedValues;
+        long allowed = Math.Max(Models.ModelConfig.ComputedValuesFloor, weights.StoredElements);
+        if (computed > allowed)
+            throw new InvalidDataException(
+                $"{configPath}: {computedKeys} would hold {computed:N0} values, more than the {allowed:N0} allowed " +
+                $"({Path.GetFileName(weights.Path)} stores {weights.StoredElements:N0} weights; a computed table may be as large as the weights, " +
+                $"or {Models.ModelConfig.ComputedValuesFloor:N0} values): the positions are not what these weights were made for");
         var terms = config.MinimumParameterTerms().ToList();
         long needed = terms.Sum(t => t.Count);
         if (needed <= weights.StoredElements) return;

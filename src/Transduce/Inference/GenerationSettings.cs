@@ -45,6 +45,53 @@ internal sealed record GenerationSettings
     /// </summary>
     public int? ForcedBosTokenId { get; init; }
 
+    /// <summary>The most banned tokens or banned sequences a checkpoint may list (a bound on the work of each decoding step).</summary>
+    public const int MaxBannedEntries = 65536;
+
+    /// <summary>
+    /// Checks every setting read from an untrusted <c>config.json</c> before it is used: ids inside the target vocabulary of
+    /// <paramref name="targetVocabulary"/>, the beam within <see cref="BeamSearchOptions.MaxBeamSize"/>, counts and lengths
+    /// within the longest supported sequence, known names. Throws <see cref="ArgumentException"/> naming the field as
+    /// <c>config.json</c> spells it (<c>'generation.num_beams'</c>).
+    /// </summary>
+    /// <param name="targetVocabulary">The target vocabulary's size.</param>
+    /// <param name="section">Where the settings sit in <c>config.json</c>, for the errors.</param>
+    public void Validate(int targetVocabulary, string section = "generation")
+    {
+        const int longest = Models.ModelConfig.MaxPositionCount;
+        ArgumentException Bad(string field, string problem) => new($"'{section}.{field}' {problem}");
+        void Id(string field, int id)
+        {
+            if (id < 0 || id >= targetVocabulary) throw Bad(field, $"has id {id}, outside the target vocabulary of {targetVocabulary}");
+        }
+        void Range(string field, int value, int min, int max)
+        {
+            if (value < min || value > max) throw Bad(field, $"must be between {min} and {max} (got {value})");
+        }
+
+        if (!Enum.IsDefined(LengthNormalization)) throw Bad("length_normalization", $"is not a known length normalisation ({(int)LengthNormalization})");
+        if (!Enum.IsDefined(EarlyStopping)) throw Bad("early_stopping", $"is not a known stopping rule ({(int)EarlyStopping})");
+        if (ComputeType is { } type && !Enum.IsDefined(type)) throw Bad("compute_type", $"is not a known number type ({(int)type})");
+        if (!double.IsFinite(LengthPenalty)) throw Bad("length_penalty", $"must be a finite number (got {LengthPenalty})");
+        if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) throw Bad("repetition_penalty", $"must be a positive finite number (got {RepetitionPenalty})");
+        if (NumBeams is int beams) Range("num_beams", beams, 1, BeamSearchOptions.MaxBeamSize);
+        if (MaxNewTokens is int maxNew) Range("max_new_tokens", maxNew, 1, longest);
+        Range("min_length", MinLength, 0, longest);
+        Range("no_repeat_ngram_size", NoRepeatNgramSize, 0, longest);
+        if (ForcedBosTokenId is int forced) Id("forced_bos_token_id", forced);
+        if (BannedTokens is null) throw Bad("banned_tokens", "must be a list of token ids (got null)");
+        if (BannedTokens.Count > MaxBannedEntries) throw Bad("banned_tokens", $"has {BannedTokens.Count} entries, more than the {MaxBannedEntries} supported");
+        foreach (int id in BannedTokens) Id("banned_tokens", id);
+        if (BannedSequences is null) throw Bad("banned_sequences", "must be a list of lists of token ids (got null)");
+        if (BannedSequences.Count > MaxBannedEntries) throw Bad("banned_sequences", $"has {BannedSequences.Count} entries, more than the {MaxBannedEntries} supported");
+        foreach (var sequence in BannedSequences)
+        {
+            if (sequence is null || sequence.Length == 0 || sequence.Length > longest)
+                throw Bad("banned_sequences", $"must hold non-empty lists of at most {longest} token ids");
+            foreach (int id in sequence) Id("banned_sequences", id);
+        }
+    }
+
     /// <summary>Greedy-search options of these settings.</summary>
     /// <param name="crossAttention">Also return each output's cross-attention.</param>
     public SearchOptions Greedy(bool crossAttention = false) => new()

@@ -113,6 +113,12 @@ internal enum EarlyStopping
 /// <summary>Options for <see cref="BeamSearch"/>.</summary>
 internal sealed record BeamSearchOptions : SearchOptions
 {
+    /// <summary>
+    /// The largest beam (and n-best list) any caller may ask for — the command line, a request to the service, a checkpoint's
+    /// or a Hugging Face folder's default — so no input can make a step score more than this many rows per sentence.
+    /// </summary>
+    public const int MaxBeamSize = 256;
+
     /// <summary>Hypotheses kept alive per sentence (<c>k</c>); must be at least 1. A beam of 1 decodes exactly as greedy search.</summary>
     public int BeamSize { get; init; } = 4;
 
@@ -156,7 +162,7 @@ internal sealed record BeamSearchOptions : SearchOptions
     public override void Validate()
     {
         base.Validate();
-        if (BeamSize < 1) throw new ArgumentException("beam size must be at least 1", nameof(BeamSize));
+        if (BeamSize is < 1 or > MaxBeamSize) throw new ArgumentException($"beam size must be between 1 and {MaxBeamSize} (got {BeamSize})", nameof(BeamSize));
         if (NBest < 1 || NBest > BeamSize) throw new ArgumentException("n-best must be between 1 and the beam size", nameof(NBest));
         if (Normalization == LengthNormalization.HuggingFace
                 ? !double.IsFinite(LengthPenalty)

@@ -96,6 +96,17 @@ public abstract record ModelConfig
     public virtual IEnumerable<(string Keys, long Count)> MinimumParameterTerms() => [];
 
     /// <summary>
+    /// The values the model computes from its configuration alone, not read from its weights (a Transformer's sinusoid
+    /// position tables), labelled with the config keys they come from; (empty, 0) when none. Loading refuses a config whose
+    /// computed tables are larger than its weights (or than <see cref="ComputedValuesFloor"/>): a 1 MB model must not
+    /// make us compute a table of a million positions.
+    /// </summary>
+    internal virtual (string Keys, long Count) ComputedValues => ("", 0);
+
+    /// <summary>Computed values any loaded model may have whatever its weights: 2^22 floats, 16 MiB.</summary>
+    internal const long ComputedValuesFloor = 1L << 22;
+
+    /// <summary>
     /// Reads a config as the type its <c>architecture</c> names (an old config without the field is a <c>gru</c>, the
     /// former default) and writes one with <c>architecture</c> first, then its own fields.
     /// </summary>

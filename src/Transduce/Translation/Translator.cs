@@ -425,7 +425,8 @@ public sealed class Translator : IDisposable
     private IReadOnlyList<Hypothesis>[] Search(int[][] encoded, TranslationOptions? options, int? nBest, bool crossAttention, CancellationToken cancellation)
     {
         options ??= new TranslationOptions();
-        if (options.Beam < 1) throw new ArgumentException("the beam size must be at least 1", nameof(options));
+        if (options.Beam is < 1 or > BeamSearchOptions.MaxBeamSize)
+            throw new ArgumentException($"the beam size must be between 1 and {BeamSearchOptions.MaxBeamSize} (got {options.Beam})", nameof(options));
         var model = checkpoint.Model;
         var baseline = BaseGeneration(options); // the task's settings, else the checkpoint's
         var generation = baseline with

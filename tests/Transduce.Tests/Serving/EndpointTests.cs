@@ -202,7 +202,7 @@ public sealed class EndpointTests(ServingFixture fixture) : IAsyncLifetime
         { "{\"text\": []}", 400, "text", "at least one sentence" },
         { "{\"text\": [\"Go.\", 7]}", 400, "text[1]", "'text[1]' must be a string, not a number" },
         { "{\"text\": [\"Go.\", null]}", 400, "text[1]", "not null" },
-        { "{\"text\": [\"Go.\"], \"beam\": \"4\"}", 400, "beam", "'beam' must be an integer, not a string" },
+        { "{\"text\": [\"Go.\"], \"beam\": \"4\"}", 400, "beam", "'beam' must be an integer between 1 and 16, not a string" },
         { "{\"text\": [\"Go.\"], \"beam\": 2.5}", 400, "beam", "must be an integer" },
         { "{\"text\": [\"Go.\"], \"beam\": 0}", 400, "beam", "between 1 and 16" },
         { "{\"text\": [\"Go.\"], \"beam\": 17}", 400, "beam", "between 1 and 16" },

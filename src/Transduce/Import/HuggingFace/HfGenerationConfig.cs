@@ -28,10 +28,10 @@ internal sealed record HfGenerationConfig
     public const string ConfigFile = "config.json", GenerationConfigFile = "generation_config.json";
 
     /// <summary>The most <c>bad_words_ids</c> entries accepted (a bound on the work of each decoding step).</summary>
-    public const int MaxBadWords = 65536;
+    public const int MaxBadWords = GenerationSettings.MaxBannedEntries;
 
-    /// <summary>The largest <c>num_beams</c> accepted.</summary>
-    public const int MaxBeams = 1024;
+    /// <summary>The largest <c>num_beams</c> accepted: the largest beam any caller may ask for.</summary>
+    public const int MaxBeams = BeamSearchOptions.MaxBeamSize;
 
     /// <summary>New tokens transformers generates when neither <c>max_length</c> nor <c>max_new_tokens</c> is set (capped by the positions).</summary>
     public const int DefaultNewTokens = 20;
@@ -141,67 +141,32 @@ internal sealed record HfGenerationConfig
         var source = generation.Exists ? generation : model;
         // The file a special id came from, for its errors.
         HfJsonFile Owner(string key) => generation.Has(key) && generation.Node(key) is not null ? generation : model;
-        int? Id(string key)
+        int? InVocabulary(HfJsonFile file, string key)
         {
-            var file = Owner(key);
             int? id = file.TokenId(key);
             if (id is int v && (v < 0 || v >= vocabularySize))
                 throw file.Error($"'{key}' {v} is outside the vocabulary of {vocabularySize}");
             return id;
         }
+        // config.json's special ids are checked even where generation_config.json overrides them: the model's own
+        // configuration (its padding row, its decoder start in training) reads them, and a folder that lies is refused
+        // (config.json's end and forced ids are checked with its rules below).
+        foreach (string key in new[] { "pad_token_id", "decoder_start_token_id", "bos_token_id" }) InVocabulary(model, key);
+        int? Id(string key) => InVocabulary(Owner(key), key);
 
         int pad = Id("pad_token_id") ?? defaults.PadTokenId;
-        var eosFile = Owner("eos_token_id");
-        int[] eos = eosFile.TokenIds("eos_token_id") ?? [defaults.EosTokenId];
-        foreach (int e in eos)
-            if (e < 0 || e >= vocabularySize) throw eosFile.Error($"'eos_token_id' {e} is outside the vocabulary of {vocabularySize}");
-        if (eos.Distinct().Count() > 1)
-            throw eosFile.Error($"'eos_token_id': several end tokens ({string.Join(", ", eos)}) are not supported");
+        int[] modelEos = EndTokens(model, vocabularySize) ?? [defaults.EosTokenId];
+        int[] eos = generation.Exists ? EndTokens(generation, vocabularySize) ?? modelEos : modelEos;
         int start = Id("decoder_start_token_id") ?? defaults.DecoderStartTokenId ?? pad;
         int? bos = Id("bos_token_id") ?? defaults.BosTokenId;
         foreach (var (key, value) in new[] { ("pad_token_id", pad), ("decoder_start_token_id", start) })
             if (value < 0 || value >= vocabularySize) throw model.Error($"'{key}' {value} is outside the vocabulary of {vocabularySize}");
 
-        int? SourceId(string key)
-        {
-            int? id = source.TokenId(key);
-            if (id is int v && (v < 0 || v >= vocabularySize))
-                throw source.Error($"'{key}' {v} is outside the vocabulary of {vocabularySize}");
-            return id;
-        }
         // transformers reads generation_config.json alone when it exists; otherwise it derives it from config.json, whose
-        // class supplies its default for a key the file leaves out.
-        int? forcedEos = generation.Exists || model.Has("forced_eos_token_id") ? SourceId("forced_eos_token_id") : defaults.ForcedEosTokenId;
-        if (forcedEos is int f && f != eos[0])
-            throw source.Error($"'forced_eos_token_id' {f} differs from 'eos_token_id' {eos[0]}, which is not supported");
-        int? forcedBos = SourceId("forced_bos_token_id");
-
-        var earlyStopping = source.Node("early_stopping") switch
-        {
-            null => EarlyStopping.Heuristic,
-            JsonValue b when b.TryGetValue<bool>(out bool flag) => flag ? EarlyStopping.WhenFull : EarlyStopping.Heuristic,
-            JsonValue s when s.TryGetValue<string>(out string? text) && text == "never" => EarlyStopping.Never,
-            var other => throw source.Error($"'early_stopping' must be true, false or \"never\" (got {other.ToJsonString()})"),
-        };
-
-        int numBeams = source.Size("num_beams", MaxBeams) ?? 1;
-        int? maxLength = source.Size("max_length", ModelConfig.MaxPositionCount);
-        int? maxNewTokens = source.Size("max_new_tokens", ModelConfig.MaxPositionCount);
-        int minLength = Count(source, "min_length") ?? 0;
-        int? minNewTokens = Count(source, "min_new_tokens");
-        int noRepeat = Count(source, "no_repeat_ngram_size") ?? 0;
-        double repetition = source.Double("repetition_penalty") ?? 1.0;
-        if (!(repetition > 0) || double.IsInfinity(repetition))
-            throw source.Error($"'repetition_penalty' must be a positive finite number (got {repetition})");
-        double lengthPenalty = source.Double("length_penalty") ?? 1.0;
-        if (!double.IsFinite(lengthPenalty)) throw source.Error("'length_penalty' must be a finite number");
-
-        int limit = maxNewTokens
-            ?? (maxLength is int m ? m - 1 : Math.Min(DefaultNewTokens, maxPositions is int p ? p - 1 : DefaultNewTokens));
-        if (limit < 1) throw source.Error("'max_length' / 'max_new_tokens' leave no room for a generated token");
-        int minimum = minNewTokens ?? Math.Max(0, minLength - 1);
-        if (minimum > limit)
-            throw source.Error($"'{(minNewTokens is null ? "min_length" : "min_new_tokens")}' asks for more tokens ({minimum}) than the length limit allows ({limit})");
+        // class supplies its default for a key the file leaves out. The rules config.json carries are checked either way.
+        if (generation.Exists) ReadRules(model, vocabularySize, maxPositions, modelEos);
+        var rules = ReadRules(source, vocabularySize, maxPositions, eos);
+        int? forcedEos = generation.Exists || model.Has("forced_eos_token_id") ? rules.ForcedEos : defaults.ForcedEosTokenId;
 
         return new HfGenerationConfig
         {
@@ -209,20 +174,87 @@ internal sealed record HfGenerationConfig
             BosTokenId = bos,
             EosTokenIds = eos,
             PadTokenId = pad,
-            ForcedBosTokenId = forcedBos,
+            ForcedBosTokenId = rules.ForcedBos,
             ForcedEosTokenId = forcedEos,
-            NumBeams = numBeams,
-            MaxLength = maxLength,
-            MaxNewTokens = maxNewTokens,
-            MinLength = minLength,
-            MinNewTokens = minNewTokens,
-            LengthPenalty = lengthPenalty,
-            EarlyStopping = earlyStopping,
-            NoRepeatNgramSize = noRepeat,
-            RepetitionPenalty = repetition,
-            BadWordsIds = BadWords(source, vocabularySize, eos),
-            NewTokenLimit = limit,
+            NumBeams = rules.NumBeams,
+            MaxLength = rules.MaxLength,
+            MaxNewTokens = rules.MaxNewTokens,
+            MinLength = rules.MinLength,
+            MinNewTokens = rules.MinNewTokens,
+            LengthPenalty = rules.LengthPenalty,
+            EarlyStopping = rules.EarlyStopping,
+            NoRepeatNgramSize = rules.NoRepeat,
+            RepetitionPenalty = rules.Repetition,
+            BadWordsIds = rules.BadWords,
+            NewTokenLimit = rules.Limit,
         };
+    }
+
+    /// <summary>The end tokens <paramref name="file"/> names (null when it names none), each inside the vocabulary, all one id.</summary>
+    private static int[]? EndTokens(HfJsonFile file, int vocabularySize)
+    {
+        int[]? eos = file.TokenIds("eos_token_id");
+        if (eos is null) return null;
+        foreach (int e in eos)
+            if (e < 0 || e >= vocabularySize) throw file.Error($"'eos_token_id' {e} is outside the vocabulary of {vocabularySize}");
+        if (eos.Distinct().Count() > 1)
+            throw file.Error($"'eos_token_id': several end tokens ({string.Join(", ", eos)}) are not supported");
+        return eos;
+    }
+
+    /// <summary>The decoding rules of one file, each checked and bounded.</summary>
+    private sealed record Rules(
+        int? ForcedEos, int? ForcedBos, EarlyStopping EarlyStopping, int NumBeams, int? MaxLength, int? MaxNewTokens, int MinLength,
+        int? MinNewTokens, int NoRepeat, double Repetition, double LengthPenalty, int[][] BadWords, int Limit);
+
+    /// <summary>
+    /// Reads and checks the decoding rules of <paramref name="file"/>: ids inside the vocabulary, the beam within
+    /// <see cref="MaxBeams"/>, lengths within the longest supported sequence (the default one within <paramref name="maxPositions"/>).
+    /// </summary>
+    private static Rules ReadRules(HfJsonFile file, int vocabularySize, int? maxPositions, int[] eos)
+    {
+        int? SourceId(string key)
+        {
+            int? id = file.TokenId(key);
+            if (id is int v && (v < 0 || v >= vocabularySize))
+                throw file.Error($"'{key}' {v} is outside the vocabulary of {vocabularySize}");
+            return id;
+        }
+        int? forcedEos = SourceId("forced_eos_token_id");
+        if (forcedEos is int f && f != eos[0])
+            throw file.Error($"'forced_eos_token_id' {f} differs from 'eos_token_id' {eos[0]}, which is not supported");
+        int? forcedBos = SourceId("forced_bos_token_id");
+
+        var earlyStopping = file.Node("early_stopping") switch
+        {
+            null => EarlyStopping.Heuristic,
+            JsonValue b when b.TryGetValue<bool>(out bool flag) => flag ? EarlyStopping.WhenFull : EarlyStopping.Heuristic,
+            JsonValue s when s.TryGetValue<string>(out string? text) && text == "never" => EarlyStopping.Never,
+            var other => throw file.Error($"'early_stopping' must be true, false or \"never\" (got {other.ToJsonString()})"),
+        };
+
+        int numBeams = file.Int("num_beams") ?? 1;
+        if (numBeams is < 1 or > MaxBeams) throw file.Error($"'num_beams' must be between 1 and {MaxBeams} (got {numBeams})");
+        // Lengths beyond the positions are accepted, as transformers accepts them; decoding stops where the positions end.
+        int? maxLength = file.Size("max_length", ModelConfig.MaxPositionCount);
+        int? maxNewTokens = file.Size("max_new_tokens", ModelConfig.MaxPositionCount);
+        int minLength = Count(file, "min_length") ?? 0;
+        int? minNewTokens = Count(file, "min_new_tokens");
+        int noRepeat = Count(file, "no_repeat_ngram_size") ?? 0;
+        double repetition = file.Double("repetition_penalty") ?? 1.0;
+        if (!(repetition > 0) || double.IsInfinity(repetition))
+            throw file.Error($"'repetition_penalty' must be a positive finite number (got {repetition})");
+        double lengthPenalty = file.Double("length_penalty") ?? 1.0;
+        if (!double.IsFinite(lengthPenalty)) throw file.Error("'length_penalty' must be a finite number");
+
+        int limit = maxNewTokens
+            ?? (maxLength is int m ? m - 1 : Math.Min(DefaultNewTokens, maxPositions is int p ? p - 1 : DefaultNewTokens));
+        if (limit < 1) throw file.Error("'max_length' / 'max_new_tokens' leave no room for a generated token");
+        int minimum = minNewTokens ?? Math.Max(0, minLength - 1);
+        if (minimum > limit)
+            throw file.Error($"'{(minNewTokens is null ? "min_length" : "min_new_tokens")}' asks for more tokens ({minimum}) than the length limit allows ({limit})");
+        return new Rules(forcedEos, forcedBos, earlyStopping, numBeams, maxLength, maxNewTokens, minLength, minNewTokens, noRepeat,
+            repetition, lengthPenalty, BadWords(file, vocabularySize, eos), limit);
     }
 
     /// <summary>A non-negative count no larger than the longest supported sequence.</summary>

@@ -181,6 +181,12 @@ internal sealed record TransformerConfig : ModelConfig
         ToSpec().Validate(); // every name (activation, norm, positions, layout) known
     }
 
+    /// <summary>The encoder's and the decoder's sinusoid tables, (max_positions + position_offset) × hidden_size each.</summary>
+    internal override (string Keys, long Count) ComputedValues => Positions == "sinusoidal"
+        ? ("2 × 'max_positions' × 'hidden_size' (a Hugging Face folder's 'max_position_embeddings' × 'd_model'), the sinusoid tables",
+            2L * (MaxPositions + PositionOffset) * HiddenSize)
+        : ("", 0);
+
     /// <inheritdoc />
     public override IEnumerable<(string Keys, long Count)> MinimumParameterTerms()
     {

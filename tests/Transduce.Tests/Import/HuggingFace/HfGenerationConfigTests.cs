@@ -51,7 +51,7 @@ public sealed class HfGenerationConfigTests : IDisposable
     [InlineData("""{"eos_token_id": 100}""", "'eos_token_id' 100 is outside the vocabulary of 100")]
     [InlineData("""{"eos_token_id": [2, 3]}""", "several end tokens")]
     [InlineData("""{"forced_bos_token_id": -1}""", "'forced_bos_token_id' -1 is outside the vocabulary")]
-    [InlineData("""{"num_beams": 100000}""", "'num_beams' 100000 is larger than any supported model")]
+    [InlineData("""{"num_beams": 100000}""", "'num_beams' must be between 1 and 256 (got 100000)")]
     [InlineData("""{"max_length": 1000000000}""", "'max_length' 1000000000 is larger than any supported model")]
     [InlineData("""{"no_repeat_ngram_size": -2}""", "'no_repeat_ngram_size' must not be negative")]
     [InlineData("""{"repetition_penalty": 0}""", "'repetition_penalty' must be a positive finite number")]
