@@ -163,16 +163,22 @@ def load_weights(model, path):
     header, data_start = read_safetensors_header(path)
     entries = {n: e for n, e in header.items() if n != "__metadata__"}
     expected = model.state_dict()
-    problems = [f"missing tensor '{n}'" for n in expected if n not in entries]
+    # A tied/shared weight (one tensor under several names) is stored under one of its names (Transduce writes the first,
+    # as transformers' save_pretrained does) or under each (older checkpoints, and this package's own saves).
+    groups = {}
+    for n, t in expected.items():
+        groups.setdefault((t.data_ptr(), tuple(t.shape), tuple(t.stride())), []).append(n)
+    stored = {n: next((m for m in names if m in entries), None) for names in groups.values() for n in names}
+    problems = [f"missing tensor '{names[0]}'" for names in groups.values() if stored[names[0]] is None]
     problems += [f"unexpected tensor '{n}'" for n in entries if n not in expected]
     problems += [f"tensor '{n}' has shape {entries[n]['shape']}, the model needs {list(t.shape)}"
                  for n, t in expected.items() if n in entries and list(t.shape) != list(entries[n]["shape"])]
     if problems:
         raise ValueError(f"{path}: weights do not fit the model: {'; '.join(problems)}")
-    # Tied/shared tensors appear under every name in the file (Transduce writes its state_dict as it is), as here: each
-    # name is read, into the one storage they share.
     with open(path, "rb") as f, torch.no_grad():
         for name, t in expected.items():
+            if stored[name] != name:
+                continue  # its weight is read under the name the file stores it under
             start, end = entries[name]["data_offsets"]
             dtype = _DTYPES[entries[name]["dtype"]]
             direct = dtype == t.dtype and t.is_contiguous() and t.device.type == "cpu"

@@ -117,7 +117,10 @@ public sealed class Checkpoint : IDisposable
             if (PairEncoding != PairEncoding.Default) config["pair_encoding"] = PairEncoding.Name;
             if (Tasks.Count > 0) config["tasks"] = TasksToJson(Tasks);
             if (Languages is { } languages) config["languages"] = languages.ToJson();
-            var weights = Model.state_dict();
+            // A weight shared by several modules (tied or shared embeddings) is stored once, under its first name, as
+            // transformers' save_pretrained does: the model's structure ties the other names again when it loads.
+            var all = Model.state_dict();
+            var weights = ModelConstruction.Aliases(Model).ToDictionary(names => names[0], names => all[names[0]]);
             Safetensors.Save(Path.Combine(tmp, WeightsFile), weights, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "transduce" });
             SourceVocabulary.Save(Path.Combine(tmp, SourceVocabularyFile));
             TargetVocabulary.Save(Path.Combine(tmp, TargetVocabularyFile));
@@ -344,11 +347,23 @@ public sealed class Checkpoint : IDisposable
         using var file = SafetensorsReader.Open(path);
         var expected = model.state_dict();
         var problems = new List<string>();
-        foreach (var (name, t) in expected)
+        var stored = new Dictionary<string, string>(StringComparer.Ordinal); // each of the model's names → the name the file stores it under
+        foreach (var names in ModelConstruction.Aliases(model))
         {
-            if (!file.Entries.TryGetValue(name, out var entry)) problems.Add($"missing tensor '{name}'");
-            else if (!entry.Shape.SequenceEqual(t.shape))
-                problems.Add($"tensor '{name}' has shape [{string.Join(", ", entry.Shape)}], the model needs [{string.Join(", ", t.shape)}]");
+            // One weight under several names (tied embeddings) may be stored under any one of them, or under each.
+            var present = names.Where(file.Entries.ContainsKey).ToList();
+            if (present.Count == 0)
+            {
+                problems.Add($"missing tensor '{names[0]}'");
+                continue;
+            }
+            foreach (var name in present)
+            {
+                var shape = file.Entries[name].Shape;
+                if (!shape.SequenceEqual(expected[name].shape))
+                    problems.Add($"tensor '{name}' has shape [{string.Join(", ", shape)}], the model needs [{string.Join(", ", expected[name].shape)}]");
+            }
+            foreach (var name in names) stored[name] = present[0];
         }
         foreach (var name in file.Entries.Keys.Where(k => !expected.ContainsKey(k)))
             problems.Add($"unexpected tensor '{name}'");
@@ -357,14 +372,14 @@ public sealed class Checkpoint : IDisposable
         var built = expected.Where(kv => kv.Value.device_type != TorchSharp.DeviceType.META).ToList();
         ModelConstruction.Materialize(model, (name, meta) =>
         {
-            var t = file.Read(name);
+            var t = file.Read(stored[name]);
             if (t.dtype == meta.dtype) return t;
             using (t) return t.to_type(meta.dtype);
         });
         using var _ = no_grad();
         foreach (var (name, t) in built)
         {
-            using var source = file.Read(name);
+            using var source = file.Read(stored[name]);
             t.copy_(source);
         }
     }

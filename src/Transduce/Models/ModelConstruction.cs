@@ -111,6 +111,13 @@ internal static class ModelConstruction
     // one weight tied to two modules has two handles; both point at one libtorch at::Tensor, whose first word is its TensorImpl.
     private static IntPtr Impl(Tensor t) => System.Runtime.InteropServices.Marshal.ReadIntPtr(t.Handle);
 
+    /// <summary>
+    /// The names of <paramref name="model"/>'s state dict grouped by weight: one group per tensor, listing every name it
+    /// has (a tied embedding has three), in state-dict order.
+    /// </summary>
+    public static IReadOnlyList<IReadOnlyList<string>> Aliases(nn.Module model) =>
+        model.state_dict().GroupBy(kv => Impl(kv.Value), kv => kv.Key).Select(g => (IReadOnlyList<string>)g.ToList()).ToList();
+
     private static void Replace(nn.Module module, Dictionary<IntPtr, Tensor> real)
     {
         // TorchSharp's native-backed modules (Embedding) keep the weight in libtorch too: their setters update it.

@@ -75,6 +75,31 @@ public sealed class MappedLoadTests : IDisposable
     }
 
     [Fact]
+    public void ATiedWeightIsStoredOnceAndFilesThatStoreItUnderEveryNameStillLoad()
+    {
+        string path = Save(Tied);
+        string weights = Path.Combine(path, Checkpoint.WeightsFile);
+        var names = Safetensors.ReadHeader(weights).Tensors.Keys.ToList();
+        Assert.Single(names, n => n is "encoder.embedding.weight" or "decoder.embedding.weight" or "decoder.dense.weight");
+        Dictionary<string, float[]> saved;
+        using (var loaded = Checkpoint.Load(path))
+        {
+            saved = Values(loaded.Model);
+            // The layout of earlier checkpoints (and of the PyTorch twin's saves): the weight under each of its names.
+            var all = loaded.Model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.contiguous());
+            Safetensors.Save(weights, all);
+        }
+        Assert.Contains("decoder.dense.weight", Safetensors.ReadHeader(weights).Tensors.Keys);
+        using var again = Checkpoint.Load(path);
+        var sd = again.Model.state_dict();
+        using (no_grad()) sd["decoder.dense.weight"][1, 1].fill_(5);
+        Assert.Equal(5f, sd["encoder.embedding.weight"][1, 1].item<float>());
+        using (no_grad()) sd["decoder.dense.weight"][1, 1].fill_(saved["decoder.dense.weight"][1 * Tied.HiddenSize + 1]);
+        var reloaded = Values(again.Model);
+        foreach (var (name, values) in saved) Assert.Equal(values, reloaded[name]);
+    }
+
+    [Fact]
     public void DecodingIsTheSameBeforeAndAfterOtherComputeTypesPackedTheWeights()
     {
         string path = Save(Tied with { Layers = 1 });

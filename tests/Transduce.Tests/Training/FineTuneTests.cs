@@ -58,17 +58,11 @@ public sealed class FineTuneTests : IDisposable
         Training = new TrainingOptions { Epochs = epochs, BatchSize = 2, LearningRate = lr, Seed = 7, Freeze = freeze },
     };
 
+    // Every name of the model, tied ones included (a checkpoint stores a tied weight under one name).
     private static Dictionary<string, byte[]> Weights(string checkpoint)
     {
-        var tensors = Safetensors.Load(Path.Combine(checkpoint, Checkpoint.WeightsFile), out _);
-        try
-        {
-            return tensors.ToDictionary(kv => kv.Key, kv => kv.Value.bytes.ToArray());
-        }
-        finally
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-        }
+        using var loaded = Checkpoint.Load(checkpoint);
+        return loaded.Model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.contiguous().bytes.ToArray());
     }
 
     private static Dictionary<string, byte[]> Weights(Checkpoint checkpoint) =>
