@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using CsCheck;
-using Transduce.Data;
+using Transduce.Cli.Commands;
 using Xunit.Abstractions;
 
 namespace Transduce.Tests.Fuzz;
@@ -31,12 +31,8 @@ internal static class Fuzzer
     /// <summary>The most managed memory one parse of an input of <paramref name="length"/> bytes may allocate.</summary>
     public static long AllocationLimit(int length) => 64L * length + (64L << 20);
 
-    /// <summary>
-    /// The exceptions the CLI prints as one line and exits 1 with (CliErrors.IsUserError), the only ones a parser may
-    /// throw on bad input.
-    /// </summary>
-    public static bool IsUserError(Exception e) => e is CorpusFormatException or InvalidDataException or FileNotFoundException
-        or DirectoryNotFoundException or ArgumentException or JsonException or IOException or FormatException;
+    /// <summary>The exceptions the CLI prints as one line and exits 1 with, the only ones a parser may throw on bad input.</summary>
+    public static bool IsUserError(Exception e) => CliErrors.IsUserError(e);
 
     /// <summary>
     /// Checks that <paramref name="e"/> is a user error with a one-line message; <paramref name="context"/> (the target,
