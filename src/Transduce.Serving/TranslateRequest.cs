@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Transduce.IO;
 
 namespace Transduce.Serving;
 
@@ -63,7 +64,7 @@ internal static class TranslateRequestReader
         }
         catch (JsonException e)
         {
-            return (null, Invalid($"the body is not valid JSON: {e.Message}", e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : null));
+            return (null, Invalid($"the body is not valid JSON: {ErrorText.OneLine(e.Message)}", e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : null));
         }
     }
 
@@ -95,7 +96,7 @@ internal static class TranslateRequestReader
         {
             foreach (var property in root.EnumerateObject())
                 if (!s_fields.Contains(property.Name))
-                    return (null, Invalid($"unknown field '{property.Name}' (known: {string.Join(", ", s_fields)})", property.Name));
+                    return (null, Invalid($"unknown field '{ErrorText.OneLine(property.Name, 64)}' (known: {string.Join(", ", s_fields)})", property.Name));
         }
         catch (InvalidOperationException)
         {

@@ -19,7 +19,7 @@ internal static class CliErrors
         }
     }
 
-    private static bool IsUserError(Exception e) => e is CorpusFormatException or InvalidDataException or FileNotFoundException
+    internal static bool IsUserError(Exception e) => e is CorpusFormatException or InvalidDataException or FileNotFoundException
         or DirectoryNotFoundException or ArgumentException or JsonException or UnauthorizedAccessException
         or HttpRequestException or OperationCanceledException or IOException;
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Transduce.IO;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
@@ -32,6 +33,10 @@ internal static partial class RunConfigFile
         catch (YamlException e)
         {
             throw new InvalidDataException($"{source}:{e.Start.Line}: not valid YAML ({e.Message})", e);
+        }
+        catch (InvalidOperationException e) // YamlDotNet's scanner on some malformed input ("...\n" before a document)
+        {
+            throw new InvalidDataException($"{source}: not valid YAML ({ErrorText.OneLine(e.Message)})", e);
         }
         var lines = new Dictionary<string, int>(StringComparer.Ordinal);
         if (stream.Documents.Count == 0) return (null, lines);

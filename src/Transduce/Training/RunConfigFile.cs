@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
+using Transduce.IO;
 using Transduce.Models;
 
 namespace Transduce.Training;
@@ -91,7 +92,7 @@ internal static partial class RunConfigFile
             }
             catch (JsonException e)
             {
-                throw new InvalidDataException($"{path}:{(e.LineNumber ?? 0) + 1}: not valid JSON ({e.Message.Split(" Path:")[0]})", e);
+                throw new InvalidDataException($"{path}:{(e.LineNumber ?? 0) + 1}: not valid JSON ({ErrorText.OneLine(e.Message.Split(" Path:")[0])})", e);
             }
             return FromLayer(node, [], path, over);
         }
@@ -312,7 +313,7 @@ internal static partial class RunConfigFile
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+            throw new InvalidDataException($"{path}: not valid JSON ({ErrorText.OneLine(e.Message)})", e);
         }
         if (root.ContainsKey("options") && root.ContainsKey("architecture")) root = FromLegacy(root);
         // The configuration is complete: it is read over the defaults, never over the preset it names.

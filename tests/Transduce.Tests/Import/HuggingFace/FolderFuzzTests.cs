@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Transduce.Checkpoints;
+using Transduce.Tests.Fuzz;
 using Transduce.Tests.Import.M2M100;
 using Transduce.Tests.Import.T5;
 
@@ -11,7 +12,7 @@ namespace Transduce.Tests.Import.HuggingFace;
 /// generation_config.json, tokenizer_config.json, the shard index, vocab.json): each run mutates one file of a tiny valid
 /// folder — bytes flipped, cut short, numbers made huge, negative or fractional, values swapped for other JSON types,
 /// keys deleted — and loads it. A load either works or fails with one of the exceptions the CLI reports as one line
-/// (CliErrors.IsUserError); anything else (an index out of range, a null reference, an overflow, an allocation the
+/// (<see cref="Fuzzer.AssertOneLineUserError"/>); anything else (an index out of range, a null reference, an overflow, an allocation the
 /// file asked for) fails the run and prints the seed that reproduces it.
 /// </summary>
 public sealed class FolderFuzzTests
@@ -55,14 +56,9 @@ public sealed class FolderFuzzTests
             {
                 using var checkpoint = Checkpoint.Load(folder);
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
-                or JsonException or IOException)
-            {
-                Assert.False(e.Message.TrimEnd().Contains('\n'), $"{name}, seed {seed}, {Path.GetFileName(target)}: a message of several lines: {e.Message}");
-            }
             catch (Exception e)
             {
-                Assert.Fail($"{name}, seed {seed}, {Path.GetFileName(target)}: {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
+                Fuzzer.AssertOneLineUserError(e, $"{name}, seed {seed}, {Path.GetFileName(target)}");
             }
         }
     }

@@ -1,0 +1,61 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Transduce.Serving;
+using Transduce.Training;
+
+namespace Transduce.Tests.Fuzz;
+
+/// <summary>What the fuzz targets of <see cref="ParserFuzzTests"/> found, kept as regular tests.</summary>
+public sealed class FuzzFindingsTests
+{
+    [Fact]
+    public void YamlDocumentEndBeforeAnyContentIsOneLine()
+    {
+        // Found by the run-config target: "..." (a document end marker) where a key was, an InvalidOperationException
+        // from YamlDotNet's scanner that escaped as a stack trace.
+        using var temp = new TempDir();
+        string path = temp.WriteText("run.yaml", "...\nel:\n  hidden_size: 32\n");
+        var e = Assert.Throws<InvalidDataException>(() => RunConfig.Load(path));
+        Assert.StartsWith($"{path}: not valid YAML", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public async Task InvalidJsonBodyWithLineBreaksIsAOneLineProblem()
+    {
+        // Found by the request-body target: the JSON reader quotes the body, CR and all, in its message.
+        byte[] body = Encoding.UTF8.GetBytes("f{\"te\rxt\": [\"a\n\"]}");
+        var context = new DefaultHttpContext();
+        context.Request.ContentType = "application/json";
+        context.Request.Body = new MemoryStream(body);
+        var (request, problem) = await TranslateRequestReader.ReadAsync(context.Request, new ServeOptions(), CancellationToken.None);
+        Assert.Null(request);
+        Assert.NotNull(problem);
+        Assert.Equal(400, problem.Status);
+        Assert.StartsWith("the body is not valid JSON", problem.Detail);
+        Assert.False(problem.Detail.Contains('\n') || problem.Detail.Contains('\r'), problem.Detail);
+    }
+
+    [Fact]
+    public async Task UnknownFieldNameWithALineBreakIsAOneLineProblem()
+    {
+        // Found by the request-body target: a field name with an escaped CR, quoted raw in the detail.
+        var context = new DefaultHttpContext();
+        context.Request.ContentType = "application/json";
+        context.Request.Body = new MemoryStream(Encoding.UTF8.GetBytes("{\"text\": [\"a\"], \"ta\\rget\": 1}"));
+        var (_, problem) = await TranslateRequestReader.ReadAsync(context.Request, new ServeOptions(), CancellationToken.None);
+        Assert.NotNull(problem);
+        Assert.StartsWith("unknown field 'ta\\rget'", problem.Detail);
+    }
+
+    [Fact]
+    public void JsonRunConfigWithALineBreakInTheQuotedInputIsOneLine()
+    {
+        // Found by the run-config target: System.Text.Json quotes the offending input, line breaks and all.
+        using var temp = new TempDir();
+        string path = temp.WriteText("run.json", "training:\n  epochs: 2\n");
+        var e = Assert.Throws<InvalidDataException>(() => RunConfig.Load(path));
+        Assert.Contains("not valid JSON", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+}
