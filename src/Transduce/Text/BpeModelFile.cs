@@ -161,7 +161,8 @@ internal static class BpeModelFile
             {
                 throw Bad(sourceName, $"\"{name}\"[{i}] must be a string but is {item.GetRawText()}");
             }
-            result[i++] = item.GetString()!;
+            result[i] = JsonModelFile.Text(item, $"\"{name}\"[{i}]", sourceName, Bad);
+            i++;
         }
         return result;
     }

@@ -29,7 +29,8 @@ internal static class JsonModelFile
             JsonElement root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw bad(sourceName, $"expected a JSON object at top level but found {root.ValueKind}", null);
-            if (!root.TryGetProperty("format", out JsonElement format) || format.ValueKind != JsonValueKind.String || format.GetString() != formatTag)
+            if (!root.TryGetProperty("format", out JsonElement format) || format.ValueKind != JsonValueKind.String
+                || Text(format, "\"format\"", sourceName, bad) != formatTag)
             {
                 string found = format.ValueKind == JsonValueKind.Undefined ? "none" : format.GetRawText();
                 throw bad(sourceName, $"wrong format tag: expected \"format\": \"{formatTag}\" but found {found}", null);
@@ -67,7 +68,23 @@ internal static class JsonModelFile
             string found = element.ValueKind == JsonValueKind.Undefined ? "nothing" : element.GetRawText();
             throw bad(sourceName, $"\"{name}\" must be a string but is {found}", null);
         }
-        return element.GetString()!;
+        return Text(element, $"\"{name}\"", sourceName, bad);
+    }
+
+    /// <summary>
+    /// The text of the JSON string <paramref name="element"/>; one that escapes a lone UTF-16 surrogate (<c>\udc00</c>, which
+    /// no text holds) is an error naming the file and <paramref name="where"/>.
+    /// </summary>
+    public static string Text(JsonElement element, string where, string sourceName, Func<string, string, Exception?, InvalidDataException> bad)
+    {
+        try
+        {
+            return element.GetString()!;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw bad(sourceName, $"{where} is not valid text (it escapes a lone UTF-16 surrogate)", e);
+        }
     }
 
     /// <summary>

@@ -237,7 +237,7 @@ internal sealed class Vocabulary
         int i = 0;
         foreach (JsonElement element in tokensElement.EnumerateArray())
         {
-            string? token = element.ValueKind == JsonValueKind.String ? element.GetString() : null;
+            string? token = element.ValueKind == JsonValueKind.String ? JsonModelFile.Text(element, $"token at id {i}", sourceName, Bad) : null;
             if (string.IsNullOrEmpty(token))
             {
                 throw Bad(sourceName, $"token at id {i} must be a non-empty string but is {element.GetRawText()}");

@@ -21,6 +21,33 @@ public sealed class FuzzFindingsTests
     }
 
     [Fact]
+    public void AModelFileStringEscapingALoneSurrogateIsOneLine()
+    {
+        // Found by the BPE target: "\udc00" is valid JSON but no text; reading it threw InvalidOperationException.
+        using var temp = new TempDir();
+        var bpe = Transduce.Text.BpeTrainer.Train(["low lower lowest", "new newer"], new Transduce.Text.BpeTrainingOptions { VocabSize = 270, MinPairFrequency = 1, MinCharacterFrequency = 1 });
+        string good = temp.WriteText("good.bpe.json", "");
+        bpe.Save(good);
+        string text = File.ReadAllText(good);
+        int quote = text.IndexOf("\"merges\"", StringComparison.Ordinal);
+        int first = text.IndexOf('"', text.IndexOf('[', quote) + 1);
+        string path = temp.WriteText("bad.bpe.json", text[..(first + 1)] + "\\udc00" + text[(first + 1)..]);
+        var e = Assert.Throws<InvalidDataException>(() => Transduce.Text.BpeTokenizer.Load(path));
+        Assert.Contains("lone UTF-16 surrogate", e.Message);
+        Assert.Contains(path, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+
+        var vocabulary = Transduce.Text.Vocabulary.Build([["a", "b"]]);
+        string vocabPath = Path.Combine(Path.GetDirectoryName(path)!, "v.json");
+        vocabulary.Save(vocabPath);
+        string json = File.ReadAllText(vocabPath);
+        int tokens = json.IndexOf('"', json.IndexOf('[', json.IndexOf("\"tokens\"", StringComparison.Ordinal)) + 1);
+        File.WriteAllText(vocabPath, json[..(tokens + 1)] + "\\udc00" + json[(tokens + 1)..]);
+        var v = Assert.Throws<InvalidDataException>(() => Transduce.Text.Vocabulary.Load(vocabPath));
+        Assert.Contains("lone UTF-16 surrogate", v.Message);
+    }
+
+    [Fact]
     public async Task InvalidJsonBodyWithLineBreaksIsAOneLineProblem()
     {
         // Found by the request-body target: the JSON reader quotes the body, CR and all, in its message.
