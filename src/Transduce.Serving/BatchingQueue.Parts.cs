@@ -19,6 +19,15 @@ internal sealed partial class BatchingQueue
         /// <summary>Sentences translated so far.</summary>
         public int Done { get; set; }
 
+        private long remaining = job.Cost;
+
+        /// <summary>The estimated cost of the sentences not yet translated (written by the worker, read at admission).</summary>
+        public long Remaining
+        {
+            get => Interlocked.Read(ref remaining);
+            set => Interlocked.Exchange(ref remaining, value);
+        }
+
         public TaskCompletionSource<IReadOnlyList<SentenceTranslation>> Completion { get; } =
             new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

@@ -19,6 +19,12 @@ internal enum SubmitRejection
 
     /// <summary>The service is shutting down and takes no new work.</summary>
     ShuttingDown,
+
+    /// <summary>
+    /// At the decoder's observed pace, with the work already admitted ahead of it, the request could not be answered
+    /// within its time limit: refused up front rather than worked on and timed out.
+    /// </summary>
+    TooLate,
 }
 
 /// <summary>One request for the decoder: sentences, their estimated costs and how to decode them.</summary>
@@ -57,7 +63,10 @@ internal sealed partial class BatchingQueue : IDisposable
     private readonly TaskCompletionSource workerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource abort = new();
     private readonly object admission = new();
+    private readonly List<WorkItem> admitted = [];   // guarded by admission: every request admitted and not yet finished
+    private readonly DrainRate drain = new();        // this model's decoder
     private Thread? worker;
+    private long running;                            // estimated cost of the decoder call running now
     private long queued, decoding;
     private bool stopping;
     private bool lastTurnLarge;   // worker thread only
@@ -90,18 +99,34 @@ internal sealed partial class BatchingQueue : IDisposable
     }
 
     /// <summary>
-    /// Queues <paramref name="job"/>. On success <paramref name="result"/> completes with one translation per sentence,
-    /// is cancelled if <paramref name="cancellation"/> fires first, or fails with <see cref="ServiceStoppingException"/>
-    /// if the service had to stop first. The job's cost stays reserved in the budget until then.
+    /// The share of a request's remaining time its expected completion may take for it to be admitted: the rest is the
+    /// margin for a pace that varies (other processes, longer outputs than the last calls had).
     /// </summary>
-    public SubmitRejection TrySubmit(TranslationJob job, CancellationToken cancellation, out Task<IReadOnlyList<SentenceTranslation>> result)
+    public const double DeadlineShare = 0.75;
+
+    /// <summary>This model's decoding pace, learnt from its decoder calls (and the warm-up).</summary>
+    internal DrainRate Drain => drain;
+
+    /// <summary>
+    /// Queues <paramref name="job"/>, which must be answered within <paramref name="timeLeft"/>. On success
+    /// <paramref name="result"/> completes with one translation per sentence, is cancelled if
+    /// <paramref name="cancellation"/> fires first, or fails with <see cref="ServiceStoppingException"/> if the service
+    /// had to stop first. The job's cost stays reserved in the budget until then. <paramref name="expected"/> is how long
+    /// the request is expected to take from now (see <see cref="ExpectedTime"/>); with <see cref="SubmitRejection.TooLate"/>
+    /// it is more than <see cref="DeadlineShare"/> of <paramref name="timeLeft"/>.
+    /// </summary>
+    public SubmitRejection TrySubmit(TranslationJob job, TimeSpan timeLeft, CancellationToken cancellation,
+        out Task<IReadOnlyList<SentenceTranslation>> result, out TimeSpan expected)
     {
         var item = new WorkItem(job, cancellation);
         result = item.Completion.Task;
+        expected = TimeSpan.Zero;
         lock (admission)
         {
             if (stopping) return SubmitRejection.ShuttingDown;
             if (queued + job.Sentences.Count > options.QueueLimit) return SubmitRejection.QueueFull;
+            expected = ExpectedTime(job.Cost);
+            if (expected > timeLeft * DeadlineShare) return SubmitRejection.TooLate;
             if (!budget.TryReserve(job.Cost)) return SubmitRejection.Busy;
             Interlocked.Add(ref queued, job.Sentences.Count);
             if (!channel.Writer.TryWrite(item))
@@ -110,8 +135,22 @@ internal sealed partial class BatchingQueue : IDisposable
                 budget.Release(job.Cost);
                 return SubmitRejection.ShuttingDown;
             }
+            admitted.Add(item);
         }
         return SubmitRejection.None;
+    }
+
+    /// <summary>
+    /// How long a new request of <paramref name="cost"/> would take, at this decoder's observed pace: the call running
+    /// now, then its own cost and, because requests take turns a slice at a time, up to as much of each admitted
+    /// request's remaining cost as its own (a request shares the decoder with the others until it is done). Zero while
+    /// no pace is known. Call under <c>admission</c>.
+    /// </summary>
+    private TimeSpan ExpectedTime(long cost)
+    {
+        double work = Interlocked.Read(ref running) + cost;
+        foreach (var item in admitted) work += Math.Min(item.Remaining, cost);
+        return drain.Seconds(work) is { } seconds ? TimeSpan.FromSeconds(Math.Min(seconds, TimeSpan.MaxValue.TotalSeconds / 2)) : TimeSpan.Zero;
     }
 
     /// <summary>Starts the worker thread.</summary>
@@ -310,6 +349,7 @@ internal sealed partial class BatchingQueue : IDisposable
         long start = Stopwatch.GetTimestamp();
         IReadOnlyList<SentenceTranslation> outputs;
         Interlocked.Exchange(ref decoding, sentences.Length);
+        Interlocked.Exchange(ref running, turn.Cost);
         try
         {
             outputs = backend.Translate(sentences, turn.Head.Job.Options, turn.Head.Job.Attention, cancellation.Token);
@@ -334,17 +374,20 @@ internal sealed partial class BatchingQueue : IDisposable
         finally
         {
             Interlocked.Exchange(ref decoding, 0);
+            Interlocked.Exchange(ref running, 0);
         }
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         metrics.ObserveDecode(Model, seconds);
         metrics.ObserveBatch(Model, sentences.Length);
         budget.ObserveDrain(turn.Cost, seconds);
+        drain.Observe(turn.Cost, seconds);
         long sourceTokens = 0, targetTokens = 0;
         for (int k = 0; k < turn.Parts.Count; k++)
         {
             var (item, index) = turn.Parts[k];
             item.Results[index] = outputs[k];
             item.Done++;
+            item.Remaining -= item.Job.Costs[index].Cost;
             sourceTokens += item.Job.Costs[index].SourceTokens;
             targetTokens += outputs[k].TargetTokens;
         }
@@ -367,6 +410,7 @@ internal sealed partial class BatchingQueue : IDisposable
             item.Next = item.Job.Sentences.Count;
         }
         budget.Release(item.Job.Cost);
+        lock (admission) admitted.Remove(item);
         if (error is not null) item.Completion.TrySetException(error);
         else if (stopped) item.Completion.TrySetException(new ServiceStoppingException());
         else if (cancelled) item.Completion.TrySetCanceled(item.Cancellation);

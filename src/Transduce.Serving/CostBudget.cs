@@ -14,8 +14,8 @@ internal sealed class CostBudget
     private readonly object gate = new();
     private readonly long limit;
     private readonly int fallbackRetrySeconds;
+    private readonly DrainRate drain = new();   // over every model's decoder
     private long inFlight;
-    private double costPerSecond;   // moving average of decoded cost per second of decoding
 
     /// <summary>A budget of <paramref name="limit"/> cost units.</summary>
     public CostBudget(long limit, int fallbackRetrySeconds = 1)
@@ -65,12 +65,7 @@ internal sealed class CostBudget
     }
 
     /// <summary>Records that a decoder call decoded <paramref name="cost"/> units in <paramref name="seconds"/>.</summary>
-    public void ObserveDrain(long cost, double seconds)
-    {
-        if (cost <= 0 || seconds <= 0) return;
-        double rate = cost / seconds;
-        lock (gate) costPerSecond = costPerSecond == 0 ? rate : 0.8 * costPerSecond + 0.2 * rate;
-    }
+    public void ObserveDrain(long cost, double seconds) => drain.Observe(cost, seconds);
 
     /// <summary>
     /// Seconds until about <paramref name="cost"/> more would fit, at the observed drain rate (1–60); the configured
@@ -78,12 +73,12 @@ internal sealed class CostBudget
     /// </summary>
     public int RetryAfterSeconds(long cost)
     {
+        double excess;
         lock (gate)
         {
-            if (costPerSecond <= 0) return fallbackRetrySeconds;
             long cap = cost <= LargeRequest ? limit : limit - limit / 4;
-            double excess = Math.Max(0, inFlight + cost - cap);
-            return (int)Math.Clamp(Math.Ceiling(excess / costPerSecond), 1, 60);
+            excess = Math.Max(0, inFlight + cost - cap);
         }
+        return drain.Seconds(excess) is { } seconds ? (int)Math.Clamp(Math.Ceiling(seconds), 1, 60) : fallbackRetrySeconds;
     }
 }

@@ -107,6 +107,13 @@ public sealed record ServeOptions
     /// </summary>
     public TimeSpan? ShutdownTimeout { get; init; }
 
+    /// <summary>
+    /// Whether each model decodes a few short sentences in the usual shapes (greedy, batched, default and largest beam)
+    /// before the service takes requests, so the first request does not pay for first-decode set-up; it also gives
+    /// admission its first measure of the decoder's pace.
+    /// </summary>
+    public bool WarmUp { get; init; } = true;
+
     /// <summary>Shortest API key accepted.</summary>
     public const int MinApiKeyLength = 16;
 

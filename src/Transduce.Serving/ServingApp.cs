@@ -59,9 +59,9 @@ public static class ServingApp
         });
         ConfigureLogging(builder.Logging, options);
         if (urls is not null) builder.WebHost.ConfigureKestrel(k => ConfigureKestrel(k, options, urls));
-        // Admitted requests may wait for the whole queue to drain: give shutdown the request timeout and a margin;
-        // past it, running decodes are stopped (BatchingQueue.StopAsync).
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.ShutdownTimeout ?? options.Timeout + TimeSpan.FromSeconds(5));
+        // The drain (ServedModels.StoppingAsync) waits up to the shutdown timeout for admitted requests, then stops the
+        // decoders; the host gets a margin beyond it to write the last answers before the web server stops.
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = (options.ShutdownTimeout ?? options.Timeout + TimeSpan.FromSeconds(5)) + TimeSpan.FromSeconds(5));
         builder.Services.ConfigureHttpJsonOptions(j =>
         {
             j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
@@ -96,7 +96,8 @@ public static class ServingApp
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<ServingMetrics>();
         builder.Services.AddSingleton(new CostBudget(options.MaxInflightCost, options.RetryAfterSeconds));
-        builder.Services.AddSingleton(sp => new ServedModels(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>()));
+        builder.Services.AddSingleton(sp => new ServedModels(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Transduce.Serving")));
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ServedModels>());
         configure?.Invoke(builder);
 
@@ -148,7 +149,8 @@ public static class ServingApp
             .WithSummary("Translate sentences")
             .WithDescription("Translates each sentence of `text` with the named model (default: the first). The request's estimated cost " +
                 "(per sentence: max(beam, n_best) × (source positions + output limit + 1)) must fit --max-request-cost (else 413, or 422 " +
-                "when a smaller beam would fit) and the in-flight budget --max-inflight-cost (else 503 with Retry-After).")
+                "when a smaller beam would fit) and the in-flight budget --max-inflight-cost (else 503 with Retry-After); a request that could not be " +
+                "answered within --timeout-s at the decoder's current pace, with the work already admitted, gets 503 with Retry-After at once.")
             // The body is described, not declared with Accepts: Accepts would make routing answer a wrong Content-Type
             // with a bare 415 before the handler can say what is wrong.
             .AddOpenApiOperationTransformer(async (operation, context, cancellation) =>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Transduce.Translation;
@@ -21,6 +22,7 @@ internal static class TranslateEndpoint
             return ServingApp.Problem(problem);
         }
 
+        long started = Stopwatch.GetTimestamp();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         deadline.CancelAfter(options.Timeout);
         try
@@ -50,8 +52,20 @@ internal static class TranslateEndpoint
             log.SourceTokens = costs.Sum(c => (long)c.SourceTokens);
             if (TooCostly(request with { Beam = beam }, job, options) is { } tooCostly) return Fail("too_costly", tooCostly);
 
-            switch (entry.Queue.TrySubmit(job, deadline.Token, out var pending))
+            var timeLeft = options.Timeout - Stopwatch.GetElapsedTime(started);
+            switch (entry.Queue.TrySubmit(job, timeLeft, deadline.Token, out var pending, out var expected))
             {
+                case SubmitRejection.TooLate:
+                {
+                    // Work it could not finish in time would only delay the requests that can: refuse it now.
+                    double over = expected.TotalSeconds - timeLeft.TotalSeconds * BatchingQueue.DeadlineShare;
+                    int later = (int)Math.Clamp(Math.Ceiling(over), 1, 60);
+                    context.Response.Headers.RetryAfter = later.ToString(CultureInfo.InvariantCulture);
+                    return Fail("too_late", new RequestProblem(StatusCodes.Status503ServiceUnavailable, "Cannot finish in time",
+                        $"with the work already admitted for model '{model.Name}', this request would take about {expected.TotalSeconds:0.#} s at the decoder's current pace, " +
+                        $"more than its time limit of {options.Timeout.TotalSeconds:0.###} s allows; retry in {later} s or send less",
+                        null, "timeout_s", (long)Math.Ceiling(options.Timeout.TotalSeconds), (long)Math.Ceiling(expected.TotalSeconds)));
+                }
                 case SubmitRejection.QueueFull:
                     context.Response.Headers.RetryAfter = options.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
                     return Fail("queue_full", new RequestProblem(StatusCodes.Status503ServiceUnavailable, "Queue full",

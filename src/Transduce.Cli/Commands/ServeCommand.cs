@@ -43,6 +43,7 @@ internal static class ServeCommand
         var maxConnections = new Option<long>("--max-connections") { Description = "Open connections at most.", DefaultValueFactory = _ => defaults.MaxConnections };
         var timeout = new Option<double>("--timeout-s") { Description = "Seconds a request may take, queueing included (then 504, and its decoding stops).", DefaultValueFactory = _ => defaults.Timeout.TotalSeconds };
         var shutdownTimeout = new Option<double?>("--shutdown-timeout-s") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for admitted requests before it stops the decoders (default: --timeout-s + 5)." };
+        var noWarmUp = new Option<bool>("--no-warmup") { Description = "Start serving without first decoding a few sentences in the usual shapes (the first requests then pay for first-decode set-up)." };
         var logFormat = new Option<ServeLogFormat>("--log-format") { Description = "Log format on standard error: text or json.", DefaultValueFactory = _ => ServeLogFormat.Text };
         var logText = new Option<bool>("--log-text") { Description = "Also log the sentences and their translations (off: only counts, timings and costs)." };
         var noRequestLog = new Option<bool>("--no-request-log") { Description = "Do not log each request." };
@@ -54,7 +55,7 @@ internal static class ServeCommand
         {
             model, urls, allowRemote, allowedHosts, apiKeyFile, window, maxBatch, maxBatchCost, queueLimit, maxSentences, maxChars, maxBody, maxBeam,
             maxOutputTokens, maxOutputRatio, maxOutputExtra, maxRequestCost, maxInflightCost, maxAttentionCells, maxConnections, timeout,
-            shutdownTimeout, logFormat, logText, noRequestLog, threads, computeType, kernels,
+            shutdownTimeout, noWarmUp, logFormat, logText, noRequestLog, threads, computeType, kernels,
         };
         command.SetAction(r =>
         {
@@ -68,6 +69,7 @@ internal static class ServeCommand
                 MaxAttentionCells = r.GetValue(maxAttentionCells), MaxConnections = r.GetValue(maxConnections),
                 Timeout = TimeSpan.FromSeconds(r.GetValue(timeout)),
                 ShutdownTimeout = r.GetValue(shutdownTimeout) is double s ? TimeSpan.FromSeconds(s) : null,
+                WarmUp = !r.GetValue(noWarmUp),
                 AllowRemote = r.GetValue(allowRemote),
                 AllowedHosts = r.GetValue(allowedHosts) is { } hosts
                     ? hosts.Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : null,

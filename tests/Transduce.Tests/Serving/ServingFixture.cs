@@ -83,10 +83,14 @@ internal sealed class TestService : IAsyncDisposable
         Action<WebApplicationBuilder>? configure = null) =>
         StartAsync(options, [new ServedModel(backend, model)], configure);
 
+    /// <summary>
+    /// Starts the service in memory. The warm-up is off unless <paramref name="warmUp"/> (the tests' fake decoders count
+    /// and gate their calls).
+    /// </summary>
     public static async Task<TestService> StartAsync(ServeOptions options, IReadOnlyList<ServedModel> models,
-        Action<WebApplicationBuilder>? configure = null)
+        Action<WebApplicationBuilder>? configure = null, bool warmUp = false)
     {
-        var app = ServingApp.Build(options, models, configure: b =>
+        var app = ServingApp.Build(options with { WarmUp = warmUp && options.WarmUp }, models, configure: b =>
         {
             b.WebHost.UseTestServer();
             configure?.Invoke(b);
