@@ -70,9 +70,10 @@ public static class ParallelCorpus
 
     /// <summary>
     /// Reads a tab-separated corpus in the Tatoeba/manythings <c>fra.txt</c> style: one pair per line,
-    /// <c>source&lt;TAB&gt;target</c>, optionally followed by more tab-separated columns (such as an
-    /// attribution), which are ignored. An empty piece after the final newline is not a line; any other
-    /// empty line is an error.
+    /// <c>source&lt;TAB&gt;target</c>, optionally followed by a third column (manythings' attribution), which is
+    /// ignored. The first line fixes the file's columns (two or three); a line with another number of tabs is an error,
+    /// as is a control character other than tab in a line (a NUL, an escape): both mean the file is not what it claims.
+    /// An empty piece after the final newline is not a line; any other empty line is an error.
     /// </summary>
     /// <param name="path">The corpus file.</param>
     /// <param name="options">Read options; defaults if null.</param>
@@ -89,6 +90,7 @@ public static class ParallelCorpus
         EnsureFileExists(path);
 
         using var reader = new Utf8LineReader(path);
+        int? columns = null;   // fixed by the first well-formed line
         while (!collector.IsFull && reader.TryReadLine(out ReadOnlySpan<byte> bytes))
         {
             int lineNumber = reader.LineNumber;
@@ -105,6 +107,23 @@ public static class ParallelCorpus
             if (tab < 0)
             {
                 collector.Fail(path, lineNumber, "missing tab between source and target");
+                continue;
+            }
+            if (ControlCharacter(line) is int at)
+            {
+                collector.Fail(path, lineNumber, $"control character U+{(int)line[at]:X4} at column {at + 1}; a sentence holds text only");
+                continue;
+            }
+            int fields = line.Count('\t') + 1;
+            if (fields > 3)
+            {
+                collector.Fail(path, lineNumber, $"{fields} tab-separated fields; expected source<TAB>target, optionally followed by an attribution column");
+                continue;
+            }
+            columns ??= fields;
+            if (fields != columns)
+            {
+                collector.Fail(path, lineNumber, $"{fields} tab-separated fields, but the file's first line has {columns}: a tab inside a sentence, or lines from another file?");
                 continue;
             }
             ReadOnlySpan<char> source = line[..tab].Trim();
@@ -163,6 +182,14 @@ public static class ParallelCorpus
             {
                 continue;
             }
+            if (ControlCharacter(source) is int s || ControlCharacter(target) is int t)
+            {
+                bool inSource = ControlCharacter(source) is not null;
+                int at = ControlCharacter(inSource ? source : target)!.Value;
+                char c = (inSource ? source : target)[at];
+                collector.Fail(inSource ? sourcePath : targetPath, lineNumber, $"control character U+{(int)c:X4} at column {at + 1}; a sentence holds text only");
+                continue;
+            }
             collector.AddUnlessEmpty(lineNumber, source.Trim(), (sourcePath, "empty sentence"), target.Trim(), (targetPath, "empty sentence"));
         }
         return collector.ToResult();
@@ -183,6 +210,14 @@ public static class ParallelCorpus
             firstExtraLine,
             $"aligned files have different line counts: {sourcePath} has {sourceLines} lines "
             + $"but {targetPath} has {targetLines} lines");
+    }
+
+    /// <summary>The index of the first C0 control character other than tab, or DEL, in <paramref name="line"/>; null if none.</summary>
+    private static int? ControlCharacter(ReadOnlySpan<char> line)
+    {
+        for (int i = 0; i < line.Length; i++)
+            if ((line[i] < ' ' && line[i] != '\t') || line[i] == '\u007F') return i;
+        return null;
     }
 
     private static void EnsureFileExists(string path)

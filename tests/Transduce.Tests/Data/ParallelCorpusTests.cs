@@ -26,10 +26,11 @@ public sealed class ParallelCorpusTests : IDisposable
     }
 
     [Fact]
-    public void ReadsTsvWithExtraColumnsTrimmingAndFinalNewline()
+    public void ReadsTsvWithAnAttributionColumnTrimmingAndFinalNewline()
     {
         string path = _tmp.WriteText("fra.txt",
-            "Go.\tVa !\nHi.\tSalut !\tCC-BY 2.0 (France) Attribution: tatoeba.org #538123\n  Run! \t Cours\u202F! \n");
+            "Go.\tVa !\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272\nHi.\tSalut !\tCC-BY 2.0 (France) Attribution: tatoeba.org #538123\n" +
+            "  Run! \t Cours\u202F! \tCC-BY 2.0\n");
         var result = ParallelCorpus.ReadTsv(path);
         Assert.Equal(
             [new SentencePair("Go.", "Va !", 1), new SentencePair("Hi.", "Salut !", 2), new SentencePair("Run!", "Cours\u202F!", 3)],
@@ -77,7 +78,7 @@ public sealed class ParallelCorpusTests : IDisposable
     [Theory]
     [InlineData("a\tb\n\tVa !\n", 2, "empty source sentence")]
     [InlineData("a\tb\nc\td\nGo.\t  \n", 3, "empty target sentence")]
-    [InlineData("a\tb\nGo.\t\tattribution\n", 2, "empty target sentence")]
+    [InlineData("a\tb\tc\nGo.\t\tattribution\n", 2, "empty target sentence")]
     [InlineData("a\tb\n\nc\td\n", 2, "empty line")]
     [InlineData("a\tb\r\n\r\nc\td\r\n", 2, "empty line")]
     [InlineData("\na\tb\n", 1, "empty line")]
@@ -85,6 +86,32 @@ public sealed class ParallelCorpusTests : IDisposable
     {
         string path = _tmp.WriteText("empty-side.tsv", content);
         AssertFormatError(path, line, reason, () => ParallelCorpus.ReadTsv(path));
+    }
+
+    [Theory]
+    [InlineData("Go.\tVa !\nHi.\tSalut\t!\n", 2, "3 tab-separated fields, but the file's first line has 2")]
+    [InlineData("Go.\tVa !\tCC-BY\nHi.\tSalut !\n", 2, "2 tab-separated fields, but the file's first line has 3")]
+    [InlineData("Go.\tVa !\nHi.\tSa\tlu\tt\n", 2, "4 tab-separated fields; expected source<TAB>target")]
+    [InlineData("Go.\tVa !\nHi.\tSal\0ut !\n", 2, "control character U+0000 at column 8")]
+    [InlineData("Go.\tVa \u001B[31m!\n", 1, "control character U+001B at column 8")]
+    [InlineData("Go.\tVa !\nHi.\rSalut !\tx\n", 2, "control character U+000D at column 4")]
+    public void ExtraTabsAndControlCharactersAreErrorsNamingTheLine(string content, int line, string reason)
+    {
+        string path = _tmp.WriteText("columns.tsv", content);
+        AssertFormatError(path, line, reason, () => ParallelCorpus.ReadTsv(path));
+        // With --skip-invalid the line is skipped and counted instead, and the others are read.
+        var result = ParallelCorpus.ReadTsv(path, new CorpusReadOptions { SkipInvalid = true });
+        Assert.Equal(1, result.SkippedLines);
+        Assert.Contains(reason, result.SkipReasons.Single());
+    }
+
+    [Fact]
+    public void ControlCharactersInAlignedFilesNameTheFileAndLine()
+    {
+        string source = _tmp.WriteText("c.en", "Go.\nHi\0.\n");
+        string target = _tmp.WriteText("c.fr", "Va !\nSalut.\n");
+        var ex = AssertFormatError(source, 2, "control character U+0000", () => ParallelCorpus.ReadAligned(source, target));
+        Assert.Contains("c.en", ex.Message);
     }
 
     [Fact]

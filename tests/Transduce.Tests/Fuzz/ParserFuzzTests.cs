@@ -194,7 +194,7 @@ public sealed class ParserFuzzTests(ITestOutputHelper output)
         string file = temp.File("train.tsv");
         byte[][] seeds =
         [
-            Encoding.UTF8.GetBytes("Go.\tVa !\tCC-BY 2.0 (France)\nHi.\tSalut !\r\nRun!\tCours\u00a0!\n"),
+            Encoding.UTF8.GetBytes("Go.\tVa !\tCC-BY 2.0 (France)\nHi.\tSalut !\tCC-BY 2.0\r\nRun!\tCours\u00a0!\t#1\n"),
             Encoding.UTF8.GetBytes("I'm naïve.\tJe suis naïf.\nWho?\tQui ?\n你好\tBonjour\n"),
         ];
         Fuzzer.Run(output, "corpus", seeds, ["\t", "\n", "\r\n", "\r", "\0", " ", "\u00a0", "\ufeff", "\u2028", "\uffff", "é"], bytes =>
