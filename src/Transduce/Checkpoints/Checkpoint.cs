@@ -248,7 +248,8 @@ public sealed class Checkpoint : IDisposable
 
         BpeTokenizer? subwords = textConfig.Tokenizer == "bpe" ? BpeTokenizer.Load(Path.Combine(directory, SubwordsFile)) : null;
         SentencePiecePair? sentencePiece = textConfig.UsesSentencePiece
-            ? new SentencePiecePair(ReadRequired(directory, SourceSpmFile), ReadRequired(directory, TargetSpmFile))
+            ? new SentencePiecePair(ReadRequired(directory, SourceSpmFile), ReadRequired(directory, TargetSpmFile),
+                Path.Combine(directory, SourceSpmFile), Path.Combine(directory, TargetSpmFile))
             : null;
         var src = Vocabulary.Load(Path.Combine(directory, SourceVocabularyFile));
         var tgt = Vocabulary.Load(Path.Combine(directory, TargetVocabularyFile));

@@ -340,6 +340,11 @@ internal sealed partial class SentencePieceModel
         {
             throw Bad(sourceName, "not a SentencePiece model protobuf (no pieces)");
         }
+        if (!parsed.HasTrainerSpec && parsed.Normalizer is null)
+        {
+            // A model is written pieces first, then its settings: a file cut short after a piece still parses.
+            throw Bad(sourceName, $"the file ends after {parsed.Pieces.Count} pieces, without the trainer and normalizer settings that follow them (cut short?)");
+        }
         return new SentencePieceModel(parsed, sourceName);
     }
 

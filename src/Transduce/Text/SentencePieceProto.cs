@@ -26,6 +26,9 @@ internal sealed class SentencePieceProto
 
     public SentencePieceNormalizerSpec? Denormalizer { get; private set; }
 
+    /// <summary>Whether the model has a <c>TrainerSpec</c> (every model <c>spm_train</c> writes does, after the pieces).</summary>
+    public bool HasTrainerSpec { get; private set; }
+
     public static SentencePieceProto Parse(ReadOnlySpan<byte> data)
     {
         var model = new SentencePieceProto();
@@ -62,7 +65,9 @@ internal sealed class SentencePieceProto
     }
 
     /// <summary>The <c>TrainerSpec</c> fields that matter for encoding and decoding.</summary>
-    private void ParseTrainerSpec(ReadOnlySpan<byte> data) =>
+    private void ParseTrainerSpec(ReadOnlySpan<byte> data)
+    {
+        HasTrainerSpec = true;
         ProtoReader.ReadFields(data, (ref ProtoReader reader, int field, int wireType) =>
         {
             switch (field, wireType)
@@ -77,6 +82,7 @@ internal sealed class SentencePieceProto
                 default: return false;
             }
         });
+    }
 
     private static SentencePieceNormalizerSpec ParseNormalizerSpec(ReadOnlySpan<byte> data)
     {

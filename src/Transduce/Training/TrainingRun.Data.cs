@@ -142,7 +142,7 @@ public sealed partial class TrainingRun
             ? File.ReadAllBytes(path)
             : throw new FileNotFoundException($"{path}: SentencePiece model not found ('text.spm_model' / --spm-model)", path);
         string source = text.SpmModel ?? throw new ArgumentException("'text.tokenizer' spm needs 'text.spm_model'");
-        return new SentencePiecePair(Read(source), Read(text.SpmTargetModel ?? source));
+        return new SentencePiecePair(Read(source), Read(text.SpmTargetModel ?? source), source, text.SpmTargetModel ?? source);
     }
 
     private Prepared PrepareResume()

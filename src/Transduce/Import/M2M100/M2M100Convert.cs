@@ -71,7 +71,7 @@ internal static class M2M100Convert
             },
             SourceVocabulary = vocabulary,
             TargetVocabulary = vocabulary,
-            SentencePiece = new SentencePiecePair(spm, spm),
+            SentencePiece = new SentencePiecePair(spm, spm, folder.File(MultilingualTokenizer.ModelFile), folder.File(MultilingualTokenizer.ModelFile)),
             Languages = table,
             PairEncoding = tokenizer.Legacy ? M2M100PairEncoding.Legacy : M2M100PairEncoding.Instance,
             Generation = VocabularyRemap.Generation(settings, mapArray, vocabulary.BosId) with

@@ -38,7 +38,8 @@ internal static class MarianConvert
     public static Checkpoint ToCheckpoint(string directory)
     {
         using var marian = MarianImport.Load(directory);
-        var sentencePiece = new SentencePiecePair(ReadRequired(directory, "source.spm"), ReadRequired(directory, "target.spm"));
+        var sentencePiece = new SentencePiecePair(ReadRequired(directory, "source.spm"), ReadRequired(directory, "target.spm"),
+            Path.Combine(directory, "source.spm"), Path.Combine(directory, "target.spm"));
         var gen = marian.Generation;
         int unkSource = UnknownId(directory, marian.SourceVocabulary);
         int unkTarget = UnknownId(directory, marian.TargetVocabulary);

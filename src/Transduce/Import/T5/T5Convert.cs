@@ -41,7 +41,7 @@ internal static class T5Convert
         if (!File.Exists(spiecePath)) throw new FileNotFoundException($"{spiecePath}: not found — a T5 folder needs its SentencePiece model", spiecePath);
         var bytes = File.ReadAllBytes(spiecePath);
         var sentencePiece = SentencePieceModel.FromBytes(bytes, spiecePath); // errors name spiece.model
-        var pieces = new SentencePiecePair(bytes, bytes);
+        var pieces = new SentencePiecePair(bytes, bytes, spiecePath, spiecePath);
         var (t5, config) = T5Import.LoadModel(folder);
         using (t5)
         {

@@ -170,4 +170,34 @@ public sealed class MarianConvertTests : IDisposable
         var bad = Cli.CliTests.Run(null, "translate", "--model", Path.Combine(dir, "nope"), "Hello");
         Assert.Equal(1, bad.Code);
     }
+
+    [Theory]
+    [InlineData("cut", "the file ends after")]
+    [InlineData("flipped", "not a SentencePiece model protobuf")]
+    public void CorruptSentencePieceModelIsOneLineNamingItsPath(string damage, string problem)
+    {
+        string copy = Path.Combine(dir, "corrupt-spm-" + damage);
+        Directory.CreateDirectory(copy);
+        foreach (var file in Directory.GetFiles(Folder)) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)), overwrite: true);
+        byte[] spm = File.ReadAllBytes(Path.Combine(Folder, "target.spm"));
+        if (damage == "cut")
+        {
+            // Cut right after a piece: the protobuf still parses, with a handful of pieces and no settings.
+            int end = 0;
+            while (end < spm.Length && spm[end] == 0x0A && end + 2 + spm[end + 1] <= 300) end += 2 + spm[end + 1];
+            spm = spm[..end];
+        }
+        else
+        {
+            for (int i = 50; i < spm.Length; i += 97) spm[i] ^= 0x5A;
+        }
+        File.WriteAllBytes(Path.Combine(copy, "target.spm"), spm);
+
+        var r = Cli.CliTests.Run(null, "translate", "--model", copy, "Hello");
+        Assert.Equal(1, r.Code);
+        string line = r.Err.Trim();
+        Assert.DoesNotContain('\n', line);
+        Assert.Contains(Path.Combine(copy, "target.spm"), line);
+        Assert.Contains(problem, line);
+    }
 }
