@@ -23,7 +23,7 @@ internal static class Adversarial
     public static async Task<int> RunAsync(Settings s)
     {
         if (s.Requests < 1 || s.Clients < 1 || s.SentencesPerRequest < 1 || s.Warmup < 0 || s.Repeats < 1
-            || !(s.AdversarialShare is > 0 and < 1) || s.AdversarialBeam < 1 || s.AdversarialChars < 10)
+            || !(s.AdversarialShare is > 0 and < 1) || s.AdversarialBeam < 1 || s.AdversarialChars < 10 || s.Stress < 0)
             throw new ArgumentException("--requests, --clients, --sentences-per-request, --repeats, --adversarial-beam must be positive, --adversarial-share between 0 and 1, --adversarial-chars at least 10");
         var env = Locate(s);
         var sources = TestSources(env.DataDir);
@@ -57,7 +57,8 @@ internal static class Adversarial
                 var requests = mixed ? Mix(normal, maximal, maximalCount, new Random(s.Seed * 7919 + repeat)) : normal;
 
                 var before = await Counters(http);
-                var results = await LoadRun.RunAsync(http, requests, s.Clients, s.TimeLimit);
+                IReadOnlyDictionary<string, LoadResult> results;
+                using (new CpuStress(s.Stress)) results = await LoadRun.RunAsync(http, requests, s.Clients, s.TimeLimit);
                 var after = await Counters(http);
                 long? peak = server.PeakRssBytes();
                 bool clean = await server.StopAsync(TimeSpan.FromSeconds(90)) && server.ExitCode == 0;
@@ -76,16 +77,18 @@ internal static class Adversarial
         md.AppendLine("## `transduce serve` under adversarial load").AppendLine();
         Header(md, s, env, modelInfo, modelDir);
         var (sentences, cost, limit) = shape!.Value;
-        md.AppendLine(string.Create(Inv, $"- Normal load: {s.Requests:N0} requests of {s.SentencesPerRequest} `test.tsv` source sentence(s), greedy, from {s.Clients} closed-loop clients (seed {s.Seed}), after {s.Warmup} warm-up requests; the server with its defaults (`--max-request-cost` {limit:N0}, `--max-inflight-cost`, `--max-batch-cost` as shipped)."));
-        md.AppendLine(string.Create(Inv, $"- Maximal request: {sentences} sentences of {longSentence.Length} characters (test sentences joined) with beam {s.AdversarialBeam}: estimated cost {cost:N0}, the most that fits the per-request budget of {limit:N0} (found by asking the server). Mixed runs add {maximalCount:N0} of them ({s.AdversarialShare:P0} of all requests) at seeded random positions among the same normal requests."));
+        md.AppendLine(string.Create(Inv, $"- Normal load: {s.Requests:N0} requests of {s.SentencesPerRequest} `test.tsv` source sentence(s), greedy, from {s.Clients} closed-loop clients (seed {s.Seed}), after {s.Warmup} warm-up requests; the server with its defaults (`--max-request-cost`, `--max-inflight-cost`, `--max-batch-cost`, `--timeout-s` as shipped)."));
+        md.AppendLine(string.Create(Inv, $"- Maximal request: {sentences} sentences of {longSentence.Length} characters (test sentences joined) with beam {s.AdversarialBeam}: {(limit > 0 ? $"estimated cost {cost:N0}, the most that fits the per-request budget of {limit:N0}" : "the most the server admits (its cost budget, or what it can finish within --timeout-s at its pace)")} (found by asking the server). Mixed runs add {maximalCount:N0} of them ({s.AdversarialShare:P0} of all requests) at seeded random positions among the same normal requests."));
+        if (s.Stress > 0)
+            md.AppendLine(string.Create(Inv, $"- Background load: {s.Stress} processes spinning a core each (`--stress {s.Stress}`, {Environment.ProcessorCount} cores here) during every measured run, started after the server's warm-up."));
         md.AppendLine("- Latency is client-side over the successful normal requests. Maximal requests are answered 200, or refused at once with 503 + Retry-After while the in-flight budget is taken (the clients do not retry). A fresh server per run.").AppendLine();
-        md.AppendLine("| repeat | load | normal answered | normal errors | p50 (ms) | p95 (ms) | p99 (ms) | normal req/s | maximal answered / sent | maximal refused | server refusals | decodes stopped | time (s) | peak RSS (MiB) |");
-        md.AppendLine("|---:|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|");
+        md.AppendLine("| repeat | load | normal answered | normal errors | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | normal req/s | maximal answered / sent | maximal refused | 504 | server refusals | decodes stopped | time (s) | peak RSS (MiB) |");
+        md.AppendLine("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|");
         foreach (var r in rows)
         {
             string maximalCells = r.Adversarial is { } a ? $"{a.Succeeded} / {a.Sent} | {Errors(a.Errors)}" : "– | –";
             md.AppendLine(string.Create(Inv,
-                $"| {r.Repeat} | {(r.Mixed ? "normal + maximal" : "normal only")} | {r.Normal.Succeeded:N0} of {r.Normal.Planned:N0} | {Errors(r.Normal.Errors)} | {r.Normal.Percentile(50):F1} | {r.Normal.Percentile(95):F1} | {r.Normal.Percentile(99):F1} | {r.Normal.Succeeded / r.Normal.Elapsed.TotalSeconds:F1} | {maximalCells} | {ServerErrors(r.Errors)} | {r.DecodesCancelled:0} | {r.Normal.Elapsed.TotalSeconds:F1} | {(r.PeakRss is long p ? (p / 1048576.0).ToString("F0", Inv) : "–")} |"));
+                $"| {r.Repeat} | {(r.Mixed ? "normal + maximal" : "normal only")} | {r.Normal.Succeeded:N0} of {r.Normal.Planned:N0} | {Errors(r.Normal.Errors)} | {r.Normal.Percentile(50):F1} | {r.Normal.Percentile(95):F1} | {r.Normal.Percentile(99):F1} | {r.Normal.Percentile(100):F1} | {r.Normal.Succeeded / r.Normal.Elapsed.TotalSeconds:F1} | {maximalCells} | {TimedOut(r)} | {ServerErrors(r.Errors)} | {r.DecodesCancelled:0} | {r.Normal.Elapsed.TotalSeconds:F1} | {(r.PeakRss is long p ? (p / 1048576.0).ToString("F0", Inv) : "–")} |"));
         }
         md.AppendLine();
         foreach (bool mixed in new[] { false, true })
@@ -102,6 +105,9 @@ internal static class Adversarial
             && (r.Adversarial is null || r.Adversarial.Errors.Keys.All(k => k == "http_503")));
         return ok ? 0 : 1;
     }
+
+    /// <summary>Requests of either class answered 504 (admitted, then out of time).</summary>
+    private static int TimedOut(Row r) => r.Normal.Errors.GetValueOrDefault("http_504") + (r.Adversarial?.Errors.GetValueOrDefault("http_504") ?? 0);
 
     private static string ServerErrors(IReadOnlyDictionary<string, double> errors)
     {
@@ -149,14 +155,18 @@ internal static class Adversarial
                 bool costly = doc.RootElement.TryGetProperty("limit", out var name) && name.GetString() == "max_request_cost";
                 long limit = costly ? doc.RootElement.GetProperty("limit_value").GetInt64() : 0;
                 long perSentence = costly ? doc.RootElement.GetProperty("requested").GetInt64() / (count + 1) : 0;
-                return (count, perSentence * count, limit);   // 0, 0 when the sentence limit, not the cost, stopped it
+                return (count, perSentence * count, limit);   // 0, 0 when the sentence limit or the time limit, not the cost, stopped it
             }
-            if ((int)response.StatusCode is not (413 or 422))
+            bool tooLate = response.StatusCode == HttpStatusCode.ServiceUnavailable && body.Contains("\"timeout_s\"", StringComparison.Ordinal);
+            if ((int)response.StatusCode is not (413 or 422) && !tooLate)
                 throw new InvalidOperationException($"calibrating the maximal request: HTTP {(int)response.StatusCode}: {body}");
             using var problem = JsonDocument.Parse(body);
             long requested = problem.RootElement.GetProperty("requested").GetInt64();
             long limitValue = problem.RootElement.GetProperty("limit_value").GetInt64();
-            count = Math.Min(count - 1, (int)(count * limitValue / requested));
+            // Over the cost budget: scale to it. Refused for time (503, the decoder could not finish it within --timeout-s
+            // at its pace): scale to the three quarters of the time limit the server admits, with a margin.
+            double fits = tooLate ? 0.75 * 0.8 * limitValue / requested : (double)limitValue / requested;
+            count = Math.Min(count - 1, (int)(count * fits));
         }
         throw new InvalidOperationException($"no request of {sentence.Length}-character sentences with beam {beam} is admitted by the server");
     }

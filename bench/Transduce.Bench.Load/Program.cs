@@ -38,12 +38,13 @@ internal static partial class Program
         var adversarialShare = new Option<double>("--adversarial-share") { Description = "Share of all requests that are maximal (adversarial runs).", DefaultValueFactory = _ => 0.1 };
         var adversarialBeam = new Option<int>("--adversarial-beam") { Description = "Beam of the maximal requests.", DefaultValueFactory = _ => 4 };
         var adversarialChars = new Option<int>("--adversarial-chars") { Description = "Characters of each sentence of a maximal request (test sentences joined; the server's --max-chars is 1000 by default).", DefaultValueFactory = _ => 1000 };
+        var stress = new Option<int>("--stress") { Description = "Adversarial runs: processes spinning a core each beside the server during the measured load (as stress --cpu N); N = cores doubles the demand for CPU.", DefaultValueFactory = _ => 0 };
         var repeats = new Option<int>("--repeats") { Description = "Adversarial runs: how many times to run the pair (without, with), alternating.", DefaultValueFactory = _ => 1 };
 
         var root = new RootCommand("Load benchmark of `transduce serve` (micro-batching on and off), and a kill-mid-load check.")
         {
             model, cli, data, trainPairs, trainMinutes, requests, clients, perRequest, warmup, seed, timeLimit, threads, computeType, output,
-            killTest, killClients, killAfter, hangTimeout, adversarial, adversarialShare, adversarialBeam, adversarialChars, repeats,
+            killTest, killClients, killAfter, hangTimeout, adversarial, adversarialShare, adversarialBeam, adversarialChars, repeats, stress,
         };
         root.SetAction(r =>
         {
@@ -58,7 +59,7 @@ internal static partial class Program
                 KillClients = r.GetValue(killClients), KillAfter = TimeSpan.FromSeconds(r.GetValue(killAfter)),
                 HangTimeout = TimeSpan.FromSeconds(r.GetValue(hangTimeout)),
                 AdversarialShare = r.GetValue(adversarialShare), AdversarialBeam = r.GetValue(adversarialBeam),
-                AdversarialChars = r.GetValue(adversarialChars), Repeats = r.GetValue(repeats),
+                AdversarialChars = r.GetValue(adversarialChars), Repeats = r.GetValue(repeats), Stress = r.GetValue(stress),
             };
             try
             {
@@ -81,6 +82,7 @@ internal static partial class Program
         public int AdversarialBeam { get; init; }
         public int AdversarialChars { get; init; }
         public int Repeats { get; init; }
+        public int Stress { get; init; }
         public required string[] Arguments { get; init; }
         public string? Model { get; init; }
         public string? Cli { get; init; }
