@@ -211,7 +211,7 @@ public sealed class Checkpoint : IDisposable
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject()
+            root = JsonNode.Parse(Text.StrictUtf8.ReadText(configPath))?.AsObject()
                 ?? throw new InvalidDataException($"{configPath}: empty");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)

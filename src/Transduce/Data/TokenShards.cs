@@ -112,7 +112,7 @@ internal static class TokenShards
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found — '{directory}' holds no token shards", path);
         try
         {
-            var root = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidDataException($"{path}: empty");
+            var root = JsonNode.Parse(Text.StrictUtf8.ReadText(path))?.AsObject() ?? throw new InvalidDataException($"{path}: empty");
             string? format = root["format"]?.GetValue<string>();
             if (format != FormatTag) throw new InvalidDataException($"{path}: not a token-shard manifest (format '{format ?? "missing"}', expected '{FormatTag}')");
             int version = root["version"]?.GetValue<int>() ?? -1;

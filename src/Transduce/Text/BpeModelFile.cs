@@ -34,7 +34,7 @@ internal static class BpeModelFile
         {
             throw new InvalidDataException($"{path}: BPE model file not found.", new FileNotFoundException(null, path));
         }
-        string json = StrictUtf8.ReadFile(path) ?? throw Bad(path, "not valid UTF-8");
+        string json = StrictUtf8.ReadText(path);
         return Read(json, path);
     }
 

@@ -215,7 +215,7 @@ internal sealed class Vocabulary
         {
             throw new FileNotFoundException($"Vocabulary file not found: {path}", path);
         }
-        string json = StrictUtf8.ReadFile(path) ?? throw new InvalidDataException($"{path}: vocabulary file is not valid UTF-8.");
+        string json = StrictUtf8.ReadText(path);
         return FromJson(json, path);
     }
 

@@ -76,7 +76,7 @@ internal static partial class RunConfigFile
     private static string ReadBounded(string path)
     {
         CheckSize(new FileInfo(path).Length, path);
-        return File.ReadAllText(path);
+        return Text.StrictUtf8.ReadText(path);
     }
 
     public static RunConfig Load(string path, RunConfig? over)

@@ -261,7 +261,7 @@ public sealed partial class TrainingRun : IDisposable
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found — the run directory is incomplete", path);
         try
         {
-            return JsonSerializer.Deserialize<TrainerFile>(File.ReadAllText(path), StateJson) ?? throw new InvalidDataException($"{path}: empty");
+            return JsonSerializer.Deserialize<TrainerFile>(Text.StrictUtf8.ReadText(path), StateJson) ?? throw new InvalidDataException($"{path}: empty");
         }
         catch (JsonException e)
         {
@@ -294,7 +294,7 @@ public sealed partial class TrainingRun : IDisposable
     {
         try
         {
-            var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath));
+            var root = System.Text.Json.Nodes.JsonNode.Parse(Text.StrictUtf8.ReadText(configPath));
             return root?["training"]?.Deserialize<Dictionary<string, string>>() ?? [];
         }
         catch (Exception e) when (e is JsonException or IOException or InvalidOperationException)

@@ -29,7 +29,7 @@ internal sealed class HfJsonFile
         try
         {
             // A duplicate key (which Python's json.load silently resolves to the last) is refused at parse time.
-            root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+            root = JsonNode.Parse(Text.StrictUtf8.ReadText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
                 ?? throw new InvalidDataException($"{path}: not a JSON object");
         }
         catch (JsonException e)

@@ -80,7 +80,7 @@ internal sealed class HuggingFaceFolder
         if (!System.IO.File.Exists(config)) return null;
         try
         {
-            return JsonNode.Parse(System.IO.File.ReadAllText(config)) is JsonObject o
+            return JsonNode.Parse(Text.StrictUtf8.ReadText(config)) is JsonObject o
                 && o["model_type"] is JsonValue v && v.TryGetValue<string>(out var type) ? type : null;
         }
         catch (Exception e) when (e is JsonException or ArgumentException or IOException or UnauthorizedAccessException)

@@ -64,7 +64,7 @@ internal sealed class M2M100Tokenizer : MultilingualTokenizer
         Dictionary<string, int> encoder;
         try
         {
-            encoder = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(vocabPath)) ?? throw new InvalidDataException($"{vocabPath}: empty");
+            encoder = JsonSerializer.Deserialize<Dictionary<string, int>>(Text.StrictUtf8.ReadText(vocabPath)) ?? throw new InvalidDataException($"{vocabPath}: empty");
         }
         catch (JsonException e)
         {

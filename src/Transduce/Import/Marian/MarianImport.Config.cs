@@ -100,7 +100,7 @@ internal static partial class MarianImport
         Dictionary<string, int> vocabulary;
         try
         {
-            vocabulary = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(path))
+            vocabulary = JsonSerializer.Deserialize<Dictionary<string, int>>(Text.StrictUtf8.ReadText(path))
                 ?? throw new InvalidDataException($"{path}: empty");
         }
         catch (JsonException e)

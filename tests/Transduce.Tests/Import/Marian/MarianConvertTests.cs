@@ -200,4 +200,26 @@ public sealed class MarianConvertTests : IDisposable
         Assert.Contains(Path.Combine(copy, "target.spm"), line);
         Assert.Contains(problem, line);
     }
+
+    [Theory]
+    [InlineData("config.json")]
+    [InlineData("vocab.json")]
+    [InlineData("generation_config.json")]
+    [InlineData("tokenizer_config.json")]
+    public void InvalidUtf8InAJsonFileIsOneLineNamingFileAndOffset(string file)
+    {
+        // Read leniently, the bytes would become U+FFFD and a key or a piece would silently be another one.
+        string copy = Path.Combine(dir, "utf8-" + file);
+        Directory.CreateDirectory(copy);
+        foreach (var f in Directory.GetFiles(Folder)) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)), overwrite: true);
+        byte[] json = File.ReadAllBytes(Path.Combine(Folder, file));
+        int at = Array.IndexOf(json, (byte)'"', 10) + 1;   // inside the second key
+        File.WriteAllBytes(Path.Combine(copy, file), [.. json[..at], 0xFF, 0xFE, .. json[at..]]);
+
+        var r = Cli.CliTests.Run(null, "translate", "--model", copy, "Hello");
+        Assert.Equal(1, r.Code);
+        string line = r.Err.Trim();
+        Assert.DoesNotContain('\n', line);
+        Assert.Contains($"{file}: not valid UTF-8 (byte 0xFF at offset {at})", line);
+    }
 }
