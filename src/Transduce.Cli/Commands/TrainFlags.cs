@@ -100,6 +100,10 @@ internal static class TrainFlags
             ? [new("data.max_pairs", r.GetValue(MaxPairs)), new("data.vocabulary_pairs", null)]
             : []),
         Switch("--skip-invalid", "data.skip_invalid", "Skip malformed corpus lines (and count them) instead of stopping."),
+        Value<int>("--filter-max-length", "data.max_length", "Drop training pairs with a side over N tokens (after tokenization)."),
+        Value<double>("--filter-length-ratio", "data.max_length_ratio", "Drop training pairs whose longer side has more than R times the tokens of the shorter."),
+        Switch("--drop-identical", "data.drop_identical", "Drop training pairs whose source and target are the same text."),
+        Switch("--drop-duplicates", "data.drop_duplicates", "Drop training pairs that repeat an earlier pair exactly."),
         Value<string>("--source-language", "data.source_language", "Name of the source language, shown by serve (e.g. English); the language code when fine-tuning a multilingual model (NLLB: eng_Latn)."),
         Value<string>("--target-language", "data.target_language", "Name of the target language, shown by serve (e.g. French); the language code when fine-tuning a multilingual model (NLLB: fra_Latn)."),
         Value<string>("--source-prefix", "data.source_prefix", "Text put before each source sentence when fine-tuning a model that takes its task as a prefix (T5: \"translate English to French: \")."),

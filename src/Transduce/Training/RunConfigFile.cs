@@ -432,5 +432,8 @@ internal static partial class RunConfigFile
         Positive(v.Patience, "validation.patience");
         Positive(c.Data.MaxPairs, "data.max_pairs");
         Positive(c.Data.VocabularyPairs, "data.vocabulary_pairs");
+        Positive(c.Data.MaxLength, "data.max_length");
+        if (c.Data.MaxLengthRatio is { } ratio && !(ratio >= 1 && double.IsFinite(ratio)))
+            throw new ArgumentException($"'data.max_length_ratio' must be a number of at least 1 (got {ratio})");
     }
 }
