@@ -25,6 +25,7 @@ internal static class InferBench
         public int Beam { get; init; }
         public bool Twin { get; init; }
         public bool Ort { get; init; }
+        public bool Recompute { get; init; } = true;
         public double PeakSeconds { get; init; }
         public string? Out { get; init; }
     }
@@ -47,11 +48,12 @@ internal static class InferBench
         var beam = new Option<int>("--beam") { Description = "Beam size of the beam-search modes.", DefaultValueFactory = _ => 4 };
         var noTwin = new Option<bool>("--no-twin") { Description = "No PyTorch twin." };
         var noOrt = new Option<bool>("--no-ort") { Description = "No ONNX Runtime twin (bench/pytorch/export_onnx.py, Transformers only)." };
+        var noRecompute = new Option<bool>("--no-recompute") { Description = "Incremental modes only (e.g. every sentence at batch 1 against the ORT twin)." };
         var peakSeconds = new Option<double>("--peak-seconds") { Description = "Seconds per matrix size when measuring the matmul peak.", DefaultValueFactory = _ => 2 };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
         var command = new Command("infer", "Decoding throughput, side by side with the PyTorch twin.")
         {
-            transformer, gru, data, threads, batch1, maxSentences, batch, beam, noTwin, noOrt, peakSeconds, output,
+            transformer, gru, data, threads, batch1, maxSentences, batch, beam, noTwin, noOrt, noRecompute, peakSeconds, output,
         };
         command.SetAction(r =>
         {
@@ -59,7 +61,7 @@ internal static class InferBench
             {
                 Transformer = r.GetValue(transformer), Gru = r.GetValue(gru), Data = r.GetValue(data)!,
                 Threads = r.GetValue(threads), Batch1Sentences = r.GetValue(batch1), MaxSentences = r.GetValue(maxSentences),
-                Batch = r.GetValue(batch), Beam = r.GetValue(beam), Twin = !r.GetValue(noTwin), Ort = !r.GetValue(noOrt),
+                Batch = r.GetValue(batch), Beam = r.GetValue(beam), Twin = !r.GetValue(noTwin), Ort = !r.GetValue(noOrt), Recompute = !r.GetValue(noRecompute),
                 PeakSeconds = r.GetValue(peakSeconds), Out = r.GetValue(output),
             };
             if (settings.Transformer is null && settings.Gru is null)
@@ -106,7 +108,7 @@ internal static class InferBench
 
     private static ModelRun Measure(string label, string directory, IReadOnlyList<string> sentences, Settings s)
     {
-        var modes = DecodeMode.All(s.Beam, s.Batch);
+        var modes = DecodeMode.All(s.Beam, s.Batch).Where(m => s.Recompute || !m.Recompute).ToList();
         using var checkpoint = Checkpoint.Load(directory);
         var decoder = new TransduceDecoder(checkpoint, sentences);
         var all = Enumerable.Range(0, sentences.Count).ToArray();

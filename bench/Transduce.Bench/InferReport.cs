@@ -70,7 +70,7 @@ internal static class InferReport
         {
             var ours = run.Ours.ToDictionary(r => r.Mode.Name);
             var twin = run.Twin?.Modes;
-            if (run.Config is Models.Transformer.TransformerConfig && twin is not null)
+            if (run.Config is Models.Transformer.TransformerConfig && twin is not null && twin.ContainsKey($"greedy-recompute-{large}"))
             {
                 var fast = ours[$"greedy-incremental-{large}"];
                 double vsD2l = Speed(fast) / Speed(twin[$"greedy-recompute-{large}"]);
@@ -107,7 +107,8 @@ internal static class InferReport
                 .Select(r => (r, ours[r.Mode.Name.Replace("recompute", "incremental", StringComparison.Ordinal)]))
                 .Sum(p => TwinDecoder.Identical(p.Item1, p.Item2));
             int selfTotal = run.Ours.Where(r => r.Mode.Recompute).Sum(r => r.Sentences);
-            yield return string.Create(Inv, $"{run.Label}: Transduce's incremental and recompute-prefix decoding agree on {selfCheck} of {selfTotal} sentences.");
+            if (selfTotal > 0)
+                yield return string.Create(Inv, $"{run.Label}: Transduce's incremental and recompute-prefix decoding agree on {selfCheck} of {selfTotal} sentences.");
         }
     }
 
