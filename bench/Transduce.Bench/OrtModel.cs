@@ -6,8 +6,8 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace Transduce.Bench;
 
 /// <summary>
-/// The two graphs bench/pytorch/export_onnx.py writes (encoder.onnx: source → every decoder layer's cross-attention keys and
-/// values; decoder.onnx: one step with the self-attention cache in and out) in ONNX Runtime sessions on the CPU provider,
+/// The two graphs bench/pytorch/export_onnx.py writes (encoder/encoder.onnx: source → every decoder layer's cross-attention keys and
+/// values; decoder/decoder.onnx: one step with the self-attention cache in and out) in ONNX Runtime sessions on the CPU provider,
 /// all graph optimisations on, <c>threads</c> intra-op threads (ours), sequential execution.
 /// </summary>
 internal sealed class OrtModel : IDisposable
@@ -17,7 +17,7 @@ internal sealed class OrtModel : IDisposable
     /// <summary>Opens <paramref name="folder"/>'s graphs and reads the cache shapes from the decoder's inputs.</summary>
     public OrtModel(string folder, int threads)
     {
-        foreach (string file in new[] { "encoder.onnx", "decoder.onnx" })
+        foreach (string file in Graphs)
             if (!File.Exists(Path.Combine(folder, file)))
                 throw new InvalidDataException($"{Path.Combine(folder, file)}: not found (bench/pytorch/export_onnx.py writes it)");
         options = new SessionOptions
@@ -27,17 +27,20 @@ internal sealed class OrtModel : IDisposable
             InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         };
-        Encoder = new InferenceSession(Path.Combine(folder, "encoder.onnx"), options);
-        Decoder = new InferenceSession(Path.Combine(folder, "decoder.onnx"), options);
+        Encoder = new InferenceSession(Path.Combine(folder, Graphs[0]), options);
+        Decoder = new InferenceSession(Path.Combine(folder, Graphs[1]), options);
         Layers = Decoder.InputMetadata.Keys.Count(k => k.StartsWith("past_key_", StringComparison.Ordinal));
         var past = Decoder.InputMetadata.GetValueOrDefault("past_key_0")?.Dimensions;
         var logits = Decoder.OutputMetadata.GetValueOrDefault("logits")?.Dimensions;
         if (Layers == 0 || past is not { Length: 4 } || logits is not { Length: 2 } || past[1] <= 0 || past[3] <= 0 || logits[1] <= 0)
-            throw new InvalidDataException($"{folder}/decoder.onnx: inputs past_key_i (rows, heads, past, head size) and output logits (rows, vocabulary) expected");
+            throw new InvalidDataException($"{folder}/{Graphs[1]}: inputs past_key_i (rows, heads, past, head size) and output logits (rows, vocabulary) expected");
         Heads = past[1];
         HeadSize = past[3];
         Vocabulary = logits[1];
     }
+
+    /// <summary>The graphs' files in an export folder (a folder each: weights past 2 GB are files beside their graph).</summary>
+    public static IReadOnlyList<string> Graphs { get; } = ["encoder/encoder.onnx", "decoder/decoder.onnx"];
 
     public InferenceSession Encoder { get; }
 

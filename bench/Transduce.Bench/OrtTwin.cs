@@ -32,7 +32,7 @@ internal static class OrtTwin
         folder ??= Path.Combine(Path.GetTempPath(), "transduce-onnx",
             $"{Path.GetFileName(full.TrimEnd('/'))}-{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(full)))[..8].ToLowerInvariant()}");
         var inputs = new[] { "model.safetensors", "config.json" }.Select(f => File.GetLastWriteTimeUtc(Path.Combine(full, f))).Max();
-        var outputs = new[] { "encoder.onnx", "decoder.onnx", "check.json" }.Select(f => Path.Combine(folder, f)).ToArray();
+        var outputs = OrtModel.Graphs.Append("check.json").Select(f => Path.Combine(folder, f)).ToArray();
         if (outputs.All(File.Exists) && outputs.Min(File.GetLastWriteTimeUtc) > inputs) return folder;
         Console.Error.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] exporting {full} to ONNX in {folder} …");
         PythonTwin.Run("export_onnx.py", "--checkpoint", full, "--out", folder);
@@ -84,7 +84,7 @@ internal static class OrtTwin
     /// <summary>The hidden <c>ort-decode</c> command: the twin's process.</summary>
     public static Command CreateCommand()
     {
-        var onnx = new Option<string>("--onnx") { Required = true, Description = "Folder with encoder.onnx, decoder.onnx and check.json." };
+        var onnx = new Option<string>("--onnx") { Required = true, Description = "Folder written by export_onnx.py (encoder/, decoder/, check.json)." };
         var sourcesOption = new Option<string>("--sources") { Required = true, Description = "JSON lines {\"ids\", \"max_len\", \"batch1\"}." };
         var output = new Option<string>("--out") { Required = true, Description = "Result JSON (infer_twin.py's format)." };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads.", DefaultValueFactory = _ => 2 };

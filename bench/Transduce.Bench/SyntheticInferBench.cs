@@ -44,7 +44,7 @@ internal static class SyntheticInferBench
         {
             model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output,
         };
-        command.SetAction(r =>
+        command.SetAction(r => Guard(() =>
         {
             set_num_threads(r.GetValue(threads));
             Transduce.Native.NativeMemory.KeepFreedMemory(); // as translate/evaluate/serve do
@@ -96,8 +96,22 @@ internal static class SyntheticInferBench
             Console.WriteLine(report);
             if (r.GetValue(output) is { } path) File.WriteAllText(path, report);
             return 0;
-        });
+        }));
         return command;
+    }
+
+    /// <summary>A twin that fails (python3-torch missing, an export or ort-decode error) is one error line and exit 1.</summary>
+    private static int Guard(Func<int> run)
+    {
+        try
+        {
+            return run();
+        }
+        catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 
     private static ModeResult Decode(Checkpoint checkpoint, ComputeType type, DecodeMode mode, int[][] sources, int[] rows, int tokens)

@@ -5,11 +5,11 @@
 The very model of the checkpoint (python/transduce_torch, which loads model.safetensors under Transduce's parameter
 names) is traced into two graphs, as Hugging Face's exporters cut a seq2seq model:
 
-encoder.onnx
+encoder/encoder.onnx
     inputs  source (batch, source steps) int64, padded with <pad>; valid_lengths (batch) int64 (<eos> included)
     outputs cross_key_{i}, cross_value_{i} (batch, heads, source steps, head size) float32 for every decoder layer i:
             the cross-attention keys and values, computed once per sentence (TransformerDecoder.init_state)
-decoder.onnx (one step)
+decoder/decoder.onnx (one step)
     inputs  tokens (rows, 1) int64; valid_lengths (rows) int64; past_key_{i}, past_value_{i} (rows, heads, past, head
             size): the self-attention cache (past = 0 at the first step); cross_key_{i}, cross_value_{i} as the encoder
             wrote them (rows reordered by the caller as beams are)
@@ -109,7 +109,11 @@ def main():
     head_size = model.decoder.blocks[0].SelfAttention.head_size
     cross, past, present = names(layers)
     os.makedirs(args.out, exist_ok=True)
-    encoder_path, decoder_path = os.path.join(args.out, "encoder.onnx"), os.path.join(args.out, "decoder.onnx")
+    # A folder per graph: past 2 GB (NLLB-600M) the exporter writes every weight as a file beside the graph, and the two
+    # graphs' constant-folded weights could share names.
+    encoder_path, decoder_path = os.path.join(args.out, "encoder", "encoder.onnx"), os.path.join(args.out, "decoder", "decoder.onnx")
+    for path in (encoder_path, decoder_path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     generator = torch.Generator().manual_seed(1)
 
     # eval() on the wrappers too: the exporter puts a module back into the mode it found it in, recursively, and a new
