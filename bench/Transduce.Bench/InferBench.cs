@@ -119,7 +119,8 @@ internal static class InferBench
             var rows = mode.Batch == 1 ? batch1 : all;
             // Warm-up: one batch's worth of sentences (three at batch 1), untimed — the twin does the same.
             var result = decoder.Run(mode, rows, mode.Batch == 1 ? 3 : mode.Batch);
-            Log($"{label} {mode.Name}: {rows.Length} sentences in {result.Seconds:F2} s");
+            Log($"{label} {mode.Name}: {rows.Length} sentences in {result.Seconds:F2} s, {result.Tokens / result.Seconds:F0} tokens/s; " +
+                $"CPU {result.CpuSeconds:F2} s ({result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
             ours.Add(result);
         }
         TwinDecoder.Result? twin = null;

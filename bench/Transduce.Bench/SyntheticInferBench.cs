@@ -71,7 +71,7 @@ internal static class SyntheticInferBench
                 {
                     var picked = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, sources.Length).ToArray();
                     var result = Decode(checkpoint, type, mode, sources, picked, n);
-                    Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s)");
+                    Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s; CPU {result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
                     rows.Add(new Row(mode, type, result));
                 }
             TwinDecoder.Result? twin = null;
@@ -143,10 +143,14 @@ internal static class SyntheticInferBench
         GC.Collect();
         Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var decoded = Run(rows);
         clock.Stop();
-        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, decoded);
+        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, decoded)
+        {
+            CpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,
+        };
     }
 
     private static string Report(string name, ModelConfig config, int[][] sources, int tokens, int threads, IReadOnlyList<ComputeType> types,

@@ -64,10 +64,14 @@ internal sealed class TransduceDecoder
         GC.WaitForPendingFinalizers();
         Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var outputs = Decode(model, mode, rows);
         clock.Stop();
-        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, outputs);
+        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, outputs)
+        {
+            CpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,
+        };
     }
 
     private int[][] Decode(EncoderDecoder model, DecodeMode mode, int[] rows)

@@ -71,7 +71,10 @@ internal static class TwinDecoder
             var rows = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, count).ToArray();
             if (outputs.Length != rows.Length)
                 throw new InvalidDataException($"{twin}: mode {mode.Name} decoded {outputs.Length} sentences, expected {rows.Length}");
-            results[mode.Name] = new ModeResult(mode, m["seconds"]!.GetValue<double>(), m["peak_rss_bytes"]!.GetValue<long>(), rows, outputs);
+            results[mode.Name] = new ModeResult(mode, m["seconds"]!.GetValue<double>(), m["peak_rss_bytes"]!.GetValue<long>(), rows, outputs)
+            {
+                CpuSeconds = m["cpu_seconds"]?.GetValue<double>(),
+            };
         }
         return new Result(root["torch"]?.GetValue<string>() ?? "?", root["blas"]?.GetValue<string>() ?? "?", results);
     }
