@@ -39,6 +39,21 @@ internal static class OrtTwin
         return folder;
     }
 
+    /// <summary>
+    /// int8 graphs made from the float32 export <paramref name="folder"/> by bench/pytorch/quantize_onnx.py (every MatMul by a
+    /// weight as dynamic int8 quantisation) into <paramref name="folder"/>-int8, made again when older than the export.
+    /// </summary>
+    public static string Quantize(string folder)
+    {
+        string target = folder.TrimEnd('/') + "-int8";
+        var made = OrtModel.Graphs.Select(g => Path.Combine(target, g)).ToArray();
+        var from = OrtModel.Graphs.Select(g => File.GetLastWriteTimeUtc(Path.Combine(folder, g))).Max();
+        if (made.All(File.Exists) && made.Min(File.GetLastWriteTimeUtc) > from) return target;
+        Console.Error.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] quantising {folder} to int8 in {target} …");
+        PythonTwin.Run("quantize_onnx.py", "--onnx", folder, "--out", target);
+        return target;
+    }
+
     /// <summary>What <c>ort-decode</c> needs to frame sources and follow our searches' rules, from the checkpoint.</summary>
     /// <param name="SourcePad">Source padding id.</param>
     /// <param name="SourceEos">Source end id, appended to every source.</param>
@@ -46,9 +61,10 @@ internal static class OrtTwin
     /// <param name="Rules">Target ids, banned tokens, fixed length, beam options.</param>
     internal sealed record Framing(int SourcePad, int SourceEos, int? MaxSourceSteps, OrtDecoder.SearchRules Rules);
 
-    /// <summary>Decodes <paramref name="sources"/> (ids without &lt;eos&gt;) in every mode in an <c>ort-decode</c> process.</summary>
+    /// <summary>Decodes <paramref name="sources"/> (ids without &lt;eos&gt;) in every mode in an <c>ort-decode</c> process; the graphs
+    /// must hold to check.json within <paramref name="tolerance"/> (∞ for int8 graphs: the difference is only logged).</summary>
     public static TwinDecoder.Result Run(string onnxFolder, int[][] sources, int[] maxLengths, IReadOnlyList<DecodeMode> modes, int threads,
-        int[] batch1Rows, Framing framing) =>
+        int[] batch1Rows, Framing framing, double tolerance = 1e-4) =>
         TwinDecoder.RunProcess(sources, maxLengths, modes, batch1Rows, "ort-decode", (sourcesFile, output) =>
         {
             var r = framing.Rules;
@@ -58,7 +74,7 @@ internal static class OrtTwin
                 "--modes", string.Join(',', modes.Select(m => m.Name)),
                 "--ids", string.Join(',', new[] { framing.SourcePad, framing.SourceEos, r.Pad, r.Bos, r.Eos }.Select(i => i.ToString(Inv))),
                 "--normalization", r.Beam.Normalization.ToString(), "--length-penalty", r.Beam.LengthPenalty.ToString("R", Inv),
-                "--early-stopping", r.Beam.EarlyStopping.ToString(),
+                "--early-stopping", r.Beam.EarlyStopping.ToString(), "--tolerance", tolerance.ToString("R", Inv),
             };
             if (framing.MaxSourceSteps is int cut) arguments.AddRange(["--max-source-steps", cut.ToString(Inv)]);
             if (r.FixedLength is int n) arguments.AddRange(["--fixed-length", n.ToString(Inv)]);
@@ -96,9 +112,10 @@ internal static class OrtTwin
         var normalization = new Option<LengthNormalization>("--normalization") { DefaultValueFactory = _ => LengthNormalization.Gnmt };
         var penalty = new Option<double>("--length-penalty") { DefaultValueFactory = _ => 1.0 };
         var early = new Option<EarlyStopping>("--early-stopping") { DefaultValueFactory = _ => EarlyStopping.WhenFull };
+        var tolerance = new Option<double>("--tolerance") { Description = "How far the graphs may be from check.json (int8: reported only).", DefaultValueFactory = _ => 1e-4 };
         var command = new Command("ort-decode", "The ONNX Runtime twin's process (run by infer and infer-synthetic).")
         {
-            onnx, sourcesOption, output, threads, modesOption, ids, cut, fixedLength, banned, normalization, penalty, early,
+            onnx, sourcesOption, output, threads, modesOption, ids, cut, fixedLength, banned, normalization, penalty, early, tolerance,
         };
         command.Hidden = true;
         command.SetAction(r =>
@@ -111,7 +128,7 @@ internal static class OrtTwin
                     r.GetValue(fixedLength),
                     new BeamSearchOptions { Normalization = r.GetValue(normalization), LengthPenalty = r.GetValue(penalty), EarlyStopping = r.GetValue(early) });
                 Decode(r.GetValue(onnx)!, r.GetValue(sourcesOption)!, r.GetValue(output)!, r.GetValue(threads), r.GetValue(modesOption)!,
-                    special[0], special[1], r.GetValue(cut), rules);
+                    special[0], special[1], r.GetValue(cut), rules, r.GetValue(tolerance));
                 return 0;
             }
             catch (Exception e) when (e is InvalidDataException or InvalidOperationException or IOException or FormatException or OnnxRuntimeException)
@@ -124,7 +141,7 @@ internal static class OrtTwin
     }
 
     private static void Decode(string folder, string sourcesFile, string outputFile, int threads, string modeList, int sourcePad, int sourceEos,
-        int? maxSourceSteps, OrtDecoder.SearchRules rules)
+        int? maxSourceSteps, OrtDecoder.SearchRules rules, double tolerance)
     {
         var sentences = new List<int[]>();
         var limits = new List<int>();
@@ -138,8 +155,9 @@ internal static class OrtTwin
             limits.Add(row["max_len"]!.GetValue<int>());
         }
         using var model = new OrtModel(folder, threads);
-        double check = model.Check(folder);
-        Log($"ort: {OrtModel.Version}, {threads} intra-op thread(s); graphs hold to the torch module within {check:G2} (check.json)");
+        double check = model.Check(folder, tolerance);
+        Log($"ort: {OrtModel.Version}, {threads} intra-op thread(s); the graphs differ from the torch module by at most {check:G2} on check.json " +
+            $"(tolerance {tolerance:G2})");
         var framed = sentences.Select(s => Batching.WithEos(s, sourceEos, maxSourceSteps)).ToArray();
         var results = new JsonObject();
         foreach (string name in modeList.Split(','))

@@ -81,7 +81,7 @@ internal static class SyntheticInferBench
                 twin = TwinDecoder.Run(directory, sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads), batch1Rows,
                     "--fixed-length", n.ToString(Inv));
             }
-            TwinDecoder.Result? ort = null;
+            TwinDecoder.Result? ort = null, ortInt8 = null;
             if (!r.GetValue(noOrt) && checkpoint.ModelConfig is Models.Transformer.TransformerConfig)
             {
                 Log("running the ONNX Runtime twin (float32) …");
@@ -89,10 +89,17 @@ internal static class SyntheticInferBench
                 var tgt = checkpoint.TargetVocabulary;
                 var framing = new OrtTwin.Framing(src.PadId, src.EosId, null, OrtTwin.Rules(new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId),
                     new SearchOptions(), new BeamSearchOptions(), fixedLength: n));
-                ort = OrtTwin.Run(OrtTwin.Export(directory), sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads),
+                string exported = OrtTwin.Export(directory);
+                ort = OrtTwin.Run(exported, sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads),
                     batch1Rows, framing);
+                if (computeTypes.Contains(ComputeType.Int8))
+                {
+                    Log("running the ONNX Runtime twin in int8 (bench/pytorch/quantize_onnx.py) …");
+                    ortInt8 = OrtTwin.Run(OrtTwin.Quantize(exported), sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes,
+                        r.GetValue(threads), batch1Rows, framing, tolerance: double.PositiveInfinity);
+                }
             }
-            string report = Report(name, checkpoint.ModelConfig, sources, n, r.GetValue(threads), computeTypes, modes, rows, twin, ort);
+            string report = Report(name, checkpoint.ModelConfig, sources, n, r.GetValue(threads), computeTypes, modes, rows, twin, ort, ortInt8);
             Console.WriteLine(report);
             if (r.GetValue(output) is { } path) File.WriteAllText(path, report);
             return 0;
@@ -154,13 +161,15 @@ internal static class SyntheticInferBench
     }
 
     private static string Report(string name, ModelConfig config, int[][] sources, int tokens, int threads, IReadOnlyList<ComputeType> types,
-        IReadOnlyList<DecodeMode> modes, IReadOnlyList<Row> rows, TwinDecoder.Result? twin, TwinDecoder.Result? ort)
+        IReadOnlyList<DecodeMode> modes, IReadOnlyList<Row> rows, TwinDecoder.Result? twin, TwinDecoder.Result? ort,
+        TwinDecoder.Result? ortInt8)
     {
         var md = new StringBuilder();
         md.AppendLine("### Decoding a production-size model: Transduce per compute type vs PyTorch twin (float32)").AppendLine();
         md.AppendLine(Inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {threads} thread(s) on both sides, libtorch {__version__} (TorchSharp); twin " +
             $"{(twin is null ? "not run" : $"PyTorch {twin.TorchVersion} with BLAS {twin.Blas}")}; ONNX Runtime twin " +
-            $"{(ort is null ? "not run" : $"{ort.TorchVersion} (CPU provider, all graph optimisations, float32 graphs from bench/pytorch/export_onnx.py, same threads)")}.").AppendLine();
+            $"{(ort is null ? "not run" : $"{ort.TorchVersion} (CPU provider, all graph optimisations, float32 graphs from bench/pytorch/export_onnx.py, same threads" +
+                (ortInt8 is null ? ")" : "; int8: the same graphs with every MatMul by a weight quantised dynamically by bench/pytorch/quantize_onnx.py, u8 × s8 per-column, which ORT fuses into DynamicQuantizeMatMul)"))}.").AppendLine();
         string network = config is Models.Transformer.TransformerConfig c
             ? string.Create(Inv, $"Transformer {c.Layers}+{c.DecoderLayerCount}, d_model {c.HiddenSize}, {c.Heads} heads{(c.HeadSize is int h ? $" × {h}" : "")}, " +
                 $"FFN {c.FfnSize}, {c.Activation}, {(c.PreNorm ? "pre" : "post")}-norm ({c.Norm}), {c.Positions} positions" +
@@ -187,6 +196,11 @@ internal static class SyntheticInferBench
         }
         header.Append(" tok/s per thread (best type) | same tokens float32/twin | tok/s ORT fp32 | float32 ÷ ORT | ms/token float32 / ORT | peak RSS MiB float32 / twin / ORT | same tokens float32/ORT |");
         rule.Append(" ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        if (ortInt8 is not null)
+        {
+            header.Append(" tok/s ORT int8 | int8 ÷ ORT int8 |");
+            rule.Append(" ---: | ---: |");
+        }
         md.AppendLine(header.ToString()).AppendLine(rule.ToString());
         foreach (var mode in modes)
         {
@@ -208,6 +222,11 @@ internal static class SyntheticInferBench
             line.Append(onnx is null ? " — | — | — |" : string.Create(Inv, $" {Rate(onnx):F0} | {(fp32 is null ? "—" : (Rate(fp32) / Rate(onnx)).ToString("F2", Inv) + "×")} | {(mode.Batch == 1 ? $"{Ms(fp32)} / {Ms(onnx)}" : "—")} |"));
             line.Append(Inv, $" {Mib(fp32)} / {Mib(other)} / {Mib(onnx)} |");
             line.Append(onnx is not null && fp32 is not null ? $" {TwinDecoder.Identical(fp32, onnx)}/{fp32.Sentences} |" : " — |");
+            if (ortInt8 is not null)
+            {
+                var onnx8 = ortInt8.Modes.GetValueOrDefault(mode.Name);
+                line.Append(onnx8 is null ? " — | — |" : string.Create(Inv, $" {Rate(onnx8):F0} | {(mine.TryGetValue(ComputeType.Int8, out var i8) ? (Rate(i8) / Rate(onnx8)).ToString("F2", Inv) + "×" : "—")} |"));
+            }
             md.AppendLine(line.ToString());
         }
         md.AppendLine();
