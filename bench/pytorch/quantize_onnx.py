@@ -69,7 +69,8 @@ def main():
         folder = os.path.join(args.out, name)
         os.makedirs(folder, exist_ok=True)
         target = os.path.join(folder, f"{name}.onnx")
-        large = model.ByteSize() > 2_000_000_000 if hasattr(model, "ByteSize") else False
+        # protobuf cannot serialise 2 GB in one message: past that, the weights go to one file beside the graph.
+        large = sum(len(i.raw_data) for i in model.graph.initializer) > 1_800_000_000
         onnx.save_model(model, target, save_as_external_data=large, all_tensors_to_one_file=True, location=f"{name}.data")
         onnx.checker.check_model(target)
         print(f"quantize_onnx.py: {name}: {count} MatMuls int8", flush=True)
