@@ -26,11 +26,11 @@ internal static class ScoreCommand
         };
         var metric = new Option<string[]>("--metric")
         {
-            Description = "Metrics: bleu, chrf, chrf++ (repeatable or comma-separated; default bleu).",
+            Description = "Metrics: bleu, chrf, chrf++ (repeatable or comma-separated). [default: bleu]",
             AllowMultipleArgumentsPerToken = true,
         };
         var tokenize = new Option<string>("--tokenize") { Description = "BLEU tokenizer: 13a, intl or none.", DefaultValueFactory = _ => "13a" };
-        tokenize.AcceptOnlyFromAmong([.. SacreBleu.Tokenizers]);
+        CliValues.OneOf(tokenize, [.. SacreBleu.Tokenizers]);
         var lowercase = new Option<bool>("--lowercase") { Description = "Case-insensitive scoring (signature case:lc)." };
         var sentence = new Option<bool>("--sentence") { Description = "One score per segment (one metric only; BLEU uses effective order)." };
         var json = new Option<bool>("--json") { Description = "Print JSON (an array for several metrics or --sentence) instead of text." };

@@ -14,7 +14,7 @@ internal static class TrainCommand
         var preset = TrainFlags.PresetOption();
         var config = TrainFlags.ConfigOption();
         var dump = new Option<string?>("--dump-config") { Description = "Print the effective configuration (yaml, or json) of the preset, file and flags, and exit.", Arity = ArgumentArity.ZeroOrOne };
-        dump.AcceptOnlyFromAmong("yaml", "json");
+        CliValues.OneOf(dump, ["yaml", "json"]);
         var output = new Option<string?>("--out") { Description = "Run directory to write (required unless --resume)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in an --out directory that holds an earlier run." };
         var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this directory exactly where it stopped." };
