@@ -113,7 +113,9 @@ internal static class CliProgram
                 if (unknown.Count == 0) lines.Add($"a command is needed: {string.Join(", ", command.Subcommands.Select(c => c.Name))}");
                 continue;
             }
-            lines.Add(ErrorText.OneLine(e.Message));
+            lines.Add(e.SymbolResult is OptionResult { Tokens.Count: 0 } given && given.Option.Arity.MinimumNumberOfValues > 0
+                ? $"{given.Option.Name} needs a value"
+                : ErrorText.OneLine(e.Message));
         }
         if (lines.Count == 0) lines.Add("a command is needed");
         foreach (string line in lines.Distinct().Take(5)) error.WriteLine($"error: {line}");
@@ -156,9 +158,9 @@ internal static class CliProgram
         return -1;
     }
 
-    /// <summary><c>--x…</c> or <c>-x…</c> with a letter (or <c>?</c>): "-5" and "- item" are text.</summary>
+    /// <summary><c>--x…</c> or <c>-x…</c> with a letter (or <c>-?</c>): "-5 °C", "- item" and "-- so" are text.</summary>
     private static bool LooksLikeFlag(string token) =>
-        token.Length >= 2 && token[0] == '-' && (char.IsAsciiLetter(token[1]) || token[1] == '?' || (token[1] == '-' && token.Length > 2));
+        token.Length >= 2 && token[0] == '-' && (char.IsAsciiLetter(token[1]) || token[1] == '?' || (token[1] == '-' && token.Length > 2 && char.IsAsciiLetter(token[2])));
 
     private static IEnumerable<Command> Path(Command command)
     {

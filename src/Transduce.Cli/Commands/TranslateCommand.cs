@@ -12,7 +12,7 @@ internal static class TranslateCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) or T5 / Flan-T5 folder.", Required = true };
-        var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate; none: read one per line from --input or standard input.", Arity = ArgumentArity.ZeroOrMore };
+        var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate (one that starts with '-' goes after '--'); none: read one per line from --input or standard input (an empty line gives an empty line).", Arity = ArgumentArity.ZeroOrMore };
         var input = new Option<string?>("--input") { Description = "Read sentences from this file (one per line) instead of standard input; shows a progress bar on stderr." };
         var output = new Option<string?>("--output") { Description = "Write translations to this file (complete, or not at all: written aside and renamed) instead of standard output." };
         var window = new Option<int>("--window") { Description = "Sentences read ahead and sorted by length before decoding; outputs keep input order.", DefaultValueFactory = _ => 4096 };
@@ -88,13 +88,14 @@ internal static class TranslateCommand
     {
         void Write(IReadOnlyList<string> chunk)
         {
-            if (options.NBest <= 1)
-            {
-                foreach (var line in translator.Translate(chunk, options)) output.WriteLine(line);
-                return;
-            }
-            foreach (var list in translator.TranslateNBest(chunk, options))
-                output.WriteLine(string.Join('\t', list.Select(h => FormattableString.Invariant($"{h.Text}\t{h.Score:F4}"))));
+            // An empty (or blank) line gives an empty line, as a paragraph break should: it is not a sentence to translate.
+            var sentences = chunk.Where(l => !string.IsNullOrWhiteSpace(l)).ToList();
+            IReadOnlyList<string> lines = sentences.Count == 0 ? []
+                : options.NBest <= 1 ? translator.Translate(sentences, options)
+                : [.. translator.TranslateNBest(sentences, options)
+                    .Select(list => string.Join('\t', list.Select(h => FormattableString.Invariant($"{h.Text}\t{h.Score:F4}"))))];
+            int next = 0;
+            foreach (string line in chunk) output.WriteLine(string.IsNullOrWhiteSpace(line) ? "" : lines[next++]);
         }
 
         if (args.Length > 0)
