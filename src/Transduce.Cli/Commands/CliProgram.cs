@@ -84,7 +84,8 @@ internal static class CliProgram
         var lines = new List<string>();
         var unknown = UnknownFlags(parse);
         bool isRoot = parse.CommandResult.Parent is null;
-        foreach (string token in unknown)
+        // At the root, the first word that is not a command is the mistake; the flags after it were meant for that command.
+        foreach (string token in isRoot ? unknown.Take(1) : unknown)
         {
             string shown = ErrorText.OneLine(token, 60);
             if (LooksLikeFlag(token))

@@ -57,10 +57,12 @@ internal sealed class ProgressView(IAnsiConsole console, bool interactive)
         return string.Create(CultureInfo.InvariantCulture, $"eta {(int)left.TotalHours:00}:{left.Minutes:00}:{left.Seconds:00} ({rule})");
     }
 
-    /// <summary>Runs <paramref name="run"/> with its progress shown.</summary>
+    /// <summary>Runs <paramref name="run"/> with its progress, messages and warnings shown.</summary>
     public TrainingSummary Run(TrainingRun run, CancellationToken cancellation)
     {
         var options = run.Config.Training;
+        run.Message += (_, text) => WriteLine(text);
+        run.Warning += (_, text) => WriteWarning(text);
         if (!interactive)
         {
             // Not a terminal (a log file, CI): one line per epoch, and one every 30 s within long epochs.

@@ -48,8 +48,6 @@ internal static class TrainCommand
     {
         var inv = CultureInfo.InvariantCulture;
         var view = ProgressView.ForConsole();
-        run.Message += (_, text) => view.WriteLine(text);
-        run.Warning += (_, text) => view.WriteWarning(text);
         run.Validated += (_, v) => view.WriteLine(string.Create(inv,
             $"  validation of {v.Weights}: loss {v.Loss:F4}  BLEU {v.Bleu:F2}{(v.IsBest ? "  (best so far)" : "")}"));
         run.CheckpointWriting += (_, dir) =>
