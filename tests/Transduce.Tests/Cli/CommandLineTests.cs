@@ -59,10 +59,11 @@ public sealed partial class CommandLineTests
     [Fact]
     public void TextThatStartsWithADashGoesAfterTheDoubleDash()
     {
-        // After "--" a flag-like word is a sentence; "-5 °C" and "- item" are sentences anywhere.
-        var r = CliTests.Run(null, "translate", "--model", MarianFolders.Shipped, "-5 °C", "--", "--beem", "-x");
+        // After "--" a flag-like word is a sentence; "-5 °C" and "- item" are sentences anywhere, and "@home" is not a
+        // response file to read arguments from.
+        var r = CliTests.Run(null, "translate", "--model", MarianFolders.Shipped, "-5 °C", "- item", "@home", "--", "--beem", "-x");
         Assert.True(r.Code == 0, r.Err);
-        Assert.Equal(3, r.Out.TrimEnd('\n').Split('\n').Length);
+        Assert.Equal(5, r.Out.TrimEnd('\n').Split('\n').Length);
         AssertUsageError(RunInProcess("translate", "--model", "m", "-x"), "translate", "unknown option '-x'");
     }
 
