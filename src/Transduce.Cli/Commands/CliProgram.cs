@@ -106,20 +106,21 @@ internal static class CliProgram
         }
         foreach (var e in parse.Errors)
         {
-            // The unmatched tokens are said above, with a suggestion.
-            if (e.SymbolResult is CommandResult && parse.UnmatchedTokens.Any(t => e.Message.Contains($"'{t}'", StringComparison.Ordinal))) continue;
+            if (lines.Count >= MaxReported) break;
             if (e.SymbolResult is CommandResult && isRoot)
             {
                 // "Required command was not provided."
                 if (unknown.Count == 0) lines.Add($"a command is needed: {string.Join(", ", command.Subcommands.Select(c => c.Name))}");
                 continue;
             }
+            // The unmatched tokens are said above, with a suggestion (all of them, unless there are more than can be said).
+            if (e.SymbolResult is CommandResult && unknown.Any(t => e.Message.Contains($"'{t}'", StringComparison.Ordinal))) continue;
             lines.Add(e.SymbolResult is OptionResult { Tokens.Count: 0 } given && given.Option.Arity.MinimumNumberOfValues > 0
                 ? $"{given.Option.Name} needs a value"
                 : ErrorText.OneLine(e.Message));
         }
         if (lines.Count == 0) lines.Add("a command is needed");
-        foreach (string line in lines.Distinct().Take(5)) error.WriteLine($"error: {line}");
+        foreach (string line in lines.Distinct()) error.WriteLine($"error: {line}");
         error.WriteLine($"Usage: {Usage(command)}");
         string help = string.Join(' ', Path(command).Select(c => c.Name)) + " --help";
         error.WriteLine(command.Arguments.Count > 0
@@ -134,8 +135,14 @@ internal static class CliProgram
     /// </summary>
     internal static List<string> UnknownFlags(ParseResult parse)
     {
-        var unknown = new List<string>(parse.UnmatchedTokens);
-        int doubleDash = parse.Tokens.ToList().FindIndex(t => t.Type == TokenType.DoubleDash);
+        // At most MaxReported of them: a command line of 100,000 words is read once, not compared with itself.
+        var unknown = new List<string>(parse.UnmatchedTokens.Take(MaxReported));
+        var beforeDoubleDash = new HashSet<Token>(ReferenceEqualityComparer.Instance);
+        foreach (var token in parse.Tokens)
+        {
+            if (token.Type == TokenType.DoubleDash) break;
+            beforeDoubleDash.Add(token);
+        }
         for (SymbolResult? result = parse.CommandResult; result is not null; result = result.Parent)
         {
             if (result is not CommandResult commandResult) continue;
@@ -143,21 +150,16 @@ internal static class CliProgram
             {
                 foreach (var token in argument.Tokens)
                 {
-                    if (!LooksLikeFlag(token.Value)) continue;
-                    int at = IndexOf(parse.Tokens, token);
-                    if (at >= 0 && (doubleDash < 0 || at < doubleDash) && !unknown.Contains(token.Value)) unknown.Add(token.Value);
+                    if (unknown.Count >= MaxReported) return unknown;
+                    if (LooksLikeFlag(token.Value) && beforeDoubleDash.Contains(token) && !unknown.Contains(token.Value)) unknown.Add(token.Value);
                 }
             }
         }
         return unknown;
     }
 
-    private static int IndexOf(IReadOnlyList<Token> tokens, Token token)
-    {
-        for (int i = 0; i < tokens.Count; i++)
-            if (ReferenceEquals(tokens[i], token)) return i;
-        return -1;
-    }
+    /// <summary>Mistakes said at most: the first few are enough to fix a command line.</summary>
+    private const int MaxReported = 5;
 
     /// <summary><c>--x…</c> or <c>-x…</c> with a letter (or <c>-?</c>): "-5 °C", "- item" and "-- so" are text.</summary>
     private static bool LooksLikeFlag(string token) =>

@@ -57,6 +57,24 @@ public sealed partial class CommandLineTests
     }
 
     [Fact]
+    public void AHugeLineOfMistakesIsSaidInAFewLines()
+    {
+        // 100,000 unknown flags (and a 1 MB one): the first few are said, each clipped; nothing grows with the line.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        string[] args = ["translate", "--model", "m", "--" + new string('b', 1 << 20), .. Enumerable.Range(0, 100_000).Select(i => $"--flag{i}")];
+        var r = RunInProcess(args);
+        Assert.Equal(2, r.Code);
+        var errors = r.Err.Split('\n').Where(l => l.StartsWith("error: ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(5, errors.Count);
+        Assert.All(errors, l => Assert.True(l.Length < 200, l));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"{watch.Elapsed}");
+        var words = RunInProcess(["doctor", .. Enumerable.Range(0, 100_000).Select(i => $"word{i}")]);
+        Assert.Equal(2, words.Code);
+        Assert.StartsWith("error: unexpected argument 'word0'\n", words.Err);
+        Assert.Equal(5 + 2, words.Err.TrimEnd('\n').Split('\n').Length);
+    }
+
+    [Fact]
     public void TextThatStartsWithADashGoesAfterTheDoubleDash()
     {
         // After "--" a flag-like word is a sentence; "-5 °C" and "- item" are sentences anywhere, and "@home" is not a
