@@ -115,9 +115,7 @@ internal static class CliProgram
             }
             // The unmatched tokens are said above, with a suggestion (all of them, unless there are more than can be said).
             if (e.SymbolResult is CommandResult && unknown.Any(t => e.Message.Contains($"'{t}'", StringComparison.Ordinal))) continue;
-            lines.Add(e.SymbolResult is OptionResult { Tokens.Count: 0 } given && given.Option.Arity.MinimumNumberOfValues > 0
-                ? $"{given.Option.Name} needs a value"
-                : ErrorText.OneLine(e.Message));
+            lines.Add(Say(e));
         }
         if (lines.Count == 0) lines.Add("a command is needed");
         foreach (string line in lines.Distinct()) error.WriteLine($"error: {line}");
@@ -127,6 +125,17 @@ internal static class CliProgram
             ? $"'{help}' lists the options; an argument that starts with '-' goes after '--'."
             : $"'{help}' lists the options.");
     }
+
+    /// <summary>System.CommandLine's message in plain words where it has a plainer one.</summary>
+    private static string Say(ParseError e) => e.SymbolResult switch
+    {
+        OptionResult { IdentifierTokenCount: 0 } o => $"{o.Option.Name} is required",
+        OptionResult { Tokens.Count: 0 } o when o.Option.Arity.MinimumNumberOfValues > 0 => $"{o.Option.Name} needs a value",
+        ArgumentResult { Tokens.Count: 0 } a when a.Argument.Arity.MinimumNumberOfValues > 0 => $"<{a.Argument.Name}> is required",
+        CommandResult c when c.Command.Arguments.FirstOrDefault(a => a.Arity.MinimumNumberOfValues > 0 && c.GetResult(a) is null or { Tokens.Count: 0 }) is { } missing
+            => $"<{missing.Name}> is required",
+        _ => ErrorText.OneLine(e.Message),
+    };
 
     /// <summary>
     /// Tokens the parser could not place, and those that look like a flag (<c>-x</c>, <c>--x</c>) but were taken as a

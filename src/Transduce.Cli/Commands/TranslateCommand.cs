@@ -15,7 +15,11 @@ internal static class TranslateCommand
         var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate (one that starts with '-' goes after '--'); none: read one per line from --input or standard input (an empty line gives an empty line).", Arity = ArgumentArity.ZeroOrMore };
         var input = new Option<string?>("--input") { Description = "Read sentences from this file (one per line) instead of standard input; shows a progress bar on stderr." };
         var output = new Option<string?>("--output") { Description = "Write translations to this file (complete, or not at all: written aside and renamed) instead of standard output." };
-        var window = new Option<int>("--window") { Description = "Sentences read ahead and sorted by length before decoding; outputs keep input order.", DefaultValueFactory = _ => 4096 };
+        var window = new Option<int>("--window")
+        {
+            Description = "Sentences read ahead and sorted by length before decoding; outputs keep input order.", DefaultValueFactory = _ => 4096,
+            CustomParser = r => CliValues.Number<int>(r, min: 1) ?? 4096,
+        };
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together at most.", DefaultValueFactory = _ => 64 };
         var batchTokens = new Option<int?>("--batch-tokens") { Description = "Padded source tokens per batch at most (batches of short sentences get larger)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
@@ -41,7 +45,6 @@ internal static class TranslateCommand
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
-            if (r.GetValue(window) < 1) throw new ArgumentException("--window must be at least 1");
             var chosenKernels = KernelFlags.Read(r, kernels);
             if (r.GetValue(verbose)) KernelFlags.Print(Console.Error, chosenKernels);
             using var translator = Translator.Load(r.GetValue(model)!);

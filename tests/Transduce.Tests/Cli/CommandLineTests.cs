@@ -95,6 +95,9 @@ public sealed partial class CommandLineTests
         AssertUsageError(RunInProcess("translate", "--model", "m", "--repetition-penalty", "1,5", "x"), "translate", "--repetition-penalty: '1,5' is not a number");
         AssertUsageError(RunInProcess("train", "--lr", "NaN"), "train", "--lr: 'NaN' is not a finite number");
         AssertUsageError(RunInProcess("translate", "--model"), "translate", "--model needs a value");
+        AssertUsageError(RunInProcess("translate", "x"), "translate", "--model is required");
+        AssertUsageError(RunInProcess("convert", "--from", "hf", "--out", "o"), "convert <folder> [options]", "<folder> is required");
+        AssertUsageError(RunInProcess("translate", "--model", "m", "--window", "0", "x"), "translate", "--window: 0 is out of range (at least 1)");
         AssertUsageError(RunInProcess("train", "--model", "lstm"), "train", "--model: 'lstm' is not one of gru, bahdanau, transformer");
         AssertUsageError(RunInProcess("serve", "--model", "m", "--log-format", "jsno"), "serve", "--log-format: 'jsno' is not one of text, json; did you mean json?");
 
