@@ -91,7 +91,8 @@ public sealed partial class CommandLineTests
         AssertUsageError(RunInProcess("translate", "--model", "m", "--beam", "abc", "x"), "translate", "--beam: 'abc' is not a whole number");
         AssertUsageError(RunInProcess("translate", "--model", "m", "--beam", "300", "x"), "translate", "--beam: 300 is out of range (from 1 to 256)");
         AssertUsageError(RunInProcess("translate", "--model", "m", "--beam", "1e30", "x"), "translate", "--beam: '1e30' is not a whole number");
-        AssertUsageError(RunInProcess("translate", "--model", "m", "--window", "99999999999", "x"), "translate", "--window: '99999999999' is out of range (from -2147483648 to 2147483647)");
+        AssertUsageError(RunInProcess("translate", "--model", "m", "--window", "99999999999", "x"), "translate", "--window: '99999999999' is out of range (from 1 to 2147483647)");
+        AssertUsageError(RunInProcess("translate", "--model", "m", "--batch-size", "-99999999999", "x"), "translate", "--batch-size: '-99999999999' is out of range (from -2147483648 to 2147483647)");
         AssertUsageError(RunInProcess("translate", "--model", "m", "--repetition-penalty", "1,5", "x"), "translate", "--repetition-penalty: '1,5' is not a number");
         AssertUsageError(RunInProcess("train", "--lr", "NaN"), "train", "--lr: 'NaN' is not a finite number");
         AssertUsageError(RunInProcess("translate", "--model"), "translate", "--model needs a value");
