@@ -194,9 +194,12 @@ internal static class CliProgram
         {
             int code = help.Invoke(parseResult);
             var output = parseResult.InvocationConfiguration.Output;
-            if (parseResult.CommandResult.Command.Arguments.Count > 0)
-                output.WriteLine("An argument that starts with '-' goes after '--': transduce translate --model DIR -- \"--help is a flag\".");
-            output.WriteLine();
+            var command = parseResult.CommandResult.Command;
+            if (command.Arguments.Count > 0)
+            {
+                output.WriteLine($"An argument that starts with '-' goes after '--': {string.Join(' ', Path(command).Select(c => c.Name))} [options] -- <{command.Arguments[^1].Name}>...");
+                output.WriteLine();
+            }
             output.WriteLine(Epilogue);
             return code;
         }
