@@ -153,6 +153,7 @@ public sealed partial class CommandLineTests
             Assert.DoesNotMatch(@"\(default|; default|Default:", r.Out);
             Assert.Equal(CliProgram.Usage(command), Regex.Match(r.Out, @"Usage:\n  (.*)\n").Groups[1].Value);
         }
+        Assert.Contains("goes after '--': transduce translate [options] -- <sentences>...", RunInProcess("translate", "--help").Out);
         var serve = RunInProcess("serve", "--help").Out;
         Assert.Contains("--log-format <json|text>", serve);
         Assert.Contains("[default: text]", serve);
