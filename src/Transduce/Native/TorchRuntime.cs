@@ -16,12 +16,24 @@ internal static class TorchRuntime
     /// <summary>The platforms TorchSharp 0.107 publishes a CPU libtorch package for (libtorch-cpu-RID).</summary>
     internal static readonly string[] PackagedRids = ["linux-x64", "win-x64", "win-arm64", "osx-arm64"];
 
+    private static int loaded;
+
     /// <summary>
     /// Makes sure TorchSharp has loaded libtorch (once per process; afterwards a no-op). A missing native library
     /// throws <see cref="DllNotFoundException"/> whose message names the package to add (the original is its inner exception).
     /// </summary>
     public static void EnsureLoaded()
     {
+        if (Volatile.Read(ref loaded) == 1) return;
+        // TorchSharp writes its page-long load trace to the console before it throws; when its native bridge does not
+        // load from where the application's native libraries are, the console is silenced while TorchSharp tries its
+        // own fallbacks (a libtorch package in the NuGet cache), so that the sentence below is all the user sees.
+        TextWriter? console = null;
+        if (!BridgeLoads())
+        {
+            console = Console.Out;
+            Console.SetOut(TextWriter.Null);
+        }
         try
         {
             // TorchSharp loads libtorch and LibTorchSharp in torch's static constructor.
@@ -31,6 +43,11 @@ internal static class TorchRuntime
         {
             throw new DllNotFoundException(message, e);
         }
+        finally
+        {
+            if (console is not null) Console.SetOut(console);
+        }
+        Volatile.Write(ref loaded, 1);
     }
 
     /// <summary>
@@ -48,6 +65,9 @@ internal static class TorchRuntime
             : $"libtorch not found, and TorchSharp publishes no libtorch package for {rid} " +
               $"(it has {string.Join(", ", PackagedRids.Select(r => $"libtorch-cpu-{r}"))})";
     }
+
+    /// <summary>Whether TorchSharp's native bridge (and so libtorch, which it needs) loads from the application's native libraries.</summary>
+    internal static bool BridgeLoads() => NativeLibrary.TryLoad("LibTorchSharp", typeof(torch).Assembly, null, out _);
 
     /// <summary>This process's platform as a portable RID (linux-x64, win-arm64, osx-arm64, …).</summary>
     internal static string CurrentRid()

@@ -54,6 +54,7 @@ public sealed class TorchRuntimeTests
     [Fact]
     public void WithLibTorchPresentTheEntryPointsLoadIt()
     {
+        Assert.True(TorchRuntime.BridgeLoads(), "LibTorchSharp does not load from the application's native libraries");
         TorchRuntime.EnsureLoaded();
         TorchRuntime.EnsureLoaded();   // once per process, then nothing
         using var t = TorchSharp.torch.ones(2);
