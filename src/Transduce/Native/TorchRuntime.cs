@@ -16,6 +16,7 @@ internal static class TorchRuntime
     /// <summary>The platforms TorchSharp 0.107 publishes a CPU libtorch package for (libtorch-cpu-RID).</summary>
     internal static readonly string[] PackagedRids = ["linux-x64", "win-x64", "win-arm64", "osx-arm64"];
 
+    private static readonly Lock Gate = new();
     private static int loaded;
 
     /// <summary>
@@ -25,29 +26,34 @@ internal static class TorchRuntime
     public static void EnsureLoaded()
     {
         if (Volatile.Read(ref loaded) == 1) return;
-        // TorchSharp writes its page-long load trace to the console before it throws; when its native bridge does not
-        // load from where the application's native libraries are, the console is silenced while TorchSharp tries its
-        // own fallbacks (a libtorch package in the NuGet cache), so that the sentence below is all the user sees.
-        TextWriter? console = null;
-        if (!BridgeLoads())
+        lock (Gate)
         {
-            console = Console.Out;
-            Console.SetOut(TextWriter.Null);
+            if (loaded == 1) return;
+            // TorchSharp writes its page-long load trace to the console before it throws; when its native bridge does
+            // not load from where the application's native libraries are, the console is silenced while TorchSharp
+            // tries its own fallbacks (a libtorch package in the NuGet cache), so that the sentence below is all the
+            // user sees. (One caller at a time, so that the console put back is the one taken.)
+            TextWriter? console = null;
+            if (!BridgeLoads())
+            {
+                console = Console.Out;
+                Console.SetOut(TextWriter.Null);
+            }
+            try
+            {
+                // TorchSharp loads libtorch and LibTorchSharp in torch's static constructor.
+                RuntimeHelpers.RunClassConstructor(typeof(torch).TypeHandle);
+            }
+            catch (TypeInitializationException e) when (MissingMessage(e, CurrentRid()) is { } message)
+            {
+                throw new DllNotFoundException(message, e);
+            }
+            finally
+            {
+                if (console is not null) Console.SetOut(console);
+            }
+            Volatile.Write(ref loaded, 1);
         }
-        try
-        {
-            // TorchSharp loads libtorch and LibTorchSharp in torch's static constructor.
-            RuntimeHelpers.RunClassConstructor(typeof(torch).TypeHandle);
-        }
-        catch (TypeInitializationException e) when (MissingMessage(e, CurrentRid()) is { } message)
-        {
-            throw new DllNotFoundException(message, e);
-        }
-        finally
-        {
-            if (console is not null) Console.SetOut(console);
-        }
-        Volatile.Write(ref loaded, 1);
     }
 
     /// <summary>
