@@ -25,5 +25,6 @@ internal static class CliErrors
 
     internal static bool IsUserError(Exception e) => e is CorpusFormatException or InvalidDataException or FileNotFoundException
         or DirectoryNotFoundException or ArgumentException or JsonException or UnauthorizedAccessException
-        or HttpRequestException or OperationCanceledException or IOException;
+        or HttpRequestException or OperationCanceledException or IOException
+        or DllNotFoundException;   // a missing libtorch: TorchRuntime says which package to add
 }
