@@ -24,8 +24,7 @@ internal static class EvaluateCommand
         var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed test lines (and count them)." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8. [default: the checkpoint's, else float32]" };
-        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
+        var computeType = ComputeTypeFlag.Create(ComputeTypeFlag.Decoding());
         var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
         var task = new Option<string?>("--task") { Description = "A task of the model (a T5 folder's task_specific_params, e.g. summarization, translation_en_to_de): its prefix and decoding settings (beam, lengths, no-repeat n-gram size, length penalty, early stopping), as a transformers pipeline for that task uses them; --prefix and the other flags win over it." };
         var kernels = KernelFlags.Create();
@@ -47,7 +46,7 @@ internal static class EvaluateCommand
             var started = DateTime.UtcNow;
             var defaults = r.GetValue(task) is { } name ? translator.TaskOptions(name) : translator.DefaultOptions;
             int beamSize = r.GetValue(beam) ?? defaults.Beam;
-            var chosenType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : translator.ComputeType;
+            var chosenType = ComputeTypeFlag.Read(r, computeType) ?? translator.ComputeType;
             var outputs = translator.Translate(read.Pairs.Select(p => p.Source).ToList(),
                 LanguageFlags.Apply(r, languages, rules.Apply(r, defaults)) with { BatchSize = r.GetValue(batch), Beam = beamSize, ComputeType = chosenType, Kernels = chosenKernels, KeepFreedMemory = true, Prefix = r.GetValue(prefix) });
             double seconds = (DateTime.UtcNow - started).TotalSeconds;

@@ -41,3 +41,22 @@ internal static class DoctorCommand
         return command;
     }
 }
+
+/// <summary>The <c>--compute-type</c> flag of translate, evaluate, serve and convert, read into <see cref="Models.ComputeType"/>.</summary>
+internal static class ComputeTypeFlag
+{
+    /// <summary>What the flag does in the commands that decode; <paramref name="whose"/> names the default's owner.</summary>
+    public static string Decoding(string whose = "the checkpoint's") =>
+        $"Number type of the model's linear layers in decoding (encoder and decoder): {string.Join(", ", Models.ComputeTypes.Names)}. [default: {whose}, else float32]";
+
+    public static Option<string?> Create(string description)
+    {
+        var option = new Option<string?>("--compute-type") { Description = description };
+        CliValues.OneOf(option, [.. Models.ComputeTypes.Names]);
+        return option;
+    }
+
+    /// <summary>The type given, or null when the flag is absent.</summary>
+    public static Models.ComputeType? Read(ParseResult r, Option<string?> option) =>
+        r.GetValue(option) is { } type ? Models.ComputeTypes.Parse(type) : null;
+}

@@ -49,8 +49,7 @@ internal static class ServeCommand
         var logText = new Option<bool>("--log-text") { Description = "Also log the sentences and their translations (off: only counts, timings and costs)." };
         var noRequestLog = new Option<bool>("--no-request-log") { Description = "Do not log each request." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8. [default: each checkpoint's, else float32]" };
-        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
+        var computeType = ComputeTypeFlag.Create(ComputeTypeFlag.Decoding("each checkpoint's"));
         var kernels = KernelFlags.Create();
         var command = new Command("serve", "Serve translations over HTTP: POST /v1/translate, GET /v1/models, /healthz, /metrics, the OpenAPI document at /openapi/v1.json, and a web page at /.")
         {
@@ -76,7 +75,7 @@ internal static class ServeCommand
                     ? hosts.Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : null,
                 ApiKey = r.GetValue(apiKeyFile) is { } keyFile ? ReadApiKey(keyFile) : null,
                 LogFormat = CliValues.Parse<ServeLogFormat>(r.GetValue(logFormat)!), LogText = r.GetValue(logText), LogRequests = !r.GetValue(noRequestLog),
-                ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : null,
+                ComputeType = ComputeTypeFlag.Read(r, computeType),
                 Kernels = KernelFlags.Read(r, kernels), KeepFreedMemory = true,
             };
             options.Validate();

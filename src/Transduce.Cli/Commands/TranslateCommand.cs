@@ -29,8 +29,7 @@ internal static class TranslateCommand
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
         var layer = new Option<int>("--attention-layer") { Description = "Decoder layer to show (negative counts from the last).", DefaultValueFactory = _ => -1 };
         var head = new Option<int?>("--attention-head") { Description = "Head to show. [default: the mean over heads]" };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8. [default: the checkpoint's, else float32]" };
-        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
+        var computeType = ComputeTypeFlag.Create(ComputeTypeFlag.Decoding());
         var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
         var task = new Option<string?>("--task") { Description = "A task of the model (a T5 folder's task_specific_params, e.g. summarization, translation_en_to_de): its prefix and decoding settings (beam, lengths, no-repeat n-gram size, length penalty, early stopping), as a transformers pipeline for that task uses them; --prefix and the other flags win over it." };
         var kernels = KernelFlags.Create();
@@ -54,7 +53,7 @@ internal static class TranslateCommand
             {
                 BatchSize = r.GetValue(batch), BatchTokens = r.GetValue(batchTokens), Beam = r.GetValue(beam) ?? defaults.Beam,
                 NBest = r.GetValue(nbest), MaxNewTokens = r.GetValue(maxNew) ?? defaults.MaxNewTokens,
-                ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : defaults.ComputeType,
+                ComputeType = ComputeTypeFlag.Read(r, computeType) ?? defaults.ComputeType,
                 Kernels = chosenKernels, KeepFreedMemory = true, Prefix = r.GetValue(prefix),
             };
             var args = r.GetValue(sentences) ?? [];
