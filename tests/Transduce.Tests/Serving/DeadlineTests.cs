@@ -92,20 +92,7 @@ public sealed class DeadlineTests(ServingFixture fixture)
     {
         // A GRU that can never say <eos> decodes until its output limit, here millions of tokens: its requests are
         // still running when the drain time is up.
-        string directory = Path.Combine(fixture.Directory, "endless-gru-drain");
-        if (!Directory.Exists(directory))
-        {
-            var checkpoint = fixture.Backend.Translator.Checkpoint;
-            var config = TinyModels.Config(checkpoint.SourceVocabulary, checkpoint.TargetVocabulary);
-            TorchSharp.torch.manual_seed(5);
-            using var model = Transduce.Models.ModelRegistry.Create(config);
-            new Checkpoint
-            {
-                Model = model, ModelConfig = config, TextConfig = checkpoint.TextConfig,
-                SourceVocabulary = checkpoint.SourceVocabulary, TargetVocabulary = checkpoint.TargetVocabulary,
-                Generation = new GenerationSettings { BannedTokens = [checkpoint.TargetVocabulary.EosId] },
-            }.Save(directory);
-        }
+        string directory = fixture.EndlessGru("endless-gru-drain");
         string cli = Path.Combine(AppContext.BaseDirectory, "Transduce.Cli.dll");
         using var server = await ServeProcess.StartAsync(cli, directory,
         [

@@ -103,21 +103,8 @@ public sealed class ServeAdmissionTests(ServingFixture fixture)
     [Fact]
     public async Task AbandonedRequestStopsItsDecode()
     {
-        // A GRU that can never say <eos> (it is banned) decodes until its output limit: here millions of tokens.
-        string directory = Path.Combine(fixture.Directory, "endless-gru");
-        if (!Directory.Exists(directory))
-        {
-            var checkpoint = fixture.Backend.Translator.Checkpoint;
-            var config = TinyModels.Config(checkpoint.SourceVocabulary, checkpoint.TargetVocabulary);
-            TorchSharp.torch.manual_seed(5);
-            using var model = Transduce.Models.ModelRegistry.Create(config);
-            new Checkpoint
-            {
-                Model = model, ModelConfig = config, TextConfig = checkpoint.TextConfig,
-                SourceVocabulary = checkpoint.SourceVocabulary, TargetVocabulary = checkpoint.TargetVocabulary,
-                Generation = new GenerationSettings { BannedTokens = [checkpoint.TargetVocabulary.EosId] },
-            }.Save(directory);
-        }
+        // A GRU that can never say <eos> decodes until its output limit: here millions of tokens.
+        string directory = fixture.EndlessGru("endless-gru");
         using var backend = new TranslatorBackend(Translator.Load(directory));
         var options = new ServeOptions
         {

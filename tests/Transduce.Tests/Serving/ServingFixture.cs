@@ -46,6 +46,30 @@ public sealed class ServingFixture : IDisposable
         ("He's calm.", "il est calme ."), ("Thank you!", "merci !"), ("We won.", "nous avons gagné ."),
     ];
 
+    /// <summary>
+    /// A checkpoint directory (made once, under <paramref name="name"/>) of a GRU with this fixture's vocabularies that can
+    /// never say <c>&lt;eos&gt;</c> (it is banned): it decodes until its output limit, so its requests run as long as asked.
+    /// </summary>
+    public string EndlessGru(string name)
+    {
+        string directory = Path.Combine(Directory, name);
+        lock (this)
+        {
+            if (System.IO.Directory.Exists(directory)) return directory;
+            var checkpoint = Backend.Translator.Checkpoint;
+            var config = TinyModels.Config(checkpoint.SourceVocabulary, checkpoint.TargetVocabulary);
+            TorchSharp.torch.manual_seed(5);
+            using var model = Transduce.Models.ModelRegistry.Create(config);
+            new Checkpoint
+            {
+                Model = model, ModelConfig = config, TextConfig = checkpoint.TextConfig,
+                SourceVocabulary = checkpoint.SourceVocabulary, TargetVocabulary = checkpoint.TargetVocabulary,
+                Generation = new GenerationSettings { BannedTokens = [checkpoint.TargetVocabulary.EosId] },
+            }.Save(directory);
+        }
+        return directory;
+    }
+
     public void Dispose()
     {
         Backend.Dispose();
