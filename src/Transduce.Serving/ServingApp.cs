@@ -14,6 +14,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
+using Scalar.AspNetCore;
 
 namespace Transduce.Serving;
 
@@ -186,6 +187,15 @@ public static class ServingApp
             .Produces<string>(StatusCodes.Status200OK, "text/plain")
             .ProducesProblems(401);
         app.MapOpenApi(OpenApiPath);
+        // The interactive API page at /scalar/ over the OpenAPI document: the script embedded in Scalar.AspNetCore (no CDN),
+        // without its web fonts, telemetry, developer toolbar or AI chat (none would work offline).
+        app.MapScalarApiReference(o =>
+        {
+            o.OpenApiRoutePattern = OpenApiPath;
+            o.DefaultFonts = false;
+            o.DisableTelemetry().HideDeveloperTools();
+            o.Agent = new ScalarAgentOptions { Disabled = true };
+        }).ExcludeFromDescription();
         app.MapGet("/", (HttpContext context) => Page(context, "index.html")).ExcludeFromDescription();
         app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file)).ExcludeFromDescription();
         return app;

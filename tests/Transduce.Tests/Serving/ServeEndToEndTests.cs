@@ -46,7 +46,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#model-select").SelectOptionAsync("copy");
             await page.Locator("#source").FillAsync("I'm home.\nThank you!");
             await page.Locator("#translate").ClickAsync();
-            var results = page.Locator("#result li");
+            var results = page.Locator("#result .sentence");
             await Assertions.Expect(results).ToHaveCountAsync(2);
             Assert.Equal(["je suis chez moi .", "merci !"], await results.AllTextContentsAsync());
             Assert.Contains("transformer", await page.Locator("#model").TextContentAsync());
@@ -94,7 +94,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#beam").SelectOptionAsync("1");
             await page.Locator("#source").FillAsync(expected.GetProperty("sentences")[0].GetString()!);
             await page.Locator("#translate").ClickAsync();
-            await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync([expected.GetProperty("greedy_text")[0].GetString()!]);
+            await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync([expected.GetProperty("greedy_text")[0].GetString()!]);
         }
         finally
         {
@@ -126,7 +126,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await Assertions.Expect(page.Locator("#key-form")).ToBeHiddenAsync();
             await page.Locator("#source").FillAsync("Thank you!");
             await page.Locator("#translate").ClickAsync();
-            await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync(["merci !"]);
+            await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync(["merci !"]);
         }
         finally
         {
