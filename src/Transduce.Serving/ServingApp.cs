@@ -20,7 +20,7 @@ namespace Transduce.Serving;
 
 /// <summary>
 /// Builds the translation service: <c>POST /v1/translate</c>, <c>GET /v1/models</c>, <c>GET /healthz</c>,
-/// <c>GET /metrics</c>, the OpenAPI document at <see cref="OpenApiPath"/> and the web page at <c>/</c>.
+/// <c>GET /metrics</c>, the OpenAPI document at <see cref="OpenApiPath"/> (and its interactive page at <c>/scalar/</c>) and the web page at <c>/</c>.
 /// </summary>
 public static class ServingApp
 {
