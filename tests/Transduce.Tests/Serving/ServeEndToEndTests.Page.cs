@@ -176,6 +176,40 @@ public sealed partial class ServeEndToEndTests
     }
 
     [Fact]
+    public async Task PageSaysTheServiceIsBusyAndRetriesAfterTheTimeItWasTold()
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
+        using var server = StartServer(out string url, "--model", fixture.CheckpointDirectory);
+        try
+        {
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await LaunchChromium(playwright);
+            var page = await browser.NewPageAsync();
+            // The first answer is the service's 503 for a full in-flight budget (as TranslateEndpoint words it); the retry reaches the service.
+            int calls = 0;
+            await page.RouteAsync("**/v1/translate", async route =>
+            {
+                if (Interlocked.Increment(ref calls) > 1) { await route.ContinueAsync(); return; }
+                await route.FulfillAsync(new RouteFulfillOptions
+                {
+                    Status = 503, ContentType = "application/problem+json", Headers = new Dictionary<string, string> { ["Retry-After"] = "1" },
+                    Body = """{"title":"Busy","status":503,"detail":"the requests being translated already hold most of the in-flight budget","limit":"max_inflight_cost","limit_value":200000,"requested":9000}""",
+                });
+            });
+            await page.GotoAsync(url);
+            await page.Locator("#source").FillAsync("Thank you!");
+            await Assertions.Expect(page.Locator("#status.error")).ToHaveTextAsync("The service is busy right now; trying again in 1 s.");
+            await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync(["merci !"]);
+            await Assertions.Expect(page.Locator("#status")).Not.ToHaveClassAsync(new System.Text.RegularExpressions.Regex("error"));
+            Assert.Equal(2, calls);
+        }
+        finally
+        {
+            Terminate(server);
+        }
+    }
+
+    [Fact]
     public async Task InteractiveApiPageWorksOfflineOverTheOpenApiDocument()
     {
         Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");

@@ -95,6 +95,15 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#source").FillAsync(expected.GetProperty("sentences")[0].GetString()!);
             await page.Locator("#translate").ClickAsync();
             await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync([expected.GetProperty("greedy_text")[0].GetString()!]);
+            // The pickers name the languages; swapping turns the direction round and the translation into the new text.
+            await Assertions.Expect(page.Locator("#target-lang option[value='fra_Latn']")).ToHaveTextAsync("French (fra_Latn)");
+            await Assertions.Expect(page.Locator("#swap")).ToBeVisibleAsync();
+            await page.Keyboard.PressAsync("Control+Shift+S");
+            await Assertions.Expect(page.Locator("#source-lang")).ToHaveValueAsync("fra_Latn");
+            await Assertions.Expect(page.Locator("#target-lang")).ToHaveValueAsync("eng_Latn");
+            await Assertions.Expect(page.Locator("#source")).ToHaveValueAsync(expected.GetProperty("greedy_text")[0].GetString()!);
+            await page.Locator("#model-select").SelectOptionAsync("en-fr");
+            await Assertions.Expect(page.Locator("#swap")).ToBeHiddenAsync();   // one direction: nothing to swap
         }
         finally
         {
