@@ -189,12 +189,15 @@ public static class ServingApp
         app.MapOpenApi(OpenApiPath);
         // The interactive API page at /scalar/ over the OpenAPI document: the script embedded in Scalar.AspNetCore (no CDN),
         // without its web fonts, telemetry, developer toolbar or AI chat (none would work offline).
-        app.MapScalarApiReference(o =>
+        // Its page's scripts run by a fresh nonce under a CSP like the page's (its components add inline styles).
+        app.MapScalarApiReference((o, context) =>
         {
             o.OpenApiRoutePattern = OpenApiPath;
             o.DefaultFonts = false;
-            o.DisableTelemetry().HideDeveloperTools();
+            o.DisableTelemetry().HideDeveloperTools().WithNonce(Convert.ToHexString(RandomNumberGenerator.GetBytes(16)));
             o.Agent = new ScalarAgentOptions { Disabled = true };
+            context.Response.Headers.ContentSecurityPolicy = $"default-src 'self'; script-src 'self' 'nonce-{o.Nonce}'; " +
+                "style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'";
         }).ExcludeFromDescription();
         app.MapGet("/", (HttpContext context) => Page(context, "index.html")).ExcludeFromDescription();
         app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file)).ExcludeFromDescription();

@@ -220,12 +220,20 @@ public sealed partial class ServeEndToEndTests
             await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             var elsewhere = new List<string>();
+            var consoleErrors = new List<string>();
+            page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add(m.Text); };
             page.Request += (_, r) => { if (!r.Url.StartsWith(url, StringComparison.Ordinal) && !r.Url.StartsWith("data:", StringComparison.Ordinal)) elsewhere.Add(r.Url); };
             await page.GotoAsync(url);
             await page.Locator("a[href='/scalar/']").ClickAsync();
             await Assertions.Expect(page.GetByText("Transduce translation service").First).ToBeVisibleAsync(new LocatorAssertionsToBeVisibleOptions { Timeout = 20_000 });
             await Assertions.Expect(page.GetByText("/v1/translate").First).ToBeVisibleAsync();
+            // The translate operation shows its request body's fields, from the document's schema.
+            await page.GetByText("Translate sentences").First.ClickAsync();
+            await Assertions.Expect(page.GetByText("target_lang").First).ToBeVisibleAsync();
             Assert.True(elsewhere.Count == 0, "the API page fetched from elsewhere: " + string.Join(", ", elsewhere));
+            Assert.True(consoleErrors.Count == 0, "the API page logged errors (CSP?): " + string.Join("\n", consoleErrors));
+            var response = await page.Context.APIRequest.GetAsync(url + "/scalar/");
+            Assert.Contains("script-src 'self' 'nonce-", response.Headers["content-security-policy"]);
         }
         finally
         {
