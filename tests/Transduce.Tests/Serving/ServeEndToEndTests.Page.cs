@@ -40,7 +40,7 @@ public sealed partial class ServeEndToEndTests
             var sentences = page.Locator("#result .sentence");
             await Assertions.Expect(sentences).ToHaveTextAsync(["je suis chez moi .", "merci !"]);
             await Assertions.Expect(page.Locator("#result p")).ToHaveCountAsync(1);
-            Assert.Equal(1, sent);
+            Assert.InRange(sent, 1, 3);   // 20 keys: a request per key would be 20 (a loaded machine may pause between keys)
             await Assertions.Expect(page.Locator("#status")).ToHaveTextAsync(new System.Text.RegularExpressions.Regex(
                 @"^\d+ ms · en-fr · checkpoint [0-9a-f]{16}$"));
 
