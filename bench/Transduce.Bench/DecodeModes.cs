@@ -34,6 +34,9 @@ internal sealed record ModeResult(DecodeMode Mode, double Seconds, long PeakRss,
 {
     public int Sentences => Outputs.Length;
 
+    /// <summary>CPU time of the whole process over the timed pass (every thread), when the side measured it.</summary>
+    public double? CpuSeconds { get; init; }
+
     /// <summary>Emitted target tokens: every output token plus its &lt;eos&gt; — one decoder step each in greedy search.</summary>
     public long Tokens => Outputs.Sum(o => (long)o.Length + 1);
 }

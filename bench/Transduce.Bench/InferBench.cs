@@ -8,7 +8,7 @@ namespace Transduce.Bench;
 /// <summary>
 /// Decoding throughput on test.tsv — greedy and beam, batch 1 and batch 64, incremental and recompute-prefix — for a
 /// Transformer and a GRU checkpoint, measured side by side with the PyTorch twin (bench/pytorch/infer_twin.py) in the
-/// same run, with the tokens of both compared.
+/// same run, with the tokens of both compared; for a Transformer also the ONNX Runtime twin (<see cref="OrtTwin"/>), incremental modes.
 /// </summary>
 internal static class InferBench
 {
@@ -24,13 +24,16 @@ internal static class InferBench
         public int Batch { get; init; }
         public int Beam { get; init; }
         public bool Twin { get; init; }
+        public bool Ort { get; init; }
+        public bool Recompute { get; init; } = true;
         public double PeakSeconds { get; init; }
         public string? Out { get; init; }
     }
 
     /// <summary>One checkpoint's measurements: Transduce's and (unless skipped) the twin's, per mode.</summary>
     internal sealed record ModelRun(string Label, string Directory, Models.ModelConfig Config, int[] SourceSteps,
-        IReadOnlyList<ModeResult> Ours, TwinDecoder.Result? Twin);
+        IReadOnlyList<ModeResult> Ours, TwinDecoder.Result? Twin,
+        TwinDecoder.Result? Ort);
 
     /// <summary>The <c>infer</c> command.</summary>
     public static Command Create()
@@ -43,12 +46,14 @@ internal static class InferBench
         var maxSentences = new Option<int?>("--max-sentences") { Description = "Use only the first N sentences of the test file (quick trials)." };
         var batch = new Option<int>("--batch") { Description = "The large batch size.", DefaultValueFactory = _ => 64 };
         var beam = new Option<int>("--beam") { Description = "Beam size of the beam-search modes.", DefaultValueFactory = _ => 4 };
-        var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only (no PyTorch twin)." };
+        var noTwin = new Option<bool>("--no-twin") { Description = "No PyTorch twin." };
+        var noOrt = new Option<bool>("--no-ort") { Description = "No ONNX Runtime twin (bench/pytorch/export_onnx.py, Transformers only)." };
+        var noRecompute = new Option<bool>("--no-recompute") { Description = "Incremental modes only (e.g. every sentence at batch 1 against the ORT twin)." };
         var peakSeconds = new Option<double>("--peak-seconds") { Description = "Seconds per matrix size when measuring the matmul peak.", DefaultValueFactory = _ => 2 };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
         var command = new Command("infer", "Decoding throughput, side by side with the PyTorch twin.")
         {
-            transformer, gru, data, threads, batch1, maxSentences, batch, beam, noTwin, peakSeconds, output,
+            transformer, gru, data, threads, batch1, maxSentences, batch, beam, noTwin, noOrt, noRecompute, peakSeconds, output,
         };
         command.SetAction(r =>
         {
@@ -56,7 +61,7 @@ internal static class InferBench
             {
                 Transformer = r.GetValue(transformer), Gru = r.GetValue(gru), Data = r.GetValue(data)!,
                 Threads = r.GetValue(threads), Batch1Sentences = r.GetValue(batch1), MaxSentences = r.GetValue(maxSentences),
-                Batch = r.GetValue(batch), Beam = r.GetValue(beam), Twin = !r.GetValue(noTwin),
+                Batch = r.GetValue(batch), Beam = r.GetValue(beam), Twin = !r.GetValue(noTwin), Ort = !r.GetValue(noOrt), Recompute = !r.GetValue(noRecompute),
                 PeakSeconds = r.GetValue(peakSeconds), Out = r.GetValue(output),
             };
             if (settings.Transformer is null && settings.Gru is null)
@@ -103,7 +108,7 @@ internal static class InferBench
 
     private static ModelRun Measure(string label, string directory, IReadOnlyList<string> sentences, Settings s)
     {
-        var modes = DecodeMode.All(s.Beam, s.Batch);
+        var modes = DecodeMode.All(s.Beam, s.Batch).Where(m => s.Recompute || !m.Recompute).ToList();
         using var checkpoint = Checkpoint.Load(directory);
         var decoder = new TransduceDecoder(checkpoint, sentences);
         var all = Enumerable.Range(0, sentences.Count).ToArray();
@@ -114,7 +119,8 @@ internal static class InferBench
             var rows = mode.Batch == 1 ? batch1 : all;
             // Warm-up: one batch's worth of sentences (three at batch 1), untimed — the twin does the same.
             var result = decoder.Run(mode, rows, mode.Batch == 1 ? 3 : mode.Batch);
-            Log($"{label} {mode.Name}: {rows.Length} sentences in {result.Seconds:F2} s");
+            Log($"{label} {mode.Name}: {rows.Length} sentences in {result.Seconds:F2} s, {result.Tokens / result.Seconds:F0} tokens/s; " +
+                $"CPU {result.CpuSeconds:F2} s ({result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
             ours.Add(result);
         }
         TwinDecoder.Result? twin = null;
@@ -123,8 +129,15 @@ internal static class InferBench
             Log($"{label}: running the PyTorch twin …");
             twin = TwinDecoder.Run(directory, decoder, modes, s.Threads, batch1);
         }
+        TwinDecoder.Result? ort = null;
+        if (s.Ort && checkpoint.ModelConfig is Models.Transformer.TransformerConfig)
+        {
+            Log($"{label}: running the ONNX Runtime twin …");
+            ort = OrtTwin.Run(OrtTwin.Export(directory), decoder.Sources, decoder.MaxLengths, modes.Where(m => !m.Recompute).ToList(), s.Threads,
+                batch1, decoder.OrtFraming(s.Beam));
+        }
         var steps = Enumerable.Range(0, sentences.Count).Select(decoder.SourceSteps).ToArray();
-        return new ModelRun(label, directory, checkpoint.ModelConfig, steps, ours, twin);
+        return new ModelRun(label, directory, checkpoint.ModelConfig, steps, ours, twin, ort);
     }
 
     /// <summary>

@@ -14,9 +14,13 @@ internal static class InferReport
         var md = new StringBuilder();
         var twinRun = runs.Select(r => r.Twin).FirstOrDefault(t => t is not null);
         string twinInfo = twinRun is null ? "not run" : $"{twinRun.TorchVersion} with BLAS {twinRun.Blas}";
-        md.AppendLine("### Decoding throughput: Transduce vs PyTorch twin").AppendLine();
+        var ortRun = runs.Select(r => r.Ort).FirstOrDefault(t => t is not null);
+        md.AppendLine("### Decoding throughput: Transduce vs PyTorch twin and ONNX Runtime twin").AppendLine();
         md.AppendLine(Inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {CpuModel()}, {s.Threads} thread(s) on both sides. " +
             $"Transduce on libtorch {TorchSharp.torch.__version__} (TorchSharp); twin on PyTorch {twinInfo} (eager, inference_mode). " +
+            $"ONNX Runtime twin: {(ortRun is null ? "not run" : $"{ortRun.TorchVersion}, CPU provider, all graph optimisations, the same intra-op threads, " +
+                "the model exported by bench/pytorch/export_onnx.py (encoder + one decoder step with the key/value cache as inputs and outputs), " +
+                "greedy and beam search in C# following ours rule for rule, buffers bound with IOBinding and reused between steps; incremental modes only")}. " +
             $"Matmul peak {peak.GFlops:F1} GFLOP/s (fp32, n = {peak.Size}; the faster of MKL's mm and oneDNN's inner product), measured in this run.").AppendLine();
         md.AppendLine(Inv, $"Data: {s.Data}, {sentences} sentences; batch-{s.Batch} rows decode all of them (sorted by length, " +
             $"as `translate` does), batch-1 rows {Math.Min(s.Batch1Sentences, sentences)} of them spread evenly over the file (it is sorted from short to long). " +
@@ -30,14 +34,15 @@ internal static class InferReport
             "MFU (Transformer, greedy, large batch) is the FLOPs of cached decoding (`Flops.TransformerDecode`, per sentence, " +
             "padding excluded) over wall time and the matmul peak — for *recompute* rows it shows how much of the machine the " +
             "extra work wastes. Peak RSS is each process's high-water mark during the timed pass. " +
-            "*same tokens*: sentences whose Transduce and twin outputs are identical.").AppendLine();
+            "*same tokens*: sentences whose Transduce and twin outputs are identical (PyTorch, ORT).").AppendLine();
 
-        md.AppendLine("| model | search | decoding | batch | sentences | sent/s Transduce | sent/s PyTorch | Transduce ÷ PyTorch | tok/s Transduce | tok/s PyTorch | ms/token Transduce | ms/token PyTorch | MFU Transduce | MFU PyTorch | peak RSS MiB Transduce | peak RSS MiB PyTorch | same tokens |");
-        md.AppendLine("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        md.AppendLine("| model | search | decoding | batch | sentences | sent/s Transduce | sent/s PyTorch | Transduce ÷ PyTorch | tok/s Transduce | tok/s PyTorch | ms/token Transduce | ms/token PyTorch | MFU Transduce | MFU PyTorch | peak RSS MiB Transduce | peak RSS MiB PyTorch | same tokens PyTorch | tok/s ORT | Transduce ÷ ORT | ms/token ORT | peak RSS MiB ORT | same tokens ORT |");
+        md.AppendLine("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var run in runs)
             foreach (var ours in run.Ours)
             {
                 var twin = run.Twin?.Modes.GetValueOrDefault(ours.Mode.Name);
+                var ort = run.Ort?.Modes.GetValueOrDefault(ours.Mode.Name);
                 var m = ours.Mode;
                 bool batch1 = m.Batch == 1;
                 md.AppendLine(Inv, $"| {run.Label} | {m.Search} | {m.Decoding} | {m.Batch} | {ours.Sentences} " +
@@ -45,7 +50,8 @@ internal static class InferReport
                     $"| {Rate(ours.Tokens, ours)} | {Rate(twin?.Tokens, twin)} " +
                     $"| {(batch1 ? MsPerToken(ours) : "—")} | {(batch1 ? MsPerToken(twin) : "—")} " +
                     $"| {Percent(Mfu(run, ours, peak.GFlops))} | {Percent(twin is null ? null : Mfu(run, twin, peak.GFlops))} " +
-                    $"| {Mib(ours.PeakRss)} | {Mib(twin?.PeakRss)} | {Same(ours, twin)} |");
+                    $"| {Mib(ours.PeakRss)} | {Mib(twin?.PeakRss)} | {Same(ours, twin)} " +
+                    $"| {Rate(ort?.Tokens, ort)} | {Ratio(ours, ort)} | {(batch1 ? MsPerToken(ort) : "—")} | {Mib(ort?.PeakRss)} | {Same(ours, ort)} |");
             }
         md.AppendLine();
 
@@ -64,7 +70,7 @@ internal static class InferReport
         {
             var ours = run.Ours.ToDictionary(r => r.Mode.Name);
             var twin = run.Twin?.Modes;
-            if (run.Config is Models.Transformer.TransformerConfig && twin is not null)
+            if (run.Config is Models.Transformer.TransformerConfig && twin is not null && twin.ContainsKey($"greedy-recompute-{large}"))
             {
                 var fast = ours[$"greedy-incremental-{large}"];
                 double vsD2l = Speed(fast) / Speed(twin[$"greedy-recompute-{large}"]);
@@ -88,11 +94,21 @@ internal static class InferReport
                 yield return string.Create(Inv, $"{run.Label}: the twin emits the same tokens as Transduce for {same} of {total} decoded sentences " +
                     $"over all modes ({Mark(same == total)}).");
             }
+            if (run.Ort is { } ortRun)
+            {
+                var compared = run.Ours.Where(r => ortRun.Modes.ContainsKey(r.Mode.Name)).ToList();
+                int same = compared.Sum(r => TwinDecoder.Identical(r, ortRun.Modes[r.Mode.Name]));
+                int total = compared.Sum(r => r.Sentences);
+                string perMode = string.Join(", ", compared.Select(r => $"{r.Mode.Name} {TwinDecoder.Identical(r, ortRun.Modes[r.Mode.Name])}/{r.Sentences}"));
+                yield return $"{run.Label}: the ONNX Runtime twin emits the same tokens as Transduce for {same} of {total} " +
+                    $"sentences over the incremental modes ({Mark(same == total)}; issue 28): {perMode}.";
+            }
             var selfCheck = run.Ours.Where(r => r.Mode.Recompute)
                 .Select(r => (r, ours[r.Mode.Name.Replace("recompute", "incremental", StringComparison.Ordinal)]))
                 .Sum(p => TwinDecoder.Identical(p.Item1, p.Item2));
             int selfTotal = run.Ours.Where(r => r.Mode.Recompute).Sum(r => r.Sentences);
-            yield return string.Create(Inv, $"{run.Label}: Transduce's incremental and recompute-prefix decoding agree on {selfCheck} of {selfTotal} sentences.");
+            if (selfTotal > 0)
+                yield return string.Create(Inv, $"{run.Label}: Transduce's incremental and recompute-prefix decoding agree on {selfCheck} of {selfTotal} sentences.");
         }
     }
 

@@ -21,6 +21,7 @@ internal static class Program
             EncoderBench.Create(),
             SyntheticInferBench.Create(),
             DdpBench.Create(),
+            OrtTwin.CreateCommand(),
         };
         foreach (var command in LoadBench.Create()) root.Subcommands.Add(command);
         return root.Parse(args).Invoke();

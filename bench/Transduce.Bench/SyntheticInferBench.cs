@@ -37,13 +37,14 @@ internal static class SyntheticInferBench
         var beam = new Option<int>("--beam") { Description = "Beam size of the beam rows (1: greedy only).", DefaultValueFactory = _ => 4 };
         var types = new Option<string>("--compute-types") { Description = "Compute types measured, comma-separated.", DefaultValueFactory = _ => "float32,bfloat16,int8" };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads, both sides.", DefaultValueFactory = _ => 2 };
-        var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only." };
+        var noTwin = new Option<bool>("--no-twin") { Description = "No PyTorch twin." };
+        var noOrt = new Option<bool>("--no-ort") { Description = "No ONNX Runtime twin (Transformers only)." };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
         var command = new Command("infer-synthetic", "Decoding speed of a production-size synthetic model, per compute type, side by side with the PyTorch twin.")
         {
-            model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, output,
+            model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output,
         };
-        command.SetAction(r =>
+        command.SetAction(r => Guard(() =>
         {
             set_num_threads(r.GetValue(threads));
             Transduce.Native.NativeMemory.KeepFreedMemory(); // as translate/evaluate/serve do
@@ -70,7 +71,7 @@ internal static class SyntheticInferBench
                 {
                     var picked = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, sources.Length).ToArray();
                     var result = Decode(checkpoint, type, mode, sources, picked, n);
-                    Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s)");
+                    Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s; CPU {result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
                     rows.Add(new Row(mode, type, result));
                 }
             TwinDecoder.Result? twin = null;
@@ -80,12 +81,44 @@ internal static class SyntheticInferBench
                 twin = TwinDecoder.Run(directory, sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads), batch1Rows,
                     "--fixed-length", n.ToString(Inv));
             }
-            string report = Report(name, checkpoint.ModelConfig, sources, n, r.GetValue(threads), computeTypes, modes, rows, twin);
+            TwinDecoder.Result? ort = null, ortInt8 = null;
+            if (!r.GetValue(noOrt) && checkpoint.ModelConfig is Models.Transformer.TransformerConfig)
+            {
+                Log("running the ONNX Runtime twin (float32) …");
+                var src = checkpoint.SourceVocabulary;
+                var tgt = checkpoint.TargetVocabulary;
+                var framing = new OrtTwin.Framing(src.PadId, src.EosId, null, OrtTwin.Rules(new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId),
+                    new SearchOptions(), new BeamSearchOptions(), fixedLength: n));
+                string exported = OrtTwin.Export(directory);
+                ort = OrtTwin.Run(exported, sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads),
+                    batch1Rows, framing);
+                if (computeTypes.Contains(ComputeType.Int8))
+                {
+                    Log("running the ONNX Runtime twin in int8 (bench/pytorch/quantize_onnx.py) …");
+                    ortInt8 = OrtTwin.Run(OrtTwin.Quantize(exported), sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes,
+                        r.GetValue(threads), batch1Rows, framing, tolerance: double.PositiveInfinity);
+                }
+            }
+            string report = Report(name, checkpoint.ModelConfig, sources, n, r.GetValue(threads), computeTypes, modes, rows, twin, ort, ortInt8);
             Console.WriteLine(report);
             if (r.GetValue(output) is { } path) File.WriteAllText(path, report);
             return 0;
-        });
+        }));
         return command;
+    }
+
+    /// <summary>A twin that fails (python3-torch missing, an export or ort-decode error) is one error line and exit 1.</summary>
+    private static int Guard(Func<int> run)
+    {
+        try
+        {
+            return run();
+        }
+        catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 
     private static ModeResult Decode(Checkpoint checkpoint, ComputeType type, DecodeMode mode, int[][] sources, int[] rows, int tokens)
@@ -117,19 +150,26 @@ internal static class SyntheticInferBench
         GC.Collect();
         Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var decoded = Run(rows);
         clock.Stop();
-        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, decoded);
+        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, decoded)
+        {
+            CpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,
+        };
     }
 
     private static string Report(string name, ModelConfig config, int[][] sources, int tokens, int threads, IReadOnlyList<ComputeType> types,
-        IReadOnlyList<DecodeMode> modes, IReadOnlyList<Row> rows, TwinDecoder.Result? twin)
+        IReadOnlyList<DecodeMode> modes, IReadOnlyList<Row> rows, TwinDecoder.Result? twin, TwinDecoder.Result? ort,
+        TwinDecoder.Result? ortInt8)
     {
         var md = new StringBuilder();
         md.AppendLine("### Decoding a production-size model: Transduce per compute type vs PyTorch twin (float32)").AppendLine();
         md.AppendLine(Inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {threads} thread(s) on both sides, libtorch {__version__} (TorchSharp); twin " +
-            $"{(twin is null ? "not run" : $"PyTorch {twin.TorchVersion} with BLAS {twin.Blas}")}.").AppendLine();
+            $"{(twin is null ? "not run" : $"PyTorch {twin.TorchVersion} with BLAS {twin.Blas}")}; ONNX Runtime twin " +
+            $"{(ort is null ? "not run" : $"{ort.TorchVersion} (CPU provider, all graph optimisations, float32 graphs from bench/pytorch/export_onnx.py, same threads" +
+                (ortInt8 is null ? ")" : "; int8: the same graphs with every MatMul by a weight quantised dynamically by bench/pytorch/quantize_onnx.py, u8 × s8 per-column, which ORT fuses into DynamicQuantizeMatMul)"))}.").AppendLine();
         string network = config is Models.Transformer.TransformerConfig c
             ? string.Create(Inv, $"Transformer {c.Layers}+{c.DecoderLayerCount}, d_model {c.HiddenSize}, {c.Heads} heads{(c.HeadSize is int h ? $" × {h}" : "")}, " +
                 $"FFN {c.FfnSize}, {c.Activation}, {(c.PreNorm ? "pre" : "post")}-norm ({c.Norm}), {c.Positions} positions" +
@@ -154,8 +194,13 @@ internal static class SyntheticInferBench
             header.Append(Inv, $" {t.Name()} ÷ float32 |");
             rule.Append(" ---: |");
         }
-        header.Append(" tok/s per thread (best type) | same tokens float32/twin |");
-        rule.Append(" ---: | ---: |");
+        header.Append(" tok/s per thread (best type) | same tokens float32/twin | tok/s ORT fp32 | float32 ÷ ORT | ms/token float32 / ORT | peak RSS MiB float32 / twin / ORT | same tokens float32/ORT |");
+        rule.Append(" ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        if (ortInt8 is not null)
+        {
+            header.Append(" tok/s ORT int8 | int8 ÷ ORT int8 |");
+            rule.Append(" ---: | ---: |");
+        }
         md.AppendLine(header.ToString()).AppendLine(rule.ToString());
         foreach (var mode in modes)
         {
@@ -170,6 +215,18 @@ internal static class SyntheticInferBench
             line.Append(Inv, $" {mine.Values.Max(Rate) / threads:F0} |");
             line.Append(other is not null && mine.TryGetValue(ComputeType.Float32, out var g)
                 ? $" {TwinDecoder.Identical(g, other)}/{g.Sentences} |" : " — |");
+            var onnx = ort?.Modes.GetValueOrDefault(mode.Name);
+            mine.TryGetValue(ComputeType.Float32, out var fp32);
+            static string Mib(ModeResult? x) => x is null || x.PeakRss <= 0 ? "—" : (x.PeakRss / (1024.0 * 1024)).ToString("F0", Inv);
+            static string Ms(ModeResult? x) => x is null ? "—" : (x.Seconds * 1000 / x.Tokens).ToString("F2", Inv);
+            line.Append(onnx is null ? " — | — | — |" : string.Create(Inv, $" {Rate(onnx):F0} | {(fp32 is null ? "—" : (Rate(fp32) / Rate(onnx)).ToString("F2", Inv) + "×")} | {(mode.Batch == 1 ? $"{Ms(fp32)} / {Ms(onnx)}" : "—")} |"));
+            line.Append(Inv, $" {Mib(fp32)} / {Mib(other)} / {Mib(onnx)} |");
+            line.Append(onnx is not null && fp32 is not null ? $" {TwinDecoder.Identical(fp32, onnx)}/{fp32.Sentences} |" : " — |");
+            if (ortInt8 is not null)
+            {
+                var onnx8 = ortInt8.Modes.GetValueOrDefault(mode.Name);
+                line.Append(onnx8 is null ? " — | — |" : string.Create(Inv, $" {Rate(onnx8):F0} | {(mine.TryGetValue(ComputeType.Int8, out var i8) ? (Rate(i8) / Rate(onnx8)).ToString("F2", Inv) + "×" : "—")} |"));
+            }
             md.AppendLine(line.ToString());
         }
         md.AppendLine();

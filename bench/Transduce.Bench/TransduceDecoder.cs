@@ -42,6 +42,10 @@ internal sealed class TransduceDecoder
     /// <summary>Output limit per sentence (tokens before &lt;eos&gt;), as Translator computes it.</summary>
     public int[] MaxLengths { get; }
 
+    /// <summary>How the ONNX Runtime twin frames these sources and which of the checkpoint's decoding rules it follows.</summary>
+    public OrtTwin.Framing OrtFraming(int beam) => new(sourceIds.Pad, sourceIds.Eos, maxSourceSteps,
+        OrtTwin.Rules(targetIds, checkpoint.Generation.Greedy(), checkpoint.Generation.Beam(beam), fixedLength: null));
+
     /// <summary>Source positions the encoder sees for sentence <paramref name="i"/>: its ids, &lt;eos&gt;, the cut.</summary>
     public int SourceSteps(int i) => Batching.WithEos(Sources[i], sourceIds.Eos, maxSourceSteps).Length;
 
@@ -60,10 +64,14 @@ internal sealed class TransduceDecoder
         GC.WaitForPendingFinalizers();
         Transduce.Native.NativeMemory.ReleaseFreedMemory();
         Hardware.ResetPeakRss();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var outputs = Decode(model, mode, rows);
         clock.Stop();
-        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, outputs);
+        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, outputs)
+        {
+            CpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,
+        };
     }
 
     private int[][] Decode(EncoderDecoder model, DecodeMode mode, int[] rows)

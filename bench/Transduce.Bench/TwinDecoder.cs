@@ -18,7 +18,19 @@ internal static class TwinDecoder
 
     /// <summary>Runs the twin on <paramref name="sources"/> with output limits <paramref name="maxLengths"/>; <paramref name="extra"/> goes to infer_twin.py as is.</summary>
     public static Result Run(string checkpoint, int[][] sources, int[] maxLengths, IReadOnlyList<DecodeMode> modes, int threads, int[] batch1Rows,
-        params string[] extra)
+        params string[] extra) =>
+        RunProcess(sources, maxLengths, modes, batch1Rows, "infer_twin.py", (sourcesFile, output) => PythonTwin.Run("infer_twin.py", [
+            "--checkpoint", checkpoint, "--sources", sourcesFile, "--out", output,
+            "--threads", threads.ToString(CultureInfo.InvariantCulture), "--modes", string.Join(',', modes.Select(m => m.Name)), .. extra]));
+
+    /// <summary>
+    /// Writes <paramref name="sources"/> as JSON lines (<c>{"ids", "max_len", "batch1"}</c>) into a temporary folder, lets
+    /// <paramref name="launch"/> run a twin process on that file (its result file the second argument) and reads the result:
+    /// <c>{"torch", "blas", "modes": {name: {"seconds", "peak_rss_bytes", "outputs"}}}</c>. The PyTorch twin and the ONNX
+    /// Runtime twin (<see cref="OrtTwin"/>) share this format.
+    /// </summary>
+    internal static Result RunProcess(int[][] sources, int[] maxLengths, IReadOnlyList<DecodeMode> modes, int[] batch1Rows, string twin,
+        Action<string, string> launch)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"transduce-infer-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
@@ -38,10 +50,8 @@ internal static class TwinDecoder
                 lines.Append(row.ToJsonString()).Append('\n');
             }
             File.WriteAllText(sourcesFile, lines.ToString());
-            PythonTwin.Run("infer_twin.py", [
-                "--checkpoint", checkpoint, "--sources", sourcesFile, "--out", output,
-                "--threads", threads.ToString(CultureInfo.InvariantCulture), "--modes", string.Join(',', modes.Select(m => m.Name)), .. extra]);
-            return Parse(File.ReadAllText(output), modes, batch1Rows, sources.Length);
+            launch(sourcesFile, output);
+            return Parse(File.ReadAllText(output), modes, batch1Rows, sources.Length, twin);
         }
         finally
         {
@@ -49,19 +59,22 @@ internal static class TwinDecoder
         }
     }
 
-    private static Result Parse(string json, IReadOnlyList<DecodeMode> modes, int[] batch1Rows, int count)
+    private static Result Parse(string json, IReadOnlyList<DecodeMode> modes, int[] batch1Rows, int count, string twin)
     {
-        var root = JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException("infer_twin.py wrote an empty result");
-        var byName = root["modes"]?.AsObject() ?? throw new InvalidDataException("infer_twin.py: result has no 'modes'");
+        var root = JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{twin} wrote an empty result");
+        var byName = root["modes"]?.AsObject() ?? throw new InvalidDataException($"{twin}: result has no 'modes'");
         var results = new Dictionary<string, ModeResult>();
         foreach (var mode in modes)
         {
-            var m = byName[mode.Name]?.AsObject() ?? throw new InvalidDataException($"infer_twin.py: no result for mode {mode.Name}");
+            var m = byName[mode.Name]?.AsObject() ?? throw new InvalidDataException($"{twin}: no result for mode {mode.Name}");
             var outputs = m["outputs"]!.AsArray().Select(o => o!.AsArray().Select(t => t!.GetValue<int>()).ToArray()).ToArray();
             var rows = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, count).ToArray();
             if (outputs.Length != rows.Length)
-                throw new InvalidDataException($"infer_twin.py: mode {mode.Name} decoded {outputs.Length} sentences, expected {rows.Length}");
-            results[mode.Name] = new ModeResult(mode, m["seconds"]!.GetValue<double>(), m["peak_rss_bytes"]!.GetValue<long>(), rows, outputs);
+                throw new InvalidDataException($"{twin}: mode {mode.Name} decoded {outputs.Length} sentences, expected {rows.Length}");
+            results[mode.Name] = new ModeResult(mode, m["seconds"]!.GetValue<double>(), m["peak_rss_bytes"]!.GetValue<long>(), rows, outputs)
+            {
+                CpuSeconds = m["cpu_seconds"]?.GetValue<double>(),
+            };
         }
         return new Result(root["torch"]?.GetValue<string>() ?? "?", root["blas"]?.GetValue<string>() ?? "?", results);
     }

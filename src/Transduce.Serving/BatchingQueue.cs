@@ -298,7 +298,7 @@ internal sealed partial class BatchingQueue : IDisposable
             var item = pending[i];
             if (item.Job.Options.Beam != head.Job.Options.Beam || item.Job.Options.NBest != head.Job.Options.NBest
                 || item.Job.Attention != head.Job.Attention || item.Job.Options.SourceLanguage != head.Job.Options.SourceLanguage
-                || item.Job.Options.TargetLanguage != head.Job.Options.TargetLanguage)
+                || item.Job.Options.TargetLanguage != head.Job.Options.TargetLanguage || item.Job.Options.Task != head.Job.Options.Task)
                 continue;
             Take(turn, item, cost => Similar(cost, reference));
         }

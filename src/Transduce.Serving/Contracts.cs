@@ -33,6 +33,10 @@ public sealed record TranslateRequestBody
     [Description("Target language of a multilingual model (NLLB: e.g. fra_Latn); required by such a model unless it has a default.")]
     public string? TargetLang { get; init; }
 
+    /// <summary>One of the model's tasks (its <c>tasks</c> in <c>/v1/models</c>).</summary>
+    [Description("A task of the model (T5: e.g. translation_en_to_de, summarization; its tasks in /v1/models): the task's prefix and generation settings apply.")]
+    public string? Task { get; init; }
+
     /// <summary>The model to use (a name from <c>/v1/models</c>); the first served when absent.</summary>
     [Description("A model name from /v1/models; the first model served when absent.")]
     public string? Model { get; init; }

@@ -45,7 +45,15 @@ internal static class TranslateEndpoint
                     $"the '{model.Info.Architecture}' model has no cross-attention to show; send \"attention\": false or leave it out", "attention"));
 
             if (LanguageProblem(request, model.Info) is { } languageProblem) return Fail("invalid", languageProblem);
-            var decoding = options.Decoding(beam, request.NBest) with { SourceLanguage = request.SourceLang, TargetLanguage = request.TargetLang };
+            if (request.Task is { } task && !(model.Info.Tasks?.Contains(task) ?? false))
+                return Fail("invalid", new RequestProblem(StatusCodes.Status400BadRequest, "Unknown task",
+                    model.Info.Tasks is { Count: > 0 } tasks
+                        ? $"'task': the model '{model.Name}' has no task '{task}'; its tasks are {string.Join(", ", tasks.Select(t => $"'{t}'"))}"
+                        : $"'task': the model '{model.Name}' has no tasks; leave 'task' out", "task"));
+            var decoding = options.Decoding(beam, request.NBest) with
+            {
+                SourceLanguage = request.SourceLang, TargetLanguage = request.TargetLang, Task = request.Task,
+            };
             var costs = model.Backend.EstimateCost(request.Text, decoding);
             var job = new TranslationJob(request.Text, costs, decoding, request.Attention);
             log.Cost = job.Cost;

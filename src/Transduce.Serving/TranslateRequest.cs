@@ -12,8 +12,9 @@ namespace Transduce.Serving;
 /// <param name="Model">The model named by the request; null for the default (the first served).</param>
 /// <param name="SourceLang">A multilingual model's source language, or null.</param>
 /// <param name="TargetLang">A multilingual model's target language, or null.</param>
+/// <param name="Task">One of the model's tasks (a T5 folder's <c>task_specific_params</c>), or null.</param>
 internal sealed record TranslateRequest(IReadOnlyList<string> Text, int? Beam, int NBest, bool Attention, string? Model = null,
-    string? SourceLang = null, string? TargetLang = null);
+    string? SourceLang = null, string? TargetLang = null, string? Task = null);
 
 /// <summary>
 /// An error answered as <c>application/problem+json</c>: HTTP status, a message, the offending field and, when a
@@ -32,7 +33,7 @@ internal sealed record RequestProblem(int Status, string Title, string Detail, s
 /// <summary>Reads and validates <c>POST /v1/translate</c> bodies against <see cref="ServeOptions"/>.</summary>
 internal static class TranslateRequestReader
 {
-    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention", "model", "source_lang", "target_lang"];
+    private static readonly HashSet<string> s_fields = ["text", "beam", "n_best", "attention", "model", "source_lang", "target_lang", "task"];
 
     /// <summary>Longest model name accepted in a request.</summary>
     public const int MaxModelNameLength = 64;
@@ -155,18 +156,19 @@ internal static class TranslateRequestReader
             if (model.Length == 0 || model.Length > MaxModelNameLength)
                 return (null, Invalid($"'model' must be a name of 1 to {MaxModelNameLength} characters (see /v1/models)", "model"));
         }
-        var languages = new string?[2];
-        foreach (var (field, slot) in new[] { ("source_lang", 0), ("target_lang", 1) })
+        var names = new string?[3];
+        foreach (var (field, slot) in new[] { ("source_lang", 0), ("target_lang", 1), ("task", 2) })
         {
             if (!root.TryGetProperty(field, out var code)) continue;
+            string what = slot == 2 ? "a task of the model" : "a language of the model";
             if (code.ValueKind != JsonValueKind.String)
-                return (null, Invalid($"'{field}' must be a string (a language of the model, see /v1/models), not {Kind(code)}", field));
-            languages[slot] = StringOrNull(code);
-            if (languages[slot] is null) return (null, LoneSurrogate(field));
-            if (languages[slot]!.Length is 0 or > MaxModelNameLength)
-                return (null, Invalid($"'{field}' must be a language code of 1 to {MaxModelNameLength} characters (see /v1/models)", field));
+                return (null, Invalid($"'{field}' must be a string ({what}, see /v1/models), not {Kind(code)}", field));
+            names[slot] = StringOrNull(code);
+            if (names[slot] is null) return (null, LoneSurrogate(field));
+            if (names[slot]!.Length is 0 or > MaxModelNameLength)
+                return (null, Invalid($"'{field}' must be {(slot == 2 ? "a task name" : "a language code")} of 1 to {MaxModelNameLength} characters (see /v1/models)", field));
         }
-        return (new TranslateRequest(sentences, beam, nBest, attention, model, languages[0], languages[1]), null);
+        return (new TranslateRequest(sentences, beam, nBest, attention, model, names[0], names[1], names[2]), null);
     }
 
     private static (int, RequestProblem?) Integer(JsonElement root, string name, int fallback, int max)

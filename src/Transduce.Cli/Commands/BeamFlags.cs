@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
-using System.Globalization;
 using Transduce.Inference;
 
 namespace Transduce.Cli.Commands;
@@ -13,18 +12,11 @@ internal static class BeamFlags
 {
     /// <summary>An optional <c>--beam</c> (unset: the model's own).</summary>
     public static Option<int?> Beam(string description) =>
-        new("--beam") { Description = description, CustomParser = r => Parse(r, "--beam") };
+        new("--beam") { Description = description, CustomParser = Parse };
 
     /// <summary>A beam-size flag with a default.</summary>
     public static Option<int> WithDefault(string name, string description, int fallback) =>
-        new(name) { Description = description, CustomParser = r => Parse(r, name) ?? fallback, DefaultValueFactory = _ => fallback };
+        new(name) { Description = description, CustomParser = r => Parse(r) ?? fallback, DefaultValueFactory = _ => fallback };
 
-    private static int? Parse(ArgumentResult result, string name)
-    {
-        string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : string.Join(' ', result.Tokens.Select(t => t.Value));
-        if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) && value is >= 1 and <= BeamSearchOptions.MaxBeamSize)
-            return value;
-        result.AddError($"{name} must be an integer from 1 to {BeamSearchOptions.MaxBeamSize} (got '{text}')");
-        return null;
-    }
+    private static int? Parse(ArgumentResult result) => CliValues.Number<int>(result, 1, BeamSearchOptions.MaxBeamSize);
 }

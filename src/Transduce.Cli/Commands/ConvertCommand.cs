@@ -12,14 +12,14 @@ internal static class ConvertCommand
             Description = "Format of the input folder: hf (a Hugging Face folder: MarianMT / OPUS-MT, NLLB-200 / M2M100, T5 / Flan-T5); marian is the same.",
             Required = true,
         };
-        from.AcceptOnlyFromAmong("hf", "marian");
+        CliValues.OneOf(from, ["hf", "marian"]);
         var input = new Argument<string>("folder") { Description = "The model folder to convert." };
         var output = new Option<string>("--out") { Description = "Transduce checkpoint directory to write.", Required = true };
         var computeType = new Option<string?>("--compute-type")
         {
             Description = "Store this number type as the checkpoint's default for decoding (float32, bfloat16, int8); translate, evaluate and serve use it unless told otherwise.",
         };
-        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
         var command = new Command("convert", "Convert a pretrained model folder into a native Transduce checkpoint.") { from, input, output, computeType };
         command.SetAction(r =>
         {

@@ -11,17 +11,17 @@ internal sealed class DecodingRuleFlags
 {
     private readonly Option<int?> minLength = new("--min-length")
     {
-        Description = "No </s> before an output holds N tokens (transformers' min_new_tokens; default: the model's own, e.g. a Hugging Face folder's min_length − 1, else 0).",
+        Description = "No </s> before an output holds N tokens (transformers' min_new_tokens). [default: the model's own, e.g. a Hugging Face folder's min_length − 1, else 0]",
     };
 
     private readonly Option<int?> noRepeat = new("--no-repeat-ngram-size")
     {
-        Description = "No n-gram of N tokens occurs twice in an output (transformers' no_repeat_ngram_size; 0 turns it off; default: the model's own).",
+        Description = "No n-gram of N tokens occurs twice in an output (transformers' no_repeat_ngram_size; 0 turns it off). [default: the model's own]",
     };
 
     private readonly Option<double?> repetition = new("--repetition-penalty")
     {
-        Description = "transformers' repetition_penalty: scores of tokens already in the output are multiplied (negative) or divided (positive) by it — logits in greedy search, log-probabilities in beam search (1 turns it off; default: the model's own).",
+        Description = "transformers' repetition_penalty: scores of tokens already in the output are multiplied (negative) or divided (positive) by it — logits in greedy search, log-probabilities in beam search (1 turns it off). [default: the model's own]",
     };
 
     /// <summary>The flags, to add to a command.</summary>

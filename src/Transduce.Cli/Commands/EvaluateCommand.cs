@@ -19,13 +19,13 @@ internal static class EvaluateCommand
         var test = new Option<string>("--test") { Description = "Test corpus (tab-separated source and reference).", Required = true };
         var maxPairs = new Option<int?>("--max-pairs") { Description = "Evaluate on the first N pairs only." };
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together.", DefaultValueFactory = _ => 64 };
-        var beam = BeamFlags.Beam("Beam size (1 = greedy; default: the model's own, greedy unless a MarianMT folder sets num_beams).");
+        var beam = BeamFlags.Beam("Beam size (1 = greedy). [default: the model's own: greedy unless a MarianMT folder sets num_beams]");
         var report = new Option<string?>("--report") { Description = "Also write the figures as JSON to this file." };
         var hypotheses = new Option<string?>("--hypotheses") { Description = "Write the translations to this file, one per line." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of text." };
         var skipInvalid = new Option<bool>("--skip-invalid") { Description = "Skip malformed test lines (and count them)." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
-        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8. [default: the checkpoint's, else float32]" };
+        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
         var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
         var task = new Option<string?>("--task") { Description = "A task of the model (a T5 folder's task_specific_params, e.g. summarization, translation_en_to_de): its prefix and decoding settings (beam, lengths, no-repeat n-gram size, length penalty, early stopping), as a transformers pipeline for that task uses them; --prefix and the other flags win over it." };
         var kernels = KernelFlags.Create();

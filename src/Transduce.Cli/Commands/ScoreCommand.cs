@@ -26,19 +26,18 @@ internal static class ScoreCommand
         };
         var metric = new Option<string[]>("--metric")
         {
-            Description = "Metrics: bleu, chrf, chrf++ (repeatable or comma-separated; default bleu).",
+            Description = "Metrics: bleu, chrf, chrf++ (repeatable or comma-separated). [default: bleu]",
             AllowMultipleArgumentsPerToken = true,
         };
         var tokenize = new Option<string>("--tokenize") { Description = "BLEU tokenizer: 13a, intl or none.", DefaultValueFactory = _ => "13a" };
-        tokenize.AcceptOnlyFromAmong([.. SacreBleu.Tokenizers]);
+        CliValues.OneOf(tokenize, [.. SacreBleu.Tokenizers]);
         var lowercase = new Option<bool>("--lowercase") { Description = "Case-insensitive scoring (signature case:lc)." };
         var sentence = new Option<bool>("--sentence") { Description = "One score per segment (one metric only; BLEU uses effective order)." };
         var json = new Option<bool>("--json") { Description = "Print JSON (an array for several metrics or --sentence) instead of text." };
-        var width = new Option<int>("--width") { Description = "Decimals of the score in text output.", DefaultValueFactory = _ => 1 };
-        width.Validators.Add(r =>
+        var width = new Option<int>("--width")
         {
-            if (r.GetValueOrDefault<int>() is < 0 or > 20) r.AddError("--width must be between 0 and 20.");
-        });
+            Description = "Decimals of the score in text output (0 to 20).", DefaultValueFactory = _ => 1, CustomParser = r => CliValues.Number<int>(r, 0, 20) ?? 1,
+        };
 
         var command = new Command("score", "Score a hypothesis file against reference files with BLEU, chrF or chrF++, as sacreBLEU does.")
         {

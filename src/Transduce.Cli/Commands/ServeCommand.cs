@@ -24,7 +24,7 @@ internal static class ServeCommand
         };
         var urls = new Option<string>("--urls") { Description = "Address(es) to listen on, ';'-separated; port 0 picks a free one. Loopback only unless --allow-remote.", DefaultValueFactory = _ => "http://127.0.0.1:5080" };
         var allowRemote = new Option<bool>("--allow-remote") { Description = "Accept non-loopback addresses in --urls (0.0.0.0, [::], *, an interface's IP): for containers and load balancers. Prints a warning; pair it with --api-key-file and TLS in front." };
-        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Host header values to answer, ';'-separated (others get 400). Default: localhost and the loopback addresses for a loopback service, any host with --allow-remote." };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Host header values to answer, ';'-separated (others get 400). [default: localhost and the loopback addresses for a loopback service, any host with --allow-remote]" };
         var apiKeyFile = new Option<string?>("--api-key-file") { Description = $"File holding an API key (at least {ServeOptions.MinApiKeyLength} characters); /v1/* and /metrics then need 'Authorization: Bearer <key>'." };
         var window = new Option<double>("--batch-window-ms") { Description = "How long an idle service gathers concurrent requests into one batch (only once requests have been coming together; a lone request starts at once).", DefaultValueFactory = _ => defaults.BatchWindow.TotalMilliseconds };
         var maxBatch = new Option<int>("--max-batch") { Description = "Sentences decoded together at most.", DefaultValueFactory = _ => defaults.MaxBatch };
@@ -42,14 +42,15 @@ internal static class ServeCommand
         var maxAttentionCells = new Option<long>("--max-attention-cells") { Description = "Attention weights one response may carry.", DefaultValueFactory = _ => defaults.MaxAttentionCells };
         var maxConnections = new Option<long>("--max-connections") { Description = "Open connections at most.", DefaultValueFactory = _ => defaults.MaxConnections };
         var timeout = new Option<double>("--timeout-s") { Description = "Seconds a request may take, queueing included (then 504, and its decoding stops).", DefaultValueFactory = _ => defaults.Timeout.TotalSeconds };
-        var shutdownTimeout = new Option<double?>("--shutdown-timeout-s") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for admitted requests before it stops the decoders (default: --timeout-s + 5)." };
+        var shutdownTimeout = new Option<double?>("--shutdown-timeout-s") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for admitted requests before it stops the decoders. [default: --timeout-s + 5]" };
         var noWarmUp = new Option<bool>("--no-warmup") { Description = "Start serving without first decoding a few sentences in the usual shapes (the first requests then pay for first-decode set-up)." };
-        var logFormat = new Option<ServeLogFormat>("--log-format") { Description = "Log format on standard error: text or json.", DefaultValueFactory = _ => ServeLogFormat.Text };
+        var logFormat = new Option<string>("--log-format") { Description = "Log format on standard error: text or json.", DefaultValueFactory = _ => "text" };
+        CliValues.OneOf(logFormat, CliValues.Names<ServeLogFormat>());
         var logText = new Option<bool>("--log-text") { Description = "Also log the sentences and their translations (off: only counts, timings and costs)." };
         var noRequestLog = new Option<bool>("--no-request-log") { Description = "Do not log each request." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: each checkpoint's, else float32)." };
-        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8. [default: each checkpoint's, else float32]" };
+        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
         var kernels = KernelFlags.Create();
         var command = new Command("serve", "Serve translations over HTTP: POST /v1/translate, GET /v1/models, /healthz, /metrics, the OpenAPI document at /openapi/v1.json, and a web page at /.")
         {
@@ -74,7 +75,7 @@ internal static class ServeCommand
                 AllowedHosts = r.GetValue(allowedHosts) is { } hosts
                     ? hosts.Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : null,
                 ApiKey = r.GetValue(apiKeyFile) is { } keyFile ? ReadApiKey(keyFile) : null,
-                LogFormat = r.GetValue(logFormat), LogText = r.GetValue(logText), LogRequests = !r.GetValue(noRequestLog),
+                LogFormat = CliValues.Parse<ServeLogFormat>(r.GetValue(logFormat)!), LogText = r.GetValue(logText), LogRequests = !r.GetValue(noRequestLog),
                 ComputeType = r.GetValue(computeType) is { } type ? Models.ComputeTypes.Parse(type) : null,
                 Kernels = KernelFlags.Read(r, kernels), KeepFreedMemory = true,
             };

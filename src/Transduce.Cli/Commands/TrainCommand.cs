@@ -14,7 +14,7 @@ internal static class TrainCommand
         var preset = TrainFlags.PresetOption();
         var config = TrainFlags.ConfigOption();
         var dump = new Option<string?>("--dump-config") { Description = "Print the effective configuration (yaml, or json) of the preset, file and flags, and exit.", Arity = ArgumentArity.ZeroOrOne };
-        dump.AcceptOnlyFromAmong("yaml", "json");
+        CliValues.OneOf(dump, ["yaml", "json"]);
         var output = new Option<string?>("--out") { Description = "Run directory to write (required unless --resume)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in an --out directory that holds an earlier run." };
         var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this directory exactly where it stopped." };
@@ -47,9 +47,8 @@ internal static class TrainCommand
     private static int Train(TrainingRun run)
     {
         var inv = CultureInfo.InvariantCulture;
-        run.Message += (_, text) => Console.WriteLine(text);
-        run.Warning += (_, text) => Console.Error.WriteLine(text);
-        run.Validated += (_, v) => Console.WriteLine(string.Create(inv,
+        var view = ProgressView.ForConsole();
+        run.Validated += (_, v) => view.WriteLine(string.Create(inv,
             $"  validation of {v.Weights}: loss {v.Loss:F4}  BLEU {v.Bleu:F2}{(v.IsBest ? "  (best so far)" : "")}"));
         run.CheckpointWriting += (_, dir) =>
         {
@@ -64,12 +63,12 @@ internal static class TrainCommand
             if (cancel.IsCancellationRequested) return;   // a second signal ends the process at once
             context.Cancel = true;
             string name = context.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "Ctrl+C";
-            Console.Error.WriteLine($"{name}: stopping after this update: the run is saved and its final weights validated ({name} again quits at once)");
+            view.WriteWarning($"{name}: stopping after this update: the run is saved and its final weights validated ({name} again quits at once)");
             cancel.Cancel();
         }
         using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        var s = ProgressView.Run(run, cancel.Token);
+        var s = view.Run(run, cancel.Token);
         string why = s.Stop switch
         {
             TrainingStop.TimeLimit => " (time limit)", TrainingStop.EarlyStop => " (early stop)", TrainingStop.MaxUpdates => " (max updates)",

@@ -12,21 +12,25 @@ internal static class TranslateCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Checkpoint directory, or a Hugging Face MarianMT (OPUS-MT) or T5 / Flan-T5 folder.", Required = true };
-        var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate; none: read one per line from --input or standard input.", Arity = ArgumentArity.ZeroOrMore };
+        var sentences = new Argument<string[]>("sentences") { Description = "Sentences to translate (one that starts with '-' goes after '--'); none: read one per line from --input or standard input (an empty line gives an empty line).", Arity = ArgumentArity.ZeroOrMore };
         var input = new Option<string?>("--input") { Description = "Read sentences from this file (one per line) instead of standard input; shows a progress bar on stderr." };
         var output = new Option<string?>("--output") { Description = "Write translations to this file (complete, or not at all: written aside and renamed) instead of standard output." };
-        var window = new Option<int>("--window") { Description = "Sentences read ahead and sorted by length before decoding; outputs keep input order.", DefaultValueFactory = _ => 4096 };
+        var window = new Option<int>("--window")
+        {
+            Description = "Sentences read ahead and sorted by length before decoding; outputs keep input order.", DefaultValueFactory = _ => 4096,
+            CustomParser = r => CliValues.Number<int>(r, min: 1) ?? 4096,
+        };
         var batch = new Option<int>("--batch-size") { Description = "Sentences decoded together at most.", DefaultValueFactory = _ => 64 };
         var batchTokens = new Option<int?>("--batch-tokens") { Description = "Padded source tokens per batch at most (batches of short sentences get larger)." };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads." };
-        var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens; default: the model's own limit, e.g. a MarianMT folder's max_length − 1)." };
-        var beam = BeamFlags.Beam("Beam size (1 = greedy; default: the model's own — a MarianMT folder's num_beams, as transformers' generate() uses it — else greedy).");
+        var maxNew = new Option<int?>("--max-new-tokens") { Description = "At most N output tokens including </s>, whatever the source length (transformers' max_new_tokens). [default: the model's own limit, e.g. a MarianMT folder's max_length − 1]" };
+        var beam = BeamFlags.Beam("Beam size (1 = greedy). [default: the model's own: a MarianMT folder's num_beams, as transformers' generate() uses it, else greedy]");
         var nbest = BeamFlags.WithDefault("--n-best", "Print this many translations per sentence, tab-separated with their scores.", 1);
         var attention = new Option<string?>("--attention") { Description = "Write the cross-attention heatmap (source × target tokens) of the first sentence to this PNG." };
         var layer = new Option<int>("--attention-layer") { Description = "Decoder layer to show (negative counts from the last).", DefaultValueFactory = _ => -1 };
-        var head = new Option<int?>("--attention-head") { Description = "Head to show (default: mean over heads)." };
-        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8 (default: the checkpoint's, else float32)." };
-        computeType.AcceptOnlyFromAmong([.. Models.ComputeTypes.Names]);
+        var head = new Option<int?>("--attention-head") { Description = "Head to show. [default: the mean over heads]" };
+        var computeType = new Option<string?>("--compute-type") { Description = "Number type of the model's linear layers in decoding (encoder and decoder): float32, bfloat16 or int8. [default: the checkpoint's, else float32]" };
+        CliValues.OneOf(computeType, [.. Models.ComputeTypes.Names]);
         var prefix = new Option<string?>("--prefix") { Description = "Text put before every source sentence (a T5 / Flan-T5 task prefix, e.g. \"translate English to German: \"; quote it to keep the trailing space)." };
         var task = new Option<string?>("--task") { Description = "A task of the model (a T5 folder's task_specific_params, e.g. summarization, translation_en_to_de): its prefix and decoding settings (beam, lengths, no-repeat n-gram size, length penalty, early stopping), as a transformers pipeline for that task uses them; --prefix and the other flags win over it." };
         var kernels = KernelFlags.Create();
@@ -41,7 +45,6 @@ internal static class TranslateCommand
         command.SetAction(r =>
         {
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
-            if (r.GetValue(window) < 1) throw new ArgumentException("--window must be at least 1");
             var chosenKernels = KernelFlags.Read(r, kernels);
             if (r.GetValue(verbose)) KernelFlags.Print(Console.Error, chosenKernels);
             using var translator = Translator.Load(r.GetValue(model)!);
@@ -88,13 +91,14 @@ internal static class TranslateCommand
     {
         void Write(IReadOnlyList<string> chunk)
         {
-            if (options.NBest <= 1)
-            {
-                foreach (var line in translator.Translate(chunk, options)) output.WriteLine(line);
-                return;
-            }
-            foreach (var list in translator.TranslateNBest(chunk, options))
-                output.WriteLine(string.Join('\t', list.Select(h => FormattableString.Invariant($"{h.Text}\t{h.Score:F4}"))));
+            // An empty (or blank) line gives an empty line, as a paragraph break should: it is not a sentence to translate.
+            var sentences = chunk.Where(l => !string.IsNullOrWhiteSpace(l)).ToList();
+            IReadOnlyList<string> lines = sentences.Count == 0 ? []
+                : options.NBest <= 1 ? translator.Translate(sentences, options)
+                : [.. translator.TranslateNBest(sentences, options)
+                    .Select(list => string.Join('\t', list.Select(h => FormattableString.Invariant($"{h.Text}\t{h.Score:F4}"))))];
+            int next = 0;
+            foreach (string line in chunk) output.WriteLine(string.IsNullOrWhiteSpace(line) ? "" : lines[next++]);
         }
 
         if (args.Length > 0)

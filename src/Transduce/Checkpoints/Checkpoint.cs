@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Transduce.IO;
 using Transduce.Architecture;
 using Transduce.Models;
+using Transduce.Native;
 using Transduce.Text;
 using static TorchSharp.torch;
 
@@ -192,8 +193,10 @@ public sealed class Checkpoint : IDisposable
     /// T5 / Flan-T5), converted in memory (its <see cref="TrainingInfo"/> then says which, e.g. <c>converted_from: marian</c>). A missing, truncated or foreign file throws
     /// <see cref="InvalidDataException"/> (or <see cref="FileNotFoundException"/>) naming the file and the problem.
     /// </summary>
+    /// <exception cref="DllNotFoundException">The application has no libtorch package (the message names the one to add).</exception>
     public static Checkpoint Load(string directory)
     {
+        TorchRuntime.EnsureLoaded();
         if (ForeignFormats.TryConvert(directory) is { } converted) return converted;
         if (!Directory.Exists(directory))
         {

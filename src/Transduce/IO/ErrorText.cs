@@ -35,4 +35,36 @@ internal static class ErrorText
     /// </summary>
     public static string Problems(IReadOnlyCollection<string> problems, int max = 40) =>
         string.Join("; ", problems.Take(max)) + (problems.Count > max ? $"; … and {problems.Count - max} more" : "");
+
+    /// <summary>
+    /// The entry of <paramref name="known"/> nearest to <paramref name="word"/> by edit distance, when it is near enough
+    /// to be a typo of it (at most <paramref name="maxDistance"/> edits; by default 2, or a third of the word's length if
+    /// more); null when none is. Words and entries longer than 64 characters are not compared: an untrusted input must not
+    /// choose how much this computes.
+    /// </summary>
+    public static string? Closest(string word, IEnumerable<string> known, int? maxDistance = null)
+    {
+        if (word.Length > 64) return null;
+        string? best = null;
+        int bestDistance = int.MaxValue;
+        foreach (string candidate in known)
+        {
+            if (candidate.Length > 64) continue;
+            int d = Distance(word, candidate);
+            if (d < bestDistance) (best, bestDistance) = (candidate, d);
+        }
+        return bestDistance <= (maxDistance ?? Math.Max(2, word.Length / 3)) ? best : null;
+    }
+
+    /// <summary>The Levenshtein distance of <paramref name="a"/> and <paramref name="b"/> (insertions, deletions, substitutions).</summary>
+    public static int Distance(string a, string b)
+    {
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
+        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
+        for (int i = 1; i <= a.Length; i++)
+            for (int j = 1; j <= b.Length; j++)
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+        return d[a.Length, b.Length];
+    }
 }

@@ -323,6 +323,18 @@ public sealed record DataOptions
     /// <summary>Skip malformed corpus lines (and count them) instead of stopping at the first.</summary>
     public bool SkipInvalid { get; init; }
 
+    /// <summary>Drop training pairs with a side longer than this many tokens (after tokenization, as the model sees them).</summary>
+    public int? MaxLength { get; init; }
+
+    /// <summary>Drop training pairs whose longer side has more than this many times the tokens of the shorter (at least 1).</summary>
+    public double? MaxLengthRatio { get; init; }
+
+    /// <summary>Drop training pairs whose source and target are the same text.</summary>
+    public bool DropIdentical { get; init; }
+
+    /// <summary>Drop training pairs that repeat an earlier pair exactly.</summary>
+    public bool DropDuplicates { get; init; }
+
     /// <summary>Name of the source language, shown by <c>serve</c> (e.g. English); a multilingual model's code (NLLB: eng_Latn) when one is fine-tuned.</summary>
     public string? SourceLanguage { get; init; }
 

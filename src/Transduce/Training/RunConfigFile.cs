@@ -205,8 +205,7 @@ internal static partial class RunConfigFile
                     if (property is null)
                     {
                         var known = info.Properties.Where(p => p.Set is not null).Select(p => p.Name).ToList();
-                        string? near = key.Length <= 64 ? known.MinBy(k => Distance(k, key)) : null;
-                        string hint = near is not null && Distance(near, key) <= 2 ? $"did you mean '{near}'? " : "";
+                        string hint = ErrorText.Closest(key, known, maxDistance: 2) is { } near ? $"did you mean '{near}'? " : "";
                         throw new InvalidDataException(
                             $"{Where(source, lines, at)}: unknown key '{Clip(at)}' ({hint}{(path.Length == 0 ? "sections" : path)}: {string.Join(", ", known)})");
                     }
@@ -288,17 +287,6 @@ internal static partial class RunConfigFile
 
     private static string Where(string source, Dictionary<string, int> lines, string path) =>
         lines.TryGetValue(path, out int line) ? $"{source}:{line}" : source;
-
-    private static int Distance(string a, string b)
-    {
-        var d = new int[a.Length + 1, b.Length + 1];
-        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
-        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
-        for (int i = 1; i <= a.Length; i++)
-            for (int j = 1; j <= b.Length; j++)
-                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-        return d[a.Length, b.Length];
-    }
 
     // ---- the train.json of runs made before the run configuration existed ----
 
@@ -432,5 +420,8 @@ internal static partial class RunConfigFile
         Positive(v.Patience, "validation.patience");
         Positive(c.Data.MaxPairs, "data.max_pairs");
         Positive(c.Data.VocabularyPairs, "data.vocabulary_pairs");
+        Positive(c.Data.MaxLength, "data.max_length");
+        if (c.Data.MaxLengthRatio is { } ratio && !(ratio >= 1 && double.IsFinite(ratio)))
+            throw new ArgumentException($"'data.max_length_ratio' must be a number of at least 1 (got {ratio})");
     }
 }

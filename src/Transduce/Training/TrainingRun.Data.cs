@@ -99,6 +99,30 @@ public sealed partial class TrainingRun
         throw new FileNotFoundException($"{data}: no such file or folder, and not a known corpus name (known: {string.Join(", ", DatasetHub.Known.Select(k => k.Name))})");
     }
 
+    /// <summary>
+    /// The training pairs of the corpus read: its first <c>data.max_pairs</c>, without what the text filters drop
+    /// (<c>data.drop_identical</c>, <c>data.drop_duplicates</c>); <paramref name="corpus"/> identifies the pairs before
+    /// filtering (the filters are part of the run's configuration).
+    /// </summary>
+    private IReadOnlyList<SentencePair> TrainingPairs(IReadOnlyList<SentencePair> all, out CorpusFingerprint corpus)
+    {
+        var taken = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
+        corpus = CorpusFingerprint.Of(taken);
+        var kept = CorpusFilters.ByText(taken, Config.Data.DropIdentical, Config.Data.DropDuplicates, out var counts);
+        if (counts.Total > 0) Say($"filters: dropped {counts.Identical:N0} pairs with identical sides, {counts.Duplicates:N0} repeated pairs; {kept.Count:N0} of {taken.Count:N0} left");
+        return kept;
+    }
+
+    /// <summary>The encoded training pairs without what the length filters drop (<c>data.max_length</c>, <c>data.max_length_ratio</c>).</summary>
+    private IReadOnlyList<EncodedPair> FilterByLength(IReadOnlyList<EncodedPair> pairs)
+    {
+        var kept = CorpusFilters.ByLength(pairs, Config.Data.MaxLength, Config.Data.MaxLengthRatio, out var counts);
+        if (counts.Total > 0)
+            Say($"filters: dropped {counts.TooLong:N0} pairs with a side over {Config.Data.MaxLength} tokens, {counts.Ratio:N0} with a length ratio over {Config.Data.MaxLengthRatio}; {kept.Count:N0} of {pairs.Count:N0} left");
+        if (kept.Count == 0) throw new ArgumentException($"the filters dropped every training pair ({counts.Total:N0}): loosen 'data.max_length' / 'data.max_length_ratio'");
+        return kept;
+    }
+
     private IReadOnlyList<SentencePair>? ReadValidation()
     {
         if (givenValidation is not null) return givenValidation;
@@ -112,7 +136,7 @@ public sealed partial class TrainingRun
         if (Config.Init is { } init) return PrepareInit(init);
         var (all, corpusName) = ReadCorpus();
         var data = Config.Data;
-        var train = data.MaxPairs is int take ? all.Take(take).ToList() : all;
+        var train = TrainingPairs(all, out var corpus);
         var vocabPairs = data.VocabularyPairs is int vp && data.MaxPairs is not null ? all.Take(vp).ToList() : null;
         var validation = ReadValidation();
         var text = Config.Text.ToTextConfig();
@@ -132,7 +156,7 @@ public sealed partial class TrainingRun
             Model = Models.ModelRegistry.Create(modelConfig), ModelConfig = modelConfig, TextConfig = text,
             SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords, SentencePiece = sentencePiece,
         };
-        return new Prepared(checkpoint, encoded.Pairs, corpusName, CorpusFingerprint.Of(train), validation, null);
+        return new Prepared(checkpoint, FilterByLength(encoded.Pairs), corpusName, corpus, validation, null);
     }
 
     /// <summary>The SentencePiece models the text section names (source, and target unless it is the same file).</summary>
@@ -167,13 +191,12 @@ public sealed partial class TrainingRun
             {
                 IReadOnlyList<SentencePair> all;
                 (all, corpusName) = ReadCorpus();
-                var train = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
-                corpus = CorpusFingerprint.Of(train);
+                var train = TrainingPairs(all, out corpus);
                 if (state.Corpus is { } before && before != corpus)
                     throw new InvalidDataException(
                         $"{Directory}: the corpus is not the one this run started with: {corpusName} gives {corpus.Pairs:N0} pairs (sha256 {corpus.Sha256[..12]}), " +
                         $"the run was trained on {before.Pairs:N0} pairs (sha256 {before.Sha256[..12]}); resume needs the same data");
-                pairs = TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext(checkpoint)).Pairs;
+                pairs = FilterByLength(TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext(checkpoint)).Pairs);
             }
             var validation = ReadValidation();
             // A checkpoint written by another trainer has weights and a position, but neither our optimiser's state nor

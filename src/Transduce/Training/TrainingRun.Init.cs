@@ -36,21 +36,21 @@ public sealed partial class TrainingRun
     private Prepared PrepareInit(string init)
     {
         var (all, corpusName) = ReadCorpus();
-        var train = Config.Data.MaxPairs is int take ? all.Take(take).ToList() : all;
+        var train = TrainingPairs(all, out var corpus);
         var validation = ReadValidation();
         var checkpoint = Checkpoint.Load(init);
         try
         {
             var context = EncodingContext(checkpoint);
             checkpoint.PairEncoding.Check(context);
-            var encoded = TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, context).Pairs;
+            var encoded = FilterByLength(TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, context).Pairs);
             string origin = checkpoint.TrainingInfo.TryGetValue("converted_from", out var from) ? $"a {from} model" : "a Transduce checkpoint";
             Say($"init {init}: {origin} ({checkpoint.ModelConfig.Architecture}, {checkpoint.TextConfig.Tokenizer} tokenizer); its architecture, weights, " +
                 "tokenizers, vocabularies and text settings are kept (the run configuration's model and text sections are not used); Adam starts afresh");
             // As a new run's initial weights, its dropout depends on the seed alone.
             manual_seed(Config.Training.Seed);
             checkpoint.Model.train();
-            return new Prepared(checkpoint, encoded, corpusName, CorpusFingerprint.Of(train), validation, null);
+            return new Prepared(checkpoint, encoded, corpusName, corpus, validation, null);
         }
         catch
         {

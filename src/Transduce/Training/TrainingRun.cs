@@ -4,6 +4,7 @@ using System.Text.Json;
 using Transduce.Checkpoints;
 using Transduce.Data;
 using Transduce.Models;
+using Transduce.Native;
 using Transduce.Text;
 using static TorchSharp.torch;
 
@@ -47,10 +48,12 @@ public sealed partial class TrainingRun : IDisposable
     /// <param name="trainingPairs">Training pairs, instead of reading <see cref="DataOptions.Train"/>.</param>
     /// <param name="validationPairs">Validation pairs, instead of reading <see cref="ValidationOptions.File"/>.</param>
     /// <param name="overwrite">Start afresh in a directory that holds an earlier run (its files, best model and history are replaced).</param>
+    /// <exception cref="DllNotFoundException">The application has no libtorch package (the message names the one to add).</exception>
     public TrainingRun(RunConfig config, string directory, IReadOnlyList<SentencePair>? trainingPairs = null,
         IReadOnlyList<SentencePair>? validationPairs = null, bool overwrite = false)
     {
         config.Validate();
+        TorchRuntime.EnsureLoaded();
         Directory = Path.GetFullPath(directory);
         Config = ResolveData(config, trainingPairs is not null);
         givenPairs = trainingPairs;
@@ -101,9 +104,11 @@ public sealed partial class TrainingRun : IDisposable
     /// <param name="trainingPairs">The training pairs, when the run was given them in memory.</param>
     /// <param name="validationPairs">The validation pairs, when the run was given them in memory.</param>
     /// <param name="threads">libtorch threads for the rest of the run, instead of the configured ones.</param>
+    /// <exception cref="DllNotFoundException">The application has no libtorch package (the message names the one to add).</exception>
     public static TrainingRun Resume(string directory, IReadOnlyList<SentencePair>? trainingPairs = null,
         IReadOnlyList<SentencePair>? validationPairs = null, int? threads = null)
     {
+        TorchRuntime.EnsureLoaded();
         string full = Path.GetFullPath(directory);
         string settings = Path.Combine(full, ConfigFile);
         var notARun = new FileNotFoundException($"{Path.Combine(directory, ConfigFile)}: not found — '{directory}' is not a resumable training checkpoint", settings);

@@ -161,6 +161,7 @@ public sealed class Translator : IDisposable
     /// Loads the checkpoint in <paramref name="directory"/>: a Transduce checkpoint, or a Hugging Face MarianMT (OPUS-MT)
     /// folder, which is converted in memory (see <see cref="Checkpoint.Load"/>).
     /// </summary>
+    /// <exception cref="DllNotFoundException">The application has no libtorch package (the message names the one to add).</exception>
     public static Translator Load(string directory) => new(Checkpoint.Load(directory));
 
     /// <summary>

@@ -223,7 +223,7 @@ public sealed class ProductionTests(ServingFixture fixture)
 
         var translate = document.Paths["/v1/translate"].Operations![HttpMethod.Post];
         var request = translate.RequestBody!.Content!["application/json"].Schema!;
-        Assert.Equal(["attention", "beam", "model", "n_best", "source_lang", "target_lang", "text"], request.Properties!.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["attention", "beam", "model", "n_best", "source_lang", "target_lang", "task", "text"], request.Properties!.Keys.Order(StringComparer.Ordinal));
         var ok = translate.Responses!["200"].Content!["application/json"].Schema!;
         Assert.Contains("translations", ok.Properties!.Keys);
         foreach (string status in new[] { "400", "401", "404", "413", "415", "422", "500", "503", "504" })

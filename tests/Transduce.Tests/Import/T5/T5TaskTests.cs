@@ -195,4 +195,31 @@ public sealed class T5TaskTests
         Assert.Contains("unknown task 'summarise'", unknown.Err);
         Assert.Single(unknown.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
+
+    [Fact]
+    public async Task TheServiceTakesATaskPerRequestAndNamesTheModelsTasksWhenUnknown()
+    {
+        using var temp = new TempDir();
+        string folder = Folder(temp);
+        using var backend = new Transduce.Serving.TranslatorBackend(new Translator(Checkpoint.Load(folder)));
+        var info = Transduce.Serving.ModelInfo.From(backend.Translator.Checkpoint, folder, "t5");
+        var options = new Transduce.Serving.ServeOptions();
+        await using var service = await Tests.Serving.TestService.StartAsync(options, backend, info);
+        var sentences = Sentences();
+
+        var response = await service.TranslateAsync(new { text = sentences, task = "summarization" });
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        var body = await Tests.Serving.TestService.JsonAsync(response);
+        // The task's prefix and settings, under the service's own limits and the request's (default) beam.
+        var expected = backend.Translator.Translate(sentences, options.Decoding(1, 1) with { Task = "summarization" });
+        Assert.Equal(expected, body["translations"]!.AsArray().Select(t => (string?)t!["text"]));
+        var plain = backend.Translator.Translate(sentences, options.Decoding(1, 1));
+        Assert.NotEqual(plain, expected);
+
+        var unknown = await service.TranslateAsync(new { text = sentences, task = "summarize" });
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, unknown.StatusCode);
+        var problem = await Tests.Serving.TestService.JsonAsync(unknown);
+        Assert.Equal("task", (string?)problem["field"]);
+        Assert.Contains("'summarization', 'translation_en_to_de', 'plain'", (string?)problem["detail"]);
+    }
 }
