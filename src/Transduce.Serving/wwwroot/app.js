@@ -6,7 +6,7 @@
   const result = $("result"), direction = $("direction"), footer = $("model"), copyButton = $("copy");
   const attention = $("attention"), attentionNote = $("attention-note"), attentionView = $("attention-view"), heatmap = $("heatmap");
   const modelSelect = $("model-select"), modelLabel = $("model-label"), keyForm = $("key-form"), keyInput = $("api-key");
-  const sourceLang = $("source-lang"), targetLang = $("target-lang"), swap = $("swap");
+  const sourceLang = $("source-lang"), targetLang = $("target-lang"), swap = $("swap"), task = $("task");
   const alternatives = $("alternatives"), alternativesList = $("alternatives-list"), alternativesHint = $("alternatives-hint");
   const DEBOUNCE_MS = 400;
   const MAX_N_BEST = 5;
@@ -154,6 +154,10 @@
       beam.value = b;
     }
     showLanguages(model);
+    // A model's tasks (T5's task_specific_params: their prefix and settings apply), or the text as typed.
+    task.replaceChildren.apply(task, [new Option("none: the text as typed", "")].concat((model.tasks || []).map(function (t) { return new Option(t, t); })));
+    if (model.tasks && model.tasks.length) task.value = model.tasks[0];
+    document.querySelectorAll(".task").forEach(function (e) { e.hidden = !model.tasks; });
     footer.textContent = model.name + " · " + model.architecture + " · " + model.parameters.toLocaleString("en") + " parameters · vocabularies " +
       model.source_vocab_size + " / " + model.target_vocab_size + " · checkpoint " + model.id;
   }
@@ -289,6 +293,7 @@
     const b = Number(beam.value);
     const request = { text: sentences, beam: b, n_best: Math.min(b, MAX_N_BEST), attention: attention.checked && !attention.disabled };
     if (models.length > 1) request.model = current.name;
+    if (current.tasks && task.value) request.task = task.value;
     if (current.languages) { request.source_lang = sourceLang.value; request.target_lang = targetLang.value; }
     const body = JSON.stringify(request);
     if (body === lastSent && !status.classList.contains("error")) return;
@@ -416,7 +421,7 @@
   // ---- Events ------------------------------------------------------------------------------------------------------
 
   source.addEventListener("input", translateSoon);
-  [beam, attention, sourceLang, targetLang].forEach(function (e) { e.addEventListener("change", translateNow); });
+  [beam, attention, sourceLang, targetLang, task].forEach(function (e) { e.addEventListener("change", translateNow); });
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     lastSent = "";   // an explicit request always goes out

@@ -210,6 +210,38 @@ public sealed partial class ServeEndToEndTests
     }
 
     [Fact]
+    public async Task PageOffersAModelsTasks()
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
+        using var temp = new TempDir();
+        string t5 = Transduce.Tests.Import.T5.T5ConvertTests.Assemble("t5-tiny", temp);   // with its SentencePiece model
+        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "t5=" + t5);
+        try
+        {
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await LaunchChromium(playwright);
+            var page = await browser.NewPageAsync();
+            await page.GotoAsync(url);
+            await Assertions.Expect(page.Locator("#task")).ToBeHiddenAsync();   // the Transformer has no tasks
+            await page.Locator("#model-select").SelectOptionAsync("t5");
+            await Assertions.Expect(page.Locator("#task")).ToBeVisibleAsync();
+            await Assertions.Expect(page.Locator("#task")).ToHaveValueAsync("translation_en_to_de");
+            await page.Locator("#beam").SelectOptionAsync("1");
+            var withTask = await page.RunAndWaitForResponseAsync(() => page.Locator("#source").FillAsync("The house is wonderful."), "**/v1/translate");
+            Assert.Contains("\"task\":\"translation_en_to_de\"", withTask.Request.PostData, StringComparison.Ordinal);
+            Assert.Equal(200, withTask.Status);
+            await Assertions.Expect(page.Locator("#status")).ToContainTextAsync(" · t5 · checkpoint ");
+            var without = await page.RunAndWaitForResponseAsync(() => page.Locator("#task").SelectOptionAsync(""), "**/v1/translate");
+            Assert.DoesNotContain("\"task\"", without.Request.PostData, StringComparison.Ordinal);
+            Assert.Equal(200, without.Status);
+        }
+        finally
+        {
+            Terminate(server);
+        }
+    }
+
+    [Fact]
     public async Task InteractiveApiPageWorksOfflineOverTheOpenApiDocument()
     {
         Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
