@@ -247,6 +247,7 @@
       case 400:
         if (p.field === "source_lang" || p.field === "target_lang") return "Choose languages this model knows.";
         if (p.field === "beam" || p.field === "n_best") return "This service does not allow a beam that large: choose a smaller one.";
+        if (p.field === "task") return "This model has no such task: choose one of its tasks.";
         if (p.field === "attention") return "This model has no attention view: turn off “show attention”.";
         return "The service could not read the request (" + (p.detail || "bad request") + ").";
       case 503:
