@@ -14,12 +14,13 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
+using Scalar.AspNetCore;
 
 namespace Transduce.Serving;
 
 /// <summary>
 /// Builds the translation service: <c>POST /v1/translate</c>, <c>GET /v1/models</c>, <c>GET /healthz</c>,
-/// <c>GET /metrics</c>, the OpenAPI document at <see cref="OpenApiPath"/> and the web page at <c>/</c>.
+/// <c>GET /metrics</c>, the OpenAPI document at <see cref="OpenApiPath"/> (and its interactive page at <c>/scalar/</c>) and the web page at <c>/</c>.
 /// </summary>
 public static class ServingApp
 {
@@ -186,6 +187,18 @@ public static class ServingApp
             .Produces<string>(StatusCodes.Status200OK, "text/plain")
             .ProducesProblems(401);
         app.MapOpenApi(OpenApiPath);
+        // The interactive API page at /scalar/ over the OpenAPI document: the script embedded in Scalar.AspNetCore (no CDN),
+        // without its web fonts, telemetry, developer toolbar or AI chat (none would work offline).
+        // Its page's scripts run by a fresh nonce under a CSP like the page's (its components add inline styles).
+        app.MapScalarApiReference((o, context) =>
+        {
+            o.OpenApiRoutePattern = OpenApiPath;
+            o.DefaultFonts = false;
+            o.DisableTelemetry().HideDeveloperTools().WithNonce(Convert.ToHexString(RandomNumberGenerator.GetBytes(16)));
+            o.Agent = new ScalarAgentOptions { Disabled = true };
+            context.Response.Headers.ContentSecurityPolicy = $"default-src 'self'; script-src 'self' 'nonce-{o.Nonce}'; " +
+                "style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'";
+        }).ExcludeFromDescription();
         app.MapGet("/", (HttpContext context) => Page(context, "index.html")).ExcludeFromDescription();
         app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file)).ExcludeFromDescription();
         return app;

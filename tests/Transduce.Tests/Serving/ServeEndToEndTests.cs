@@ -46,7 +46,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#model-select").SelectOptionAsync("copy");
             await page.Locator("#source").FillAsync("I'm home.\nThank you!");
             await page.Locator("#translate").ClickAsync();
-            var results = page.Locator("#result li");
+            var results = page.Locator("#result .sentence");
             await Assertions.Expect(results).ToHaveCountAsync(2);
             Assert.Equal(["je suis chez moi .", "merci !"], await results.AllTextContentsAsync());
             Assert.Contains("transformer", await page.Locator("#model").TextContentAsync());
@@ -94,7 +94,16 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#beam").SelectOptionAsync("1");
             await page.Locator("#source").FillAsync(expected.GetProperty("sentences")[0].GetString()!);
             await page.Locator("#translate").ClickAsync();
-            await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync([expected.GetProperty("greedy_text")[0].GetString()!]);
+            await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync([expected.GetProperty("greedy_text")[0].GetString()!]);
+            // The pickers name the languages; swapping turns the direction round and the translation into the new text.
+            await Assertions.Expect(page.Locator("#target-lang option[value='fra_Latn']")).ToHaveTextAsync("French (fra_Latn)");
+            await Assertions.Expect(page.Locator("#swap")).ToBeVisibleAsync();
+            await page.Keyboard.PressAsync("Control+Shift+S");
+            await Assertions.Expect(page.Locator("#source-lang")).ToHaveValueAsync("fra_Latn");
+            await Assertions.Expect(page.Locator("#target-lang")).ToHaveValueAsync("eng_Latn");
+            await Assertions.Expect(page.Locator("#source")).ToHaveValueAsync(expected.GetProperty("greedy_text")[0].GetString()!);
+            await page.Locator("#model-select").SelectOptionAsync("en-fr");
+            await Assertions.Expect(page.Locator("#swap")).ToBeHiddenAsync();   // one direction: nothing to swap
         }
         finally
         {
@@ -126,7 +135,7 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await Assertions.Expect(page.Locator("#key-form")).ToBeHiddenAsync();
             await page.Locator("#source").FillAsync("Thank you!");
             await page.Locator("#translate").ClickAsync();
-            await Assertions.Expect(page.Locator("#result li")).ToHaveTextAsync(["merci !"]);
+            await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync(["merci !"]);
         }
         finally
         {
