@@ -59,17 +59,7 @@ public static class ServingApp
         });
         ConfigureLogging(builder.Logging, options);
         if (urls is not null) builder.WebHost.ConfigureKestrel(k => ConfigureKestrel(k, options, urls));
-        // The drain (ServedModels.StoppingAsync) waits up to the shutdown timeout for admitted requests, then stops the
-        // decoders; the host gets a margin beyond it to write the last answers before the web server stops.
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = (options.ShutdownTimeout ?? options.Timeout + TimeSpan.FromSeconds(5)) + TimeSpan.FromSeconds(5));
-        builder.Services.ConfigureHttpJsonOptions(j =>
-        {
-            j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-            j.SerializerOptions.DictionaryKeyPolicy = null;
-            // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
-            // response is application/json with nosniff and is never inlined into HTML.
-            j.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
-        });
+        builder.Services.ConfigureHttpJsonOptions(j => Configure(j.SerializerOptions));   // the OpenAPI schemas and problem bodies
         builder.Services.AddProblemDetails(p => p.CustomizeProblemDetails = c =>
         {
             // The host filter answers a bare 400: say which header was refused.
@@ -93,17 +83,12 @@ public static class ServingApp
             OpenApiDescription.Describe(document, options);
             return Task.CompletedTask;
         }));
-        builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton<ServingMetrics>();
-        builder.Services.AddSingleton(new CostBudget(options.MaxInflightCost, options.RetryAfterSeconds));
-        builder.Services.AddSingleton(sp => new ServedModels(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Transduce.Serving")));
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<ServedModels>());
+        // The same registration as an application's AddTransduce, with models already made.
+        TransduceServiceCollectionExtensions.AddCore(builder.Services, options, _ => models);
         configure?.Invoke(builder);
 
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServingMetrics>();
-        var registry = app.Services.GetRequiredService<ServedModels>();
         var requestLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(RequestLog.Category);
         app.Use(async (context, next) =>
         {
@@ -143,8 +128,33 @@ public static class ServingApp
         });
         if (options.ApiKey is not null) app.Use(RequireApiKey(options.ApiKey, metrics));
 
-        Func<HttpContext, Task<IResult>> translate = context => TranslateEndpoint.HandleAsync(context, registry, options, metrics);
-        app.MapPost("/v1/translate", (Delegate)translate)
+        app.MapTranslation("/v1");
+        app.MapTranslationHealth("/healthz");
+        app.MapTranslationMetrics("/metrics").WithName("Metrics");
+        app.MapOpenApi(OpenApiPath);
+        app.MapTranslationPage();
+        return app;
+    }
+
+    /// <summary>The JSON conventions of the API: snake_case names, text in any script written as it is.</summary>
+    internal static readonly JsonSerializerOptions Json = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+
+    private static JsonSerializerOptions Configure(JsonSerializerOptions j)
+    {
+        j.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+        j.DictionaryKeyPolicy = null;
+        // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
+        // response is application/json with nosniff and is never inlined into HTML.
+        j.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+        return j;
+    }
+
+    /// <summary><c>POST translate</c> and <c>GET models</c> on <paramref name="group"/> (see <see cref="TransduceEndpointRouteBuilderExtensions.MapTranslation"/>).</summary>
+    internal static void MapApi(RouteGroupBuilder group)
+    {
+        Func<HttpContext, ServedModels, ServeOptions, ServingMetrics, Task<IResult>> translate = (context, registry, options, metrics) =>
+            TranslateEndpoint.HandleAsync(context, registry, options, metrics);
+        group.MapPost("/translate", (Delegate)translate)
             .WithName("Translate").WithTags("translation")
             .WithSummary("Translate sentences")
             .WithDescription("Translates each sentence of `text` with the named model (default: the first). The request's estimated cost " +
@@ -164,31 +174,34 @@ public static class ServingApp
             })
             .Produces<TranslateResponse>(StatusCodes.Status200OK)
             .ProducesProblems(400, 401, 404, 413, 415, 422, 500, 503, 504);
-        app.MapGet("/v1/models", () => Results.Json(new ModelList([.. registry.Models.Select(m => m.Model.Info)])))
+        group.MapGet("/models", (ServedModels registry) => Results.Json(new ModelList([.. registry.Models.Select(m => m.Model.Info)]), Json))
             .WithName("ListModels").WithTags("translation")
             .WithSummary("The models served; the first is the default")
             .Produces<ModelList>(StatusCodes.Status200OK)
             .ProducesProblems(401);
-        app.MapGet("/healthz", (IHostApplicationLifetime lifetime) =>
+    }
+
+    /// <summary><c>GET {pattern}</c>: 200 while serving, 503 once stopping.</summary>
+    internal static RouteHandlerBuilder MapHealth(IEndpointRouteBuilder endpoints, string pattern) =>
+        endpoints.MapGet(pattern, (ServedModels registry, IHostApplicationLifetime lifetime) =>
             {
                 var names = registry.Models.Select(m => m.Model.Name).ToArray();
                 return registry.IsStopping || lifetime.ApplicationStopping.IsCancellationRequested
-                    ? Results.Json(new HealthStatus("stopping", names), statusCode: StatusCodes.Status503ServiceUnavailable)
-                    : Results.Json(new HealthStatus("ok", names));
+                    ? Results.Json(new HealthStatus("stopping", names), Json, statusCode: StatusCodes.Status503ServiceUnavailable)
+                    : Results.Json(new HealthStatus("ok", names), Json);
             })
             .WithName("Health").WithTags("operations")
             .WithSummary("Liveness and readiness: 200 while serving, 503 once stopping")
             .Produces<HealthStatus>(StatusCodes.Status200OK)
             .Produces<HealthStatus>(StatusCodes.Status503ServiceUnavailable);
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
-            .WithName("Metrics").WithTags("operations")
-            .WithSummary("Prometheus metrics: requests, errors, queues, decoder batches, in-flight cost, process and .NET runtime")
-            .Produces<string>(StatusCodes.Status200OK, "text/plain")
-            .ProducesProblems(401);
-        app.MapOpenApi(OpenApiPath);
-        app.MapGet("/", (HttpContext context) => Page(context, "index.html")).ExcludeFromDescription();
-        app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file)).ExcludeFromDescription();
-        return app;
+
+    /// <summary>The web page at <c>/</c> and its files at <c>/static/{file}</c>.</summary>
+    internal static IEndpointConventionBuilder MapPage(IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("").ExcludeFromDescription();
+        group.MapGet("/", (HttpContext context) => Page(context, "index.html"));
+        group.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file));
+        return group;
     }
 
     /// <summary>Parses <c>--urls</c> for a loopback-only service (see <see cref="ListenAddresses.Parse"/>).</summary>

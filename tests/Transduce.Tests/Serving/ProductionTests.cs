@@ -203,7 +203,10 @@ public sealed class ProductionTests(ServingFixture fixture)
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "has space" }));
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "-dash-first" }));
         var twice = new[] { new ServedModel(new GatedBackend(), GatedBackend.Info), new ServedModel(new GatedBackend(), GatedBackend.Info) };
-        var e = Assert.Throws<ArgumentException>(() => new ServedModels(twice, new ServeOptions(), new ServingMetrics(), new CostBudget(10)));
+        using var services = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(
+            Microsoft.Extensions.DependencyInjection.MetricsServiceExtensions.AddMetrics(new Microsoft.Extensions.DependencyInjection.ServiceCollection()));
+        var meters = (System.Diagnostics.Metrics.IMeterFactory)services.GetService(typeof(System.Diagnostics.Metrics.IMeterFactory))!;
+        var e = Assert.Throws<ArgumentException>(() => new ServedModels(twice, new ServeOptions(), new ServingMetrics(meters), new CostBudget(10)));
         Assert.Contains("given twice", e.Message);
     }
 
