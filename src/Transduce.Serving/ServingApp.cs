@@ -47,7 +47,23 @@ public static class ServingApp
     /// (disposing the app ends every decoder thread first).
     /// </summary>
     public static WebApplication Build(ServeOptions options, IReadOnlyList<ServedModel> models,
-        IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null)
+        IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
+        Build(options, services => TransduceServiceCollectionExtensions.AddCore(services, options, _ => models), urls, configure);
+
+    /// <summary>
+    /// Builds the application serving the models of <paramref name="transduce"/> with its <see cref="TransduceOptions.Serve"/>
+    /// settings: the models are loaded when the app starts (<see cref="Models"/> lists them then) and disposed with it.
+    /// <paramref name="urls"/> and <paramref name="configure"/> as for the other overload.
+    /// </summary>
+    public static WebApplication Build(TransduceOptions transduce, IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
+        Build(transduce.Serve, services => TransduceServiceCollectionExtensions.AddCore(services, transduce), urls, configure);
+
+    /// <summary>The models <paramref name="app"/> serves, in order (the first is the default); loads them if the app has not started yet.</summary>
+    public static IReadOnlyList<ServedModel> Models(WebApplication app) =>
+        [.. app.Services.GetRequiredService<ServedModels>().Models.Select(m => m.Model)];
+
+    private static WebApplication Build(ServeOptions options, Action<IServiceCollection> addService,
+        IReadOnlyList<IPEndPoint>? urls, Action<WebApplicationBuilder>? configure)
     {
         options.Validate();
         if (urls is not null && !options.AllowRemote && !ListenAddresses.AllLoopback(urls))
@@ -83,8 +99,7 @@ public static class ServingApp
             OpenApiDescription.Describe(document, options);
             return Task.CompletedTask;
         }));
-        // The same registration as an application's AddTransduce, with models already made.
-        TransduceServiceCollectionExtensions.AddCore(builder.Services, options, _ => models);
+        addService(builder.Services);   // the same registration as an application's AddTransduce
         configure?.Invoke(builder);
 
         var app = builder.Build();

@@ -91,6 +91,12 @@ public static class TransduceServiceCollectionExtensions
     {
         var options = new TransduceOptions();
         configure(options);
+        return AddCore(services, options);
+    }
+
+    /// <summary><see cref="AddCore(IServiceCollection, ServeOptions, Func{IServiceProvider, IReadOnlyList{ServedModel}})"/> with the models of <paramref name="options"/>, loaded when the host starts and disposed with it.</summary>
+    internal static IServiceCollection AddCore(IServiceCollection services, TransduceOptions options)
+    {
         options.Serve.Validate();
         services.AddSingleton<LoadedModels>();
         return AddCore(services, options.Serve, sp => options.Resolve(sp.GetRequiredService<LoadedModels>().Backends));
