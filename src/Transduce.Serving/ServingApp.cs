@@ -52,13 +52,13 @@ public static class ServingApp
 
     /// <summary>
     /// Builds the application serving the models of <paramref name="transduce"/> with its <see cref="TransduceOptions.Serve"/>
-    /// settings: the models are loaded when the app starts (<see cref="Models"/> lists them then) and disposed with it.
+    /// settings: the models are loaded here (<see cref="Models"/> lists them) and disposed with the app.
     /// <paramref name="urls"/> and <paramref name="configure"/> as for the other overload.
     /// </summary>
     public static WebApplication Build(TransduceOptions transduce, IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
         Build(transduce.Serve, services => TransduceServiceCollectionExtensions.AddCore(services, transduce), urls, configure);
 
-    /// <summary>The models <paramref name="app"/> serves, in order (the first is the default); loads them if the app has not started yet.</summary>
+    /// <summary>The models <paramref name="app"/> serves, in order (the first is the default).</summary>
     public static IReadOnlyList<ServedModel> Models(WebApplication app) =>
         [.. app.Services.GetRequiredService<ServedModels>().Models.Select(m => m.Model)];
 
@@ -103,6 +103,9 @@ public static class ServingApp
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        // Load the models now: a model that cannot be loaded is the caller's error (one line from the CLI), not a
+        // start-up failure the host logs with its stack.
+        app.Services.GetRequiredService<ServedModels>();
         var metrics = app.Services.GetRequiredService<ServingMetrics>();
         var requestLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(RequestLog.Category);
         app.Use(async (context, next) =>

@@ -86,7 +86,7 @@ internal static class ServeCommand
                 if (!names.Add(name)) throw new ArgumentException($"--model: the name '{name}' is given twice; name them NAME=DIR");
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
 
-            // The models load when the app starts (one translator per directory: a directory served under two names shares
+            // The models load as the app is built (one translator per directory: a directory served under two names shares
             // its weights) and go with the app, after its decoder threads.
             var transduce = new TransduceOptions { Serve = options };
             foreach (var (name, directory) in specs) transduce.AddModel(name, directory);
