@@ -109,8 +109,13 @@ public static class TransduceServiceCollectionExtensions
         services.TryAddSingleton(options);
         services.TryAddSingleton<ServingMetrics>();
         services.TryAddSingleton(new CostBudget(options.MaxInflightCost, options.RetryAfterSeconds));
-        services.TryAddSingleton(sp => new ServedModels(models(sp), options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Transduce.Serving")));
+        services.TryAddSingleton(sp =>
+        {
+            // The exporter listens before the queues register their models, so that each model's counters start at 0.
+            sp.GetService<MeterProvider>();
+            return new ServedModels(models(sp), options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Transduce.Serving"));
+        });
         services.AddHostedService(sp => sp.GetRequiredService<ServedModels>());
         // The drain (ServedModels.StoppingAsync) waits up to the shutdown timeout for admitted requests, then stops the
         // decoders; the host gets a margin beyond it to write the last answers before the web server stops.
