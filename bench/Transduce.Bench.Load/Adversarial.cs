@@ -187,9 +187,10 @@ internal static class Adversarial
         var counters = new Dictionary<string, double>();
         foreach (string line in text.Split('\n'))
         {
-            if (line.StartsWith("transduce_translate_errors_total{reason=\"", StringComparison.Ordinal))
+            // "transduce_translate_errors_total{otel_scope_name=\"Transduce\",reason=\"busy\"} 3"
+            if (line.StartsWith("transduce_translate_errors_total{", StringComparison.Ordinal) && line.Contains("reason=\"", StringComparison.Ordinal))
             {
-                int start = line.IndexOf('"') + 1;
+                int start = line.IndexOf("reason=\"", StringComparison.Ordinal) + "reason=\"".Length;
                 string reason = line[start..line.IndexOf('"', start)];
                 counters["error:" + reason] = MetricValue(line, "transduce_translate_errors_total") ?? 0;
             }

@@ -11,6 +11,9 @@ internal sealed partial class BatchingQueue
 
         public CancellationToken Cancellation { get; } = cancellation;
 
+        /// <summary>The request's trace context when it was submitted (the decode activities link to it), else default.</summary>
+        public System.Diagnostics.ActivityContext Trace { get; } = System.Diagnostics.Activity.Current?.Context ?? default;
+
         public SentenceTranslation[] Results { get; } = new SentenceTranslation[job.Sentences.Count];
 
         /// <summary>Sentences handed to the decoder so far (they are taken in order).</summary>

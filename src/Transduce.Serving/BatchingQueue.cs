@@ -347,6 +347,13 @@ internal sealed partial class BatchingQueue : IDisposable
         var sentences = turn.Parts.Select(p => p.Item.Job.Sentences[p.Index]).ToArray();
         using var cancellation = new TurnCancellation(items.Select(i => i.Cancellation), abort.Token);
         long start = Stopwatch.GetTimestamp();
+        // One activity per decoder call, linked to the requests it serves (it runs on the decoder thread, outside them).
+        using var activity = ServingMetrics.Activities.HasListeners()
+            ? ServingMetrics.Activities.StartActivity(ActivityKind.Internal, name: "transduce.decode",
+                links: items.Where(i => i.Trace != default).Select(i => new ActivityLink(i.Trace)),
+                tags: [new("transduce.model", Model), new("transduce.batch.sentences", sentences.Length), new("transduce.batch.requests", items.Length),
+                    new("transduce.batch.cost", turn.Cost)])
+            : null;
         IReadOnlyList<SentenceTranslation> outputs;
         Interlocked.Exchange(ref decoding, sentences.Length);
         Interlocked.Exchange(ref running, turn.Cost);
@@ -360,10 +367,12 @@ internal sealed partial class BatchingQueue : IDisposable
         {
             // Every request in the call was cancelled (they are dropped on the next turn), or the service is stopping.
             metrics.CountDecodeCancelled(Model);
+            activity?.SetStatus(ActivityStatusCode.Error, "cancelled");
             return;
         }
         catch (Exception e)
         {
+            activity?.SetStatus(ActivityStatusCode.Error, e.GetType().Name);
             foreach (var item in items)
             {
                 Finish(item, error: e);

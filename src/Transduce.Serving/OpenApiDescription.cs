@@ -17,6 +17,29 @@ internal static class OpenApiDescription
                 $"at most {options.MaxRequestCost} per request (--max-request-cost) and {options.MaxInflightCost} in flight over every model " +
                 "(--max-inflight-cost).",
         };
+        // The Prometheus exporter's endpoint is not a route handler, which ASP.NET Core describes: describe it here.
+        document.Paths ??= new OpenApiPaths();
+        if (!document.Paths.ContainsKey("/metrics"))
+            document.Paths["/metrics"] = new OpenApiPathItem
+            {
+                Operations = new Dictionary<HttpMethod, OpenApiOperation>
+                {
+                    [HttpMethod.Get] = new()
+                    {
+                        OperationId = "Metrics",
+                        Summary = "Prometheus metrics: the Transduce meter (requests, errors, queues, decoder batches, in-flight cost), process and .NET runtime",
+                        Tags = new HashSet<OpenApiTagReference> { new("operations", document) },
+                        Responses = new OpenApiResponses
+                        {
+                            ["200"] = new OpenApiResponse
+                            {
+                                Description = "OK",
+                                Content = new Dictionary<string, OpenApiMediaType> { ["text/plain"] = new() { Schema = new OpenApiSchema { Type = JsonSchemaType.String } } },
+                            },
+                        },
+                    },
+                },
+            };
         if (options.ApiKey is null) return;
         const string scheme = "bearer";
         document.Components ??= new OpenApiComponents();

@@ -48,7 +48,23 @@ public static class ServingApp
     /// (disposing the app ends every decoder thread first).
     /// </summary>
     public static WebApplication Build(ServeOptions options, IReadOnlyList<ServedModel> models,
-        IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null)
+        IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
+        Build(options, services => TransduceServiceCollectionExtensions.AddCore(services, options, _ => models), urls, configure);
+
+    /// <summary>
+    /// Builds the application serving the models of <paramref name="transduce"/> with its <see cref="TransduceOptions.Serve"/>
+    /// settings: the models are loaded here (<see cref="Models"/> lists them) and disposed with the app.
+    /// <paramref name="urls"/> and <paramref name="configure"/> as for the other overload.
+    /// </summary>
+    public static WebApplication Build(TransduceOptions transduce, IReadOnlyList<IPEndPoint>? urls = null, Action<WebApplicationBuilder>? configure = null) =>
+        Build(transduce.Serve, services => TransduceServiceCollectionExtensions.AddCore(services, transduce), urls, configure);
+
+    /// <summary>The models <paramref name="app"/> serves, in order (the first is the default).</summary>
+    public static IReadOnlyList<ServedModel> Models(WebApplication app) =>
+        [.. app.Services.GetRequiredService<ServedModels>().Models.Select(m => m.Model)];
+
+    private static WebApplication Build(ServeOptions options, Action<IServiceCollection> addService,
+        IReadOnlyList<IPEndPoint>? urls, Action<WebApplicationBuilder>? configure)
     {
         options.Validate();
         if (urls is not null && !options.AllowRemote && !ListenAddresses.AllLoopback(urls))
@@ -60,17 +76,7 @@ public static class ServingApp
         });
         ConfigureLogging(builder.Logging, options);
         if (urls is not null) builder.WebHost.ConfigureKestrel(k => ConfigureKestrel(k, options, urls));
-        // The drain (ServedModels.StoppingAsync) waits up to the shutdown timeout for admitted requests, then stops the
-        // decoders; the host gets a margin beyond it to write the last answers before the web server stops.
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = (options.ShutdownTimeout ?? options.Timeout + TimeSpan.FromSeconds(5)) + TimeSpan.FromSeconds(5));
-        builder.Services.ConfigureHttpJsonOptions(j =>
-        {
-            j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-            j.SerializerOptions.DictionaryKeyPolicy = null;
-            // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
-            // response is application/json with nosniff and is never inlined into HTML.
-            j.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
-        });
+        builder.Services.ConfigureHttpJsonOptions(j => Configure(j.SerializerOptions));   // the OpenAPI schemas and problem bodies
         builder.Services.AddProblemDetails(p => p.CustomizeProblemDetails = c =>
         {
             // The host filter answers a bare 400: say which header was refused.
@@ -94,17 +100,14 @@ public static class ServingApp
             OpenApiDescription.Describe(document, options);
             return Task.CompletedTask;
         }));
-        builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton<ServingMetrics>();
-        builder.Services.AddSingleton(new CostBudget(options.MaxInflightCost, options.RetryAfterSeconds));
-        builder.Services.AddSingleton(sp => new ServedModels(models, options, sp.GetRequiredService<ServingMetrics>(), sp.GetRequiredService<CostBudget>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Transduce.Serving")));
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<ServedModels>());
+        addService(builder.Services);   // the same registration as an application's AddTransduce
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        // Load the models now: a model that cannot be loaded is the caller's error (one line from the CLI), not a
+        // start-up failure the host logs with its stack.
+        app.Services.GetRequiredService<ServedModels>();
         var metrics = app.Services.GetRequiredService<ServingMetrics>();
-        var registry = app.Services.GetRequiredService<ServedModels>();
         var requestLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(RequestLog.Category);
         app.Use(async (context, next) =>
         {
@@ -144,8 +147,34 @@ public static class ServingApp
         });
         if (options.ApiKey is not null) app.Use(RequireApiKey(options.ApiKey, metrics));
 
-        Func<HttpContext, Task<IResult>> translate = context => TranslateEndpoint.HandleAsync(context, registry, options, metrics);
-        app.MapPost("/v1/translate", (Delegate)translate)
+        app.MapTranslation("/v1");
+        app.MapTranslationHealth("/healthz");
+        app.MapTranslationMetrics("/metrics").WithName("Metrics");
+        app.MapOpenApi(OpenApiPath);
+        MapApiPage(app);
+        app.MapTranslationPage();
+        return app;
+    }
+
+    /// <summary>The JSON conventions of the API: snake_case names, text in any script written as it is.</summary>
+    internal static readonly JsonSerializerOptions Json = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+
+    private static JsonSerializerOptions Configure(JsonSerializerOptions j)
+    {
+        j.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+        j.DictionaryKeyPolicy = null;
+        // Translations are text in any script: write "j'ai gagné", not "j\u0027ai gagn\u00e9". Safe here because every
+        // response is application/json with nosniff and is never inlined into HTML.
+        j.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+        return j;
+    }
+
+    /// <summary><c>POST translate</c> and <c>GET models</c> on <paramref name="group"/> (see <see cref="TransduceEndpointRouteBuilderExtensions.MapTranslation"/>).</summary>
+    internal static void MapApi(RouteGroupBuilder group)
+    {
+        Func<HttpContext, ServedModels, ServeOptions, ServingMetrics, Task<IResult>> translate = (context, registry, options, metrics) =>
+            TranslateEndpoint.HandleAsync(context, registry, options, metrics);
+        group.MapPost("/translate", (Delegate)translate)
             .WithName("Translate").WithTags("translation")
             .WithSummary("Translate sentences")
             .WithDescription("Translates each sentence of `text` with the named model (default: the first). The request's estimated cost " +
@@ -165,31 +194,33 @@ public static class ServingApp
             })
             .Produces<TranslateResponse>(StatusCodes.Status200OK)
             .ProducesProblems(400, 401, 404, 413, 415, 422, 500, 503, 504);
-        app.MapGet("/v1/models", () => Results.Json(new ModelList([.. registry.Models.Select(m => m.Model.Info)])))
+        group.MapGet("/models", (ServedModels registry) => Results.Json(new ModelList([.. registry.Models.Select(m => m.Model.Info)]), Json))
             .WithName("ListModels").WithTags("translation")
             .WithSummary("The models served; the first is the default")
             .Produces<ModelList>(StatusCodes.Status200OK)
             .ProducesProblems(401);
-        app.MapGet("/healthz", (IHostApplicationLifetime lifetime) =>
+    }
+
+    /// <summary><c>GET {pattern}</c>: 200 while serving, 503 once stopping.</summary>
+    internal static RouteHandlerBuilder MapHealth(IEndpointRouteBuilder endpoints, string pattern) =>
+        endpoints.MapGet(pattern, (ServedModels registry, IHostApplicationLifetime lifetime) =>
             {
                 var names = registry.Models.Select(m => m.Model.Name).ToArray();
                 return registry.IsStopping || lifetime.ApplicationStopping.IsCancellationRequested
-                    ? Results.Json(new HealthStatus("stopping", names), statusCode: StatusCodes.Status503ServiceUnavailable)
-                    : Results.Json(new HealthStatus("ok", names));
+                    ? Results.Json(new HealthStatus("stopping", names), Json, statusCode: StatusCodes.Status503ServiceUnavailable)
+                    : Results.Json(new HealthStatus("ok", names), Json);
             })
             .WithName("Health").WithTags("operations")
             .WithSummary("Liveness and readiness: 200 while serving, 503 once stopping")
             .Produces<HealthStatus>(StatusCodes.Status200OK)
             .Produces<HealthStatus>(StatusCodes.Status503ServiceUnavailable);
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"))
-            .WithName("Metrics").WithTags("operations")
-            .WithSummary("Prometheus metrics: requests, errors, queues, decoder batches, in-flight cost, process and .NET runtime")
-            .Produces<string>(StatusCodes.Status200OK, "text/plain")
-            .ProducesProblems(401);
-        app.MapOpenApi(OpenApiPath);
-        // The interactive API page at /scalar/ over the OpenAPI document: the script embedded in Scalar.AspNetCore (no CDN),
-        // without its web fonts, telemetry, developer toolbar or AI chat (none would work offline).
-        // Its page's scripts run by a fresh nonce under a CSP like the page's (its components add inline styles).
+
+    /// <summary>
+    /// The interactive API page at <c>/scalar/</c> over the OpenAPI document: the script embedded in Scalar.AspNetCore (no
+    /// CDN), without its web fonts, telemetry, developer toolbar or AI chat (none would work offline). Its scripts run by a
+    /// fresh nonce under a CSP like the page's (its components add inline styles).
+    /// </summary>
+    private static void MapApiPage(WebApplication app) =>
         app.MapScalarApiReference((o, context) =>
         {
             o.OpenApiRoutePattern = OpenApiPath;
@@ -199,9 +230,14 @@ public static class ServingApp
             context.Response.Headers.ContentSecurityPolicy = $"default-src 'self'; script-src 'self' 'nonce-{o.Nonce}'; " +
                 "style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'";
         }).ExcludeFromDescription();
-        app.MapGet("/", (HttpContext context) => Page(context, "index.html")).ExcludeFromDescription();
-        app.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file)).ExcludeFromDescription();
-        return app;
+
+    /// <summary>The web page at <c>/</c> and its files at <c>/static/{file}</c>.</summary>
+    internal static IEndpointConventionBuilder MapPage(IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("").ExcludeFromDescription();
+        group.MapGet("/", (HttpContext context) => Page(context, "index.html"));
+        group.MapGet("/static/{file}", (HttpContext context, string file) => Page(context, file));
+        return group;
     }
 
     /// <summary>Parses <c>--urls</c> for a loopback-only service (see <see cref="ListenAddresses.Parse"/>).</summary>

@@ -101,7 +101,7 @@ internal static class TranslateEndpoint
             var results = outputs.Select(ToResult).ToArray();
             log.TargetTokens = outputs.Sum(o => (long)o.TargetTokens);
             if (options.LogText) log.Translations = results.Select(r => r.Text).ToArray();
-            return Results.Json(new TranslateResponse(model.Name, results));
+            return Results.Json(new TranslateResponse(model.Name, results), ServingApp.Json);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {

@@ -86,56 +86,34 @@ internal static class ServeCommand
                 if (!names.Add(name)) throw new ArgumentException($"--model: the name '{name}' is given twice; name them NAME=DIR");
             if (r.GetValue(threads) is int n) TorchSharp.torch.set_num_threads(n);
 
-            // One translator per directory: a directory served under two names shares its weights.
-            var loaded = new Dictionary<string, (TranslatorBackend Backend, string Directory)>(StringComparer.Ordinal);
-            try
-            {
-                var served = new List<ServedModel>();
-                foreach (var (name, directory) in specs)
-                {
-                    string full = Path.GetFullPath(directory);
-                    if (!loaded.TryGetValue(full, out var entry))
-                    {
-                        var translator = Translator.Load(directory);
-                        entry = (new TranslatorBackend(translator), directory);
-                        loaded.Add(full, entry);
-                        if (options.ComputeType is { } chosen)
-                        {
-                            Models.ComputeTypes.Apply(translator.Checkpoint.Model, chosen); // fails now, not at the first request
-                            translator.ComputeType = chosen;
-                        }
-                    }
-                    served.Add(new ServedModel(entry.Backend, ModelInfo.From(entry.Backend.Translator.Checkpoint, directory, name)));
-                }
-                KernelFlags.Print(Console.Out, options.Kernels);
-                using var app = ServingApp.Build(options, served, endpoints);
-                app.StartAsync().GetAwaiter().GetResult();
-                var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-                foreach (var m in served)
-                    Console.WriteLine($"model '{m.Name}': {m.Info.Architecture} checkpoint {m.Info.Id} ({m.Info.SourceLanguage} → {m.Info.TargetLanguage})"
-                        + (m == served[0] ? ", the default" : ""));
-                foreach (string address in addresses)
-                    Console.WriteLine($"OpenAPI document: {address.TrimEnd('/')}{ServingApp.OpenApiPath}");
-                foreach (string address in addresses)
-                    Console.WriteLine($"serving {Describe(served)} on {address}");
-                Console.Out.Flush();
-                if (!ListenAddresses.AllLoopback(endpoints))
-                    Console.Error.WriteLine($"warning: listening on {string.Join(", ", endpoints.Where(e => !IPAddress.IsLoopback(e.Address)))}, which other machines can reach (--allow-remote); " +
-                        (options.ApiKey is null ? "there is no API key (--api-key-file), so anyone who can connect can use it; " : "requests need the API key; ") +
-                        "traffic is plain HTTP: put TLS in front");
-                app.WaitForShutdown();   // Ctrl+C or SIGTERM: stop taking requests, finish the admitted ones, stop the decoders, exit 0
-            }
-            finally
-            {
-                // Disposing the app (above) waited for every decoder thread to end: only now may the models go.
-                foreach (var (backend, _) in loaded.Values) backend.Dispose();
-            }
+            // The models load as the app is built (one translator per directory: a directory served under two names shares
+            // its weights) and go with the app, after its decoder threads.
+            var transduce = new TransduceOptions { Serve = options };
+            foreach (var (name, directory) in specs) transduce.AddModel(name, directory);
+            KernelFlags.Print(Console.Out, options.Kernels);
+            using var app = ServingApp.Build(transduce, endpoints);
+            app.StartAsync().GetAwaiter().GetResult();
+            var served = ServingApp.Models(app);
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+            foreach (var m in served)
+                Console.WriteLine($"model '{m.Name}': {m.Info.Architecture} checkpoint {m.Info.Id} ({m.Info.SourceLanguage} → {m.Info.TargetLanguage})"
+                    + (m == served[0] ? ", the default" : ""));
+            foreach (string address in addresses)
+                Console.WriteLine($"OpenAPI document: {address.TrimEnd('/')}{ServingApp.OpenApiPath}");
+            foreach (string address in addresses)
+                Console.WriteLine($"serving {Describe(served)} on {address}");
+            Console.Out.Flush();
+            if (!ListenAddresses.AllLoopback(endpoints))
+                Console.Error.WriteLine($"warning: listening on {string.Join(", ", endpoints.Where(e => !IPAddress.IsLoopback(e.Address)))}, which other machines can reach (--allow-remote); " +
+                    (options.ApiKey is null ? "there is no API key (--api-key-file), so anyone who can connect can use it; " : "requests need the API key; ") +
+                    "traffic is plain HTTP: put TLS in front");
+            app.WaitForShutdown();   // Ctrl+C or SIGTERM: stop taking requests, finish the admitted ones, stop the decoders, exit 0
             return 0;
         });
         return command;
     }
 
-    private static string Describe(List<ServedModel> served) => served.Count == 1
+    private static string Describe(IReadOnlyList<ServedModel> served) => served.Count == 1
         ? $"{served[0].Info.Architecture} checkpoint {served[0].Info.Id} ({served[0].Info.SourceLanguage} → {served[0].Info.TargetLanguage})"
         : $"{served.Count} models ({string.Join(", ", served.Select(m => m.Name))})";
 

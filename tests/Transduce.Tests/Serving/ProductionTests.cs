@@ -203,7 +203,10 @@ public sealed class ProductionTests(ServingFixture fixture)
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "has space" }));
         Assert.Throws<ArgumentException>(() => new ServedModel(new GatedBackend(), GatedBackend.Info with { Name = "-dash-first" }));
         var twice = new[] { new ServedModel(new GatedBackend(), GatedBackend.Info), new ServedModel(new GatedBackend(), GatedBackend.Info) };
-        var e = Assert.Throws<ArgumentException>(() => new ServedModels(twice, new ServeOptions(), new ServingMetrics(), new CostBudget(10)));
+        using var services = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(
+            Microsoft.Extensions.DependencyInjection.MetricsServiceExtensions.AddMetrics(new Microsoft.Extensions.DependencyInjection.ServiceCollection()));
+        var meters = (System.Diagnostics.Metrics.IMeterFactory)services.GetService(typeof(System.Diagnostics.Metrics.IMeterFactory))!;
+        var e = Assert.Throws<ArgumentException>(() => new ServedModels(twice, new ServeOptions(), new ServingMetrics(meters), new CostBudget(10)));
         Assert.Contains("given twice", e.Message);
     }
 
@@ -279,6 +282,31 @@ public sealed class ProductionTests(ServingFixture fixture)
                 Assert.DoesNotContain("gagn", all);
             }
         }
+    }
+
+    [Fact]
+    public async Task MetricsKeepTheNamesAndTypesDashboardsUse()
+    {
+        // Every series /metrics had before it came from the Transduce meter, under the same name and type.
+        await using var service = await TestService.StartAsync(new ServeOptions(), fixture.Backend, fixture.Model);
+        Assert.Equal(HttpStatusCode.OK, (await service.TranslateAsync(new { text = new[] { "Go." } })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await service.TranslateAsync(new { text = "Go." })).StatusCode);
+        string text = await service.MetricsAsync();
+        foreach (var (name, type) in new[]
+        {
+            ("transduce_http_requests_total", "counter"), ("transduce_http_request_duration_seconds", "histogram"),
+            ("transduce_translate_errors_total", "counter"), ("transduce_sentences_translated_total", "counter"),
+            ("transduce_source_tokens_total", "counter"), ("transduce_target_tokens_total", "counter"),
+            ("transduce_requests_dropped_total", "counter"), ("transduce_decodes_cancelled_total", "counter"),
+            ("transduce_queue_sentences", "gauge"), ("transduce_decoding_sentences", "gauge"), ("transduce_batch_size", "histogram"),
+            ("transduce_decode_duration_seconds", "histogram"), ("transduce_inflight_cost", "gauge"), ("transduce_inflight_cost_limit", "gauge"),
+        })
+            Assert.Contains($"# TYPE {name} {type}\n", text);
+        Assert.Contains("transduce_sentences_translated_total{model=\"default\"} 1\n", text);
+        Assert.Contains("transduce_decode_duration_seconds_count{model=\"default\"} 1\n", text);
+        Assert.Contains("transduce_batch_size_bucket{model=\"default\",le=\"1\"} 1\n", text);
+        Assert.Contains("transduce_http_request_duration_seconds_bucket{endpoint=\"/v1/translate\",le=\"30\"} 2\n", text);
+        Assert.Contains("transduce_translate_errors_total{reason=\"invalid\"} 1\n", text);
     }
 
     [Fact]

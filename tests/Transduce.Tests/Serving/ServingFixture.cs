@@ -126,7 +126,14 @@ internal sealed class TestService : IAsyncDisposable
     public Task<HttpResponseMessage> TranslateAsync(object body, CancellationToken cancellation = default) =>
         Client.PostAsJsonAsync("/v1/translate", body, cancellation);
 
-    public async Task<string> MetricsAsync() => await Client.GetStringAsync("/metrics");
+    public async Task<string> MetricsAsync() => WithoutScope(await Client.GetStringAsync("/metrics"));
+
+    /// <summary>
+    /// <paramref name="prometheus"/> without the exporter's <c>otel_scope_name</c> label (every sample carries its meter's
+    /// name), so that tests can compare samples as a dashboard's query selects them: <c>name{model="m"} 3</c>.
+    /// </summary>
+    public static string WithoutScope(string prometheus) =>
+        System.Text.RegularExpressions.Regex.Replace(prometheus, "otel_scope_name=\"[^\"]*\",?", "").Replace("{}", "");
 
     public async ValueTask DisposeAsync()
     {
