@@ -89,7 +89,11 @@ public sealed class MarianConvertTests : IDisposable
         // generation_config.json has no num_beams: generate() and translate are greedy by default.
         var r = Cli.CliTests.Run(string.Join('\n', Sentences) + "\n", "translate", "--model", Folder, "--max-new-tokens", "24");
         Assert.True(r.Code == 0, r.Err);
-        Assert.Equal(TransformersText("greedy_text"), r.Out.Split('\n')[..^1]);
+        // An empty input line gives an empty output line (generate() would translate the empty string; the library's
+        // Translator still does, as the test above checks).
+        var expected = TransformersText("greedy_text").Zip(Sentences, (text, source) => string.IsNullOrWhiteSpace(source) ? "" : text);
+        Assert.Contains(Sentences, string.IsNullOrWhiteSpace);   // the case that matters
+        Assert.Equal(expected, r.Out.Split('\n')[..^1]);
     }
 
     [Fact]
