@@ -120,10 +120,10 @@ internal static class Safetensors
                 string dtypeName = entry["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{path}: tensor '{name}' has no dtype");
                 var dtype = DTypeNames.FirstOrDefault(kv => kv.Value == dtypeName);
                 if (dtype.Value is null) throw new InvalidDataException($"{path}: tensor '{name}' has unsupported dtype '{dtypeName}'");
-                long[] shape = entry["shape"]?.AsArray().Select(x => x!.GetValue<long>()).ToArray()
+                long[] shape = Integers(entry["shape"], $"{path}: tensor '{name}' shape")
                     ?? throw new InvalidDataException($"{path}: tensor '{name}' has no shape");
                 if (shape.Any(d => d < 0)) throw new InvalidDataException($"{path}: tensor '{name}' has a negative dimension in [{string.Join(", ", shape)}]");
-                var offsets = entry["data_offsets"]?.AsArray().Select(x => x!.GetValue<long>()).ToArray();
+                var offsets = Integers(entry["data_offsets"], $"{path}: tensor '{name}' data_offsets");
                 if (offsets is not { Length: 2 } || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
                     throw new InvalidDataException($"{path}: tensor '{name}' has data offsets outside the file (truncated?)");
                 long expected;
@@ -160,6 +160,21 @@ internal static class Safetensors
         if (expectedStart != dataLength)
             throw new InvalidDataException($"{path}: the tensors cover {expectedStart} of the file's {dataLength} data bytes (data offsets must reach the end of the file)");
         return (tensors, meta, dataStart);
+    }
+
+    /// <summary>
+    /// The integers of a header array (null when the field is absent); an element that is null, a string, a fraction or
+    /// anything else is an <see cref="InvalidDataException"/> starting with <paramref name="what"/>.
+    /// </summary>
+    private static long[]? Integers(JsonNode? node, string what)
+    {
+        if (node is null) return null;
+        if (node is not JsonArray array) throw new InvalidDataException($"{what} must be an array of integers");
+        var values = new long[array.Count];
+        for (int i = 0; i < values.Length; i++)
+            values[i] = array[i] is JsonValue v && v.TryGetValue(out long n) ? n
+                : throw new InvalidDataException($"{what}[{i}] must be an integer, not {array[i]?.ToJsonString() ?? "null"}");
+        return values;
     }
 
     internal static long ElementSize(ScalarType type) => type switch

@@ -8,6 +8,29 @@ namespace Transduce.Tests.Fuzz;
 /// <summary>What the fuzz targets of <see cref="ParserFuzzTests"/> found, kept as regular tests.</summary>
 public sealed class FuzzFindingsTests
 {
+    [Theory]
+    [InlineData("\"shape\":[2,null]", "tensor 'a' shape[1] must be an integer, not null")]
+    [InlineData("\"shape\":[\"2\"]", "tensor 'a' shape[0] must be an integer, not \"2\"")]
+    [InlineData("\"shape\":[2.5]", "tensor 'a' shape[0] must be an integer, not 2.5")]
+    [InlineData("\"shape\":{}", "tensor 'a' shape must be an array of integers")]
+    public void SafetensorsShapeOrOffsetsThatAreNotIntegersAreOneLine(string shape, string problem)
+    {
+        // Found by the safetensors target (in .ci/run's exploration): "null" written over a dimension made the header
+        // reader throw NullReferenceException, which escaped as a stack trace.
+        using var temp = new TempDir();
+        string header = "{\"a\":{\"dtype\":\"F32\"," + shape + ",\"data_offsets\":[0,8]}}";
+        byte[] h = Encoding.UTF8.GetBytes(header);
+        string path = temp.WriteBytes("model.safetensors", [.. BitConverter.GetBytes((ulong)h.Length), .. h, .. new byte[8]]);
+        var e = Assert.Throws<InvalidDataException>(() => Transduce.IO.Safetensors.ReadHeader(path));
+        Assert.Equal($"{path}: {problem}", e.Message);
+
+        string offsets = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,null]}}";
+        byte[] o = Encoding.UTF8.GetBytes(offsets);
+        File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)o.Length), .. o, .. new byte[8]]);
+        e = Assert.Throws<InvalidDataException>(() => Transduce.IO.Safetensors.ReadHeader(path));
+        Assert.Equal($"{path}: tensor 'a' data_offsets[1] must be an integer, not null", e.Message);
+    }
+
     [Fact]
     public void YamlDocumentEndBeforeAnyContentIsOneLine()
     {
