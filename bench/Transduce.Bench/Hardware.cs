@@ -57,6 +57,25 @@ internal static class Hardware
         return 0;
     }
 
+    /// <summary>
+    /// One timed pass, measured the same way on every side: the managed heap collected and libtorch's freed native memory
+    /// handed back first (else the high-water mark would start from what an earlier mode left behind), the peak reset,
+    /// then <paramref name="run"/> timed by the wall clock and by the process's CPU time (every thread; comparable even on a
+    /// shared machine).
+    /// </summary>
+    public static (T Result, double Seconds, double CpuSeconds, long PeakRss) TimedPass<T>(Func<T> run)
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Transduce.Native.NativeMemory.ReleaseFreedMemory();
+        ResetPeakRss();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+        var clock = Stopwatch.StartNew();
+        var result = run();
+        clock.Stop();
+        return (result, clock.Elapsed.TotalSeconds, (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds, PeakRss());
+    }
+
     /// <summary>Resets the peak RSS counter (writes 5 to /proc/self/clear_refs, Linux ≥ 4.0), so a phase can be measured alone.</summary>
     public static void ResetPeakRss()
     {

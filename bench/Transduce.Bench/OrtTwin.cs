@@ -182,23 +182,14 @@ internal static class OrtTwin
             }
             // Warm-up as the other sides: one batch's worth of sentences (three at batch 1), untimed.
             Run(rows[..Math.Clamp(mode.Batch == 1 ? 3 : mode.Batch, Math.Min(1, rows.Length), rows.Length)]);
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            Transduce.Native.NativeMemory.ReleaseFreedMemory();
-            Hardware.ResetPeakRss();
-            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-            var clock = Stopwatch.StartNew();
-            var decodedAll = Run(rows);
-            clock.Stop();
-            // CPU time of the whole process (every ORT thread) over the timed pass: what it cost even on a shared machine.
-            double cpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
+            var (decodedAll, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
             long emitted = decodedAll.Sum(o => (long)o.Length + 1);
             results[name] = new JsonObject
             {
-                ["seconds"] = clock.Elapsed.TotalSeconds, ["cpu_seconds"] = cpuSeconds, ["sentences"] = rows.Length, ["peak_rss_bytes"] = Hardware.PeakRss(),
+                ["seconds"] = seconds, ["cpu_seconds"] = cpuSeconds, ["sentences"] = rows.Length, ["peak_rss_bytes"] = peakRss,
                 ["outputs"] = new JsonArray(decodedAll.Select(o => (JsonNode)new JsonArray(o.Select(t => (JsonNode)t).ToArray())).ToArray()),
             };
-            Log($"ort {name}: {rows.Length} sentences in {clock.Elapsed.TotalSeconds:F2} s, {emitted / clock.Elapsed.TotalSeconds:F0} tokens/s; " +
+            Log($"ort {name}: {rows.Length} sentences in {seconds:F2} s, {emitted / seconds:F0} tokens/s; " +
                 $"CPU {cpuSeconds:F2} s ({cpuSeconds * 1000 / emitted:F2} ms per token)");
         }
         var root = new JsonObject

@@ -147,17 +147,8 @@ internal static class SyntheticInferBench
             return results;
         }
         Run(rows[..Math.Min(rows.Length, mode.Batch == 1 ? 2 : mode.Batch)]); // warm-up (and packing the weights), untimed
-        GC.Collect();
-        Transduce.Native.NativeMemory.ReleaseFreedMemory();
-        Hardware.ResetPeakRss();
-        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-        var clock = Stopwatch.StartNew();
-        var decoded = Run(rows);
-        clock.Stop();
-        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, decoded)
-        {
-            CpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,
-        };
+        var (decoded, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
+        return new ModeResult(mode, seconds, peakRss, rows, decoded) { CpuSeconds = cpuSeconds };
     }
 
     private static string Report(string name, ModelConfig config, int[][] sources, int tokens, int threads, IReadOnlyList<ComputeType> types,

@@ -58,20 +58,8 @@ internal sealed class TransduceDecoder
         var model = mode.Recompute ? RecomputePrefix.Of(checkpoint.Model) : checkpoint.Model;
         model.eval();
         Decode(model, mode, rows[..Math.Clamp(warmup, 1, rows.Length)]);
-        // Without a trim the high-water mark would start from whatever heap earlier modes left behind (glibc keeps freed
-        // memory), and a cheap mode would inherit an expensive one's peak.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        Transduce.Native.NativeMemory.ReleaseFreedMemory();
-        Hardware.ResetPeakRss();
-        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-        var clock = Stopwatch.StartNew();
-        var outputs = Decode(model, mode, rows);
-        clock.Stop();
-        return new ModeResult(mode, clock.Elapsed.TotalSeconds, Hardware.PeakRss(), rows, outputs)
-        {
-            CpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,
-        };
+        var (outputs, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Decode(model, mode, rows));
+        return new ModeResult(mode, seconds, peakRss, rows, outputs) { CpuSeconds = cpuSeconds };
     }
 
     private int[][] Decode(EncoderDecoder model, DecodeMode mode, int[] rows)
