@@ -118,6 +118,21 @@ internal static class CliProgram
             lines.Add(Say(e));
         }
         if (lines.Count == 0) lines.Add("a command is needed");
+        WriteUsageError(command, lines, error);
+    }
+
+    /// <summary>
+    /// For a command line read word by word whose values do not fit (a limit out of range, two that contradict each
+    /// other): <paramref name="message"/> as a usage error, before the command does anything. Returns the exit code, 2.
+    /// </summary>
+    public static int RefuseValues(ParseResult parse, string message)
+    {
+        WriteUsageError(parse.CommandResult.Command, [ErrorText.OneLine(message)], parse.InvocationConfiguration.Error);
+        return UsageError;
+    }
+
+    private static void WriteUsageError(Command command, List<string> lines, TextWriter error)
+    {
         foreach (string line in lines.Distinct()) error.WriteLine($"error: {line}");
         error.WriteLine($"Usage: {Usage(command)}");
         string help = string.Join(' ', Path(command).Select(c => c.Name)) + " --help";

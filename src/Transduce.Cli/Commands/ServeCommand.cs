@@ -78,7 +78,16 @@ internal static class ServeCommand
                 ComputeType = ComputeTypeFlag.Read(r, computeType),
                 Kernels = KernelFlags.Read(r, kernels), KeepFreedMemory = true,
             };
-            options.Validate();
+            // A limit out of range, or two that contradict each other, is a mistake in the command line: a usage error,
+            // said before any model loads.
+            try
+            {
+                options.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                return CliProgram.RefuseValues(r, e.Message);
+            }
             var endpoints = ListenAddresses.Parse(r.GetValue(urls)!, options.AllowRemote);
             var specs = (r.GetValue(model) ?? []).Select(ParseModelArgument).ToArray();
             var names = new HashSet<string>(StringComparer.Ordinal);

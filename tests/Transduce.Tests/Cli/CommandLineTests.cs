@@ -57,6 +57,22 @@ public sealed partial class CommandLineTests
     }
 
     [Fact]
+    public void ServeLimitsOutOfRangeOrInContradictionAreUsageErrors()
+    {
+        // Said before any model is loaded (the model does not exist), as the usage line says where the flags go.
+        AssertUsageError(RunInProcess("serve", "--model", "/nonexistent", "--queue-limit", "-3"), "serve [options]", "--queue-limit must be positive (got -3)");
+        AssertUsageError(RunInProcess("serve", "--model", "/nonexistent", "--max-sentences", "500", "--queue-limit", "100"), "serve [options]",
+            "--max-sentences (500) exceeds --queue-limit (100)");
+        AssertUsageError(RunInProcess("serve", "--model", "/nonexistent", "--timeout-s", "0"), "serve [options]", "--timeout-s must be positive");
+        // A value that is not a number is still said as such, once.
+        var lines = AssertUsageError(RunInProcess("serve", "--model", "/nonexistent", "--max-batch", "many"), "serve [options]", "--max-batch");
+        Assert.Single(lines, l => l.StartsWith("error: ", StringComparison.Ordinal));
+        // Limits in range go on to the run, where the missing model is a failure while running (exit 1).
+        var run = RunInProcess("serve", "--model", "/nonexistent", "--max-batch", "8");
+        Assert.Equal(1, run.Code);
+    }
+
+    [Fact]
     public void AHugeLineOfMistakesIsSaidInAFewLines()
     {
         // 100,000 unknown flags (and a 1 MB one): the first few are said, each clipped; nothing grows with the line.

@@ -55,8 +55,9 @@ public sealed class LoopbackUrlTests
         Assert.Contains("not a loopback address", r.Err);
         Assert.DoesNotContain("   at ", r.Err);
 
+        // A limit out of range is a usage error (exit 2), said before the model is looked for.
         r = Transduce.Tests.Cli.CliTests.Run(null, "serve", "--model", "/nonexistent", "--max-batch", "0");
-        Assert.Equal(1, r.Code);
-        Assert.Contains("--max-batch must be positive", r.Err);
+        Assert.Equal(2, r.Code);
+        Assert.StartsWith("error: --max-batch must be positive (got 0)", r.Err);
     }
 }
