@@ -11,13 +11,9 @@ public sealed partial class ServeEndToEndTests
     [Fact]
     public async Task PageTranslatesAsYouTypeOffersAlternativesCopiesAndFitsAPhone()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
         string gru = GruCheckpoint();
-        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "gru=" + gru, "--max-chars", "60");
-        try
+        using var server = await WithServiceInChromium(["--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "gru=" + gru, "--max-chars", "60"], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             await using var context = await browser.NewContextAsync(new BrowserNewContextOptions
             {
                 ViewportSize = new ViewportSize { Width = 1000, Height = 720 },
@@ -130,22 +126,14 @@ public sealed partial class ServeEndToEndTests
             var stacked = await small.Locator(".pane").EvaluateAllAsync<double[]>("ps => ps.map(p => p.getBoundingClientRect().top)");
             Assert.True(stacked[1] > stacked[0] + 100, $"panes are not stacked: tops {stacked[0]} and {stacked[1]}");
             await Screenshot(small, "page-phone.png", fullPage: false);
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
     }
 
     [Fact]
     public async Task PageShowsAnUnknownWordAsAMarkedPlaceholder()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
-        using var server = StartServer(out string url, "--model", fixture.CheckpointDirectory);
-        try
+        using var server = await WithServiceInChromium(["--model", fixture.CheckpointDirectory], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             await using var context = await browser.NewContextAsync(new BrowserNewContextOptions { Permissions = ["clipboard-read", "clipboard-write"] });
             var page = await context.NewPageAsync();
             // The service's real answer with one word of the best translation (and of its first alternative) made <unk>,
@@ -168,22 +156,14 @@ public sealed partial class ServeEndToEndTests
             await Assertions.Expect(sentence.Locator("mark.unk")).ToHaveAttributeAsync("title", new System.Text.RegularExpressions.Regex("could not translate"));
             await sentence.ClickAsync();
             await Assertions.Expect(page.Locator("#alternatives-list button mark.unk")).ToHaveCountAsync(1);
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
     }
 
     [Fact]
     public async Task PageSaysTheServiceIsBusyAndRetriesAfterTheTimeItWasTold()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
-        using var server = StartServer(out string url, "--model", fixture.CheckpointDirectory);
-        try
+        using var server = await WithServiceInChromium(["--model", fixture.CheckpointDirectory], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             // The first answer is the service's 503 for a full in-flight budget (as TranslateEndpoint words it); the retry reaches the service.
             int calls = 0;
@@ -202,24 +182,16 @@ public sealed partial class ServeEndToEndTests
             await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync(["merci !"]);
             await Assertions.Expect(page.Locator("#status")).Not.ToHaveClassAsync(new System.Text.RegularExpressions.Regex("error"));
             Assert.Equal(2, calls);
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
     }
 
     [Fact]
     public async Task PageOffersAModelsTasks()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
         using var temp = new TempDir();
         string t5 = Transduce.Tests.Import.T5.T5ConvertTests.Assemble("t5-tiny", temp);   // with its SentencePiece model
-        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "t5=" + t5);
-        try
+        using var server = await WithServiceInChromium(["--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "t5=" + t5], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             await page.GotoAsync(url);
             await Assertions.Expect(page.Locator("#task")).ToBeHiddenAsync();   // the Transformer has no tasks
@@ -234,22 +206,14 @@ public sealed partial class ServeEndToEndTests
             var without = await page.RunAndWaitForResponseAsync(() => page.Locator("#task").SelectOptionAsync(""), "**/v1/translate");
             Assert.DoesNotContain("\"task\"", without.Request.PostData, StringComparison.Ordinal);
             Assert.Equal(200, without.Status);
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
     }
 
     [Fact]
     public async Task InteractiveApiPageWorksOfflineOverTheOpenApiDocument()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
-        using var server = StartServer(out string url, "--model", fixture.CheckpointDirectory);
-        try
+        using var server = await WithServiceInChromium(["--model", fixture.CheckpointDirectory], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             var elsewhere = new List<string>();
             var consoleErrors = new List<string>();
@@ -266,11 +230,7 @@ public sealed partial class ServeEndToEndTests
             Assert.True(consoleErrors.Count == 0, "the API page logged errors (CSP?): " + string.Join("\n", consoleErrors));
             var response = await page.Context.APIRequest.GetAsync(url + "/scalar/");
             Assert.Contains("script-src 'self' 'nonce-", response.Headers["content-security-policy"]);
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
     }
 
     /// <summary>A GRU checkpoint (no cross-attention) beside the fixture's Transformer, trained briefly once.</summary>

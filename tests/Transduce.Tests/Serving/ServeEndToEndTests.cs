@@ -24,16 +24,12 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
     [Fact]
     public async Task PageTranslatesASentenceInChromiumAndServerStopsCleanly()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
         // Two names for one checkpoint directory: the page offers a choice of model (the weights are loaded once).
-        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "copy=" + fixture.CheckpointDirectory);
-        try
+        using var server = await WithServiceInChromium(["--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "copy=" + fixture.CheckpointDirectory], async (url, browser) =>
         {
             using (var http = new HttpClient { BaseAddress = new Uri(url) })
                 Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
 
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 900, Height = 600 } });
             var consoleErrors = new List<string>();
             page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add(m.Text); };
@@ -57,16 +53,9 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await results.Nth(1).ClickAsync();
             await Assertions.Expect(page.Locator("#heatmap")).ToHaveAttributeAsync("aria-label", "cross-attention of: merci !");
 
-            string shot = Path.Combine(AppContext.BaseDirectory, "artifacts", "serve-page.png");
-            Directory.CreateDirectory(Path.GetDirectoryName(shot)!);
-            await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
-            Assert.True(new FileInfo(shot).Length > 1000);
+            await Screenshot(page, "serve-page.png", fullPage: true);
             Assert.True(consoleErrors.Count == 0, string.Join("\n", consoleErrors));
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
         Assert.True(server.WaitForExit(20_000), "serve did not stop within 20 s of SIGTERM");
         Assert.Equal(0, server.ExitCode);
     }
@@ -74,14 +63,10 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
     [Fact]
     public async Task PageOffersAMultilingualModelsLanguages()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
         string nllb = Transduce.Tests.Import.M2M100.M2M100ParityTests.Folder;
         var expected = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(nllb, "expected.json"))).RootElement;
-        using var server = StartServer(out string url, "--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "nllb=" + nllb);
-        try
+        using var server = await WithServiceInChromium(["--model", "en-fr=" + fixture.CheckpointDirectory, "--model", "nllb=" + nllb], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             await page.GotoAsync(url);
             await Assertions.Expect(page.Locator("#model-select option")).ToHaveCountAsync(2);
@@ -104,25 +89,17 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await Assertions.Expect(page.Locator("#source")).ToHaveValueAsync(expected.GetProperty("greedy_text")[0].GetString()!);
             await page.Locator("#model-select").SelectOptionAsync("en-fr");
             await Assertions.Expect(page.Locator("#swap")).ToBeHiddenAsync();   // one direction: nothing to swap
-        }
-        finally
-        {
-            Terminate(server);
-        }
+        });
         Assert.True(server.WaitForExit(20_000), "serve did not stop within 20 s of SIGTERM");
     }
 
     [Fact]
     public async Task PageAsksForTheApiKeyWhenTheServiceNeedsOne()
     {
-        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
         string keyFile = Path.Combine(fixture.Directory, "page.key");
         File.WriteAllText(keyFile, "page-key-0123456789abcdef\n");
-        using var server = StartServer(out string url, "--model", fixture.CheckpointDirectory, "--api-key-file", keyFile);
-        try
+        using var server = await WithServiceInChromium(["--model", fixture.CheckpointDirectory, "--api-key-file", keyFile], async (url, browser) =>
         {
-            using var playwright = await Playwright.CreateAsync();
-            await using var browser = await LaunchChromium(playwright);
             var page = await browser.NewPageAsync();
             await page.GotoAsync(url);
             await Assertions.Expect(page.Locator("#key-form")).ToBeVisibleAsync();
@@ -136,11 +113,28 @@ public sealed partial class ServeEndToEndTests(ServingFixture fixture)
             await page.Locator("#source").FillAsync("Thank you!");
             await page.Locator("#translate").ClickAsync();
             await Assertions.Expect(page.Locator("#result .sentence")).ToHaveTextAsync(["merci !"]);
+        });
+    }
+
+    /// <summary>
+    /// Starts <c>transduce serve</c> with <paramref name="serveArguments"/> and headless Chromium, and runs <paramref name="use"/>
+    /// with the service's address; stops the service (SIGTERM) whatever happens and returns its process.
+    /// </summary>
+    private async Task<Process> WithServiceInChromium(string[] serveArguments, Func<string, IBrowser, Task> use)
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's 'chromium' package (listed in .ci/apt-packages)");
+        var server = StartServer(out string url, serveArguments);
+        try
+        {
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await LaunchChromium(playwright);
+            await use(url, browser);
         }
         finally
         {
             Terminate(server);
         }
+        return server;
     }
 
     private Process StartServer(out string url, params string[] modelArguments)
