@@ -67,6 +67,12 @@ internal sealed unsafe class OrtDecoder : IDisposable
         binding = model.Decoder.CreateIoBinding();
     }
 
+    /// <summary>Decoder runs so far (for <see cref="OrtProfile"/>, which skips those before the timed pass).</summary>
+    public int Runs { get; private set; }
+
+    /// <summary>Rows over all decoder runs so far: the tokens decoded, counting those of rows already finished.</summary>
+    public long RowsRun { get; private set; }
+
     /// <summary>Source steps of the current batch (the cross-attention keys' length).</summary>
     private long sourceSteps;
 
@@ -138,6 +144,8 @@ internal sealed unsafe class OrtDecoder : IDisposable
             }
             Output("logits", logits.View(rows, model.Vocabulary));
             model.Decoder.RunWithBinding(runOptions, binding);
+            Runs++;
+            RowsRun += rows;
         }
         finally
         {

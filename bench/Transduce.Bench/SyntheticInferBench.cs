@@ -40,9 +40,10 @@ internal static class SyntheticInferBench
         var noTwin = new Option<bool>("--no-twin") { Description = "No PyTorch twin." };
         var noOrt = new Option<bool>("--no-ort") { Description = "No ONNX Runtime twin (Transformers only)." };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
+        var ortProfile = new Option<string?>("--ort-profile") { Description = "Profile ORT's float32 decoder in each mode's timed pass into DIR (ort-decode --profile; timings include the profiler's cost)." };
         var command = new Command("infer-synthetic", "Decoding speed of a production-size synthetic model, per compute type, side by side with the PyTorch twin.")
         {
-            model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output,
+            model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output, ortProfile,
         };
         command.SetAction(r => Guard(() =>
         {
@@ -91,7 +92,7 @@ internal static class SyntheticInferBench
                     new SearchOptions(), new BeamSearchOptions(), fixedLength: n));
                 string exported = OrtTwin.Export(directory);
                 ort = OrtTwin.Run(exported, sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads),
-                    batch1Rows, framing);
+                    batch1Rows, framing, profile: r.GetValue(ortProfile));
                 if (computeTypes.Contains(ComputeType.Int8))
                 {
                     Log("running the ONNX Runtime twin in int8 (bench/pytorch/quantize_onnx.py) …");

@@ -181,6 +181,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// </summary>
     public (Tensor Logits, TransformerState State) Step(Tensor token, TransformerState state)
     {
+        StepPhases.Start();
         long id = token.item<long>();
         if (id < 0 || id >= vocabulary) throw new ArgumentOutOfRangeException(nameof(token), id, $"token id outside the vocabulary of {vocabulary}");
         int position = (int)state.Steps;
@@ -212,6 +213,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale + p[i];
             }
             embeddingNorm?.Apply(h, h);
+            StepPhases.Mark(StepPhase.Embedding);
             var backend = new Managed
             {
                 Step = this, State = state, Cache = cache, Position = position, Source = source, SourceLength = state.SourceLengths![0],
@@ -238,6 +240,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             using var flat = packedOutput.Forward(hidden1);
             result = flat.view(1, 1, packedOutput.OutFeatures);
         }
+        StepPhases.Mark(StepPhase.OutputProjection);
         return (result, state with
         {
             Steps = position + 1, Cache = cache, SelfKeys = noViews, SelfValues = noViews, ManagedStep = true,
@@ -291,6 +294,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 {
                     // This position's key and value join the cache; its query attends over all of it.
                     b.SelfQkv.Forward(x.P, Qkv, null);
+                    StepPhases.Mark(StepPhase.SelfQkv);
                     Cache.Rows(layer, out float* keys, out float* values);
                     int capacity = (int)Cache.Capacity;
                     for (int head = 0; head < heads; head++)
@@ -305,6 +309,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 case SubLayer.Cross:
                 {
                     b.CrossQuery.Forward(x.P, Qkv, null);
+                    StepPhases.Mark(StepPhase.CrossQuery);
                     // The state's cross-attention keys and values, read in place (bfloat16 ones widened as they are read).
                     Tensor crossKeys = State.CrossKeys[layer], crossValues = State.CrossValues[layer];
                     float* weights = Weights + (long)layer * heads * Source;
@@ -319,6 +324,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 }
                 default:
                     b.Ffn1.Forward(x.P, Hidden, null);
+                    StepPhases.Mark(StepPhase.Ffn1);
                     Step.feedForward.Hidden(Hidden, Step.ffnSize);
                     return new Row(Hidden);
             }
