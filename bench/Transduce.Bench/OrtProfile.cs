@@ -87,6 +87,60 @@ internal static class OrtProfile
         return "Other"; // the source mask's nodes outside the blocks, shapes, the last token's logits
     }
 
+    /// <summary>
+    /// Writes what <see cref="SideBySide"/> reads for one mode: the timed pass's wall seconds and tokens, the decoder runs'
+    /// time inside ONNX Runtime, and kernel milliseconds by phase; <paramref name="unprofiledSeconds"/> is the same pass without
+    /// the profiler.
+    /// </summary>
+    public static void WriteJson(string path, Summary s, double seconds, long tokens, double unprofiledSeconds)
+    {
+        var phases = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (name, ms) in s.ByPhase) phases[name] = ms;
+        var root = new System.Text.Json.Nodes.JsonObject
+        {
+            ["seconds"] = seconds, ["unprofiled_seconds"] = unprofiledSeconds, ["tokens"] = tokens, ["runs"] = s.Runs, ["run_ms"] = s.RunMs, ["phases"] = phases,
+        };
+        File.WriteAllText(path, root.ToJsonString());
+    }
+
+    /// <summary>
+    /// Our step's phases (seconds over a timed pass of <paramref name="ourTokens"/> tokens and <paramref name="ourSeconds"/>
+    /// wall) beside ORT's kernels by the same phases (the JSON <see cref="WriteJson"/> wrote), in ms per token. Ours has no
+    /// line of its own for the time between its marks (it falls in the next phase); ORT's time outside its kernels is
+    /// "step overhead". The last line is everything outside the decoder steps: the encoder, the search, the batching.
+    /// </summary>
+    public static string SideBySide(string mode, double[] ourPhases, double ourSeconds, long ourTokens, string ortJson)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(ortJson));
+        var root = document.RootElement;
+        double ortSeconds = root.GetProperty("seconds").GetDouble(), runMs = root.GetProperty("run_ms").GetDouble();
+        long ortTokens = root.GetProperty("tokens").GetInt64();
+        var ort = root.GetProperty("phases").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        var md = new StringBuilder();
+        double unprofiled = root.GetProperty("unprofiled_seconds").GetDouble();
+        md.AppendLine(Inv, $"{mode}: ms per token (ours: {ourTokens} tokens in {ourSeconds:F2} s; ORT: the profiled pass, {ortTokens} tokens in {ortSeconds:F2} s, " +
+            $"{unprofiled:F2} s without the profiler)").AppendLine();
+        md.AppendLine("| phase | Transduce | ONNX Runtime | Transduce − ORT |").AppendLine("| --- | ---: | ---: | ---: |");
+        double oursSteps = 0, ortKernels = 0;
+        void Line(string name, double ours, double theirs) =>
+            md.AppendLine(Inv, $"| {name} | {ours:F3} | {theirs:F3} | {ours - theirs:+0.000;−0.000;0.000} |");
+        foreach (var phase in StepPhases.All)
+        {
+            double ours = ourPhases[(int)phase] * 1000 / ourTokens, theirs = ort.GetValueOrDefault(phase.ToString()) / ortTokens;
+            oursSteps += ours;
+            ortKernels += theirs;
+            Line(phase.ToString(), ours, theirs);
+        }
+        double other = ort.GetValueOrDefault("Other") / ortTokens;
+        Line("other kernels (masks, shapes)", 0, other);
+        Line("step overhead outside kernels", 0, runMs / ortTokens - ortKernels - other);
+        Line("**decoder step**", oursSteps, runMs / ortTokens);
+        Line("outside the step (encoder, search)", ourSeconds * 1000 / ourTokens - oursSteps, ortSeconds * 1000 / ortTokens - runMs / ortTokens);
+        Line("**wall**", ourSeconds * 1000 / ourTokens, ortSeconds * 1000 / ortTokens);
+        Line("wall, ORT without the profiler", ourSeconds * 1000 / ourTokens, unprofiled * 1000 / ortTokens);
+        return md.ToString();
+    }
+
     /// <summary>The summary as Markdown: by phase and by operator, ms per decoder run and per token.</summary>
     public static string Markdown(Summary s, string mode, long tokens)
     {

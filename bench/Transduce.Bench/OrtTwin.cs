@@ -166,37 +166,49 @@ internal static class OrtTwin
         {
             var mode = ParseMode(name);
             var rows = mode.Batch == 1 ? batch1.ToArray() : Enumerable.Range(0, sentences.Count).ToArray();
-            // Profiling: a decoder session of this mode's own, whose trace ends with its timed pass.
-            if (profile is not null) Directory.CreateDirectory(profile);
-            using var profiled = profile is null ? null : new OrtModel(folder, threads, Path.Combine(profile, name));
-            using var decoder = new OrtDecoder(profiled ?? model, rules, Math.Min(mode.Batch, Math.Max(1, rows.Length)), mode.Beam,
-                Math.Max(1, rows.Select(i => framed[i].Length).DefaultIfEmpty(1).Max()), rows.Select(i => limits[i]).DefaultIfEmpty(0).Max());
-            int[][] Run(int[] picked)
+            int maxSource = Math.Max(1, rows.Select(i => framed[i].Length).DefaultIfEmpty(1).Max());
+            int maxOutput = rows.Select(i => limits[i]).DefaultIfEmpty(0).Max();
+            int batchRows = Math.Min(mode.Batch, Math.Max(1, rows.Length));
+            // One pass of a mode: warm-up as the other sides (one batch's worth of sentences, three at batch 1), untimed,
+            // then the timed pass; returns the decoder's runs and rows before the timed pass too.
+            (int[][] Outputs, double Seconds, double Cpu, long PeakRss, int RunsBefore, long RowsBefore, long RowsRun) Pass(OrtModel m)
             {
-                var outputs = new int[picked.Length][];
-                // Sorted by source length (stable), as TransduceDecoder and Translator batch.
-                var order = Enumerable.Range(0, picked.Length).OrderBy(j => sentences[picked[j]].Length).ToArray();
-                foreach (var chunk in order.Chunk(mode.Batch))
+                using var decoder = new OrtDecoder(m, rules, batchRows, mode.Beam, maxSource, maxOutput);
+                int[][] Run(int[] picked)
                 {
-                    var sources = chunk.Select(j => framed[picked[j]]).ToList();
-                    var maxLengths = chunk.Select(j => limits[picked[j]]).ToArray();
-                    var decoded = mode.Beam == 1 ? decoder.Greedy(sources, maxLengths) : decoder.Beam(sources, maxLengths, mode.Beam);
-                    for (int k = 0; k < chunk.Length; k++) outputs[chunk[k]] = decoded[k];
+                    var outputs = new int[picked.Length][];
+                    // Sorted by source length (stable), as TransduceDecoder and Translator batch.
+                    var order = Enumerable.Range(0, picked.Length).OrderBy(j => sentences[picked[j]].Length).ToArray();
+                    foreach (var chunk in order.Chunk(mode.Batch))
+                    {
+                        var sources = chunk.Select(j => framed[picked[j]]).ToList();
+                        var maxLengths = chunk.Select(j => limits[picked[j]]).ToArray();
+                        var decoded = mode.Beam == 1 ? decoder.Greedy(sources, maxLengths) : decoder.Beam(sources, maxLengths, mode.Beam);
+                        for (int k = 0; k < chunk.Length; k++) outputs[chunk[k]] = decoded[k];
+                    }
+                    return outputs;
                 }
-                return outputs;
+                Run(rows[..Math.Clamp(mode.Batch == 1 ? 3 : mode.Batch, Math.Min(1, rows.Length), rows.Length)]);
+                int runsBefore = decoder.Runs;
+                long rowsBefore = decoder.RowsRun;
+                var (outputs, seconds, cpu, peak) = Hardware.TimedPass(() => Run(rows));
+                return (outputs, seconds, cpu, peak, runsBefore, rowsBefore, decoder.RowsRun);
             }
-            // Warm-up as the other sides: one batch's worth of sentences (three at batch 1), untimed.
-            Run(rows[..Math.Clamp(mode.Batch == 1 ? 3 : mode.Batch, Math.Min(1, rows.Length), rows.Length)]);
-            int runsBefore = decoder.Runs;
-            long rowsBefore = decoder.RowsRun;
-            var (decodedAll, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
+            var (decodedAll, seconds, cpuSeconds, peakRss, _, _, _) = Pass(model);
             long emitted = decodedAll.Sum(o => (long)o.Length + 1);
-            if (profiled is not null)
+            if (profile is not null)
             {
+                // Profiling costs time: a second pass in a decoder session of its own, whose trace ends with its timed pass;
+                // the timings above stay the unprofiled ones.
+                Directory.CreateDirectory(profile);
+                using var profiled = new OrtModel(folder, threads, Path.Combine(profile, name));
+                var p = Pass(profiled);
                 string trace = profiled.Decoder.EndProfiling();
-                var summary = OrtProfile.Markdown(OrtProfile.Summarise(trace, runsBefore), name, decoder.RowsRun - rowsBefore);
-                File.WriteAllText(Path.Combine(profile!, name + ".md"), summary);
-                Log($"ort {name} profile ({trace}):\n{summary}");
+                var summary = OrtProfile.Summarise(trace, p.RunsBefore);
+                string markdown = OrtProfile.Markdown(summary, name, p.RowsRun - p.RowsBefore);
+                File.WriteAllText(Path.Combine(profile, name + ".md"), markdown);
+                OrtProfile.WriteJson(Path.Combine(profile, name + ".json"), summary, p.Seconds, p.RowsRun - p.RowsBefore, seconds);
+                Log($"ort {name} profile ({trace}; the profiled pass took {p.Seconds:F2} s, unprofiled {seconds:F2} s):\n{markdown}");
             }
             results[name] = new JsonObject
             {
