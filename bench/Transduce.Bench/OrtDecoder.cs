@@ -82,6 +82,22 @@ internal sealed unsafe class OrtDecoder : IDisposable
     /// </summary>
     private void Encode(IReadOnlyList<int[]> sources, int repeat)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            EncodeUntimed(sources, repeat);
+        }
+        finally
+        {
+            EncodeSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+    }
+
+    /// <summary>Seconds spent so far in <see cref="Encode"/> (the encoder graph and repeating its rows for beams).</summary>
+    public double EncodeSeconds { get; private set; }
+
+    private void EncodeUntimed(IReadOnlyList<int[]> sources, int repeat)
+    {
         int batch = sources.Count;
         sourceSteps = Math.Max(1, sources.Max(s => s.Length));
         var ids = source.Span(batch * sourceSteps);

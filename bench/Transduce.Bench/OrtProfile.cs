@@ -90,15 +90,15 @@ internal static class OrtProfile
     /// <summary>
     /// Writes what <see cref="SideBySide"/> reads for one mode: the timed pass's wall seconds and tokens, the decoder runs'
     /// time inside ONNX Runtime, and kernel milliseconds by phase; <paramref name="unprofiledSeconds"/> is the same pass without
-    /// the profiler.
+    /// the profiler; <paramref name="encodeSeconds"/> the pass's time in the encoder graph.
     /// </summary>
-    public static void WriteJson(string path, Summary s, double seconds, long tokens, double unprofiledSeconds)
+    public static void WriteJson(string path, Summary s, double seconds, long tokens, double unprofiledSeconds, double encodeSeconds)
     {
         var phases = new System.Text.Json.Nodes.JsonObject();
         foreach (var (name, ms) in s.ByPhase) phases[name] = ms;
         var root = new System.Text.Json.Nodes.JsonObject
         {
-            ["seconds"] = seconds, ["unprofiled_seconds"] = unprofiledSeconds, ["tokens"] = tokens, ["runs"] = s.Runs, ["run_ms"] = s.RunMs, ["phases"] = phases,
+            ["seconds"] = seconds, ["unprofiled_seconds"] = unprofiledSeconds, ["encode_seconds"] = encodeSeconds, ["tokens"] = tokens, ["runs"] = s.Runs, ["run_ms"] = s.RunMs, ["phases"] = phases,
         };
         File.WriteAllText(path, root.ToJsonString());
     }
@@ -107,9 +107,10 @@ internal static class OrtProfile
     /// Our step's phases (seconds over a timed pass of <paramref name="ourTokens"/> tokens and <paramref name="ourSeconds"/>
     /// wall) beside ORT's kernels by the same phases (the JSON <see cref="WriteJson"/> wrote), in ms per token. Ours has no
     /// line of its own for the time between its marks (it falls in the next phase); ORT's time outside its kernels is
-    /// "step overhead". The last line is everything outside the decoder steps: the encoder, the search, the batching.
+    /// "step overhead". Outside the decoder steps: the encoder (with the cross-attention keys and values) and the rest (the
+    /// search, batching).
     /// </summary>
-    public static string SideBySide(string mode, double[] ourPhases, double ourSeconds, long ourTokens, string ortJson)
+    public static string SideBySide(string mode, double[] ourPhases, double ourSeconds, double ourEncodeSeconds, long ourTokens, string ortJson)
     {
         using var document = JsonDocument.Parse(File.ReadAllText(ortJson));
         var root = document.RootElement;
@@ -135,7 +136,9 @@ internal static class OrtProfile
         Line("other kernels (masks, shapes)", 0, other);
         Line("step overhead outside kernels", 0, runMs / ortTokens - ortKernels - other);
         Line("**decoder step**", oursSteps, runMs / ortTokens);
-        Line("outside the step (encoder, search)", ourSeconds * 1000 / ourTokens - oursSteps, ortSeconds * 1000 / ortTokens - runMs / ortTokens);
+        double ortEncode = root.GetProperty("encode_seconds").GetDouble() * 1000 / ortTokens, ourEncode = ourEncodeSeconds * 1000 / ourTokens;
+        Line("encoder and cross-attention keys/values", ourEncode, ortEncode);
+        Line("search, batching, glue", ourSeconds * 1000 / ourTokens - oursSteps - ourEncode, ortSeconds * 1000 / ortTokens - runMs / ortTokens - ortEncode);
         Line("**wall**", ourSeconds * 1000 / ourTokens, ortSeconds * 1000 / ortTokens);
         Line("wall, ORT without the profiler", ourSeconds * 1000 / ourTokens, unprofiled * 1000 / ortTokens);
         return md.ToString();

@@ -171,7 +171,7 @@ internal static class OrtTwin
             int batchRows = Math.Min(mode.Batch, Math.Max(1, rows.Length));
             // One pass of a mode: warm-up as the other sides (one batch's worth of sentences, three at batch 1), untimed,
             // then the timed pass; returns the decoder's runs and rows before the timed pass too.
-            (int[][] Outputs, double Seconds, double Cpu, long PeakRss, int RunsBefore, long RowsBefore, long RowsRun) Pass(OrtModel m)
+            (int[][] Outputs, double Seconds, double Cpu, long PeakRss, int RunsBefore, long RowsBefore, long RowsRun, double EncodeSeconds) Pass(OrtModel m)
             {
                 using var decoder = new OrtDecoder(m, rules, batchRows, mode.Beam, maxSource, maxOutput);
                 int[][] Run(int[] picked)
@@ -191,10 +191,11 @@ internal static class OrtTwin
                 Run(rows[..Math.Clamp(mode.Batch == 1 ? 3 : mode.Batch, Math.Min(1, rows.Length), rows.Length)]);
                 int runsBefore = decoder.Runs;
                 long rowsBefore = decoder.RowsRun;
+                double encodeBefore = decoder.EncodeSeconds;
                 var (outputs, seconds, cpu, peak) = Hardware.TimedPass(() => Run(rows));
-                return (outputs, seconds, cpu, peak, runsBefore, rowsBefore, decoder.RowsRun);
+                return (outputs, seconds, cpu, peak, runsBefore, rowsBefore, decoder.RowsRun, decoder.EncodeSeconds - encodeBefore);
             }
-            var (decodedAll, seconds, cpuSeconds, peakRss, _, _, _) = Pass(model);
+            var (decodedAll, seconds, cpuSeconds, peakRss, _, _, _, _) = Pass(model);
             long emitted = decodedAll.Sum(o => (long)o.Length + 1);
             if (profile is not null)
             {
@@ -207,7 +208,7 @@ internal static class OrtTwin
                 var summary = OrtProfile.Summarise(trace, p.RunsBefore);
                 string markdown = OrtProfile.Markdown(summary, name, p.RowsRun - p.RowsBefore);
                 File.WriteAllText(Path.Combine(profile, name + ".md"), markdown);
-                OrtProfile.WriteJson(Path.Combine(profile, name + ".json"), summary, p.Seconds, p.RowsRun - p.RowsBefore, seconds);
+                OrtProfile.WriteJson(Path.Combine(profile, name + ".json"), summary, p.Seconds, p.RowsRun - p.RowsBefore, seconds, p.EncodeSeconds);
                 Log($"ort {name} profile ({trace}; the profiled pass took {p.Seconds:F2} s, unprofiled {seconds:F2} s):\n{markdown}");
             }
             results[name] = new JsonObject

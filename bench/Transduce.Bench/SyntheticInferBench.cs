@@ -22,7 +22,7 @@ internal static class SyntheticInferBench
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    private sealed record Row(DecodeMode Mode, ComputeType Type, ModeResult Result, double[]? Phases);
+    private sealed record Row(DecodeMode Mode, ComputeType Type, ModeResult Result, double[]? Phases, double EncodeSeconds);
 
     public static Command Create()
     {
@@ -72,9 +72,9 @@ internal static class SyntheticInferBench
                 {
                     var picked = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, sources.Length).ToArray();
                     bool profiled = r.GetValue(ortProfile) is not null && type == ComputeType.Float32;
-                    var (result, phases) = Decode(checkpoint, type, mode, sources, picked, n, profiled);
+                    var (result, phases, encodeSeconds) = Decode(checkpoint, type, mode, sources, picked, n, profiled);
                     Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s; CPU {result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
-                    rows.Add(new Row(mode, type, result, phases));
+                    rows.Add(new Row(mode, type, result, phases, encodeSeconds));
                 }
             TwinDecoder.Result? twin = null;
             if (!r.GetValue(noTwin))
@@ -108,7 +108,7 @@ internal static class SyntheticInferBench
                 foreach (var row in rows.Where(x => x.Phases is not null))
                 {
                     string json = Path.Combine(profileDir, row.Mode.Name + ".json");
-                    if (File.Exists(json)) sides.AppendLine(OrtProfile.SideBySide(row.Mode.Name, row.Phases!, row.Result.Seconds, row.Result.Tokens, json));
+                    if (File.Exists(json)) sides.AppendLine(OrtProfile.SideBySide(row.Mode.Name, row.Phases!, row.Result.Seconds, row.EncodeSeconds, row.Result.Tokens, json));
                 }
                 report += "\n" + sides;
             }
@@ -134,8 +134,9 @@ internal static class SyntheticInferBench
     }
 
     /// <summary>Decodes <paramref name="rows"/> in one mode (warm-up, then the timed pass); with <paramref name="phases"/> also times
-    /// the timed pass's decoder steps by phase (<see cref="Models.Transformer.StepPhases"/>, seconds per phase).</summary>
-    private static (ModeResult Result, double[]? Phases) Decode(Checkpoint checkpoint, ComputeType type, DecodeMode mode, int[][] sources, int[] rows, int tokens,
+    /// the timed pass's decoder steps by phase (<see cref="Models.Transformer.StepPhases"/>, seconds per phase); also the timed
+    /// pass's seconds in the encoder and the decoder's initial state.</summary>
+    private static (ModeResult Result, double[]? Phases, double EncodeSeconds) Decode(Checkpoint checkpoint, ComputeType type, DecodeMode mode, int[][] sources, int[] rows, int tokens,
         bool phases = false)
     {
         ComputeTypes.Apply(checkpoint.Model, type);
@@ -165,9 +166,10 @@ internal static class SyntheticInferBench
         if (phases) Models.Transformer.StepPhases.Enable();
         try
         {
+            double encodeBefore = FixedLength.BeginSeconds;
             var (decoded, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
             return (new ModeResult(mode, seconds, peakRss, rows, decoded) { CpuSeconds = cpuSeconds },
-                phases ? Models.Transformer.StepPhases.Seconds() : null);
+                phases ? Models.Transformer.StepPhases.Seconds() : null, FixedLength.BeginSeconds - encodeBefore);
         }
         finally
         {
