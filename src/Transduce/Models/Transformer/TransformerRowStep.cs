@@ -29,6 +29,15 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// <summary>Largest output layer, in the compute type, that the row step multiplies itself.</summary>
     public const long MaxOutputBytes = 16L << 20;
 
+    /// <summary>
+    /// Whether libtorch runs on one intra-op thread, read when a row step is made: then its products have no second core
+    /// to stream large layers with, and the panels multiply every layer whatever its size (<see cref="MaxBlockBytes"/> and
+    /// <see cref="MaxOutputBytes"/> bound them only where libtorch has more threads). One row at OPUS-MT size, one thread,
+    /// CPU time per call: 512 → 58,101 panels 7.1 ms against oneDNN's 8.3 and MKL's 8.4; 512 → 2,048 0.15 against 0.20
+    /// (BENCHMARKS.md, issue 28).
+    /// </summary>
+    internal static bool OneThread => get_num_threads() == 1;
+
     // A norm module's parameters in managed memory, applied as the spec's norm kind.
     private sealed class Norm
     {
@@ -113,7 +122,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         noViews = new Tensor?[modules.Count];
         finalNorm = decoder.FinalNorm is { } final ? new Norm(final) : null;
         embeddingNorm = decoder.EmbeddingNorm is { } first ? new Norm(first) : null;
-        if (managedProducts && decoder.Output.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes)
+        if (managedProducts && (OneThread || decoder.Output.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes))
             output = RowLinear.Pack([TransformerDecodePlan.OutputProjection(decoder)], bfloat16: half);
         embedding = decoder.Embedding.weight!.detach().alias();
         embeddingRows = RowKernels.Pointer(embedding);
@@ -151,8 +160,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         long elements = weights.Sum(w => w.NumberOfElements);
         bool managedProducts = plan.ComputeType switch
         {
-            ComputeType.Float32 => RowLinear.Supported && elements * sizeof(float) <= MaxBlockBytes,
-            ComputeType.BFloat16 => RowLinear.Supported && elements * sizeof(ushort) <= MaxBlockBytes,
+            ComputeType.Float32 => RowLinear.Supported && (OneThread || elements * sizeof(float) <= MaxBlockBytes),
+            ComputeType.BFloat16 => RowLinear.Supported && (OneThread || elements * sizeof(ushort) <= MaxBlockBytes),
             _ => false,
         };
         using var scope = NewDisposeScope();
@@ -161,6 +170,9 @@ internal sealed unsafe class TransformerRowStep : IDisposable
 
     /// <summary>Whether the decoder layers multiply through managed panels (<see cref="RowLinear"/>) rather than the plan's packed layers.</summary>
     internal bool ManagedProducts => blocks.Any(b => b.Linears.OfType<RowLinear>().Any());
+
+    /// <summary>Whether the output layer multiplies through managed panels rather than the plan's packed output layer.</summary>
+    internal bool ManagedOutput => output is not null;
 
     /// <summary>Bytes of packed copies (the embedding is read in place).</summary>
     public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + (positions?.Length ?? 0) * sizeof(float);
