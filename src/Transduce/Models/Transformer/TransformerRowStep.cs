@@ -15,7 +15,8 @@ namespace Transduce.Models.Transformer;
 /// Products: a float32 or bfloat16 plan whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>)
 /// gets managed panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
 /// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: float32
-/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). Otherwise (larger layers, which stream
+/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). On one intra-op thread
+/// (<see cref="OneThread"/>) the panels take every layer whatever its size. Otherwise (larger layers, which stream
 /// from memory where libtorch's two threads win; int8) each product is the plan's own packed layer on the one row, and
 /// the rest still runs here (base-cpu int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third
 /// pass). Panels cost as many bytes as the weights they cover, in the compute type.
