@@ -16,7 +16,7 @@ namespace Transduce.Models.Transformer;
 /// gets managed panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
 /// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: float32
 /// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). On one intra-op thread
-/// (<see cref="OneThread"/>) the panels take every layer whatever its size. Otherwise (larger layers, which stream
+/// (<see cref="OneThread"/>) float32 panels take every layer up to <see cref="MaxOneThreadBytes"/> in all. Otherwise (larger layers, which stream
 /// from memory where libtorch's two threads win; int8) each product is the plan's own packed layer on the one row, and
 /// the rest still runs here (base-cpu int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third
 /// pass). Panels cost as many bytes as the weights they cover, in the compute type.
@@ -32,12 +32,19 @@ internal sealed unsafe class TransformerRowStep : IDisposable
 
     /// <summary>
     /// Whether libtorch runs on one intra-op thread, read when a row step is made: then its products have no second core
-    /// to stream large layers with, and the panels multiply every layer whatever its size (<see cref="MaxBlockBytes"/> and
-    /// <see cref="MaxOutputBytes"/> bound them only where libtorch has more threads). One row at OPUS-MT size, one thread,
-    /// CPU time per call: 512 → 58,101 panels 7.1 ms against oneDNN's 8.3 and MKL's 8.4; 512 → 2,048 0.15 against 0.20
-    /// (BENCHMARKS.md, issue 28).
+    /// to stream large layers with, and float32 panels multiply every decoder layer and the output layer, up to
+    /// <see cref="MaxOneThreadBytes"/> in all (<see cref="MaxBlockBytes"/> and <see cref="MaxOutputBytes"/> bound them
+    /// where libtorch has more threads). One row at OPUS-MT size, one thread, CPU time per call: 512 → 58,101 panels
+    /// 7.1 ms against oneDNN's 8.3 and MKL's 8.4; 512 → 2,048 0.15 against 0.20 (BENCHMARKS.md, issue 28). bfloat16
+    /// keeps its bounds (oneDNN's bfloat16 products at one thread were not compared with the panels).
     /// </summary>
     internal static bool OneThread => get_num_threads() == 1;
+
+    /// <summary>
+    /// Largest float32 decoder and output layers, together, that the panels take on one thread: the panels are a second
+    /// copy beside the plan's packed layers (OPUS-MT: 207 MB; NLLB-200's 1 GB output layer keeps oneDNN).
+    /// </summary>
+    public const long MaxOneThreadBytes = 256L << 20;
 
     // A norm module's parameters in managed memory, applied as the spec's norm kind.
     private sealed class Norm
@@ -96,7 +103,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly ThreadLocal<Scratch> scratch;
     private readonly Tensor?[] noViews;          // a managed step's state hands out no per-layer views (see TransformerState.PastKeys)
 
-    private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts)
+    private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts, bool managedOutput)
     {
         var spec = decoder.Spec;
         var modules = decoder.Blocks;
@@ -123,7 +130,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         noViews = new Tensor?[modules.Count];
         finalNorm = decoder.FinalNorm is { } final ? new Norm(final) : null;
         embeddingNorm = decoder.EmbeddingNorm is { } first ? new Norm(first) : null;
-        if (managedProducts && (OneThread || decoder.Output.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes))
+        if (managedOutput)
             output = RowLinear.Pack([TransformerDecodePlan.OutputProjection(decoder)], bfloat16: half);
         embedding = decoder.Embedding.weight!.detach().alias();
         embeddingRows = RowKernels.Pointer(embedding);
@@ -147,8 +154,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// <summary>
     /// The row step of <paramref name="plan"/>'s decoder, or null where it does not apply: no AVX2, an activation without a
     /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 or bfloat16 plan whose
-    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type (panels need AVX-512), else the plan's own packed
-    /// layers (int8, larger layers, AVX2 only).
+    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type, or for a float32 plan on one thread within
+    /// <see cref="MaxOneThreadBytes"/> (panels need AVX-512), else the plan's own packed layers (int8, larger layers, AVX2 only).
     /// </summary>
     public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, TransformerDecoder decoder)
     {
@@ -161,12 +168,18 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         long elements = weights.Sum(w => w.NumberOfElements);
         bool managedProducts = plan.ComputeType switch
         {
-            ComputeType.Float32 => RowLinear.Supported && (OneThread || elements * sizeof(float) <= MaxBlockBytes),
-            ComputeType.BFloat16 => RowLinear.Supported && (OneThread || elements * sizeof(ushort) <= MaxBlockBytes),
+            ComputeType.Float32 => RowLinear.Supported && elements * sizeof(float) <= MaxBlockBytes,
+            ComputeType.BFloat16 => RowLinear.Supported && elements * sizeof(ushort) <= MaxBlockBytes,
             _ => false,
         };
         using var scope = NewDisposeScope();
-        return new TransformerRowStep(plan, decoder, managedProducts);
+        long outputBytes = decoder.Output.weight!.NumberOfElements * (plan.ComputeType == ComputeType.BFloat16 ? sizeof(ushort) : sizeof(float));
+        bool managedOutput = managedProducts && outputBytes <= MaxOutputBytes;
+        // One thread: float32 panels take every layer (and the output layer) within MaxOneThreadBytes.
+        if (plan.ComputeType == ComputeType.Float32 && RowLinear.Supported && OneThread
+            && (elements * sizeof(float) + outputBytes) <= MaxOneThreadBytes)
+            managedProducts = managedOutput = true;
+        return new TransformerRowStep(plan, decoder, managedProducts, managedOutput);
     }
 
     /// <summary>Whether the decoder layers multiply through managed panels (<see cref="RowLinear"/>) rather than the plan's packed layers.</summary>

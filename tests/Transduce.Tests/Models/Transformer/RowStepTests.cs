@@ -75,7 +75,7 @@ public sealed class RowStepTests
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
-    public void OnOneThreadPanelsMultiplyAnOutputLayerOfAnySize(int threads)
+    public void OnOneThreadFloat32PanelsMultiplyAnOutputLayerPastMaxOutputBytes(int threads)
     {
         // An output layer past MaxOutputBytes (32 × 140,000 float32 = 17.9 MB): libtorch's packed layer multiplies it on
         // more threads than one; on one thread the panels do (they stream it faster than oneDNN's one-thread product), with
@@ -104,6 +104,7 @@ public sealed class RowStepTests
             var plan = (TransformerDecodePlan)((TransformerDecoder)model.Decoder).CurrentPlan!;
             var row = plan.RowStep(() => throw new InvalidOperationException("the row step should exist already"));
             Assert.Equal(threads == 1 && RowLinear.Supported, row!.ManagedOutput);
+            Assert.True(32L * vocabulary * sizeof(float) <= TransformerRowStep.MaxOneThreadBytes);
         }
         finally
         {
