@@ -15,7 +15,18 @@ internal static class FixedLength
     /// <summary>A view of <paramref name="model"/> (sharing its modules: do not dispose it) whose outputs are never shorter than <paramref name="minTokens"/>.</summary>
     public static EncoderDecoder Of(EncoderDecoder model, int eos, int minTokens) =>
         new DecodingView(model, "fixed-length", (source, lengths, recompute) =>
-            new Decoding(model.BeginDecoding(source, lengths, recompute), eos, minTokens));
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            var decoding = model.BeginDecoding(source, lengths, recompute);
+            beginTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
+            return new Decoding(decoding, eos, minTokens);
+        });
+
+    [ThreadStatic] private static long beginTicks;
+
+    /// <summary>Seconds this thread has spent so far starting decodings through these views: the encoder and the decoder's
+    /// initial state (each layer's cross-attention keys and values).</summary>
+    public static double BeginSeconds => (double)beginTicks / System.Diagnostics.Stopwatch.Frequency;
 
     /// <summary>The wrapped decoding, with <c>&lt;eos&gt;</c> banned from the logits of the first <c>minTokens</c> steps.</summary>
     private sealed class Decoding(IncrementalDecoding inner, int eos, int minTokens) : IncrementalDecoding

@@ -67,6 +67,12 @@ internal sealed unsafe class OrtDecoder : IDisposable
         binding = model.Decoder.CreateIoBinding();
     }
 
+    /// <summary>Decoder runs so far (for <see cref="OrtProfile"/>, which skips those before the timed pass).</summary>
+    public int Runs { get; private set; }
+
+    /// <summary>Rows over all decoder runs so far: the tokens decoded, counting those of rows already finished.</summary>
+    public long RowsRun { get; private set; }
+
     /// <summary>Source steps of the current batch (the cross-attention keys' length).</summary>
     private long sourceSteps;
 
@@ -75,6 +81,22 @@ internal sealed unsafe class OrtDecoder : IDisposable
     /// each sentence's keys and values repeated on <paramref name="repeat"/> consecutive rows.
     /// </summary>
     private void Encode(IReadOnlyList<int[]> sources, int repeat)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            EncodeUntimed(sources, repeat);
+        }
+        finally
+        {
+            EncodeSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+    }
+
+    /// <summary>Seconds spent so far in <see cref="Encode"/> (the encoder graph and repeating its rows for beams).</summary>
+    public double EncodeSeconds { get; private set; }
+
+    private void EncodeUntimed(IReadOnlyList<int[]> sources, int repeat)
     {
         int batch = sources.Count;
         sourceSteps = Math.Max(1, sources.Max(s => s.Length));
@@ -138,6 +160,8 @@ internal sealed unsafe class OrtDecoder : IDisposable
             }
             Output("logits", logits.View(rows, model.Vocabulary));
             model.Decoder.RunWithBinding(runOptions, binding);
+            Runs++;
+            RowsRun += rows;
         }
         finally
         {

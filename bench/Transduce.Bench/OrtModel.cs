@@ -12,10 +12,14 @@ namespace Transduce.Bench;
 /// </summary>
 internal sealed class OrtModel : IDisposable
 {
-    private readonly SessionOptions options;
+    private readonly SessionOptions options, decoderOptions;
 
-    /// <summary>Opens <paramref name="folder"/>'s graphs and reads the cache shapes from the decoder's inputs.</summary>
-    public OrtModel(string folder, int threads)
+    /// <summary>
+    /// Opens <paramref name="folder"/>'s graphs and reads the cache shapes from the decoder's inputs. With
+    /// <paramref name="profilePrefix"/> the decoder session records ONNX Runtime's profile (<c>EnableProfiling</c>) into
+    /// <paramref name="profilePrefix"/>_DATE.json, written by <see cref="InferenceSession.EndProfiling"/>.
+    /// </summary>
+    public OrtModel(string folder, int threads, string? profilePrefix = null)
     {
         foreach (string file in Graphs)
             if (!File.Exists(Path.Combine(folder, file)))
@@ -27,8 +31,18 @@ internal sealed class OrtModel : IDisposable
             InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         };
+        decoderOptions = options;
+        if (profilePrefix is not null)
+        {
+            decoderOptions = new SessionOptions
+            {
+                GraphOptimizationLevel = options.GraphOptimizationLevel, IntraOpNumThreads = threads, InterOpNumThreads = 1,
+                ExecutionMode = options.ExecutionMode, ProfileOutputPathPrefix = profilePrefix,
+            };
+            decoderOptions.EnableProfiling = true;
+        }
         Encoder = new InferenceSession(Path.Combine(folder, Graphs[0]), options);
-        Decoder = new InferenceSession(Path.Combine(folder, Graphs[1]), options);
+        Decoder = new InferenceSession(Path.Combine(folder, Graphs[1]), decoderOptions);
         Layers = Decoder.InputMetadata.Keys.Count(k => k.StartsWith("past_key_", StringComparison.Ordinal));
         var past = Decoder.InputMetadata.GetValueOrDefault("past_key_0")?.Dimensions;
         var logits = Decoder.OutputMetadata.GetValueOrDefault("logits")?.Dimensions;
@@ -116,6 +130,7 @@ internal sealed class OrtModel : IDisposable
     {
         Encoder.Dispose();
         Decoder.Dispose();
+        if (!ReferenceEquals(decoderOptions, options)) decoderOptions.Dispose();
         options.Dispose();
     }
 }

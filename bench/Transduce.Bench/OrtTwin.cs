@@ -64,7 +64,7 @@ internal static class OrtTwin
     /// <summary>Decodes <paramref name="sources"/> (ids without &lt;eos&gt;) in every mode in an <c>ort-decode</c> process; the graphs
     /// must hold to check.json within <paramref name="tolerance"/> (∞ for int8 graphs: the difference is only logged).</summary>
     public static TwinDecoder.Result Run(string onnxFolder, int[][] sources, int[] maxLengths, IReadOnlyList<DecodeMode> modes, int threads,
-        int[] batch1Rows, Framing framing, double tolerance = 1e-4) =>
+        int[] batch1Rows, Framing framing, double tolerance = 1e-4, string? profile = null) =>
         TwinDecoder.RunProcess(sources, maxLengths, modes, batch1Rows, "ort-decode", (sourcesFile, output) =>
         {
             var r = framing.Rules;
@@ -79,6 +79,7 @@ internal static class OrtTwin
             if (framing.MaxSourceSteps is int cut) arguments.AddRange(["--max-source-steps", cut.ToString(Inv)]);
             if (r.FixedLength is int n) arguments.AddRange(["--fixed-length", n.ToString(Inv)]);
             if (r.Banned.Length > 0) arguments.AddRange(["--banned", string.Join(',', r.Banned.Select(b => b.ToString(Inv)))]);
+            if (profile is not null) arguments.AddRange(["--profile", Path.GetFullPath(profile)]);
             // This very program, as it was started (the apphost, or dotnet with the assembly).
             string process = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell this process's path");
             var start = new ProcessStartInfo(process) { UseShellExecute = false };
@@ -113,9 +114,10 @@ internal static class OrtTwin
         var penalty = new Option<double>("--length-penalty") { DefaultValueFactory = _ => 1.0 };
         var early = new Option<EarlyStopping>("--early-stopping") { DefaultValueFactory = _ => EarlyStopping.WhenFull };
         var tolerance = new Option<double>("--tolerance") { Description = "How far the graphs may be from check.json (int8: reported only).", DefaultValueFactory = _ => 1e-4 };
+        var profile = new Option<string?>("--profile") { Description = "Profile the decoder session of each mode's timed pass (ORT's EnableProfiling) into DIR/MODE_*.json, summarised in DIR/MODE.md." };
         var command = new Command("ort-decode", "The ONNX Runtime twin's process (run by infer and infer-synthetic).")
         {
-            onnx, sourcesOption, output, threads, modesOption, ids, cut, fixedLength, banned, normalization, penalty, early, tolerance,
+            onnx, sourcesOption, output, threads, modesOption, ids, cut, fixedLength, banned, normalization, penalty, early, tolerance, profile,
         };
         command.Hidden = true;
         command.SetAction(r =>
@@ -128,7 +130,7 @@ internal static class OrtTwin
                     r.GetValue(fixedLength),
                     new BeamSearchOptions { Normalization = r.GetValue(normalization), LengthPenalty = r.GetValue(penalty), EarlyStopping = r.GetValue(early) });
                 Decode(r.GetValue(onnx)!, r.GetValue(sourcesOption)!, r.GetValue(output)!, r.GetValue(threads), r.GetValue(modesOption)!,
-                    special[0], special[1], r.GetValue(cut), rules, r.GetValue(tolerance));
+                    special[0], special[1], r.GetValue(cut), rules, r.GetValue(tolerance), r.GetValue(profile));
                 return 0;
             }
             catch (Exception e) when (e is InvalidDataException or InvalidOperationException or IOException or FormatException or OnnxRuntimeException)
@@ -141,7 +143,7 @@ internal static class OrtTwin
     }
 
     private static void Decode(string folder, string sourcesFile, string outputFile, int threads, string modeList, int sourcePad, int sourceEos,
-        int? maxSourceSteps, OrtDecoder.SearchRules rules, double tolerance)
+        int? maxSourceSteps, OrtDecoder.SearchRules rules, double tolerance, string? profile)
     {
         var sentences = new List<int[]>();
         var limits = new List<int>();
@@ -164,26 +166,51 @@ internal static class OrtTwin
         {
             var mode = ParseMode(name);
             var rows = mode.Batch == 1 ? batch1.ToArray() : Enumerable.Range(0, sentences.Count).ToArray();
-            using var decoder = new OrtDecoder(model, rules, Math.Min(mode.Batch, Math.Max(1, rows.Length)), mode.Beam,
-                Math.Max(1, rows.Select(i => framed[i].Length).DefaultIfEmpty(1).Max()), rows.Select(i => limits[i]).DefaultIfEmpty(0).Max());
-            int[][] Run(int[] picked)
+            int maxSource = Math.Max(1, rows.Select(i => framed[i].Length).DefaultIfEmpty(1).Max());
+            int maxOutput = rows.Select(i => limits[i]).DefaultIfEmpty(0).Max();
+            int batchRows = Math.Min(mode.Batch, Math.Max(1, rows.Length));
+            // One pass of a mode: warm-up as the other sides (one batch's worth of sentences, three at batch 1), untimed,
+            // then the timed pass; returns the decoder's runs and rows before the timed pass too.
+            (int[][] Outputs, double Seconds, double Cpu, long PeakRss, int RunsBefore, long RowsBefore, long RowsRun, double EncodeSeconds) Pass(OrtModel m)
             {
-                var outputs = new int[picked.Length][];
-                // Sorted by source length (stable), as TransduceDecoder and Translator batch.
-                var order = Enumerable.Range(0, picked.Length).OrderBy(j => sentences[picked[j]].Length).ToArray();
-                foreach (var chunk in order.Chunk(mode.Batch))
+                using var decoder = new OrtDecoder(m, rules, batchRows, mode.Beam, maxSource, maxOutput);
+                int[][] Run(int[] picked)
                 {
-                    var sources = chunk.Select(j => framed[picked[j]]).ToList();
-                    var maxLengths = chunk.Select(j => limits[picked[j]]).ToArray();
-                    var decoded = mode.Beam == 1 ? decoder.Greedy(sources, maxLengths) : decoder.Beam(sources, maxLengths, mode.Beam);
-                    for (int k = 0; k < chunk.Length; k++) outputs[chunk[k]] = decoded[k];
+                    var outputs = new int[picked.Length][];
+                    // Sorted by source length (stable), as TransduceDecoder and Translator batch.
+                    var order = Enumerable.Range(0, picked.Length).OrderBy(j => sentences[picked[j]].Length).ToArray();
+                    foreach (var chunk in order.Chunk(mode.Batch))
+                    {
+                        var sources = chunk.Select(j => framed[picked[j]]).ToList();
+                        var maxLengths = chunk.Select(j => limits[picked[j]]).ToArray();
+                        var decoded = mode.Beam == 1 ? decoder.Greedy(sources, maxLengths) : decoder.Beam(sources, maxLengths, mode.Beam);
+                        for (int k = 0; k < chunk.Length; k++) outputs[chunk[k]] = decoded[k];
+                    }
+                    return outputs;
                 }
-                return outputs;
+                Run(rows[..Math.Clamp(mode.Batch == 1 ? 3 : mode.Batch, Math.Min(1, rows.Length), rows.Length)]);
+                int runsBefore = decoder.Runs;
+                long rowsBefore = decoder.RowsRun;
+                double encodeBefore = decoder.EncodeSeconds;
+                var (outputs, seconds, cpu, peak) = Hardware.TimedPass(() => Run(rows));
+                return (outputs, seconds, cpu, peak, runsBefore, rowsBefore, decoder.RowsRun, decoder.EncodeSeconds - encodeBefore);
             }
-            // Warm-up as the other sides: one batch's worth of sentences (three at batch 1), untimed.
-            Run(rows[..Math.Clamp(mode.Batch == 1 ? 3 : mode.Batch, Math.Min(1, rows.Length), rows.Length)]);
-            var (decodedAll, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
+            var (decodedAll, seconds, cpuSeconds, peakRss, _, _, _, _) = Pass(model);
             long emitted = decodedAll.Sum(o => (long)o.Length + 1);
+            if (profile is not null)
+            {
+                // Profiling costs time: a second pass in a decoder session of its own, whose trace ends with its timed pass;
+                // the timings above stay the unprofiled ones.
+                Directory.CreateDirectory(profile);
+                using var profiled = new OrtModel(folder, threads, Path.Combine(profile, name));
+                var p = Pass(profiled);
+                string trace = profiled.Decoder.EndProfiling();
+                var summary = OrtProfile.Summarise(trace, p.RunsBefore);
+                string markdown = OrtProfile.Markdown(summary, name, p.RowsRun - p.RowsBefore);
+                File.WriteAllText(Path.Combine(profile, name + ".md"), markdown);
+                OrtProfile.WriteJson(Path.Combine(profile, name + ".json"), summary, p.Seconds, p.RowsRun - p.RowsBefore, seconds, p.EncodeSeconds);
+                Log($"ort {name} profile ({trace}; the profiled pass took {p.Seconds:F2} s, unprofiled {seconds:F2} s):\n{markdown}");
+            }
             results[name] = new JsonObject
             {
                 ["seconds"] = seconds, ["cpu_seconds"] = cpuSeconds, ["sentences"] = rows.Length, ["peak_rss_bytes"] = peakRss,

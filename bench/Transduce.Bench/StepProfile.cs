@@ -34,10 +34,11 @@ internal static class StepProfile
         var computeType = new Option<string>("--compute-type") { Description = "float32, bfloat16 or int8.", DefaultValueFactory = _ => "float32" };
         var only = new Option<int?>("--only-tokens") { Description = "Decode once with exactly N output tokens per sentence and exit (for external counters)." };
         var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "Keep freed native memory for reuse, as translate/evaluate/serve do (false: glibc's default, for comparison).", DefaultValueFactory = _ => true };
+        var phases = new Option<bool>("--phases") { Description = "Also time each phase of the decoder step (embedding, norms, each product, attention, output projection; the rest is the search and glue)." };
         var kernels = new Option<string>("--kernels") { Description = $"Decoding kernels, comma-separated: {string.Join(", ", Models.DecodingKernels.Names)}.", DefaultValueFactory = _ => "auto" };
         var command = new Command("step", "Per-step cost of decoding: time, tensors created, managed allocations.")
         {
-            model, synthetic, cache, batch, beam, tokens, sourceTokens, sentences, repeat, threads, computeType, only, keepFreed, kernels,
+            model, synthetic, cache, batch, beam, tokens, sourceTokens, sentences, repeat, threads, computeType, only, keepFreed, kernels, phases,
         };
         command.SetAction(r =>
         {
@@ -58,6 +59,7 @@ internal static class StepProfile
             int longRun = r.GetValue(tokens), shortRun = Math.Max(1, longRun / 4);
             Console.WriteLine($"{Describe(checkpoint)}; batch {runner.Batch}, beam {runner.Beam}, {runner.Sentences} sentences of {runner.SourceTokens} source tokens, " +
                 $"{shortRun} vs {longRun} output tokens, {get_num_threads()} thread(s), {r.GetValue(computeType)}, kernels {chosenKernels.Name}");
+            if (r.GetValue(phases)) Models.Transformer.StepPhases.Enable();
             runner.Decode(shortRun); // warm-up
             for (int i = 0; i < r.GetValue(repeat); i++)
             {
@@ -67,17 +69,27 @@ internal static class StepProfile
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"per step: {(b.Seconds - a.Seconds) * 1000 / steps:F3} ms wall, {(b.CpuSeconds - a.CpuSeconds) * 1000 / steps:F3} ms CPU (this thread), {(b.Tensors - a.Tensors) / steps:F1} tensors created, " +
                     $"{(b.ManagedBytes - a.ManagedBytes) / steps:F0} managed bytes, {(b.Gen0 - a.Gen0) / steps * 1000:F2} gen-0 GCs per 1000 steps"));
+                if (r.GetValue(phases)) Console.WriteLine(PhaseLine(a, b, steps));
             }
             return 0;
         });
         return command;
     }
 
+    /// <summary>Milliseconds per step in each phase (the long run's minus the short run's, per extra step) and the rest of the wall time.</summary>
+    private static string PhaseLine(Cost a, Cost b, double steps)
+    {
+        var parts = Models.Transformer.StepPhases.All.Select((p, i) => (Name: p.ToString(), Ms: (b.Phases[i] - a.Phases[i]) * 1000 / steps)).ToList();
+        double wall = (b.Seconds - a.Seconds) * 1000 / steps;
+        parts.Add(("Rest", wall - parts.Sum(p => p.Ms)));
+        return "phases (ms per step): " + string.Join(", ", parts.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Name} {p.Ms:F3}")));
+    }
+
     private static string Describe(Checkpoint c) =>
         $"{c.ModelConfig.Architecture} {c.ModelConfig.Layers}+{(c.ModelConfig as Models.Transformer.TransformerConfig)?.DecoderLayerCount ?? c.ModelConfig.Layers} × " +
         $"{c.ModelConfig.HiddenSize}, vocabulary {c.ModelConfig.TargetVocabSize}";
 
-    private sealed record Cost(double Seconds, double CpuSeconds, long Tensors, long ManagedBytes, int Gen0, long Steps);
+    private sealed record Cost(double Seconds, double CpuSeconds, long Tensors, long ManagedBytes, int Gen0, long Steps, double[] Phases);
 
     private sealed class Runner
     {
@@ -107,11 +119,13 @@ internal static class StepProfile
             long bytes = GC.GetAllocatedBytesForCurrentThread();
             int gen0 = GC.CollectionCount(0);
             double cpu = Cpu.ThreadSeconds();
+            var phases = Models.Transformer.StepPhases.Seconds();
             var clock = Stopwatch.StartNew();
             long steps = Decode(tokens);
             clock.Stop();
             return new Cost(clock.Elapsed.TotalSeconds, Cpu.ThreadSeconds() - cpu, stats.CreatedInScopeCount + stats.CreatedOutsideScopeCount - tensors,
-                GC.GetAllocatedBytesForCurrentThread() - bytes, GC.CollectionCount(0) - gen0, steps);
+                GC.GetAllocatedBytesForCurrentThread() - bytes, GC.CollectionCount(0) - gen0, steps,
+                Models.Transformer.StepPhases.Seconds().Zip(phases, (x, y) => x - y).ToArray());
         }
 
         /// <summary>Decodes every source to exactly <paramref name="tokens"/> output tokens; returns the decoder steps taken.</summary>

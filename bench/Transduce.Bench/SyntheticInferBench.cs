@@ -22,7 +22,7 @@ internal static class SyntheticInferBench
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    private sealed record Row(DecodeMode Mode, ComputeType Type, ModeResult Result);
+    private sealed record Row(DecodeMode Mode, ComputeType Type, ModeResult Result, double[]? Phases, double EncodeSeconds);
 
     public static Command Create()
     {
@@ -40,9 +40,10 @@ internal static class SyntheticInferBench
         var noTwin = new Option<bool>("--no-twin") { Description = "No PyTorch twin." };
         var noOrt = new Option<bool>("--no-ort") { Description = "No ONNX Runtime twin (Transformers only)." };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
+        var ortProfile = new Option<string?>("--ort-profile") { Description = "Profile ORT's float32 decoder in each mode's timed pass into DIR (ort-decode --profile; timings include the profiler's cost)." };
         var command = new Command("infer-synthetic", "Decoding speed of a production-size synthetic model, per compute type, side by side with the PyTorch twin.")
         {
-            model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output,
+            model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output, ortProfile,
         };
         command.SetAction(r => Guard(() =>
         {
@@ -70,9 +71,10 @@ internal static class SyntheticInferBench
                 foreach (var mode in modes)
                 {
                     var picked = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, sources.Length).ToArray();
-                    var result = Decode(checkpoint, type, mode, sources, picked, n);
+                    bool profiled = r.GetValue(ortProfile) is not null && type == ComputeType.Float32;
+                    var (result, phases, encodeSeconds) = Decode(checkpoint, type, mode, sources, picked, n, profiled);
                     Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s; CPU {result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
-                    rows.Add(new Row(mode, type, result));
+                    rows.Add(new Row(mode, type, result, phases, encodeSeconds));
                 }
             TwinDecoder.Result? twin = null;
             if (!r.GetValue(noTwin))
@@ -91,7 +93,7 @@ internal static class SyntheticInferBench
                     new SearchOptions(), new BeamSearchOptions(), fixedLength: n));
                 string exported = OrtTwin.Export(directory);
                 ort = OrtTwin.Run(exported, sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes, r.GetValue(threads),
-                    batch1Rows, framing);
+                    batch1Rows, framing, profile: r.GetValue(ortProfile));
                 if (computeTypes.Contains(ComputeType.Int8))
                 {
                     Log("running the ONNX Runtime twin in int8 (bench/pytorch/quantize_onnx.py) …");
@@ -100,6 +102,16 @@ internal static class SyntheticInferBench
                 }
             }
             string report = Report(name, checkpoint.ModelConfig, sources, n, r.GetValue(threads), computeTypes, modes, rows, twin, ort, ortInt8);
+            if (ort is not null && r.GetValue(ortProfile) is { } profileDir)
+            {
+                var sides = new StringBuilder("### Where a float32 step goes: Transduce's step phases beside ONNX Runtime's profile\n\n");
+                foreach (var row in rows.Where(x => x.Phases is not null))
+                {
+                    string json = Path.Combine(profileDir, row.Mode.Name + ".json");
+                    if (File.Exists(json)) sides.AppendLine(OrtProfile.SideBySide(row.Mode.Name, row.Phases!, row.Result.Seconds, row.EncodeSeconds, row.Result.Tokens, json));
+                }
+                report += "\n" + sides;
+            }
             Console.WriteLine(report);
             if (r.GetValue(output) is { } path) File.WriteAllText(path, report);
             return 0;
@@ -121,7 +133,11 @@ internal static class SyntheticInferBench
         }
     }
 
-    private static ModeResult Decode(Checkpoint checkpoint, ComputeType type, DecodeMode mode, int[][] sources, int[] rows, int tokens)
+    /// <summary>Decodes <paramref name="rows"/> in one mode (warm-up, then the timed pass); with <paramref name="phases"/> also times
+    /// the timed pass's decoder steps by phase (<see cref="Models.Transformer.StepPhases"/>, seconds per phase); also the timed
+    /// pass's seconds in the encoder and the decoder's initial state.</summary>
+    private static (ModeResult Result, double[]? Phases, double EncodeSeconds) Decode(Checkpoint checkpoint, ComputeType type, DecodeMode mode, int[][] sources, int[] rows, int tokens,
+        bool phases = false)
     {
         ComputeTypes.Apply(checkpoint.Model, type);
         var model = FixedLength.Of(checkpoint.Model, checkpoint.TargetVocabulary.EosId, tokens);
@@ -147,8 +163,18 @@ internal static class SyntheticInferBench
             return results;
         }
         Run(rows[..Math.Min(rows.Length, mode.Batch == 1 ? 2 : mode.Batch)]); // warm-up (and packing the weights), untimed
-        var (decoded, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
-        return new ModeResult(mode, seconds, peakRss, rows, decoded) { CpuSeconds = cpuSeconds };
+        if (phases) Models.Transformer.StepPhases.Enable();
+        try
+        {
+            double encodeBefore = FixedLength.BeginSeconds;
+            var (decoded, seconds, cpuSeconds, peakRss) = Hardware.TimedPass(() => Run(rows));
+            return (new ModeResult(mode, seconds, peakRss, rows, decoded) { CpuSeconds = cpuSeconds },
+                phases ? Models.Transformer.StepPhases.Seconds() : null, FixedLength.BeginSeconds - encodeBefore);
+        }
+        finally
+        {
+            Models.Transformer.StepPhases.Disable();
+        }
     }
 
     private static string Report(string name, ModelConfig config, int[][] sources, int tokens, int threads, IReadOnlyList<ComputeType> types,

@@ -172,6 +172,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         };
         var h = TransformerStep.Decoder<Batched, Tensor>(ref backend, spec, x.reshape(batch * steps, hidden));
         var logits = output.Forward(h);
+        StepPhases.Mark(StepPhase.OutputProjection);
         int[]? nextTable = null;
         if (table is not null)
         {
@@ -217,6 +218,7 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                 case SubLayer.Self:
                     // Over the cache and the new positions.
                     var qkv = b.SelfQkv.Forward(x);
+                    StepPhases.Mark(StepPhase.SelfQkv);
                     var (q, k, v) = PackedBlockOps.SplitQkv(qkv, Batch, Steps, heads, headSize);
                     (k, v) = Cache.Append(layer, k, v, State.Steps);
                     // Views of the buffers are the rows' keys and values unless a row table says where they are.
@@ -229,12 +231,15 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                 case SubLayer.Cross:
                     // Over the encoder output; the weights are kept (attention maps come from the decoding itself).
                     var query = b.CrossQuery.Forward(x);
+                    StepPhases.Mark(StepPhase.CrossQuery);
                     return AttendOne is null
                         ? PackedBlockOps.Attend(Plan.SplitHeads(query, Batch, Steps), State.CrossKeys[layer], State.CrossValues[layer], SourceMasked, out CrossWeights[layer])
                         : PackedBlockOps.AttendOne(query, State.CrossKeys[layer], State.CrossValues[layer], AttendOne, heads, headSize, weighted: true, out CrossWeights[layer],
                             rowOf: State.MemoryRows);
                 default:
-                    return Plan.feedForward.Hidden(b.Ffn1.Forward(x));
+                    var first = b.Ffn1.Forward(x);
+                    StepPhases.Mark(StepPhase.Ffn1);
+                    return Plan.feedForward.Hidden(first);
             }
         }
 

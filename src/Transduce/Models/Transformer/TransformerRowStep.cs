@@ -15,7 +15,8 @@ namespace Transduce.Models.Transformer;
 /// Products: a float32 or bfloat16 plan whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>)
 /// gets managed panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
 /// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: float32
-/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). Otherwise (larger layers, which stream
+/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). On one intra-op thread
+/// (<see cref="OneThread"/>) float32 panels take every layer up to <see cref="MaxOneThreadBytes"/> in all. Otherwise (larger layers, which stream
 /// from memory where libtorch's two threads win; int8) each product is the plan's own packed layer on the one row, and
 /// the rest still runs here (base-cpu int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third
 /// pass). Panels cost as many bytes as the weights they cover, in the compute type.
@@ -28,6 +29,22 @@ internal sealed unsafe class TransformerRowStep : IDisposable
 
     /// <summary>Largest output layer, in the compute type, that the row step multiplies itself.</summary>
     public const long MaxOutputBytes = 16L << 20;
+
+    /// <summary>
+    /// Whether libtorch runs on one intra-op thread, read when a row step is made: then its products have no second core
+    /// to stream large layers with, and float32 panels multiply every decoder layer and the output layer, up to
+    /// <see cref="MaxOneThreadBytes"/> in all (<see cref="MaxBlockBytes"/> and <see cref="MaxOutputBytes"/> bound them
+    /// where libtorch has more threads). One row at OPUS-MT size, one thread, CPU time per call: 512 → 58,101 panels
+    /// 7.1 ms against oneDNN's 8.3 and MKL's 8.4; 512 → 2,048 0.15 against 0.20 (BENCHMARKS.md, issue 28). bfloat16
+    /// keeps its bounds (oneDNN's bfloat16 products at one thread were not compared with the panels).
+    /// </summary>
+    internal static bool OneThread => get_num_threads() == 1;
+
+    /// <summary>
+    /// Largest float32 decoder and output layers, together, that the panels take on one thread: the panels are a second
+    /// copy beside the plan's packed layers (OPUS-MT: 207 MB; NLLB-200's 1 GB output layer keeps oneDNN).
+    /// </summary>
+    public const long MaxOneThreadBytes = 256L << 20;
 
     // A norm module's parameters in managed memory, applied as the spec's norm kind.
     private sealed class Norm
@@ -86,7 +103,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly ThreadLocal<Scratch> scratch;
     private readonly Tensor?[] noViews;          // a managed step's state hands out no per-layer views (see TransformerState.PastKeys)
 
-    private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts)
+    private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts, bool managedOutput)
     {
         var spec = decoder.Spec;
         var modules = decoder.Blocks;
@@ -113,7 +130,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         noViews = new Tensor?[modules.Count];
         finalNorm = decoder.FinalNorm is { } final ? new Norm(final) : null;
         embeddingNorm = decoder.EmbeddingNorm is { } first ? new Norm(first) : null;
-        if (managedProducts && decoder.Output.weight!.NumberOfElements * (half ? sizeof(ushort) : sizeof(float)) <= MaxOutputBytes)
+        if (managedOutput)
             output = RowLinear.Pack([TransformerDecodePlan.OutputProjection(decoder)], bfloat16: half);
         embedding = decoder.Embedding.weight!.detach().alias();
         embeddingRows = RowKernels.Pointer(embedding);
@@ -137,8 +154,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// <summary>
     /// The row step of <paramref name="plan"/>'s decoder, or null where it does not apply: no AVX2, an activation without a
     /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 or bfloat16 plan whose
-    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type (panels need AVX-512), else the plan's own packed
-    /// layers (int8, larger layers, AVX2 only).
+    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type, or for a float32 plan on one thread within
+    /// <see cref="MaxOneThreadBytes"/> (panels need AVX-512), else the plan's own packed layers (int8, larger layers, AVX2 only).
     /// </summary>
     public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, TransformerDecoder decoder)
     {
@@ -156,11 +173,20 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             _ => false,
         };
         using var scope = NewDisposeScope();
-        return new TransformerRowStep(plan, decoder, managedProducts);
+        long outputBytes = decoder.Output.weight!.NumberOfElements * (plan.ComputeType == ComputeType.BFloat16 ? sizeof(ushort) : sizeof(float));
+        bool managedOutput = managedProducts && outputBytes <= MaxOutputBytes;
+        // One thread: float32 panels take every layer (and the output layer) within MaxOneThreadBytes.
+        if (plan.ComputeType == ComputeType.Float32 && RowLinear.Supported && OneThread
+            && (elements * sizeof(float) + outputBytes) <= MaxOneThreadBytes)
+            managedProducts = managedOutput = true;
+        return new TransformerRowStep(plan, decoder, managedProducts, managedOutput);
     }
 
     /// <summary>Whether the decoder layers multiply through managed panels (<see cref="RowLinear"/>) rather than the plan's packed layers.</summary>
     internal bool ManagedProducts => blocks.Any(b => b.Linears.OfType<RowLinear>().Any());
+
+    /// <summary>Whether the output layer multiplies through managed panels rather than the plan's packed output layer.</summary>
+    internal bool ManagedOutput => output is not null;
 
     /// <summary>Bytes of packed copies (the embedding is read in place).</summary>
     public long Bytes => blocks.Sum(b => b.Linears.OfType<RowLinear>().Sum(l => l.Bytes)) + (output?.Bytes ?? 0) + (positions?.Length ?? 0) * sizeof(float);
@@ -181,6 +207,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     /// </summary>
     public (Tensor Logits, TransformerState State) Step(Tensor token, TransformerState state)
     {
+        StepPhases.Start();
         long id = token.item<long>();
         if (id < 0 || id >= vocabulary) throw new ArgumentOutOfRangeException(nameof(token), id, $"token id outside the vocabulary of {vocabulary}");
         int position = (int)state.Steps;
@@ -212,6 +239,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 for (int i = 0; i < hidden; i++) h[i] = e[i] * embeddingScale + p[i];
             }
             embeddingNorm?.Apply(h, h);
+            StepPhases.Mark(StepPhase.Embedding);
             var backend = new Managed
             {
                 Step = this, State = state, Cache = cache, Position = position, Source = source, SourceLength = state.SourceLengths![0],
@@ -238,6 +266,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             using var flat = packedOutput.Forward(hidden1);
             result = flat.view(1, 1, packedOutput.OutFeatures);
         }
+        StepPhases.Mark(StepPhase.OutputProjection);
         return (result, state with
         {
             Steps = position + 1, Cache = cache, SelfKeys = noViews, SelfValues = noViews, ManagedStep = true,
@@ -291,6 +320,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 {
                     // This position's key and value join the cache; its query attends over all of it.
                     b.SelfQkv.Forward(x.P, Qkv, null);
+                    StepPhases.Mark(StepPhase.SelfQkv);
                     Cache.Rows(layer, out float* keys, out float* values);
                     int capacity = (int)Cache.Capacity;
                     for (int head = 0; head < heads; head++)
@@ -305,6 +335,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 case SubLayer.Cross:
                 {
                     b.CrossQuery.Forward(x.P, Qkv, null);
+                    StepPhases.Mark(StepPhase.CrossQuery);
                     // The state's cross-attention keys and values, read in place (bfloat16 ones widened as they are read).
                     Tensor crossKeys = State.CrossKeys[layer], crossValues = State.CrossValues[layer];
                     float* weights = Weights + (long)layer * heads * Source;
@@ -319,6 +350,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 }
                 default:
                     b.Ffn1.Forward(x.P, Hidden, null);
+                    StepPhases.Mark(StepPhase.Ffn1);
                     Step.feedForward.Hidden(Hidden, Step.ffnSize);
                     return new Row(Hidden);
             }

@@ -464,6 +464,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
     /// <inheritdoc />
     public override (Tensor Logits, TransformerState State) forward(Tensor target, TransformerState state)
     {
+        StepPhases.Start();
         long steps = target.shape[1];
         // Rows selected lazily are read through their maps by the batched one-position step only; every other path gets
         // them copied into place first (new tensors in the caller's scope, which the next state takes over).
@@ -477,6 +478,7 @@ internal sealed class TransformerDecoder : PackedDecoder<TransformerState>
         // A single new position may see every cached key, so its causal mask would keep everything: leave it out.
         Tensor? causal = steps == 1 ? null : AttentionMasks.Causal(steps, state.Steps, target.device);
         var x = TransformerEmbedding.Embed(embedding, spec.EmbeddingScale, positions, embeddingNorm, dropout, target, state.Steps);
+        StepPhases.Mark(StepPhase.Embedding);
         if (Packed<TransformerDecodePlan>() is { } plan)
         {
             // InitState packed (or checked) the weights for this decoding; steps use them as they are.

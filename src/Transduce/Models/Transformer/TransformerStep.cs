@@ -66,10 +66,19 @@ internal static class TransformerStep
             foreach (var sub in block)
             {
                 // Pre-norm: the sub-layer reads N(h) and adds to h; post-norm: it reads h and the sum is normalised.
-                var x = spec.PreNorm ? backend.Norm(layer, sub, h) : h;
-                var sum = backend.Project(layer, sub, backend.Inner(layer, sub, x), h);
-                h = spec.PreNorm ? sum : backend.Norm(layer, sub, sum);
+                // The marks time a decoder step's phases when the benchmarks ask (StepPhases; nothing otherwise).
+                var phases = StepPhases.Of(sub);
+                var x = spec.PreNorm ? Marked(backend.Norm(layer, sub, h), StepPhase.Norm) : h;
+                var inner = Marked(backend.Inner(layer, sub, x), phases.Inner);
+                var sum = Marked(backend.Project(layer, sub, inner, h), phases.Output);
+                h = spec.PreNorm ? sum : Marked(backend.Norm(layer, sub, sum), StepPhase.Norm);
             }
-        return finalNorm ? backend.FinalNorm(h) : h;
+        return finalNorm ? Marked(backend.FinalNorm(h), StepPhase.Norm) : h;
+    }
+
+    private static TValue Marked<TValue>(TValue value, StepPhase phase)
+    {
+        StepPhases.Mark(phase);
+        return value;
     }
 }

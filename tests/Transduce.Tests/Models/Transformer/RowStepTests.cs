@@ -72,6 +72,46 @@ public sealed class RowStepTests
         AssertClose(reference, cat(steps, 1));
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void OnOneThreadFloat32PanelsMultiplyAnOutputLayerPastMaxOutputBytes(int threads)
+    {
+        // An output layer past MaxOutputBytes (32 × 140,000 float32 = 17.9 MB): libtorch's packed layer multiplies it on
+        // more threads than one; on one thread the panels do (they stream it faster than oneDNN's one-thread product), with
+        // the same logits either way.
+        const int vocabulary = 140_000;
+        Assert.True(32L * vocabulary * sizeof(float) > TransformerRowStep.MaxOutputBytes);
+        int before = get_num_threads();
+        try
+        {
+            set_num_threads(threads);
+            using var model = Model(true, true, "relu", hidden: 32, heads: 4, targetVocabulary: vocabulary);
+            using var grad = inference_mode();
+            manual_seed(8);
+            var source = randint(4, 40, [1, 6]);
+            var lengths = tensor(new long[] { 6 });
+            var reference = Reference(model, source, lengths, 4);
+            var state = model.Decoder.InitState(model.Encoder.call(source, lengths), lengths);
+            var steps = new List<Tensor>();
+            foreach (long token in Target[..4])
+            {
+                (var logits, state) = Step(model, state, token);
+                Assert.True(state.ManagedStep);
+                steps.Add(logits);
+            }
+            AssertClose(reference, cat(steps, 1));
+            var plan = (TransformerDecodePlan)((TransformerDecoder)model.Decoder).CurrentPlan!;
+            var row = plan.RowStep(() => throw new InvalidOperationException("the row step should exist already"));
+            Assert.Equal(threads == 1 && RowLinear.Supported, row!.ManagedOutput);
+            Assert.True(32L * vocabulary * sizeof(float) <= TransformerRowStep.MaxOneThreadBytes);
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
     [Fact]
     public void CrossAttentionWeightsEqualTheLibtorchSteps()
     {
