@@ -81,6 +81,31 @@ public sealed class T5ConvertTests
         Assert.True(atLimit >= 2 && beamAtLimit >= 10, $"only {atLimit} greedy and {beamAtLimit} beam outputs reach the limit");
     }
 
+    [Fact]
+    public void AnOutputStoppedAtTheLimitHasNoEndRowInItsAttentionMap()
+    {
+        using var temp = new TempDir();
+        var limit = T5ParityTests.Expected("t5-tiny").GetProperty("short");
+        var greedy = ExpectedIds(limit.GetProperty("greedy_ids"));
+        var sentences = T5ParityTests.Expected("t5-tiny").GetProperty("sentences").EnumerateArray().Select(s => s.GetString()!).ToList();
+        using var translator = Translator.Load(Assemble("t5-tiny", temp));
+        var options = new TranslationOptions { MaxNewTokens = limit.GetProperty("max_new_tokens").GetInt32() };
+        int stopped = 0, ended = 0;
+        for (int i = 0; i < sentences.Count; i++)
+        {
+            var (_, map) = translator.TranslateWithAttention(sentences[i], options);
+            Assert.NotNull(map);
+            // One row per decoding step: the tokens, and </s> only when the output ended with it.
+            Assert.Equal(map.TargetTokens.Count, map.Weights[0].GetLength(1));
+            bool endsWithEos = greedy[i].Contains(1);
+            Assert.Equal(greedy[i].Length, map.TargetTokens.Count);
+            Assert.Equal(endsWithEos, map.TargetTokens[^1] == Vocabulary.EosToken);
+            if (endsWithEos) ended++;
+            else stopped++;
+        }
+        Assert.True(stopped >= 2 && ended >= 2, $"{stopped} outputs stopped at the limit, {ended} ended with </s>");
+    }
+
     /// <summary>
     /// Greedy and beam 4 (each <c>early_stopping</c>) outputs and texts of every sentence at <paramref name="maxNew"/> new
     /// tokens, against <paramref name="expected"/> (<c>greedy_ids</c>, <c>greedy_text</c>, <c>beam4</c>). Returns how many
