@@ -227,7 +227,9 @@ def greedy(model, ids, mask, g):
 def beam(model, ids, mask, g, k):
     """Beam search as transformers runs it: log-softmax, then the processors, then the running sum; the best 2k of the
     k × V continuations; an <eos> among the first k finishes a hypothesis (score / generated_length^α, <eos> counted);
-    early_stopping True / False / "never" as in BeamHypotheses.is_done."""
+    at the step that reaches max_length every one of the first k finishes, <eos> or not (MaxLengthCriteria: without
+    forced_eos_token_id a hypothesis may end there without <eos>, scored at that length); early_stopping True / False /
+    "never" as _check_early_stop_heuristic and _beam_search_has_unfinished_sequences decide."""
     start, eos = g["decoder_start_token_id"], g["eos_token_id"]
     max_length = g["max_new_tokens"] + 1
     alpha = g.get("length_penalty", 1.0)
@@ -247,18 +249,22 @@ def beam(model, ids, mask, g, k):
             total = (logp + beam_scores[:, None]).view(-1)
             vocab = logp.shape[1]
             values, flat = total.topk(2 * k)
+            last = cur_len + 1 >= max_length
             next_seqs, next_scores = [], []
             for rank, (value, index) in enumerate(zip(values.tolist(), flat.tolist())):
                 parent, token = divmod(index, vocab)
-                if token == eos:
+                if token == eos or last:
                     if rank < k:
-                        generated = cur_len  # tokens after the start token, <eos> included
-                        finished.append((value / generated ** alpha, value, seqs[parent, 1:].tolist()))
+                        generated = cur_len  # tokens after the start token, the new one (<eos> or not) included
+                        tokens = seqs[parent, 1:].tolist() + ([] if token == eos else [token])
+                        finished.append((value / generated ** alpha, value, tokens))
                     continue
                 next_seqs.append(seqs[parent].tolist() + [token])
                 next_scores.append(value)
                 if len(next_seqs) == k:
                     break
+            if last:
+                break
             seqs = torch.tensor(next_seqs)
             beam_scores = torch.tensor(next_scores)
             running = seqs.shape[1] - 1  # tokens the running beams hold now
@@ -307,6 +313,10 @@ def main():
         ("min_length_12", {"min_length": 12, "max_new_tokens": 16}),
         ("min_new_tokens_9_no_repeat_2", {"min_new_tokens": 9, "no_repeat_ngram_size": 2, "max_new_tokens": 12}),
         ("forced_bos_17_penalty_1.3", {"forced_bos_token_id": 17, "repetition_penalty": 1.3}),
+        # No forced_eos_token_id (as T5): outputs stop at max_new_tokens without <eos>, beams are finished there.
+        ("no_forced_eos_6", {"forced_eos_token_id": None, "max_new_tokens": 6}),
+        ("no_forced_eos_6_length_penalty_2", {"forced_eos_token_id": None, "max_new_tokens": 6, "length_penalty": 2.0}),
+        ("no_forced_eos_min_new_tokens_5", {"forced_eos_token_id": None, "max_new_tokens": 5, "min_new_tokens": 5}),
     ]
     result = {"generator": "python/reference/generate_rules.py (independent PyTorch re-implementation of MarianMT "
                             "and generate's logits processors, from transformers 5 source)",

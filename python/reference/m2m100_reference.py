@@ -257,13 +257,15 @@ def beam(W, cfg, memory, mask, forced_bos, k, early_stopping, lp=1.0):
         V = logp.shape[-1]
         last = cur_len + 1 == MAX_LENGTH
         new_running = []
+        # transformers blocks new finished hypotheses when the k slots were full before this step (is_sent_finished).
+        full_before = len(finished) >= k
         for rank, (score, index) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
             if score == -math.inf:
                 continue
             b, t = divmod(index, V)
             seq = running[b][0] + [t]
             if (t == EOS or last) and rank < k:
-                if not (early_stopping is True and len(finished) >= k):
+                if not (early_stopping is True and full_before):
                     finished.append((score / (cur_len ** lp), seq[1:]))
                     finished.sort(key=lambda f: -f[0])
                     del finished[k:]

@@ -10,7 +10,9 @@ tokenization_t5.py with legacy=True, generation/utils.py), without transformers 
     (bidirectional in the encoder, causal in the decoder) computed by the first block and shared, relu or gated-gelu
     (gelu_new) feed-forwards, no biases, output * d_model^-0.5 before a tied lm_head;
   * generate: greedy, and beam search (num_beams 4, length_penalty 1, early_stopping true / false / "never") as the
-    vectorised beam search of transformers 5 scores and stops it.
+    vectorised beam search of transformers 5 scores and stops it. T5 has no forced_eos_token_id, so at the length limit
+    (MaxLengthCriteria) greedy keeps max_new_tokens tokens without </s>, and every one of the best num_beams candidates
+    of the last step becomes a finished hypothesis, </s> or not, scored by its log-probability / max_new_tokens^lp.
 
 Writes tests/Transduce.Tests/Import/T5/testdata/spiece.model (shared) and {t5-tiny,flan-t5-tiny}/ : config.json,
 generation_config.json, model.safetensors (t5-tiny also pytorch_model.bin), tokenizer_config.json,
@@ -26,6 +28,7 @@ OUT = os.path.join(ROOT, "tests", "Transduce.Tests", "Import", "T5", "testdata")
 EXTRA_IDS = 100
 PAD, EOS, UNK = 0, 1, 2
 MAX_NEW = 20
+SHORT_NEW = 4  # a second, small max_new_tokens: most outputs reach the limit without </s>
 
 CORPUS = """translate English to German: The house is wonderful.
 translate English to German: I like the small garden behind the house.
@@ -206,9 +209,9 @@ def decode(W, cfg, memory, mask, tokens, hidden=False):
 
 
 # ---------------------------------------------------------------- generate
-def greedy(W, cfg, memory, mask):
+def greedy(W, cfg, memory, mask, max_new=MAX_NEW):
     tokens = [PAD]
-    for _ in range(MAX_NEW):
+    for _ in range(max_new):
         logits = decode(W, cfg, memory, mask, torch.tensor([tokens]))[0, -1]
         t = int(torch.argmax(logits))
         tokens.append(t)
@@ -217,9 +220,16 @@ def greedy(W, cfg, memory, mask):
     return tokens[1:]
 
 
-def beam(W, cfg, memory, mask, k, early_stopping, lp=1.0):
-    """One sentence. Returns (tokens without the start token, normalised score, finished before the limit)."""
-    max_length = MAX_NEW + 1
+def beam(W, cfg, memory, mask, k, early_stopping, lp=1.0, max_new=MAX_NEW):
+    """One sentence. Returns (tokens without the start token, normalised score, finished before the limit).
+
+    Per step, as _beam_search: the best 2k continuations by summed log-probability; of them, the first k that end (</s>,
+    or any token once the sequence reaches max_length) are scored by sum / generated_length^lp (generated_length: the
+    tokens after the decoder start, the new one included) and merged into the k best finished ones — unless
+    early_stopping is True and k had finished before this step; the best k that do not end run on. After the step the
+    search stops when no running beam can improve (the heuristic of _check_early_stop_heuristic), when k have finished
+    under early_stopping True, or at max_length."""
+    max_length = max_new + 1
     running = [([PAD], 0.0)]
     finished = []  # (score, tokens)
     memory_k = memory.expand(k, -1, -1)
@@ -234,12 +244,13 @@ def beam(W, cfg, memory, mask, k, early_stopping, lp=1.0):
         V = logp.shape[-1]
         last = cur_len + 1 == max_length
         new_running = []
+        # transformers blocks new finished hypotheses when the k slots were full before this step (is_sent_finished).
+        full_before = len(finished) >= k
         for rank, (score, index) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
             b, t = divmod(index, V)
             seq = running[b][0] + [t]
             if (t == EOS or last) and rank < k:
-                full = len(finished) >= k
-                if not (early_stopping is True and full):
+                if not (early_stopping is True and full_before):
                     finished.append((score / ((cur_len + 1 - 1) ** lp), seq[1:]))
                     finished.sort(key=lambda f: -f[0])
                     del finished[k:]
@@ -356,6 +367,12 @@ def build(name, cfg, seed, spm_model):
     for mode, key in ((True, "true"), (False, "false"), ("never", "never")):
         results = [beam(W, cfg, memory[r : r + 1], mask[r : r + 1], 4, mode) for r in range(len(SENTENCES))]
         beams[key] = {"ids": [r[0] for r in results], "scores": [r[1] for r in results], "finished": [r[2] for r in results]}
+    # The same at a small limit, where most hypotheses are cut there without </s>.
+    short_greedy = [greedy(W, cfg, memory[r : r + 1], mask[r : r + 1], SHORT_NEW) for r in range(len(SENTENCES))]
+    short_beams = {}
+    for mode, key in ((True, "true"), (False, "false"), ("never", "never")):
+        results = [beam(W, cfg, memory[r : r + 1], mask[r : r + 1], 4, mode, max_new=SHORT_NEW) for r in range(len(SENTENCES))]
+        short_beams[key] = {"ids": [r[0] for r in results], "scores": [r[1] for r in results], "finished": [r[2] for r in results]}
     # First-step logits of every sentence and the whole teacher-forced logits of sentence 0 along its greedy output.
     start = torch.full((len(SENTENCES), 1), PAD)
     first_logits = decode(W, cfg, memory, mask, start)[:, 0]
@@ -403,13 +420,17 @@ def build(name, cfg, seed, spm_model):
         "tokenizer": [{"text": t, "ids": tok.encode(t)} for t in TOKENIZER_CASES],
         "greedy_ids": greedy_ids, "greedy_text": [tok.decode(g) for g in greedy_ids],
         "beam4": {k: dict(v, text=[tok.decode(t) for t in v["ids"]]) for k, v in beams.items()},
+        "short": {"max_new_tokens": SHORT_NEW, "greedy_ids": short_greedy, "greedy_text": [tok.decode(g) for g in short_greedy],
+                  "beam4": {k: dict(v, text=[tok.decode(t) for t in v["ids"]]) for k, v in short_beams.items()}},
         "decode_cases": [{"ids": c, "text": tok.decode(c)} for c in
                          ([5, 6, 7, EOS], [tok.size - 1, 8, 9, tok.size - 2, PAD], [UNK, 10, 11], [cfg["vocab_size"] - 1, 12])],
     }
     with open(os.path.join(folder, "expected.json"), "w") as f:
         json.dump(expected, f)
     print(name, "eos beta", beta, "greedy lengths", [len(g) for g in greedy_ids],
-          "beam finished", {k: sum(v["finished"]) for k, v in beams.items()})
+          "beam finished", {k: sum(v["finished"]) for k, v in beams.items()},
+          f"at {SHORT_NEW} new tokens: greedy lengths", [len(g) for g in short_greedy],
+          "beam finished", {k: sum(v["finished"]) for k, v in short_beams.items()})
 
 
 def main():

@@ -16,15 +16,19 @@ namespace Transduce.Inference;
 /// sentence the best <c>2k</c> of the <c>k × V</c> continuations are visited in order (equal scores: lower beam, then lower
 /// token first), computed in managed code (<see cref="BeamScores"/>). An <c>&lt;eos&gt;</c>
 /// candidate among the first <c>k</c> becomes a finished hypothesis (an <c>&lt;eos&gt;</c> ranked lower is dropped);
-/// the first <c>k</c> other candidates become the next beams. When a sentence's hypotheses already hold its
-/// maximum number of tokens, <c>&lt;eos&gt;</c> is forced (every other token gets probability 0), so every
-/// finished hypothesis ends in a scored <c>&lt;eos&gt;</c> and has <c>L = tokens + 1</c>. The logit rules
-/// (<see cref="LogitsProcessors.Standard"/>, shared with greedy search) apply to the log-probabilities.</para>
+/// the first <c>k</c> other candidates become the next beams. At a sentence's length limit <c>m</c>
+/// (<see cref="SearchOptions.LengthLimit"/>): under <see cref="LengthLimitRule.ForcedEnd"/>, when its hypotheses already
+/// hold <c>m</c> tokens, <c>&lt;eos&gt;</c> is forced (every other token gets probability 0), so every finished
+/// hypothesis ends in a scored <c>&lt;eos&gt;</c> and has <c>L = tokens + 1</c>; under <see cref="LengthLimitRule.Stop"/>
+/// (transformers without <c>forced_eos_token_id</c>), the step that brings them to <c>m</c> generated tokens is the last:
+/// every one of the first <c>k</c> candidates finishes there, ended by <c>&lt;eos&gt;</c> or not, with <c>L = m</c>. The
+/// logit rules (<see cref="LogitsProcessors.Standard"/>, shared with greedy search) apply to the log-probabilities.</para>
 /// <para><b>Stopping.</b> A sentence is done when it has no live beam left, or when
 /// (a) it has at least <see cref="BeamSearchOptions.NBest"/> finished hypotheses and the n-th best
 /// finished score is ≥ an upper bound on the score of anything a live beam can still become: the best live
 /// log-probability <c>s</c> itself without length normalisation (log-probabilities only fall as a hypothesis
-/// grows), and <c>s / lp(maxLength + 1)</c> with it (the score cannot rise above this because
+/// grows), and <c>s / lp(n)</c> with it, <c>n</c> the most tokens a hypothesis can generate
+/// (<see cref="SearchOptions.GeneratedLimit"/>; the score cannot rise above this because
 /// <c>s ≤ 0</c> and <c>lp</c> grows with length). This rule is exact: no later hypothesis could enter the n-best list;
 /// or, only when lengths are normalised, (b) it has <see cref="BeamSearchOptions.BeamSize"/> finished
 /// hypotheses — the heuristic of fairseq and of Hugging Face's <c>early_stopping=True</c>, which may miss
@@ -106,14 +110,18 @@ internal static class BeamSearch
                 trails[s] = new AttentionTrail?[k];
                 finished[s] = [];
             }
-            // Sentences still in the decoder batch, in row-block order: rows p·k … p·k+k−1 belong to active[p].
-            var active = Enumerable.Range(0, batch).ToList();
+            // Sentences still in the decoder batch, in row-block order: rows p·k … p·k+k−1 belong to active[p]. A sentence
+            // with no step to take (a limit of 0 under LengthLimitRule.Stop) has the empty output and is never decoded.
+            var active = Enumerable.Range(0, batch).Where(s => options.GeneratedLimit(maxLengths[s]) > 0).ToList();
+            for (int s = 0; s < batch; s++)
+                if (options.GeneratedLimit(maxLengths[s]) == 0) finished[s].Add((new Hypothesis([], 0, 0), null));
+            if (active.Count == 0) return finished.Select(f => (IReadOnlyList<Hypothesis>)[f[0].Hypothesis]).ToArray();
 
             using var grad = inference_mode(); // no autograd bookkeeping at all (no version counters, no views tracked)
             using var scope = NewDisposeScope();
             using var decoding = model.BeginDecoding(source, validLengths);
-            var rows = new long[batch * k];
-            for (int r = 0; r < rows.Length; r++) rows[r] = r / k;
+            var rows = new long[active.Count * k];
+            for (int r = 0; r < rows.Length; r++) rows[r] = active[r / k];
             decoding.SelectRows(tensor(rows, device: device));
 
             for (int step = 0; active.Count > 0; step++)
@@ -182,6 +190,8 @@ internal static class BeamSearch
                 var newTrails = new AttentionTrail?[k];
                 var newParents = Enumerable.Repeat((long)p * k, k).ToArray();
                 int alive = 0;
+                // Under LengthLimitRule.Stop this step brings the hypotheses to their limit: the best k candidates all finish.
+                bool last = options.LengthLimit == LengthLimitRule.Stop && step + 1 >= maxLengths[s];
                 for (int c = 0; c < width && alive < k; c++)
                 {
                     double value = values[p * width + c];
@@ -191,9 +201,10 @@ internal static class BeamSearch
                     int token = (int)(flat % vocab);
                     var prefix = tokens[s][beam];
                     var trail = attention is null ? null : new AttentionTrail(shape!.Row(p * k + beam), trails[s][beam]);
-                    if (token == ids.Eos)
+                    if (token == ids.Eos || last)
                     {
-                        if (c < k) finished[s].Add((new Hypothesis(prefix, options.Score(value, prefix.Length + 1), value), trail));
+                        int[] output = token == ids.Eos ? prefix : [.. prefix, token];
+                        if (c < k) finished[s].Add((new Hypothesis(output, options.Score(value, prefix.Length + 1), value), trail));
                         continue;
                     }
                     newTokens[alive] = [.. prefix, token];
@@ -230,14 +241,14 @@ internal static class BeamSearch
                 if (options.EarlyStopping == EarlyStopping.WhenFull) return true;
                 // transformers divides the best running log-probability by the penalty at the current length (or, for
                 // "never" with α > 0, at the longest length) and compares it with the worst of the k best finished scores.
-                int length = options.EarlyStopping == EarlyStopping.Never && options.LengthPenalty > 0 ? maxLength + 1 : runningLength;
+                int length = options.EarlyStopping == EarlyStopping.Never && options.LengthPenalty > 0 ? options.GeneratedLimit(maxLength) : runningLength;
                 double worst = done.Select(h => h.Hypothesis.Score).OrderByDescending(x => x).ElementAt(options.BeamSize - 1);
                 return bestAlive / options.Penalty(length) <= worst;
             }
             if (options.NormalizesLength && done.Count >= options.BeamSize) return true;
             if (done.Count < options.NBest) return false;
             double nth = done.Select(h => h.Hypothesis.Score).OrderByDescending(x => x).ElementAt(options.NBest - 1);
-            double bound = options.NormalizesLength ? bestAlive / options.Penalty(maxLength + 1) : bestAlive;
+            double bound = options.NormalizesLength ? bestAlive / options.Penalty(options.GeneratedLimit(maxLength)) : bestAlive;
             return nth >= bound;
         }
     }

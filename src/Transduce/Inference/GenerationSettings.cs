@@ -21,6 +21,13 @@ internal sealed record GenerationSettings
     /// <summary>When set, the output limit is this many tokens (including <c>&lt;eos&gt;</c>) instead of a function of the source length.</summary>
     public int? MaxNewTokens { get; init; }
 
+    /// <summary>
+    /// How an output that reaches its limit ends (<c>length_limit</c>; see <see cref="LengthLimitRule"/>): a forced
+    /// <c>&lt;eos&gt;</c> (the default, and a Hugging Face folder with <c>forced_eos_token_id</c>), or stopped without one
+    /// (a folder without it, as transformers' <c>generate</c> does; <see cref="MaxNewTokens"/> tokens may then all be output).
+    /// </summary>
+    public LengthLimitRule LengthLimit { get; init; } = LengthLimitRule.ForcedEnd;
+
     /// <summary>Beam search's stopping rule under <see cref="LengthNormalization.HuggingFace"/> (transformers' <c>early_stopping</c>).</summary>
     public EarlyStopping EarlyStopping { get; init; } = EarlyStopping.WhenFull;
 
@@ -71,6 +78,7 @@ internal sealed record GenerationSettings
 
         if (!Enum.IsDefined(LengthNormalization)) throw Bad("length_normalization", $"is not a known length normalisation ({(int)LengthNormalization})");
         if (!Enum.IsDefined(EarlyStopping)) throw Bad("early_stopping", $"is not a known stopping rule ({(int)EarlyStopping})");
+        if (!Enum.IsDefined(LengthLimit)) throw Bad("length_limit", $"is not a known length-limit rule ({(int)LengthLimit})");
         if (ComputeType is { } type && !Enum.IsDefined(type)) throw Bad("compute_type", $"is not a known number type ({(int)type})");
         if (!double.IsFinite(LengthPenalty)) throw Bad("length_penalty", $"must be a finite number (got {LengthPenalty})");
         if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) throw Bad("repetition_penalty", $"must be a positive finite number (got {RepetitionPenalty})");
@@ -97,7 +105,7 @@ internal sealed record GenerationSettings
     public SearchOptions Greedy(bool crossAttention = false) => new()
     {
         BannedTokens = BannedTokens, BannedSequences = BannedSequences, MinLength = MinLength, NoRepeatNgramSize = NoRepeatNgramSize,
-        RepetitionPenalty = RepetitionPenalty, ForcedBosToken = ForcedBosTokenId, CrossAttention = crossAttention,
+        RepetitionPenalty = RepetitionPenalty, ForcedBosToken = ForcedBosTokenId, LengthLimit = LengthLimit, CrossAttention = crossAttention,
     };
 
     /// <summary>Beam-search options of these settings.</summary>
@@ -108,6 +116,7 @@ internal sealed record GenerationSettings
     {
         BeamSize = beamSize, NBest = nBest, Normalization = LengthNormalization, LengthPenalty = LengthPenalty,
         BannedTokens = BannedTokens, BannedSequences = BannedSequences, MinLength = MinLength, NoRepeatNgramSize = NoRepeatNgramSize,
-        RepetitionPenalty = RepetitionPenalty, ForcedBosToken = ForcedBosTokenId, EarlyStopping = EarlyStopping, CrossAttention = crossAttention,
+        RepetitionPenalty = RepetitionPenalty, ForcedBosToken = ForcedBosTokenId, EarlyStopping = EarlyStopping, LengthLimit = LengthLimit,
+        CrossAttention = crossAttention,
     };
 }

@@ -7,7 +7,8 @@ namespace Transduce.Inference;
 /// <summary>
 /// Greedy decoding (d2l §10.7's <c>predict_step</c>): feed <c>&lt;bos&gt;</c>, then each step's arg-max,
 /// one token at a time through <see cref="EncoderDecoder.BeginDecoding"/>; a sentence stops at its own <c>&lt;eos&gt;</c>
-/// or at its maximum length. Knows nothing about the model's internals.
+/// or at its maximum length, ended there as <see cref="SearchOptions.LengthLimit"/> says (a forced <c>&lt;eos&gt;</c>, or
+/// the last token kept as it is). Knows nothing about the model's internals.
 /// </summary>
 internal static class GreedySearch
 {
@@ -41,7 +42,7 @@ internal static class GreedySearch
     /// <param name="validLengths">(batch) source lengths.</param>
     /// <param name="ids">Special token ids of the target vocabulary.</param>
     /// <param name="maxLengths">Per-row maximum number of output tokens (not counting <c>&lt;eos&gt;</c>).</param>
-    /// <param name="options">Banned tokens, minimum length, attention.</param>
+    /// <param name="options">Banned tokens, minimum length, the length-limit rule, attention.</param>
     /// <param name="cancellation">Checked before every step (then <see cref="OperationCanceledException"/>).</param>
     public static IReadOnlyList<Hypothesis> Decode(EncoderDecoder model, Tensor source, Tensor validLengths, SpecialIds ids, int[] maxLengths,
         SearchOptions options, CancellationToken cancellation = default)
@@ -58,17 +59,18 @@ internal static class GreedySearch
         // Row r of the decoder batch decodes sentence rowSentences[r]; −1 once it is done. Finished rows are dropped
         // from the batch (fairseq and CTranslate2 do the same) once enough of them have piled up to pay for the copy of
         // the decoder state; until then they decode along, their tokens ignored.
-        var rowSentences = Enumerable.Range(0, batch).ToArray();
+        // A row with no step to take (a limit of 0 under LengthLimitRule.Stop) is done before the first one.
+        var rowSentences = Enumerable.Range(0, batch).Select(i => options.GeneratedLimit(maxLengths[i]) > 0 ? i : -1).ToArray();
         bool wantAttention = options.CrossAttention && model.HasCrossAttention;
         var trails = new AttentionTrail?[batch];
         StepAttention? shape = null;
-        int limit = maxLengths.Max();
+        int steps = maxLengths.Max(options.GeneratedLimit);
 
         using var grad = inference_mode(); // no autograd bookkeeping at all (no version counters, no views tracked)
         using var scope = NewDisposeScope();
         using var decoding = model.BeginDecoding(source, validLengths);
         var input = full(batch, ids.Bos, ScalarType.Int64, device: source.device);
-        for (int step = 0; step <= limit; step++)
+        for (int step = 0; step < steps && rowSentences.Any(s => s >= 0); step++)
         {
             cancellation.ThrowIfCancellationRequested();
             Tensor best;
@@ -99,8 +101,13 @@ internal static class GreedySearch
                 if (s >= 0)
                 {
                     int token = (int)tokens[r];
+                    // At the limit a forced end leaves <eos> (or, with <eos> banned, nothing to keep); Stop keeps the token.
                     if (token == ids.Eos || outputs[s].Count >= maxLengths[s]) rowSentences[r] = -1;
-                    else outputs[s].Add(token);
+                    else
+                    {
+                        outputs[s].Add(token);
+                        if (outputs[s].Count >= options.GeneratedLimit(maxLengths[s])) rowSentences[r] = -1;
+                    }
                 }
                 if (rowSentences[r] < 0) done++;
             }

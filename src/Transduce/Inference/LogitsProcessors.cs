@@ -181,7 +181,8 @@ internal sealed class ForcedBosProcessor(int token) : ILogitsProcessor
 
 /// <summary>
 /// No <c>&lt;eos&gt;</c> before a hypothesis holds <paramref name="minLength"/> tokens — nor after its sentence's maximum
-/// (<paramref name="maxLengths"/>, when given): there the end is forced, and a minimum never outlasts it.
+/// (<paramref name="maxLengths"/>, when given): there the end is forced (<see cref="LengthLimitRule.ForcedEnd"/>), and a
+/// minimum never outlasts it; under <see cref="LengthLimitRule.Stop"/> the search never reaches that step.
 /// </summary>
 /// <param name="minLength">Tokens before <c>&lt;eos&gt;</c> is allowed.</param>
 /// <param name="eos">The <c>&lt;eos&gt;</c> id.</param>
@@ -226,8 +227,10 @@ internal static class LogitsProcessors
 {
     /// <summary>
     /// The rules of <paramref name="options"/>, in transformers' order: repetition penalty, no repeated n-gram, banned
-    /// tokens and sequences, minimum length, forced first token, then the per-sentence maximum length (last: a forced end
-    /// wins over everything before it; a banned <c>&lt;eos&gt;</c> leaves a sentence at its maximum nothing to choose).
+    /// tokens and sequences, minimum length, forced first token, then — under <see cref="LengthLimitRule.ForcedEnd"/> — the
+    /// per-sentence maximum length (last: a forced end wins over everything before it; a banned <c>&lt;eos&gt;</c> leaves a
+    /// sentence at its maximum nothing to choose). Under <see cref="LengthLimitRule.Stop"/> nothing is forced: the search
+    /// stops after the limit's last token.
     /// The rules that read a row's history see the decoder start token <c>ids.Bos</c> first, as transformers' see it.
     /// </summary>
     public static IReadOnlyList<ILogitsProcessor> Standard(SearchOptions options, SpecialIds ids, IReadOnlyList<int> maxLengths, bool forcedEndScoresZero = false)
@@ -239,7 +242,7 @@ internal static class LogitsProcessors
             rules.Add(new BannedTokensProcessor(options.BannedTokens, options.BannedSequences, ids.Bos));
         if (options.MinLength > 0) rules.Add(new MinLengthProcessor(options.MinLength, ids.Eos, maxLengths));
         if (options.ForcedBosToken is int first) rules.Add(new ForcedBosProcessor(first));
-        rules.Add(new MaxLengthProcessor(maxLengths, ids.Eos, forcedEndScoresZero));
+        if (options.LengthLimit == LengthLimitRule.ForcedEnd) rules.Add(new MaxLengthProcessor(maxLengths, ids.Eos, forcedEndScoresZero));
         return rules;
     }
 

@@ -1,5 +1,27 @@
 namespace Transduce.Inference;
 
+/// <summary>
+/// How a search ends an output that reaches its sentence's length limit <c>m</c> (the most output tokens, not counting
+/// <c>&lt;eos&gt;</c>, that the search is given per sentence).
+/// </summary>
+internal enum LengthLimitRule
+{
+    /// <summary>
+    /// After <c>m</c> tokens <c>&lt;eos&gt;</c> is forced (every other token gets −∞): every output ends in a scored
+    /// <c>&lt;eos&gt;</c>, and a hypothesis generates at most <c>m + 1</c> tokens, <c>&lt;eos&gt;</c> included. Our own
+    /// models, and Hugging Face folders with <c>forced_eos_token_id</c> (transformers' <c>ForcedEOSTokenLogitsProcessor</c>).
+    /// </summary>
+    ForcedEnd,
+
+    /// <summary>
+    /// Decoding stops after <c>m</c> generated tokens, whatever the last one is (transformers' <c>MaxLengthCriteria</c>
+    /// without <c>forced_eos_token_id</c>: T5, Flan-T5, some NLLB / M2M100 folders): an output holds at most <c>m</c>
+    /// tokens and ends without <c>&lt;eos&gt;</c> when none came. In beam search the hypotheses among the best <c>k</c>
+    /// continuations of the last step all finish there, scored by their log-probability / <c>lp(m)</c>.
+    /// </summary>
+    Stop,
+}
+
 /// <summary>What greedy and beam search share: the logit rules (see <see cref="LogitsProcessors"/>) and what to return besides tokens.</summary>
 internal record SearchOptions
 {
@@ -35,6 +57,16 @@ internal record SearchOptions
     /// <summary>When set, every output starts with this token (transformers' <c>forced_bos_token_id</c>; NLLB's target-language token).</summary>
     public int? ForcedBosToken { get; init; }
 
+    /// <summary>How an output that reaches its length limit ends (default <see cref="LengthLimitRule.ForcedEnd"/>).</summary>
+    public LengthLimitRule LengthLimit { get; init; } = LengthLimitRule.ForcedEnd;
+
+    /// <summary>
+    /// The most tokens a hypothesis of a sentence whose limit is <paramref name="maxTokens"/> output tokens can generate,
+    /// a final <c>&lt;eos&gt;</c> included: <c>m + 1</c> under <see cref="LengthLimitRule.ForcedEnd"/>, <c>m</c> under
+    /// <see cref="LengthLimitRule.Stop"/> — the decoding steps it can take.
+    /// </summary>
+    public int GeneratedLimit(int maxTokens) => LengthLimit == LengthLimitRule.Stop ? maxTokens : maxTokens + 1;
+
     /// <summary>
     /// Also return, with every output, the cross-attention of the decoding steps that produced it
     /// (<see cref="Hypothesis.CrossAttention"/>; stays null for a model without attention over the source).
@@ -53,13 +85,14 @@ internal record SearchOptions
         if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty))
             throw new ArgumentException("the repetition penalty must be a positive finite number", nameof(RepetitionPenalty));
         if (ForcedBosToken is < 0) throw new ArgumentException("the forced first token must be a non-negative id", nameof(ForcedBosToken));
+        if (!Enum.IsDefined(LengthLimit)) throw new ArgumentException("unknown length-limit rule", nameof(LengthLimit));
     }
 }
 
 
 /// <summary>
 /// How a hypothesis's log-probability is divided by a length penalty <c>lp(L)</c> before hypotheses
-/// of different lengths are compared. <c>L</c> is the output length counting <c>&lt;eos&gt;</c>
+/// of different lengths are compared. <c>L</c> is the output length counting its final <c>&lt;eos&gt;</c>, if any
 /// (but not <c>&lt;bos&gt;</c>), i.e. the number of log-probabilities summed; <c>α</c> is
 /// <see cref="BeamSearchOptions.LengthPenalty"/>.
 /// </summary>
@@ -104,7 +137,7 @@ internal enum EarlyStopping
 
     /// <summary>
     /// <c>early_stopping="never"</c>: as <see cref="Heuristic"/>, but for <c>α &gt; 0</c> the running beams are judged at the
-    /// longest length they could reach (the length limit, <c>&lt;eos&gt;</c> included), so a sentence searches on while
+    /// longest length they could reach (<see cref="SearchOptions.GeneratedLimit"/>), so a sentence searches on while
     /// a longer hypothesis could still win.
     /// </summary>
     Never,
@@ -143,7 +176,7 @@ internal sealed record BeamSearchOptions : SearchOptions
     /// </summary>
     public bool NormalizesLength => Normalization != LengthNormalization.None && LengthPenalty != 0;
 
-    /// <summary>The length penalty <c>lp(L)</c> for an output of <paramref name="length"/> log-probabilities (tokens plus <c>&lt;eos&gt;</c>).</summary>
+    /// <summary>The length penalty <c>lp(L)</c> for an output of <paramref name="length"/> log-probabilities (tokens plus a final <c>&lt;eos&gt;</c>).</summary>
     public double Penalty(int length) => Normalization switch
     {
         _ when LengthPenalty == 0 => 1.0,
@@ -154,8 +187,8 @@ internal sealed record BeamSearchOptions : SearchOptions
     };
 
     /// <summary>The normalised score <c>logProbability / lp(length)</c>.</summary>
-    /// <param name="logProbability">Sum of the output's log-probabilities, <c>&lt;eos&gt;</c> included.</param>
-    /// <param name="length">Output length counting <c>&lt;eos&gt;</c>.</param>
+    /// <param name="logProbability">Sum of the output's log-probabilities, a final <c>&lt;eos&gt;</c> included.</param>
+    /// <param name="length">Output length counting a final <c>&lt;eos&gt;</c>.</param>
     public double Score(double logProbability, int length) => logProbability / Penalty(length);
 
     /// <inheritdoc />
@@ -176,15 +209,16 @@ internal sealed record BeamSearchOptions : SearchOptions
 /// <summary>One finished output of a search.</summary>
 /// <param name="Tokens">Output ids without <c>&lt;bos&gt;</c> and <c>&lt;eos&gt;</c>.</param>
 /// <param name="Score">
-/// Beam search: the normalised score <c>LogProbability / lp(Tokens.Length + 1)</c> (see <see cref="LengthNormalization"/>);
-/// hypotheses are ranked by it. Greedy search does not score its output: NaN.
+/// Beam search: the normalised score <c>LogProbability / lp(L)</c> (see <see cref="LengthNormalization"/>), <c>L</c> =
+/// <c>Tokens.Length + 1</c> for an output that ended in <c>&lt;eos&gt;</c>, <c>Tokens.Length</c> for one stopped at its
+/// limit without it (<see cref="LengthLimitRule.Stop"/>); hypotheses are ranked by it. Greedy search does not score its output: NaN.
 /// </param>
-/// <param name="LogProbability">Sum of the model's log-probabilities of the tokens and the final <c>&lt;eos&gt;</c> (greedy search: NaN).</param>
+/// <param name="LogProbability">Sum of the model's log-probabilities of the tokens and the final <c>&lt;eos&gt;</c>, if any (greedy search: NaN).</param>
 internal sealed record Hypothesis(int[] Tokens, double Score, double LogProbability)
 {
     /// <summary>
     /// When asked for (<see cref="SearchOptions.CrossAttention"/>), per decoder layer the weights [head, output step,
-    /// source position] of the steps that produced this output: one row per token and one for <c>&lt;eos&gt;</c>, one
+    /// source position] of the steps that produced this output: one row per token and one for a final <c>&lt;eos&gt;</c>, one
     /// column per source position the encoder saw (its tokens and <c>&lt;eos&gt;</c>); otherwise null.
     /// </summary>
     public IReadOnlyList<float[,,]>? CrossAttention { get; init; }

@@ -2,7 +2,7 @@ namespace Transduce.Translation;
 
 /// <summary>Cross-attention weights of one translation, from the decoding that produced it.</summary>
 /// <param name="SourceTokens">Source tokens, with the <c>&lt;eos&gt;</c> the encoder saw.</param>
-/// <param name="TargetTokens">Output tokens, with the final <c>&lt;eos&gt;</c> (one row per decoding step).</param>
+/// <param name="TargetTokens">Output tokens, with the final <c>&lt;eos&gt;</c> when the output ended in one (one row per decoding step).</param>
 /// <param name="Weights">[layer][head, target step, source step].</param>
 public sealed record AttentionMap(IReadOnlyList<string> SourceTokens, IReadOnlyList<string> TargetTokens, IReadOnlyList<float[,,]> Weights)
 {

@@ -11,7 +11,8 @@ internal readonly record struct DecodingCost(int SourceTokens, int SourcePositio
 {
     /// <summary>
     /// <c>Rows × (SourcePositions + MaxOutputTokens + 1)</c>: the positions all hypotheses of the sentence may hold at
-    /// the last step (source memory and target prefix, <c>&lt;eos&gt;</c> included). Memory (key/value caches, copied per
+    /// the last step (source memory and target prefix, <c>&lt;eos&gt;</c> included; an output that stops at its limit
+    /// without <c>&lt;eos&gt;</c>, <see cref="Inference.LengthLimitRule.Stop"/>, takes one step fewer). Memory (key/value caches, copied per
     /// row) grows with it, and so does decoding time, about linearly for recurrent models and faster for attention.
     /// </summary>
     public long Cost => (long)Rows * (SourcePositions + MaxOutputTokens + 1);

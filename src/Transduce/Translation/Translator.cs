@@ -384,7 +384,8 @@ public sealed class Translator : IDisposable
         int? fixedLimit = options.MaxNewTokens ?? BaseGeneration(options).MaxNewTokens;
         double rule = Math.Ceiling(options.MaxLengthA * (sourceTokens + 1)) + options.MaxLengthB;
         int byRule = rule >= int.MaxValue ? int.MaxValue : (int)rule;
-        int limit = fixedLimit is int n ? Math.Max(0, n - 1) : byRule;
+        // max_new_tokens counts the <eos> a forced end writes; an output that stops at the limit may hold them all.
+        int limit = fixedLimit is int n ? Math.Max(0, BaseGeneration(options).LengthLimit == LengthLimitRule.Stop ? n : n - 1) : byRule;
         if (options.AlwaysApplyLengthRule) limit = Math.Min(limit, byRule);
         return Math.Min(cap, limit);
     }
@@ -482,7 +483,9 @@ public sealed class Translator : IDisposable
         var shownSource = Batching.Frame(sourceIds, framing, MaxSourceSteps).Select(id => srcVocab[id]).ToList();
         // Unknown source words show as typed, not as <unk>.
         for (int i = 0; i < Math.Min(sourceTokens.Count, shownSource.Count); i++) shownSource[i] = sourceTokens[i].Value;
-        var shownTarget = outputIds.Select(id => tgtVocab[id]).Append(Text.Vocabulary.EosToken).ToList();
+        // One row per decoding step: the tokens, and <eos> unless the output stopped at its limit without it (LengthLimitRule.Stop).
+        var shownTarget = outputIds.Select(id => tgtVocab[id]).ToList();
+        if (weights.Count > 0 && weights[0].GetLength(1) > outputIds.Length) shownTarget.Add(Text.Vocabulary.EosToken);
         return new AttentionMap(shownSource, shownTarget, weights);
     }
 

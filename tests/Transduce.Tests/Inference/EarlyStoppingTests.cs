@@ -12,7 +12,7 @@ namespace Transduce.Tests.Inference;
 /// </summary>
 public sealed class EarlyStoppingTests
 {
-    private const int Pad = 0, Bos = 1, Eos = 2, A = 3, B = 4, Vocab = 5;
+    internal const int Pad = 0, Bos = 1, Eos = 2, A = 3, B = 4, Vocab = 5;
 
     // Scores are compared to 6 places: the scripted logits pass through float32.
 
@@ -29,7 +29,7 @@ public sealed class EarlyStoppingTests
         _ => Probabilities(eos: .5, a: .25, b: .24),
     };
 
-    private static double[] Probabilities(double eos, double a, double b)
+    internal static double[] Probabilities(double eos, double a, double b)
     {
         double rest = (1 - eos - a - b) / 2;
         return [rest, rest, eos, a, b];
@@ -98,19 +98,19 @@ public sealed class EarlyStoppingTests
     }
 
     /// <summary>The prefix generated so far (with &lt;bos&gt; first), one row per hypothesis.</summary>
-    private sealed class PrefixState(Tensor prefix) : IDecoderState
+    internal sealed class PrefixState(Tensor prefix) : IDecoderState
     {
         public Tensor Prefix { get; } = prefix;
         public IEnumerable<Tensor> Tensors => [Prefix];
     }
 
-    private sealed class NullEncoder() : Encoder(nameof(NullEncoder))
+    internal sealed class NullEncoder() : Encoder(nameof(NullEncoder))
     {
         public override EncoderOutput forward(Tensor source, Tensor validLengths) => new(source.to_type(ScalarType.Float32).unsqueeze(-1), null);
     }
 
     /// <summary>A decoder whose log-probabilities come from <c>script(generated tokens)</c>.</summary>
-    private sealed class ScriptedDecoder(Func<IReadOnlyList<int>, double[]> script) : Decoder<PrefixState>(nameof(ScriptedDecoder))
+    internal sealed class ScriptedDecoder(Func<IReadOnlyList<int>, double[]> script) : Decoder<PrefixState>(nameof(ScriptedDecoder))
     {
         public int Steps { get; private set; }
 

@@ -107,7 +107,8 @@ internal sealed record HfGenerationConfig
 
     /// <summary>
     /// The decoding settings that reproduce <c>generate</c> with this configuration, in the folder's id space: length
-    /// normalisation and stopping rule, beam size, length limits and every logit rule.
+    /// normalisation and stopping rule, beam size, length limits and how an output ends there (a forced <c>&lt;eos&gt;</c>
+    /// with <c>forced_eos_token_id</c>, else <see cref="LengthLimitRule.Stop"/>) and every logit rule.
     /// </summary>
     public GenerationSettings ToSettings() => new()
     {
@@ -118,6 +119,8 @@ internal sealed record HfGenerationConfig
         EarlyStopping = EarlyStopping,
         NumBeams = NumBeams,
         MaxNewTokens = NewTokenLimit,
+        // Without forced_eos_token_id, generate stops at the limit with whatever token came last.
+        LengthLimit = ForcedEosTokenId is null ? LengthLimitRule.Stop : LengthLimitRule.ForcedEnd,
         MinLength = MinNewTokenCount,
         NoRepeatNgramSize = NoRepeatNgramSize,
         RepetitionPenalty = RepetitionPenalty,

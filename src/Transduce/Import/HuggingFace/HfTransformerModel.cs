@@ -16,12 +16,12 @@ namespace Transduce.Import.HuggingFace;
 /// <remarks>
 /// Generation matches <c>generate</c> for greedy and beam search (<c>early_stopping</c> true, false or "never"): decoding starts
 /// from <c>decoder_start_token_id</c>; at most <see cref="HfGenerationConfig.NewTokenLimit"/> tokens follow it, the last
-/// one forced to <c>&lt;eos&gt;</c> when <c>forced_eos_token_id</c> is set; <c>bad_words_ids</c>, <c>min_length</c> /
+/// one forced to <c>&lt;eos&gt;</c> when <c>forced_eos_token_id</c> is set, else whatever it is (greedy search then
+/// returns up to that many tokens without <c>&lt;eos&gt;</c>, and beam search finishes the best running beams there,
+/// scored at that length: <see cref="LengthLimitRule.Stop"/>); <c>bad_words_ids</c>, <c>min_length</c> /
 /// <c>min_new_tokens</c>, <c>no_repeat_ngram_size</c>, <c>repetition_penalty</c> and <c>forced_bos_token_id</c> apply as
 /// transformers' logits processors do (<see cref="LogitsProcessors.Standard"/>);
 /// beams are ranked by log-probability / L^<c>length_penalty</c> (<see cref="LengthNormalization.HuggingFace"/>).
-/// Known difference: without <c>forced_eos_token_id</c> a beam still ends in <c>&lt;eos&gt;</c> at the length limit, where
-/// transformers would keep it unfinished (OPUS-MT folders all set it).
 /// </remarks>
 internal class HfTransformerModel : IDisposable
 {
@@ -76,12 +76,15 @@ internal class HfTransformerModel : IDisposable
         return Model.call(inputIds, lengths, decoderInputIds);
     }
 
-    /// <summary>Output tokens allowed before <c>&lt;eos&gt;</c> when <paramref name="newTokens"/> may follow the start token.</summary>
+    /// <summary>
+    /// The most output tokens (without <c>&lt;eos&gt;</c>) when <paramref name="newTokens"/> may follow the start token:
+    /// one fewer when the last of them is a forced <c>&lt;eos&gt;</c>.
+    /// </summary>
     private static int TokensBeforeEos(HfGenerationConfig generation, int? newTokens)
     {
         int limit = newTokens ?? generation.NewTokenLimit;
         if (limit < 1) throw new ArgumentException("at least one new token must be allowed", nameof(newTokens));
-        return generation.ForcedEosTokenId is null ? limit : limit - 1;
+        return generation.ToSettings().LengthLimit == LengthLimitRule.Stop ? limit : limit - 1;
     }
 
     /// <summary>Greedy decoding as <c>generate(num_beams=1)</c>; per row the tokens after the start token, without <c>&lt;eos&gt;</c>.</summary>

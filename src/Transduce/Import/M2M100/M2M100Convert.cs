@@ -74,12 +74,7 @@ internal static class M2M100Convert
             SentencePiece = new SentencePiecePair(spm, spm, folder.File(MultilingualTokenizer.ModelFile), folder.File(MultilingualTokenizer.ModelFile)),
             Languages = table,
             PairEncoding = tokenizer.Legacy ? M2M100PairEncoding.Legacy : M2M100PairEncoding.Instance,
-            Generation = VocabularyRemap.Generation(settings, mapArray, vocabulary.BosId) with
-            {
-                // The translator's limit counts a closing </s> that forced_eos_token_id would write; without one (NLLB),
-                // generate's max_length allows one more output token.
-                MaxNewTokens = gen.ForcedEosTokenId is null ? settings.MaxNewTokens + 1 : settings.MaxNewTokens,
-            },
+            Generation = VocabularyRemap.Generation(settings, mapArray, vocabulary.BosId),
             TrainingInfo = new Dictionary<string, string> { ["converted_from"] = "nllb", ["source_folder"] = Path.GetFileName(folder.Directory.TrimEnd('/')) },
         };
     }

@@ -134,6 +134,33 @@ public sealed class GenerateRulesParityTests : IDisposable
         Assert.Single(b.BannedSequences);
     }
 
+    [Fact]
+    public void WithoutForcedEosAConvertedFolderStopsAtTheLimitThroughSaveAndLoad()
+    {
+        // generation_config.json without forced_eos_token_id: the converted checkpoint (our vocabulary layout) decodes up to
+        // max_new_tokens tokens with no forced end, through the translator, and keeps that rule when saved and loaded.
+        const string name = "no_forced_eos_6";
+        string folder = FolderFor(name);
+        var pieces = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "vocab.json")))!.AsObject()
+            .ToDictionary(kv => kv.Value!.GetValue<int>(), kv => kv.Key);
+        var sentences = s_expected.Value.GetProperty("sentences").EnumerateArray().Select(x => x.GetString()!).ToArray();
+        string saved = Path.Combine(dir, "saved-stop");
+        using (var converted = Translator.Load(folder))
+        {
+            Assert.Equal(LengthLimitRule.Stop, converted.Checkpoint.Generation.LengthLimit);
+            converted.Checkpoint.Save(saved);
+        }
+        using var translator = Translator.Load(saved);
+        Assert.Equal(LengthLimitRule.Stop, translator.Checkpoint.Generation.LengthLimit);
+        Assert.Equal(6, translator.MaxOutputLength(3, translator.DefaultOptions));
+        foreach (var (key, beam) in new[] { ("greedy", 1), ("beam4_false", 4) })
+        {
+            var expected = Outputs(Case(name), key).Select(r => r.Select(id => pieces[id]).ToArray()).ToArray();
+            var ours = translator.TranslateTokens(sentences, translator.DefaultOptions with { Beam = beam });
+            for (int s = 0; s < sentences.Length; s++) Assert.Equal(expected[s], ours[s]);
+        }
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);

@@ -66,48 +66,95 @@ public sealed class T5ConvertTests
     [MemberData(nameof(Folders))]
     public void GreedyAndBeamOutputsAndTextsAreTransformers(string name)
     {
+        var expected = T5ParityTests.Expected(name);
+        var (atLimit, beamAtLimit) = AssertSameAsTransformers(name, expected, MaxNew);
+        // Random 16-wide models: some outputs run to the limit, where generate stops without </s>.
+        Assert.True(atLimit + beamAtLimit >= 4, $"only {atLimit} greedy and {beamAtLimit} beam outputs reach the limit");
+    }
+
+    [Theory]
+    [MemberData(nameof(Folders))]
+    public void AtASmallLimitOutputsStopThereAsTransformersDoes(string name)
+    {
+        var limit = T5ParityTests.Expected(name).GetProperty("short");
+        var (atLimit, beamAtLimit) = AssertSameAsTransformers(name, limit, limit.GetProperty("max_new_tokens").GetInt32());
+        Assert.True(atLimit >= 2 && beamAtLimit >= 10, $"only {atLimit} greedy and {beamAtLimit} beam outputs reach the limit");
+    }
+
+    [Fact]
+    public void AnOutputStoppedAtTheLimitHasNoEndRowInItsAttentionMap()
+    {
+        using var temp = new TempDir();
+        var limit = T5ParityTests.Expected("t5-tiny").GetProperty("short");
+        var greedy = ExpectedIds(limit.GetProperty("greedy_ids"));
+        var sentences = T5ParityTests.Expected("t5-tiny").GetProperty("sentences").EnumerateArray().Select(s => s.GetString()!).ToList();
+        using var translator = Translator.Load(Assemble("t5-tiny", temp));
+        var options = new TranslationOptions { MaxNewTokens = limit.GetProperty("max_new_tokens").GetInt32() };
+        int stopped = 0, ended = 0;
+        for (int i = 0; i < sentences.Count; i++)
+        {
+            var (_, map) = translator.TranslateWithAttention(sentences[i], options);
+            Assert.NotNull(map);
+            // One row per decoding step: the tokens, and </s> only when the output ended with it.
+            Assert.Equal(map.TargetTokens.Count, map.Weights[0].GetLength(1));
+            bool endsWithEos = greedy[i].Contains(1);
+            Assert.Equal(greedy[i].Length, map.TargetTokens.Count);
+            Assert.Equal(endsWithEos, map.TargetTokens[^1] == Vocabulary.EosToken);
+            if (endsWithEos) ended++;
+            else stopped++;
+        }
+        Assert.True(stopped >= 2 && ended >= 2, $"{stopped} outputs stopped at the limit, {ended} ended with </s>");
+    }
+
+    /// <summary>
+    /// Greedy and beam 4 (each <c>early_stopping</c>) outputs and texts of every sentence at <paramref name="maxNew"/> new
+    /// tokens, against <paramref name="expected"/> (<c>greedy_ids</c>, <c>greedy_text</c>, <c>beam4</c>). Returns how many
+    /// greedy and beam outputs stopped at the limit without <c>&lt;/s&gt;</c>.
+    /// </summary>
+    private static (int Greedy, int Beam) AssertSameAsTransformers(string name, JsonElement expected, int maxNew)
+    {
         using var temp = new TempDir();
         string folder = Assemble(name, temp);
         var rows = T5Rows(folder);
-        var expected = T5ParityTests.Expected(name);
-        var sentences = expected.GetProperty("sentences").EnumerateArray().Select(s => s.GetString()!).ToList();
+        var sentences = T5ParityTests.Expected(name).GetProperty("sentences").EnumerateArray().Select(s => s.GetString()!).ToList();
         using var checkpoint = Checkpoint.Load(folder);
+        Assert.Equal(LengthLimitRule.Stop, checkpoint.Generation.LengthLimit); // T5 folders have no forced_eos_token_id
+        int greedyAtLimit = 0, beamAtLimit = 0;
         using (var translator = new Translator(checkpoint, ownsCheckpoint: false))
         {
-            var options = new TranslationOptions { MaxNewTokens = MaxNew };
+            var options = new TranslationOptions { MaxNewTokens = maxNew };
             var ids = translator.TranslateIds(sentences, options);
             var greedy = ExpectedIds(expected.GetProperty("greedy_ids"));
             var texts = translator.Translate(sentences, options);
             for (int i = 0; i < sentences.Count; i++)
             {
-                // transformers stops at max_new_tokens without </s>; ours ends there with a forced </s> (one token fewer).
-                var theirs = greedy[i].Contains(1) ? greedy[i].Where(t => t != 1).ToArray() : greedy[i][..(MaxNew - 1)];
-                Assert.Equal(theirs, ids[i].Select(t => rows[t]).ToArray());
-                if (greedy[i].Contains(1)) Assert.Equal(expected.GetProperty("greedy_text")[i].GetString(), texts[i]);
+                // transformers' output: up to max_new_tokens tokens, </s> (id 1) last when it came.
+                Assert.True(greedy[i].Where(t => t != 1).SequenceEqual(ids[i].Select(t => rows[t])),
+                    $"greedy, sentence {i}: transformers [{string.Join(", ", greedy[i])}], ours [{string.Join(", ", ids[i].Select(t => rows[t]))}]");
+                Assert.Equal(expected.GetProperty("greedy_text")[i].GetString(), texts[i]);
+                if (!greedy[i].Contains(1)) greedyAtLimit++;
             }
         }
-        int finished = 0;
         foreach (var (mode, key) in new[] { (EarlyStopping.WhenFull, "true"), (EarlyStopping.Heuristic, "false"), (EarlyStopping.Never, "never") })
         {
             var beam = expected.GetProperty("beam4").GetProperty(key);
             using var translator = new Translator(checkpoint.WithGeneration(checkpoint.Generation with { EarlyStopping = mode }), ownsCheckpoint: false);
-            var options = new TranslationOptions { MaxNewTokens = MaxNew, Beam = 4 };
+            var options = new TranslationOptions { MaxNewTokens = maxNew, Beam = 4 };
             var ids = translator.TranslateIds(sentences, options);
-            var texts = translator.Translate(sentences, options);
+            var best = translator.TranslateNBest(sentences, options);
             var theirs = ExpectedIds(beam.GetProperty("ids"));
             for (int i = 0; i < sentences.Count; i++)
             {
-                // At the length limit transformers keeps beams that never ended while ours force </s>, which scores them
-                // differently (a known difference, as for Marian): sentences whose best hypothesis ended before the limit
-                // in both are compared.
-                if (!beam.GetProperty("finished")[i].GetBoolean() || ids[i].Length >= MaxNew - 1) continue;
-                finished++;
+                var ours = best[i][0];
                 Assert.True(theirs[i].Where(t => t != 1).SequenceEqual(ids[i].Select(t => rows[t])),
                     $"early_stopping {key}, sentence {i}: transformers [{string.Join(", ", theirs[i])}], ours [{string.Join(", ", ids[i].Select(t => rows[t]))}]");
-                Assert.Equal(beam.GetProperty("text")[i].GetString(), texts[i]);
+                Assert.Equal(beam.GetProperty("text")[i].GetString(), ours.Text);
+                // The score as generate's sequences_scores (float32 there, float64 here).
+                Assert.Equal(beam.GetProperty("scores")[i].GetDouble(), ours.Score, 1e-4);
+                if (!beam.GetProperty("finished")[i].GetBoolean()) beamAtLimit++;
             }
         }
-        Assert.True(finished >= 6, $"only {finished} finished beam outputs to compare");
+        return (greedyAtLimit, beamAtLimit);
     }
 
     [Theory]
