@@ -68,6 +68,30 @@ internal static class Batching
         return result;
     }
 
+    /// <summary>The length of a sequence of <paramref name="length"/> ids as <see cref="Frame"/> frames it, without framing it.</summary>
+    public static int FramedLength(int length, SpecialIds specials, int? maxSteps)
+    {
+        int framed = specials.AppendEos ? length + 1 : length;
+        return maxSteps is int cut ? Math.Min(framed, cut) : framed;
+    }
+
+    /// <summary>
+    /// The framed lengths (<see cref="FramedLength"/>) of every pair's source and target; a source that knows its lengths
+    /// (<see cref="IPairLengths"/>: pairs in mapped shards) gives them without reading any ids.
+    /// </summary>
+    public static (int[] Source, int[] Target) FramedLengths(IReadOnlyList<EncodedPair> pairs, SpecialIds specials, int? maxSteps)
+    {
+        var source = new int[pairs.Count];
+        var target = new int[pairs.Count];
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            var (s, t) = pairs is IPairLengths known ? (known.SourceLength(i), known.TargetLength(i)) : (pairs[i].Source.Length, pairs[i].Target.Length);
+            source[i] = FramedLength(s, specials, maxSteps);
+            target[i] = FramedLength(t, specials, maxSteps);
+        }
+        return (source, target);
+    }
+
     /// <summary>
     /// Builds the tensors of one batch from <paramref name="pairs"/>. Rows are padded to the longest
     /// row of the batch (after truncation to <paramref name="maxSteps"/>), which gives the same loss as
@@ -153,6 +177,41 @@ internal static class Batching
         return order;
     }
 
+    /// <summary>Pairs in one chunk of <see cref="ChunkedEpochOrder"/>: neighbours in the corpus, read from the same pages.</summary>
+    public const int ShuffleChunkPairs = 100_000;
+
+    /// <summary>Chunks shuffled together in <see cref="ChunkedEpochOrder"/>.</summary>
+    public const int ShuffleWindowChunks = 10;
+
+    /// <summary>
+    /// The row order of one epoch over pairs read from files, shuffled in chunks as Marian shuffles a corpus larger than
+    /// memory: the pairs are cut into chunks of <paramref name="chunkPairs"/> neighbours, the chunks are shuffled, and the
+    /// pairs of each window of <paramref name="windowChunks"/> consecutive chunks (in the shuffled order) are shuffled
+    /// together, so that an epoch reads one window's pages at a time. Like <see cref="EpochOrder"/> it depends only on
+    /// <paramref name="seed"/> and <paramref name="epoch"/>; a corpus that fits in one window gets exactly
+    /// <see cref="EpochOrder"/> (the same batches as training from memory).
+    /// </summary>
+    public static int[] ChunkedEpochOrder(int count, int seed, int epoch, int chunkPairs = ShuffleChunkPairs, int windowChunks = ShuffleWindowChunks)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkPairs, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(windowChunks, 1);
+        if ((long)chunkPairs * windowChunks >= count) return EpochOrder(count, seed, epoch);
+        int chunks = (int)((count + (long)chunkPairs - 1) / chunkPairs);
+        var chunkOrder = Enumerable.Range(0, chunks).ToArray();
+        var random = new Random(unchecked(seed * 1_000_003 + epoch * 65_537 + 17));
+        random.Shuffle(chunkOrder);
+        var order = new int[count];
+        int at = 0;
+        foreach (var window in chunkOrder.Chunk(windowChunks))
+        {
+            int start = at;
+            foreach (int c in window)
+                for (int i = c * chunkPairs, end = (int)Math.Min(count, (long)(c + 1) * chunkPairs); i < end; i++) order[at++] = i;
+            random.Shuffle(order.AsSpan(start, at - start));
+        }
+        return order;
+    }
+
     /// <summary>
     /// The mini-batches of one epoch, length-bucketed: the seeded epoch order is cut into pools of
     /// ~100 batches, each pool is sorted by length and cut into batches of at most <paramref name="batchSize"/>
@@ -166,10 +225,12 @@ internal static class Batching
     /// <param name="maxTokens">Most padded tokens per batch (rows × longest row), or null.</param>
     /// <param name="seed">Run seed.</param>
     /// <param name="epoch">1-based epoch.</param>
-    public static List<int[]> BucketedEpoch(IReadOnlyList<int> sourceLengths, IReadOnlyList<int> targetLengths, int batchSize, int? maxTokens, int seed, int epoch)
+    /// <param name="order">The epoch's row order; default <see cref="EpochOrder"/>.</param>
+    public static List<int[]> BucketedEpoch(IReadOnlyList<int> sourceLengths, IReadOnlyList<int> targetLengths, int batchSize, int? maxTokens, int seed, int epoch,
+        int[]? order = null)
     {
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), "batch size must be positive");
-        var order = EpochOrder(sourceLengths.Count, seed, epoch);
+        order ??= EpochOrder(sourceLengths.Count, seed, epoch);
         int poolSize = Math.Max(batchSize * 100, 1);
         var batches = new List<int[]>();
         foreach (var pool in order.Chunk(poolSize))

@@ -144,26 +144,8 @@ internal static class TokenShards
     /// <exception cref="InvalidDataException">A shard does not match (the message names the file and the problem).</exception>
     public static IReadOnlyList<EncodedPair> Read(string directory)
     {
-        var info = ReadInfo(directory);
-        if (info.Pairs > Array.MaxLength) throw new InvalidDataException($"{Path.Combine(directory, ManifestFile)}: {info.Pairs} pairs are more than one list can hold");
-        var result = new List<EncodedPair>((int)Math.Min(info.Pairs, 1 << 20));   // the manifest is not trusted with an allocation
-        foreach (var (file, count) in info.Shards)
-        {
-            if (!File.Exists(file))
-                throw new FileNotFoundException($"{file}: shard not found (named by {Path.Combine(directory, ManifestFile)})", file);
-            var tensors = Safetensors.Load(file, out _);
-            try
-            {
-                var source = ShardSide.Read(tensors, "source", file, count, info.SourceVocabularySize);
-                var target = ShardSide.Read(tensors, "target", file, count, info.TargetVocabularySize);
-                for (int i = 0; i < count; i++) result.Add(new EncodedPair(source[i], target[i]));
-            }
-            finally
-            {
-                foreach (var t in tensors.Values) t.Dispose();
-            }
-        }
-        return result;
+        using var pairs = ShardPairs.Open(directory);
+        return pairs.ToList();
     }
 
     /// <summary>One side (source or target) of a shard being written: ids one after the other and the offsets between pairs.</summary>
@@ -194,33 +176,6 @@ internal static class TokenShards
             ids.Clear();
             offsets.Clear();
             offsets.Add(0);
-        }
-
-        public static int[][] Read(Dictionary<string, Tensor> tensors, string side, string file, int pairs, int vocabularySize)
-        {
-            Tensor Get(string key, ScalarType type)
-            {
-                if (!tensors.TryGetValue(key, out var t)) throw new InvalidDataException($"{file}: tensor '{key}' missing");
-                if (t.dtype != type || t.dim() != 1) throw new InvalidDataException($"{file}: tensor '{key}' must be one-dimensional {type}");
-                return t;
-            }
-            var ids = Get($"{side}_ids", ScalarType.Int32).data<int>().ToArray();
-            var offsets = Get($"{side}_offsets", ScalarType.Int64).data<long>().ToArray();
-            if (offsets.Length != pairs + 1)
-                throw new InvalidDataException($"{file}: '{side}_offsets' has {offsets.Length} entries, the manifest's {pairs} pairs need {pairs + 1}");
-            if (offsets[0] != 0 || offsets[^1] != ids.Length)
-                throw new InvalidDataException($"{file}: '{side}_offsets' must run from 0 to the {ids.Length} ids");
-            foreach (int id in ids)
-                if ((uint)id >= (uint)vocabularySize)
-                    throw new InvalidDataException($"{file}: {side} id {id} is outside the {side} vocabulary (size {vocabularySize})");
-            var result = new int[pairs][];
-            for (int i = 0; i < pairs; i++)
-            {
-                long start = offsets[i], end = offsets[i + 1];
-                if (end < start) throw new InvalidDataException($"{file}: '{side}_offsets' fall at pair {i}");
-                result[i] = ids[(int)start..(int)end];
-            }
-            return result;
         }
     }
 }

@@ -218,6 +218,12 @@ public sealed record TextOptions
     /// <summary>BPE vocabulary size (with the <c>bpe</c> tokenizer).</summary>
     public int BpeVocabSize { get; init; } = 8000;
 
+    /// <summary>
+    /// Most training pairs the BPE model is learnt from (as spm_train's <c>input_sentence_size</c>): a larger corpus is
+    /// sampled uniformly under the run's seed, in one pass, so that <c>prepare</c> streams a corpus larger than memory.
+    /// </summary>
+    public int BpeSamplePairs { get; init; } = 1_000_000;
+
     /// <summary>Minimum token frequency for word vocabularies.</summary>
     public int MinFrequency { get; init; } = 1;
 

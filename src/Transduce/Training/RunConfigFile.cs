@@ -378,6 +378,7 @@ internal static partial class RunConfigFile
         var x = c.Text;
         Positive(x.MinFrequency, "text.min_frequency");
         Positive(x.MaxSteps, "text.max_steps");
+        Positive(x.BpeSamplePairs, "text.bpe_sample_pairs");
         if (c.Init is not null)
         {
             if (string.IsNullOrWhiteSpace(c.Init)) throw new ArgumentException("'init' must name a checkpoint or model folder (got an empty path)");

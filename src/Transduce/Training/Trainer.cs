@@ -372,11 +372,14 @@ internal static class Trainer
         }
         using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
-        var sourceLengths = data.Select(p => Batching.Frame(p.Source, ids, maxSteps).Length).ToArray();
-        var targetLengths = data.Select(p => Batching.Frame(p.Target, ids, maxSteps).Length).ToArray();
+        var (sourceLengths, targetLengths) = Batching.FramedLengths(data, ids, maxSteps);
+        // Pairs read from mapped shards are shuffled in chunks, so that an epoch reads the files a window at a time.
+        int[] EpochOrder(int epoch) => data is ShardPairs
+            ? Batching.ChunkedEpochOrder(data.Count, options.Seed, epoch)
+            : Batching.EpochOrder(data.Count, options.Seed, epoch);
         List<int[]> EpochBatches(int epoch) => options.Bucketed || options.MaxTokens is not null
-            ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch)
-            : Batching.Chunk(Batching.EpochOrder(data.Count, options.Seed, epoch), options.BatchSize).ToList();
+            ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch, EpochOrder(epoch))
+            : Batching.Chunk(EpochOrder(epoch), options.BatchSize).ToList();
         int batchesPerEpoch = EpochBatches(1).Count;
         int totalSteps = batchesPerEpoch * options.Epochs / options.AccumulateSteps;
 

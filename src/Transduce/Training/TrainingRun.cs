@@ -335,17 +335,39 @@ public sealed record ExampleTranslation(string Source, string Translation, doubl
 /// <summary>The training pairs a run started on: how many, and a hash of their text.</summary>
 internal sealed record CorpusFingerprint(int Pairs, string Sha256)
 {
-    public static CorpusFingerprint Of(IReadOnlyList<SentencePair> pairs)
+    public static CorpusFingerprint Of(IEnumerable<SentencePair> pairs)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var p in pairs)
+        using var builder = new Builder();
+        foreach (var p in pairs) builder.Add(p);
+        return builder.Build();
+    }
+
+    /// <summary>The fingerprint of pairs given one at a time (a corpus streamed through once).</summary>
+    internal sealed class Builder : IDisposable
+    {
+        private readonly IncrementalHash hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private byte[] buffer = new byte[256];
+        private int pairs;
+
+        public void Add(SentencePair p)
         {
-            hash.AppendData(Encoding.UTF8.GetBytes(p.Source));
+            Append(p.Source);
             hash.AppendData("\t"u8);
-            hash.AppendData(Encoding.UTF8.GetBytes(p.Target));
+            Append(p.Target);
             hash.AppendData("\n"u8);
+            pairs++;
         }
-        return new CorpusFingerprint(pairs.Count, Convert.ToHexStringLower(hash.GetHashAndReset()));
+
+        private void Append(string text)
+        {
+            int most = Encoding.UTF8.GetMaxByteCount(text.Length);
+            if (buffer.Length < most) buffer = new byte[Math.Max(most, buffer.Length * 2)];
+            hash.AppendData(buffer, 0, Encoding.UTF8.GetBytes(text, buffer));
+        }
+
+        public CorpusFingerprint Build() => new(pairs, Convert.ToHexStringLower(hash.GetHashAndReset()));
+
+        public void Dispose() => hash.Dispose();
     }
 }
 
