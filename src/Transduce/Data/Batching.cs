@@ -45,6 +45,37 @@ internal sealed class Seq2SeqBatch : IDisposable
     }
 }
 
+/// <summary>
+/// Corpora of a run with their weights (<c>data.corpora</c>): the pairs of corpus <c>k</c> are the <c>Pairs[k]</c> after
+/// those of the corpora before it.
+/// </summary>
+/// <param name="Pairs">Pairs of each corpus, in order.</param>
+/// <param name="Weights">Weight of each corpus: how often an epoch sees each of its pairs on average.</param>
+internal sealed record CorpusWeights(IReadOnlyList<int> Pairs, IReadOnlyList<double> Weights)
+{
+    /// <summary>
+    /// The pairs of <paramref name="indices"/> as one epoch sees them: a pair of a corpus of weight <c>w</c> appears
+    /// ⌊w⌋ times, and once more with probability w − ⌊w⌋ (drawn under <paramref name="seed"/> and <paramref name="draw"/>),
+    /// so weight 2 doubles a corpus and weight 0.5 samples half of it, afresh each epoch.
+    /// </summary>
+    public IEnumerable<int> Sample(IEnumerable<int> indices, int seed, int draw)
+    {
+        var starts = new long[Pairs.Count + 1];
+        for (int k = 0; k < Pairs.Count; k++) starts[k + 1] = starts[k] + Pairs[k];
+        var random = new Random(unchecked(seed * 92_821 + draw * 31 + 7));
+        foreach (int i in indices)
+        {
+            int k = Array.BinarySearch(starts, i);
+            k = k < 0 ? ~k - 1 : k;
+            while (k + 1 < Pairs.Count && starts[k + 1] == i) k++;   // skip empty corpora
+            double w = Weights[k];
+            int copies = (int)Math.Floor(w);
+            if (random.NextDouble() < w - copies) copies++;
+            for (int c = 0; c < copies; c++) yield return i;
+        }
+    }
+}
+
 /// <summary>Builds padded batches and shuffled mini-batch orders.</summary>
 internal static class Batching
 {
@@ -170,9 +201,14 @@ internal static class Batching
     /// The row order of one epoch: a permutation of <c>0..count-1</c> that depends only on
     /// <paramref name="seed"/> and <paramref name="epoch"/>, so a resumed run sees the same batches.
     /// </summary>
-    public static int[] EpochOrder(int count, int seed, int epoch, bool shuffle = true)
+    /// <param name="count">Pairs.</param>
+    /// <param name="seed">Run seed.</param>
+    /// <param name="epoch">1-based epoch.</param>
+    /// <param name="shuffle">False keeps corpus order.</param>
+    /// <param name="weights">Corpora with weights: each pair appears as many times as <see cref="CorpusWeights.Sample"/> draws.</param>
+    public static int[] EpochOrder(int count, int seed, int epoch, bool shuffle = true, CorpusWeights? weights = null)
     {
-        var order = Enumerable.Range(0, count).ToArray();
+        var order = weights is null ? Enumerable.Range(0, count).ToArray() : weights.Sample(Enumerable.Range(0, count), seed, epoch).ToArray();
         if (shuffle) new Random(unchecked(seed * 1_000_003 + epoch)).Shuffle(order);
         return order;
     }
@@ -191,25 +227,25 @@ internal static class Batching
     /// <paramref name="seed"/> and <paramref name="epoch"/>; a corpus that fits in one window gets exactly
     /// <see cref="EpochOrder"/> (the same batches as training from memory).
     /// </summary>
-    public static int[] ChunkedEpochOrder(int count, int seed, int epoch, int chunkPairs = ShuffleChunkPairs, int windowChunks = ShuffleWindowChunks)
+    public static int[] ChunkedEpochOrder(int count, int seed, int epoch, int chunkPairs = ShuffleChunkPairs, int windowChunks = ShuffleWindowChunks,
+        CorpusWeights? weights = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkPairs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(windowChunks, 1);
-        if ((long)chunkPairs * windowChunks >= count) return EpochOrder(count, seed, epoch);
+        if ((long)chunkPairs * windowChunks >= count) return EpochOrder(count, seed, epoch, weights: weights);
         int chunks = (int)((count + (long)chunkPairs - 1) / chunkPairs);
         var chunkOrder = Enumerable.Range(0, chunks).ToArray();
         var random = new Random(unchecked(seed * 1_000_003 + epoch * 65_537 + 17));
         random.Shuffle(chunkOrder);
-        var order = new int[count];
-        int at = 0;
+        var order = new List<int>(count);
         foreach (var window in chunkOrder.Chunk(windowChunks))
         {
-            int start = at;
-            foreach (int c in window)
-                for (int i = c * chunkPairs, end = (int)Math.Min(count, (long)(c + 1) * chunkPairs); i < end; i++) order[at++] = i;
-            random.Shuffle(order.AsSpan(start, at - start));
+            int start = order.Count;
+            var pairs = window.SelectMany(c => Enumerable.Range(c * chunkPairs, (int)Math.Min(chunkPairs, count - (long)c * chunkPairs)));
+            order.AddRange(weights is null ? pairs : weights.Sample(pairs, seed, epoch * 1_000 + start / Math.Max(1, chunkPairs)));
+            random.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(order)[start..]);
         }
-        return order;
+        return [.. order];
     }
 
     /// <summary>

@@ -29,7 +29,7 @@ internal sealed record CorpusFilterCounts(int Identical = 0, int Duplicates = 0,
 /// </summary>
 internal sealed class CorpusFilter(bool identical, bool duplicates, int? maxLength, double? maxRatio)
 {
-    private readonly LongSet? seen = duplicates ? new LongSet() : null;
+    private LongSet? seen = duplicates ? new LongSet() : null;
     private int same, repeated, tooLong, ratio, empty;
 
     /// <summary>Whether any text filter is on.</summary>
@@ -45,6 +45,9 @@ internal sealed class CorpusFilter(bool identical, bool duplicates, int? maxLeng
         if (seen is not null && !seen.Add(PairHash(pair.Source, pair.Target))) { repeated++; return false; }
         return true;
     }
+
+    /// <summary>Lets the duplicate filter's hashes go once every pair went through <see cref="KeepText"/> (a streamed corpus's first pass).</summary>
+    public void TextDone() => seen = null;
 
     /// <summary>
     /// False (and counted) for an encoded pair with an empty side, a side over <c>maxLength</c> tokens, or whose longer side has

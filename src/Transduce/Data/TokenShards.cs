@@ -13,8 +13,9 @@ namespace Transduce.Data;
 /// <param name="SourceTokens">Source ids over all shards.</param>
 /// <param name="TargetTokens">Target ids over all shards.</param>
 /// <param name="Shards">The shard files in order, with their pair counts; a relative path is relative to the manifest's folder.</param>
+/// <param name="Corpora">When the pairs come from several corpora (<c>data.corpora</c>), the pairs of each, in order; else null.</param>
 internal sealed record TokenShardsInfo(long Pairs, int SourceVocabularySize, int TargetVocabularySize, long SourceTokens, long TargetTokens,
-    IReadOnlyList<(string File, int Pairs)> Shards);
+    IReadOnlyList<(string File, int Pairs)> Shards, IReadOnlyList<int>? Corpora = null);
 
 /// <summary>
 /// Token ids of a corpus as sharded binary files that any process can memory-map, the data side of <c>transduce prepare</c>.
@@ -27,6 +28,7 @@ internal sealed record TokenShardsInfo(long Pairs, int SourceVocabularySize, int
 /// Pairs keep corpus order; global pair numbers run across shards in the manifest's order. The manifest:
 /// <code>{"format": "transduce-token-shards", "version": 1, "pairs": N, "source_vocab_size": S, "target_vocab_size": T,
 ///  "source_tokens": …, "target_tokens": …, "shards": [{"file": "shard-00000.safetensors", "pairs": n}, …]}</code>
+/// and, when the pairs come from several corpora, <c>"corpora": [n₀, n₁, …]</c>: the pairs of each, one corpus after the other.
 /// A shard's file may be an absolute path (a checkpoint trained elsewhere points at the shards it was trained on).
 /// </para>
 /// </summary>
@@ -56,8 +58,9 @@ internal static class TokenShards
     /// <param name="sourceVocabularySize">Source vocabulary size (ids are checked against it).</param>
     /// <param name="targetVocabularySize">Target vocabulary size (ids are checked against it).</param>
     /// <param name="shardPairs">Most pairs per shard.</param>
+    /// <param name="corpora">Asked once every pair is written: the pairs of each corpus, when there are several.</param>
     public static TokenShardsInfo Write(string directory, IEnumerable<EncodedPair> pairs, int sourceVocabularySize, int targetVocabularySize,
-        int shardPairs = DefaultShardPairs)
+        int shardPairs = DefaultShardPairs, Func<IReadOnlyList<int>>? corpora = null)
     {
         if (shardPairs < 1) throw new ArgumentOutOfRangeException(nameof(shardPairs), "a shard holds at least one pair");
         Directory.CreateDirectory(directory);
@@ -88,7 +91,10 @@ internal static class TokenShards
         }
         if (source.Pairs > 0 || shards.Count == 0) Flush();
 
-        var info = new TokenShardsInfo(total, sourceVocabularySize, targetVocabularySize, sourceTokens, targetTokens, shards);
+        var counts = corpora?.Invoke();
+        if (counts is not null && counts.Sum(c => (long)c) != total)
+            throw new ArgumentException($"the corpora's pair counts add up to {counts.Sum(c => (long)c)}, {total} pairs were written");
+        var info = new TokenShardsInfo(total, sourceVocabularySize, targetVocabularySize, sourceTokens, targetTokens, shards, counts);
         var manifest = new JsonObject
         {
             ["format"] = FormatTag,
@@ -100,6 +106,7 @@ internal static class TokenShards
             ["target_tokens"] = targetTokens,
             ["shards"] = new JsonArray(shards.Select(s => (JsonNode)new JsonObject { ["file"] = s.File, ["pairs"] = s.Pairs }).ToArray()),
         };
+        if (counts is not null) manifest["corpora"] = new JsonArray(counts.Select(c => (JsonNode)c).ToArray());
         AtomicFile.WriteAllText(Path.Combine(directory, ManifestFile), manifest.ToJsonString(Indented));
         return info;
     }
@@ -126,7 +133,16 @@ internal static class TokenShards
                     int pairs = s?["pairs"]?.GetValue<int>() is int p and >= 0 ? p : throw new InvalidDataException($"{path}: shard {i} has no 'pairs'");
                     return (File: Path.IsPathRooted(file) ? file : Path.Combine(directory, file), Pairs: pairs);
                 }).ToList();
-            var info = new TokenShardsInfo(Long("pairs"), Size("source_vocab_size"), Size("target_vocab_size"), Long("source_tokens"), Long("target_tokens"), shards);
+            List<int>? corpora = null;
+            if (root["corpora"] is { } listed)
+            {
+                var array = listed as JsonArray ?? throw new InvalidDataException($"{path}: 'corpora' must be a list of pair counts");
+                if (array.Count is 0 or > 4096) throw new InvalidDataException($"{path}: 'corpora' lists {array.Count} corpora (1 to 4096)");
+                corpora = [.. array.Select((c, i) => c?.GetValue<int>() is int n and >= 0 ? n : throw new InvalidDataException($"{path}: 'corpora[{i}]' must be a pair count"))];
+            }
+            var info = new TokenShardsInfo(Long("pairs"), Size("source_vocab_size"), Size("target_vocab_size"), Long("source_tokens"), Long("target_tokens"), shards, corpora);
+            if (corpora is not null && corpora.Sum(c => (long)c) != info.Pairs)
+                throw new InvalidDataException($"{path}: the corpora hold {corpora.Sum(c => (long)c)} pairs, the manifest says {info.Pairs}");
             if (shards.Sum(s => (long)s.Pairs) != info.Pairs)
                 throw new InvalidDataException($"{path}: the shards hold {shards.Sum(s => (long)s.Pairs)} pairs, the manifest says {info.Pairs}");
             return info;

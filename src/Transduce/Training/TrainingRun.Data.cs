@@ -43,6 +43,14 @@ public sealed partial class TrainingRun
                     SpmTargetModel = config.Text.SpmTargetModel is { } tm ? Path.GetFullPath(tm) : null,
                 },
             };
+        if (config.Data.Corpora is { } corpora)
+            config = config with
+            {
+                Data = config.Data with
+                {
+                    Corpora = [.. corpora.Select(c => c?.Path is { } p && (File.Exists(p) || System.IO.Directory.Exists(p)) ? c with { Path = Path.GetFullPath(p) } : c!)],
+                },
+            };
         var data = config.Data;
         if (pairsInMemory || data.Train is not { } train || !System.IO.Directory.Exists(train)) return config;
         var validation = config.Validation;
@@ -52,8 +60,10 @@ public sealed partial class TrainingRun
         return config with { Data = data, Validation = validation };
     }
 
-    private static void CheckNeeds(RunConfig config, bool validationInMemory)
+    private static void CheckNeeds(RunConfig config, bool validationInMemory, bool pairsInMemory = false)
     {
+        if (pairsInMemory && config.Data.Corpora is not null)
+            throw new ArgumentException("'data.corpora' names corpus files, but the training pairs were given in memory: give one or the other");
         foreach (string? model in new[] { config.Text.SpmModel, config.Text.SpmTargetModel })
             if (config.Text.Tokenizer == TokenizerKind.Spm && model is not null && !File.Exists(model))
                 throw new FileNotFoundException($"{model}: SentencePiece model not found ('text.spm_model' / --spm-model)", model);

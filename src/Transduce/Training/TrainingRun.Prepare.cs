@@ -32,33 +32,56 @@ public sealed partial class TrainingRun
         ArgumentOutOfRangeException.ThrowIfLessThan(shardPairs, 1);
         started = true;
         if (Config.Training.Threads is int n) set_num_threads(n);
+        var (prepared, summary) = PrepareStreamed(shardPairs, readValidation: false);
+        using (prepared)
+        {
+            Save(prepared.Checkpoint, prepared, TrainingPosition.Start, optimizer: null);
+            return summary;
+        }
+    }
+
+    /// <summary>
+    /// The streaming preparation (<see cref="Prepare"/>): the corpus or corpora read in passes, never held, the text side
+    /// learnt, the model built (or loaded from <c>init</c>), the pairs encoded into the token shards of the run directory's
+    /// <c>data/</c>, which the pairs returned map. The caller saves the run directory (the save carries <c>data/</c> into it).
+    /// </summary>
+    private (Prepared Prepared, PreparationSummary Summary) PrepareStreamed(int shardPairs, bool readValidation)
+    {
         var data = Config.Data;
-        var (all, corpusName, stream) = StreamCorpus();
-        var corpus = data.MaxPairs is int take ? all.Take(take) : all;
+        var sources = StreamCorpora();
+        string corpusName = string.Join(" + ", sources.Select(c => c.Name));
         var filter = new CorpusFilter(data.DropIdentical, data.DropDuplicates, data.MaxLength, data.MaxLengthRatio);
         bool learnsBpe = Config.Init is null && Config.Text.Tokenizer == TokenizerKind.Bpe;
         var clock = System.Diagnostics.Stopwatch.StartNew();
 
-        // Pass 1: the fingerprint, the text filters, the BPE sample.
+        // Pass 1: the fingerprint, the text filters (a bit a pair: dropped), the BPE sample.
         var dropped = new List<ulong>();
+        var firsts = new int[sources.Count];   // global number of each corpus's first pair
         var sample = learnsBpe ? new ReservoirSample<SentencePair>(Config.Text.BpeSamplePairs, Config.Training.Seed) : null;
         CorpusFingerprint fingerprint;
         using (var hash = new CorpusFingerprint.Builder())
         {
             int i = 0;
-            foreach (var pair in corpus)
+            for (int k = 0; k < sources.Count; k++)
             {
-                hash.Add(pair);
-                if (i % 64 == 0) dropped.Add(0);
-                if (!filter.KeepText(pair)) dropped[^1] |= 1UL << (i % 64);
-                else sample?.Add(pair);
-                i++;
+                firsts[k] = i;
+                foreach (var pair in sources[k].Pairs)
+                {
+                    hash.Add(pair);
+                    if (i % 64 == 0) dropped.Add(0);
+                    if (!filter.KeepText(pair)) dropped[^1] |= 1UL << (i % 64);
+                    else sample?.Add(pair);
+                    i = checked(i + 1);
+                }
+                if (sources[k].Stream is { Skipped.SkippedLines: > 0 } s)
+                    Warning?.Invoke(this, $"skipped {s.Skipped.SkippedLines} malformed line(s) of {sources[k].Name}; first: {s.Skipped.SkipReasons.FirstOrDefault()}");
             }
             fingerprint = hash.Build();
         }
-        if (stream is { Skipped.SkippedLines: > 0 } s)
-            Warning?.Invoke(this, $"skipped {s.Skipped.SkippedLines} malformed line(s) of {corpusName}; first: {s.Skipped.SkipReasons.FirstOrDefault()}");
-        IEnumerable<SentencePair> Kept() => corpus.Where((_, i) => (dropped[i / 64] & (1UL << (i % 64))) == 0);
+        filter.TextDone();
+        IEnumerable<SentencePair> Kept(int k) =>
+            sources[k].Pairs.Where((_, i) => (dropped[(firsts[k] + i) / 64] & (1UL << ((firsts[k] + i) % 64))) == 0);
+        var validation = readValidation ? ReadValidation() : null;
 
         Checkpoint checkpoint;
         if (Config.Init is { } init)
@@ -69,23 +92,37 @@ public sealed partial class TrainingRun
         {
             var text = Config.Text.ToTextConfig();
             var sentencePiece = Config.Text.Tokenizer == TokenizerKind.Spm ? ReadSentencePiece(Config.Text) : null;
-            var vocabularyPairs = data.VocabularyPairs is int vp && data.MaxPairs is not null ? all.Take(vp) : Kept();
+            var vocabularyPairs = data.VocabularyPairs is int vp && data.MaxPairs is not null
+                ? sources.SelectMany(c => c.All.Take(vp)) : Enumerable.Range(0, sources.Count).SelectMany(Kept);
             var (pipeline, subwords) = TranslationData.LearnText(sample?.Items ?? vocabularyPairs, text, Config.Text.BpeVocabSize,
                 Config.Text.MinFrequency, Config.Model.ShareEmbeddings, sentencePiece);
             if (subwords is not null)
                 Say($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint) learnt from {sample!.Items.Count:N0} of {sample.Seen:N0} pairs in {clock.Elapsed.TotalSeconds:F1}s");
+            sample = null;   // the sample's strings may go before the pairs are encoded
             checkpoint = NewModel(text, pipeline.Source.Vocabulary, pipeline.Target.Vocabulary, subwords, sentencePiece);
         }
         try
         {
-            // Pass 2: encode in chunks, filter by length, write the shards; the save carries data/ into the checkpoint.
+            // Pass 2: encode in chunks, filter by length, write the shards.
             string folder = Path.Combine(Directory, Preparation.ShardsFolder);
+            var textPipeline = checkpoint.CreateTextPipeline();
+            var context = EncodingContext(checkpoint);
+            var kept = new int[sources.Count];
+            IEnumerable<EncodedPair> Counted(IEnumerable<EncodedPair> pairs, int k)
+            {
+                foreach (var pair in pairs)
+                {
+                    kept[k]++;
+                    yield return pair;
+                }
+            }
             TokenShardsInfo info;
             try
             {
-                var encoded = TranslationData.EncodeStream(Kept(), checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext(checkpoint),
-                    threads: get_num_threads());
-                info = TokenShards.Write(folder, encoded.Where(filter.KeepLength), checkpoint.SourceVocabulary.Count, checkpoint.TargetVocabulary.Count, shardPairs);
+                var encoded = Enumerable.Range(0, sources.Count).SelectMany(k => Counted(
+                    TranslationData.EncodeStream(Kept(k), textPipeline, checkpoint.PairEncoding, context, threads: get_num_threads()).Where(filter.KeepLength), k));
+                info = TokenShards.Write(folder, encoded, checkpoint.SourceVocabulary.Count, checkpoint.TargetVocabulary.Count, shardPairs,
+                    data.Corpora is null ? null : () => kept);
                 if (info.Pairs == 0)
                     throw new ArgumentException($"the filters dropped every training pair ({filter.Counts().Total:N0}): loosen 'data.max_length' / 'data.max_length_ratio'");
             }
@@ -94,20 +131,20 @@ public sealed partial class TrainingRun
                 if (System.IO.Directory.Exists(folder)) System.IO.Directory.Delete(folder, recursive: true);
                 throw;
             }
-            var counts = filter.Counts(stream?.EmptySides ?? 0);
-            Say($"filters: dropped {counts.Describe(data.MaxLength, data.MaxLengthRatio)}; {info.Pairs:N0} of {fingerprint.Pairs:N0} pairs left");
-            using var prepared = new Prepared(checkpoint, ShardPairs.Open(folder), corpusName, fingerprint, null, null);
-            Save(checkpoint, prepared, TrainingPosition.Start, optimizer: null);
+            var counts = filter.Counts(sources.Sum(c => c.Stream?.EmptySides ?? 0));
+            Say($"filters: dropped {counts.Describe(data.MaxLength, data.MaxLengthRatio)}; {info.Pairs:N0} of {fingerprint.Pairs:N0} pairs left" +
+                (data.Corpora is null ? "" : $" ({string.Join(", ", kept.Select((n, k) => $"{sources[k].Name}: {n:N0} × {data.Corpora[k].Weight.ToString(System.Globalization.CultureInfo.InvariantCulture)}"))})"));
             long parameters = Trainer.DistinctParameters(checkpoint.Model).Sum(p => p.numel());
             Say($"prepared {corpusName}: {info.Pairs:N0} pairs, {info.SourceTokens:N0}/{info.TargetTokens:N0} source/target tokens, " +
                 $"vocab {info.SourceVocabularySize:N0}/{info.TargetVocabularySize:N0}, {info.Shards.Count} shard(s), " +
                 $"{checkpoint.ModelConfig.Architecture} {parameters:N0} parameters, {clock.Elapsed.TotalSeconds:F1}s");
-            return new PreparationSummary(Directory, (int)info.Pairs, info.SourceTokens, info.TargetTokens,
+            var prepared = new Prepared(checkpoint, ShardPairs.Open(folder), corpusName, fingerprint, validation, null);
+            return (prepared, new PreparationSummary(Directory, (int)info.Pairs, info.SourceTokens, info.TargetTokens,
                 info.SourceVocabularySize, info.TargetVocabularySize, info.Shards.Count, parameters)
             {
                 CorpusPairs = fingerprint.Pairs, DroppedIdentical = counts.Identical, DroppedDuplicates = counts.Duplicates,
                 DroppedTooLong = counts.TooLong, DroppedLengthRatio = counts.Ratio, DroppedEmpty = counts.Empty,
-            };
+            });
         }
         catch
         {
@@ -117,21 +154,36 @@ public sealed partial class TrainingRun
     }
 
     /// <summary>
-    /// The corpus as a stream read again at each enumeration (or the pairs given in memory), read as far as
-    /// <c>data.max_pairs</c> and <c>data.vocabulary_pairs</c> need; the file stream, when there is one, counts what it skipped.
+    /// The corpus, or each of <c>data.corpora</c>, as a stream read again at each enumeration (or the pairs given in
+    /// memory): <c>All</c> read as far as <c>data.max_pairs</c> and <c>data.vocabulary_pairs</c> need, <c>Pairs</c> its first
+    /// <c>data.max_pairs</c>; the file stream, when there is one, counts what it skipped.
     /// </summary>
-    private (IEnumerable<SentencePair> Pairs, string Name, ParallelCorpus.CorpusStream? Stream) StreamCorpus()
+    private List<(IEnumerable<SentencePair> All, IEnumerable<SentencePair> Pairs, string Name, ParallelCorpus.CorpusStream? Stream)> StreamCorpora()
     {
         var data = Config.Data;
-        if (givenPairs is not null) return (givenPairs, "pairs given in memory", null);
-        string source = data.Train ?? throw new ArgumentException("'data.train': no training data (a corpus file, a folder, or a known corpus name such as fra-eng)");
+        IEnumerable<SentencePair> Cut(IEnumerable<SentencePair> all) => data.MaxPairs is int take ? all.Take(take) : all;
+        if (givenPairs is not null) return [(givenPairs, Cut(givenPairs), "pairs given in memory", null)];
         int? readPairs = data.MaxPairs is int tp ? Math.Max(tp, data.VocabularyPairs ?? 0) : null;
         var options = new CorpusReadOptions { SkipInvalid = data.SkipInvalid, MaxPairs = readPairs };
+        if (data.Corpora is { } corpora)
+            return [.. corpora.Select(c => ParallelCorpus.Stream(LocateCorpus(c.Path!), null, options))
+                .Select(s => ((IEnumerable<SentencePair>)s, Cut(s), s.Path, (ParallelCorpus.CorpusStream?)s))];
+        string source = data.Train ?? throw new ArgumentException("'data.train': no training data (a corpus file, a folder, or a known corpus name such as fra-eng)");
         var stream = data.Target is { } target
             ? ParallelCorpus.Stream(source, target, options)
             : ParallelCorpus.Stream(LocateCorpus(source), null, options);
         string name = data.Target is { } t ? $"{Path.GetFileName(source)} + {Path.GetFileName(t)}" : stream.Path;
-        return (stream, name, stream);
+        return [(stream, Cut(stream), name, stream)];
+    }
+
+    /// <summary>The weights of <c>data.corpora</c> over the prepared pairs, whose manifest counts each corpus's pairs; null for one corpus.</summary>
+    private CorpusWeights? Weights(IReadOnlyList<EncodedPair> pairs)
+    {
+        if (Config.Data.Corpora is not { } corpora) return null;
+        string manifest = Path.Combine(Directory, Preparation.ShardsFolder, TokenShards.ManifestFile);
+        if (pairs is not ShardPairs { Info.Corpora: { } counts } || counts.Count != corpora.Count)
+            throw new InvalidDataException($"{manifest}: 'data.corpora' names {corpora.Count} corpora, the shards do not count the pairs of each (prepare the run again)");
+        return new CorpusWeights(counts, [.. corpora.Select(c => c.Weight)]);
     }
 }
 

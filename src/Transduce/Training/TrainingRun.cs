@@ -58,7 +58,7 @@ public sealed partial class TrainingRun : IDisposable
         Config = ResolveData(config, trainingPairs is not null);
         givenPairs = trainingPairs;
         givenValidation = validationPairs;
-        CheckNeeds(Config, validationPairs is not null);
+        CheckNeeds(Config, validationPairs is not null, trainingPairs is not null);
         CheckInit(Config, Directory);
         if (System.IO.Directory.Exists(Directory) && System.IO.Directory.EnumerateFileSystemEntries(Directory).Any(e => Path.GetFileName(e) != RunLock.FileName))
         {
@@ -189,7 +189,10 @@ public sealed partial class TrainingRun : IDisposable
         started = true;
         var t = Config.Training;
         if (t.Threads is int n) set_num_threads(n);
-        using var prepared = resuming ? PrepareResume() : PrepareNew();
+        // Several corpora are prepared into token shards and trained from them, as after `prepare`.
+        using var prepared = resuming ? PrepareResume()
+            : Config.Data.Corpora is not null && givenPairs is null ? PrepareStreamed(TokenShards.DefaultShardPairs, readValidation: true).Prepared
+            : PrepareNew();
         var checkpoint = prepared.Checkpoint;
         var model = checkpoint.Model;
         var tgt = checkpoint.TargetVocabulary;
@@ -235,7 +238,7 @@ public sealed partial class TrainingRun : IDisposable
         }
 
         var result = Trainer.Train(model, prepared.Pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength),
-            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume, frozen);
+            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume, frozen, Weights(prepared.Pairs));
         var stop = earlyStopped ? TrainingStop.EarlyStop : result.Stop;
 
         // The final weights are a candidate like any other: a run that stops between two validations validates them now.
