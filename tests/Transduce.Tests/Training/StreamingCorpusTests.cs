@@ -45,14 +45,19 @@ public sealed class StreamingCorpusTests : IDisposable
         string data = Corpus(300, out var pairs);
         foreach (var tokenizer in new[] { TokenizerKind.Bpe, TokenizerKind.Word })
         {
-            var config = Bpe(data) with { Text = Bpe(data).Text with { Tokenizer = tokenizer, MinFrequency = 2 }, Data = new DataOptions { Train = data, MaxLength = 12 } };
-            string dir = tmp.File($"prepared-{tokenizer}");
-            using (var run = new TrainingRun(config, dir)) run.Prepare(shardPairs: 64);
+            var text = Bpe(data).Text with { Tokenizer = tokenizer, MinFrequency = 2 };
+            // Today's in-memory encoding of the same pairs: learn the text side from all of them, encode, filter by length
+            // (at the median length, so that the filter drops about half).
+            var (expected, _) = TranslationData.ForTraining(pairs, text.ToTextConfig(), text.BpeVocabSize, text.MinFrequency);
+            int median = expected.Pairs.Select(p => Math.Max(p.Source.Length, p.Target.Length)).Order().ElementAt(pairs.Count / 2);
+            var kept = CorpusFilters.ByLength(expected.Pairs, median, null, out var counts);
+            Assert.InRange(counts.TooLong, 1, pairs.Count - 1);
 
-            // Today's in-memory encoding of the same pairs: learn the text side from all of them, encode, filter by length.
-            var (expected, subwords) = TranslationData.ForTraining(pairs, config.Text.ToTextConfig(), config.Text.BpeVocabSize, config.Text.MinFrequency);
-            var kept = CorpusFilters.ByLength(expected.Pairs, 12, null, out var counts);
-            Assert.True(counts.TooLong > 0, "the test corpus exercises the length filter");
+            var config = Bpe(data) with { Text = text, Data = new DataOptions { Train = data, MaxLength = median } };
+            string dir = tmp.File($"prepared-{tokenizer}");
+            PreparationSummary summary;
+            using (var run = new TrainingRun(config, dir)) summary = run.Prepare(shardPairs: 64);
+            Assert.Equal((kept.Count, counts.TooLong), (summary.Pairs, summary.DroppedTooLong));
             var shards = TokenShards.Read(Path.Combine(dir, "data"));
             Assert.Equal(kept.Select(p => p.Source), shards.Select(p => p.Source));
             Assert.Equal(kept.Select(p => p.Target), shards.Select(p => p.Target));
@@ -152,7 +157,9 @@ public sealed class StreamingCorpusTests : IDisposable
             Assert.Equal(pairs[i].Target, mapped[i].Target);
         }
         var specials = new SpecialIds(0, 1, 2);
-        Assert.Equal(Batching.FramedLengths(pairs, specials, 4), Batching.FramedLengths(mapped, specials, 4));
+        var (source, target) = Batching.FramedLengths(mapped, specials, 4);
+        Assert.Equal(pairs.Select(p => Batching.Frame(p.Source, specials, 4).Length), source);
+        Assert.Equal(pairs.Select(p => Batching.Frame(p.Target, specials, 4).Length), target);
     }
 
     [Fact]
@@ -293,8 +300,8 @@ public sealed class StreamingCorpusTests : IDisposable
         RunConfig With(params CorpusSource[] corpora) => TrainingRunTests.Tiny() with { Data = new DataOptions { Corpora = corpora } };
         string Refused(RunConfig config) => Assert.Throws<ArgumentException>(config.Validate).Message;
         Assert.Equal("'data.corpora[1].weight' must be a number in (0, 1000] (got -1)", Refused(With(new() { Path = "a" }, new() { Path = "b", Weight = -1 })));
-        Assert.Equal("'data.corpora[0].weight' must be a number in (0, 1000] (got NaN)", Refused(With(new() { Path = "a", Weight = double.NaN })));
-        Assert.Equal("'data.corpora[0].weight' must be a number in (0, 1000] (got 1000000)", Refused(With(new() { Path = "a", Weight = 1e6 })));
+        Assert.Equal("'data.corpora[0].weight' must be a number in (0, 1000] (got NaN)", Refused(With(new CorpusSource { Path = "a", Weight = double.NaN })));
+        Assert.Equal("'data.corpora[0].weight' must be a number in (0, 1000] (got 1000000)", Refused(With(new CorpusSource { Path = "a", Weight = 1e6 })));
         Assert.Equal("'data.corpora[0].path' must name a corpus file, folder or known corpus", Refused(With(new CorpusSource { Weight = 2 })));
         Assert.Equal("'data.corpora[0]' must be a mapping with 'path' and 'weight' (got null)", Refused(With([null!])));
         Assert.StartsWith("'data.corpora' lists no corpus", Refused(With()));
