@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 27, corpora larger than memory: a synthetic corpus of PAIRS pairs (default 20,000,000) made from train.tsv by
 # random recombination (two or three random pairs joined on each side, aligned; seed 27) into $WORK under /tmp — never
-# commit it —, then `prepare` on it and the first update of `train --resume` from its shards, each under
+# commit it —, then `prepare` on it (train.json: one update) and `train --resume`, which trains that first update from its shards, each under
 # /usr/bin/time -v (peak RSS, wall time). Then training throughput from shards against in-memory on a small corpus,
 # alternated ROUNDS times. Run from the repository root: bash bench/corpus-stream.sh
 set -euo pipefail
@@ -33,24 +33,26 @@ PY
 fi
 ls -l "$CORPUS" >&2
 
-./transduce --help > /dev/null   # builds the command once, outside the timed runs
+./transduce --help > /dev/null   # builds the command once; the timed runs call it directly (no build check inside them)
+transduce() { dotnet src/Transduce.Cli/bin/Release/net10.0/Transduce.Cli.dll "$@"; }
 RUN="$WORK/run-$PAIRS"
 rm -rf "$RUN"
 echo "== prepare $PAIRS pairs" >&2
-/usr/bin/time -v ./transduce prepare --preset transformer-base-cpu --data "$CORPUS" --drop-duplicates --filter-max-length 128 \
-    --filter-length-ratio 3 --threads "$THREADS" --out "$RUN" 2> "$WORK/prepare.time" | tee "$WORK/prepare.log"
+/usr/bin/time -v dotnet src/Transduce.Cli/bin/Release/net10.0/Transduce.Cli.dll prepare --preset transformer-base-cpu --data "$CORPUS" --drop-duplicates --filter-max-length 128 \
+    --filter-length-ratio 3 --max-updates 1 --threads "$THREADS" --out "$RUN" 2> "$WORK/prepare.time" | tee "$WORK/prepare.log"
 grep -E "Maximum resident|Elapsed \(wall" "$WORK/prepare.time"
 echo "== train --resume, first update" >&2
-/usr/bin/time -v ./transduce train --resume "$RUN" --max-updates 1 --threads "$THREADS" 2> "$WORK/train.time" | tee "$WORK/train.log"
+/usr/bin/time -v dotnet src/Transduce.Cli/bin/Release/net10.0/Transduce.Cli.dll train --resume "$RUN" --threads "$THREADS" 2> "$WORK/train.time" | tee "$WORK/train.log"
 grep -E "Maximum resident|Elapsed \(wall" "$WORK/train.time"
 
 echo "== throughput: $SMALL pairs, $UPDATES updates, in memory vs from shards, $ROUNDS rounds" >&2
 SMALLRUN="$WORK/small"
 for round in $(seq 1 "$ROUNDS"); do
   rm -rf "$SMALLRUN-memory" "$SMALLRUN-shards"
-  ./transduce train --preset transformer-base-cpu --data "$SOURCE" --max-pairs "$SMALL" --max-updates "$UPDATES" --threads "$THREADS" \
+  transduce train --preset transformer-base-cpu --data "$SOURCE" --max-pairs "$SMALL" --max-updates "$UPDATES" --threads "$THREADS" \
       --out "$SMALLRUN-memory" | grep -E "^done:" | sed "s/^/round $round memory: /"
-  ./transduce prepare --preset transformer-base-cpu --data "$SOURCE" --max-pairs "$SMALL" --threads "$THREADS" --out "$SMALLRUN-shards" > /dev/null
-  ./transduce train --resume "$SMALLRUN-shards" --max-updates "$UPDATES" --threads "$THREADS" | grep -E "^done:" | sed "s/^/round $round shards: /"
+  transduce prepare --preset transformer-base-cpu --data "$SOURCE" --max-pairs "$SMALL" --max-updates "$UPDATES" --threads "$THREADS" \
+      --out "$SMALLRUN-shards" > /dev/null
+  transduce train --resume "$SMALLRUN-shards" --threads "$THREADS" | grep -E "^done:" | sed "s/^/round $round shards: /"
   cmp -s "$SMALLRUN-memory/model.safetensors" "$SMALLRUN-shards/model.safetensors" && echo "round $round: identical weights" || echo "round $round: weights differ"
 done

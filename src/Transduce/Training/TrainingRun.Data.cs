@@ -191,12 +191,12 @@ public sealed partial class TrainingRun
     {
         var state = saved!;
         var checkpoint = Checkpoint.Load(Directory);
+        IReadOnlyList<EncodedPair>? pairs = null;
         try
         {
             checkpoint.Model.train();
             string corpusName;
             CorpusFingerprint corpus;
-            IReadOnlyList<EncodedPair> pairs;
             // A prepared run (transduce prepare), or one trained on it by another trainer (the PyTorch DDP trainer), has
             // its token ids as shards: the very ids it was prepared with, with no corpus to read and tokenize again.
             if (Preparation.TryOpenPairs(Directory, checkpoint) is { } shards)
@@ -246,6 +246,7 @@ public sealed partial class TrainingRun
         catch
         {
             checkpoint.Dispose();
+            (pairs as IDisposable)?.Dispose();
             throw;
         }
     }
