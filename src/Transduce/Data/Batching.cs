@@ -237,15 +237,28 @@ internal static class Batching
         var chunkOrder = Enumerable.Range(0, chunks).ToArray();
         var random = new Random(unchecked(seed * 1_000_003 + epoch * 65_537 + 17));
         random.Shuffle(chunkOrder);
-        var order = new List<int>(count);
+        // Unweighted, the order is a permutation written in place; weighted, each chunk's pairs are drawn (their own draw).
+        var order = weights is null ? new int[count] : null;
+        var drawn = weights is null ? null : new List<int>(count);
+        int at = 0;
         foreach (var window in chunkOrder.Chunk(windowChunks))
         {
-            int start = order.Count;
-            var pairs = window.SelectMany(c => Enumerable.Range(c * chunkPairs, (int)Math.Min(chunkPairs, count - (long)c * chunkPairs)));
-            order.AddRange(weights is null ? pairs : weights.Sample(pairs, seed, epoch * 1_000 + start / Math.Max(1, chunkPairs)));
-            random.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(order)[start..]);
+            int start = at;
+            foreach (int c in window)
+            {
+                int first = c * chunkPairs, end = (int)Math.Min(count, (long)(c + 1) * chunkPairs);
+                if (order is not null)
+                    for (int i = first; i < end; i++) order[at++] = i;
+                else
+                {
+                    drawn!.AddRange(weights!.Sample(Enumerable.Range(first, end - first), seed, unchecked(epoch * 1_000_003 + c)));
+                    at = drawn.Count;
+                }
+            }
+            var span = order is not null ? order.AsSpan(start, at - start) : System.Runtime.InteropServices.CollectionsMarshal.AsSpan(drawn)[start..];
+            random.Shuffle(span);
         }
-        return [.. order];
+        return order ?? [.. drawn!];
     }
 
     /// <summary>

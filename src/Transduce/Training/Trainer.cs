@@ -384,7 +384,9 @@ internal static class Trainer
         List<int[]> EpochBatches(int epoch) => options.Bucketed || options.MaxTokens is not null
             ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch, EpochOrder(epoch))
             : Batching.Chunk(EpochOrder(epoch), options.BatchSize).ToList();
-        int batchesPerEpoch = EpochBatches(1).Count;
+        // The first epoch's batches are drawn once, for the count and (when the run starts there) for training.
+        List<int[]>? firstEpoch = EpochBatches(1);
+        int batchesPerEpoch = firstEpoch.Count;
         int totalSteps = batchesPerEpoch * options.Epochs / options.AccumulateSteps;
 
         var at = resume?.Position ?? TrainingPosition.Start;
@@ -403,7 +405,10 @@ internal static class Trainer
         {
             for (int epoch = at.Epoch; epoch <= options.Epochs && stop == TrainingStop.Completed && !cancellation.IsCancellationRequested; epoch++)
             {
-                var batches = EpochBatches(epoch);
+                var batches = epoch == 1 && firstEpoch is not null ? firstEpoch : EpochBatches(epoch);
+                firstEpoch = null;
+                // Pairs in mapped shards are many: the garbage of drawing an epoch's order goes before the epoch trains.
+                if (data is ShardPairs) GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
                 int first = epoch == at.Epoch ? at.BatchesDone : 0;
                 if (epoch != at.Epoch) { lossSum = 0; epochTokens = 0; }
                 int pending = 0, done = first;
