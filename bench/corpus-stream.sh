@@ -3,7 +3,7 @@
 # random recombination (two or three random pairs joined on each side, aligned; seed 27) into $WORK under /tmp — never
 # commit it —, then `prepare` on it (train.json: one update) and `train --resume`, which trains that first update from its shards, each under
 # /usr/bin/time -v (peak RSS, wall time). Then training throughput from shards against in-memory on a small corpus,
-# alternated ROUNDS times. Run from the repository root: bash bench/corpus-stream.sh
+# alternated ROUNDS times (BIG=0 skips the large corpus). Run from the repository root: bash bench/corpus-stream.sh
 set -euo pipefail
 PAIRS=${PAIRS:-20000000}
 SMALL=${SMALL:-20000}
@@ -36,6 +36,7 @@ ls -l "$CORPUS" >&2
 ./transduce --help > /dev/null   # builds the command once; the timed runs call it directly (no build check inside them)
 transduce() { dotnet src/Transduce.Cli/bin/Release/net10.0/Transduce.Cli.dll "$@"; }
 RUN="$WORK/run-$PAIRS"
+if [ "${BIG:-1}" = 1 ]; then
 rm -rf "$RUN"
 echo "== prepare $PAIRS pairs" >&2
 /usr/bin/time -v dotnet src/Transduce.Cli/bin/Release/net10.0/Transduce.Cli.dll prepare --preset transformer-base-cpu --data "$CORPUS" --drop-duplicates --filter-max-length 128 \
@@ -44,6 +45,7 @@ grep -E "Maximum resident|Elapsed \(wall" "$WORK/prepare.time"
 echo "== train --resume, first update" >&2
 /usr/bin/time -v dotnet src/Transduce.Cli/bin/Release/net10.0/Transduce.Cli.dll train --resume "$RUN" --threads "$THREADS" 2> "$WORK/train.time" | tee "$WORK/train.log"
 grep -E "Maximum resident|Elapsed \(wall" "$WORK/train.time"
+fi
 
 echo "== throughput: $SMALL pairs, $UPDATES updates, in memory vs from shards, $ROUNDS rounds" >&2
 SMALLRUN="$WORK/small"

@@ -107,20 +107,34 @@ internal static class Batching
     }
 
     /// <summary>
-    /// The framed lengths (<see cref="FramedLength"/>) of every pair's source and target; a source that knows its lengths
-    /// (<see cref="IPairLengths"/>: pairs in mapped shards) gives them without reading any ids.
+    /// The framed lengths (<see cref="FramedLength"/>) of every pair's source and target; for a source that knows its
+    /// lengths (<see cref="IPairLengths"/>: pairs in mapped shards) they are views computed when read, with no copy and
+    /// without reading any ids.
     /// </summary>
-    public static (int[] Source, int[] Target) FramedLengths(IReadOnlyList<EncodedPair> pairs, SpecialIds specials, int? maxSteps)
+    public static (IReadOnlyList<int> Source, IReadOnlyList<int> Target) FramedLengths(IReadOnlyList<EncodedPair> pairs, SpecialIds specials, int? maxSteps)
     {
+        if (pairs is IPairLengths known)
+            return (new FramedView(pairs.Count, i => FramedLength(known.SourceLength(i), specials, maxSteps)),
+                new FramedView(pairs.Count, i => FramedLength(known.TargetLength(i), specials, maxSteps)));
         var source = new int[pairs.Count];
         var target = new int[pairs.Count];
         for (int i = 0; i < pairs.Count; i++)
         {
-            var (s, t) = pairs is IPairLengths known ? (known.SourceLength(i), known.TargetLength(i)) : (pairs[i].Source.Length, pairs[i].Target.Length);
-            source[i] = FramedLength(s, specials, maxSteps);
-            target[i] = FramedLength(t, specials, maxSteps);
+            source[i] = FramedLength(pairs[i].Source.Length, specials, maxSteps);
+            target[i] = FramedLength(pairs[i].Target.Length, specials, maxSteps);
         }
         return (source, target);
+    }
+
+    private sealed class FramedView(int count, Func<int, int> length) : IReadOnlyList<int>
+    {
+        public int this[int index] => length(index);
+        public int Count => count;
+        public IEnumerator<int> GetEnumerator()
+        {
+            for (int i = 0; i < count; i++) yield return length(i);
+        }
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     /// <summary>

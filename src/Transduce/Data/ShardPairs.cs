@@ -16,7 +16,8 @@ internal interface IPairLengths
 
 /// <summary>
 /// The pairs of a token-shard folder (<see cref="TokenShards"/>) read from the mapped shard files (<see cref="MappedFile"/>)
-/// when asked for, never held: memory keeps two lengths a pair (8 bytes), the ids stay in the files and the page cache.
+/// when asked for, never held: memory keeps two lengths a pair (4 bytes; 65,535 tokens or more are read from the offsets),
+/// the ids stay in the files and the page cache.
 /// Opening checks every shard's tensors against the manifest (names, types, shapes, offsets rising from 0 to the id count);
 /// a pair's ids are checked against the vocabularies when it is read. Pair numbers run across shards in the manifest's order.
 /// </summary>
@@ -24,9 +25,9 @@ internal sealed class ShardPairs : IReadOnlyList<EncodedPair>, IPairLengths, IDi
 {
     private readonly Shard[] shards;
     private readonly int[] firsts;   // global number of each shard's first pair
-    private readonly int[] sourceLengths, targetLengths;
+    private readonly ushort[] sourceLengths, targetLengths;   // a length of 65,535 or more is read from the offsets
 
-    private ShardPairs(TokenShardsInfo info, Shard[] shards, int[] firsts, int[] sourceLengths, int[] targetLengths)
+    private ShardPairs(TokenShardsInfo info, Shard[] shards, int[] firsts, ushort[] sourceLengths, ushort[] targetLengths)
     {
         Info = info;
         this.shards = shards;
@@ -42,10 +43,10 @@ internal sealed class ShardPairs : IReadOnlyList<EncodedPair>, IPairLengths, IDi
     public int Count => sourceLengths.Length;
 
     /// <inheritdoc />
-    public int SourceLength(int index) => sourceLengths[index];
+    public int SourceLength(int index) => sourceLengths[index] is var n && n < ushort.MaxValue ? n : Locate(index, out int i).Source.Length(i);
 
     /// <inheritdoc />
-    public int TargetLength(int index) => targetLengths[index];
+    public int TargetLength(int index) => targetLengths[index] is var n && n < ushort.MaxValue ? n : Locate(index, out int i).Target.Length(i);
 
     /// <summary>Pair <paramref name="index"/>, its ids read from the mapped files.</summary>
     /// <exception cref="InvalidDataException">An id is outside its vocabulary (the message names the shard file).</exception>
@@ -53,15 +54,21 @@ internal sealed class ShardPairs : IReadOnlyList<EncodedPair>, IPairLengths, IDi
     {
         get
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(index);
-            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
-            int s = Array.BinarySearch(firsts, index);
-            if (s < 0) s = ~s - 1;
-            while (s + 1 < firsts.Length && firsts[s + 1] == index) s++;   // skip empty shards
-            var shard = shards[s];
-            int i = index - firsts[s];
+            var shard = Locate(index, out int i);
             return new EncodedPair(shard.Source.Ids(i, Info.SourceVocabularySize), shard.Target.Ids(i, Info.TargetVocabularySize));
         }
+    }
+
+    /// <summary>The shard that holds pair <paramref name="index"/>, and the pair's number in it.</summary>
+    private Shard Locate(int index, out int inShard)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
+        int s = Array.BinarySearch(firsts, index);
+        if (s < 0) s = ~s - 1;
+        while (s + 1 < firsts.Length && firsts[s + 1] == index) s++;   // skip empty shards
+        inShard = index - firsts[s];
+        return shards[s];
     }
 
     /// <inheritdoc />
@@ -84,8 +91,8 @@ internal sealed class ShardPairs : IReadOnlyList<EncodedPair>, IPairLengths, IDi
         {
             var firsts = new int[info.Shards.Count];
             // The manifest's count was checked against the shards' counts, which each shard's offsets confirm below.
-            var sourceLengths = new int[info.Pairs];
-            var targetLengths = new int[info.Pairs];
+            var sourceLengths = new ushort[info.Pairs];
+            var targetLengths = new ushort[info.Pairs];
             int next = 0;
             for (int s = 0; s < info.Shards.Count; s++)
             {
@@ -184,14 +191,17 @@ internal sealed class ShardPairs : IReadOnlyList<EncodedPair>, IPairLengths, IDi
             }
         }
 
-        /// <summary>Writes each pair's length into <paramref name="lengths"/>, checking that the offsets rise.</summary>
-        public void Lengths(Span<int> lengths)
+        /// <summary>Tokens of the side's pair <paramref name="i"/>.</summary>
+        public int Length(int i) => checked((int)(offsetData[i + 1] - offsetData[i]));
+
+        /// <summary>Writes each pair's length (at most 65,535) into <paramref name="lengths"/>, checking that the offsets rise.</summary>
+        public void Lengths(Span<ushort> lengths)
         {
             for (int i = 0; i < lengths.Length; i++)
             {
                 long length = offsetData[i + 1] - offsetData[i];
                 if (length is < 0 or > int.MaxValue) throw new InvalidDataException($"{file}: '{name}_offsets' fall at pair {i}");
-                lengths[i] = (int)length;
+                lengths[i] = (ushort)Math.Min(length, ushort.MaxValue);
             }
             MappedFile.Evict(offsets);   // read again, page by page, as pairs are
         }

@@ -156,6 +156,11 @@ public sealed class StreamingCorpusTests : IDisposable
             Assert.Equal(pairs[i].Source, mapped[i].Source);
             Assert.Equal(pairs[i].Target, mapped[i].Target);
         }
+        // Lengths are kept in 16 bits; a longer side is read from the offsets.
+        string longDir = tmp.File("long");
+        TokenShards.Write(longDir, [new EncodedPair(new int[70_000], [1]), new EncodedPair([1, 2], new int[65_535])], 20, 20);
+        using (var longPairs = ShardPairs.Open(longDir))
+            Assert.Equal((70_000, 1, 2, 65_535), (longPairs.SourceLength(0), longPairs.TargetLength(0), longPairs.SourceLength(1), longPairs.TargetLength(1)));
         var specials = new SpecialIds(0, 1, 2);
         var (source, target) = Batching.FramedLengths(mapped, specials, 4);
         Assert.Equal(pairs.Select(p => Batching.Frame(p.Source, specials, 4).Length), source);
