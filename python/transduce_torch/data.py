@@ -94,6 +94,30 @@ def epoch_order(count, seed, epoch, shuffle=True):
     return order
 
 
+SHUFFLE_CHUNK_PAIRS = 100_000
+SHUFFLE_WINDOW_CHUNKS = 10
+
+
+def chunked_epoch_order(count, seed, epoch, chunk_pairs=SHUFFLE_CHUNK_PAIRS, window_chunks=SHUFFLE_WINDOW_CHUNKS):
+    """Batching.ChunkedEpochOrder, the order of pairs read from shards: chunks of chunk_pairs neighbours in a shuffled
+    order, the pairs of each window of window_chunks consecutive chunks shuffled together; epoch_order when the corpus
+    fits one window."""
+    if chunk_pairs * window_chunks >= count:
+        return epoch_order(count, seed, epoch)
+    chunks = (count + chunk_pairs - 1) // chunk_pairs
+    chunk_order = list(range(chunks))
+    random = NetRandom(_int32(seed * 1_000_003 + epoch * 65_537 + 17))
+    random.shuffle(chunk_order)
+    order = []
+    for w in range(0, chunks, window_chunks):
+        window = []
+        for c in chunk_order[w:w + window_chunks]:
+            window.extend(range(c * chunk_pairs, min(count, (c + 1) * chunk_pairs)))
+        random.shuffle(window)
+        order.extend(window)
+    return order
+
+
 def chunk(order, batch_size):
     """Batching.Chunk: consecutive batches of at most batch_size rows."""
     if batch_size <= 0:
@@ -107,7 +131,7 @@ def bucketed_epoch(source_lengths, target_lengths, batch_size, max_tokens, seed,
     batches shuffled. Lengths count <eos> (after the length cut)."""
     if batch_size <= 0:
         raise ValueError("batch size must be positive")
-    order = epoch_order(len(source_lengths), seed, epoch)
+    order = chunked_epoch_order(len(source_lengths), seed, epoch)
     pool_size = max(batch_size * 100, 1)
     batches = []
     for start in range(0, len(order), pool_size):
@@ -205,6 +229,8 @@ class TokenShards:
             raise ValueError(f"{path}: not a token-shard manifest (format '{manifest.get('format', 'missing')}', expected '{SHARDS_FORMAT}')")
         if manifest.get("version") != 1:
             raise ValueError(f"{path}: unsupported version {manifest.get('version')} (this package reads version 1)")
+        if "corpora" in manifest:
+            raise ValueError(f"{path}: the pairs come from several weighted corpora (data.corpora), which this trainer does not sample; train them with transduce train --resume")
         self.manifest = manifest
         self.source_vocab_size = int(manifest["source_vocab_size"])
         self.target_vocab_size = int(manifest["target_vocab_size"])

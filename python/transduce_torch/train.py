@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import __version__
 from .checkpoint import (WEIGHTS_FILE, atomic_write, load_weights, read_config, read_json, recover, save_checkpoint,
                          write_json)
-from .data import MANIFEST_FILE, TokenShards, bucketed_epoch, chunk, epoch_order, lengths_with_eos
+from .data import MANIFEST_FILE, TokenShards, bucketed_epoch, chunk, chunked_epoch_order, lengths_with_eos
 from .model import build_model, model_config
 
 SHARDS_FOLDER = "data"
@@ -294,7 +294,7 @@ class Trainer:
         o = self.options
         if o.bucketed:
             return bucketed_epoch(self._source_list, self._target_list, o.batch_size, o.max_tokens, o.seed, epoch)
-        return chunk(epoch_order(len(self._source_list), o.seed, epoch), o.batch_size)
+        return chunk(chunked_epoch_order(len(self._source_list), o.seed, epoch), o.batch_size)
 
     def train(self):
         o, d, shards = self.options, self.dist, self.run.shards

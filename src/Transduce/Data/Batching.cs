@@ -45,6 +45,37 @@ internal sealed class Seq2SeqBatch : IDisposable
     }
 }
 
+/// <summary>
+/// Corpora of a run with their weights (<c>data.corpora</c>): the pairs of corpus <c>k</c> are the <c>Pairs[k]</c> after
+/// those of the corpora before it.
+/// </summary>
+/// <param name="Pairs">Pairs of each corpus, in order.</param>
+/// <param name="Weights">Weight of each corpus: how often an epoch sees each of its pairs on average.</param>
+internal sealed record CorpusWeights(IReadOnlyList<int> Pairs, IReadOnlyList<double> Weights)
+{
+    /// <summary>
+    /// The pairs of <paramref name="indices"/> as one epoch sees them: a pair of a corpus of weight <c>w</c> appears
+    /// ⌊w⌋ times, and once more with probability w − ⌊w⌋ (drawn under <paramref name="seed"/> and <paramref name="draw"/>),
+    /// so weight 2 doubles a corpus and weight 0.5 samples half of it, afresh each epoch.
+    /// </summary>
+    public IEnumerable<int> Sample(IEnumerable<int> indices, int seed, int draw)
+    {
+        var starts = new long[Pairs.Count + 1];
+        for (int k = 0; k < Pairs.Count; k++) starts[k + 1] = starts[k] + Pairs[k];
+        var random = new Random(unchecked(seed * 92_821 + draw * 31 + 7));
+        foreach (int i in indices)
+        {
+            int k = Array.BinarySearch(starts, i);
+            k = k < 0 ? ~k - 1 : k;
+            while (k + 1 < Pairs.Count && starts[k + 1] == i) k++;   // skip empty corpora
+            double w = Weights[k];
+            int copies = (int)Math.Floor(w);
+            if (random.NextDouble() < w - copies) copies++;
+            for (int c = 0; c < copies; c++) yield return i;
+        }
+    }
+}
+
 /// <summary>Builds padded batches and shuffled mini-batch orders.</summary>
 internal static class Batching
 {
@@ -66,6 +97,44 @@ internal static class Batching
         Array.Copy(ids, result, Math.Min(ids.Length, length));
         if (length == ids.Length + 1) result[^1] = specials.Eos;
         return result;
+    }
+
+    /// <summary>The length of a sequence of <paramref name="length"/> ids as <see cref="Frame"/> frames it, without framing it.</summary>
+    public static int FramedLength(int length, SpecialIds specials, int? maxSteps)
+    {
+        int framed = specials.AppendEos ? length + 1 : length;
+        return maxSteps is int cut ? Math.Min(framed, cut) : framed;
+    }
+
+    /// <summary>
+    /// The framed lengths (<see cref="FramedLength"/>) of every pair's source and target; for a source that knows its
+    /// lengths (<see cref="IPairLengths"/>: pairs in mapped shards) they are views computed when read, with no copy and
+    /// without reading any ids.
+    /// </summary>
+    public static (IReadOnlyList<int> Source, IReadOnlyList<int> Target) FramedLengths(IReadOnlyList<EncodedPair> pairs, SpecialIds specials, int? maxSteps)
+    {
+        if (pairs is IPairLengths known)
+            return (new FramedView(pairs.Count, i => FramedLength(known.SourceLength(i), specials, maxSteps)),
+                new FramedView(pairs.Count, i => FramedLength(known.TargetLength(i), specials, maxSteps)));
+        var source = new int[pairs.Count];
+        var target = new int[pairs.Count];
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            source[i] = FramedLength(pairs[i].Source.Length, specials, maxSteps);
+            target[i] = FramedLength(pairs[i].Target.Length, specials, maxSteps);
+        }
+        return (source, target);
+    }
+
+    private sealed class FramedView(int count, Func<int, int> length) : IReadOnlyList<int>
+    {
+        public int this[int index] => length(index);
+        public int Count => count;
+        public IEnumerator<int> GetEnumerator()
+        {
+            for (int i = 0; i < count; i++) yield return length(i);
+        }
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     /// <summary>
@@ -146,11 +215,64 @@ internal static class Batching
     /// The row order of one epoch: a permutation of <c>0..count-1</c> that depends only on
     /// <paramref name="seed"/> and <paramref name="epoch"/>, so a resumed run sees the same batches.
     /// </summary>
-    public static int[] EpochOrder(int count, int seed, int epoch, bool shuffle = true)
+    /// <param name="count">Pairs.</param>
+    /// <param name="seed">Run seed.</param>
+    /// <param name="epoch">1-based epoch.</param>
+    /// <param name="shuffle">False keeps corpus order.</param>
+    /// <param name="weights">Corpora with weights: each pair appears as many times as <see cref="CorpusWeights.Sample"/> draws.</param>
+    public static int[] EpochOrder(int count, int seed, int epoch, bool shuffle = true, CorpusWeights? weights = null)
     {
-        var order = Enumerable.Range(0, count).ToArray();
+        var order = weights is null ? Enumerable.Range(0, count).ToArray() : weights.Sample(Enumerable.Range(0, count), seed, epoch).ToArray();
         if (shuffle) new Random(unchecked(seed * 1_000_003 + epoch)).Shuffle(order);
         return order;
+    }
+
+    /// <summary>Pairs in one chunk of <see cref="ChunkedEpochOrder"/>: neighbours in the corpus, read from the same pages.</summary>
+    public const int ShuffleChunkPairs = 100_000;
+
+    /// <summary>Chunks shuffled together in <see cref="ChunkedEpochOrder"/>.</summary>
+    public const int ShuffleWindowChunks = 10;
+
+    /// <summary>
+    /// The row order of one epoch over pairs read from files, shuffled in chunks as Marian shuffles a corpus larger than
+    /// memory: the pairs are cut into chunks of <paramref name="chunkPairs"/> neighbours, the chunks are shuffled, and the
+    /// pairs of each window of <paramref name="windowChunks"/> consecutive chunks (in the shuffled order) are shuffled
+    /// together, so that an epoch reads one window's pages at a time. Like <see cref="EpochOrder"/> it depends only on
+    /// <paramref name="seed"/> and <paramref name="epoch"/>; a corpus that fits in one window gets exactly
+    /// <see cref="EpochOrder"/> (the same batches as training from memory).
+    /// </summary>
+    public static int[] ChunkedEpochOrder(int count, int seed, int epoch, int chunkPairs = ShuffleChunkPairs, int windowChunks = ShuffleWindowChunks,
+        CorpusWeights? weights = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkPairs, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(windowChunks, 1);
+        if ((long)chunkPairs * windowChunks >= count) return EpochOrder(count, seed, epoch, weights: weights);
+        int chunks = (int)((count + (long)chunkPairs - 1) / chunkPairs);
+        var chunkOrder = Enumerable.Range(0, chunks).ToArray();
+        var random = new Random(unchecked(seed * 1_000_003 + epoch * 65_537 + 17));
+        random.Shuffle(chunkOrder);
+        // Unweighted, the order is a permutation written in place; weighted, each chunk's pairs are drawn (their own draw).
+        var order = weights is null ? new int[count] : null;
+        var drawn = weights is null ? null : new List<int>(count);
+        int at = 0;
+        foreach (var window in chunkOrder.Chunk(windowChunks))
+        {
+            int start = at;
+            foreach (int c in window)
+            {
+                int first = c * chunkPairs, end = (int)Math.Min(count, (long)(c + 1) * chunkPairs);
+                if (order is not null)
+                    for (int i = first; i < end; i++) order[at++] = i;
+                else
+                {
+                    drawn!.AddRange(weights!.Sample(Enumerable.Range(first, end - first), seed, unchecked(epoch * 1_000_003 + c)));
+                    at = drawn.Count;
+                }
+            }
+            var span = order is not null ? order.AsSpan(start, at - start) : System.Runtime.InteropServices.CollectionsMarshal.AsSpan(drawn)[start..];
+            random.Shuffle(span);
+        }
+        return order ?? [.. drawn!];
     }
 
     /// <summary>
@@ -166,10 +288,12 @@ internal static class Batching
     /// <param name="maxTokens">Most padded tokens per batch (rows × longest row), or null.</param>
     /// <param name="seed">Run seed.</param>
     /// <param name="epoch">1-based epoch.</param>
-    public static List<int[]> BucketedEpoch(IReadOnlyList<int> sourceLengths, IReadOnlyList<int> targetLengths, int batchSize, int? maxTokens, int seed, int epoch)
+    /// <param name="order">The epoch's row order; default <see cref="EpochOrder"/>.</param>
+    public static List<int[]> BucketedEpoch(IReadOnlyList<int> sourceLengths, IReadOnlyList<int> targetLengths, int batchSize, int? maxTokens, int seed, int epoch,
+        int[]? order = null)
     {
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), "batch size must be positive");
-        var order = EpochOrder(sourceLengths.Count, seed, epoch);
+        order ??= EpochOrder(sourceLengths.Count, seed, epoch);
         int poolSize = Math.Max(batchSize * 100, 1);
         var batches = new List<int[]>();
         foreach (var pool in order.Chunk(poolSize))

@@ -88,51 +88,61 @@ public static class ParallelCorpus
         ArgumentException.ThrowIfNullOrEmpty(path);
         var collector = new Collector(options);
         EnsureFileExists(path);
-
+        var pairs = new List<SentencePair>();
         using var reader = new Utf8LineReader(path);
         int? columns = null;   // fixed by the first well-formed line
-        while (!collector.IsFull && reader.TryReadLine(out ReadOnlySpan<byte> bytes))
+        while (!collector.IsFull && NextTsv(reader, path, collector, ref columns, out var pair))
+            if (pair is not null) pairs.Add(pair);
+        return collector.ToResult(pairs);
+    }
+
+    /// <summary>
+    /// Reads the next line of a tab-separated corpus (as <see cref="ReadTsv"/> does): false at the end of the file;
+    /// otherwise <paramref name="pair"/> is the line's pair, or null when the line was skipped.
+    /// </summary>
+    private static bool NextTsv(Utf8LineReader reader, string path, Collector collector, ref int? columns, out SentencePair? pair)
+    {
+        pair = null;
+        if (!reader.TryReadLine(out ReadOnlySpan<byte> bytes)) return false;
+        int lineNumber = reader.LineNumber;
+        if (!collector.TryDecode(path, lineNumber, bytes, 0, out ReadOnlySpan<char> line))
         {
-            int lineNumber = reader.LineNumber;
-            if (!collector.TryDecode(path, lineNumber, bytes, 0, out ReadOnlySpan<char> line))
-            {
-                continue;
-            }
-            if (line.IsWhiteSpace())
-            {
-                collector.Fail(path, lineNumber, "empty line");
-                continue;
-            }
-            int tab = line.IndexOf('\t');
-            if (tab < 0)
-            {
-                collector.Fail(path, lineNumber, "missing tab between source and target");
-                continue;
-            }
-            if (ControlCharacter(line) is int at)
-            {
-                collector.Fail(path, lineNumber, $"control character U+{(int)line[at]:X4} at column {at + 1}; a sentence holds text only");
-                continue;
-            }
-            int fields = line.Count('\t') + 1;
-            if (fields > 3)
-            {
-                collector.Fail(path, lineNumber, $"{fields} tab-separated fields; expected source<TAB>target, optionally followed by an attribution column");
-                continue;
-            }
-            columns ??= fields;
-            if (fields != columns)
-            {
-                collector.Fail(path, lineNumber, $"{fields} tab-separated fields, but the file's first line has {columns}: a tab inside a sentence, or lines from another file?");
-                continue;
-            }
-            ReadOnlySpan<char> source = line[..tab].Trim();
-            ReadOnlySpan<char> rest = line[(tab + 1)..];
-            int nextTab = rest.IndexOf('\t');
-            ReadOnlySpan<char> target = (nextTab < 0 ? rest : rest[..nextTab]).Trim();
-            collector.AddUnlessEmpty(lineNumber, source, (path, "empty source sentence"), target, (path, "empty target sentence"));
+            return true;
         }
-        return collector.ToResult();
+        if (line.IsWhiteSpace())
+        {
+            collector.Fail(path, lineNumber, "empty line", empty: true);
+            return true;
+        }
+        int tab = line.IndexOf('\t');
+        if (tab < 0)
+        {
+            collector.Fail(path, lineNumber, "missing tab between source and target");
+            return true;
+        }
+        if (ControlCharacter(line) is int at)
+        {
+            collector.Fail(path, lineNumber, $"control character U+{(int)line[at]:X4} at column {at + 1}; a sentence holds text only");
+            return true;
+        }
+        int fields = line.Count('\t') + 1;
+        if (fields > 3)
+        {
+            collector.Fail(path, lineNumber, $"{fields} tab-separated fields; expected source<TAB>target, optionally followed by an attribution column");
+            return true;
+        }
+        columns ??= fields;
+        if (fields != columns)
+        {
+            collector.Fail(path, lineNumber, $"{fields} tab-separated fields, but the file's first line has {columns}: a tab inside a sentence, or lines from another file?");
+            return true;
+        }
+        ReadOnlySpan<char> source = line[..tab].Trim();
+        ReadOnlySpan<char> rest = line[(tab + 1)..];
+        int nextTab = rest.IndexOf('\t');
+        ReadOnlySpan<char> target = (nextTab < 0 ? rest : rest[..nextTab]).Trim();
+        pair = collector.PairUnlessEmpty(lineNumber, source, (path, "empty source sentence"), target, (path, "empty target sentence"));
+        return true;
     }
 
     /// <summary>
@@ -156,43 +166,112 @@ public static class ParallelCorpus
         var collector = new Collector(options);
         EnsureFileExists(sourcePath);
         EnsureFileExists(targetPath);
-
+        var pairs = new List<SentencePair>();
         using var sourceReader = new Utf8LineReader(sourcePath);
         using var targetReader = new Utf8LineReader(targetPath);
-        while (true)
-        {
-            bool hasSource = sourceReader.TryReadLine(out ReadOnlySpan<byte> sourceBytes);
-            bool hasTarget = targetReader.TryReadLine(out ReadOnlySpan<byte> targetBytes);
-            if (!hasSource && !hasTarget)
-            {
-                break;
-            }
-            if (hasSource != hasTarget)
-            {
-                throw LineCountMismatch(sourcePath, sourceReader, targetPath, targetReader, hasSource);
-            }
-            if (collector.IsFull)
-            {
-                continue; // keep counting lines so a length mismatch is still detected
-            }
+        while (NextAligned(sourceReader, sourcePath, targetReader, targetPath, collector, out var pair))
+            if (pair is not null) pairs.Add(pair);
+        return collector.ToResult(pairs);
+    }
 
-            int lineNumber = sourceReader.LineNumber;
-            if (!collector.TryDecode(sourcePath, lineNumber, sourceBytes, 0, out ReadOnlySpan<char> source)
-                || !collector.TryDecode(targetPath, lineNumber, targetBytes, 1, out ReadOnlySpan<char> target))
-            {
-                continue;
-            }
-            if (ControlCharacter(source) is int s || ControlCharacter(target) is int t)
-            {
-                bool inSource = ControlCharacter(source) is not null;
-                int at = ControlCharacter(inSource ? source : target)!.Value;
-                char c = (inSource ? source : target)[at];
-                collector.Fail(inSource ? sourcePath : targetPath, lineNumber, $"control character U+{(int)c:X4} at column {at + 1}; a sentence holds text only");
-                continue;
-            }
-            collector.AddUnlessEmpty(lineNumber, source.Trim(), (sourcePath, "empty sentence"), target.Trim(), (targetPath, "empty sentence"));
+    /// <summary>
+    /// Reads the next line of two aligned files (as <see cref="ReadAligned"/> does): false when both end; otherwise
+    /// <paramref name="pair"/> is the lines' pair, or null when they were skipped (or the collector is full: lines are
+    /// still counted so that a length mismatch is detected).
+    /// </summary>
+    private static bool NextAligned(Utf8LineReader sourceReader, string sourcePath, Utf8LineReader targetReader, string targetPath,
+        Collector collector, out SentencePair? pair)
+    {
+        pair = null;
+        bool hasSource = sourceReader.TryReadLine(out ReadOnlySpan<byte> sourceBytes);
+        bool hasTarget = targetReader.TryReadLine(out ReadOnlySpan<byte> targetBytes);
+        if (!hasSource && !hasTarget)
+        {
+            return false;
         }
-        return collector.ToResult();
+        if (hasSource != hasTarget)
+        {
+            throw LineCountMismatch(sourcePath, sourceReader, targetPath, targetReader, hasSource);
+        }
+        if (collector.IsFull)
+        {
+            return true; // keep counting lines so a length mismatch is still detected
+        }
+
+        int lineNumber = sourceReader.LineNumber;
+        if (!collector.TryDecode(sourcePath, lineNumber, sourceBytes, 0, out ReadOnlySpan<char> source)
+            || !collector.TryDecode(targetPath, lineNumber, targetBytes, 1, out ReadOnlySpan<char> target))
+        {
+            return true;
+        }
+        if (ControlCharacter(source) is not null || ControlCharacter(target) is not null)
+        {
+            bool inSource = ControlCharacter(source) is not null;
+            int at = ControlCharacter(inSource ? source : target)!.Value;
+            char c = (inSource ? source : target)[at];
+            collector.Fail(inSource ? sourcePath : targetPath, lineNumber, $"control character U+{(int)c:X4} at column {at + 1}; a sentence holds text only");
+            return true;
+        }
+        pair = collector.PairUnlessEmpty(lineNumber, source.Trim(), (sourcePath, "empty sentence"), target.Trim(), (targetPath, "empty sentence"));
+        return true;
+    }
+
+    /// <summary>
+    /// The pairs of a corpus (a tab-separated file or folder as <see cref="Read"/> takes, or with <paramref name="targetPath"/>
+    /// two aligned files as <see cref="ReadAligned"/> takes) read line by line, never held: each enumeration reads the
+    /// files again, with the same checks and options, and leaves what it skipped in the stream's counts.
+    /// </summary>
+    internal static CorpusStream Stream(string path, string? targetPath, CorpusReadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (targetPath is null && Directory.Exists(path))
+        {
+            path = new[] { DefaultTsvName, FallbackTsvName }.Select(name => Path.Combine(path, name)).FirstOrDefault(File.Exists)
+                ?? throw new FileNotFoundException($"No corpus file in directory {path}: looked for {DefaultTsvName} and {FallbackTsvName}.");
+        }
+        EnsureFileExists(path);
+        if (targetPath is not null) EnsureFileExists(targetPath);
+        _ = new Collector(options);   // checks the options now, not at the first enumeration
+        return new CorpusStream(path, targetPath, options ?? new CorpusReadOptions());
+    }
+
+    /// <summary>A corpus read again at each enumeration (<see cref="Stream"/>).</summary>
+    internal sealed class CorpusStream(string path, string? targetPath, CorpusReadOptions options) : IEnumerable<SentencePair>
+    {
+        /// <summary>The corpus file (the source side of aligned files).</summary>
+        public string Path { get; } = path;
+
+        /// <summary>The target-side file of aligned files, else null.</summary>
+        public string? TargetPath { get; } = targetPath;
+
+        /// <summary>What the last complete enumeration skipped (with <see cref="CorpusReadOptions.SkipInvalid"/>).</summary>
+        public CorpusReadResult Skipped { get; private set; } = new([], 0, []);
+
+        /// <summary>Of <see cref="Skipped"/>: lines skipped because a side (or the line) was empty.</summary>
+        public int EmptySides { get; private set; }
+
+        public IEnumerator<SentencePair> GetEnumerator()
+        {
+            var collector = new Collector(options);
+            if (TargetPath is null)
+            {
+                using var reader = new Utf8LineReader(Path);
+                int? columns = null;
+                while (!collector.IsFull && NextTsv(reader, Path, collector, ref columns, out var pair))
+                    if (pair is not null) yield return pair;
+            }
+            else
+            {
+                using var sourceReader = new Utf8LineReader(Path);
+                using var targetReader = new Utf8LineReader(TargetPath);
+                while (NextAligned(sourceReader, Path, targetReader, TargetPath, collector, out var pair))
+                    if (pair is not null) yield return pair;
+            }
+            Skipped = collector.ToResult([]);
+            EmptySides = collector.EmptySides;
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     private static CorpusFormatException LineCountMismatch(
@@ -233,7 +312,7 @@ public static class ParallelCorpus
     {
         private readonly bool _skipInvalid;
         private readonly int? _maxPairs;
-        private readonly List<SentencePair> _pairs = [];
+        private int _count;
         private readonly List<string> _reasons = [];
         private readonly char[][] _charBuffers = [new char[256], new char[256]];
         private int _skipped;
@@ -250,24 +329,33 @@ public static class ParallelCorpus
             _maxPairs = options.MaxPairs;
         }
 
-        public bool IsFull => _maxPairs is int max && _pairs.Count >= max;
+        public bool IsFull => _maxPairs is int max && _count >= max;
 
-        /// <summary>Adds the pair of line <paramref name="lineNumber"/>, or fails it naming the side (file and reason) that is empty.</summary>
-        public void AddUnlessEmpty(int lineNumber, ReadOnlySpan<char> source, (string Path, string Reason) sourceEmpty,
+        /// <summary>Lines skipped because the line or one of its sides was empty.</summary>
+        public int EmptySides { get; private set; }
+
+        /// <summary>The pair of line <paramref name="lineNumber"/> (counted), or null after failing it naming the side (file and reason) that is empty.</summary>
+        public SentencePair? PairUnlessEmpty(int lineNumber, ReadOnlySpan<char> source, (string Path, string Reason) sourceEmpty,
             ReadOnlySpan<char> target, (string Path, string Reason) targetEmpty)
         {
-            if (source.IsEmpty) Fail(sourceEmpty.Path, lineNumber, sourceEmpty.Reason);
-            else if (target.IsEmpty) Fail(targetEmpty.Path, lineNumber, targetEmpty.Reason);
-            else _pairs.Add(new SentencePair(new string(source), new string(target), lineNumber));
+            if (source.IsEmpty) Fail(sourceEmpty.Path, lineNumber, sourceEmpty.Reason, empty: true);
+            else if (target.IsEmpty) Fail(targetEmpty.Path, lineNumber, targetEmpty.Reason, empty: true);
+            else
+            {
+                _count++;
+                return new SentencePair(new string(source), new string(target), lineNumber);
+            }
+            return null;
         }
 
-        public void Fail(string path, int lineNumber, string reason)
+        public void Fail(string path, int lineNumber, string reason, bool empty = false)
         {
             if (!_skipInvalid)
             {
                 throw new CorpusFormatException(path, lineNumber, reason);
             }
             _skipped++;
+            if (empty) EmptySides++;
             if (_reasons.Count < MaxSkipReasons)
             {
                 _reasons.Add($"{path}:{lineNumber}: {reason}");
@@ -295,6 +383,6 @@ public static class ParallelCorpus
             return true;
         }
 
-        public CorpusReadResult ToResult() => new(_pairs.AsReadOnly(), _skipped, _reasons.AsReadOnly());
+        public CorpusReadResult ToResult(List<SentencePair> pairs) => new(pairs.AsReadOnly(), _skipped, _reasons.AsReadOnly());
     }
 }

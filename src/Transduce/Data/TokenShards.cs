@@ -13,8 +13,9 @@ namespace Transduce.Data;
 /// <param name="SourceTokens">Source ids over all shards.</param>
 /// <param name="TargetTokens">Target ids over all shards.</param>
 /// <param name="Shards">The shard files in order, with their pair counts; a relative path is relative to the manifest's folder.</param>
+/// <param name="Corpora">When the pairs come from several corpora (<c>data.corpora</c>), the pairs of each, in order; else null.</param>
 internal sealed record TokenShardsInfo(long Pairs, int SourceVocabularySize, int TargetVocabularySize, long SourceTokens, long TargetTokens,
-    IReadOnlyList<(string File, int Pairs)> Shards);
+    IReadOnlyList<(string File, int Pairs)> Shards, IReadOnlyList<int>? Corpora = null);
 
 /// <summary>
 /// Token ids of a corpus as sharded binary files that any process can memory-map, the data side of <c>transduce prepare</c>.
@@ -27,6 +28,7 @@ internal sealed record TokenShardsInfo(long Pairs, int SourceVocabularySize, int
 /// Pairs keep corpus order; global pair numbers run across shards in the manifest's order. The manifest:
 /// <code>{"format": "transduce-token-shards", "version": 1, "pairs": N, "source_vocab_size": S, "target_vocab_size": T,
 ///  "source_tokens": …, "target_tokens": …, "shards": [{"file": "shard-00000.safetensors", "pairs": n}, …]}</code>
+/// and, when the pairs come from several corpora, <c>"corpora": [n₀, n₁, …]</c>: the pairs of each, one corpus after the other.
 /// A shard's file may be an absolute path (a checkpoint trained elsewhere points at the shards it was trained on).
 /// </para>
 /// </summary>
@@ -56,8 +58,9 @@ internal static class TokenShards
     /// <param name="sourceVocabularySize">Source vocabulary size (ids are checked against it).</param>
     /// <param name="targetVocabularySize">Target vocabulary size (ids are checked against it).</param>
     /// <param name="shardPairs">Most pairs per shard.</param>
+    /// <param name="corpora">Asked once every pair is written: the pairs of each corpus, when there are several.</param>
     public static TokenShardsInfo Write(string directory, IEnumerable<EncodedPair> pairs, int sourceVocabularySize, int targetVocabularySize,
-        int shardPairs = DefaultShardPairs)
+        int shardPairs = DefaultShardPairs, Func<IReadOnlyList<int>>? corpora = null)
     {
         if (shardPairs < 1) throw new ArgumentOutOfRangeException(nameof(shardPairs), "a shard holds at least one pair");
         Directory.CreateDirectory(directory);
@@ -88,7 +91,10 @@ internal static class TokenShards
         }
         if (source.Pairs > 0 || shards.Count == 0) Flush();
 
-        var info = new TokenShardsInfo(total, sourceVocabularySize, targetVocabularySize, sourceTokens, targetTokens, shards);
+        var counts = corpora?.Invoke();
+        if (counts is not null && counts.Sum(c => (long)c) != total)
+            throw new ArgumentException($"the corpora's pair counts add up to {counts.Sum(c => (long)c)}, {total} pairs were written");
+        var info = new TokenShardsInfo(total, sourceVocabularySize, targetVocabularySize, sourceTokens, targetTokens, shards, counts);
         var manifest = new JsonObject
         {
             ["format"] = FormatTag,
@@ -100,6 +106,7 @@ internal static class TokenShards
             ["target_tokens"] = targetTokens,
             ["shards"] = new JsonArray(shards.Select(s => (JsonNode)new JsonObject { ["file"] = s.File, ["pairs"] = s.Pairs }).ToArray()),
         };
+        if (counts is not null) manifest["corpora"] = new JsonArray(counts.Select(c => (JsonNode)c).ToArray());
         AtomicFile.WriteAllText(Path.Combine(directory, ManifestFile), manifest.ToJsonString(Indented));
         return info;
     }
@@ -126,7 +133,16 @@ internal static class TokenShards
                     int pairs = s?["pairs"]?.GetValue<int>() is int p and >= 0 ? p : throw new InvalidDataException($"{path}: shard {i} has no 'pairs'");
                     return (File: Path.IsPathRooted(file) ? file : Path.Combine(directory, file), Pairs: pairs);
                 }).ToList();
-            var info = new TokenShardsInfo(Long("pairs"), Size("source_vocab_size"), Size("target_vocab_size"), Long("source_tokens"), Long("target_tokens"), shards);
+            List<int>? corpora = null;
+            if (root["corpora"] is { } listed)
+            {
+                var array = listed as JsonArray ?? throw new InvalidDataException($"{path}: 'corpora' must be a list of pair counts");
+                if (array.Count is 0 or > 4096) throw new InvalidDataException($"{path}: 'corpora' lists {array.Count} corpora (1 to 4096)");
+                corpora = [.. array.Select((c, i) => c?.GetValue<int>() is int n and >= 0 ? n : throw new InvalidDataException($"{path}: 'corpora[{i}]' must be a pair count"))];
+            }
+            var info = new TokenShardsInfo(Long("pairs"), Size("source_vocab_size"), Size("target_vocab_size"), Long("source_tokens"), Long("target_tokens"), shards, corpora);
+            if (corpora is not null && corpora.Sum(c => (long)c) != info.Pairs)
+                throw new InvalidDataException($"{path}: the corpora hold {corpora.Sum(c => (long)c)} pairs, the manifest says {info.Pairs}");
             if (shards.Sum(s => (long)s.Pairs) != info.Pairs)
                 throw new InvalidDataException($"{path}: the shards hold {shards.Sum(s => (long)s.Pairs)} pairs, the manifest says {info.Pairs}");
             return info;
@@ -144,26 +160,8 @@ internal static class TokenShards
     /// <exception cref="InvalidDataException">A shard does not match (the message names the file and the problem).</exception>
     public static IReadOnlyList<EncodedPair> Read(string directory)
     {
-        var info = ReadInfo(directory);
-        if (info.Pairs > Array.MaxLength) throw new InvalidDataException($"{Path.Combine(directory, ManifestFile)}: {info.Pairs} pairs are more than one list can hold");
-        var result = new List<EncodedPair>((int)Math.Min(info.Pairs, 1 << 20));   // the manifest is not trusted with an allocation
-        foreach (var (file, count) in info.Shards)
-        {
-            if (!File.Exists(file))
-                throw new FileNotFoundException($"{file}: shard not found (named by {Path.Combine(directory, ManifestFile)})", file);
-            var tensors = Safetensors.Load(file, out _);
-            try
-            {
-                var source = ShardSide.Read(tensors, "source", file, count, info.SourceVocabularySize);
-                var target = ShardSide.Read(tensors, "target", file, count, info.TargetVocabularySize);
-                for (int i = 0; i < count; i++) result.Add(new EncodedPair(source[i], target[i]));
-            }
-            finally
-            {
-                foreach (var t in tensors.Values) t.Dispose();
-            }
-        }
-        return result;
+        using var pairs = ShardPairs.Open(directory);
+        return pairs.ToList();
     }
 
     /// <summary>One side (source or target) of a shard being written: ids one after the other and the offsets between pairs.</summary>
@@ -194,33 +192,6 @@ internal static class TokenShards
             ids.Clear();
             offsets.Clear();
             offsets.Add(0);
-        }
-
-        public static int[][] Read(Dictionary<string, Tensor> tensors, string side, string file, int pairs, int vocabularySize)
-        {
-            Tensor Get(string key, ScalarType type)
-            {
-                if (!tensors.TryGetValue(key, out var t)) throw new InvalidDataException($"{file}: tensor '{key}' missing");
-                if (t.dtype != type || t.dim() != 1) throw new InvalidDataException($"{file}: tensor '{key}' must be one-dimensional {type}");
-                return t;
-            }
-            var ids = Get($"{side}_ids", ScalarType.Int32).data<int>().ToArray();
-            var offsets = Get($"{side}_offsets", ScalarType.Int64).data<long>().ToArray();
-            if (offsets.Length != pairs + 1)
-                throw new InvalidDataException($"{file}: '{side}_offsets' has {offsets.Length} entries, the manifest's {pairs} pairs need {pairs + 1}");
-            if (offsets[0] != 0 || offsets[^1] != ids.Length)
-                throw new InvalidDataException($"{file}: '{side}_offsets' must run from 0 to the {ids.Length} ids");
-            foreach (int id in ids)
-                if ((uint)id >= (uint)vocabularySize)
-                    throw new InvalidDataException($"{file}: {side} id {id} is outside the {side} vocabulary (size {vocabularySize})");
-            var result = new int[pairs][];
-            for (int i = 0; i < pairs; i++)
-            {
-                long start = offsets[i], end = offsets[i + 1];
-                if (end < start) throw new InvalidDataException($"{file}: '{side}_offsets' fall at pair {i}");
-                result[i] = ids[(int)start..(int)end];
-            }
-            return result;
         }
     }
 }

@@ -15,11 +15,22 @@ internal static class Preparation
 
     /// <summary>
     /// The training pairs of a prepared folder, or of a checkpoint trained on one (whose <see cref="ShardsFolder"/> names
-    /// the shards it was trained on); null when the folder has none. With <paramref name="checkpoint"/>, the shards'
-    /// vocabulary sizes must be the model's.
+    /// the shards it was trained on), read into memory; null when the folder has none (<see cref="TryOpenPairs"/>).
     /// </summary>
     /// <exception cref="InvalidDataException">The shards were encoded for other vocabularies, or do not match their manifest.</exception>
     public static IReadOnlyList<EncodedPair>? TryReadPairs(string directory, Checkpoint? checkpoint = null)
+    {
+        using var pairs = TryOpenPairs(directory, checkpoint);
+        return pairs?.ToList();
+    }
+
+    /// <summary>
+    /// The training pairs of a prepared folder, or of a checkpoint trained on one, over the mapped shard files (the caller
+    /// disposes them); null when the folder has none. With <paramref name="checkpoint"/>, the shards' vocabulary sizes must
+    /// be the model's.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The shards were encoded for other vocabularies, or do not match their manifest.</exception>
+    public static ShardPairs? TryOpenPairs(string directory, Checkpoint? checkpoint = null)
     {
         string shards = Path.Combine(directory, ShardsFolder);
         if (!TokenShards.Exists(shards)) return null;
@@ -31,6 +42,6 @@ internal static class Preparation
                     $"{Path.Combine(shards, TokenShards.ManifestFile)}: the shards were encoded with vocabularies of {info.SourceVocabularySize}/{info.TargetVocabularySize} " +
                     $"tokens, the checkpoint's are {checkpoint.SourceVocabulary.Count}/{checkpoint.TargetVocabulary.Count}");
         }
-        return TokenShards.Read(shards);
+        return ShardPairs.Open(shards);
     }
 }

@@ -218,6 +218,12 @@ public sealed record TextOptions
     /// <summary>BPE vocabulary size (with the <c>bpe</c> tokenizer).</summary>
     public int BpeVocabSize { get; init; } = 8000;
 
+    /// <summary>
+    /// Most training pairs the BPE model is learnt from (as spm_train's <c>input_sentence_size</c>): a larger corpus is
+    /// sampled uniformly under the run's seed, in one pass, so that <c>prepare</c> streams a corpus larger than memory.
+    /// </summary>
+    public int BpeSamplePairs { get; init; } = 1_000_000;
+
     /// <summary>Minimum token frequency for word vocabularies.</summary>
     public int MinFrequency { get; init; } = 1;
 
@@ -295,6 +301,16 @@ public enum ValidationMetric
     Loss,
 }
 
+/// <summary>One corpus of <see cref="DataOptions.Corpora"/>.</summary>
+public sealed record CorpusSource
+{
+    /// <summary>A tab-separated corpus file, a folder holding <c>fra.txt</c> or <c>train.tsv</c>, or a known corpus name.</summary>
+    public string? Path { get; init; }
+
+    /// <summary>How often an epoch sees each of its pairs on average (positive; fractions are sampled under the seed).</summary>
+    public double Weight { get; init; } = 1;
+}
+
 /// <summary>The data section of a <see cref="RunConfig"/>: where the training pairs come from.</summary>
 public sealed record DataOptions
 {
@@ -304,6 +320,14 @@ public sealed record DataOptions
     /// Null when the pairs are given in memory.
     /// </summary>
     public string? Train { get; init; }
+
+    /// <summary>
+    /// Several corpora instead of <see cref="Train"/>, each a file or folder (or a known corpus name) with a weight: an epoch
+    /// sees each pair of a corpus <c>weight</c> times on average — weight 2 twice, weight 0.5 with probability one half,
+    /// drawn under the seed for each epoch. The corpora are prepared one after the other into one set of token shards
+    /// (the text side is learnt from all of them, exact repeats are dropped across them) and trained from the mapped shards.
+    /// </summary>
+    public IReadOnlyList<CorpusSource>? Corpora { get; init; }
 
     /// <summary>Target-side text file aligned line by line with the source file <see cref="Train"/>.</summary>
     public string? Target { get; init; }

@@ -355,6 +355,12 @@ internal static partial class RunConfigFile
 
     // ---- validation of values ----
 
+    /// <summary>Most corpora in <c>data.corpora</c>.</summary>
+    internal const int MaxCorpora = 256;
+
+    /// <summary>Largest corpus weight (an epoch then sees each of its pairs this many times).</summary>
+    internal const double MaxCorpusWeight = 1000;
+
     public static void Validate(RunConfig c)
     {
         static void Positive(int? value, string key)
@@ -378,6 +384,7 @@ internal static partial class RunConfigFile
         var x = c.Text;
         Positive(x.MinFrequency, "text.min_frequency");
         Positive(x.MaxSteps, "text.max_steps");
+        Positive(x.BpeSamplePairs, "text.bpe_sample_pairs");
         if (c.Init is not null)
         {
             if (string.IsNullOrWhiteSpace(c.Init)) throw new ArgumentException("'init' must name a checkpoint or model folder (got an empty path)");
@@ -421,6 +428,20 @@ internal static partial class RunConfigFile
         Positive(c.Data.MaxPairs, "data.max_pairs");
         Positive(c.Data.VocabularyPairs, "data.vocabulary_pairs");
         Positive(c.Data.MaxLength, "data.max_length");
+        if (c.Data.Corpora is { } corpora)
+        {
+            if (corpora.Count == 0) throw new ArgumentException("'data.corpora' lists no corpus (give at least one {path, weight})");
+            if (corpora.Count > MaxCorpora) throw new ArgumentException($"'data.corpora' lists {corpora.Count} corpora; at most {MaxCorpora}");
+            if (c.Data.Train is not null || c.Data.Target is not null)
+                throw new ArgumentException("'data.corpora' replaces 'data.train' (--data) and 'data.target': give one or the other");
+            for (int i = 0; i < corpora.Count; i++)
+            {
+                if (corpora[i] is null) throw new ArgumentException($"'data.corpora[{i}]' must be a mapping with 'path' and 'weight' (got null)");
+                if (string.IsNullOrWhiteSpace(corpora[i].Path)) throw new ArgumentException($"'data.corpora[{i}].path' must name a corpus file, folder or known corpus");
+                if (!(corpora[i].Weight > 0 && corpora[i].Weight <= MaxCorpusWeight))
+                    throw new ArgumentException($"'data.corpora[{i}].weight' must be a number in (0, {MaxCorpusWeight}] (got {corpora[i].Weight.ToString(CultureInfo.InvariantCulture)})");
+            }
+        }
         if (c.Data.MaxLengthRatio is { } ratio && !(ratio >= 1 && double.IsFinite(ratio)))
             throw new ArgumentException($"'data.max_length_ratio' must be a number of at least 1 (got {ratio})");
     }

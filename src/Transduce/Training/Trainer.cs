@@ -346,6 +346,7 @@ internal static class Trainer
     /// <param name="onSave">Called at every epoch end and every <see cref="TrainingOptions.SaveEverySteps"/> updates, to write a resumable checkpoint.</param>
     /// <param name="resume">Continue a saved run instead of starting afresh.</param>
     /// <param name="frozen">Parameters (by name) that keep their values: not given to the optimiser, no gradients (<see cref="Freeze"/>).</param>
+    /// <param name="weights">Corpora with weights, sampled each epoch (<see cref="CorpusWeights.Sample"/>); null: each pair once.</param>
     public static TrainingResult Train(
         EncoderDecoder model,
         IReadOnlyList<EncodedPair> data,
@@ -357,8 +358,11 @@ internal static class Trainer
         CancellationToken cancellation = default,
         Action<TrainingSnapshot>? onSave = null,
         TrainingResume? resume = null,
-        IReadOnlyCollection<string>? frozen = null)
+        IReadOnlyCollection<string>? frozen = null,
+        CorpusWeights? weights = null)
     {
+        if (weights is not null && weights.Pairs.Sum(p => (long)p) != data.Count)
+            throw new ArgumentException($"the corpora's weights cover {weights.Pairs.Sum(p => (long)p)} pairs, the data has {data.Count}", nameof(weights));
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
@@ -372,12 +376,17 @@ internal static class Trainer
         }
         using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
-        var sourceLengths = data.Select(p => Batching.Frame(p.Source, ids, maxSteps).Length).ToArray();
-        var targetLengths = data.Select(p => Batching.Frame(p.Target, ids, maxSteps).Length).ToArray();
+        var (sourceLengths, targetLengths) = Batching.FramedLengths(data, ids, maxSteps);
+        // Pairs read from mapped shards are shuffled in chunks, so that an epoch reads the files a window at a time.
+        int[] EpochOrder(int epoch) => data is ShardPairs
+            ? Batching.ChunkedEpochOrder(data.Count, options.Seed, epoch, weights: weights)
+            : Batching.EpochOrder(data.Count, options.Seed, epoch, weights: weights);
         List<int[]> EpochBatches(int epoch) => options.Bucketed || options.MaxTokens is not null
-            ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch)
-            : Batching.Chunk(Batching.EpochOrder(data.Count, options.Seed, epoch), options.BatchSize).ToList();
-        int batchesPerEpoch = EpochBatches(1).Count;
+            ? Batching.BucketedEpoch(sourceLengths, targetLengths, options.BatchSize, options.MaxTokens, options.Seed, epoch, EpochOrder(epoch))
+            : Batching.Chunk(EpochOrder(epoch), options.BatchSize).ToList();
+        // The first epoch's batches are drawn once, for the count and (when the run starts there) for training.
+        List<int[]>? firstEpoch = EpochBatches(1);
+        int batchesPerEpoch = firstEpoch.Count;
         int totalSteps = batchesPerEpoch * options.Epochs / options.AccumulateSteps;
 
         var at = resume?.Position ?? TrainingPosition.Start;
@@ -396,7 +405,10 @@ internal static class Trainer
         {
             for (int epoch = at.Epoch; epoch <= options.Epochs && stop == TrainingStop.Completed && !cancellation.IsCancellationRequested; epoch++)
             {
-                var batches = EpochBatches(epoch);
+                var batches = epoch == 1 && firstEpoch is not null ? firstEpoch : EpochBatches(epoch);
+                firstEpoch = null;
+                // Pairs in mapped shards are many: the garbage of drawing an epoch's order goes before the epoch trains.
+                if (data is ShardPairs) GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
                 int first = epoch == at.Epoch ? at.BatchesDone : 0;
                 if (epoch != at.Epoch) { lossSum = 0; epochTokens = 0; }
                 int pending = 0, done = first;

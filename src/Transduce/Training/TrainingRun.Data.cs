@@ -21,7 +21,11 @@ public sealed partial class TrainingRun
         public CorpusFingerprint Corpus { get; } = corpus;
         public IReadOnlyList<SentencePair>? Validation { get; } = validation;
         public TrainingResume? Resume { get; } = resume;
-        public void Dispose() => Checkpoint.Dispose();
+        public void Dispose()
+        {
+            Checkpoint.Dispose();
+            (Pairs as IDisposable)?.Dispose();
+        }
     }
 
     /// <summary>Train on a folder's split and validate on its held-out file; a known corpus name stays a name (resolved at each read).</summary>
@@ -39,6 +43,14 @@ public sealed partial class TrainingRun
                     SpmTargetModel = config.Text.SpmTargetModel is { } tm ? Path.GetFullPath(tm) : null,
                 },
             };
+        if (config.Data.Corpora is { } corpora)
+            config = config with
+            {
+                Data = config.Data with
+                {
+                    Corpora = [.. corpora.Select(c => c?.Path is { } p && (File.Exists(p) || System.IO.Directory.Exists(p)) ? c with { Path = Path.GetFullPath(p) } : c!)],
+                },
+            };
         var data = config.Data;
         if (pairsInMemory || data.Train is not { } train || !System.IO.Directory.Exists(train)) return config;
         var validation = config.Validation;
@@ -48,8 +60,10 @@ public sealed partial class TrainingRun
         return config with { Data = data, Validation = validation };
     }
 
-    private static void CheckNeeds(RunConfig config, bool validationInMemory)
+    private static void CheckNeeds(RunConfig config, bool validationInMemory, bool pairsInMemory = false)
     {
+        if (pairsInMemory && config.Data.Corpora is not null)
+            throw new ArgumentException("'data.corpora' names corpus files, but the training pairs were given in memory: give one or the other");
         foreach (string? model in new[] { config.Text.SpmModel, config.Text.SpmTargetModel })
             if (config.Text.Tokenizer == TokenizerKind.Spm && model is not null && !File.Exists(model))
                 throw new FileNotFoundException($"{model}: SentencePiece model not found ('text.spm_model' / --spm-model)", model);
@@ -143,20 +157,24 @@ public sealed partial class TrainingRun
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var sentencePiece = Config.Text.Tokenizer == TokenizerKind.Spm ? ReadSentencePiece(Config.Text) : null;
         var (encoded, subwords) = TranslationData.ForTraining(train, text, Config.Text.BpeVocabSize, Config.Text.MinFrequency,
-            Config.Model.ShareEmbeddings, vocabPairs, sentencePiece);
+            Config.Model.ShareEmbeddings, vocabPairs, sentencePiece, Config.Text.BpeSamplePairs, Config.Training.Seed);
         if (subwords is not null)
             Say($"bpe: {subwords.Vocabulary.Count:N0} pieces (joint); text prepared in {clock.Elapsed.TotalSeconds:F1}s");
-        var src = encoded.SourceVocabulary;
-        var tgt = encoded.TargetVocabulary;
+        var checkpoint = NewModel(text, encoded.SourceVocabulary, encoded.TargetVocabulary, subwords, sentencePiece);
+        return new Prepared(checkpoint, FilterByLength(encoded.Pairs), corpusName, corpus, validation, null);
+    }
+
+    /// <summary>A new model for the text side learnt, its weights drawn under the run's seed.</summary>
+    private Checkpoint NewModel(TextConfig text, Vocabulary src, Vocabulary tgt, BpeTokenizer? subwords, SentencePiecePair? sentencePiece)
+    {
         // The seed is set right before the weights are drawn, so a run's initialisation depends on nothing else.
         manual_seed(Config.Training.Seed);
         var modelConfig = Config.Model.ToModelConfig(src.Count, tgt.Count, tgt.PadId);
-        var checkpoint = new Checkpoint
+        return new Checkpoint
         {
             Model = Models.ModelRegistry.Create(modelConfig), ModelConfig = modelConfig, TextConfig = text,
             SourceVocabulary = src, TargetVocabulary = tgt, Subwords = subwords, SentencePiece = sentencePiece,
         };
-        return new Prepared(checkpoint, FilterByLength(encoded.Pairs), corpusName, corpus, validation, null);
     }
 
     /// <summary>The SentencePiece models the text section names (source, and target unless it is the same file).</summary>
@@ -173,15 +191,15 @@ public sealed partial class TrainingRun
     {
         var state = saved!;
         var checkpoint = Checkpoint.Load(Directory);
+        IReadOnlyList<EncodedPair>? pairs = null;
         try
         {
             checkpoint.Model.train();
             string corpusName;
             CorpusFingerprint corpus;
-            IReadOnlyList<EncodedPair> pairs;
             // A prepared run (transduce prepare), or one trained on it by another trainer (the PyTorch DDP trainer), has
             // its token ids as shards: the very ids it was prepared with, with no corpus to read and tokenize again.
-            if (Preparation.TryReadPairs(Directory, checkpoint) is { } shards)
+            if (Preparation.TryOpenPairs(Directory, checkpoint) is { } shards)
             {
                 pairs = shards;
                 corpusName = Path.Combine(Directory, Preparation.ShardsFolder);
@@ -228,6 +246,7 @@ public sealed partial class TrainingRun
         catch
         {
             checkpoint.Dispose();
+            (pairs as IDisposable)?.Dispose();
             throw;
         }
     }

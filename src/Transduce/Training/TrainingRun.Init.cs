@@ -38,19 +38,33 @@ public sealed partial class TrainingRun
         var (all, corpusName) = ReadCorpus();
         var train = TrainingPairs(all, out var corpus);
         var validation = ReadValidation();
+        var checkpoint = LoadInit(init);
+        try
+        {
+            var encoded = FilterByLength(TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, EncodingContext(checkpoint)).Pairs);
+            return new Prepared(checkpoint, encoded, corpusName, corpus, validation, null);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model <c>init</c> names, checked against the run's data section, in training mode under the run's seed.</summary>
+    private Checkpoint LoadInit(string init)
+    {
         var checkpoint = Checkpoint.Load(init);
         try
         {
-            var context = EncodingContext(checkpoint);
-            checkpoint.PairEncoding.Check(context);
-            var encoded = FilterByLength(TranslationData.Encode(train, checkpoint.CreateTextPipeline(), checkpoint.PairEncoding, context).Pairs);
+            checkpoint.PairEncoding.Check(EncodingContext(checkpoint));
             string origin = checkpoint.TrainingInfo.TryGetValue("converted_from", out var from) ? $"a {from} model" : "a Transduce checkpoint";
             Say($"init {init}: {origin} ({checkpoint.ModelConfig.Architecture}, {checkpoint.TextConfig.Tokenizer} tokenizer); its architecture, weights, " +
                 "tokenizers, vocabularies and text settings are kept (the run configuration's model and text sections are not used); Adam starts afresh");
             // As a new run's initial weights, its dropout depends on the seed alone.
             manual_seed(Config.Training.Seed);
             checkpoint.Model.train();
-            return new Prepared(checkpoint, encoded, corpusName, corpus, validation, null);
+            return checkpoint;
         }
         catch
         {

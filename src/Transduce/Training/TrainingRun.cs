@@ -58,7 +58,7 @@ public sealed partial class TrainingRun : IDisposable
         Config = ResolveData(config, trainingPairs is not null);
         givenPairs = trainingPairs;
         givenValidation = validationPairs;
-        CheckNeeds(Config, validationPairs is not null);
+        CheckNeeds(Config, validationPairs is not null, trainingPairs is not null);
         CheckInit(Config, Directory);
         if (System.IO.Directory.Exists(Directory) && System.IO.Directory.EnumerateFileSystemEntries(Directory).Any(e => Path.GetFileName(e) != RunLock.FileName))
         {
@@ -189,7 +189,10 @@ public sealed partial class TrainingRun : IDisposable
         started = true;
         var t = Config.Training;
         if (t.Threads is int n) set_num_threads(n);
-        using var prepared = resuming ? PrepareResume() : PrepareNew();
+        // Several corpora are prepared into token shards and trained from them, as after `prepare`.
+        using var prepared = resuming ? PrepareResume()
+            : Config.Data.Corpora is not null && givenPairs is null ? PrepareStreamed(TokenShards.DefaultShardPairs, readValidation: true).Prepared
+            : PrepareNew();
         var checkpoint = prepared.Checkpoint;
         var model = checkpoint.Model;
         var tgt = checkpoint.TargetVocabulary;
@@ -235,7 +238,7 @@ public sealed partial class TrainingRun : IDisposable
         }
 
         var result = Trainer.Train(model, prepared.Pairs, ids, Batching.MinLimit(checkpoint.TextConfig.MaxSteps, checkpoint.ModelConfig.MaxSequenceLength),
-            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume, frozen);
+            t, OnStep, OnEpoch, stopEarly.Token, snapshot => Save(checkpoint, prepared, snapshot), prepared.Resume, frozen, Weights(prepared.Pairs));
         var stop = earlyStopped ? TrainingStop.EarlyStop : result.Stop;
 
         // The final weights are a candidate like any other: a run that stops between two validations validates them now.
@@ -335,17 +338,39 @@ public sealed record ExampleTranslation(string Source, string Translation, doubl
 /// <summary>The training pairs a run started on: how many, and a hash of their text.</summary>
 internal sealed record CorpusFingerprint(int Pairs, string Sha256)
 {
-    public static CorpusFingerprint Of(IReadOnlyList<SentencePair> pairs)
+    public static CorpusFingerprint Of(IEnumerable<SentencePair> pairs)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var p in pairs)
+        using var builder = new Builder();
+        foreach (var p in pairs) builder.Add(p);
+        return builder.Build();
+    }
+
+    /// <summary>The fingerprint of pairs given one at a time (a corpus streamed through once).</summary>
+    internal sealed class Builder : IDisposable
+    {
+        private readonly IncrementalHash hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private byte[] buffer = new byte[256];
+        private int pairs;
+
+        public void Add(SentencePair p)
         {
-            hash.AppendData(Encoding.UTF8.GetBytes(p.Source));
+            Append(p.Source);
             hash.AppendData("\t"u8);
-            hash.AppendData(Encoding.UTF8.GetBytes(p.Target));
+            Append(p.Target);
             hash.AppendData("\n"u8);
+            pairs++;
         }
-        return new CorpusFingerprint(pairs.Count, Convert.ToHexStringLower(hash.GetHashAndReset()));
+
+        private void Append(string text)
+        {
+            int most = Encoding.UTF8.GetMaxByteCount(text.Length);
+            if (buffer.Length < most) buffer = new byte[Math.Max(most, buffer.Length * 2)];
+            hash.AppendData(buffer, 0, Encoding.UTF8.GetBytes(text, buffer));
+        }
+
+        public CorpusFingerprint Build() => new(pairs, Convert.ToHexStringLower(hash.GetHashAndReset()));
+
+        public void Dispose() => hash.Dispose();
     }
 }
 

@@ -302,13 +302,14 @@ public sealed class DdpTests : IDisposable
         File.WriteAllText(lengths, JsonSerializer.Serialize(new { source = sourceLengths, target = targetLengths }));
         const string Script = """
             import json, sys
-            from transduce_torch.data import bucketed_epoch, chunk, epoch_order
+            from transduce_torch.data import bucketed_epoch, chunk, chunked_epoch_order, epoch_order
             d = json.load(open(sys.argv[1]))
             out = {}
             for seed, epoch in ((1, 1), (1, 2), (-7, 3), (123456789, 40)):
                 out[f"{seed}/{epoch}/bucketed"] = bucketed_epoch(d["source"], d["target"], 8, 100, seed, epoch)
                 out[f"{seed}/{epoch}/bucketed-rows"] = bucketed_epoch(d["source"], d["target"], 5, None, seed, epoch)
                 out[f"{seed}/{epoch}/plain"] = chunk(epoch_order(len(d["source"]), seed, epoch), 16)
+                out[f"{seed}/{epoch}/chunked"] = chunked_epoch_order(len(d["source"]), seed, epoch, 50, 3)
             print(json.dumps(out))
             """;
         var r = PythonTorch.Script(Script, dir, lengths);
@@ -319,6 +320,8 @@ public sealed class DdpTests : IDisposable
             Assert.Equal(Json(Batching.BucketedEpoch(sourceLengths, targetLengths, 8, 100, seed, epoch)), python[$"{seed}/{epoch}/bucketed"]!.ToJsonString());
             Assert.Equal(Json(Batching.BucketedEpoch(sourceLengths, targetLengths, 5, null, seed, epoch)), python[$"{seed}/{epoch}/bucketed-rows"]!.ToJsonString());
             Assert.Equal(Json(Batching.Chunk(Batching.EpochOrder(997, seed, epoch), 16).ToList()), python[$"{seed}/{epoch}/plain"]!.ToJsonString());
+            // Shards of more than one window (1,000,000 pairs; here 150) are shuffled in chunks, by both trainers alike.
+            Assert.Equal(JsonSerializer.Serialize(Batching.ChunkedEpochOrder(997, seed, epoch, 50, 3)), python[$"{seed}/{epoch}/chunked"]!.ToJsonString());
         }
     }
 
