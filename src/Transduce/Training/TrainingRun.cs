@@ -177,6 +177,22 @@ public sealed partial class TrainingRun : IDisposable
     public event EventHandler<string>? CheckpointWriting;
 
     /// <summary>
+    /// A corpus whose files hold more bytes than this is streamed into the run directory's token shards (<c>data/</c>) and
+    /// trained from them (as <c>prepare</c> then <c>train --resume</c>), not read into memory: 256 MiB (about two million
+    /// pairs of short sentences). Both ways give the same weights; streaming costs a second pass and the shards on disk.
+    /// </summary>
+    internal long StreamAboveBytes { get; init; } = 256L << 20;
+
+    /// <summary>Whether <see cref="Run"/> streams the corpus (<see cref="StreamAboveBytes"/>; several corpora always stream).</summary>
+    private bool StreamsCorpus()
+    {
+        if (givenPairs is not null) return false;
+        if (Config.Data.Corpora is not null) return true;
+        static long Bytes(string? path) => path is not null && File.Exists(path) ? new FileInfo(path).Length : 0;
+        return Bytes(Config.Data.Train) + Bytes(Config.Data.Target) > StreamAboveBytes;
+    }
+
+    /// <summary>
     /// Trains until the last epoch, the time limit, <see cref="TrainingOptions.MaxUpdates"/>, early stopping or
     /// <paramref name="cancellation"/>; then validates the final weights (and their average with the last saves, when
     /// asked) so that <c>best/</c> holds the best of all candidates. A checkpoint is written at every epoch end,
@@ -189,9 +205,10 @@ public sealed partial class TrainingRun : IDisposable
         started = true;
         var t = Config.Training;
         if (t.Threads is int n) set_num_threads(n);
-        // Several corpora are prepared into token shards and trained from them, as after `prepare`.
+        // Several corpora, or one larger than StreamAboveBytes, are prepared into token shards and trained from them, as
+        // after `prepare`: the corpus is never held in memory.
         using var prepared = resuming ? PrepareResume()
-            : Config.Data.Corpora is not null && givenPairs is null ? PrepareStreamed(TokenShards.DefaultShardPairs, readValidation: true).Prepared
+            : StreamsCorpus() ? PrepareStreamed(TokenShards.DefaultShardPairs, readValidation: true).Prepared
             : PrepareNew();
         var checkpoint = prepared.Checkpoint;
         var model = checkpoint.Model;

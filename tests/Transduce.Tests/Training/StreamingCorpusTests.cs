@@ -285,6 +285,28 @@ public sealed class StreamingCorpusTests : IDisposable
         using (var run = TrainingRun.Resume(dir)) Assert.Equal(summary.Updates, run.Run().Updates);
     }
 
+    [Fact]
+    public void TrainStreamsACorpusPastItsSizeBoundToTheWeightsItGivesInMemory()
+    {
+        // The bound lowered to nothing: this corpus file streams into data/ and trains from the mapped shards.
+        string corpus = Corpus(40, out _);
+        var config = Bpe(corpus);
+        string inMemory = tmp.File("in-memory"), streamed = tmp.File("streamed");
+        TrainingSummary a, b;
+        using (var run = new TrainingRun(config, inMemory)) a = run.Run();
+        var messages = new List<string>();
+        using (var run = new TrainingRun(config, streamed) { StreamAboveBytes = 0 })
+        {
+            run.Message += (_, m) => messages.Add(m);
+            b = run.Run();
+        }
+        Assert.False(File.Exists(Path.Combine(inMemory, "data", TokenShards.ManifestFile)));
+        Assert.Equal(40, TokenShards.ReadInfo(Path.Combine(streamed, "data")).Pairs);
+        Assert.Contains(messages, m => m.StartsWith("prepared ", StringComparison.Ordinal));
+        Assert.Equal(a.Updates, b.Updates);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(inMemory, Checkpoint.WeightsFile)), File.ReadAllBytes(Path.Combine(streamed, Checkpoint.WeightsFile)));
+    }
+
     [Theory]
     [InlineData("data:\n  corpora:\n    - { path: a.tsv, wieght: 2 }\n", "unknown key 'data.corpora[0].wieght'")]
     [InlineData("data:\n  corpora:\n    - { path: a.tsv, weight: heavy }\n", "data.corpora[0].weight")]
