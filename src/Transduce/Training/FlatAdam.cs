@@ -78,7 +78,11 @@ internal sealed class FlatAdam : IDisposable
             {
                 var p = trained[i];
                 long n = p.numel();
-                Tensor View(Tensor flat) => flat.narrow(0, offset, n).view(p.shape);
+                Tensor View(Tensor flat)
+                {
+                    using var piece = flat.narrow(0, offset, n);
+                    return piece.view(p.shape);
+                }
                 using (var view = View(flatParameters)) view.copy_(p);
                 // The parameter object (which the modules, and a tied projection, hold) now lives in the flat buffer.
                 using (var view = View(flatParameters)) p.set_(view);   // in place: returns p itself
