@@ -25,16 +25,17 @@ internal static class StepPartsBench
         var tokens = new Option<int>("--tokens") { Description = "Target positions of the logits (rows).", DefaultValueFactory = _ => 4096 };
         var vocabulary = new Option<int>("--vocabulary") { Description = "Output vocabulary (columns).", DefaultValueFactory = _ => 8000 };
         var rounds = new Option<int>("--rounds") { Description = "Alternated rounds of each piece.", DefaultValueFactory = _ => 15 };
+        var chunk = new Option<long>("--chunk") { Description = "Logits per chunk of the fused loss.", DefaultValueFactory = _ => Seq2SeqLoss.FusedChunkValues };
         var threads = new Option<int>("--threads") { Description = "Intra-op threads.", DefaultValueFactory = _ => 2 };
         var command = new Command("train-parts", "The fused loss and the flat Adam of a training step against their reference paths, alternated (minimum and median ms).")
         {
-            preset, tokens, vocabulary, rounds, threads,
+            preset, tokens, vocabulary, rounds, threads, chunk,
         };
-        command.SetAction(r => Run(r.GetValue(preset)!, r.GetValue(tokens), r.GetValue(vocabulary), Math.Max(1, r.GetValue(rounds)), r.GetValue(threads)));
+        command.SetAction(r => Run(r.GetValue(preset)!, r.GetValue(tokens), r.GetValue(vocabulary), Math.Max(1, r.GetValue(rounds)), r.GetValue(threads), r.GetValue(chunk)));
         return command;
     }
 
-    private static int Run(string presetName, int tokens, int vocabulary, int rounds, int threads)
+    private static int Run(string presetName, int tokens, int vocabulary, int rounds, int threads, long chunk)
     {
         set_num_threads(threads);
         manual_seed(1);
@@ -49,7 +50,7 @@ internal static class StepPartsBench
             using var scope = NewDisposeScope();
             using var leaf = logits.detach().requires_grad_(true);
             var clock = Stopwatch.StartNew();
-            Seq2SeqLoss.Backward(leaf.reshape(1, tokens, vocabulary), labels, 0, preset.Training.LabelSmoothing, 1, fused);
+            Seq2SeqLoss.Backward(leaf.reshape(1, tokens, vocabulary), labels, 0, preset.Training.LabelSmoothing, 1, fused, chunk);
             return clock.Elapsed.TotalMilliseconds;
         }
 
@@ -104,7 +105,7 @@ internal static class StepPartsBench
             }
         }
         Console.WriteLine(string.Create(Inv, $"Step pieces at `{presetName}`'s sizes ({flat.Count:N0} parameters in {flatParameters.Count} tensors; " +
-                                             $"logits {tokens:N0} × {vocabulary:N0} bf16, label smoothing {preset.Training.LabelSmoothing}); {threads} threads; " +
+                                             $"logits {tokens:N0} × {vocabulary:N0} bf16, label smoothing {preset.Training.LabelSmoothing}, fused in chunks of {chunk:N0} logits); {threads} threads; " +
                                              $"{rounds} alternated rounds after one of warm-up; milliseconds."));
         Console.WriteLine();
         Console.WriteLine("| piece | minimum | median |");
