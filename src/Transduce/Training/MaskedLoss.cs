@@ -102,7 +102,7 @@ internal static class Seq2SeqLoss
             grad.narrow(0, start, n).copy_(p);
         }
         var total = rowLosses.masked_select(keep).sum(ScalarType.Float64).item<double>() / count;
-        logits.backward([grad.reshape(logits.shape)]);
+        logits.backward([grad.reshape(logits.shape)], create_graph: false, retain_graph: false);
         return (float)total;
     }
 
