@@ -79,12 +79,15 @@ internal static class Seq2SeqLoss
         var grad = empty_like(flatLogits);
         var rowLosses = empty(rows, 1, ScalarType.Float32);
         double epsilon = labelSmoothing;
-        long chunk = Math.Max(1, chunkValues / vocab);
+        long chunk = Math.Min(rows, Math.Max(1, chunkValues / vocab));
+        // One float32 working buffer for every chunk, made before the loop: no large block is allocated and freed per chunk.
+        var work = empty(chunk, vocab, ScalarType.Float32);
         for (long start = 0; start < rows; start += chunk)
         {
             using var inner = NewDisposeScope();
             long n = Math.Min(chunk, rows - start);
-            var z = flatLogits.narrow(0, start, n).to_type(ScalarType.Float32, copy: true);
+            var z = work.narrow(0, 0, n);
+            z.copy_(flatLogits.narrow(0, start, n));
             var label = safeLabels.narrow(0, start, n);
             var weight = weights.narrow(0, start, n);
             // Shifted by the row's maximum: −log p_label = log Σ exp(z) − z_label, the smoothing term
