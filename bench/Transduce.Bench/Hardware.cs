@@ -53,7 +53,8 @@ internal static class Hardware
         if (!File.Exists(status)) return 0;
         foreach (string line in File.ReadLines(status))
             if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+                // "VmHWM:\t 123456 kB": the number is padded to 8 characters, so from 10 GB on no space follows the tab.
+                return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         return 0;
     }
 

@@ -14,6 +14,7 @@ internal static class Program
         var root = new RootCommand("Transduce throughput benchmarks, side by side with a PyTorch twin.")
         {
             TrainBench.Create(),
+            StepPartsBench.Create(),
             InferBench.Create(),
             StepProfile.Create(),
             GemmBench.Create(),

@@ -40,34 +40,55 @@ internal static class TrainBench
         var noTwin = new Option<bool>("--no-twin") { Description = "Measure Transduce only." };
         var keepFreed = new Option<bool>("--keep-freed-memory") { Description = "TrainingOptions.KeepFreedMemory (reuse freed native memory).", DefaultValueFactory = _ => true };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
+        var kernels = new Option<string>("--kernels")
+        {
+            Description = "Training-step implementations to measure against each other, comma-separated (alternated within every repeat): " +
+                          "default (what training uses), reference (autograd's loss, TorchSharp's Adam per tensor), fused-loss, flat-adam.",
+            DefaultValueFactory = _ => "default",
+        };
         var curve = new Option<string?>("--curve") { Description = "Write the training loss of every Transduce precision (first repeat, every update from the first, means of 10) overlaid in this PNG." };
         var command = new Command("train", "Training throughput of a preset's Transformer in fp32 and bf16, side by side with the PyTorch twin, and its MFU.")
         {
-            data, preset, steps, warmup, threads, maxTokens, precisions, repeats, noTwin, keepFreed, output, curve,
+            data, preset, steps, warmup, threads, maxTokens, precisions, repeats, noTwin, keepFreed, output, curve, kernels,
         };
         command.SetAction(r => Run(new Settings(r.GetValue(data)!, r.GetValue(preset)!, r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads),
             r.GetValue(maxTokens), r.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParsePrecision).Distinct().ToList(),
-            Math.Max(1, r.GetValue(repeats)), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output), r.GetValue(curve))));
+            Math.Max(1, r.GetValue(repeats)), r.GetValue(noTwin), r.GetValue(keepFreed), r.GetValue(output), r.GetValue(curve),
+            r.GetValue(kernels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().Select(ParseKernels).ToList())));
         return command;
     }
 
     private static ComputeType ParsePrecision(string name) => ComputeTypes.Parse(name) is var t && t != ComputeType.Int8 ? t
         : throw new ArgumentException("--precision: training runs in fp32 or bf16");
 
+    private static readonly Dictionary<string, TrainingKernels> KernelNames = new()
+    {
+        ["default"] = TrainingKernels.Default, ["reference"] = TrainingKernels.None,
+        ["fused-loss"] = TrainingKernels.FusedLoss, ["flat-adam"] = TrainingKernels.FlatAdam,
+    };
+
+    private static (string Name, TrainingKernels Kernels) ParseKernels(string name) => KernelNames.TryGetValue(name, out var k) ? (name, k)
+        : throw new ArgumentException($"--kernels: '{name}' is none of {string.Join(", ", KernelNames.Keys)}");
+
     /// <summary>fp32 or bf16, as the issue and the twin's --precision spell them.</summary>
     private static string Short(this ComputeType type) => type == ComputeType.BFloat16 ? "bf16" : type.Name() == "float32" ? "fp32" : type.Name();
 
     private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<ComputeType> Precisions,
-        int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath, string? CurvePath);
+        int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath, string? CurvePath, IReadOnlyList<(string Name, TrainingKernels Kernels)> Kernels)
+    {
+        /// <summary>The variant the ratios and the loss comparison use: the first listed.</summary>
+        public string Main => Kernels[0].Name;
+    }
 
     /// <summary>One timed training run: which side, which precision, which repeat, its seconds and the last update's loss.</summary>
-    private sealed record Measurement(string Side, ComputeType Precision, int Repeat, double Seconds, double Loss, long PeakRss);
+    private sealed record Measurement(string Side, ComputeType Precision, int Repeat, double Seconds, double Loss, long PeakRss, string Kernels = "default");
 
     private static int Run(Settings s)
     {
         set_num_threads(s.Threads);
         var preset = RunConfig.FromPreset(s.Preset);
         if (preset.Model.Architecture != TransformerConfig.Name) throw new ArgumentException($"--preset {s.Preset}: only Transformer presets are counted (FLOPs)");
+        if (s.Kernels.Count == 0) throw new ArgumentException("--kernels: name at least one");
         if (s.Precisions.Count == 0) throw new ArgumentException("--precision: name at least one of fp32, bf16");
         int warmup = s.Warmup, steps = s.Steps;
         // The preset as `transduce train --preset` runs it, on one file, stopped after warmup + steps updates (over as
@@ -140,19 +161,21 @@ internal static class TrainBench
             int runNumber = 0;
             for (int repeat = 1; repeat <= s.Repeats; repeat++)
                 foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
+                foreach (var (kernelsName, kernels) in repeat % 2 == 1 ? s.Kernels : s.Kernels.Reverse())
                 {
                     Transduce.Native.NativeMemory.ReleaseFreedMemory();
                     Hardware.ResetPeakRss();
-                    using var run = new TrainingRun(config with { Training = options with { Precision = precision } }, Path.Combine(work, $"run{++runNumber}"));
+                    using var run = new TrainingRun(config with { Training = options with { Precision = precision, Kernels = kernels } }, Path.Combine(work, $"run{++runNumber}"));
                     if (runNumber == 1) run.DataPrepared += WriteBatches;
-                    run.DataPrepared += (_, _) => Console.Error.WriteLine($"Transduce {precision.Short()} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates…");
+                    run.DataPrepared += (_, _) => Console.Error.WriteLine($"Transduce {precision.Short()}, kernels {kernelsName} (repeat {repeat}/{s.Repeats}): {warmup} + {steps} updates…");
                     var marks = new List<(int Step, double Seconds, double Loss)>();
                     var clock = Stopwatch.StartNew();
                     run.Progress += (_, progress) => marks.Add((progress.Step, clock.Elapsed.TotalSeconds, progress.Loss));
                     run.Run();
                     var end = marks.Single(m => m.Step == warmup + steps);
-                    if (repeat == 1) losses[precision] = marks.Select(m => (m.Step, m.Loss)).ToList();
-                    runs.Add(new Measurement("Transduce", precision, repeat, end.Seconds - (warmup == 0 ? 0 : marks.Single(m => m.Step == warmup).Seconds), end.Loss, Hardware.PeakRss()));
+                    if (repeat == 1 && kernelsName == s.Main) losses[precision] = marks.Select(m => (m.Step, m.Loss)).ToList();
+                    runs.Add(new Measurement("Transduce", precision, repeat, end.Seconds - (warmup == 0 ? 0 : marks.Single(m => m.Step == warmup).Seconds), end.Loss,
+                        Hardware.PeakRss(), kernelsName));
                 }
 
             string twinVersion = "";
@@ -181,7 +204,7 @@ internal static class TrainBench
                             twinPeak32 = root.GetProperty("matmul_gflops").GetDouble();
                             twinPeak16 = root.GetProperty("matmul_gflops_bf16").GetDouble();
                         }
-                        runs.Add(new Measurement("PyTorch twin", precision, repeat, root.GetProperty("seconds").GetDouble(), root.GetProperty("loss").GetDouble(), 0));
+                        runs.Add(new Measurement("PyTorch twin", precision, repeat, root.GetProperty("seconds").GetDouble(), root.GetProperty("loss").GetDouble(), 0, s.Main));
                     }
 
             var config0 = modelConfig!;
@@ -246,10 +269,12 @@ internal static class TrainBench
         text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (string side in sides)
             foreach (var precision in s.Precisions)
+            foreach (var (kernelsName, _) in side == "Transduce" ? s.Kernels : s.Kernels.Take(1))
             {
-                var rows = runs.Where(r => r.Side == side && r.Precision == precision).ToList();
+                var rows = runs.Where(r => r.Side == side && r.Precision == precision && r.Kernels == kernelsName).ToList();
                 if (rows.Count == 0) continue;
                 string name = side == "Transduce" ? "Transduce (TorchSharp 0.107, libtorch 2.10)" : $"PyTorch twin (torch {twinVersion})";
+                if (side == "Transduce" && s.Kernels.Count > 1) name += $", kernels `{kernelsName}`";
                 string rss = rows[0].PeakRss > 0 ? string.Create(Inv, $"{rows.Max(r => r.PeakRss) / 1e9:F2} GB") : "—";
                 text.AppendLine(Inv, $"| {name} | {precision.Short()} | {Range(rows.Select(r => tokens / r.Seconds), "N0")} | {Range(rows.Select(r => r.Seconds), "F1")} | " +
                                      $"{Range(rows.Select(r => flops / r.Seconds / 1e9), "F1")} | {Range(rows.Select(r => flops / r.Seconds / 1e9 / peaks.Fp32), "P1")} | " +
@@ -260,8 +285,8 @@ internal static class TrainBench
         // Ratios within each repeat (the two runs of a ratio were measured minutes apart at most).
         double? Ratio(string side, ComputeType a, string sideB, ComputeType b, int repeat)
         {
-            var x = runs.SingleOrDefault(r => r.Side == side && r.Precision == a && r.Repeat == repeat);
-            var y = runs.SingleOrDefault(r => r.Side == sideB && r.Precision == b && r.Repeat == repeat);
+            var x = runs.SingleOrDefault(r => r.Side == side && r.Precision == a && r.Repeat == repeat && r.Kernels == s.Main);
+            var y = runs.SingleOrDefault(r => r.Side == sideB && r.Precision == b && r.Repeat == repeat && r.Kernels == s.Main);
             return x is null || y is null ? null : y.Seconds / x.Seconds;
         }
         IEnumerable<double> Ratios(string side, ComputeType a, string sideB, ComputeType b) =>
@@ -277,6 +302,18 @@ internal static class TrainBench
         if (both && Ratios("Transduce", ComputeType.BFloat16, "Transduce", ComputeType.Float32).ToList() is { Count: > 0 } mine)
             text.AppendLine(Inv, $"- Acceptance (issue 16): Transduce bf16 ≥ 1.7× fp32 target tokens/s on the same batches: " +
                                  $"{(mine.All(x => x >= 1.7) ? "✅ met" : mine.Any(x => x >= 1.7) ? "⚠️ met in some repeats" : "❌ not met")} ({Range(mine, "F2")}×).");
+        foreach (var precision in s.Precisions)
+            foreach (var (kernelsName, _) in s.Kernels.Skip(1))
+            {
+                var ratios = Enumerable.Range(1, s.Repeats).Select(repeat =>
+                {
+                    var x = runs.SingleOrDefault(r => r.Side == "Transduce" && r.Precision == precision && r.Repeat == repeat && r.Kernels == s.Main);
+                    var y = runs.SingleOrDefault(r => r.Side == "Transduce" && r.Precision == precision && r.Repeat == repeat && r.Kernels == kernelsName);
+                    return x is null || y is null ? (double?)null : y.Seconds / x.Seconds;
+                }).OfType<double>().ToList();
+                if (ratios.Count > 0)
+                    text.AppendLine(Inv, $"- {precision.Short()}: kernels `{s.Main}` ÷ `{kernelsName}` target tokens/s, per repeat: **{Range(ratios, "F3")}×** ({string.Join(", ", ratios.Select(r => r.ToString("F3", Inv)))}).");
+            }
         text.AppendLine();
         string twinPeakText = sides.Count == 2 ? string.Create(Inv, $"; through the twin's torch {peaks.Twin32:F1} (fp32) and {peaks.Twin16:F1} (bf16)") : "";
         text.AppendLine(Inv, $"Matmul peaks on {s.Threads} threads, measured in this run: through TorchSharp {peaks.Ours32:F1} GFLOP/s in fp32 " +
@@ -288,7 +325,8 @@ internal static class TrainBench
         text.AppendLine("```sh");
         text.AppendLine(Inv, $"dotnet bench/Transduce.Bench/bin/Release/net10.0/Transduce.Bench.dll train --preset {s.Preset} --steps {s.Steps} --warmup {s.Warmup} " +
                              $"--threads {s.Threads} --precision {string.Join(',', s.Precisions.Select(x => x.Short()))} --repeats {s.Repeats}" +
-                             $"{(s.MaxTokens is int m ? $" --max-tokens {m}" : "")}{(s.NoTwin ? " --no-twin" : "")}{(s.KeepFreed ? "" : " --keep-freed-memory false")}{(s.CurvePath is { } cp ? $" --curve {cp}" : "")}");
+                             $"{(s.MaxTokens is int m ? $" --max-tokens {m}" : "")}{(s.NoTwin ? " --no-twin" : "")}{(s.KeepFreed ? "" : " --keep-freed-memory false")}{(s.CurvePath is { } cp ? $" --curve {cp}" : "")}" +
+                             $"{(s.Kernels.Count > 1 || s.Main != "default" ? $" --kernels {string.Join(',', s.Kernels.Select(k => k.Name))}" : "")}");
         text.AppendLine("```");
         return text.ToString();
     }

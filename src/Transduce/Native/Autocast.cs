@@ -10,7 +10,7 @@ namespace Transduce.Native;
 /// (libtorch caches the copy), and the cast is differentiable, so gradients reach the float32 weight as float32.
 /// What stays float32 is therefore what is computed from float32 tensors: embeddings, the residual stream and the
 /// layer norms on it. Softmax and the loss are kept in float32 explicitly (see <c>AttentionMasks.MaskedSoftmax</c>
-/// and <c>Seq2SeqLoss.MaskedCrossEntropy</c>).
+/// and <c>Seq2SeqLoss.MaskedCrossEntropy</c> / <c>Seq2SeqLoss.Backward</c>).
 /// </summary>
 /// <remarks>
 /// The state is per thread, as in PyTorch: a scope covers the work its own thread does. Run the forward pass inside

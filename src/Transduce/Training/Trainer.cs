@@ -93,6 +93,29 @@ public sealed record TrainingOptions
     /// trains everything.
     /// </summary>
     public IReadOnlyList<FrozenPart> Freeze { get; init; } = [];
+
+    /// <summary>
+    /// How the pieces of a training step are computed: every choice gives the same update within float tolerance
+    /// (tests hold them to each other); the reference paths stay for measurements and as the tests' oracle.
+    /// </summary>
+    internal TrainingKernels Kernels { get; init; } = TrainingKernels.Default;
+}
+
+/// <summary>The faster implementations of a training step's pieces (issue 27), each a flag; none is the reference step.</summary>
+[Flags]
+internal enum TrainingKernels
+{
+    /// <summary>Autograd's cross-entropy and TorchSharp's Adam, one parameter tensor at a time.</summary>
+    None = 0,
+
+    /// <summary>The loss and its gradient in one chunked pass (<see cref="Seq2SeqLoss.Backward"/>).</summary>
+    FusedLoss = 1,
+
+    /// <summary>Parameters, gradients and Adam's moments in flat buffers, updated and clipped in a few whole-buffer operations (<see cref="FlatAdam"/>).</summary>
+    FlatAdam = 2,
+
+    /// <summary>What training uses.</summary>
+    Default = FusedLoss | FlatAdam,
 }
 
 /// <summary>A part of a model that <see cref="TrainingOptions.Freeze"/> keeps fixed.</summary>
@@ -376,6 +399,7 @@ internal static class Trainer
         }
         using var optimizer = optim.Adam(parameters, lr: options.LearningRate);
         resume?.RestoreOptimizer(optimizer);
+        using var flat = options.Kernels.HasFlag(TrainingKernels.FlatAdam) ? FlatAdam.TryCreate(optimizer, parameters) : null;
         var (sourceLengths, targetLengths) = Batching.FramedLengths(data, ids, maxSteps);
         // Pairs read from mapped shards are shuffled in chunks, so that an epoch reads the files a window at a time.
         int[] EpochOrder(int epoch) => data is ShardPairs
@@ -421,14 +445,17 @@ internal static class Trainer
                     using (var scope = NewDisposeScope())
                     {
                         using var batch = Batching.Build(batches[b].Select(i => data[i]).ToList(), ids, maxSteps);
-                        if (pending == 0) optimizer.zero_grad();
+                        if (pending == 0)
+                        {
+                            if (flat is not null) flat.ZeroGrad();
+                            else optimizer.zero_grad();
+                        }
                         Tensor logits;
                         // The forward pass in the run's precision; the loss (float32) and the backward pass after it.
                         using (Autocast.Enter(options.Precision == ComputeType.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32))
                             logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
-                        var l = Seq2SeqLoss.MaskedCrossEntropy(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing);
-                        (options.AccumulateSteps == 1 ? l : l / options.AccumulateSteps).backward();
-                        loss = l.item<float>();
+                        loss = Seq2SeqLoss.Backward(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing, options.AccumulateSteps,
+                            fused: options.Kernels.HasFlag(TrainingKernels.FusedLoss));
                         batchTokens = batch.TargetTokens;
                         positions += batch.TargetPositions;
                     }
@@ -442,8 +469,16 @@ internal static class Trainer
                     foreach (var group in optimizer.ParamGroups) group.LearningRate = LearningRate(options, step);
                     using (var scope = NewDisposeScope())
                     {
-                        if (options.GradientClip > 0) nn.utils.clip_grad_norm_(parameters, options.GradientClip);
-                        optimizer.step();
+                        if (flat is not null)
+                        {
+                            if (options.GradientClip > 0) flat.ClipGradNorm(options.GradientClip);
+                            flat.Step();
+                        }
+                        else
+                        {
+                            if (options.GradientClip > 0) nn.utils.clip_grad_norm_(parameters, options.GradientClip);
+                            optimizer.step();
+                        }
                     }
                     var elapsed = Elapsed();
                     onStep?.Invoke(new TrainingProgress(epoch, step, totalSteps, pendingLoss / pending, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed));
