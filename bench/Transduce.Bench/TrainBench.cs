@@ -43,7 +43,7 @@ internal static class TrainBench
         var kernels = new Option<string>("--kernels")
         {
             Description = "Training-step implementations to measure against each other, comma-separated (alternated within every repeat): " +
-                          "default (what training uses), reference (autograd's loss, TorchSharp's Adam per tensor), fused-loss, flat-adam.",
+                          "default (what training uses: the reference), reference (autograd's loss, TorchSharp's Adam per tensor), fused-loss, flat-adam, fast (both).",
             DefaultValueFactory = _ => "default",
         };
         var curve = new Option<string?>("--curve") { Description = "Write the training loss of every Transduce precision (first repeat, every update from the first, means of 10) overlaid in this PNG." };
@@ -64,7 +64,7 @@ internal static class TrainBench
     private static readonly Dictionary<string, TrainingKernels> KernelNames = new()
     {
         ["default"] = TrainingKernels.Default, ["reference"] = TrainingKernels.None,
-        ["fused-loss"] = TrainingKernels.FusedLoss, ["flat-adam"] = TrainingKernels.FlatAdam,
+        ["fused-loss"] = TrainingKernels.FusedLoss, ["flat-adam"] = TrainingKernels.FlatAdam, ["fast"] = TrainingKernels.Fast,
     };
 
     private static (string Name, TrainingKernels Kernels) ParseKernels(string name) => KernelNames.TryGetValue(name, out var k) ? (name, k)

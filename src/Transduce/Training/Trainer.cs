@@ -114,8 +114,15 @@ internal enum TrainingKernels
     /// <summary>Parameters, gradients and Adam's moments in flat buffers, updated and clipped in a few whole-buffer operations (<see cref="FlatAdam"/>).</summary>
     FlatAdam = 2,
 
-    /// <summary>What training uses.</summary>
-    Default = FusedLoss | FlatAdam,
+    /// <summary>Both faster pieces together.</summary>
+    Fast = FusedLoss | FlatAdam,
+
+    /// <summary>
+    /// What training uses: the reference step. Measured on an idle machine (BENCHMARKS.md, "A faster bf16 step"), neither
+    /// piece paid: flat Adam ran at 1.00× the reference, and the fused loss at the same speed while its process grew by
+    /// ~200 MB an update (bf16; not yet explained), so neither is on by default.
+    /// </summary>
+    Default = None,
 }
 
 /// <summary>A part of a model that <see cref="TrainingOptions.Freeze"/> keeps fixed.</summary>

@@ -94,7 +94,7 @@ public sealed class FastStepTests
         // 9 updates with a clip threshold small enough that every one is clipped, label smoothing, a tied embedding.
         var reference = Train(TrainingKernels.None);
         var flat = Train(TrainingKernels.FlatAdam);
-        var both = Train(TrainingKernels.Default);
+        var both = Train(TrainingKernels.Fast);
         var unclipped = Train(TrainingKernels.FlatAdam, Options(TrainingKernels.FlatAdam) with { GradientClip = 0 });
         Assert.True(Diff(reference, flat) < 1e-5, $"flat Adam differs from TorchSharp's by {Diff(reference, flat)}");
         Assert.True(Diff(reference, both) < 1e-4, $"the fast step differs from the reference by {Diff(reference, both)}");
@@ -123,11 +123,11 @@ public sealed class FastStepTests
     public void FlatAdamStateSavesAndResumesInTheOptimisersFormat()
     {
         // Stop after the first epoch and save the optimiser as the run does; continue from it with either optimiser.
-        var options = Options(TrainingKernels.Default);
+        var options = Options(TrainingKernels.Fast);
         byte[]? saved = null;
         TrainingPosition? at = null;
-        var whole = Train(TrainingKernels.Default);
-        Train(TrainingKernels.Default, options with { Epochs = 1 }, onSave: s =>
+        var whole = Train(TrainingKernels.Fast);
+        Train(TrainingKernels.Fast, options with { Epochs = 1 }, onSave: s =>
         {
             using var stream = new MemoryStream();
             using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) s.Optimizer.save_state_dict(writer);
@@ -135,7 +135,7 @@ public sealed class FastStepTests
             at = s.Position;
         });
         Assert.NotNull(saved);
-        var firstEpoch = Train(TrainingKernels.Default, options with { Epochs = 1 });
+        var firstEpoch = Train(TrainingKernels.Fast, options with { Epochs = 1 });
         TrainingResume Resume() => new(at!, o =>
         {
             using var reader = new BinaryReader(new MemoryStream(saved!));
@@ -159,7 +159,7 @@ public sealed class FastStepTests
             Trainer.Train(model, Pairs, new SpecialIds(0, 1, 2), null, Options(kernels), resume: Resume());
             return model.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
         }
-        var resumed = Continue(TrainingKernels.Default);
+        var resumed = Continue(TrainingKernels.Fast);
         var resumedByTorchSharp = Continue(TrainingKernels.FusedLoss);
         Assert.Equal(whole, resumed);
         Assert.True(Diff(whole, resumedByTorchSharp) < 1e-5, $"TorchSharp's Adam resumed from the flat state differs by {Diff(whole, resumedByTorchSharp)}");
