@@ -16,7 +16,7 @@ namespace Transduce.Tests.Fuzz;
 /// <summary>
 /// One bounded fuzz target per parser that takes untrusted bytes (see <see cref="Fuzzer"/>): safetensors, the
 /// <c>torch.save</c> zip and its pickle program, SentencePiece protobuf, the BPE model file, YAML/JSON run configs, corpus
-/// lines and the service's request body. Seeds are the repository's tiny fixtures (and <c>../shared/testdata</c> when
+/// lines, the service's request body and prepared token shards. Seeds are the repository's tiny fixtures (and <c>../shared/testdata</c> when
 /// present) plus the issue's probes, small; the hostile inputs are generated here and never written outside a temp folder.
 /// </summary>
 public sealed class ParserFuzzTests(ITestOutputHelper output)
@@ -185,6 +185,29 @@ public sealed class ParserFuzzTests(ITestOutputHelper output)
         var text = new StringBuilder("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         for (int i = 1; i < 10; i++) text.Append($"a{i}: &a{i} [{string.Join(", ", Enumerable.Repeat($"*a{i - 1}", 10))}]\n");
         return Encoding.UTF8.GetBytes(text.ToString());
+    }
+
+    [Fact]
+    public void TokenShardLoadsOrFailsWithOneLine()
+    {
+        // A prepared run's data/ comes from elsewhere (another machine, the PyTorch trainer): its shard is untrusted bytes,
+        // read through the mapped pairs as training reads them.
+        using var temp = new TempDir();
+        string dir = temp.File("data");
+        TokenShards.Write(dir, [new EncodedPair([3], [4]), new EncodedPair([5, 6], [7, 8, 9]), new EncodedPair([7, 7, 7], [5])], 20, 20);
+        string shard = Path.Combine(dir, "shard-00000.safetensors");
+        byte[][] seeds = [File.ReadAllBytes(shard)];
+        Fuzzer.Run(output, "token shard", seeds, [.. JsonTokens, "\"I32\"", "\"I64\"", "\"source_offsets\"", "\"target_ids\""], bytes =>
+        {
+            File.WriteAllBytes(shard, bytes);
+            using var pairs = ShardPairs.Open(dir);
+            for (int i = 0; i < pairs.Count; i++)
+            {
+                var pair = pairs[i];
+                Assert.All(pair.Source, id => Assert.InRange(id, 0, 19));
+                Assert.All(pair.Target, id => Assert.InRange(id, 0, 19));
+            }
+        });
     }
 
     [Fact]
