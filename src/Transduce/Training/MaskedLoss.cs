@@ -70,6 +70,23 @@ internal static class Seq2SeqLoss
             (accumulate == 1 ? loss : loss / accumulate).backward();
             return loss.item<float>();
         }
+        // The gradient is computed here, not recorded: under grad mode, copying the logits into the working buffer made it
+        // part of the graph, and every in-place step after it saved tensors in nodes that outlived the step (about three
+        // logits' worth leaked per call: BENCHMARKS.md, "A faster bf16 step").
+        Tensor grad, rowLosses, keep;
+        long count;
+        using (no_grad())
+            (grad, rowLosses, keep, count) = FusedGradient(flatLogits, labels, padId, labelSmoothing, accumulate, chunkValues);
+        var total = rowLosses.masked_select(keep).sum(ScalarType.Float64).item<double>() / count;
+        logits.backward([grad.reshape(logits.shape)], create_graph: false, retain_graph: false);
+        return (float)total;
+    }
+
+    // The fused path's per-row losses and d loss / d logits (flattened to rows × vocabulary), chunk by chunk; run without grad.
+    private static (Tensor Grad, Tensor RowLosses, Tensor Keep, long Count) FusedGradient(Tensor flatLogits, Tensor labels, int padId,
+        double labelSmoothing, int accumulate, long chunkValues)
+    {
+        long rows = flatLogits.shape[0], vocab = flatLogits.shape[1];
         var flatLabels = labels.reshape(-1, 1);
         var keep = flatLabels.ne(padId);
         long count = keep.sum().item<long>();
@@ -104,9 +121,7 @@ internal static class Seq2SeqLoss
             if (epsilon > 0) p.sub_(weight * (epsilon / vocab));
             grad.narrow(0, start, n).copy_(p);
         }
-        var total = rowLosses.masked_select(keep).sum(ScalarType.Float64).item<double>() / count;
-        logits.backward([grad.reshape(logits.shape)], create_graph: false, retain_graph: false);
-        return (float)total;
+        return (grad, rowLosses, keep, count);
     }
 
     // cross_entropy's label smoothing — (1 − ε)·(−log p_label) + ε·mean(−log p) over the classes, averaged over non-pad
