@@ -88,12 +88,12 @@ internal static class DdpBench
         s.AppendLine();
         double dropout = JsonNode.Parse(File.ReadAllText(Path.Combine(prepared, "config.json")))!["model"]!["dropout"]!.GetValue<double>();
         s.AppendLine(Inv, $"First {compared} updates' losses: largest relative difference to the Transduce Trainer's first round {worst:E1} " +
-                          $"(same start weights, same batches, {Transduce.Models.ComputeTypes.Name(options.Precision)}{(dropout > 0 ? $"; dropout {dropout}: each trainer draws its own masks, so the losses agree only statistically" : "")}).");
+                          $"(same start weights, same batches, {TrainingPrecisions.Name(options.Precision)}{(dropout > 0 ? $"; dropout {dropout}: each trainer draws its own masks, so the losses agree only statistically" : "")}).");
         Console.WriteLine(s.ToString());
         if (reportPath is not null) File.WriteAllText(reportPath, s.ToString());
         // Without dropout the three compute the same function of the same weights and batches: they must agree, to float
         // noise in float32 and to bf16 rounding in bfloat16 (the DDP tests see differences of about 1e-2 there).
-        double tolerance = options.Precision == Transduce.Models.ComputeType.BFloat16 ? 3e-2 : 1e-3;
+        double tolerance = options.Precision == TrainingPrecision.BFloat16 ? 3e-2 : 1e-3;
         return dropout > 0 || worst < tolerance ? 0 : 1;
     }
 

@@ -58,7 +58,7 @@ internal static class TrainBench
         return command;
     }
 
-    private static ComputeType ParsePrecision(string name) => ComputeTypes.Parse(name) is var t && t != ComputeType.Int8 ? t
+    private static TrainingPrecision ParsePrecision(string name) => TrainingPrecisions.Parse(name) is var t && t != TrainingPrecision.Auto ? t
         : throw new ArgumentException("--precision: training runs in fp32 or bf16");
 
     private static readonly Dictionary<string, TrainingKernels> KernelNames = new()
@@ -71,9 +71,9 @@ internal static class TrainBench
         : throw new ArgumentException($"--kernels: '{name}' is none of {string.Join(", ", KernelNames.Keys)}");
 
     /// <summary>fp32 or bf16, as the issue and the twin's --precision spell them.</summary>
-    private static string Short(this ComputeType type) => type == ComputeType.BFloat16 ? "bf16" : type.Name() == "float32" ? "fp32" : type.Name();
+    private static string Short(this TrainingPrecision type) => type == TrainingPrecision.BFloat16 ? "bf16" : "fp32";
 
-    private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<ComputeType> Precisions,
+    private sealed record Settings(string Data, string Preset, int Steps, int Warmup, int Threads, int? MaxTokens, IReadOnlyList<TrainingPrecision> Precisions,
         int Repeats, bool NoTwin, bool KeepFreed, string? ReportPath, string? CurvePath, IReadOnlyList<(string Name, TrainingKernels Kernels)> Kernels)
     {
         /// <summary>The variant the ratios and the loss comparison use: the first listed.</summary>
@@ -81,7 +81,7 @@ internal static class TrainBench
     }
 
     /// <summary>One timed training run: which side, which precision, which repeat, its seconds and the last update's loss.</summary>
-    private sealed record Measurement(string Side, ComputeType Precision, int Repeat, double Seconds, double Loss, long PeakRss, string Kernels = "default");
+    private sealed record Measurement(string Side, TrainingPrecision Precision, int Repeat, double Seconds, double Loss, long PeakRss, string Kernels = "default");
 
     private static int Run(Settings s)
     {
@@ -157,7 +157,7 @@ internal static class TrainBench
             // Transduce: a real TrainingRun per measurement. Each repeat runs every precision, in alternating order, so
             // that a slow phase of a shared machine does not favour one.
             var runs = new List<Measurement>();
-            var losses = new Dictionary<ComputeType, List<(int Step, double Loss)>>();
+            var losses = new Dictionary<TrainingPrecision, List<(int Step, double Loss)>>();
             int runNumber = 0;
             for (int repeat = 1; repeat <= s.Repeats; repeat++)
                 foreach (var precision in repeat % 2 == 1 ? s.Precisions : s.Precisions.Reverse())
@@ -244,9 +244,9 @@ internal static class TrainBench
     }
 
     /// <summary>How far the bf16 loss strays from the fp32 loss on the same batches (first repeat, every update).</summary>
-    private static string LossComparison(Settings s, Dictionary<ComputeType, List<(int Step, double Loss)>> losses)
+    private static string LossComparison(Settings s, Dictionary<TrainingPrecision, List<(int Step, double Loss)>> losses)
     {
-        if (!losses.TryGetValue(ComputeType.Float32, out var fp32) || !losses.TryGetValue(ComputeType.BFloat16, out var bf16)) return "";
+        if (!losses.TryGetValue(TrainingPrecision.Float32, out var fp32) || !losses.TryGetValue(TrainingPrecision.BFloat16, out var bf16)) return "";
         int n = Math.Min(fp32.Count, bf16.Count), tail = Math.Min(50, n);
         var diffs = Enumerable.Range(0, n).Select(i => bf16[i].Loss - fp32[i].Loss).ToList();
         return string.Create(Inv, $"\nLoss on the same {n} batches (every update from the first): bf16 − fp32 mean {diffs.Average():+0.0000;-0.0000}, " +
@@ -283,23 +283,23 @@ internal static class TrainBench
         text.AppendLine();
 
         // Ratios within each repeat (the two runs of a ratio were measured minutes apart at most).
-        double? Ratio(string side, ComputeType a, string sideB, ComputeType b, int repeat)
+        double? Ratio(string side, TrainingPrecision a, string sideB, TrainingPrecision b, int repeat)
         {
             var x = runs.SingleOrDefault(r => r.Side == side && r.Precision == a && r.Repeat == repeat && r.Kernels == s.Main);
             var y = runs.SingleOrDefault(r => r.Side == sideB && r.Precision == b && r.Repeat == repeat && r.Kernels == s.Main);
             return x is null || y is null ? null : y.Seconds / x.Seconds;
         }
-        IEnumerable<double> Ratios(string side, ComputeType a, string sideB, ComputeType b) =>
+        IEnumerable<double> Ratios(string side, TrainingPrecision a, string sideB, TrainingPrecision b) =>
             Enumerable.Range(1, s.Repeats).Select(r => Ratio(side, a, sideB, b, r)).OfType<double>();
-        bool both = s.Precisions.Contains(ComputeType.Float32) && s.Precisions.Contains(ComputeType.BFloat16);
+        bool both = s.Precisions.Contains(TrainingPrecision.Float32) && s.Precisions.Contains(TrainingPrecision.BFloat16);
         foreach (string side in sides)
-            if (both && Ratios(side, ComputeType.BFloat16, side, ComputeType.Float32).ToList() is { Count: > 0 } r)
+            if (both && Ratios(side, TrainingPrecision.BFloat16, side, TrainingPrecision.Float32).ToList() is { Count: > 0 } r)
                 text.AppendLine(Inv, $"- {side}: bf16 ÷ fp32 target tokens/s **{Range(r, "F2")}×**.");
         if (sides.Count == 2)
             foreach (var precision in s.Precisions)
                 if (Ratios("Transduce", precision, "PyTorch twin", precision).ToList() is { Count: > 0 } r)
                     text.AppendLine(Inv, $"- {precision.Short()}: Transduce ÷ twin target tokens/s **{Range(r, "F2")}×**.");
-        if (both && Ratios("Transduce", ComputeType.BFloat16, "Transduce", ComputeType.Float32).ToList() is { Count: > 0 } mine)
+        if (both && Ratios("Transduce", TrainingPrecision.BFloat16, "Transduce", TrainingPrecision.Float32).ToList() is { Count: > 0 } mine)
             text.AppendLine(Inv, $"- Acceptance (issue 16): Transduce bf16 ≥ 1.7× fp32 target tokens/s on the same batches: " +
                                  $"{(mine.All(x => x >= 1.7) ? "✅ met" : mine.Any(x => x >= 1.7) ? "⚠️ met in some repeats" : "❌ not met")} ({Range(mine, "F2")}×).");
         foreach (var precision in s.Precisions)

@@ -62,12 +62,53 @@ class TrainingOptions:
         self.save_every_steps = d.get("save_every_steps")
         self.time_limit = parse_duration(d.get("time_limit"))
         self.precision = d.get("precision", "float32")
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"training.precision '{self.precision}': this trainer computes in float32 or bfloat16")
+        if self.precision not in ("float32", "bfloat16", "auto"):
+            raise ValueError(f"training.precision '{self.precision}': this trainer computes in float32 or bfloat16 (or auto: the faster)")
         if self.schedule not in ("constant", "inverse-sqrt"):
             raise ValueError(f"unknown learning-rate schedule '{self.schedule}' (known: constant, inverse-sqrt)")
         if self.accumulate_steps < 1 or self.batch_size < 1:
             raise ValueError("accumulate_steps and batch_size must be at least 1")
+
+
+BFLOAT16_MARGIN = 1.2   # TrainingPrecisions.BFloat16Margin
+
+
+def matmul_gflops(dtype, device, seconds=0.1, n=1024, windows=4):
+    """The best GFLOP/s of n × n matmuls in dtype over a few short windows after a warm-up (TrainingPrecisions.Measure)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.no_grad():
+        a, b = torch.randn(n, n).to(device, dtype), torch.randn(n, n).to(device, dtype)
+        a.mm(b)
+        sync()
+        best = 0.0
+        for _ in range(windows):
+            calls, start = 0, time.perf_counter()
+            while True:
+                a.mm(b)
+                calls += 1
+                sync()
+                if time.perf_counter() - start >= seconds / windows:
+                    break
+            best = max(best, 2.0 * n ** 3 * calls / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def choose_precision(float32_gflops, bfloat16_gflops):
+    """TrainingPrecisions.Choose: bfloat16 when its matmuls are at least BFLOAT16_MARGIN× as fast as float32's."""
+    return "bfloat16" if float32_gflops > 0 and bfloat16_gflops >= BFLOAT16_MARGIN * float32_gflops else "float32"
+
+
+def resolve_precision(precision, dist_):
+    """'auto' measured on rank 0 and sent to every rank, so that all ranks compute alike; other values as they are."""
+    if precision != "auto":
+        return precision
+    flag = torch.zeros(1, dtype=torch.int64)
+    if dist_.rank == 0:
+        f32, bf16 = matmul_gflops(torch.float32, dist_.device), matmul_gflops(torch.bfloat16, dist_.device)
+        flag[0] = 1 if choose_precision(f32, bf16) == "bfloat16" else 0
+        print(f"precision auto: matmuls {bf16:,.0f} GFLOP/s in bfloat16, {f32:,.0f} in float32", flush=True)
+    flag = dist_.sum_(flag)   # rank 0's choice, on every rank
+    return "bfloat16" if int(flag[0]) == 1 else "float32"
 
 
 def learning_rate(options, step):
@@ -312,6 +353,7 @@ class Trainer:
             return at.elapsed_seconds + time.perf_counter() - clock
 
         stop = False
+        o.precision = resolve_precision(o.precision, d)
         if d.rank == 0:
             print(f"train {self.run.directory}: {len(shards):,} pairs, {sum(p.numel() for p in self.model.parameters()):,} parameters, "
                   f"{d.world} rank(s) ({d.backend}, {d.device.type}, {torch.get_num_threads()} threads each), "

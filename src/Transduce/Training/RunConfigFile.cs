@@ -422,7 +422,6 @@ internal static partial class RunConfigFile
         var v = c.Validation;
         Positive(v.Every, "validation.every");
         if (v.EveryFraction is { } f && !(f > 0 && f <= 1)) throw new ArgumentException($"'validation.every_fraction' must be in (0, 1] (got {f})");
-        if (t.Precision == ComputeType.Int8) throw new ArgumentException("'training.precision': int8 is for decoding; training computes in float32 or bfloat16");
         Positive(v.MaxPairs, "validation.max_pairs");
         Positive(v.Patience, "validation.patience");
         Positive(c.Data.MaxPairs, "data.max_pairs");

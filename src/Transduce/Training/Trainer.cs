@@ -81,11 +81,12 @@ public sealed record TrainingOptions
     public bool KeepFreedMemory { get; init; } = true;
 
     /// <summary>
-    /// Compute precision of the forward and backward passes: <see cref="ComputeType.BFloat16"/> runs the matmuls in bfloat16
-    /// (libtorch's CPU autocast) while weights, gradients, optimiser state, layer norms, softmax and the loss stay float32.
-    /// <see cref="ComputeType.Int8"/> is for decoding only.
+    /// Compute precision of the forward and backward passes: <see cref="TrainingPrecision.BFloat16"/> runs the matmuls in
+    /// bfloat16 (libtorch's CPU autocast) while weights, gradients, optimiser state, layer norms, softmax and the loss stay
+    /// float32; <see cref="TrainingPrecision.Auto"/> takes whichever of the two is faster on the machine, measured when a new
+    /// run starts.
     /// </summary>
-    public ComputeType Precision { get; init; } = ComputeType.Float32;
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Float32;
 
     /// <summary>
     /// Parts of the model that keep their weights (bit for bit) while the rest trains, as when fine-tuning a pretrained
@@ -396,7 +397,7 @@ internal static class Trainer
         if (data.Count == 0) throw new ArgumentException("no training pairs", nameof(data));
         if (options.AccumulateSteps < 1) throw new ArgumentException("accumulate steps must be at least 1");
         LearningRate(options, 1);
-        if (options.Precision == ComputeType.Int8) throw new ArgumentException("precision int8 is for decoding; training computes in float32 or bfloat16");
+        if (options.Precision == TrainingPrecision.Auto) throw new ArgumentException("precision auto is chosen when a run starts (TrainingRun); the trainer takes float32 or bfloat16");
         if (options.KeepFreedMemory) Native.NativeMemory.KeepFreedMemory();
         var (parameters, thaw) = Freeze(model, frozen ?? []);
         if (parameters.Count == 0)
@@ -459,7 +460,7 @@ internal static class Trainer
                         }
                         Tensor logits;
                         // The forward pass in the run's precision; the loss (float32) and the backward pass after it.
-                        using (Autocast.Enter(options.Precision == ComputeType.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32))
+                        using (Autocast.Enter(options.Precision == TrainingPrecision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32))
                             logits = model.call(batch.Source, batch.SourceValidLengths, batch.TargetInput);
                         loss = Seq2SeqLoss.Backward(logits, batch.TargetOutput, ids.Pad, options.LabelSmoothing, options.AccumulateSteps,
                             fused: options.Kernels.HasFlag(TrainingKernels.FusedLoss));

@@ -141,7 +141,7 @@ public sealed partial class TrainingRun : IDisposable
     }
 
     /// <summary>The configuration of the run, with its data paths resolved (what <c>train.json</c> holds).</summary>
-    public RunConfig Config { get; }
+    public RunConfig Config { get; private set; }
 
     /// <summary>The run directory (full path). It is the last checkpoint; <c>best/</c> and <c>history/</c> are inside.</summary>
     public string Directory { get; }
@@ -203,8 +203,11 @@ public sealed partial class TrainingRun : IDisposable
     {
         if (started) throw new InvalidOperationException("a TrainingRun runs once; open it again with TrainingRun.Resume to continue");
         started = true;
+        if (Config.Training.Threads is int n) set_num_threads(n);
+        // 'auto' is measured on the run's threads before anything is saved, so train.json (and a resume) holds the choice.
+        var (precision, why) = TrainingPrecisions.Resolve(Config.Training.Precision);
+        if (precision != Config.Training.Precision) Config = Config with { Training = Config.Training with { Precision = precision } };
         var t = Config.Training;
-        if (t.Threads is int n) set_num_threads(n);
         // Several corpora, or one larger than StreamAboveBytes, are prepared into token shards and trained from them, as
         // after `prepare`: the corpus is never held in memory.
         using var prepared = resuming ? PrepareResume()
@@ -216,7 +219,7 @@ public sealed partial class TrainingRun : IDisposable
         var ids = checkpoint.PairEncoding.Ids(tgt);
         var frozen = FrozenParameters(checkpoint);
         Say($"train {prepared.CorpusName}: {prepared.Pairs.Count:N0} pairs, vocab {checkpoint.SourceVocabulary.Count:N0}/{tgt.Count:N0}, " +
-            $"{checkpoint.ModelConfig.Architecture} {Trainer.DistinctParameters(model).Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads, {t.Precision.Name()}" +
+            $"{checkpoint.ModelConfig.Architecture} {Trainer.DistinctParameters(model).Sum(p => p.numel()):N0} parameters, {get_num_threads()} threads, {t.Precision.Name()}" + (why.Length > 0 ? $" ({why})" : "") +
             (Config.Preset is { } p ? $", preset {p}" : ""));
 
         DataPrepared?.Invoke(checkpoint, prepared.Pairs);

@@ -134,6 +134,18 @@ public sealed class DdpTests : IDisposable
     }
 
     [Fact]
+    public void OnTwoRanksPrecisionAutoIsMeasuredOnceAndEveryRankComputesInTheChosenType()
+    {
+        // prepare keeps 'auto' (nothing trains there); the Python trainer measures on rank 0 and sends the choice to rank 1.
+        string prepared = Prepare("prepared", [.. TransformerRun, "--precision", "auto"]);
+        Assert.Contains("\"precision\": \"auto\"", File.ReadAllText(Path.Combine(prepared, "train.json")));
+        var two = PythonTorch.Train(2, dir, prepared, "--out", Path.Combine(dir, "run"), "--max-updates", "2");
+        Assert.True(two.Code == 0, two.Err + two.Out);
+        var measured = System.Text.RegularExpressions.Regex.Matches(two.Out, @"precision auto: matmuls [0-9,]+ GFLOP/s in bfloat16, [0-9,]+ in float32");
+        Assert.Single(measured);
+    }
+
+    [Fact]
     public void ThePythonTrainerResumesExactlyWhereItStopped()
     {
         // Dropout on: the generator's state travels in torch_state.pt, so a stopped and resumed run draws the same masks.

@@ -164,7 +164,7 @@ public sealed class FineTuneTests : IDisposable
         var pairs = marian ? MarianPairs : Swapped;
         // Dropout draws random numbers (the native model's configuration keeps the base's 0, so use bf16 there instead).
         var config = FineTune(init, epochs: 4, freeze: FrozenPart.Embeddings);
-        if (!marian) config = config with { Training = config.Training with { Precision = ComputeType.BFloat16, SaveEverySteps = 3 } };
+        if (!marian) config = config with { Training = config.Training with { Precision = TrainingPrecision.BFloat16, SaveEverySteps = 3 } };
         string whole = Path.Combine(dir, "whole"), parts = Path.Combine(dir, "parts");
         using (var training = new TrainingRun(config, whole, pairs))
             Assert.Equal(8, training.Run().Updates);

@@ -53,7 +53,7 @@ public sealed class OverfitTests
         var data = TranslationData.Prepare(TinyModels.Pairs, new Transduce.Text.TextConfig());
         var tgt = data.TargetVocabulary;
         var ids = new SpecialIds(tgt.PadId, tgt.BosId, tgt.EosId);
-        float[] Run(Transduce.Models.ComputeType precision)
+        float[] Run(TrainingPrecision precision)
         {
             manual_seed(21);
             using var model = Transduce.Models.ModelRegistry.Create(TinyModels.Config(data.SourceVocabulary, tgt, dropout: 0.1, architecture: "transformer"));
@@ -63,9 +63,9 @@ public sealed class OverfitTests
             Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
             return model.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray();
         }
-        var bf16 = Run(Transduce.Models.ComputeType.BFloat16);
-        Assert.Equal(bf16, Run(Transduce.Models.ComputeType.BFloat16));
+        var bf16 = Run(TrainingPrecision.BFloat16);
+        Assert.Equal(bf16, Run(TrainingPrecision.BFloat16));
         // The setting is not ignored: bf16 arithmetic ends elsewhere than fp32 from the same start and batches.
-        Assert.NotEqual(Run(Transduce.Models.ComputeType.Float32), bf16);
+        Assert.NotEqual(Run(TrainingPrecision.Float32), bf16);
     }
 }

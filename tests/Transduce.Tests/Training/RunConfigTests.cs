@@ -43,9 +43,9 @@ public sealed class RunConfigTests
         Assert.Equal((TokenizerKind.Bpe, NormalizerKind.None, 8000), (baseCpu.Text.Tokenizer, baseCpu.Text.EffectiveNormalizer, baseCpu.Text.BpeVocabSize));
         Assert.True(baseCpu.Model.PreNorm && baseCpu.Model.TieEmbeddings && baseCpu.Model.ShareEmbeddings);
         Assert.Equal(("train.tsv", "valid.tsv", null, 0.1), (baseCpu.Data.TrainFile, baseCpu.Data.ValidFile, baseCpu.Validation.Every, baseCpu.Validation.EveryFraction!.Value));
-        // ComputeType's names are its JSON names (bfloat16), in a preset as in train.json.
-        Assert.Equal(Transduce.Models.ComputeType.BFloat16, baseCpu.Training.Precision);
-        Assert.Contains("precision: bfloat16", baseCpu.ToYaml());
+        // The precision's names are its JSON names (auto, bfloat16), in a preset as in train.json.
+        Assert.Equal(TrainingPrecision.Auto, baseCpu.Training.Precision);
+        Assert.Contains("precision: auto", baseCpu.ToYaml());
         Assert.Equal(baseCpu, RunConfig.Parse(baseCpu.ToJson()));
     }
 
