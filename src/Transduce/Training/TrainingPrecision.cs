@@ -29,7 +29,7 @@ public enum TrainingPrecision
 }
 
 /// <summary>Names of <see cref="TrainingPrecision"/> and the rule behind <see cref="TrainingPrecision.Auto"/>.</summary>
-public static class TrainingPrecisions
+internal static class TrainingPrecisions
 {
     /// <summary>
     /// How much faster bfloat16 products must be than float32 ones for <see cref="TrainingPrecision.Auto"/> to take them.
