@@ -280,8 +280,8 @@ internal static partial class RunConfigFile
         _ => Clip(node.ToJsonString(Json)),
     };
 
-    /// <summary>At most 80 characters of text from a file, for an error line.</summary>
-    private static string Clip(string text) => text.Length <= 80 ? text : text[..80] + "…";
+    /// <summary>At most 80 characters of text from a file, on one line (a key may hold a line break), for an error line.</summary>
+    private static string Clip(string text) => ErrorText.OneLine(text, 80);
 
     private static string Kind(JsonNode node) => node switch { JsonArray => "list", JsonObject => "mapping", _ => "single value" };
 

@@ -108,4 +108,13 @@ public sealed class FuzzFindingsTests
         Assert.Contains("not valid JSON", e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
+
+    [Fact]
+    public void AnUnknownRunConfigKeyWithALineBreakIsOneLine()
+    {
+        // Found by the run-config target (seed 3G7pOKA04x_1): a key of several lines was quoted as it was.
+        var e = Assert.Throws<InvalidDataException>(() => RunConfig.Parse("\"trai\\nning\": 1\n", "run.yaml"));
+        Assert.Contains("unknown key 'trai\\nning'", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
 }
