@@ -43,7 +43,7 @@ internal static class TrainBench
         var kernels = new Option<string>("--kernels")
         {
             Description = "Training-step implementations to measure against each other, comma-separated (alternated within every repeat): " +
-                          "default (what training uses: the reference), reference (autograd's loss, TorchSharp's Adam per tensor), fused-loss, flat-adam, fast (both).",
+                          "default (what training uses: the fused loss), reference (autograd's loss, TorchSharp's Adam per tensor), fused-loss, flat-adam, fast (both).",
             DefaultValueFactory = _ => "default",
         };
         var curve = new Option<string?>("--curve") { Description = "Write the training loss of every Transduce precision (first repeat, every update from the first, means of 10) overlaid in this PNG." };

@@ -4,7 +4,7 @@ namespace Transduce.Models;
 
 /// <summary>
 /// The number type of the matrix products when a model decodes or trains (its weights are stored in float32 whatever
-/// this is). Training takes <see cref="Float32"/> or <see cref="BFloat16"/> (<c>TrainingOptions.Precision</c>).
+/// this is). Training has its own choice, <see cref="Training.TrainingPrecision"/>.
 /// </summary>
 [JsonConverter(typeof(JsonStringEnumConverter<ComputeType>))]
 public enum ComputeType

@@ -7,12 +7,8 @@ namespace Transduce.Tests.Training;
 /// <c>training.precision: auto</c>: bf16 only on a machine whose bf16 products clearly beat fp32's, chosen once when a
 /// run starts and saved with the run, so a resume keeps it.
 /// </summary>
-public sealed class TrainingPrecisionTests : IDisposable
+public sealed class TrainingPrecisionTests
 {
-    private readonly string dir = Directory.CreateTempSubdirectory("transduce-precision-").FullName;
-
-    public void Dispose() => Directory.Delete(dir, recursive: true);
-
     [Theory]
     [InlineData(258.1, 968.8, TrainingPrecision.BFloat16)]   // issue 16's host (AMX): bf16 training ran 2.68× fp32
     [InlineData(327.0, 166.7, TrainingPrecision.Float32)]    // issue 27's host (AVX-512 BF16, no AMX): bf16 ran 0.64× fp32
@@ -42,7 +38,8 @@ public sealed class TrainingPrecisionTests : IDisposable
     public void AnAutoRunSavesThePrecisionItMeasuredAndItsResumeKeepsIt()
     {
         var config = TrainingRunTests.Tiny(epochs: 2) with { Training = TrainingRunTests.Tiny(epochs: 2).Training with { Precision = TrainingPrecision.Auto } };
-        string run = Path.Combine(dir, "auto");
+        using var temp = new TempDir();
+        string run = temp.File("auto");
         var messages = new List<string>();
         TrainingPrecision chosen;
         using (var training = new TrainingRun(config, run, TrainingRunTests.Pairs))
