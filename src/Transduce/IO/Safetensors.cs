@@ -36,23 +36,20 @@ internal static class Safetensors
             header["__metadata__"] = meta;
         }
         var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var blobs = new List<byte[]>(names.Count);
         long offset = 0;
         foreach (var name in names)
         {
             var t = tensors[name];
             if (!DTypeNames.TryGetValue(t.dtype, out var dtype))
                 throw new NotSupportedException($"safetensors: tensor '{name}' has unsupported dtype {t.dtype}");
-            using var cpuTensor = t.detach().cpu().contiguous();
-            byte[] bytes = cpuTensor.bytes.ToArray();
-            blobs.Add(bytes);
+            long bytes = t.NumberOfElements * t.ElementSize;
             header[name] = new JsonObject
             {
                 ["dtype"] = dtype,
                 ["shape"] = new JsonArray(t.shape.Select(d => (JsonNode)d).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes.Length),
+                ["data_offsets"] = new JsonArray(offset, offset + bytes),
             };
-            offset += bytes.Length;
+            offset += bytes;
         }
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padded = (headerBytes.Length + 7) / 8 * 8;   // keep the data 8-byte aligned, padded with spaces as the spec allows
@@ -66,7 +63,13 @@ internal static class Safetensors
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
             stream.Write(len);
             stream.Write(headerPadded);
-            foreach (var blob in blobs) stream.Write(blob);
+            // Each tensor goes straight from its (contiguous, CPU) storage to the file: no managed copy of the model, and
+            // the scope disposes every intermediate view, which would otherwise wait for the finalizer (one per save).
+            foreach (var name in names)
+            {
+                using var scope = NewDisposeScope();
+                stream.Write(tensors[name].detach().cpu().contiguous().bytes);
+            }
         });
     }
 
