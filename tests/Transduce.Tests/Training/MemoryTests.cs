@@ -52,6 +52,7 @@ public sealed class MemoryTests
         // The optimizer's state lived inside Train and is gone; nothing else may remain.
         Assert.Equal(before, Tensor.TotalCount);
     }
+
     /// <summary>A finalizable object that records whether its finalizer has run.</summary>
     private sealed class Sentinel(StrongBox<bool> finalized)
     {
