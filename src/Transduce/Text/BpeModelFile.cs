@@ -167,6 +167,7 @@ internal static class BpeModelFile
         return result;
     }
 
+    // The problem quotes the file's own strings (a normalization, a piece, a merge), which may hold line breaks.
     private static InvalidDataException Bad(string source, string problem, Exception? inner = null) =>
-        new($"{source}: invalid BPE model file: {problem}.", inner);
+        new($"{source}: invalid BPE model file: {IO.ErrorText.OneLine(problem)}.", inner);
 }

@@ -117,4 +117,22 @@ public sealed class FuzzFindingsTests
         Assert.Contains("unknown key 'trai\\nning'", e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
+
+    [Fact]
+    public void ABpeModelFileQuotingALineBreakIsOneLine()
+    {
+        // Found by the BPE target (seed czJBOVxIxh71): an unknown normalization holding a line break was quoted as it was.
+        using var temp = new TempDir();
+        var bpe = Transduce.Text.BpeTrainer.Train(["low lower lowest", "new newer"], new Transduce.Text.BpeTrainingOptions { VocabSize = 270, MinPairFrequency = 1, MinCharacterFrequency = 1 });
+        string good = temp.WriteText("good.bpe.json", "");
+        bpe.Save(good);
+        string text = File.ReadAllText(good);
+        // The JSON escape \n: the value read back holds a real line break.
+        string bad = System.Text.RegularExpressions.Regex.Replace(text, "\"normalization\":\\s*\"none\"", "\"normalization\": \"\\ne\"");
+        Assert.NotEqual(text, bad);
+        string path = temp.WriteText("bad.bpe.json", bad);
+        var e = Assert.Throws<InvalidDataException>(() => Transduce.Text.BpeTokenizer.Load(path));
+        Assert.Contains("unsupported normalization \"\\ne\"", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
 }
