@@ -14,6 +14,8 @@ namespace Transduce.IO;
 internal static class MappedFile
 {
     private const int MadvisePageOut = 21; // MADV_PAGEOUT (Linux ≥ 5.4): reclaim now; contents are kept (re-read from the file)
+    private const int MadviseNormal = 0;   // MADV_NORMAL: the kernel's default read-ahead on faults
+    private const int MadviseRandom = 1;   // MADV_RANDOM: a fault reads its own page only
 
     [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
     private static extern int Madvise(IntPtr address, nuint length, int advice);
@@ -45,25 +47,51 @@ internal static class MappedFile
     /// <summary>
     /// Lets the kernel reclaim the pages of <paramref name="t"/> when it is a contiguous view of a mapped file (whole pages
     /// inside it only); otherwise does nothing. The values stay what they were: a clean page is re-read from the file,
-    /// a page this process wrote to is kept. Returns the bytes advised.
+    /// a page this process wrote to is kept. Returns the bytes advised. With <paramref name="stillRead"/> (a weight that is
+    /// still read a few rows at a time: a tied output layer is also the embedding table) the range is then advised as read
+    /// at random: a fault reads its own page, not the kernel's read-ahead around it, which on a random row costs 4–6 ms
+    /// here against 60–80 µs (BENCHMARKS.md, issue 28). <see cref="ReadWhole"/> undoes that before a whole pass.
     /// </summary>
-    public static long Evict(Tensor t)
+    public static long Evict(Tensor t, bool stillRead = false)
     {
-        if (!OperatingSystem.IsLinux() || t.device_type != TorchSharp.DeviceType.CPU || !t.is_contiguous() || Volatile.Read(ref adviseFailed) != 0) return 0;
+        if (!Pages(t, out long first, out long last)) return 0;
+        if (Advise(first, last, MadvisePageOut) && stillRead) Advise(first, last, MadviseRandom);
+        return last - first;
+    }
+
+    /// <summary>
+    /// Restores the kernel's read-ahead over <paramref name="t"/> when it is a view of a mapped file that
+    /// <see cref="Evict"/> advised as read at random, before a pass reads it whole (packing it again); otherwise does nothing.
+    /// </summary>
+    public static void ReadWhole(Tensor t)
+    {
+        if (Pages(t, out long first, out long last)) Advise(first, last, MadviseNormal);
+    }
+
+    // The whole pages inside t when it is a contiguous CPU view of a mapped file and advice works here.
+    private static bool Pages(Tensor t, out long first, out long last)
+    {
+        first = last = 0;
+        if (!OperatingSystem.IsLinux() || t.device_type != TorchSharp.DeviceType.CPU || !t.is_contiguous() || Volatile.Read(ref adviseFailed) != 0) return false;
         long start = Data(t.Handle).ToInt64(), end = start + t.NumberOfElements * t.ElementSize;
         lock (Mapped)
-            if (!Mapped.Any(m => m.Start <= start && end <= m.End)) return 0;
+            if (!Mapped.Any(m => m.Start <= start && end <= m.End)) return false;
         long page = Environment.SystemPageSize;
-        long first = (start + page - 1) / page * page, last = end / page * page;
-        if (last <= first) return 0;
+        (first, last) = ((start + page - 1) / page * page, end / page * page);
+        return last > first;
+    }
+
+    // madvise over [first, last); an older kernel or a libc without it stops all advice (the pages simply stay).
+    private static bool Advise(long first, long last, int advice)
+    {
         try
         {
-            if (Madvise(new IntPtr(first), (nuint)(last - first), MadvisePageOut) != 0) Interlocked.Exchange(ref adviseFailed, 1); // an older kernel: keep the pages
+            if (Madvise(new IntPtr(first), (nuint)(last - first), advice) == 0) return true;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            Interlocked.Exchange(ref adviseFailed, 1);
         }
-        return last - first;
+        Interlocked.Exchange(ref adviseFailed, 1);
+        return false;
     }
 }

@@ -50,18 +50,22 @@ internal sealed class PackedLinear : IDisposable
     /// Packs the layers <paramref name="parts"/> (weights (out_i, in), optional biases (out_i)) as one layer of
     /// Σ out_i outputs in the order given. <paramref name="scales"/>, when given, multiplies each part's weight and bias
     /// (the attention's 1/√d folded into the query projection). <paramref name="kernels"/> (null: those of the plan being
-    /// packed, <see cref="PlanCache.Packing"/>) says whether oneDNN may serve.
+    /// packed, <see cref="PlanCache.Packing"/>) says whether oneDNN may serve. A source weight that is a view of a mapped
+    /// file leaves memory after packing (<see cref="MappedFile.Evict"/>); with <paramref name="stillRead"/> (a weight
+    /// something else still reads a few rows at a time, such as a tied output layer's, which is also the embedding table)
+    /// each row comes back alone at its next use, without the kernel's read-ahead around it.
     /// </summary>
     public static PackedLinear Pack(ComputeType type, IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null,
-        DecodingKernels? kernels = null)
+        DecodingKernels? kernels = null, bool stillRead = false)
     {
         using var scope = NewDisposeScope();
+        foreach (var (weight, _) in parts) MappedFile.ReadWhole(weight); // read ahead again if an earlier packing advised otherwise
         var (w, b) = Concatenate(parts, scales);
         bool oneDnn = (kernels ?? PlanCache.Packing).OneDnn && OneDnnKernels.Available;
         if (type == ComputeType.Int8 && !Int8Kernels.Available) type = ComputeType.Float32;
         var result = new PackedLinear(type, w, b, oneDnn);
         result.Detach();
-        foreach (var (weight, _) in parts) MappedFile.Evict(weight); // the packed copy serves now: a mapped original may leave memory
+        foreach (var (weight, _) in parts) MappedFile.Evict(weight, stillRead); // the packed copy serves now: a mapped original may leave memory
         return result;
     }
 

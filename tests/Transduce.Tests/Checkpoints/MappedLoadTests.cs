@@ -99,6 +99,45 @@ public sealed class MappedLoadTests : IDisposable
         foreach (var (name, values) in saved) Assert.Equal(values, reloaded[name]);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ATiedOutputLayerLeftByPackingComesBackARowAtATime(bool tied)
+    {
+        // Packing lets a mapped output layer leave memory. Tied, it is also the embedding table, read a row per token: its
+        // pages must then be advised as read at random (smaps flag "rr"), or the kernel's read-ahead around each row costs
+        // milliseconds (issue 28); an untied one is never read again and keeps the default. Packing again reads it whole.
+        if (!OperatingSystem.IsLinux()) return;
+        string path = Save(Tied with { SourceVocabSize = 600, TargetVocabSize = 600, TieEmbeddings = tied, ShareEmbeddings = tied });
+        using var checkpoint = Checkpoint.Load(path);
+        var decoder = (TransformerDecoder)((TransformerSeq2Seq)checkpoint.Model).Decoder;
+        using var source = tensor(new long[] { 5, 9, 13, 22, 2 }, [1, 5]);
+        using var lengths = tensor(new long[] { 5 });
+        GreedySearch.Decode(checkpoint.Model, source, lengths, new SpecialIds(0, 1, 2), [4]);
+        var output = decoder.Output.weight!;
+        Assert.Equal(tied, MappedFile.Address(output) == MappedFile.Address(decoder.Embedding.weight!));
+        Assert.Equal(tied, ReadAtRandom(output));
+        MappedFile.ReadWhole(output);
+        Assert.False(ReadAtRandom(output));
+    }
+
+    // Whether the first whole page inside t lies in a mapping advised MADV_RANDOM, from /proc/self/smaps.
+    private static bool ReadAtRandom(Tensor t)
+    {
+        long page = Environment.SystemPageSize, at = (MappedFile.Address(t) + page - 1) / page * page;
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            var range = line.Split(' ', 2)[0].Split('-');
+            if (range.Length == 2 && long.TryParse(range[0], System.Globalization.NumberStyles.HexNumber, null, out long start)
+                && long.TryParse(range[1], System.Globalization.NumberStyles.HexNumber, null, out long end))
+                inside = start <= at && at < end;
+            else if (inside && line.StartsWith("VmFlags:", StringComparison.Ordinal))
+                return line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains("rr");
+        }
+        throw new InvalidOperationException("no mapping holds the weight");
+    }
+
     [Fact]
     public void DecodingIsTheSameBeforeAndAfterOtherComputeTypesPackedTheWeights()
     {

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Transduce.IO;
 using static TorchSharp.torch;
 
 namespace Transduce.Models.Transformer;
@@ -60,8 +61,10 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                 PackedLinear.Pack(type, m.Ffn.FirstParts),
                 PackedLinear.Pack(type, [m.Ffn.Second]));
         }).ToArray();
-        // The output scale (T5's d^−½ before a tied projection) is folded into the weights, not into the bias.
-        output = PackedLinear.Pack(type, [OutputProjection(decoder)]);
+        // The output scale (T5's d^−½ before a tied projection) is folded into the weights, not into the bias. A weight tied
+        // to the embedding is still read, a row per token: after it leaves memory each row must come back alone, not with
+        // the read-ahead around it (NLLB-200, random tokens: 0.8 s more per batch of 32; BENCHMARKS.md, issue 28).
+        output = PackedLinear.Pack(type, [OutputProjection(decoder)], stillRead: TiedToEmbedding(decoder));
     }
 
     /// <summary>The output projection's weight, multiplied by the spec's output scale, and its bias: what the packed paths multiply by.</summary>
@@ -71,6 +74,10 @@ internal sealed class TransformerDecodePlan : IPackedPlan
         double scale = decoder.Spec.OutputScale;
         return (scale == 1.0 ? dense.weight! : dense.weight!.detach().mul(scale), dense.bias);
     }
+
+    /// <summary>Whether the output layer multiplies by the target embedding's own weight (tied, with no output scale).</summary>
+    internal static bool TiedToEmbedding(TransformerDecoder decoder) =>
+        decoder.Spec.OutputScale == 1.0 && MappedFile.Address(decoder.Output.weight!) == MappedFile.Address(decoder.Embedding.weight!);
 
     private TransformerRowStep? rowStep;
     private bool rowStepTried;
