@@ -15,11 +15,16 @@ namespace Transduce.Models.Transformer;
 /// Products: a float32 or bfloat16 plan whose decoder layers fit the last-level cache (<see cref="MaxBlockBytes"/>)
 /// gets managed panel copies of them (<see cref="RowLinear"/>), and of the output layer when it is small enough
 /// (<see cref="MaxOutputBytes"/>) — then no libtorch call is left between the token and the logits (base-cpu: float32
-/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). On one intra-op thread
-/// (<see cref="OneThread"/>) float32 panels take every layer up to <see cref="MaxOneThreadBytes"/> in all. Otherwise (larger layers, which stream
-/// from memory where libtorch's two threads win; int8) each product is the plan's own packed layer on the one row, and
-/// the rest still runs here (base-cpu int8 steps 15–25 % faster, OPUS-MT size 3–7 %; BENCHMARKS.md, issue 17, third
-/// pass). Panels cost as many bytes as the weights they cover, in the compute type.
+/// 0.21–0.23 against 0.37–0.48 ms a step, bfloat16 0.16–0.17 against 0.54–0.57). float32 panels take every layer up
+/// to <see cref="MaxFloat32PanelBytes"/> in all. Otherwise (larger layers; int8) each product is the plan's own packed
+/// layer on the one row, and the rest still runs here (base-cpu int8 steps 15–25 % faster, OPUS-MT size 3–7 %;
+/// BENCHMARKS.md, issue 17, third pass). Panels cost as many bytes as the weights they cover, in the compute type.
+/// </para>
+/// <para>
+/// With more than one intra-op thread, each calling thread's <see cref="RowTeam"/> splits the panel products over that
+/// many threads: at one row a product streams its weights once, and two cores draw more memory bandwidth than one
+/// (OPUS-MT size, two threads: 4.4–5.2 ms a step against 6.1–6.8 through oneDNN's two-thread products; BENCHMARKS.md,
+/// issue 28).
 /// </para>
 /// </summary>
 internal sealed unsafe class TransformerRowStep : IDisposable
@@ -31,20 +36,13 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     public const long MaxOutputBytes = 16L << 20;
 
     /// <summary>
-    /// Whether libtorch runs on one intra-op thread, read when a row step is made: then its products have no second core
-    /// to stream large layers with, and float32 panels multiply every decoder layer and the output layer, up to
-    /// <see cref="MaxOneThreadBytes"/> in all (<see cref="MaxBlockBytes"/> and <see cref="MaxOutputBytes"/> bound them
-    /// where libtorch has more threads). One row at OPUS-MT size, one thread, CPU time per call: 512 → 58,101 panels
-    /// 7.1 ms against oneDNN's 8.3 and MKL's 8.4; 512 → 2,048 0.15 against 0.20 (BENCHMARKS.md, issue 28). bfloat16
-    /// keeps its bounds (oneDNN's bfloat16 products at one thread were not compared with the panels).
+    /// Largest float32 decoder and output layers, together, that the panels take (<see cref="MaxBlockBytes"/> and
+    /// <see cref="MaxOutputBytes"/> bound the other types): the panels are a second copy beside the plan's packed layers
+    /// (OPUS-MT: 207 MB; NLLB-200's 1 GB output layer keeps oneDNN). One row at OPUS-MT size, one thread, CPU time per
+    /// call: 512 → 58,101 panels 7.1 ms against oneDNN's 8.3 and MKL's 8.4; 512 → 2,048 0.15 against 0.20; on two threads
+    /// see <see cref="RowTeam"/> (BENCHMARKS.md, issue 28).
     /// </summary>
-    internal static bool OneThread => get_num_threads() == 1;
-
-    /// <summary>
-    /// Largest float32 decoder and output layers, together, that the panels take on one thread: the panels are a second
-    /// copy beside the plan's packed layers (OPUS-MT: 207 MB; NLLB-200's 1 GB output layer keeps oneDNN).
-    /// </summary>
-    public const long MaxOneThreadBytes = 256L << 20;
+    public const long MaxFloat32PanelBytes = 256L << 20;
 
     // A norm module's parameters in managed memory, applied as the spec's norm kind.
     private sealed class Norm
@@ -101,6 +99,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private readonly TransformerSpec spec;
     private readonly FeedForwardKind feedForward;
     private readonly ThreadLocal<Scratch> scratch;
+    private readonly ThreadLocal<RowTeam>? teams;  // per calling thread: splits panel products over the intra-op threads (read when made)
     private readonly Tensor?[] noViews;          // a managed step's state hands out no per-layer views (see TransformerState.PastKeys)
 
     private TransformerRowStep(TransformerDecodePlan plan, TransformerDecoder decoder, bool managedProducts, bool managedOutput)
@@ -149,13 +148,23 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         }
         int padded = Math.Max(Math.Max(blocks[0].SelfQkv.PaddedOut, blocks[0].Ffn1.PaddedOut), blocks[0].SelfOut.PaddedOut), logits = output?.PaddedOut ?? 0;
         scratch = new ThreadLocal<Scratch>(() => new Scratch(padded, attentionWidth, logits));
+        int threads = get_num_threads();
+        if (threads > 1 && (managedProducts || managedOutput))
+            teams = new ThreadLocal<RowTeam>(() => new RowTeam(threads), trackAllValues: true);
+    }
+
+    // A product on the calling thread's team when it is a panel product and the team has helpers, else on the caller.
+    private static void Multiply(IRowProduct product, float* x, float* y, float* residual, RowTeam? team)
+    {
+        if (team is not null && product is RowLinear panels) team.Forward(panels, x, y, residual);
+        else product.Forward(x, y, residual);
     }
 
     /// <summary>
     /// The row step of <paramref name="plan"/>'s decoder, or null where it does not apply: no AVX2, an activation without a
     /// managed form, weights not float32 on the CPU. Its products are managed panels for a float32 or bfloat16 plan whose
-    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type, or for a float32 plan on one thread within
-    /// <see cref="MaxOneThreadBytes"/> (panels need AVX-512), else the plan's own packed layers (int8, larger layers, AVX2 only).
+    /// decoder layers fit <see cref="MaxBlockBytes"/> in that type, or for a float32 plan within
+    /// <see cref="MaxFloat32PanelBytes"/> (panels need AVX-512), else the plan's own packed layers (int8, larger layers, AVX2 only).
     /// </summary>
     public static TransformerRowStep? TryCreate(TransformerDecodePlan plan, TransformerDecoder decoder)
     {
@@ -175,15 +184,17 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         using var scope = NewDisposeScope();
         long outputBytes = decoder.Output.weight!.NumberOfElements * (plan.ComputeType == ComputeType.BFloat16 ? sizeof(ushort) : sizeof(float));
         bool managedOutput = managedProducts && outputBytes <= MaxOutputBytes;
-        // One thread: float32 panels take every layer (and the output layer) within MaxOneThreadBytes.
-        if (plan.ComputeType == ComputeType.Float32 && RowLinear.Supported && OneThread
-            && (elements * sizeof(float) + outputBytes) <= MaxOneThreadBytes)
+        // float32 panels take every layer (and the output layer) within MaxFloat32PanelBytes.
+        if (plan.ComputeType == ComputeType.Float32 && RowLinear.Supported && elements * sizeof(float) + outputBytes <= MaxFloat32PanelBytes)
             managedProducts = managedOutput = true;
         return new TransformerRowStep(plan, decoder, managedProducts, managedOutput);
     }
 
     /// <summary>Whether the decoder layers multiply through managed panels (<see cref="RowLinear"/>) rather than the plan's packed layers.</summary>
     internal bool ManagedProducts => blocks.Any(b => b.Linears.OfType<RowLinear>().Any());
+
+    /// <summary>Threads a panel product is split over: libtorch's intra-op threads when this step was made (1: the caller alone).</summary>
+    internal int ProductThreads => teams is null ? 1 : teams.Value!.Threads;
 
     /// <summary>Whether the output layer multiplies through managed panels rather than the plan's packed output layer.</summary>
     internal bool ManagedOutput => output is not null;
@@ -240,13 +251,14 @@ internal sealed unsafe class TransformerRowStep : IDisposable
             }
             embeddingNorm?.Apply(h, h);
             StepPhases.Mark(StepPhase.Embedding);
+            var team = teams?.Value;
             var backend = new Managed
             {
-                Step = this, State = state, Cache = cache, Position = position, Source = source, SourceLength = state.SourceLengths![0],
+                Step = this, Team = team, State = state, Cache = cache, Position = position, Source = source, SourceLength = state.SourceLengths![0],
                 H = h, Y = y, Qkv = qkv, Context = context, Hidden = inner, Weights = weights, Bias = relativeBias,
             };
             float* last = TransformerStep.Decoder<Managed, Row>(ref backend, spec, new Row(h)).P;
-            if (output is not null) output.Forward(last, outputs, null);
+            if (output is not null) Multiply(output, last, outputs, null, team);
             else
             {
                 hiddenRow = empty(1, hidden);
@@ -296,6 +308,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
     private struct Managed : IStepBackend<Row>
     {
         public TransformerRowStep Step;
+        public RowTeam? Team;
         public TransformerState State;
         public KeyValueCache Cache;
         public int Position, Source, SourceLength;
@@ -319,7 +332,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 case SubLayer.Self:
                 {
                     // This position's key and value join the cache; its query attends over all of it.
-                    b.SelfQkv.Forward(x.P, Qkv, null);
+                    Multiply(b.SelfQkv, x.P, Qkv, null, Team);
                     StepPhases.Mark(StepPhase.SelfQkv);
                     Cache.Rows(layer, out float* keys, out float* values);
                     int capacity = (int)Cache.Capacity;
@@ -334,7 +347,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                 }
                 case SubLayer.Cross:
                 {
-                    b.CrossQuery.Forward(x.P, Qkv, null);
+                    Multiply(b.CrossQuery, x.P, Qkv, null, Team);
                     StepPhases.Mark(StepPhase.CrossQuery);
                     // The state's cross-attention keys and values, read in place (bfloat16 ones widened as they are read).
                     Tensor crossKeys = State.CrossKeys[layer], crossValues = State.CrossValues[layer];
@@ -349,7 +362,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
                     return new Row(Context);
                 }
                 default:
-                    b.Ffn1.Forward(x.P, Hidden, null);
+                    Multiply(b.Ffn1, x.P, Hidden, null, Team);
                     StepPhases.Mark(StepPhase.Ffn1);
                     Step.feedForward.Hidden(Hidden, Step.ffnSize);
                     return new Row(Hidden);
@@ -359,7 +372,7 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         public readonly Row Project(int layer, SubLayer sub, Row inner, Row residual)
         {
             float* to = Other(residual);
-            Step.blocks[layer].Output(sub).Forward(inner.P, to, residual.P);
+            Multiply(Step.blocks[layer].Output(sub), inner.P, to, residual.P, Team);
             return new Row(to);
         }
 
@@ -378,6 +391,11 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         output?.Dispose();
         embedding.Dispose();
         scratch.Dispose();
+        if (teams is not null)
+        {
+            foreach (var team in teams.Values) team.Dispose();
+            teams.Dispose();
+        }
     }
 
     /// <summary>

@@ -75,11 +75,10 @@ public sealed class RowStepTests
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
-    public void OnOneThreadFloat32PanelsMultiplyAnOutputLayerPastMaxOutputBytes(int threads)
+    public void Float32PanelsMultiplyAnOutputLayerPastMaxOutputBytesSplitOverTheThreads(int threads)
     {
-        // An output layer past MaxOutputBytes (32 × 140,000 float32 = 17.9 MB): libtorch's packed layer multiplies it on
-        // more threads than one; on one thread the panels do (they stream it faster than oneDNN's one-thread product), with
-        // the same logits either way.
+        // An output layer past MaxOutputBytes (32 × 140,000 float32 = 17.9 MB) but within MaxFloat32PanelBytes: the panels
+        // multiply it, split over libtorch's intra-op threads by the step's team, with the modules' logits.
         const int vocabulary = 140_000;
         Assert.True(32L * vocabulary * sizeof(float) > TransformerRowStep.MaxOutputBytes);
         int before = get_num_threads();
@@ -103,8 +102,9 @@ public sealed class RowStepTests
             AssertClose(reference, cat(steps, 1));
             var plan = (TransformerDecodePlan)((TransformerDecoder)model.Decoder).CurrentPlan!;
             var row = plan.RowStep(() => throw new InvalidOperationException("the row step should exist already"));
-            Assert.Equal(threads == 1 && RowLinear.Supported, row!.ManagedOutput);
-            Assert.True(32L * vocabulary * sizeof(float) <= TransformerRowStep.MaxOneThreadBytes);
+            Assert.Equal(RowLinear.Supported, row!.ManagedOutput);
+            Assert.Equal(RowLinear.Supported ? threads : 1, row.ProductThreads);
+            Assert.True(32L * vocabulary * sizeof(float) <= TransformerRowStep.MaxFloat32PanelBytes);
         }
         finally
         {
