@@ -45,15 +45,15 @@ internal sealed unsafe class RowTeam : IDisposable
 
     private sealed class Helper : IDisposable
     {
-        private readonly Thread thread;
+        public readonly Thread Thread;
         private readonly ManualResetEventSlim wake = new(false);
         private Job? job;
         private int posted, sleeping, stopping;
 
         public Helper()
         {
-            thread = new Thread(Run) { IsBackground = true, Name = "Transduce row team" };
-            thread.Start();
+            Thread = new Thread(Run) { IsBackground = true, Name = "Transduce row team" };
+            Thread.Start();
         }
 
         public void Post(Job next)
@@ -85,15 +85,24 @@ internal sealed unsafe class RowTeam : IDisposable
                     until = Stopwatch.GetTimestamp() + spin;
                 }
                 seen = Volatile.Read(ref posted);
-                Volatile.Read(ref job)?.Work();
+                if (Volatile.Read(ref job) is { } current)
+                {
+                    current.Work();
+                    Interlocked.CompareExchange(ref job, null, current); // hold no panels between products
+                }
             }
+        }
+
+        public void Stop()
+        {
+            Interlocked.Exchange(ref stopping, 1);
+            wake.Set();
         }
 
         public void Dispose()
         {
-            Interlocked.Exchange(ref stopping, 1);
-            wake.Set();
-            thread.Join();
+            Stop();
+            Thread.Join();
             wake.Dispose();
         }
     }
@@ -102,6 +111,9 @@ internal sealed unsafe class RowTeam : IDisposable
 
     /// <summary>A team of <paramref name="threads"/> threads: the caller and <paramref name="threads"/> − 1 helpers.</summary>
     public RowTeam(int threads) => helpers = Enumerable.Range(0, Math.Max(0, threads - 1)).Select(_ => new Helper()).ToArray();
+
+    /// <summary>The helpers' threads.</summary>
+    internal IReadOnlyList<Thread> HelperThreads => helpers.Select(h => h.Thread).ToList();
 
     /// <summary>Threads that multiply: the caller and the helpers.</summary>
     public int Threads => helpers.Length + 1;
@@ -124,9 +136,16 @@ internal sealed unsafe class RowTeam : IDisposable
         while (Volatile.Read(ref job.Done) < job.Chunks) Thread.SpinWait(4);
     }
 
-    /// <summary>Stops the helpers.</summary>
+    /// <summary>Stops the helpers and waits for them.</summary>
     public void Dispose()
     {
         foreach (var h in helpers) h.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Stops the helpers of a team nobody disposed (their threads do not keep the team alive).</summary>
+    ~RowTeam()
+    {
+        foreach (var h in helpers) h.Stop();
     }
 }

@@ -75,4 +75,34 @@ public sealed unsafe class RowTeamTests
             Assert.Equal(alone, Run(linear, x, null, team));
         }
     }
+
+    [Fact]
+    public void ATeamNobodyDisposedStopsItsHelpers()
+    {
+        // A model nobody disposed must not leave threads behind: the helpers do not keep their team alive, and its
+        // finalizer stops them.
+        if (!RowLinear.Supported) return;
+        var threads = Abandon();
+        for (int i = 0; i < 100 && threads.Any(t => t.IsAlive); i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Thread.Sleep(10);
+        }
+        Assert.All(threads, t => Assert.False(t.IsAlive));
+    }
+
+    // Makes a team of three, runs one split product on it and drops it; returns its helper threads.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static IReadOnlyList<Thread> Abandon()
+    {
+        using var w = randn(1024, 256);
+        using var linear = RowLinear.Pack([(w, null)]);
+        var team = new RowTeam(3);
+        Run(linear, new float[256], null, team);
+        var threads = team.HelperThreads;
+        Assert.Equal(2, threads.Count);
+        Assert.All(threads, t => Assert.True(t.IsAlive));
+        return threads;
+    }
 }
