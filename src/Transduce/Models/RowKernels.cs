@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
+using Transduce.IO;
 using static TorchSharp.torch;
 
 namespace Transduce.Models;
@@ -390,17 +391,27 @@ internal sealed unsafe class RowLinear : IRowProduct
     /// Packs layers that read the same input, as <see cref="PackedLinear.Pack"/> does (same order and scales). With
     /// <paramref name="bfloat16"/> the weights and bias are rounded to bfloat16 and so are each product's input and output,
     /// as oneDNN's bfloat16 inner product computes (float32 sums in between): the same numbers as
-    /// <see cref="PackedLinear"/> in <see cref="ComputeType.BFloat16"/>, up to the order of the sums.
+    /// <see cref="PackedLinear"/> in <see cref="ComputeType.BFloat16"/>, up to the order of the sums. Mapped sources leave
+    /// memory again after packing, as <see cref="PackedLinear.Pack"/> lets them (<paramref name="stillRead"/>: the same).
     /// </summary>
-    public static RowLinear Pack(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null, bool bfloat16 = false)
+    public static RowLinear Pack(IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null, bool bfloat16 = false,
+        bool stillRead = false)
     {
         if (!Supported) throw new PlatformNotSupportedException("panels need AVX-512");
-        using var scope = NewDisposeScope();
-        var (w, b) = PackedLinear.Concatenate(parts, scales);
-        return new RowLinear(RowKernels.Copy(w), b is null ? null : RowKernels.Copy(b), (int)w.shape[0], (int)w.shape[1], bfloat16);
+        RowLinear result;
+        using (var scope = NewDisposeScope())
+        {
+            foreach (var (weight, _) in parts) MappedFile.ReadWhole(weight);
+            var (w, b) = PackedLinear.Concatenate(parts, scales);
+            // Read in place (no managed copy: for an output layer that would be another 119 MB at OPUS-MT size).
+            var dense = w.contiguous();
+            result = new RowLinear(RowKernels.Pointer(dense), b is null ? null : RowKernels.Copy(b), (int)w.shape[0], (int)w.shape[1], bfloat16);
+        }
+        foreach (var (weight, _) in parts) MappedFile.Evict(weight, stillRead); // the panels serve now: a mapped original may leave memory
+        return result;
     }
 
-    private RowLinear(float[] weight, float[]? bias, int outFeatures, int inFeatures, bool bfloat16)
+    private RowLinear(float* weight, float[]? bias, int outFeatures, int inFeatures, bool bfloat16)
     {
         Out = outFeatures;
         In = inFeatures;

@@ -130,7 +130,8 @@ internal sealed unsafe class TransformerRowStep : IDisposable
         finalNorm = decoder.FinalNorm is { } final ? new Norm(final) : null;
         embeddingNorm = decoder.EmbeddingNorm is { } first ? new Norm(first) : null;
         if (managedOutput)
-            output = RowLinear.Pack([TransformerDecodePlan.OutputProjection(decoder)], bfloat16: half);
+            output = RowLinear.Pack([TransformerDecodePlan.OutputProjection(decoder)], bfloat16: half,
+                stillRead: TransformerDecodePlan.TiedToEmbedding(decoder));
         embedding = decoder.Embedding.weight!.detach().alias();
         embeddingRows = RowKernels.Pointer(embedding);
         vocabulary = embedding.shape[0];
