@@ -97,6 +97,9 @@ internal sealed class ProgressView(IAnsiConsole console, bool interactive)
                     };
                     summary = run.Run(cancellation);
                     task.Description = $"done: {summary.Updates:N0} updates";
+                    // Draw the new description before the full bar: the refresh thread reads a task's description and
+                    // value one after the other, and could otherwise draw the old one at 100 % (a test saw it under load).
+                    ctx.Refresh();
                     task.Value = task.MaxValue;
                 });
         }

@@ -23,6 +23,9 @@ internal static class MappedFile
     [DllImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
     private static extern IntPtr Data(IntPtr tensor); // TorchSharp's own binding: the address of a tensor's first element
 
+    /// <summary>Largest weight still read a row at a time that <see cref="Evict"/> leaves in memory.</summary>
+    public const long StillReadResidentBytes = 256L << 20;
+
     private static readonly List<(long Start, long End)> Mapped = [];
     private static int adviseFailed;
 
@@ -47,14 +50,16 @@ internal static class MappedFile
     /// <summary>
     /// Lets the kernel reclaim the pages of <paramref name="t"/> when it is a contiguous view of a mapped file (whole pages
     /// inside it only); otherwise does nothing. The values stay what they were: a clean page is re-read from the file,
-    /// a page this process wrote to is kept. Returns the bytes advised. With <paramref name="stillRead"/> (a weight that is
-    /// still read a few rows at a time: a tied output layer is also the embedding table) the range is then advised as read
-    /// at random: a fault reads its own page, not the kernel's read-ahead around it, which on a random row costs 4–6 ms
-    /// here against 60–80 µs (BENCHMARKS.md, issue 28). <see cref="ReadWhole"/> undoes that before a whole pass.
+    /// a page this process wrote to is kept. Returns the bytes advised. <paramref name="stillRead"/> marks a weight that
+    /// is still read a few rows at a time (a tied output layer is also the embedding table): up to
+    /// <see cref="StillReadResidentBytes"/> it stays, since decoding soon reads every row of it; larger, it leaves and
+    /// its range is advised as read at random, so a row comes back alone, not with the kernel's read-ahead around it,
+    /// which cost 3–9 ms a row here against 60–80 µs (NLLB-200's 1 GB table; BENCHMARKS.md, issue 28).
+    /// <see cref="ReadWhole"/> undoes the advice before a whole pass.
     /// </summary>
     public static long Evict(Tensor t, bool stillRead = false)
     {
-        if (!Pages(t, out long first, out long last)) return 0;
+        if (!Pages(t, out long first, out long last) || stillRead && last - first <= StillReadResidentBytes) return 0;
         if (Advise(first, last, MadvisePageOut) && stillRead) Advise(first, last, MadviseRandom);
         return last - first;
     }
