@@ -51,9 +51,9 @@ internal sealed class PackedLinear : IDisposable
     /// Σ out_i outputs in the order given. <paramref name="scales"/>, when given, multiplies each part's weight and bias
     /// (the attention's 1/√d folded into the query projection). <paramref name="kernels"/> (null: those of the plan being
     /// packed, <see cref="PlanCache.Packing"/>) says whether oneDNN may serve. A source weight that is a view of a mapped
-    /// file leaves memory after packing (<see cref="MappedFile.Evict"/>); with <paramref name="stillRead"/> (a weight
-    /// something else still reads a few rows at a time, such as a tied output layer's, which is also the embedding table)
-    /// each row comes back alone at its next use, without the kernel's read-ahead around it.
+    /// file leaves memory after packing (<see cref="MappedFile.Evict"/>), except, with <paramref name="stillRead"/>, a weight
+    /// something else still reads a few rows at a time (a tied output layer is also the embedding table), which
+    /// <see cref="MappedFile.Evict"/> keeps up to its bound and otherwise lets come back a row at a time.
     /// </summary>
     public static PackedLinear Pack(ComputeType type, IReadOnlyList<(Tensor Weight, Tensor? Bias)> parts, IReadOnlyList<double>? scales = null,
         DecodingKernels? kernels = null, bool stillRead = false)

@@ -62,8 +62,9 @@ internal sealed class TransformerDecodePlan : IPackedPlan
                 PackedLinear.Pack(type, [m.Ffn.Second]));
         }).ToArray();
         // The output scale (T5's d^−½ before a tied projection) is folded into the weights, not into the bias. A weight tied
-        // to the embedding is still read, a row per token: after it leaves memory each row must come back alone, not with
-        // the read-ahead around it (NLLB-200, random tokens: 0.8 s more per batch of 32; BENCHMARKS.md, issue 28).
+        // to the embedding is still read, a row per token: it stays in memory, or past MappedFile.StillReadResidentBytes
+        // leaves and comes back a row at a time (NLLB-200, random tokens: 0.8 s more per batch of 32 with the kernel's
+        // read-ahead around each row; BENCHMARKS.md, issue 28).
         output = PackedLinear.Pack(type, [OutputProjection(decoder)], stillRead: TiedToEmbedding(decoder));
     }
 
