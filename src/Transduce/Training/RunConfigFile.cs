@@ -35,7 +35,7 @@ internal static partial class RunConfigFile
 
     public static RunConfig Preset(string name) => Presets.Value.TryGetValue(name, out var preset)
         ? preset
-        : throw new ArgumentException($"unknown preset '{name}' (known: {string.Join(", ", Presets.Value.Keys)})");
+        : throw new ArgumentException($"unknown preset '{ErrorText.OneLine(name, 80)}' (known: {string.Join(", ", Presets.Value.Keys)})");
 
     private static Dictionary<string, RunConfig> LoadPresets()
     {

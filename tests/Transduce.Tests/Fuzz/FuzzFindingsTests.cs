@@ -119,6 +119,15 @@ public sealed class FuzzFindingsTests
     }
 
     [Fact]
+    public void AnUnknownPresetWithALineBreakIsOneLine()
+    {
+        // Found by the run-config target (seed 6j_tN0hnr--1): a preset name holding a line break was quoted as it was.
+        var e = Assert.Throws<InvalidDataException>(() => RunConfig.Parse("preset: \"d2l-\\n\"\n", "run.yaml"));
+        Assert.Contains("unknown preset 'd2l-\\n'", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
     public void ABpeModelFileQuotingALineBreakIsOneLine()
     {
         // Found by the BPE target (seed czJBOVxIxh71): an unknown normalization holding a line break was quoted as it was.

@@ -23,7 +23,7 @@ namespace Transduce.Models.Transformer;
 /// <para>
 /// With more than one intra-op thread, each calling thread's <see cref="RowTeam"/> splits the panel products over that
 /// many threads: at one row a product streams its weights once, and two cores draw more memory bandwidth than one
-/// (OPUS-MT size, two threads: 4.4–5.2 ms a step against 6.1–6.8 through oneDNN's two-thread products; BENCHMARKS.md,
+/// (OPUS-MT size, two threads: 4.5–4.8 ms a step against 5.9–6.2 through oneDNN's two-thread products; BENCHMARKS.md,
 /// issue 28).
 /// </para>
 /// </summary>
