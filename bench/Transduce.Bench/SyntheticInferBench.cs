@@ -40,7 +40,7 @@ internal static class SyntheticInferBench
         var noTwin = new Option<bool>("--no-twin") { Description = "No PyTorch twin." };
         var noOrt = new Option<bool>("--no-ort") { Description = "No ONNX Runtime twin (Transformers only)." };
         var output = new Option<string?>("--out") { Description = "Also write the Markdown report to this file." };
-        var ortProfile = new Option<string?>("--ort-profile") { Description = "Profile ORT's float32 decoder in each mode's timed pass into DIR (ort-decode --profile; timings include the profiler's cost)." };
+        var ortProfile = new Option<string?>("--ort-profile") { Description = "Profile ORT's float32 decoder in each mode's timed pass into DIR, and its int8 one into DIR/int8 when int8 is measured (ort-decode --profile; timings include the profiler's cost); our float32 and int8 rows are timed by phase beside them." };
         var command = new Command("infer-synthetic", "Decoding speed of a production-size synthetic model, per compute type, side by side with the PyTorch twin.")
         {
             model, cache, sentences, batch1, tokens, sourceMin, sourceMax, batches, beam, types, threads, noTwin, noOrt, output, ortProfile,
@@ -71,7 +71,7 @@ internal static class SyntheticInferBench
                 foreach (var mode in modes)
                 {
                     var picked = mode.Batch == 1 ? batch1Rows : Enumerable.Range(0, sources.Length).ToArray();
-                    bool profiled = r.GetValue(ortProfile) is not null && type == ComputeType.Float32;
+                    bool profiled = r.GetValue(ortProfile) is not null && type is ComputeType.Float32 or ComputeType.Int8;
                     var (result, phases, encodeSeconds) = Decode(checkpoint, type, mode, sources, picked, n, profiled);
                     Log($"{type.Name()} {mode.Name}: {picked.Length} sentences in {result.Seconds:F2} s ({result.Tokens / result.Seconds:F0} tokens/s; CPU {result.CpuSeconds * 1000 / result.Tokens:F2} ms per token)");
                     rows.Add(new Row(mode, type, result, phases, encodeSeconds));
@@ -98,17 +98,20 @@ internal static class SyntheticInferBench
                 {
                     Log("running the ONNX Runtime twin in int8 (bench/pytorch/quantize_onnx.py) …");
                     ortInt8 = OrtTwin.Run(OrtTwin.Quantize(exported), sources, Enumerable.Repeat(n, sources.Length).ToArray(), modes,
-                        r.GetValue(threads), batch1Rows, framing, tolerance: double.PositiveInfinity);
+                        r.GetValue(threads), batch1Rows, framing, tolerance: double.PositiveInfinity,
+                        profile: r.GetValue(ortProfile) is { } dir ? Path.Combine(dir, "int8") : null);
                 }
             }
             string report = Report(name, checkpoint.ModelConfig, sources, n, r.GetValue(threads), computeTypes, modes, rows, twin, ort, ortInt8);
             if (ort is not null && r.GetValue(ortProfile) is { } profileDir)
             {
-                var sides = new StringBuilder("### Where a float32 step goes: Transduce's step phases beside ONNX Runtime's profile\n\n");
+                var sides = new StringBuilder("### Where a step goes: Transduce's step phases beside ONNX Runtime's profile (float32; int8 beside ORT's int8 graphs)\n\n");
                 foreach (var row in rows.Where(x => x.Phases is not null))
                 {
-                    string json = Path.Combine(profileDir, row.Mode.Name + ".json");
-                    if (File.Exists(json)) sides.AppendLine(OrtProfile.SideBySide(row.Mode.Name, row.Phases!, row.Result.Seconds, row.EncodeSeconds, row.Result.Tokens, json));
+                    bool int8 = row.Type == ComputeType.Int8;
+                    string json = Path.Combine(int8 ? Path.Combine(profileDir, "int8") : profileDir, row.Mode.Name + ".json");
+                    if (File.Exists(json))
+                        sides.AppendLine(OrtProfile.SideBySide($"{row.Type.Name()} {row.Mode.Name}", row.Phases!, row.Result.Seconds, row.EncodeSeconds, row.Result.Tokens, json));
                 }
                 report += "\n" + sides;
             }
