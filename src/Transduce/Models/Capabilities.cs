@@ -69,7 +69,8 @@ public static class Capabilities
             : "no 256- or 512-bit vectors: one-sentence steps run through libtorch"));
         lines.Add(new("managed panels", !rowStep ? "off" : RowLinear.Supported ? "in use" : "fallback",
             !rowStep ? "the row step is off"
-            : RowLinear.Supported ? $"the row step's products: float32 decoder and output layers up to 256 MB, bfloat16 decoder layers up to 24 MB; split over {get_num_threads()} thread(s)"
+            : RowLinear.Supported ? $"the row step's products: float32 decoder and output layers up to {Transformer.TransformerRowStep.MaxFloat32PanelBytes >> 20} MB, " +
+                $"bfloat16 decoder layers up to {Transformer.TransformerRowStep.MaxBlockBytes >> 20} MB; split over {get_num_threads()} thread(s)"
             : "Vector512 not accelerated (AVX-512 absent or disabled): the row step multiplies through the packed layers"));
         lines.Add(Binding(WeightVersions.Binding, true, "", "packed weights are packed again after an in-place change"));
         lines.Add(Binding(Autocast.Binding, true, "", "bfloat16 mixed-precision training (--precision bf16)"));

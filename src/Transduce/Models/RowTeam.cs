@@ -129,6 +129,7 @@ internal sealed unsafe class RowTeam : IDisposable
         }
         // About four chunks per thread: a late helper leaves little for the others to wait on.
         int chunk = Math.Max(1, panels / (4 * Threads));
+        // A new job per product (a few dozen small objects a step): a late helper can only claim from the job it was handed.
         var job = new Job(linear, (nint)x, (nint)y, (nint)residual, panels, chunk);
         foreach (var h in helpers) h.Post(job);
         job.Work();

@@ -48,10 +48,7 @@ public sealed class FuzzFindingsTests
     {
         // Found by the BPE target: "\udc00" is valid JSON but no text; reading it threw InvalidOperationException.
         using var temp = new TempDir();
-        var bpe = Transduce.Text.BpeTrainer.Train(["low lower lowest", "new newer"], new Transduce.Text.BpeTrainingOptions { VocabSize = 270, MinPairFrequency = 1, MinCharacterFrequency = 1 });
-        string good = temp.WriteText("good.bpe.json", "");
-        bpe.Save(good);
-        string text = File.ReadAllText(good);
+        string text = SavedBpeModel(temp);
         int quote = text.IndexOf("\"merges\"", StringComparison.Ordinal);
         int first = text.IndexOf('"', text.IndexOf('[', quote) + 1);
         string path = temp.WriteText("bad.bpe.json", text[..(first + 1)] + "\\udc00" + text[(first + 1)..]);
@@ -132,10 +129,7 @@ public sealed class FuzzFindingsTests
     {
         // Found by the BPE target (seed czJBOVxIxh71): an unknown normalization holding a line break was quoted as it was.
         using var temp = new TempDir();
-        var bpe = Transduce.Text.BpeTrainer.Train(["low lower lowest", "new newer"], new Transduce.Text.BpeTrainingOptions { VocabSize = 270, MinPairFrequency = 1, MinCharacterFrequency = 1 });
-        string good = temp.WriteText("good.bpe.json", "");
-        bpe.Save(good);
-        string text = File.ReadAllText(good);
+        string text = SavedBpeModel(temp);
         // The JSON escape \n: the value read back holds a real line break.
         string bad = System.Text.RegularExpressions.Regex.Replace(text, "\"normalization\":\\s*\"none\"", "\"normalization\": \"\\ne\"");
         Assert.NotEqual(text, bad);
@@ -143,5 +137,15 @@ public sealed class FuzzFindingsTests
         var e = Assert.Throws<InvalidDataException>(() => Transduce.Text.BpeTokenizer.Load(path));
         Assert.Contains("unsupported normalization \"\\ne\"", e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    // The text of a tiny trained BPE model file as Save writes it, for a test to corrupt.
+    private static string SavedBpeModel(TempDir temp)
+    {
+        var bpe = Transduce.Text.BpeTrainer.Train(["low lower lowest", "new newer"],
+            new Transduce.Text.BpeTrainingOptions { VocabSize = 270, MinPairFrequency = 1, MinCharacterFrequency = 1 });
+        string good = temp.WriteText("good.bpe.json", "");
+        bpe.Save(good);
+        return File.ReadAllText(good);
     }
 }
