@@ -39,7 +39,7 @@ public sealed class RunConfigTests
 
         var baseCpu = RunConfig.FromPreset("transformer-base-cpu");
         Assert.Equal(TimeSpan.FromMinutes(60), baseCpu.Training.TimeLimit);
-        Assert.Equal((LearningRateSchedule.InverseSqrt, 400, 0.1, 4096), (baseCpu.Training.Schedule, baseCpu.Training.WarmupSteps, baseCpu.Training.LabelSmoothing, baseCpu.Training.MaxTokens!.Value));
+        Assert.Equal((LearningRateSchedule.InverseSqrt, 400, 0.1, 2048), (baseCpu.Training.Schedule, baseCpu.Training.WarmupSteps, baseCpu.Training.LabelSmoothing, baseCpu.Training.MaxTokens!.Value));
         Assert.Equal((TokenizerKind.Bpe, NormalizerKind.None, 8000), (baseCpu.Text.Tokenizer, baseCpu.Text.EffectiveNormalizer, baseCpu.Text.BpeVocabSize));
         Assert.True(baseCpu.Model.PreNorm && baseCpu.Model.TieEmbeddings && baseCpu.Model.ShareEmbeddings);
         Assert.Equal(("train.tsv", "valid.tsv", null, 0.1), (baseCpu.Data.TrainFile, baseCpu.Data.ValidFile, baseCpu.Validation.Every, baseCpu.Validation.EveryFraction!.Value));
