@@ -42,6 +42,8 @@ public sealed class RunConfigTests
         Assert.Equal((LearningRateSchedule.InverseSqrt, 400, 0.1, 2048), (baseCpu.Training.Schedule, baseCpu.Training.WarmupSteps, baseCpu.Training.LabelSmoothing, baseCpu.Training.MaxTokens!.Value));
         Assert.Equal((TokenizerKind.Bpe, NormalizerKind.None, 8000), (baseCpu.Text.Tokenizer, baseCpu.Text.EffectiveNormalizer, baseCpu.Text.BpeVocabSize));
         Assert.True(baseCpu.Model.PreNorm && baseCpu.Model.TieEmbeddings && baseCpu.Model.ShareEmbeddings);
+        // Stage 1b of the search (BENCHMARKS.md, issue 27): half the old batch and half the old dropout.
+        Assert.Equal((0.05, 2048), (baseCpu.Model.Dropout, baseCpu.Training.MaxTokens!.Value));
         Assert.Equal(("train.tsv", "valid.tsv", null, 0.1), (baseCpu.Data.TrainFile, baseCpu.Data.ValidFile, baseCpu.Validation.Every, baseCpu.Validation.EveryFraction!.Value));
         // The precision's names are its JSON names (auto, bfloat16), in a preset as in train.json.
         Assert.Equal(TrainingPrecision.Auto, baseCpu.Training.Precision);
